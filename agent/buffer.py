@@ -1,0 +1,445 @@
+"""ReadingBuffer: the durable on-unit store every reading passes through.
+
+- ``append`` assigns the reading its ``seq`` and returns only once the row is on disk
+  (SQLite WAL, ``synchronous=FULL``: one fsync of the WAL per commit, see
+  ``docs/buffer.md``), so a reading that was taken survives ``kill -9`` and power loss.
+- ``take`` leases the oldest pending readings as a :class:`Batch`; ``ack`` marks them
+  delivered (call it only on the broker's acknowledgement); ``nack`` returns them, and they
+  are served again before anything newer.  Leases live in memory, so after a crash every
+  unacknowledged reading is pending again: at-least-once, deduplicated centrally on
+  ``(device, seq)``.
+- ``seq`` is strictly increasing and never reused.  The counter lives in the database and,
+  in blocks, in a small ``<file>.seq`` reservation file beside it, so even a database that
+  had to be moved aside as corrupt does not restart the numbering.
+- Bounded: past ``max_bytes`` delivered readings are pruned first, then the oldest
+  undelivered ones; every such drop is added to a persisted counter and reported in an
+  ``event`` reading (``buffer_overflow``).  Never silently.
+- A database that fails SQLite's check at open is renamed aside (kept for forensics),
+  logged as critical, and a fresh one started; an ``event`` reading (``buffer_corrupt``)
+  records it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+
+import sqlite_utils
+
+from agent.clock import Clock, SystemClock
+from agent.reading import Event, Reading
+
+log = logging.getLogger(__name__)
+
+SEQ_BLOCK = 1000
+_PRUNE_CHUNK = 500
+
+
+class BufferError(RuntimeError):
+    """The buffer cannot be used (disk full, read-only, unusable path)."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Readings leased for one delivery attempt, oldest first."""
+
+    seqs: tuple[int, ...]
+    bodies: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    @property
+    def first(self) -> int:
+        return self.seqs[0]
+
+    @property
+    def last(self) -> int:
+        return self.seqs[-1]
+
+
+@dataclass(frozen=True)
+class BufferStats:
+    pending: int
+    delivered_kept: int
+    oldest_pending_time: str | None
+    last_seq: int
+    dropped_total: int
+    delivered_total: int
+    used_bytes: int
+    max_bytes: int
+
+
+class ReadingBuffer:
+    """Durable FIFO of readings with leases; safe to share between threads."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        device: str,
+        *,
+        max_bytes: int = 200_000_000,
+        keep_delivered: float = 30 * 86400.0,
+        clock: Clock | None = None,
+        synchronous: str = "FULL",
+        journal_mode: str = "WAL",
+    ) -> None:
+        self.path = Path(path)
+        self.device = device
+        self.max_bytes = max_bytes
+        self.keep_delivered = keep_delivered
+        self.clock = clock or SystemClock()
+        self._lock = threading.RLock()
+        self._leased: dict[int, Batch] = {}
+        self._returned: deque[Batch] = deque()
+        self._cursor = 0
+        self._last_prune = 0.0
+        self._seq_file = self.path.with_name(self.path.name + ".seq")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BufferError(f"cannot create the buffer folder {self.path.parent}: {exc}") from None
+        corrupt_copy = None
+        try:
+            self._open(synchronous, journal_mode)
+        except sqlite3.DatabaseError as exc:
+            corrupt_copy = self._move_aside(exc)
+            self._open(synchronous, journal_mode)
+        self._reserved = self._read_reservation()
+        if corrupt_copy is not None:
+            self._record_event(
+                "buffer_corrupt",
+                f"buffer database was corrupt; moved aside to {corrupt_copy.name}, new buffer started",
+                {"kept_as": str(corrupt_copy)},
+            )
+
+    # -- opening ------------------------------------------------------------------------
+
+    def _open(self, synchronous: str, journal_mode: str) -> None:
+        try:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        except sqlite3.OperationalError as exc:
+            raise BufferError(f"cannot open the buffer {self.path}: {exc}") from None
+        self.conn = conn
+        try:
+            conn.execute(f"PRAGMA journal_mode={journal_mode}").fetchone()
+            conn.execute(f"PRAGMA synchronous={synchronous}")
+            conn.execute("PRAGMA journal_size_limit=8388608")
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {check}")
+            self.db = sqlite_utils.Database(conn)
+            with self._transaction():
+                self.db["readings"].create(
+                    {"seq": int, "kind": str, "time": str, "body": str, "delivered_at": float},
+                    pk="seq",
+                    not_null={"kind", "time", "body"},
+                    if_not_exists=True,
+                )
+                self.db["meta"].create({"key": str, "value": int}, pk="key", if_not_exists=True)
+                conn.execute(
+                    "CREATE INDEX IF NOT EXISTS readings_pending ON readings(seq) WHERE delivered_at IS NULL"
+                )
+                for key in ("next_seq", "dropped_total", "delivered_total"):
+                    conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (key, 1 if key == "next_seq" else 0))
+        except sqlite3.DatabaseError:
+            conn.close()
+            raise
+
+    def _move_aside(self, exc: Exception) -> Path:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        kept = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(str(self.path) + suffix)
+            if src.exists():
+                os.replace(src, Path(str(kept) + suffix))
+        log.critical(
+            "buffer database %s is corrupt (%s); kept it as %s and started a new one. "
+            "Readings in the old file were not delivered; recover them with sqlite3 '.recover'.",
+            self.path, exc, kept,
+        )
+        return kept
+
+    def _transaction(self) -> "_Transaction":
+        return _Transaction(self.conn)
+
+    # -- seq reservation -----------------------------------------------------------------
+
+    def _read_reservation(self) -> int:
+        try:
+            reserved = int(self._seq_file.read_text().strip() or 0)
+        except FileNotFoundError:
+            reserved = 0
+        except (OSError, ValueError) as exc:
+            log.error("seq reservation file %s unreadable (%s); trusting the database counter", self._seq_file, exc)
+            reserved = 0
+        if reserved and self._meta("next_seq") == 1:
+            # A new database beside an old reservation: seqs up to the reservation may have
+            # been handed out by a database that is gone.  Never reuse them.
+            log.warning("new buffer database: numbering continues after reserved seq %d", reserved)
+            self._set_meta("next_seq", reserved + 1)
+        return reserved
+
+    def _reserve(self, upto: int) -> None:
+        if upto <= self._reserved:
+            return
+        new = upto + SEQ_BLOCK
+        tmp = self._seq_file.with_name(self._seq_file.name + ".tmp")
+        with open(tmp, "w") as handle:
+            handle.write(f"{new}\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self._seq_file)
+        dir_fd = os.open(self._seq_file.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        self._reserved = new
+
+    # -- meta counters -------------------------------------------------------------------
+
+    def _meta(self, key: str) -> int:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _set_meta(self, key: str, value: int) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # -- appending -----------------------------------------------------------------------
+
+    def append(self, reading: Reading) -> Reading:
+        """Store ``reading`` durably; returns it with its ``seq``."""
+        return self.append_many([reading])[0]
+
+    def append_many(self, readings: Iterable[Reading]) -> list[Reading]:
+        """Store several readings in one transaction (one fsync)."""
+        items = list(readings)
+        if not items:
+            return []
+        with self._lock:
+            try:
+                stored = self._insert(items)
+            except sqlite3.OperationalError as exc:
+                raise BufferError(f"cannot write to the buffer {self.path}: {exc}") from None
+            self._enforce_limit()
+            return stored
+
+    def _insert(self, items: list[Reading]) -> list[Reading]:
+        next_seq = self._meta("next_seq")
+        self._reserve(next_seq + len(items))
+        stored = []
+        with self._transaction():
+            for offset, reading in enumerate(items):
+                numbered = replace(reading, seq=next_seq + offset)
+                self.conn.execute(
+                    "INSERT INTO readings(seq, kind, time, body) VALUES (?, ?, ?, ?)",
+                    (numbered.seq, numbered.kind, numbered.to_dict()["time"], numbered.to_json()),
+                )
+                stored.append(numbered)
+            self._set_meta("next_seq", next_seq + len(items))
+        return stored
+
+    def _record_event(self, kind: str, message: str, data: dict) -> Reading:
+        stamp = self.clock.now()
+        event = Reading(self.device, stamp.time, stamp.source, Event(kind, message, data))
+        with self._lock:
+            return self._insert([event])[0]
+
+    # -- space ---------------------------------------------------------------------------
+
+    def used_bytes(self) -> int:
+        page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
+        free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return (pages - free) * page_size
+
+    def _enforce_limit(self) -> None:
+        if self.used_bytes() <= self.max_bytes:
+            return
+        target = int(self.max_bytes * 0.9)
+        pruned = dropped = 0
+        while self.used_bytes() > target:
+            with self._transaction():
+                n = self.conn.execute(
+                    "DELETE FROM readings WHERE seq IN (SELECT seq FROM readings WHERE delivered_at IS NOT NULL "
+                    "ORDER BY seq LIMIT ?)",
+                    (_PRUNE_CHUNK,),
+                ).rowcount
+            if n == 0:
+                break
+            pruned += n
+        while self.used_bytes() > target:
+            with self._transaction():
+                n = self.conn.execute(
+                    "DELETE FROM readings WHERE seq IN (SELECT seq FROM readings WHERE delivered_at IS NULL "
+                    "ORDER BY seq LIMIT ?)",
+                    (_PRUNE_CHUNK,),
+                ).rowcount
+                self._set_meta("dropped_total", self._meta("dropped_total") + n)
+            if n == 0:
+                break
+            dropped += n
+        if pruned:
+            log.info("buffer full: pruned %d delivered readings", pruned)
+        if dropped:
+            total = self._meta("dropped_total")
+            log.error(
+                "buffer full (%d bytes): DROPPED %d undelivered readings, oldest first (%d dropped in all). "
+                "Free space or raise buffer.max_size.", self.max_bytes, dropped, total,
+            )
+            self._record_event(
+                "buffer_overflow",
+                f"buffer full: dropped {dropped} undelivered readings, oldest first",
+                {"dropped": dropped, "dropped_total": total, "max_bytes": self.max_bytes},
+            )
+
+    # -- leasing -------------------------------------------------------------------------
+
+    def take(self, limit: int) -> Batch | None:
+        """Lease up to ``limit`` of the oldest pending readings, or None if there are none."""
+        with self._lock:
+            while self._returned:
+                batch = self._refresh(self._returned.popleft())
+                if batch is not None:
+                    self._leased[batch.first] = batch
+                    return batch
+            if not self._leased:
+                self._cursor = 0
+            rows = self.conn.execute(
+                "SELECT seq, body FROM readings WHERE delivered_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
+                (self._cursor, limit),
+            ).fetchall()
+            if not rows:
+                return None
+            batch = Batch(tuple(r[0] for r in rows), tuple(r[1] for r in rows))
+            self._cursor = batch.last
+            self._leased[batch.first] = batch
+            return batch
+
+    def _refresh(self, batch: Batch) -> Batch | None:
+        """The still-pending part of a returned batch (some may have been pruned since)."""
+        marks = ",".join("?" * len(batch.seqs))
+        rows = self.conn.execute(
+            f"SELECT seq, body FROM readings WHERE delivered_at IS NULL AND seq IN ({marks}) ORDER BY seq",
+            batch.seqs,
+        ).fetchall()
+        return Batch(tuple(r[0] for r in rows), tuple(r[1] for r in rows)) if rows else None
+
+    def ack(self, batch: Batch) -> None:
+        """The broker acknowledged ``batch``: mark it delivered."""
+        with self._lock:
+            self._leased.pop(batch.first, None)
+            now = time.time()
+            with self._transaction():
+                marks = ",".join("?" * len(batch.seqs))
+                n = self.conn.execute(
+                    f"UPDATE readings SET delivered_at = ? WHERE delivered_at IS NULL AND seq IN ({marks})",
+                    (now, *batch.seqs),
+                ).rowcount
+                self._set_meta("delivered_total", self._meta("delivered_total") + n)
+            if now - self._last_prune > 60:
+                self._last_prune = now
+                self._prune_old_delivered(now)
+
+    def nack(self, batch: Batch) -> None:
+        """Delivery of ``batch`` failed: it goes back, ahead of newer readings."""
+        with self._lock:
+            if self._leased.pop(batch.first, None) is not None:
+                self._returned.append(batch)
+                self._returned = deque(sorted(self._returned, key=lambda b: b.first))
+
+    def release_all(self) -> int:
+        """Return every leased batch (the connection carrying them is gone)."""
+        with self._lock:
+            batches = list(self._leased.values())
+            for batch in batches:
+                self.nack(batch)
+            return len(batches)
+
+    def _prune_old_delivered(self, now: float) -> None:
+        with self._transaction():
+            self.conn.execute(
+                "DELETE FROM readings WHERE delivered_at IS NOT NULL AND delivered_at < ?",
+                (now - self.keep_delivered,),
+            )
+
+    # -- inspection ----------------------------------------------------------------------
+
+    def pending_count(self) -> int:
+        with self._lock:
+            return self.conn.execute("SELECT count(*) FROM readings WHERE delivered_at IS NULL").fetchone()[0]
+
+    def stats(self) -> BufferStats:
+        with self._lock:
+            pending, oldest = self.conn.execute(
+                "SELECT count(*), min(time) FROM readings WHERE delivered_at IS NULL"
+            ).fetchone()
+            kept = self.conn.execute("SELECT count(*) FROM readings WHERE delivered_at IS NOT NULL").fetchone()[0]
+            return BufferStats(
+                pending=pending,
+                delivered_kept=kept,
+                oldest_pending_time=oldest,
+                last_seq=self._meta("next_seq") - 1,
+                dropped_total=self._meta("dropped_total"),
+                delivered_total=self._meta("delivered_total"),
+                used_bytes=self.used_bytes(),
+                max_bytes=self.max_bytes,
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    def __enter__(self) -> "ReadingBuffer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error) on an autocommit connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def read_stats(path: Path | str) -> BufferStats:
+    """Stats of a buffer file opened read-only (safe while the agent is writing it)."""
+    path = Path(path)
+    if not path.exists():
+        raise BufferError(f"no buffer at {path} (has the agent run with this config?)")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    except sqlite3.Error as exc:
+        raise BufferError(f"cannot open the buffer {path}: {exc}") from None
+    try:
+        pending, oldest = conn.execute("SELECT count(*), min(time) FROM readings WHERE delivered_at IS NULL").fetchone()
+        kept = conn.execute("SELECT count(*) FROM readings WHERE delivered_at IS NOT NULL").fetchone()[0]
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+    except sqlite3.Error as exc:
+        raise BufferError(f"cannot read the buffer {path}: {exc}") from None
+    finally:
+        conn.close()
+    return BufferStats(
+        pending=pending, delivered_kept=kept, oldest_pending_time=oldest,
+        last_seq=int(meta.get("next_seq", 1)) - 1, dropped_total=int(meta.get("dropped_total", 0)),
+        delivered_total=int(meta.get("delivered_total", 0)), used_bytes=(pages - free) * size, max_bytes=0,
+    )

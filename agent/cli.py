@@ -1,0 +1,153 @@
+"""The ``blankspot`` command.
+
+Errors a user can fix (bad arguments, bad config) print one line on stderr and exit 2;
+runtime failures exit 1.  No tracebacks for either.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from dataclasses import asdict
+from typing import Any, Callable, Sequence
+
+from agent import __version__
+from agent.buffer import BufferError, read_stats
+from agent.config import DEFAULT_PATH, ConfigError, load_config
+
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called; exit status 2."""
+
+
+class RuntimeFailure(Exception):
+    """The command was right but could not do its job; exit status 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + message
+        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def setup_logging(level: str = "info") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        stream=sys.stderr,
+    )
+    logging.getLogger("paho").setLevel(logging.WARNING)
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", metavar="PATH", default=None,
+                        help=f"config file (default {DEFAULT_PATH})")
+
+
+def _load(args: argparse.Namespace):
+    return load_config(args.config or DEFAULT_PATH)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if args.check:
+        print(f"{args.config or DEFAULT_PATH}: ok (device {config.device_id})")
+        return 0
+    setup_logging(args.log_level or config.log.level)
+    from agent.service import AgentService
+
+    try:
+        service = AgentService(config, config_path=str(args.config or DEFAULT_PATH))
+    except BufferError as exc:
+        raise RuntimeFailure(str(exc)) from None
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    service.run(stop)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config = _load(args)
+    try:
+        stats = read_stats(config.buffer.path)
+    except BufferError as exc:
+        raise RuntimeFailure(str(exc)) from None
+    data: dict[str, Any] = {"device": config.device_id, "buffer": {**asdict(stats), "max_bytes": config.buffer.max_size}}
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    b = data["buffer"]
+    print(f"device            {config.device_id}")
+    print(f"readings waiting  {b['pending']} (oldest {b['oldest_pending_time'] or '-'})")
+    print(f"delivered         {b['delivered_total']} in all ({b['delivered_kept']} kept on the unit)")
+    print(f"last seq          {b['last_seq']}")
+    print(f"dropped           {b['dropped_total']}" + ("  <- buffer overflowed; raise buffer.max_size" if b["dropped_total"] else ""))
+    print(f"buffer size       {b['used_bytes'] / 1e6:.1f} MB of {b['max_bytes'] / 1e6:.0f} MB")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from agent.demo import DemoError, run_demo
+
+    setup_logging("warning" if not args.verbose else "info")
+    try:
+        return run_demo(trip_seconds=args.seconds, workdir=args.workdir, broker_kind=args.broker, out=print)
+    except DemoError as exc:
+        raise RuntimeFailure(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="blankspot", description="Field network-measurement agent and blank-spot map collector.")
+    parser.add_argument("--version", action="version", version=f"blankspot {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("run", help="run the agent: take readings, buffer them, push them to the broker",
+                       description="Run the agent until SIGTERM. Example: blankspot run --config /etc/blankspot/agent.toml",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _config_arg(p)
+    p.add_argument("--check", action="store_true", help="validate the config file and exit")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="override log.level")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("status", help="show the unit's buffer: readings waiting, delivered, dropped",
+                       description="Show the buffer state. Example: blankspot status --json")
+    _config_arg(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("demo", help="simulated boat trip through a blank spot, end to end",
+                       description="Simulated trip on the Mahakam: a local broker, the agent, a blank spot, "
+                                   "the backlog and its drain. Example: blankspot demo --seconds 40")
+    p.add_argument("--seconds", type=float, default=40.0, help="length of the time-compressed trip (default 40)")
+    p.add_argument("--workdir", default=None, help="keep the demo's files here (default: a temporary folder)")
+    p.add_argument("--broker", choices=("auto", "mosquitto", "amqtt"), default="auto", help="which local broker to start")
+    p.add_argument("--verbose", "-v", action="store_true", help="show the agent's log")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        func: Callable[[argparse.Namespace], int] = args.func
+        return func(args)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError as exc:
+        print(f"blankspot: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except RuntimeFailure as exc:
+        print(f"blankspot: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except KeyboardInterrupt:
+        return 130

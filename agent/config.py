@@ -1,0 +1,218 @@
+"""The agent's configuration: one TOML file, validated once at start.
+
+Every key is declared here with its type, default and description; ``docs/configuration.md``
+and ``deploy/agent.example.toml`` describe the same keys, and a test keeps them in step.
+"""
+from __future__ import annotations
+
+import re
+import socket
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.settings import SettingError, build, section, setting
+
+DEFAULT_PATH = Path("/etc/blankspot/agent.toml")
+
+
+class ConfigError(Exception):
+    """The config file cannot be used. ``str()`` is the one line to show the user."""
+
+    def __init__(self, path: Path | str, message: str, line: int | None = None) -> None:
+        where = f"{path}:{line}" if line else str(path)
+        super().__init__(f"{where}: {message}")
+        self.path = Path(path)
+        self.line = line
+
+
+_DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    id: str = setting(
+        "",
+        "Unit name, unique in the fleet: letters, digits, '-', '_', '.'; used in MQTT topics "
+        "and as the dedup key with seq. Empty means the host name.",
+        "str",
+    )
+
+
+@dataclass(frozen=True)
+class BufferConfig:
+    path: Path = setting(
+        Path("/var/lib/blankspot/buffer.db"),
+        "SQLite file holding every reading until the broker has acknowledged it.",
+        "path",
+    )
+    max_size: int = setting(
+        200_000_000,
+        "Most disk the buffer may use. When full, delivered readings are pruned first, "
+        "then the oldest undelivered; every drop is counted and reported.",
+        "size",
+        minimum=1_000_000,
+    )
+    keep_delivered: float = setting(
+        30 * 86400.0,
+        "How long readings the broker already acknowledged stay on the unit for local "
+        "inspection (they are pruned earlier if space runs out).",
+        "duration",
+        minimum=0,
+    )
+
+
+@dataclass(frozen=True)
+class UplinkConfig:
+    enabled: bool = setting(True, "Push readings to the broker. false keeps them only in the buffer.", "bool")
+    host: str = setting("localhost", "Broker host name or address.", "str")
+    port: int = setting(1883, "Broker TCP port (usually 1883, or 8883 with TLS).", "int", minimum=1, maximum=65535)
+    protocol: str = setting("5", "MQTT protocol version.", "choice", choices=("5", "3.1.1"))
+    client_id: str = setting(
+        "", "MQTT client id; must be stable for the broker to keep the session. Empty means 'blankspot-<device id>'.", "str"
+    )
+    username: str = setting("", "Username for the broker; empty for none.", "str")
+    password: str = setting("", "Password for the broker; prefer password_file.", "str")
+    password_file: Path | None = setting(
+        None, "File whose first line is the broker password (kept out of the config file).", "path", optional=True
+    )
+    tls: bool = setting(False, "Connect with TLS.", "bool")
+    ca_file: Path | None = setting(
+        None, "CA certificate(s) that signed the broker's certificate; empty uses the system store.", "path", optional=True
+    )
+    cert_file: Path | None = setting(None, "Client certificate for TLS client authentication.", "path", optional=True)
+    key_file: Path | None = setting(None, "Private key of cert_file.", "path", optional=True)
+    topic_prefix: str = setting("blankspot/v1", "Prefix of every topic: <prefix>/<device>/readings and /status.", "str")
+    keepalive: float = setting(60.0, "MQTT keepalive; a silent link is declared dead after 1.5 times this.", "duration", minimum=2, maximum=65535)
+    session_expiry: float = setting(
+        7 * 86400.0, "How long the broker keeps this unit's session while it is offline (MQTT 5).", "duration", minimum=0
+    )
+    connect_timeout: float = setting(20.0, "Give up a connection attempt (TCP, TLS, CONNACK) after this long.", "duration", minimum=1)
+    batch_size: int = setting(200, "Readings per MQTT message at most.", "int", minimum=1, maximum=10000)
+    max_inflight: int = setting(
+        8, "Batches sent but not yet acknowledged at most; more hides round-trip time on slow links.", "int", minimum=1, maximum=100
+    )
+    backoff_min: float = setting(1.0, "First wait before reconnecting after a failure.", "duration", minimum=0.05)
+    backoff_max: float = setting(300.0, "Longest wait between reconnection attempts (doubling, with jitter).", "duration", minimum=0.1)
+    status_interval: float = setting(300.0, "How often the retained status message is refreshed while connected.", "duration", minimum=1)
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    kind: str = setting(
+        "synthetic",
+        "Where readings come from. 'synthetic' simulates a boat on the Mahakam route (demo and testing).",
+        "choice",
+        choices=("synthetic",),
+    )
+    interval: float = setting(10.0, "Time between readings.", "duration", minimum=0.001)
+    speed_kmh: float = setting(400.0, "Synthetic source: boat speed along the route (time-compressed trips go fast).", "float", minimum=0)
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = setting("info", "Log level.", "choice", choices=("debug", "info", "warning", "error"))
+
+
+@dataclass(frozen=True)
+class Config:
+    device: DeviceConfig = section(DeviceConfig, "Identity of this unit.")
+    buffer: BufferConfig = section(BufferConfig, "The durable on-unit reading buffer.")
+    uplink: UplinkConfig = section(UplinkConfig, "MQTT connection to the central broker.")
+    source: SourceConfig = section(SourceConfig, "What produces readings.")
+    log: LogConfig = section(LogConfig, "Logging.")
+
+    @property
+    def device_id(self) -> str:
+        return self.device.id or default_device_id()
+
+    @property
+    def client_id(self) -> str:
+        return self.uplink.client_id or f"blankspot-{self.device_id}"
+
+
+def default_device_id() -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()) or "unit"
+    return name[:64]
+
+
+def _line_of(text: str, dotted_key: str) -> int | None:
+    """Best-effort line number of ``dotted_key`` (``section.key``) in TOML ``text``."""
+    parts = dotted_key.split(".")
+    *tables, key = parts
+    current: list[str] = []
+    header = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]\s*(#.*)?$")
+    assign = re.compile(r"^\s*([A-Za-z0-9_.\"-]+)\s*=")
+    for number, line in enumerate(text.splitlines(), start=1):
+        m = header.match(line)
+        if m:
+            current = [p.strip().strip('"') for p in m.group(1).split(".")]
+            continue
+        m = assign.match(line)
+        if m:
+            full = current + [p.strip().strip('"') for p in m.group(1).split(".")]
+            if full == tables + [key] or full == tables:
+                return number
+    for number, line in enumerate(text.splitlines(), start=1):
+        m = header.match(line)
+        if m and [p.strip() for p in m.group(1).split(".")] == parts:
+            return number
+    return None
+
+
+def parse_config(text: str, path: Path | str = "<config>") -> Config:
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        m = re.search(r"\s*\(at line (\d+), column (\d+)\)", msg)
+        if m:
+            msg = f"{msg[: m.start()]} at column {m.group(2)}"
+        raise ConfigError(path, f"not valid TOML: {msg}", int(m.group(1)) if m else None) from None
+    try:
+        config = build(Config, table)
+        _check(config)
+    except SettingError as exc:
+        raise ConfigError(path, f"{exc.key}: {exc.message}", _line_of(text, exc.key)) from None
+    return config
+
+
+def _check(config: Config) -> None:
+    """Rules that span several keys."""
+    if config.device.id and not _DEVICE_ID_RE.match(config.device.id):
+        raise SettingError(
+            "device.id",
+            f"expected 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit, got {config.device.id!r}",
+        )
+    up = config.uplink
+    if up.backoff_max < up.backoff_min:
+        raise SettingError("uplink.backoff_max", "must not be shorter than uplink.backoff_min")
+    if bool(up.cert_file) != bool(up.key_file):
+        raise SettingError("uplink.cert_file", "cert_file and key_file go together: give both or neither")
+    if up.password and up.password_file:
+        raise SettingError("uplink.password_file", "give password or password_file, not both")
+    if any("+" in p or "#" in p for p in up.topic_prefix.split("/")) or up.topic_prefix.endswith("/"):
+        raise SettingError("uplink.topic_prefix", f"expected topic levels without wildcards or a trailing '/', got {up.topic_prefix!r}")
+
+
+def load_config(path: Path | str | None) -> Config:
+    """Read and validate the config file; ``None`` means built-in defaults only."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, "no such file (give --config PATH, or copy deploy/agent.example.toml there)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, f"cannot read: {exc}") from None
+    return parse_config(text, path)
+
+
+def read_password(config: UplinkConfig, source: Path | str = "<config>") -> str | None:
+    if config.password_file:
+        try:
+            return config.password_file.read_text(encoding="utf-8").splitlines()[0].strip()
+        except (OSError, IndexError) as exc:
+            raise ConfigError(source, f"uplink.password_file: cannot read a password from {config.password_file}: {exc}") from None
+    return config.password or None

@@ -1,0 +1,1 @@
+"""Measurements: signal, latency, throughput and the data they cost."""

@@ -1,0 +1,37 @@
+"""Signal quality classes from measured levels, per radio technology.
+
+Thresholds and their sources are in ``docs/signal-quality.md``.  No service is ``none``;
+a reading without any usable level is ``none`` only when the modem said so, never because
+a level was unknown.
+"""
+from __future__ import annotations
+
+# (excellent, good, fair) lower bounds; anything below "fair" is "poor".
+RSRP_LTE = (-80.0, -90.0, -100.0)
+RSCP_WCDMA = (-75.0, -85.0, -95.0)
+RSSI_GSM = (-70.0, -85.0, -100.0)
+
+
+def _classify(value: float, bounds: tuple[float, float, float]) -> str:
+    excellent, good, fair = bounds
+    if value >= excellent:
+        return "excellent"
+    if value >= good:
+        return "good"
+    if value >= fair:
+        return "fair"
+    return "poor"
+
+
+def signal_quality(rat: str, rsrp_dbm: float | None = None, rscp_dbm: float | None = None,
+                   rssi_dbm: float | None = None) -> str | None:
+    """Quality class, or None when no level fit for ``rat`` is known."""
+    if rat == "NONE":
+        return "none"
+    if rat in ("LTE", "NR5G-NSA", "NR5G-SA") and rsrp_dbm is not None:
+        return _classify(rsrp_dbm, RSRP_LTE)
+    if rat == "WCDMA" and rscp_dbm is not None:
+        return _classify(rscp_dbm, RSCP_WCDMA)
+    if rssi_dbm is not None:
+        return _classify(rssi_dbm, RSSI_GSM)
+    return None

@@ -1,0 +1,289 @@
+"""The reading: one measurement, its position and time, as in schema ``blankspot.reading/1``.
+
+``Reading.to_dict`` / ``reading_from_dict`` are the JSON form.  ``reading_from_dict``
+validates strictly (it is what the collector trusts) and raises :class:`ReadingError` only.
+The JSON Schema in ``agent/schema/reading.schema.json`` says the same for integrators.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+SCHEMA = "blankspot.reading/1"
+TIME_SOURCES = ("gps", "ntp", "unsynced")
+KINDS = ("signal", "latency", "throughput", "event")
+FIXES = ("none", "2d", "3d")
+REGISTRATIONS = ("home", "roaming", "searching", "denied", "not_registered", "unknown")
+RATS = ("GSM", "WCDMA", "LTE", "NR5G-NSA", "NR5G-SA", "NONE")
+QUALITIES = ("excellent", "good", "fair", "poor", "none")
+DEVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+MAX_STRING = 256
+
+
+class ReadingError(ValueError):
+    """A reading (or its JSON form) does not follow ``blankspot.reading/1``."""
+
+
+def format_time(moment: datetime) -> str:
+    """UTC, ISO 8601 with milliseconds and ``Z``: ``2026-11-24T03:04:05.678Z``."""
+    if moment.tzinfo is None:
+        raise ValueError("reading times must be timezone-aware")
+    utc = moment.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def parse_time(text: str) -> datetime:
+    if not isinstance(text, str) or not _TIME_RE.match(text):
+        raise ReadingError(f"time: expected UTC ISO 8601 with milliseconds and 'Z', got {text!r}")
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise ReadingError(f"time: not a real date, got {text!r}") from None
+
+
+# (name, type, allowed values or None).  Types: "int", "num", "str", or a tuple of choices.
+_Field = tuple[str, Any]
+
+
+@dataclass(frozen=True)
+class Position:
+    lat: float
+    lon: float
+    alt_m: float | None = None
+    hdop: float | None = None
+    sats: int | None = None
+    speed_kmh: float | None = None
+    course_deg: float | None = None
+    fix: str = "3d"
+
+    FIELDS: ClassVar[tuple[_Field, ...]] = (
+        ("lat", "num!"), ("lon", "num!"), ("alt_m", "num"), ("hdop", "num"), ("sats", "int"),
+        ("speed_kmh", "num"), ("course_deg", "num"), ("fix", FIXES),
+    )
+
+
+@dataclass(frozen=True)
+class Signal:
+    registration: str = "unknown"
+    operator: str | None = None
+    mcc: int | None = None
+    mnc: int | None = None
+    rat: str = "NONE"
+    band: int | None = None
+    earfcn: int | None = None
+    pci: int | None = None
+    cell_id: int | None = None
+    tac: int | None = None
+    lac: int | None = None
+    rssi_dbm: float | None = None
+    rsrp_dbm: float | None = None
+    rsrq_db: float | None = None
+    sinr_db: float | None = None
+    rscp_dbm: float | None = None
+    ecio_db: float | None = None
+    csq: int | None = None
+    quality: str = "none"
+    error: str | None = None
+
+    FIELDS: ClassVar[tuple[_Field, ...]] = (
+        ("registration", REGISTRATIONS), ("operator", "str"), ("mcc", "int"), ("mnc", "int"),
+        ("rat", RATS), ("band", "int"), ("earfcn", "int"), ("pci", "int"), ("cell_id", "int"),
+        ("tac", "int"), ("lac", "int"), ("rssi_dbm", "num"), ("rsrp_dbm", "num"),
+        ("rsrq_db", "num"), ("sinr_db", "num"), ("rscp_dbm", "num"), ("ecio_db", "num"),
+        ("csq", "int"), ("quality", QUALITIES), ("error", "str"),
+    )
+
+
+@dataclass(frozen=True)
+class Latency:
+    target: str
+    method: str
+    sent: int
+    received: int
+    loss_pct: float
+    rtt_min_ms: float | None = None
+    rtt_avg_ms: float | None = None
+    rtt_max_ms: float | None = None
+    jitter_ms: float | None = None
+    error: str | None = None
+
+    FIELDS: ClassVar[tuple[_Field, ...]] = (
+        ("target", "str!"), ("method", "str!"), ("sent", "int!"), ("received", "int!"),
+        ("loss_pct", "num!"), ("rtt_min_ms", "num"), ("rtt_avg_ms", "num"), ("rtt_max_ms", "num"),
+        ("jitter_ms", "num"), ("error", "str"),
+    )
+
+
+@dataclass(frozen=True)
+class Throughput:
+    backend: str
+    server: str | None = None
+    down_mbps: float | None = None
+    up_mbps: float | None = None
+    bytes_used: int | None = None
+    duration_s: float | None = None
+    error: str | None = None
+
+    FIELDS: ClassVar[tuple[_Field, ...]] = (
+        ("backend", "str!"), ("server", "str"), ("down_mbps", "num"), ("up_mbps", "num"),
+        ("bytes_used", "int"), ("duration_s", "num"), ("error", "str"),
+    )
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened on the unit: ``type`` names it, ``data`` holds its figures."""
+
+    type: str
+    message: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    FIELDS: ClassVar[tuple[_Field, ...]] = (("type", "str!"), ("message", "str"), ("data", "obj"))
+
+
+PART_TYPES: dict[str, type] = {"signal": Signal, "latency": Latency, "throughput": Throughput, "event": Event}
+Part = Signal | Latency | Throughput | Event
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One measurement.  ``seq`` is assigned by the buffer when the reading is stored."""
+
+    device: str
+    time: datetime
+    time_source: str
+    part: Part
+    position: Position | None = None
+    seq: int | None = None
+
+    @property
+    def kind(self) -> str:
+        for kind, cls in PART_TYPES.items():
+            if isinstance(self.part, cls):
+                return kind
+        raise ReadingError(f"unknown part type {type(self.part).__name__}")
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.seq is None:
+            raise ReadingError("seq: a reading gets its seq when it is buffered")
+        return {
+            "schema": SCHEMA,
+            "device": self.device,
+            "seq": self.seq,
+            "time": format_time(self.time),
+            "time_source": self.time_source,
+            "kind": self.kind,
+            "position": None if self.position is None else dataclasses.asdict(self.position),
+            self.kind: _part_dict(self.part),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _part_dict(part: Part) -> dict[str, Any]:
+    return {f.name: getattr(part, f.name) for f in dataclasses.fields(part)}
+
+
+def _check_value(where: str, kind: Any, value: Any) -> Any:
+    required = isinstance(kind, str) and kind.endswith("!")
+    kind = kind.rstrip("!") if isinstance(kind, str) else kind
+    if value is None:
+        if required:
+            raise ReadingError(f"{where}: required, got null")
+        return None
+    if isinstance(kind, tuple):
+        if value not in kind:
+            raise ReadingError(f"{where}: expected one of {', '.join(kind)}, got {_short(value)}")
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ReadingError(f"{where}: expected an integer or null, got {_short(value)}")
+        if abs(value) > 2**53:
+            raise ReadingError(f"{where}: integer out of range")
+        return value
+    if kind == "num":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ReadingError(f"{where}: expected a number or null, got {_short(value)}")
+        return value
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ReadingError(f"{where}: expected a string or null, got {_short(value)}")
+        if len(value) > MAX_STRING:
+            raise ReadingError(f"{where}: string longer than {MAX_STRING} characters")
+        return value
+    if kind == "obj":
+        if not isinstance(value, dict):
+            raise ReadingError(f"{where}: expected an object, got {_short(value)}")
+        if len(json.dumps(value)) > 4096:
+            raise ReadingError(f"{where}: object larger than 4096 bytes")
+        return value
+    raise AssertionError(kind)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, (bytes, bytearray)) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _build(cls: type, where: str, table: Any) -> Any:
+    if not isinstance(table, dict):
+        raise ReadingError(f"{where}: expected an object, got {_short(table)}")
+    names = {name for name, _ in cls.FIELDS}
+    extra = sorted(set(table) - names)
+    if extra:
+        raise ReadingError(f"{where}: unknown field {extra[0]!r}")
+    values = {name: _check_value(f"{where}.{name}", kind, table.get(name)) for name, kind in cls.FIELDS}
+    if cls is Event and values["data"] is None:
+        values["data"] = {}
+    if cls is Position:
+        if not -90 <= values["lat"] <= 90 or not -180 <= values["lon"] <= 180:
+            raise ReadingError(f"{where}: lat/lon out of range")
+    return cls(**values)
+
+
+def reading_from_dict(table: Any) -> Reading:
+    """Validate and build a reading from its JSON form; raises :class:`ReadingError`."""
+    if not isinstance(table, dict):
+        raise ReadingError(f"reading: expected an object, got {_short(table)}")
+    if table.get("schema") != SCHEMA:
+        raise ReadingError(f"schema: expected {SCHEMA!r}, got {_short(table.get('schema'))}")
+    kind = table.get("kind")
+    if kind not in PART_TYPES:
+        raise ReadingError(f"kind: expected one of {', '.join(KINDS)}, got {_short(kind)}")
+    allowed = {"schema", "device", "seq", "time", "time_source", "kind", "position", kind}
+    extra = sorted(set(table) - allowed)
+    if extra:
+        raise ReadingError(f"unknown field {extra[0]!r}")
+    device = table.get("device")
+    if not isinstance(device, str) or not DEVICE_RE.match(device):
+        raise ReadingError(f"device: expected 1-64 letters, digits, '-', '_' or '.', got {_short(device)}")
+    seq = table.get("seq")
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq < 2**63:
+        raise ReadingError(f"seq: expected a positive integer, got {_short(seq)}")
+    time_source = table.get("time_source")
+    if time_source not in TIME_SOURCES:
+        raise ReadingError(f"time_source: expected one of {', '.join(TIME_SOURCES)}, got {_short(time_source)}")
+    position = table.get("position")
+    return Reading(
+        device=device,
+        seq=seq,
+        time=parse_time(table.get("time")),
+        time_source=time_source,
+        position=None if position is None else _build(Position, "position", position),
+        part=_build(PART_TYPES[kind], kind, table.get(kind)),
+    )
+
+
+def reading_from_json(text: str | bytes) -> Reading:
+    try:
+        table = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ReadingError(f"not JSON: {exc}") from None
+    return reading_from_dict(table)

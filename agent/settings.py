@@ -1,0 +1,174 @@
+"""Strict validation of TOML tables into dataclasses.
+
+Each config field is declared with :func:`setting`, which carries its type, bounds and the
+one-line description that ``docs/configuration.md`` must repeat.  :func:`build` turns a
+parsed TOML table into the dataclass, rejecting unknown keys (with a "did you mean"
+suggestion), wrong types and impossible values through :class:`SettingError`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from agent.units import format_duration, format_size, parse_duration, parse_size
+
+KINDS = ("str", "int", "float", "bool", "duration", "size", "path", "choice", "section")
+
+
+class SettingError(ValueError):
+    """A config value is wrong; ``key`` is the dotted key, ``message`` what was expected."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Spec:
+    kind: str
+    doc: str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    optional: bool = False
+
+
+def setting(
+    default: Any,
+    doc: str,
+    kind: str,
+    *,
+    choices: Sequence[str] = (),
+    minimum: float | None = None,
+    maximum: float | None = None,
+    optional: bool = False,
+) -> Any:
+    """A config field: its default, a one-line description and its type."""
+    assert kind in KINDS, kind
+    spec = Spec(kind, doc, tuple(choices), minimum, maximum, optional)
+    return field(default=default, metadata={"spec": spec})
+
+
+def section(cls: type, doc: str) -> Any:
+    """A nested table of settings."""
+    return field(default_factory=cls, metadata={"spec": Spec("section", doc)})
+
+
+def _spec(f: dataclasses.Field) -> Spec:
+    return f.metadata["spec"]
+
+
+def _describe(spec: Spec) -> str:
+    return {
+        "str": "a string",
+        "int": "a whole number",
+        "float": "a number",
+        "bool": "true or false",
+        "duration": 'a duration such as "30s"',
+        "size": 'a size such as "50MB"',
+        "path": "a file path",
+        "choice": "one of " + ", ".join(repr(c) for c in spec.choices),
+        "section": "a table",
+    }[spec.kind]
+
+
+def _convert(key: str, spec: Spec, value: Any) -> Any:
+    if value is None or (spec.optional and value == ""):
+        if spec.optional:
+            return None
+        raise SettingError(key, f"expected {_describe(spec)}")
+    kind = spec.kind
+    try:
+        if kind == "str" or kind == "path":
+            if not isinstance(value, str):
+                raise TypeError
+            result: Any = value if kind == "str" else Path(value)
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                raise TypeError
+            result = value
+        elif kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError
+            result = value
+        elif kind == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError
+            result = float(value)
+        elif kind == "duration":
+            if isinstance(value, bool) or not isinstance(value, str):
+                raise TypeError
+            result = parse_duration(value)
+        elif kind == "size":
+            if isinstance(value, bool) or not isinstance(value, str):
+                raise TypeError
+            result = parse_size(value)
+        elif kind == "choice":
+            if not isinstance(value, str):
+                raise TypeError
+            if value not in spec.choices:
+                close = difflib.get_close_matches(value, spec.choices, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise SettingError(key, f"expected {_describe(spec)}, got {value!r}{hint}")
+            result = value
+        else:  # pragma: no cover - sections are handled by build()
+            raise AssertionError(kind)
+    except TypeError:
+        raise SettingError(
+            key, f"expected {_describe(spec)}, got {type(value).__name__} {value!r}"
+        ) from None
+    except SettingError:
+        raise
+    except ValueError as exc:
+        raise SettingError(key, str(exc)) from None
+    if spec.minimum is not None and result < spec.minimum:
+        raise SettingError(key, f"must be at least {_show(spec, spec.minimum)}, got {value!r}")
+    if spec.maximum is not None and result > spec.maximum:
+        raise SettingError(key, f"must be at most {_show(spec, spec.maximum)}, got {value!r}")
+    return result
+
+
+def _show(spec: Spec, number: float) -> str:
+    if spec.kind == "duration":
+        return f'"{format_duration(number)}"'
+    if spec.kind == "size":
+        return f'"{format_size(int(number))}"'
+    return str(number)
+
+
+def build(cls: type, table: Any, prefix: str = "") -> Any:
+    """Validate ``table`` (a parsed TOML table) into an instance of dataclass ``cls``."""
+    if not isinstance(table, dict):
+        raise SettingError(prefix.rstrip(".") or "(top level)", "expected a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in table:
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            known = ", ".join(fields)
+            raise SettingError(f"{prefix}{key}", f"unknown key{hint}; known keys here: {known}")
+    values = {}
+    for name, f in fields.items():
+        if name not in table:
+            continue
+        spec = _spec(f)
+        if spec.kind == "section":
+            values[name] = build(f.default_factory, table[name], f"{prefix}{name}.")  # type: ignore[misc]
+        else:
+            values[name] = _convert(f"{prefix}{name}", spec, table[name])
+    return cls(**values)
+
+
+def walk(cls: type, prefix: str = "") -> Iterator[tuple[str, Spec, Any]]:
+    """Every setting of ``cls`` as (dotted key, spec, default), depth first."""
+    for f in dataclasses.fields(cls):
+        spec = _spec(f)
+        if spec.kind == "section":
+            yield f"{prefix}{f.name}", spec, None
+            yield from walk(f.default_factory, f"{prefix}{f.name}.")  # type: ignore[arg-type]
+        else:
+            yield f"{prefix}{f.name}", spec, f.default

@@ -1,0 +1,1 @@
+"""Simulated field: routes, coverage scenarios and simulated devices for demos and tests."""

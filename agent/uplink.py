@@ -1,0 +1,359 @@
+"""MqttUplink: drains the reading buffer to the broker whenever a connection exists.
+
+One thread owns the paho client and does everything network-side in order: connect,
+publish the retained ``online`` status, publish batches (at most ``max_inflight``
+unacknowledged), and hand each batch back to the buffer as delivered only when the broker's
+PUBACK for it arrives with a success code.  Because every paho callback runs inside
+``Client.loop()`` on this same thread, there are no races between publishing a batch and
+its acknowledgement.
+
+A connection is one paho client.  When it is lost the batches it carried go back to the
+buffer and a fresh client is made for the next attempt, so the buffer is the only place an
+undelivered reading lives (paho's in-memory queue would be lost by a crash anyway).
+Reconnection waits double from ``backoff_min`` to ``backoff_max`` with jitter, so a fleet
+coming back after a broker outage does not reconnect in lock-step.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from agent.buffer import Batch, ReadingBuffer
+from agent.config import UplinkConfig
+from agent.protocol import encode_batch, encode_status, readings_topic, status_topic
+from agent.reading import format_time
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class UplinkStats:
+    connects: int = 0
+    connection_failures: int = 0
+    disconnects: int = 0
+    batches_sent: int = 0
+    batches_acked: int = 0
+    readings_acked: int = 0
+    batches_refused: int = 0
+    batches_returned: int = 0
+    last_delivery: str | None = None
+    last_error: str | None = None
+
+
+@dataclass
+class Backoff:
+    """Doubling waits between ``low`` and ``high`` seconds, each drawn in [w/2, w]."""
+
+    low: float
+    high: float
+    rng: random.Random = field(default_factory=random.Random)
+    failures: int = 0
+
+    def next_delay(self) -> float:
+        wait = min(self.high, self.low * (2 ** min(self.failures, 30)))
+        self.failures += 1
+        return wait / 2 + self.rng.uniform(0, wait / 2)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class MqttUplink:
+    """Push buffered readings to the broker; see the module docstring."""
+
+    def __init__(
+        self,
+        config: UplinkConfig,
+        device: str,
+        buffer: ReadingBuffer,
+        *,
+        client_id: str,
+        password: str | None = None,
+        status: Callable[[], dict[str, Any]] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.device = device
+        self.buffer = buffer
+        self.client_id = client_id
+        self.password = password
+        self.status_fields = status or (lambda: {})
+        self.stats = UplinkStats()
+        self._backoff = Backoff(config.backoff_min, config.backoff_max, rng or random.Random())
+        self._hold = Backoff(config.backoff_min, config.backoff_max, rng or random.Random())
+        self._readings_topic = readings_topic(config.topic_prefix, device)
+        self._status_topic = status_topic(config.topic_prefix, device)
+        self._client: mqtt.Client | None = None
+        self._ready = False
+        self._connect_started = 0.0
+        self._next_attempt = 0.0
+        self._hold_until = 0.0
+        self._next_status = 0.0
+        self._online_since: str | None = None
+        self._inflight: dict[int, tuple[Batch, float]] = {}
+        self._status_mids: set[int] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failure_streak_logged = False
+
+    # -- public --------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._ready
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="uplink", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Publish ``offline`` (when connected), disconnect cleanly and end the thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout + 2)
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.05)
+        return predicate()
+
+    # -- the thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._step()
+            self._shutdown()
+        except Exception:  # pragma: no cover - last resort, the service restarts us
+            log.exception("uplink thread failed")
+            raise
+
+    def _step(self) -> None:
+        now = time.monotonic()
+        if self._client is None:
+            if now < self._next_attempt:
+                self._stop.wait(min(0.25, self._next_attempt - now))
+                return
+            self._connect()
+            return
+        rc = self._client.loop(timeout=0.05)
+        if self._client is None:  # a callback dropped the connection
+            return
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._lost(f"connection lost ({mqtt.error_string(rc)})")
+            return
+        if not self._ready:
+            if now - self._connect_started > self.config.connect_timeout:
+                self._lost(f"no answer from the broker within {self.config.connect_timeout:g}s")
+            return
+        if now >= self._next_status:
+            self._publish_status()
+        self._check_stale(now)
+        if now >= self._hold_until:
+            self._pump()
+
+    def _connect(self) -> None:
+        cfg = self.config
+        v5 = cfg.protocol == "5"
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            clean_session=None if v5 else False,
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+            reconnect_on_failure=False,
+        )
+        client.connect_timeout = cfg.connect_timeout
+        client.max_inflight_messages_set(cfg.max_inflight + 4)
+        client.max_queued_messages_set(0)
+        if cfg.username:
+            client.username_pw_set(cfg.username, self.password)
+        if cfg.tls:
+            client.tls_set(
+                ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
+                certfile=str(cfg.cert_file) if cfg.cert_file else None,
+                keyfile=str(cfg.key_file) if cfg.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        client.will_set(self._status_topic, encode_status(self.device, "offline", reason="connection lost"), qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        properties = None
+        if v5:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = int(cfg.session_expiry)
+        self._connect_started = time.monotonic()
+        try:
+            client.connect(cfg.host, cfg.port, keepalive=int(cfg.keepalive), clean_start=False, properties=properties)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            self._failed(f"cannot reach broker {cfg.host}:{cfg.port}: {exc}")
+            return
+        self._client = client
+
+    def _failed(self, reason: str) -> None:
+        self.stats.connection_failures += 1
+        self.stats.last_error = reason
+        delay = self._backoff.next_delay()
+        self._next_attempt = time.monotonic() + delay
+        level = logging.DEBUG if self._failure_streak_logged else logging.WARNING
+        log.log(level, "%s; retrying in %.1fs", reason, delay)
+        self._failure_streak_logged = True
+
+    def _lost(self, reason: str) -> None:
+        """Drop this connection: its batches go back to the buffer; reconnect later."""
+        client, self._client = self._client, None
+        was_ready, self._ready = self._ready, False
+        if client is not None:
+            sock = client.socket()
+            if sock is not None:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+        returned = self.buffer.release_all()
+        self.stats.batches_returned += returned
+        self._inflight.clear()
+        self._status_mids.clear()
+        if was_ready:
+            self.stats.disconnects += 1
+            self.stats.last_error = reason
+            delay = self._backoff.next_delay()
+            self._next_attempt = time.monotonic() + delay
+            log.warning("%s; %d batches back to the buffer; reconnecting in %.1fs", reason, returned, delay)
+            self._failure_streak_logged = True
+        else:
+            self._failed(reason)
+
+    # -- paho callbacks (run inside client.loop() on this thread) -------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if client is not self._client:
+            return
+        if reason_code.is_failure:
+            self._lost(f"broker {self.config.host}:{self.config.port} refused the connection: {reason_code}")
+            return
+        self._ready = True
+        self._backoff.reset()
+        self._failure_streak_logged = False
+        self.stats.connects += 1
+        self._online_since = format_time(datetime.now(timezone.utc))
+        pending = self.buffer.pending_count()
+        log.info(
+            "connected to broker %s:%d as %s; %d readings waiting to be sent",
+            self.config.host, self.config.port, self.client_id, pending,
+        )
+        # The centre sees the unit alive at once, before the backlog drains.
+        self._publish_status()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if client is self._client and not self._stop.is_set():
+            self._lost(f"disconnected from broker ({reason_code})")
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
+        if client is not self._client:
+            return
+        if mid in self._status_mids:
+            self._status_mids.discard(mid)
+            if reason_code.is_failure:
+                log.error("broker refused the status message on %s: %s", self._status_topic, reason_code)
+            return
+        entry = self._inflight.pop(mid, None)
+        if entry is None:
+            return
+        batch, _sent = entry
+        if reason_code.is_failure:
+            self.stats.batches_refused += 1
+            self.stats.last_error = f"broker refused readings on {self._readings_topic}: {reason_code}"
+            self.buffer.nack(batch)
+            delay = self._hold.next_delay()
+            self._hold_until = time.monotonic() + delay
+            log.error(
+                "broker refused %d readings (seq %d-%d) on %s: %s. Check device.id and the broker's ACL "
+                "for this unit; readings stay buffered, retrying in %.0fs",
+                len(batch), batch.first, batch.last, self._readings_topic, reason_code, delay,
+            )
+            return
+        self._hold.reset()
+        self.buffer.ack(batch)
+        self.stats.batches_acked += 1
+        self.stats.readings_acked += len(batch)
+        self.stats.last_delivery = format_time(datetime.now(timezone.utc))
+
+    # -- publishing ----------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        assert self._client is not None
+        while len(self._inflight) < self.config.max_inflight:
+            batch = self.buffer.take(self.config.batch_size)
+            if batch is None:
+                return
+            info = self._client.publish(self._readings_topic, encode_batch(self.device, batch.bodies), qos=1)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self.buffer.nack(batch)
+                self._lost(f"publish failed ({mqtt.error_string(info.rc)})")
+                return
+            self._inflight[info.mid] = (batch, time.monotonic())
+            self.stats.batches_sent += 1
+
+    def _check_stale(self, now: float) -> None:
+        limit = max(30.0, 2 * self.config.keepalive)
+        for batch, sent in self._inflight.values():
+            if now - sent > limit:
+                self._lost(f"no acknowledgement for readings seq {batch.first}-{batch.last} after {limit:.0f}s")
+                return
+
+    def _status_payload(self, state: str) -> bytes:
+        fields: dict[str, Any] = {"time": format_time(datetime.now(timezone.utc))}
+        if state == "online":
+            fields["since"] = self._online_since
+        stats = self.buffer.stats()
+        fields["backlog"] = {
+            "pending": stats.pending,
+            "oldest": stats.oldest_pending_time,
+            "last_seq": stats.last_seq,
+            "dropped_total": stats.dropped_total,
+        }
+        try:
+            fields.update(self.status_fields())
+        except Exception:  # a status detail must never stop delivery
+            log.exception("status provider failed")
+        return encode_status(self.device, state, **fields)
+
+    def _publish_status(self) -> None:
+        assert self._client is not None
+        info = self._client.publish(self._status_topic, self._status_payload("online"), qos=1, retain=True)
+        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._status_mids.add(info.mid)
+        self._next_status = time.monotonic() + self.config.status_interval
+
+    def _shutdown(self) -> None:
+        client = self._client
+        if client is None or not self._ready:
+            if client is not None:
+                self._lost("stopping")
+            return
+        info = client.publish(self._status_topic, self._status_payload("offline"), qos=1, retain=True)
+        deadline = time.monotonic() + 3.0
+        while not info.is_published() and time.monotonic() < deadline and self._client is client:
+            client.loop(timeout=0.05)
+        if self._client is client:
+            client.disconnect()
+            client.loop(timeout=0.05)
+        self._client = None
+        self._ready = False
+        self.buffer.release_all()
+        log.info("disconnected from broker (stopping)")
