@@ -1,0 +1,72 @@
+"""Shared fixtures: a real Mosquitto on a free loopback port, a subscriber, config files."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from agent.sim.broker import LocalBroker, mosquitto_path
+from tests.mqtt_sink import ReadingSink
+
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def require_mosquitto() -> None:
+    if mosquitto_path() is None:
+        pytest.fail("mosquitto is not installed; the test command installs it (see README.md, 'Tests')")
+
+
+@pytest.fixture
+def broker(tmp_path: Path):
+    """A Mosquitto broker with persistence, so sessions survive kill -9 and restarts."""
+    require_mosquitto()
+    data = tmp_path / "broker"
+    data.mkdir()
+    b = LocalBroker(
+        "mosquitto",
+        workdir=data,
+        extra_config=f"persistence true\npersistence_location {data}/\nautosave_interval 1\n",
+    ).start()
+    yield b
+    b.kill()
+
+
+@pytest.fixture
+def sink(broker: LocalBroker):
+    s = ReadingSink(broker.port).start()
+    yield s
+    s.stop()
+
+
+def toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_config(path: Path, port: int, buffer: Path, overrides: dict[str, dict[str, object]] | None = None,
+                 device: str = "unit-1") -> Path:
+    """An agent config for tests: fast backoff, fast readings, the given broker port.
+
+    ``overrides`` maps section -> key -> value and replaces or adds keys.
+    """
+    sections: dict[str, dict[str, object]] = {
+        "device": {"id": device},
+        "buffer": {"path": str(buffer)},
+        "uplink": {"host": "127.0.0.1", "port": port, "backoff_min": "50ms", "backoff_max": "500ms",
+                   "keepalive": "5s", "connect_timeout": "3s"},
+        "source": {"interval": "20ms"},
+    }
+    for name, values in (overrides or {}).items():
+        sections.setdefault(name, {}).update(values)
+    lines = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{key} = {toml_value(value)}" for key, value in values.items())
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return path
