@@ -96,7 +96,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo import DemoError, run_demo
 
-    setup_logging("warning" if not args.verbose else "info")
+    setup_logging("error" if not args.verbose else "info")
     try:
         return run_demo(trip_seconds=args.seconds, workdir=args.workdir, broker_kind=args.broker, out=print)
     except DemoError as exc:

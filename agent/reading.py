@@ -255,7 +255,7 @@ def reading_from_dict(table: Any) -> Reading:
     if table.get("schema") != SCHEMA:
         raise ReadingError(f"schema: expected {SCHEMA!r}, got {_short(table.get('schema'))}")
     kind = table.get("kind")
-    if kind not in PART_TYPES:
+    if not isinstance(kind, str) or kind not in PART_TYPES:
         raise ReadingError(f"kind: expected one of {', '.join(KINDS)}, got {_short(kind)}")
     allowed = {"schema", "device", "seq", "time", "time_source", "kind", "position", kind}
     extra = sorted(set(table) - allowed)

@@ -65,8 +65,12 @@ class AgentService:
         log.debug("buffered seq=%d kind=%s", stored.seq, stored.kind)
         return stored
 
-    def run(self, stop: threading.Event) -> None:
-        """Run until ``stop`` is set; then stop the uplink cleanly and close the buffer."""
+    def run(self, stop: threading.Event, drain_timeout: float = 0.0) -> None:
+        """Run until ``stop`` is set; then stop the uplink cleanly and close the buffer.
+
+        With ``drain_timeout``, readings still waiting are given that long to reach the
+        broker first (when a connection exists), as before a planned power-off.
+        """
         log.info("agent %s starting: buffer %s, %d readings waiting", self.device, self.config.buffer.path,
                  self.buffer.pending_count())
         if self.uplink is not None:
@@ -83,6 +87,8 @@ class AgentService:
                 stop.wait(max(0.0, due - now))
         finally:
             if self.uplink is not None:
+                if drain_timeout > 0 and self.uplink.connected:
+                    self.uplink.wait_until(lambda: self.buffer.pending_count() == 0, drain_timeout)
                 self.uplink.stop()
             stats = self.buffer.stats()
             self.buffer.close()

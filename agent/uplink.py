@@ -261,7 +261,7 @@ class MqttUplink:
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if client is self._client and not self._stop.is_set():
-            self._lost(f"disconnected from broker ({reason_code})")
+            self._lost(f"connection to broker lost ({reason_code})")
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
         if client is not self._client:

@@ -1,0 +1,176 @@
+"""The reading record, its JSON form, and batch payloads: exact, strict, fuzz-proof."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.protocol import PayloadError, decode_batch, decode_status, encode_batch, encode_status, split_topic
+from agent.reading import ReadingError, format_time, reading_from_dict, reading_from_json
+from tests.readings_factory import ALL_KINDS, T0, signal_reading
+
+
+@pytest.mark.parametrize("make", ALL_KINDS, ids=lambda f: f.__name__)
+def test_json_round_trip(make) -> None:
+    reading = replace(make(), seq=42)
+    assert reading_from_json(reading.to_json()) == reading
+
+
+def test_json_form_is_the_contract() -> None:
+    body = replace(signal_reading(), seq=7).to_dict()
+    assert list(body)[:7] == ["schema", "device", "seq", "time", "time_source", "kind", "position"]
+    assert body["schema"] == "blankspot.reading/1"
+    assert body["time"] == "2026-11-24T03:04:05.678Z"
+    assert body["kind"] == "signal" and "signal" in body and "latency" not in body
+    assert body["signal"]["csq"] is None  # unknown is null, never 99
+    assert set(body["position"]) == {"lat", "lon", "alt_m", "hdop", "sats", "speed_kmh", "course_deg", "fix"}
+
+
+def test_time_is_utc_with_milliseconds() -> None:
+    from datetime import timedelta, timezone
+
+    wib = timezone(timedelta(hours=8))  # WITA, Kalimantan Timur
+    assert format_time(T0.astimezone(wib)) == "2026-11-24T03:04:05.678Z"
+
+
+def test_unsequenced_reading_has_no_json_form() -> None:
+    with pytest.raises(ReadingError):
+        signal_reading().to_dict()
+
+
+# Bad readings: (mutation of a good JSON form, expected words of the error)
+BAD = [
+    (lambda d: d.pop("seq"), "seq"),
+    (lambda d: d.update(seq=0), "seq"),
+    (lambda d: d.update(seq="7"), "seq"),
+    (lambda d: d.update(time="2026-11-24 03:04:05"), "time"),
+    (lambda d: d.update(time="2026-02-30T03:04:05.678Z"), "time"),
+    (lambda d: d.update(time_source="gsm"), "time_source"),
+    (lambda d: d.update(kind="weather"), "kind"),
+    (lambda d: d.update(device="unit/1"), "device"),
+    (lambda d: d.update(device="+"), "device"),
+    (lambda d: d.update(extra=1), "extra"),
+    (lambda d: d["signal"].update(rsrp_dbm="-99"), "signal.rsrp_dbm"),
+    (lambda d: d["signal"].update(rat="LTE-A"), "signal.rat"),
+    (lambda d: d["signal"].update(bogus=1), "bogus"),
+    (lambda d: d["signal"].update(cell_id=True), "signal.cell_id"),
+    (lambda d: d["position"].update(lat=91), "lat/lon"),
+    (lambda d: d["position"].update(fix="4d"), "position.fix"),
+    (lambda d: d.pop("signal"), "signal"),
+    (lambda d: d.update(latency={}), "latency"),
+    (lambda d: d["signal"].update(operator="x" * 1000), "longer"),
+]
+
+
+@pytest.mark.parametrize("mutate,words", BAD, ids=[w for _, w in BAD])
+def test_invalid_readings_are_rejected(mutate, words: str) -> None:
+    body = replace(signal_reading(), seq=7).to_dict()
+    mutate(body)
+    with pytest.raises(ReadingError) as info:
+        reading_from_dict(body)
+    assert words in str(info.value)
+
+
+def test_nan_is_rejected() -> None:
+    text = replace(signal_reading(), seq=7).to_json().replace('"rsrp_dbm":-99.0', '"rsrp_dbm":NaN')
+    with pytest.raises(ReadingError):
+        reading_from_json(text)
+
+
+def test_batch_round_trip() -> None:
+    readings = [replace(make(), seq=i + 1) for i, make in enumerate(ALL_KINDS)]
+    payload = encode_batch("unit-1", [r.to_json() for r in readings])
+    assert decode_batch(payload, "unit-1") == readings
+    assert json.loads(payload)["schema"] == "blankspot.batch/1"
+
+
+@pytest.mark.parametrize(
+    "payload,topic_device,words",
+    [
+        (b"", "unit-1", "not JSON"),
+        (b"\xff\xfe", "unit-1", "not JSON"),
+        (b"[]", "unit-1", "schema"),
+        (b'{"schema":"blankspot.batch/1","device":"unit-1","readings":[]}', "unit-1", "non-empty"),
+        (b'{"schema":"blankspot.batch/1","device":"unit-2","readings":[1]}', "unit-1", "does not match topic"),
+        (b'{"schema":"blankspot.batch/1","device":"unit-1","readings":[1]}', "unit-1", "readings[0]"),
+        (b"{" * 5_000_000, "unit-1", "exceeds"),
+    ],
+)
+def test_bad_batches(payload: bytes, topic_device: str, words: str) -> None:
+    with pytest.raises(PayloadError) as info:
+        decode_batch(payload, topic_device)
+    assert words in str(info.value)
+
+
+def test_reading_of_another_device_in_a_batch_is_rejected() -> None:
+    payload = encode_batch("unit-1", [replace(signal_reading("unit-2"), seq=1).to_json()])
+    with pytest.raises(PayloadError, match="not the batch's"):
+        decode_batch(payload, "unit-1")
+
+
+def test_topics() -> None:
+    assert split_topic("blankspot/v1", "blankspot/v1/boat-7/readings") == ("boat-7", "readings")
+    for bad in ("blankspot/v1/boat-7", "blankspot/v2/boat-7/readings", "blankspot/v1/a/b/readings", "blankspot/v1/+/status"):
+        with pytest.raises(PayloadError):
+            split_topic("blankspot/v1", bad)
+
+
+def test_status_round_trip() -> None:
+    payload = encode_status("unit-1", "online", backlog={"pending": 3})
+    assert decode_status(payload, "unit-1")["backlog"] == {"pending": 3}
+    with pytest.raises(PayloadError):
+        decode_status(encode_status("unit-1", "sleeping"), "unit-1")
+
+
+# -- fuzzing: any input gives a value or the documented error --------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=12), children, max_size=6),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_fuzz_reading_bytes(data: bytes) -> None:
+    try:
+        reading_from_json(data)
+    except ReadingError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_fuzz_reading_structures(value) -> None:
+    try:
+        reading_from_dict(value)
+    except ReadingError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(list(replace(signal_reading(), seq=1).to_dict())), json_values, max_size=9))
+def test_fuzz_reading_near_misses(overrides) -> None:
+    body = replace(signal_reading(), seq=1).to_dict()
+    body.update(overrides)
+    try:
+        reading_from_dict(body)
+    except ReadingError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()))
+def test_fuzz_batch(payload: bytes) -> None:
+    try:
+        decode_batch(payload, "unit-1")
+    except PayloadError:
+        pass
+    try:
+        decode_status(payload, "unit-1")
+    except PayloadError:
+        pass
