@@ -192,13 +192,14 @@ class MqttUplink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
-        properties = None
-        if v5:
+        options: dict[str, Any] = {}
+        if v5:  # 3.1.1 keeps the session through clean_session=False above
             properties = Properties(PacketTypes.CONNECT)
             properties.SessionExpiryInterval = int(cfg.session_expiry)
+            options = {"clean_start": False, "properties": properties}
         self._connect_started = time.monotonic()
         try:
-            client.connect(cfg.host, cfg.port, keepalive=int(cfg.keepalive), clean_start=False, properties=properties)
+            client.connect(cfg.host, cfg.port, keepalive=int(cfg.keepalive), **options)
         except (OSError, ssl.SSLError, ValueError) as exc:
             self._failed(f"cannot reach broker {cfg.host}:{cfg.port}: {exc}")
             return
