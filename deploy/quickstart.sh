@@ -42,6 +42,7 @@ packages=""
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages="$packages python3-venv"
 if [ "$what" = test ]; then
   has_mosquitto || packages="$packages mosquitto"
+  command -v mosquitto_sub >/dev/null 2>&1 || packages="$packages mosquitto-clients"
   command -v openssl >/dev/null 2>&1 || packages="$packages openssl"
 fi
 if [ -n "$packages" ]; then
