@@ -134,13 +134,16 @@ class MqttUplink:
     # -- the thread ----------------------------------------------------------------------
 
     def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
+        while not self._stop.is_set():
+            try:
                 self._step()
+            except Exception as exc:  # e.g. the buffer's disk failing: keep trying, never die silently
+                log.exception("uplink error")
+                self._lost(f"uplink error: {exc}")
+        try:
             self._shutdown()
-        except Exception:  # pragma: no cover - last resort, the service restarts us
-            log.exception("uplink thread failed")
-            raise
+        except Exception:
+            log.exception("uplink error while stopping")
 
     def _step(self) -> None:
         now = time.monotonic()
@@ -154,7 +157,12 @@ class MqttUplink:
         if self._client is None:  # a callback dropped the connection
             return
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            self._lost(f"connection lost ({mqtt.error_string(rc)})")
+            if not self._ready:
+                # With TLS 1.3 a rejected client certificate only shows as a closed connection.
+                hint = " (TLS: check ca_file, cert_file and key_file against the broker's)" if self.config.tls else ""
+                self._lost(f"broker {self.config.host}:{self.config.port} closed the connection before accepting it{hint}")
+            else:
+                self._lost(f"connection lost ({mqtt.error_string(rc)})")
             return
         if not self._ready:
             if now - self._connect_started > self.config.connect_timeout:
@@ -284,7 +292,7 @@ class MqttUplink:
             self._hold_until = time.monotonic() + delay
             log.error(
                 "broker refused %d readings (seq %d-%d) on %s: %s. Check device.id and the broker's ACL "
-                "for this unit; readings stay buffered, retrying in %.0fs",
+                "for this unit; readings stay buffered, retrying in %.1fs",
                 len(batch), batch.first, batch.last, self._readings_topic, reason_code, delay,
             )
             return
