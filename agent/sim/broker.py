@@ -47,6 +47,7 @@ class LocalBroker:
                  extra_config: str = "", listener: str | None = None) -> None:
         self.kind = kind or ("mosquitto" if mosquitto_path() else "amqtt")
         self.port = port or free_port()
+        self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="blankspot-broker-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.extra_config = extra_config
@@ -121,11 +122,17 @@ class LocalBroker:
         self.stop()
         self.start()
 
+    def close(self) -> None:
+        """Stop, and remove the work folder if this broker made it."""
+        self.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
     def __enter__(self) -> "LocalBroker":
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.close()
 
 
 def mosquitto_path() -> str | None:
