@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import sqlite3
 import threading
 import time
@@ -148,8 +149,10 @@ class ReadingBuffer:
                 conn.execute(
                     "CREATE INDEX IF NOT EXISTS readings_pending ON readings(seq) WHERE delivered_at IS NULL"
                 )
-                for key in ("next_seq", "dropped_total", "delivered_total"):
-                    conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (key, 1 if key == "next_seq" else 0))
+                initial = {"next_seq": 1, "dropped_total": 0, "delivered_total": 0, "db_id": secrets.randbits(62)}
+                for key, value in initial.items():
+                    conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (key, value))
+            self._db_id = self._meta("db_id")
         except sqlite3.DatabaseError:
             conn.close()
             raise
@@ -174,19 +177,29 @@ class ReadingBuffer:
     # -- seq reservation -----------------------------------------------------------------
 
     def _read_reservation(self) -> int:
+        """The reservation file says ``<highest reserved seq> <database id>``.
+
+        A reservation made for *another* database (one that was moved aside as corrupt, or
+        deleted) means seqs up to it may have been handed out: numbering continues above
+        it.  A reservation made for this very database changes nothing, so a unit killed
+        between reserving and its first commit does not leave a false gap.
+        """
         try:
-            reserved = int(self._seq_file.read_text().strip() or 0)
+            words = self._seq_file.read_text().split()
+            reserved = int(words[0]) if words else 0
+            owner = int(words[1]) if len(words) > 1 else None
         except FileNotFoundError:
-            reserved = 0
+            reserved, owner = 0, None
         except (OSError, ValueError) as exc:
             log.error("seq reservation file %s unreadable (%s); trusting the database counter", self._seq_file, exc)
-            reserved = 0
-        if reserved and self._meta("next_seq") == 1:
-            # A new database beside an old reservation: seqs up to the reservation may have
-            # been handed out by a database that is gone.  Never reuse them.
-            log.warning("new buffer database: numbering continues after reserved seq %d", reserved)
-            self._set_meta("next_seq", reserved + 1)
-        return reserved
+            reserved, owner = 0, None
+        next_seq = self._meta("next_seq")
+        if reserved >= next_seq and owner != self._db_id:
+            log.warning("buffer database %s is new: numbering continues after reserved seq %d", self.path, reserved)
+            with self._transaction():
+                self._set_meta("next_seq", reserved + 1)
+            return 0
+        return reserved if owner == self._db_id else 0
 
     def _reserve(self, upto: int) -> None:
         if upto <= self._reserved:
@@ -194,7 +207,7 @@ class ReadingBuffer:
         new = upto + SEQ_BLOCK
         tmp = self._seq_file.with_name(self._seq_file.name + ".tmp")
         with open(tmp, "w") as handle:
-            handle.write(f"{new}\n")
+            handle.write(f"{new} {self._db_id}\n")
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, self._seq_file)

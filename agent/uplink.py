@@ -355,6 +355,12 @@ class MqttUplink:
             if client is not None:
                 self._lost("stopping")
             return
+        # Let acknowledgements already on their way land, so the goodbye's backlog is true.
+        deadline = time.monotonic() + 2.0
+        while self._inflight and time.monotonic() < deadline and self._client is client:
+            client.loop(timeout=0.05)
+        if self._client is not client:
+            return
         info = client.publish(self._status_topic, self._status_payload("offline"), qos=1, retain=True)
         deadline = time.monotonic() + 3.0
         while not info.is_published() and time.monotonic() < deadline and self._client is client:

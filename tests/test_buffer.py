@@ -215,3 +215,22 @@ class BufferMachine(RuleBasedStateMachine):
 
 TestBufferMachine = BufferMachine.TestCase
 TestBufferMachine.settings = settings(max_examples=40, stateful_step_count=30, deadline=None)
+
+
+def test_a_reservation_of_this_same_database_leaves_no_gap(tmp_path: Path) -> None:
+    """Killed between reserving seqs and the first commit: numbering still starts at 1."""
+    path = tmp_path / "b.db"
+    with open_buffer(path) as buf:
+        buf._reserve(2)  # what the first append does before its commit
+    with open_buffer(path) as buf:
+        assert buf.append(signal_reading()).seq == 1
+
+
+def test_a_deleted_database_does_not_restart_numbering(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    with open_buffer(path) as buf:
+        buf.append_many([signal_reading()] * 3)
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    with open_buffer(path) as buf:
+        assert buf.append(signal_reading()).seq > 3
