@@ -279,28 +279,8 @@ class ReadingBuffer:
         if self.used_bytes() <= self.max_bytes:
             return
         target = int(self.max_bytes * 0.9)
-        pruned = dropped = 0
-        while self.used_bytes() > target:
-            with self._transaction():
-                n = self.conn.execute(
-                    "DELETE FROM readings WHERE seq IN (SELECT seq FROM readings WHERE delivered_at IS NOT NULL "
-                    "ORDER BY seq LIMIT ?)",
-                    (_PRUNE_CHUNK,),
-                ).rowcount
-            if n == 0:
-                break
-            pruned += n
-        while self.used_bytes() > target:
-            with self._transaction():
-                n = self.conn.execute(
-                    "DELETE FROM readings WHERE seq IN (SELECT seq FROM readings WHERE delivered_at IS NULL "
-                    "ORDER BY seq LIMIT ?)",
-                    (_PRUNE_CHUNK,),
-                ).rowcount
-                self._set_meta("dropped_total", self._meta("dropped_total") + n)
-            if n == 0:
-                break
-            dropped += n
+        pruned = self._delete_oldest("delivered_at IS NOT NULL", target)
+        dropped = self._delete_oldest("delivered_at IS NULL", target, counter="dropped_total")
         if pruned:
             log.info("buffer full: pruned %d delivered readings", pruned)
         if dropped:
@@ -314,6 +294,22 @@ class ReadingBuffer:
                 f"buffer full: dropped {dropped} undelivered readings, oldest first",
                 {"dropped": dropped, "dropped_total": total, "max_bytes": self.max_bytes},
             )
+
+    def _delete_oldest(self, which: str, target: int, counter: str | None = None) -> int:
+        """Delete the oldest readings matching ``which`` until the buffer fits ``target``."""
+        deleted = 0
+        while self.used_bytes() > target:
+            with self._transaction():
+                n = self.conn.execute(
+                    f"DELETE FROM readings WHERE seq IN (SELECT seq FROM readings WHERE {which} ORDER BY seq LIMIT ?)",
+                    (_PRUNE_CHUNK,),
+                ).rowcount
+                if counter:  # in the same transaction: a drop is never unrecorded
+                    self._set_meta(counter, self._meta(counter) + n)
+            if n == 0:
+                break
+            deleted += n
+        return deleted
 
     # -- leasing -------------------------------------------------------------------------
 
