@@ -166,7 +166,7 @@ class ReadingBuffer:
                 os.replace(src, Path(str(kept) + suffix))
         log.critical(
             "buffer database %s is corrupt (%s); kept it as %s and started a new one. "
-            "Readings in the old file were not delivered; recover them with sqlite3 '.recover'.",
+            "Readings in the old file were not delivered; docs/buffer.md says how to recover them.",
             self.path, exc, kept,
         )
         return kept
@@ -241,7 +241,7 @@ class ReadingBuffer:
         with self._lock:
             try:
                 stored = self._insert(items)
-            except sqlite3.OperationalError as exc:
+            except (sqlite3.OperationalError, OSError) as exc:  # disk full, read-only, card gone
                 raise BufferError(f"cannot write to the buffer {self.path}: {exc}") from None
             self._enforce_limit()
             return stored
@@ -313,8 +313,12 @@ class ReadingBuffer:
 
     # -- leasing -------------------------------------------------------------------------
 
-    def take(self, limit: int) -> Batch | None:
-        """Lease up to ``limit`` of the oldest pending readings, or None if there are none."""
+    def take(self, limit: int, max_bytes: int | None = None) -> Batch | None:
+        """Lease up to ``limit`` of the oldest pending readings, or None if there are none.
+
+        With ``max_bytes`` the batch's bodies add up to no more than that (but a batch
+        always holds at least one reading).
+        """
         with self._lock:
             while self._returned:
                 batch = self._refresh(self._returned.popleft())
@@ -329,6 +333,8 @@ class ReadingBuffer:
             ).fetchall()
             if not rows:
                 return None
+            if max_bytes is not None:
+                rows = _fit(rows, max_bytes)
             batch = Batch(tuple(r[0] for r in rows), tuple(r[1] for r in rows))
             self._cursor = batch.last
             self._leased[batch.first] = batch
@@ -413,6 +419,15 @@ class ReadingBuffer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _fit(rows: list[tuple[int, str]], max_bytes: int) -> list[tuple[int, str]]:
+    total = 0
+    for count, (_, body) in enumerate(rows):
+        total += len(body) + 1
+        if total > max_bytes and count:
+            return rows[:count]
+    return rows
 
 
 class _Transaction:

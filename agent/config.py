@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.reading import DEVICE_RE
 from agent.settings import SettingError, build, section, setting
 
 DEFAULT_PATH = Path("/etc/blankspot/agent.toml")
@@ -26,7 +27,6 @@ class ConfigError(Exception):
         self.line = line
 
 
-_DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class UplinkConfig:
         7 * 86400.0, "How long the broker keeps this unit's session while it is offline (MQTT 5).", "duration", minimum=0
     )
     connect_timeout: float = setting(20.0, "Give up a connection attempt (TCP, TLS, CONNACK) after this long.", "duration", minimum=1)
-    batch_size: int = setting(200, "Readings per MQTT message at most.", "int", minimum=1, maximum=10000)
+    batch_size: int = setting(200, "Readings per MQTT message at most (a message is also kept under 1 MB).", "int", minimum=1, maximum=2000)
     max_inflight: int = setting(
         8, "Batches sent but not yet acknowledged at most; more hides round-trip time on slow links.", "int", minimum=1, maximum=100
     )
@@ -179,7 +179,7 @@ def parse_config(text: str, path: Path | str = "<config>") -> Config:
 
 def _check(config: Config) -> None:
     """Rules that span several keys."""
-    if config.device.id and not _DEVICE_ID_RE.match(config.device.id):
+    if config.device.id and not DEVICE_RE.fullmatch(config.device.id):
         raise SettingError(
             "device.id",
             f"expected 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit, got {config.device.id!r}",

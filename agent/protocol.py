@@ -36,7 +36,7 @@ def split_topic(prefix: str, topic: str) -> tuple[str, str]:
     if not topic.startswith(head):
         raise PayloadError(f"topic {topic!r} is not under {prefix!r}")
     parts = topic[len(head):].split("/")
-    if len(parts) != 2 or parts[1] not in ("readings", "status") or not DEVICE_RE.match(parts[0]):
+    if len(parts) != 2 or parts[1] not in ("readings", "status") or not DEVICE_RE.fullmatch(parts[0]):
         raise PayloadError(f"topic {topic!r}: expected {prefix}/<device>/readings or /status")
     return parts[0], parts[1]
 

@@ -21,8 +21,8 @@ FIXES = ("none", "2d", "3d")
 REGISTRATIONS = ("home", "roaming", "searching", "denied", "not_registered", "unknown")
 RATS = ("GSM", "WCDMA", "LTE", "NR5G-NSA", "NR5G-SA", "NONE")
 QUALITIES = ("excellent", "good", "fair", "poor", "none")
-DEVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+DEVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", re.ASCII)  # use fullmatch
+_TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 MAX_STRING = 256
 
 
@@ -39,7 +39,7 @@ def format_time(moment: datetime) -> str:
 
 
 def parse_time(text: str) -> datetime:
-    if not isinstance(text, str) or not _TIME_RE.match(text):
+    if not isinstance(text, str) or not _TIME_RE.fullmatch(text):
         raise ReadingError(f"time: expected UTC ISO 8601 with milliseconds and 'Z', got {text!r}")
     try:
         return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
@@ -118,6 +118,7 @@ class Latency:
         ("loss_pct", "num!"), ("rtt_min_ms", "num"), ("rtt_avg_ms", "num"), ("rtt_max_ms", "num"),
         ("jitter_ms", "num"), ("error", "str"),
     )
+    MAY_BE_ABSENT: ClassVar[tuple[str, ...]] = ("error",)
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ class Throughput:
         ("backend", "str!"), ("server", "str"), ("down_mbps", "num"), ("up_mbps", "num"),
         ("bytes_used", "int"), ("duration_s", "num"), ("error", "str"),
     )
+    MAY_BE_ABSENT: ClassVar[tuple[str, ...]] = ("error",)
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ class Event:
     message: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
 
-    FIELDS: ClassVar[tuple[_Field, ...]] = (("type", "str!"), ("message", "str"), ("data", "obj"))
+    FIELDS: ClassVar[tuple[_Field, ...]] = (("type", "str!"), ("message", "str"), ("data", "obj!"))
 
 
 PART_TYPES: dict[str, type] = {"signal": Signal, "latency": Latency, "throughput": Throughput, "event": Event}
@@ -195,7 +197,7 @@ def _check_value(where: str, kind: Any, value: Any) -> Any:
     required = isinstance(kind, str) and kind.endswith("!")
     kind = kind.rstrip("!") if isinstance(kind, str) else kind
     if value is None:
-        if required:
+        if required or isinstance(kind, tuple):
             raise ReadingError(f"{where}: required, got null")
         return None
     if isinstance(kind, tuple):
@@ -239,9 +241,10 @@ def _build(cls: type, where: str, table: Any) -> Any:
     extra = sorted(set(table) - names)
     if extra:
         raise ReadingError(f"{where}: unknown field {extra[0]!r}")
+    missing = [name for name in names - set(table) if name not in getattr(cls, "MAY_BE_ABSENT", ())]
+    if missing:
+        raise ReadingError(f"{where}: missing field {sorted(missing)[0]!r} (unknown values are null, not absent)")
     values = {name: _check_value(f"{where}.{name}", kind, table.get(name)) for name, kind in cls.FIELDS}
-    if cls is Event and values["data"] is None:
-        values["data"] = {}
     if cls is Position:
         if not -90 <= values["lat"] <= 90 or not -180 <= values["lon"] <= 180:
             raise ReadingError(f"{where}: lat/lon out of range")
@@ -262,7 +265,7 @@ def reading_from_dict(table: Any) -> Reading:
     if extra:
         raise ReadingError(f"unknown field {extra[0]!r}")
     device = table.get("device")
-    if not isinstance(device, str) or not DEVICE_RE.match(device):
+    if not isinstance(device, str) or not DEVICE_RE.fullmatch(device):
         raise ReadingError(f"device: expected 1-64 letters, digits, '-', '_' or '.', got {_short(device)}")
     seq = table.get("seq")
     if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq < 2**63:

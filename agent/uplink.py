@@ -36,6 +36,9 @@ from agent.reading import format_time
 
 log = logging.getLogger(__name__)
 
+# Well under the collector's limit (agent.protocol.MAX_BATCH_BYTES) and kind to slow links.
+MAX_MESSAGE_BYTES = 1_000_000
+
 
 @dataclass
 class UplinkStats:
@@ -307,7 +310,7 @@ class MqttUplink:
     def _pump(self) -> None:
         assert self._client is not None
         while len(self._inflight) < self.config.max_inflight:
-            batch = self.buffer.take(self.config.batch_size)
+            batch = self.buffer.take(self.config.batch_size, MAX_MESSAGE_BYTES)
             if batch is None:
                 return
             info = self._client.publish(self._readings_topic, encode_batch(self.device, batch.bodies), qos=1)

@@ -44,6 +44,7 @@ if [ "$what" = test ]; then
   has_mosquitto || packages="$packages mosquitto"
   command -v mosquitto_sub >/dev/null 2>&1 || packages="$packages mosquitto-clients"
   command -v openssl >/dev/null 2>&1 || packages="$packages openssl"
+  command -v sqlite3 >/dev/null 2>&1 || packages="$packages sqlite3"
 fi
 if [ -n "$packages" ]; then
   # shellcheck disable=SC2086

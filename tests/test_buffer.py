@@ -234,3 +234,12 @@ def test_a_deleted_database_does_not_restart_numbering(tmp_path: Path) -> None:
         Path(str(path) + suffix).unlink(missing_ok=True)
     with open_buffer(path) as buf:
         assert buf.append(signal_reading()).seq > 3
+
+
+def test_take_can_cap_the_batch_in_bytes(tmp_path: Path) -> None:
+    size = len(replace(signal_reading(), seq=1).to_json()) + 1
+    with open_buffer(tmp_path / "b.db") as buf:
+        buf.append_many([signal_reading()] * 10)
+        assert buf.take(10, max_bytes=3 * size).seqs == (1, 2, 3)
+        assert buf.take(10, max_bytes=1).seqs == (4,), "a batch always carries at least one reading"
+        assert buf.take(10).seqs == (5, 6, 7, 8, 9, 10)
