@@ -31,6 +31,7 @@ from paho.mqtt.properties import Properties
 
 from agent.buffer import Batch, ReadingBuffer
 from agent.config import UplinkConfig
+from agent.polling import wait_until
 from agent.protocol import encode_batch, encode_status, readings_topic, status_topic
 from agent.reading import format_time
 
@@ -127,12 +128,7 @@ class MqttUplink:
             self._thread.join(timeout + 2)
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.05)
-        return predicate()
+        return wait_until(predicate, timeout)
 
     # -- the thread ----------------------------------------------------------------------
 

@@ -1,8 +1,6 @@
 """Shared fixtures: a real Mosquitto on a free loopback port, a subscriber, config files."""
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest

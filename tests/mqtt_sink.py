@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import Counter, defaultdict
 from typing import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.polling import wait_until
 from agent.protocol import decode_batch, split_topic
 
 
@@ -74,12 +74,7 @@ class ReadingSink:
         return sum(n - 1 for n in counts.values())
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.05)
-        return predicate()
+        return wait_until(predicate, timeout)
 
     def wait_for_seqs(self, device: str, expected: set[int], timeout: float) -> bool:
         return self.wait_for(lambda: expected <= self.unique(device), timeout)

@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import tomllib
 from dataclasses import replace
 from importlib.resources import files
@@ -45,6 +44,7 @@ from agent.reading import (
 from agent.service import AgentService
 from agent.settings import SettingError, Spec, build, walk
 from agent.units import format_duration, format_size
+from agent.polling import wait_until as wait_for
 from tests.conftest import write_config
 from tests.readings_factory import ALL_KINDS, T0, latency_reading, signal_reading
 
@@ -266,13 +266,6 @@ class LineReader:
             return list(self.lines)
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_feed_read_with_mosquitto_sub(broker, tmp_path: Path) -> None:

@@ -30,7 +30,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -39,6 +38,7 @@ from agent.buffer import BufferError, read_stats
 from agent.protocol import decode_batch, decode_status, readings_topic, status_topic
 from agent.reading import Event, Reading
 from agent.sim.broker import LocalBroker
+from agent.polling import wait_until as wait
 from tests.conftest import write_config
 from tests.mqtt_sink import ReadingSink
 
@@ -61,13 +61,6 @@ UPLINK = {"batch_size": 20, "max_inflight": 2}
 
 # -- helpers ---------------------------------------------------------------------------
 
-def wait(predicate: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 def agent_config(path: Path, broker: LocalBroker, buffer: Path, interval: str) -> Path:
@@ -125,7 +118,7 @@ class AgentProcess:
         return False
 
     def wait_open(self, path: Path, timeout: float) -> bool:
-        return wait(lambda: self.has_open(path) or self.process.poll() is not None, timeout, step=0.002) \
+        return wait(lambda: self.has_open(path) or self.process.poll() is not None, timeout, interval=0.002) \
             and self.has_open(path)
 
     def kill(self) -> None:
@@ -189,7 +182,7 @@ def drain_and_stop(config: Path, buffer: Path, log_path: Path, timeout: float = 
     try:
         # Wait for this run's own first reading, so SIGTERM never lands before the handler is set.
         assert agent.wait_log("buffered seq=", 20), f"the agent did not start:\n{agent.text()[-2000:]}"
-        assert wait(lambda: pending_count(buffer) == 0, timeout, step=0.05), (
+        assert wait(lambda: pending_count(buffer) == 0, timeout, interval=0.05), (
             f"buffer still has {pending_count(buffer)} pending after {timeout:g}s:\n{agent.text()[-2000:]}"
         )
         rc, took = agent.terminate()

@@ -33,6 +33,7 @@ from agent.buffer import ReadingBuffer
 from agent.config import Config, load_config
 from agent.sim.broker import LocalBroker, free_port
 from agent.uplink import MqttUplink
+from agent.polling import wait_until as wait
 from tests.conftest import require_mosquitto, write_config
 from tests.mqtt_sink import ReadingSink
 from tests.readings_factory import signal_reading
@@ -205,13 +206,6 @@ class Unit:
         return self.buffer.stats().delivered_total
 
 
-def wait(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def uplink_errors(caplog: pytest.LogCaptureFixture, level: int = logging.ERROR) -> list[str]:
