@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -29,13 +30,24 @@ class Clock(Protocol):
     def now(self) -> Timestamp: ...
 
 
+@functools.lru_cache(maxsize=1)
+def _libc() -> ctypes.CDLL | None:
+    # find_library runs ldconfig in a subprocess: once, not per reading.
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
 def kernel_clock_synchronised() -> bool | None:
     """True if the kernel says the system clock is synchronised; None if it cannot be asked."""
+    libc = _libc()
+    if libc is None:
+        return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         buf = ctypes.create_string_buffer(512)  # larger than struct timex; modes = 0 reads only
         state = libc.adjtimex(buf)
-    except (OSError, AttributeError):
+    except AttributeError:
         return None
     if state < 0:
         return None

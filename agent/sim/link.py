@@ -39,6 +39,9 @@ class LinkProxy:
         self._server.listen(64)
         self.port = self._server.getsockname()[1]
         self._up = True
+        # Swallow the server's bytes while forwarding the client's: requests arrive, their
+        # acknowledgements never do (the case that makes at-least-once send duplicates).
+        self.drop_replies = False
         self._stall_until = 0.0
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._lock = threading.Lock()
@@ -148,6 +151,8 @@ class LinkProxy:
             data = b""
         if not data:
             self._drop(pair)
+            return
+        if self.drop_replies and sock is upstream:
             return
         f = self.faults
         roll = self.rng.random()
