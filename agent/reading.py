@@ -74,7 +74,7 @@ class Signal:
     operator: str | None = None
     mcc: int | None = None
     mnc: int | None = None
-    rat: str = "NONE"
+    rat: str | None = "NONE"  # None: in service, technology not known
     band: int | None = None
     earfcn: int | None = None
     pci: int | None = None
@@ -88,15 +88,15 @@ class Signal:
     rscp_dbm: float | None = None
     ecio_db: float | None = None
     csq: int | None = None
-    quality: str = "none"
+    quality: str | None = "none"  # None: no level known, or the modem did not answer
     error: str | None = None
 
     FIELDS: ClassVar[tuple[_Field, ...]] = (
         ("registration", REGISTRATIONS), ("operator", "str"), ("mcc", "int"), ("mnc", "int"),
-        ("rat", RATS), ("band", "int"), ("earfcn", "int"), ("pci", "int"), ("cell_id", "int"),
+        ("rat", RATS + (None,)), ("band", "int"), ("earfcn", "int"), ("pci", "int"), ("cell_id", "int"),
         ("tac", "int"), ("lac", "int"), ("rssi_dbm", "num"), ("rsrp_dbm", "num"),
         ("rsrq_db", "num"), ("sinr_db", "num"), ("rscp_dbm", "num"), ("ecio_db", "num"),
-        ("csq", "int"), ("quality", QUALITIES), ("error", "str"),
+        ("csq", "int"), ("quality", QUALITIES + (None,)), ("error", "str"),
     )
 
 
@@ -197,12 +197,13 @@ def _check_value(where: str, kind: Any, value: Any) -> Any:
     required = isinstance(kind, str) and kind.endswith("!")
     kind = kind.rstrip("!") if isinstance(kind, str) else kind
     if value is None:
-        if required or isinstance(kind, tuple):
+        if required or (isinstance(kind, tuple) and None not in kind):
             raise ReadingError(f"{where}: required, got null")
         return None
     if isinstance(kind, tuple):
         if value not in kind:
-            raise ReadingError(f"{where}: expected one of {', '.join(kind)}, got {_short(value)}")
+            names = ", ".join("null" if k is None else k for k in kind)
+            raise ReadingError(f"{where}: expected one of {names}, got {_short(value)}")
         return value
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):

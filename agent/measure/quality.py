@@ -7,9 +7,10 @@ a level was unknown.
 from __future__ import annotations
 
 # (excellent, good, fair) lower bounds; anything below "fair" is "poor".
-RSRP_LTE = (-80.0, -90.0, -100.0)
-RSCP_WCDMA = (-75.0, -85.0, -95.0)
-RSSI_GSM = (-70.0, -85.0, -100.0)
+RSRP_LTE = (-80.0, -90.0, -100.0)       # Teltonika Networks wiki, 4G RSRP
+SS_RSRP_NR = (-85.0, -95.0, -105.0)     # SOTI XSight legend, 5G NR SS-RSRP (good: midpoint of "average")
+RSCP_WCDMA = (-70.0, -85.0, -100.0)     # SOTI XSight legend, 3G RSCP
+RSSI_GSM = (-70.0, -85.0, -100.0)       # Teltonika Networks wiki, 2G RSSI
 
 
 def _classify(value: float, bounds: tuple[float, float, float]) -> str:
@@ -28,8 +29,10 @@ def signal_quality(rat: str, rsrp_dbm: float | None = None, rscp_dbm: float | No
     """Quality class, or None when no level fit for ``rat`` is known."""
     if rat == "NONE":
         return "none"
-    if rat in ("LTE", "NR5G-NSA", "NR5G-SA") and rsrp_dbm is not None:
+    if rat in ("LTE", "NR5G-NSA") and rsrp_dbm is not None:  # NSA: the LTE anchor carries control
         return _classify(rsrp_dbm, RSRP_LTE)
+    if rat == "NR5G-SA" and rsrp_dbm is not None:
+        return _classify(rsrp_dbm, SS_RSRP_NR)
     if rat == "WCDMA" and rscp_dbm is not None:
         return _classify(rscp_dbm, RSCP_WCDMA)
     if rssi_dbm is not None:

@@ -1,0 +1,211 @@
+"""AtChannel: one AT command at a time over a serial port, with timeouts that never hang.
+
+The port is opened by name or pyserial URL (``/dev/ttyUSB2``, ``spy:///dev/ttyUSB2``,
+``socket://...``).  ``command()`` sends one command and returns its information lines,
+raising :class:`AtCommandError` for an error final result, :class:`AtTimeout` when no final
+result arrives in time, and :class:`PortGone` when the port disappears.  Unsolicited
+result codes are kept apart (``urcs``, and the ``on_urc`` callback) whenever they arrive.
+A lock makes the channel safe to share between probes: one command at a time.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+import serial
+
+from agent.devices.modem.errors import AtTimeout, PortGone
+from agent.devices.modem.framing import Final, clean_line, command_prefix, final_result, is_echo, is_urc
+
+log = logging.getLogger(__name__)
+
+RawLog = Callable[[str, str], None]  # (direction ">" or "<", text)
+
+
+@dataclass(frozen=True)
+class AtResponse:
+    command: str
+    lines: tuple[str, ...]
+    final: Final
+
+    @property
+    def text(self) -> str:
+        """The information lines joined, as the pure parsers take them."""
+        return "\n".join(self.lines)
+
+
+class AtChannel:
+    def __init__(
+        self,
+        port: str,
+        baud: int = 115200,
+        *,
+        timeout: float = 5.0,
+        extra_finals: tuple[str, ...] = (),
+        on_urc: Callable[[str], None] | None = None,
+        raw_log: RawLog | None = None,
+    ) -> None:
+        self.port = port
+        self.baud = baud
+        self.timeout = timeout
+        self.extra_finals = tuple(extra_finals)
+        self.on_urc = on_urc
+        self.raw_log = raw_log
+        self.urcs: deque[str] = deque(maxlen=200)
+        self._serial: serial.SerialBase | None = None
+        self._pending = ""
+        self._lock = threading.Lock()
+
+    # -- port ----------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self._serial is not None
+
+    def open(self) -> None:
+        if self._serial is not None:
+            return
+        try:
+            self._serial = serial.serial_for_url(self.port, self.baud, timeout=0.05, write_timeout=2)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise PortGone(f"cannot open {self.port}: {_reason(exc)}") from None
+        self._pending = ""
+
+    def close(self) -> None:
+        if self._serial is not None:
+            try:
+                self._serial.close()
+            except (serial.SerialException, OSError):
+                pass
+        self._serial = None
+        self._pending = ""
+
+    def reopen(self) -> None:
+        self.close()
+        self.open()
+
+    def __enter__(self) -> "AtChannel":
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- commands ------------------------------------------------------------------------
+
+    def command(self, command: str, timeout: float | None = None) -> AtResponse:
+        """Send ``command``; its information lines, or AtCommandError / AtTimeout / PortGone."""
+        with self._lock:
+            if self._serial is None:
+                self.open()
+            self._drain_urcs()
+            self._write(command + "\r")
+            return self._read_response(command, self.timeout if timeout is None else timeout)
+
+    def query(self, command: str, timeout: float | None = None) -> str:
+        """The information text of ``command`` (raising on error final results)."""
+        response = self.command(command, timeout)
+        if not response.final.ok:
+            raise response.final.error_for(command)
+        return response.text
+
+    def poll_urcs(self) -> list[str]:
+        """Read what has arrived between commands; every complete line there is a URC."""
+        with self._lock:
+            if self._serial is None:
+                return []
+            before = len(self.urcs)
+            self._drain_urcs()
+            return list(self.urcs)[before:] if len(self.urcs) >= before else list(self.urcs)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _write(self, text: str) -> None:
+        assert self._serial is not None
+        if self.raw_log:
+            self.raw_log(">", text.rstrip("\r"))
+        try:
+            self._serial.write(text.encode("ascii", errors="replace"))
+            self._serial.flush()
+        except (serial.SerialException, OSError) as exc:
+            self.close()
+            raise PortGone(f"{self.port} is gone: {_reason(exc)}") from None
+
+    def _read_chunk(self) -> str:
+        assert self._serial is not None
+        try:
+            data = self._serial.read(max(1, self._serial.in_waiting))
+        except (serial.SerialException, OSError, TypeError) as exc:
+            # pyserial raises TypeError from in_waiting when the fd is gone mid-call
+            self.close()
+            raise PortGone(f"{self.port} is gone: {_reason(exc)}") from None
+        return data.decode("ascii", errors="replace")
+
+    def _lines(self) -> list[str]:
+        """Complete lines received so far (partial ones stay pending)."""
+        self._pending += self._read_chunk()
+        *complete, self._pending = self._pending.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        lines = []
+        for raw in complete:
+            line = clean_line(raw)
+            if line:
+                if self.raw_log:
+                    self.raw_log("<", line)
+                lines.append(line)
+        return lines
+
+    def _urc(self, line: str) -> None:
+        self.urcs.append(line)
+        log.debug("URC %s", line)
+        if self.on_urc is not None:
+            try:
+                self.on_urc(line)
+            except Exception:  # a listener's bug must not break the channel
+                log.exception("URC handler failed on %r", line)
+
+    def _drain_urcs(self) -> None:
+        assert self._serial is not None
+        try:
+            waiting = self._serial.in_waiting
+        except (serial.SerialException, OSError, TypeError) as exc:
+            self.close()
+            raise PortGone(f"{self.port} is gone: {_reason(exc)}") from None
+        if waiting:
+            for line in self._lines():
+                self._urc(line)
+        # Half a line left from between commands is noise, not the start of our answer.
+        self._pending = ""
+
+    def _read_response(self, command: str, timeout: float) -> AtResponse:
+        prefix = command_prefix(command)
+        deadline = time.monotonic() + timeout
+        lines: list[str] = []
+        echo_seen = False
+        while time.monotonic() < deadline:
+            if self._serial is None:
+                raise PortGone(f"{self.port} is gone")
+            batch = self._lines()
+            for index, line in enumerate(batch):
+                if not echo_seen and not lines and is_echo(line, command):
+                    echo_seen = True
+                    continue
+                final = final_result(line, self.extra_finals)
+                if final is not None:
+                    for after in batch[index + 1:]:  # e.g. +CEREG: right after OK in the same read
+                        self._urc(after)
+                    return AtResponse(command, tuple(lines), final)
+                if is_urc(line, prefix):
+                    self._urc(line)
+                else:
+                    lines.append(line)
+        raise AtTimeout(f"{command}: no answer from {self.port} within {timeout:g}s"
+                        + (f" (got {len(lines)} lines, no final result)" if lines else ""))
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    return text if text else type(exc).__name__
