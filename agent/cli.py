@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 from agent import __version__
 from agent.buffer import BufferError, read_stats
 from agent.config import DEFAULT_PATH, ConfigError, load_config
+from agent.reading import part_dict
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -103,6 +104,66 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise RuntimeFailure(str(exc)) from None
 
 
+def cmd_modem(args: argparse.Namespace) -> int:
+    from agent.devices.modem.device import Modem, ModemUnavailable
+    from agent.devices.modem.errors import ModemError, PortGone, ProfileError
+    from agent.devices.modem.profiles import load_profile
+
+    if args.baud <= 0:
+        raise UsageError(f"blankspot modem: --baud must be a positive number, got {args.baud}")
+    setup_logging("debug" if args.raw else "error")
+    try:
+        profile = load_profile(args.model) if args.model else None
+    except ProfileError as exc:
+        raise UsageError(f"blankspot modem: {exc}") from None
+    raw = (lambda direction, text: print(f"{direction} {text}", file=sys.stderr)) if args.raw else None
+    modem = Modem(args.port, profile, args.baud, raw_log=raw, recover=False)
+    try:
+        modem.connect()
+        if args.scan:
+            return _print_scan(modem, args.json)
+        signal = modem.signal()
+    except PortGone as exc:
+        raise RuntimeFailure(str(exc)) from None
+    except (ModemUnavailable, ModemError) as exc:
+        raise RuntimeFailure(f"modem on {args.port} does not answer: {exc}") from None
+    finally:
+        modem.close()
+    body = part_dict(signal)
+    if args.json:
+        print(json.dumps(body))
+    else:
+        print(f"model         {modem.profile.name if modem.profile else '?'}")
+        for key, value in body.items():
+            if value is not None:
+                print(f"{key:<13} {value}")
+    if signal.error:
+        print(f"blankspot modem: {signal.error}", file=sys.stderr)
+        return EXIT_RUNTIME
+    return 0
+
+
+def _print_scan(modem, as_json: bool) -> int:
+    from agent.devices.modem.operators import operator_name
+
+    choices = modem.scan()
+    rows = [
+        {
+            "operator": c.long_name or (operator_name(c.mcc, c.mnc) if c.mcc is not None and c.mnc is not None else None),
+            "short": c.short_name, "mcc": c.mcc, "mnc": c.mnc, "rat": c.rat, "status": c.status,
+        }
+        for c in choices
+    ]
+    if as_json:
+        print(json.dumps(rows))
+    else:
+        for row in rows:
+            print(f"{row['status']:<10} {row['mcc']}-{row['mnc']:<4} {row['rat'] or '-':<9} {row['operator']}")
+        if not rows:
+            print("no operator visible here")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="blankspot", description="Field network-measurement agent and blank-spot map collector.")
     parser.add_argument("--version", action="version", version=f"blankspot {__version__}")
@@ -122,6 +183,17 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("modem", help="query the modem once: signal, registration, operator",
+                       description="Ask the modem for its signal once and print the signal part of a reading. "
+                                   "Example: blankspot modem --port /dev/ttyUSB2 --json")
+    p.add_argument("--port", required=True, help="AT port: a device such as /dev/ttyUSB2, or a pyserial URL")
+    p.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
+    p.add_argument("--model", help="model profile from firmware_configs/ (default: detect by USB id or AT+CGMM)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--scan", action="store_true", help="list the operators visible here (AT+COPS=?, takes minutes)")
+    p.add_argument("--raw", action="store_true", help="show the AT conversation on stderr")
+    p.set_defaults(func=cmd_modem)
 
     p = sub.add_parser("demo", help="simulated boat trip through a blank spot, end to end",
                        description="Simulated trip on the Mahakam: a local broker, the agent, a blank spot, "

@@ -182,14 +182,15 @@ class Reading:
             "time_source": self.time_source,
             "kind": self.kind,
             "position": None if self.position is None else dataclasses.asdict(self.position),
-            self.kind: _part_dict(self.part),
+            self.kind: part_dict(self.part),
         }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def _part_dict(part: Part) -> dict[str, Any]:
+def part_dict(part: Part) -> dict[str, Any]:
+    """The JSON form of a reading's part (``signal``, ``latency`` ...)."""
     return {f.name: getattr(part, f.name) for f in dataclasses.fields(part)}
 
 

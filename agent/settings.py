@@ -15,7 +15,7 @@ from typing import Any, Iterator, Sequence
 
 from agent.units import format_duration, format_size, parse_duration, parse_size
 
-KINDS = ("str", "int", "float", "bool", "duration", "size", "path", "choice", "section")
+KINDS = ("str", "int", "float", "bool", "duration", "size", "path", "choice", "strings", "section", "tables")
 
 
 class SettingError(ValueError):
@@ -35,6 +35,7 @@ class Spec:
     minimum: float | None = None
     maximum: float | None = None
     optional: bool = False
+    item: type | None = None  # "tables": the dataclass each table is built into
 
 
 def setting(
@@ -58,6 +59,11 @@ def section(cls: type, doc: str) -> Any:
     return field(default_factory=cls, metadata={"spec": Spec("section", doc)})
 
 
+def tables(cls: type, doc: str) -> Any:
+    """A list of tables (TOML ``[[name]]``), each validated into ``cls``; built as a tuple."""
+    return field(default=(), metadata={"spec": Spec("tables", doc, item=cls)})
+
+
 def _spec(f: dataclasses.Field) -> Spec:
     return f.metadata["spec"]
 
@@ -72,7 +78,9 @@ def _describe(spec: Spec) -> str:
         "size": 'a size such as "50MB"',
         "path": "a file path",
         "choice": "one of " + ", ".join(repr(c) for c in spec.choices),
+        "strings": 'a list of strings such as ["a", "b"]',
         "section": "a table",
+        "tables": "a list of tables ([[...]] blocks)",
     }[spec.kind]
 
 
@@ -115,7 +123,14 @@ def _convert(key: str, spec: Spec, value: Any) -> Any:
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise SettingError(key, f"expected {_describe(spec)}, got {value!r}{hint}")
             result = value
-        else:  # pragma: no cover - sections are handled by build()
+        elif kind == "strings":
+            if not isinstance(value, list):
+                raise TypeError
+            for index, item in enumerate(value):
+                if not isinstance(item, str):
+                    raise SettingError(f"{key}[{index}]", f"expected a string, got {type(item).__name__} {item!r}")
+            result = tuple(value)
+        else:  # pragma: no cover - sections and tables are handled by build()
             raise AssertionError(kind)
     except TypeError:
         raise SettingError(
@@ -158,6 +173,13 @@ def build(cls: type, table: Any, prefix: str = "") -> Any:
         spec = _spec(f)
         if spec.kind == "section":
             values[name] = build(f.default_factory, table[name], f"{prefix}{name}.")  # type: ignore[misc]
+        elif spec.kind == "tables":
+            items = table[name]
+            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+                raise SettingError(f"{prefix}{name}", f"expected {_describe(spec)}, got {type(items).__name__}")
+            values[name] = tuple(
+                build(spec.item, item, f"{prefix}{name}[{index}].") for index, item in enumerate(items)  # type: ignore[arg-type]
+            )
         else:
             values[name] = _convert(f"{prefix}{name}", spec, table[name])
     return cls(**values)
@@ -170,5 +192,8 @@ def walk(cls: type, prefix: str = "") -> Iterator[tuple[str, Spec, Any]]:
         if spec.kind == "section":
             yield f"{prefix}{f.name}", spec, None
             yield from walk(f.default_factory, f"{prefix}{f.name}.")  # type: ignore[arg-type]
+        elif spec.kind == "tables":
+            yield f"{prefix}{f.name}", spec, f.default
+            yield from walk(spec.item, f"{prefix}{f.name}.")  # type: ignore[arg-type]
         else:
             yield f"{prefix}{f.name}", spec, f.default

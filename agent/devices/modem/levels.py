@@ -30,7 +30,7 @@ def cesq_rscp_dbm(index: int | None) -> float | None:
 
 
 def cesq_ecno_db(index: int | None) -> float | None:
-    """+CESQ <ecno> (UTRA Ec/No): 0 is below -24 dB, n is -24.5+n/2, 49 is -0.5 or more."""
+    """+CESQ <ecno> (UTRA Ec/No): 0 is below -24 dB, n is -24.5+n/2, 49 is 0 or more."""
     return -24.5 + index / 2 if _in(index, 0, 49) else None  # type: ignore[operator]
 
 

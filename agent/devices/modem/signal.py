@@ -1,0 +1,119 @@
+"""From modem answers to the ``signal`` part of a reading (pure).
+
+Each signal command of a model profile is parsed into :class:`SignalFacts`; the facts are
+merged in the profile's order of preference (the first command that knows a field wins),
+except registration, where the best state any command reports wins: a unit registered on
+GSM while LTE searches is in service.
+
+No service is a normal reading: ``rat`` NONE, ``quality`` none, ``registration`` says why,
+and whatever levels the modem still measured are kept as evidence.  A modem that did not
+answer, or has no usable SIM, gives a reading with ``error`` set instead: that is not
+evidence of a blank spot, and the collector never counts it as one.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from agent.devices.modem.errors import AtParseError
+from agent.devices.modem.framing import command_prefix
+from agent.devices.modem.operators import operator_name
+from agent.devices.modem.parse_3gpp import parse_cesq, parse_cops, parse_csq, parse_registration
+from agent.devices.modem.parse_huawei import parse_hcsq, parse_sysinfoex
+from agent.devices.modem.parse_quectel import parse_qcsq, parse_qeng_servingcell, parse_qnwinfo, parse_qspn
+from agent.devices.modem.parse_simcom import parse_cpsi
+from agent.devices.modem.parse_telit import parse_rfsts
+from agent.devices.modem.values import SignalFacts
+from agent.measure.quality import signal_quality
+from agent.reading import Signal
+
+_REGISTRATION_RANK = {"home": 5, "roaming": 5, "denied": 4, "searching": 3, "not_registered": 2, "unknown": 1}
+
+
+def _registration(text: str) -> SignalFacts:
+    return parse_registration(text).facts()
+
+
+def _cops(text: str) -> SignalFacts:
+    current = parse_cops(text)
+    numeric = current.name is not None and current.name.isdigit()
+    return SignalFacts(operator=None if numeric else current.name, mcc=current.mcc, mnc=current.mnc, rat=current.rat)
+
+
+PARSERS: dict[str, Callable[[str], SignalFacts]] = {
+    "+CSQ": parse_csq,
+    "+CESQ": parse_cesq,
+    "+CREG": _registration,
+    "+CGREG": _registration,
+    "+CEREG": _registration,
+    "+C5GREG": _registration,
+    "+COPS": _cops,
+    "+QENG": parse_qeng_servingcell,
+    "+QNWINFO": parse_qnwinfo,
+    "+QCSQ": parse_qcsq,
+    "+QSPN": parse_qspn,
+    "+CPSI": parse_cpsi,
+    "^HCSQ": parse_hcsq,
+    "^SYSINFOEX": parse_sysinfoex,
+    "#RFSTS": parse_rfsts,
+}
+
+
+def has_parser(command: str) -> bool:
+    return command_prefix(command) in PARSERS
+
+
+def facts_from_answer(command: str, text: str) -> SignalFacts:
+    """Parse the answer to one signal command; AtParseError for anything unexpected."""
+    prefix = command_prefix(command)
+    parser = PARSERS.get(prefix or "")
+    if parser is None:
+        raise AtParseError(f"{command}: no signal parser for this command")
+    return parser(text)
+
+
+def signal_from_facts(facts: list[SignalFacts]) -> Signal:
+    """One ``signal`` part from the facts of several commands, in order of preference."""
+    merged = SignalFacts()
+    for item in facts:
+        merged = merged.merged(item)
+    known = [f.registration for f in facts if f.registration]
+    registration = max(known, key=lambda r: _REGISTRATION_RANK.get(r, 0)) if known else "unknown"
+    levels = (merged.rsrp_dbm, merged.rscp_dbm, merged.rssi_dbm)
+    if registration in ("home", "roaming"):
+        in_service = True
+    elif registration == "unknown":
+        in_service = any(v is not None for v in levels) and not merged.no_service
+    else:
+        in_service = False
+    operator = merged.operator
+    if operator is None and merged.mcc is not None and merged.mnc is not None:
+        operator = operator_name(merged.mcc, merged.mnc)
+    if not in_service:
+        rat, quality = "NONE", "none"
+        if registration == "unknown" and merged.no_service:
+            registration = "searching"
+    else:
+        # In service on an unknown technology, or without any level: null, never a guess.
+        rat = merged.rat if merged.rat not in (None, "NONE") else _rat_from_levels(merged)
+        quality = None if rat is None else signal_quality(
+            rat, rsrp_dbm=merged.rsrp_dbm, rscp_dbm=merged.rscp_dbm, rssi_dbm=merged.rssi_dbm)
+    return Signal(
+        registration=registration, operator=operator, mcc=merged.mcc, mnc=merged.mnc, rat=rat,
+        band=merged.band, earfcn=merged.earfcn, pci=merged.pci, cell_id=merged.cell_id, tac=merged.tac,
+        lac=merged.lac, rssi_dbm=merged.rssi_dbm, rsrp_dbm=merged.rsrp_dbm, rsrq_db=merged.rsrq_db,
+        sinr_db=merged.sinr_db, rscp_dbm=merged.rscp_dbm, ecio_db=merged.ecio_db, csq=merged.csq,
+        quality=quality, error=None,
+    )
+
+
+def _rat_from_levels(facts: SignalFacts) -> str | None:
+    if facts.rsrp_dbm is not None:
+        return "LTE"
+    if facts.rscp_dbm is not None:
+        return "WCDMA"
+    return None
+
+
+def error_signal(reason: str, registration: str = "unknown") -> Signal:
+    """The modem did not answer, or cannot measure (no SIM): not a blank spot."""
+    return Signal(registration=registration, rat="NONE", quality=None, error=reason)

@@ -1,0 +1,123 @@
+"""AtChannel and Modem against the simulated modem on a pseudo-terminal (opened by pyserial)."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agent.devices.modem.at import AtChannel
+from agent.devices.modem.device import Modem
+from agent.devices.modem.errors import AtCommandError, AtTimeout, ModemError, PortGone
+from agent.devices.modem.profiles import load_profile
+from agent.sim.coverage import Radio, mahakam_scenario
+from agent.sim.modem import SimulatedModem
+
+SAMARINDA = mahakam_scenario().towers[0]
+SERVED = Radio(SAMARINDA, rsrp_dbm=-95.0, rsrq_db=-10.0, sinr_db=8.0, rssi_dbm=-67.0)
+
+
+@pytest.fixture
+def sim(tmp_path: Path):
+    modem = SimulatedModem.for_profile("quectel-ec25", radio=lambda: SERVED, workdir=tmp_path, time_scale=0.01)
+    yield modem
+    modem.close()
+
+
+@pytest.fixture
+def channel(sim: SimulatedModem):
+    with AtChannel(sim.port, timeout=2.0) as ch:
+        yield ch
+
+
+def test_answer_lines_without_echo_or_final(channel: AtChannel) -> None:
+    response = channel.command("AT+CSQ")
+    assert response.final.ok and response.lines[0].startswith("+CSQ: ")
+    assert all(not line.startswith("AT") for line in response.lines)
+
+
+def test_cme_error_is_raised_with_its_text(sim: SimulatedModem, channel: AtChannel) -> None:
+    channel.query("AT+CMEE=2")
+    sim.sim = "pin"
+    with pytest.raises(AtCommandError) as info:
+        channel.query("AT+CIMI")
+    assert info.value.kind == "+CME ERROR" and "SIM PIN required" in (info.value.text or "")
+
+
+def test_unknown_command_is_an_error_not_a_timeout(channel: AtChannel) -> None:
+    started = time.monotonic()
+    with pytest.raises(AtCommandError):
+        channel.query("AT+NOSUCHTHING")
+    assert time.monotonic() - started < 1.0
+
+
+def test_urc_inside_a_reply_is_kept_apart(sim: SimulatedModem, channel: AtChannel) -> None:
+    seen: list[str] = []
+    channel.on_urc = seen.append
+    sim.urc_inside_next_reply('+CEREG: 1,"2B01","1A2B301",7')
+    response = channel.command("AT+CSQ")
+    assert [line for line in response.lines if line.startswith("+CEREG")] == []
+    channel.command("AT")  # the copy right after OK is read with the next exchange at the latest
+    assert seen.count('+CEREG: 1,"2B01","1A2B301",7') == 2
+
+
+def test_silence_times_out_then_the_channel_recovers(sim: SimulatedModem, channel: AtChannel) -> None:
+    sim.mute(True)
+    started = time.monotonic()
+    with pytest.raises(AtTimeout):
+        channel.command("AT+CSQ", timeout=0.5)
+    assert time.monotonic() - started < 1.5, "the channel never hangs"
+    sim.mute(False)
+    assert channel.command("AT").final.ok
+
+
+def test_garbage_before_an_answer_does_not_confuse_the_channel(sim: SimulatedModem, channel: AtChannel) -> None:
+    sim.send_garbage(b"\xb5b\x01\x07\x5c\x00\xff\xfe\r\n\x00garbage\r\n")
+    time.sleep(0.1)
+    assert channel.command("AT+CSQ").lines[0].startswith("+CSQ:")
+
+
+def test_vanished_port_is_port_gone_and_comes_back(sim: SimulatedModem, channel: AtChannel) -> None:
+    sim.vanish()
+    with pytest.raises(PortGone):
+        channel.command("AT", timeout=1.0)
+    with pytest.raises(PortGone):
+        channel.open()
+    sim.reappear()
+    channel.reopen()
+    assert channel.command("AT").final.ok
+
+
+def test_modem_reopens_a_vanished_port_by_itself(tmp_path: Path, sim: SimulatedModem) -> None:
+    modem = Modem(sim.port, load_profile("quectel-ec25"), port_wait=5.0)
+    modem.connect()
+    sim.vanish()
+    threading.Timer(0.8, sim.reappear).start()
+    assert modem.query("AT+CSQ").startswith("+CSQ:")
+    assert [(r.action, r.ok) for r in modem.recoveries] == [("reopen", True)]
+    modem.close()
+
+
+def test_modem_without_recovery_reports_at_once(sim: SimulatedModem) -> None:
+    modem = Modem(sim.port, load_profile("quectel-ec25"), recover=False)
+    modem.connect()
+    sim.mute(True)
+    modem.channel.timeout = 0.5
+    with pytest.raises(ModemError, match="does not answer"):
+        modem.query("AT+CSQ")
+    modem.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(noise=st.binary(max_size=200))
+def test_fuzz_arbitrary_bytes_from_the_modem(sim: SimulatedModem, channel: AtChannel, noise: bytes) -> None:
+    """Whatever the modem sends, the channel answers with a response or its documented errors."""
+    sim.send_garbage(noise)
+    try:
+        channel.command("AT", timeout=0.5)
+    except (AtTimeout, AtCommandError):
+        pass
+    assert channel.command("AT", timeout=1.0).final.ok
