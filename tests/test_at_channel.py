@@ -121,3 +121,28 @@ def test_fuzz_arbitrary_bytes_from_the_modem(sim: SimulatedModem, channel: AtCha
     except (AtTimeout, AtCommandError):
         pass
     assert channel.command("AT", timeout=1.0).final.ok
+
+
+def test_a_stuck_modem_is_reset_through_its_profile(tmp_path: Path) -> None:
+    """Answers AT but hangs on a signal command: reopen does not help, the profile's reset does."""
+    with SimulatedModem.for_profile("quectel-ec25", radio=lambda: SERVED, workdir=tmp_path, time_scale=0.01,
+                                    reset_s=0.5) as sim:
+        profile = load_profile("quectel-ec25")
+        modem = Modem(sim.port, profile, port_wait=3.0, sleep=lambda s: time.sleep(min(s, 0.3)))
+        modem.connect()
+        modem.channel.timeout = 0.5
+        sim.set_delay("AT+CSQ", 60.0)  # firmware stuck in a state where CSQ never completes
+
+        def unstick() -> None:
+            if sim.resets:
+                sim.set_delay("AT+CSQ", 0.0)
+            else:
+                threading.Timer(0.05, unstick).start()
+
+        unstick()
+        started = time.monotonic()
+        assert modem.query("AT+CSQ").startswith("+CSQ:")
+        assert time.monotonic() - started < profile.reset_wait + 10
+        assert [(r.action, r.ok) for r in modem.recoveries] == [("reopen", True), ("reset", True)]
+        assert sim.resets == 1
+        modem.close()
