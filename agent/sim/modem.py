@@ -538,6 +538,11 @@ class SimulatedModem:
 
     def _begin_reset(self) -> None:
         self.resets += 1
+        # A rebooting modem forgets what it was doing: no stale answers after it comes back.
+        self._commands.clear()
+        self._replies.clear()
+        self._busy = False
+        self._line.clear()
         self._close_pty()
         self._pending_urc = None
         self._state = _State()

@@ -58,6 +58,7 @@ class AtChannel:
         self.urcs: deque[str] = deque(maxlen=200)
         self._serial: serial.SerialBase | None = None
         self._pending = ""
+        self._late_answer_possible = False
         self._lock = threading.Lock()
 
     # -- port ----------------------------------------------------------------------------
@@ -102,6 +103,8 @@ class AtChannel:
         with self._lock:
             if self._serial is None:
                 self.open()
+            if self._late_answer_possible:
+                self._discard_late_answer()
             self._drain_urcs()
             self._write(command + "\r")
             return self._read_response(command, self.timeout if timeout is None else timeout)
@@ -158,6 +161,17 @@ class AtChannel:
                 lines.append(line)
         return lines
 
+    def _discard_late_answer(self, quiet: float = 0.3) -> None:
+        """After a timeout the old command's answer may still come: let it arrive and drop it,
+        so it is not taken for the next command's answer."""
+        self._late_answer_possible = False
+        give_up = time.monotonic() + 2.0  # a port that never falls quiet must not hang us
+        deadline = time.monotonic() + quiet
+        while time.monotonic() < min(deadline, give_up):
+            for line in self._lines():
+                log.debug("dropped late answer line %r", line)
+                deadline = time.monotonic() + quiet
+
     def _urc(self, line: str) -> None:
         self.urcs.append(line)
         log.debug("URC %s", line)
@@ -202,6 +216,7 @@ class AtChannel:
                     self._urc(line)
                 else:
                     lines.append(line)
+        self._late_answer_possible = True
         raise AtTimeout(f"{command}: no answer from {self.port} within {timeout:g}s"
                         + (f" (got {len(lines)} lines, no final result)" if lines else ""))
 

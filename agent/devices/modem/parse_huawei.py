@@ -27,32 +27,15 @@ from __future__ import annotations
 import re
 
 from agent.devices.modem.errors import AtParseError
+from agent.devices.modem.fields import prefixed_lines as _lines, field_at as _at
 from agent.devices.modem.levels import cesq_rscp_dbm, cesq_rsrp_dbm, cesq_rsrq_db
 from agent.devices.modem.values import SignalFacts
 
 _DEC = re.compile(r"[0-9]{1,12}", re.ASCII)
 
 
-def _lines(text: str, prefix: str) -> list[str]:
-    """The bodies of the lines starting with ``prefix`` (case-insensitive, colon included)."""
-    if not isinstance(text, str):
-        raise AtParseError(f"response must be text, got {type(text).__name__}")
-    bodies = []
-    for raw in text.replace("\r", "\n").split("\n"):
-        line = raw.strip()
-        if line[: len(prefix)].upper() == prefix:
-            bodies.append(line[len(prefix):].strip())
-    if not bodies:
-        raise AtParseError(f"no {prefix} line in {text[:80]!r}")
-    return bodies
-
-
 def _row(body: str) -> list[str]:
     return [field.strip().strip('"').strip() for field in body.split(",")]
-
-
-def _at(row: list[str], index: int) -> str:
-    return row[index] if 0 <= index < len(row) else ""
 
 
 def _index(text: str) -> int | None:

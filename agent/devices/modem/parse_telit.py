@@ -25,50 +25,13 @@ from __future__ import annotations
 import re
 
 from agent.devices.modem.errors import AtParseError
+from agent.devices.modem.fields import prefixed_lines as _lines, split_fields as _fields, field_at as _at, int_within as _int
 from agent.devices.modem.operators import split_plmn
 from agent.devices.modem.values import SignalFacts
 
-_DEC = re.compile(r"[+-]?[0-9]{1,12}", re.ASCII)
 _NUM = re.compile(r"[+-]?[0-9]{1,12}(?:\.[0-9]{1,6})?", re.ASCII)
 _HEX = re.compile(r"(?:0[xX])?([0-9A-Fa-f]{1,12})", re.ASCII)
 _IMSI = re.compile(r"[0-9]{14,15}", re.ASCII)
-
-
-def _lines(text: str, prefix: str) -> list[str]:
-    """The bodies of the lines starting with ``prefix`` (case-insensitive, colon included)."""
-    if not isinstance(text, str):
-        raise AtParseError(f"response must be text, got {type(text).__name__}")
-    bodies = []
-    for raw in text.replace("\r", "\n").split("\n"):
-        line = raw.strip()
-        if line[: len(prefix)].upper() == prefix:
-            bodies.append(line[len(prefix):].strip())
-    if not bodies:
-        raise AtParseError(f"no {prefix} line in {text[:80]!r}")
-    return bodies
-
-
-def _fields(body: str) -> list[str]:
-    """Comma-separated fields; commas inside double quotes stay, quotes and blanks go."""
-    fields, current, quoted = [], [], False
-    for ch in body:
-        if ch == '"':
-            quoted = not quoted
-        elif ch == "," and not quoted:
-            fields.append("".join(current).strip())
-            current = []
-        else:
-            current.append(ch)
-    fields.append("".join(current).strip())
-    return fields
-
-
-def _at(row: list[str], index: int) -> str:
-    return row[index] if 0 <= index < len(row) else ""
-
-
-def _int(text: str, low: int, high: int) -> int | None:
-    return int(text) if _DEC.fullmatch(text) and low <= int(text) <= high else None
 
 
 def _hex(text: str, bits: int) -> int | None:
