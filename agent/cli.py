@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from dataclasses import asdict
 from typing import Any, Callable, Sequence
 
@@ -143,6 +144,62 @@ def cmd_modem(args: argparse.Namespace) -> int:
     return 0
 
 
+def fix_dict(fix) -> dict[str, Any]:
+    """The ``position`` part of a reading plus ``time`` (null until the date is known)."""
+    from agent.reading import format_time
+
+    return {
+        "time": None if fix.time is None else format_time(fix.time),
+        "lat": fix.lat, "lon": fix.lon, "alt_m": fix.alt_m, "hdop": fix.hdop, "sats": fix.sats,
+        "speed_kmh": fix.speed_kmh, "course_deg": fix.course_deg, "fix": fix.fix,
+    }
+
+
+def cmd_gps(args: argparse.Namespace) -> int:
+    from agent.devices.gps.reader import GpsError, GpsReader
+
+    for name in ("baud", "count", "seconds"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise UsageError(f"blankspot gps: --{name} must be a positive number, got {value:g}")
+    count = args.count if args.count is not None or args.seconds is not None else 1
+    raw = (lambda line: print(line, file=sys.stderr)) if args.raw else None
+    try:
+        reader = GpsReader(args.port, args.baud, raw=raw)
+    except GpsError as exc:
+        raise RuntimeFailure(str(exc)) from None
+    printed = 0
+    deadline = None if args.seconds is None else time.monotonic() + args.seconds
+    try:
+        while count is None or printed < count:
+            # Without --seconds, a minute without a single epoch ends the command: a receiver
+            # that says nothing is a wrong port or baud rate, not a reason to hang.
+            wait = 60.0 if deadline is None else deadline - time.monotonic()
+            if wait <= 0:
+                break
+            fix = reader.read_fix(min(wait, 60.0))
+            if fix is None:
+                if deadline is None:
+                    break
+                continue
+            body = fix_dict(fix)
+            if args.json:
+                print(json.dumps(body), flush=True)
+            else:
+                where = "no fix" if fix.lat is None else f"{fix.lat:.6f} {fix.lon:.6f}"
+                print(f"{body['time'] or '-':<24} {fix.fix:<4} {where}  sats {fix.sats if fix.sats is not None else '-'}"
+                      f"  hdop {fix.hdop if fix.hdop is not None else '-'}", flush=True)
+            printed += 1
+    except GpsError as exc:
+        raise RuntimeFailure(str(exc)) from None
+    finally:
+        reader.close()
+    if printed == 0:
+        hint = " (garbage only: wrong --baud?)" if reader.likely_wrong_baud else " (wrong port, or the receiver is off?)"
+        raise RuntimeFailure(f"no NMEA epochs from {args.port}{hint}")
+    return 0
+
+
 def _print_scan(modem, as_json: bool) -> int:
     from agent.devices.modem.operators import operator_name
 
@@ -194,6 +251,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scan", action="store_true", help="list the operators visible here (AT+COPS=?, takes minutes)")
     p.add_argument("--raw", action="store_true", help="show the AT conversation on stderr")
     p.set_defaults(func=cmd_modem)
+
+    p = sub.add_parser("gps", help="read positions from a GPS receiver",
+                       description="Print one position per epoch from an NMEA receiver. "
+                                   "Example: blankspot gps --port /dev/ttyACM0 --count 5 --json")
+    p.add_argument("--port", required=True, help="NMEA port: a device such as /dev/ttyACM0, or a pyserial URL")
+    p.add_argument("--baud", type=int, default=9600, help="baud rate (default 9600)")
+    p.add_argument("--count", type=int, help="stop after this many epochs (default 1 unless --seconds)")
+    p.add_argument("--seconds", type=float, help="stop after this long")
+    p.add_argument("--json", action="store_true", help="print one JSON object per epoch")
+    p.add_argument("--raw", action="store_true", help="echo the NMEA sentences on stderr")
+    p.set_defaults(func=cmd_gps)
 
     p = sub.add_parser("demo", help="simulated boat trip through a blank spot, end to end",
                        description="Simulated trip on the Mahakam: a local broker, the agent, a blank spot, "
