@@ -10,6 +10,7 @@ import csv
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from xml.etree import ElementTree
 
 from agent.geo import bearing_deg, haversine_m
 
@@ -88,12 +89,41 @@ def parse_route_csv(text: str, source: str = "<route>") -> Route:
         raise RouteError(f"{source}: {exc}") from None
 
 
+def parse_route_gpx(text: str, source: str = "<route>") -> Route:
+    """Waypoints of a GPX file: its track points, else route points, else waypoints, in order."""
+    try:
+        root = ElementTree.fromstring(text)
+    except ElementTree.ParseError as exc:
+        raise RouteError(f"{source}: not valid GPX: {exc}") from None
+    for tag in ("trkpt", "rtept", "wpt"):
+        points = [el for el in root.iter() if el.tag.rsplit("}", 1)[-1] == tag]
+        if points:
+            break
+    waypoints = []
+    for index, el in enumerate(points, start=1):
+        try:
+            lat, lon = float(el.attrib["lat"]), float(el.attrib["lon"])
+        except (KeyError, ValueError):
+            raise RouteError(f"{source}: {tag} {index}: expected numeric lat and lon attributes") from None
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise RouteError(f"{source}: {tag} {index}: lat/lon out of range")
+        name = next((c.text for c in el if c.tag.rsplit("}", 1)[-1] == "name" and c.text), f"{tag}{index}")
+        waypoints.append(Waypoint(name, lat, lon))
+    try:
+        return Route(waypoints)
+    except RouteError as exc:
+        raise RouteError(f"{source}: {exc}") from None
+
+
 def load_route(path: Path | str) -> Route:
+    """A route from a CSV (``name,lat,lon``) or GPX file, by its extension."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise RouteError(f"{path}: cannot read: {exc}") from None
+    if path.suffix.lower() == ".gpx":
+        return parse_route_gpx(text, str(path))
     return parse_route_csv(text, str(path))
 
 
