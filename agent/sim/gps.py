@@ -35,10 +35,10 @@ import shutil
 import tempfile
 import threading
 import time
-import tty
 from collections.abc import Sequence
 from pathlib import Path
 
+from agent.sim.pty import close_linked_pty, open_linked_pty
 from agent.sim.route import Route, RoutePoint
 
 log = logging.getLogger(__name__)
@@ -167,35 +167,12 @@ class _PtyDevice:
         raise NotImplementedError
 
     def _open_pty(self) -> None:
-        master, slave = os.openpty()
-        # Raw, or the line discipline would turn our \r\n into \r\r\n and echo nothing useful.
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        self._master, self._slave = master, slave
-        self._pty_name = os.ttyname(slave)
-        tmp = f"{self.port}.{os.getpid()}.tmp"
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        os.symlink(self._pty_name, tmp)
-        os.replace(tmp, self.port)
+        self._master, self._slave, self._pty_name = open_linked_pty(self.port)
         log.debug("simulated GPS on %s -> %s", self.port, self._pty_name)
 
     def _close_pty(self) -> None:
-        # We hold the slave open ourselves so writes never fail while no host has the port
-        # open; closing both is what makes an open host see the device disappear.
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        close_linked_pty(self._master, self._slave, self.port)
         self._master = self._slave = None
-        try:
-            os.unlink(self.port)
-        except FileNotFoundError:
-            pass
 
     def _write(self, data: bytes) -> int:
         """Write what fits now; a receiver has no flow control, so the rest is lost."""

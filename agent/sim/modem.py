@@ -35,13 +35,13 @@ import shutil
 import tempfile
 import threading
 import time
-import tty
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.devices.modem.transcript import Transcript
+from agent.sim.pty import close_linked_pty, open_linked_pty
 from agent.sim.coverage import Radio
 from agent.sim.modem_answers import (
     AnswerModes,
@@ -296,41 +296,17 @@ class SimulatedModem:
     # -- the pseudo-terminal ---------------------------------------------------------------
 
     def _open_pty(self) -> None:
-        master, slave = os.openpty()
-        # Raw from the start: with the pty's default line discipline our own output would be
-        # echoed back to us as if the host had typed it.
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        self._master, self._slave = master, slave
-        self._pty_name = os.ttyname(slave)
+        self._master, self._slave, self._pty_name = open_linked_pty(self.port)
         self._line.clear()
-        tmp = f"{self.port}.{os.getpid()}.tmp"
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        os.symlink(self._pty_name, tmp)
-        os.replace(tmp, self.port)
         log.debug("simulated modem on %s -> %s", self.port, self._pty_name)
 
     def _close_pty(self) -> None:
-        # We hold the slave open ourselves so the master never reads EIO while no host has the
-        # port open; closing both is what makes an open host see the device disappear.
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        close_linked_pty(self._master, self._slave, self.port)
         self._master = self._slave = None
         self._replies.clear()
         self._commands.clear()
         self._busy = False
         self._line.clear()
-        try:
-            os.unlink(self.port)
-        except FileNotFoundError:
-            pass
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
