@@ -17,7 +17,7 @@ from typing import Callable
 from agent.devices.modem.at import AtChannel, RawLog
 from agent.devices.modem.errors import AtCommandError, AtParseError, AtTimeout, ModemError, PortGone
 from agent.devices.modem.parse_3gpp import parse_cops_scan, parse_cpin
-from agent.devices.modem.profiles import ModemProfile, detect_by_cgmm, detect_by_usb, load_profile
+from agent.devices.modem.profiles import ModemProfile, detect_by_cgmm, detect_by_usb, find_ports, load_profile
 from agent.devices.modem.signal import error_signal, facts_from_answer, signal_from_facts
 from agent.devices.modem.values import OperatorChoice, SignalFacts
 from agent.reading import Signal
@@ -65,10 +65,11 @@ class Modem:
         return self.profile
 
     def _detect(self) -> ModemProfile:
-        usb = port_usb_identity(self.port)
         cgmm = self._answer("AT+CGMM")
+        real = os.path.realpath(self.port)
+        usb = next((p for p in find_ports() if p.device == real), None)
         if usb is not None:
-            found = detect_by_usb(usb[0], usb[1], cgmm)
+            found = detect_by_usb(usb.vid, usb.pid, cgmm)
             if found is not None:
                 return found
         return detect_by_cgmm(cgmm or "")
@@ -233,14 +234,3 @@ def open_modem(port: str, model: str | None = None, baud: int = 115200, raw_log:
     modem = Modem(port, profile, baud, raw_log=raw_log)
     modem.connect()
     return modem
-
-
-def port_usb_identity(port: str) -> tuple[str, str] | None:
-    """(vid, pid) in lower-case hex of the USB device behind a serial port, if any."""
-    from serial.tools import list_ports
-
-    real = os.path.realpath(port)
-    for info in list_ports.comports():
-        if info.device == real and info.vid is not None and info.pid is not None:
-            return f"{info.vid:04x}", f"{info.pid:04x}"
-    return None
