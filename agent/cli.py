@@ -18,18 +18,11 @@ from typing import Any, Callable, Sequence
 from agent import __version__
 from agent.buffer import BufferError, read_stats
 from agent.config import DEFAULT_PATH, ConfigError, load_config
+from agent.collector import command as collector_command
+from agent.measure import command as measure_command
 from agent.reading import part_dict
 
-EXIT_RUNTIME = 1
-EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """A mistake in how the command was called; exit status 2."""
-
-
-class RuntimeFailure(Exception):
-    """The command was right but could not do its job; exit status 1."""
+from agent.exit_status import EXIT_RUNTIME, EXIT_USAGE, RuntimeFailure, UsageError  # noqa: F401
 
 
 class _Parser(argparse.ArgumentParser):
@@ -271,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broker", choices=("auto", "mosquitto", "amqtt"), default="auto", help="which local broker to start")
     p.add_argument("--verbose", "-v", action="store_true", help="show the agent's log")
     p.set_defaults(func=cmd_demo)
+
+    measure_command.register(sub)
+    collector_command.register(sub)
     return parser
 
 

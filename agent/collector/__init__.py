@@ -1,0 +1,1 @@
+"""The central side: subscriber, store, coverage aggregation, map, export."""
