@@ -6,6 +6,7 @@ and ``deploy/agent.example.toml`` describe the same keys, and a test keeps them 
 from __future__ import annotations
 
 import re
+import shlex
 import socket
 import tomllib
 from dataclasses import dataclass
@@ -114,6 +115,41 @@ class LogConfig:
     level: str = setting("info", "Log level.", "choice", choices=("debug", "info", "warning", "error"))
 
 
+_GPIO = dict(minimum=0, maximum=27)
+
+
+@dataclass(frozen=True)
+class PanelConfig:
+    enabled: bool = setting(False, "Drive the status lights and read the button (Raspberry Pi GPIO).", "bool")
+    gps_led: int = setting(0, "BCM GPIO number of the GPS fix light; 0 when not fitted.", "int", **_GPIO)
+    signal_led: int = setting(0, "BCM GPIO number of the signal quality light; 0 when not fitted.", "int", **_GPIO)
+    uplink_led: int = setting(0, "BCM GPIO number of the broker connection light; 0 when not fitted.", "int", **_GPIO)
+    backlog_led: int = setting(0, "BCM GPIO number of the backlog (readings waiting) light; 0 when not fitted.", "int", **_GPIO)
+    button_pin: int = setting(
+        0, "BCM GPIO number of the push button (wired to ground): a short press tags the spot; 0 when not fitted.",
+        "int", **_GPIO,
+    )
+    hold_time: float = setting(
+        3.0, "Holding the button this long shuts the unit down safely.", "duration", minimum=1, maximum=30
+    )
+    bounce_time: float = setting(
+        0.05, "A press shorter than this is contact bounce or noise, and ignored.", "duration", minimum=0, maximum=0.5
+    )
+    tag_label: str = setting("marked spot", "Message of the tag event a short press records.", "str")
+    power_pin: int = setting(
+        0, "BCM GPIO number of an ignition or external-power sense input; 0 when not fitted.", "int", **_GPIO
+    )
+    power_present_level: str = setting(
+        "high", "Level power_pin reads while external power is present.", "choice", choices=("high", "low")
+    )
+    power_fail_delay: float = setting(
+        30.0, "Shut down safely once external power has been gone this long.", "duration", minimum=1
+    )
+    shutdown_command: str = setting(
+        "systemctl poweroff", "Command run (without a shell) to power the unit off after the buffer is flushed.", "str"
+    )
+
+
 @dataclass(frozen=True)
 class Config:
     device: DeviceConfig = section(DeviceConfig, "Identity of this unit.")
@@ -121,6 +157,7 @@ class Config:
     uplink: UplinkConfig = section(UplinkConfig, "MQTT connection to the central broker.")
     source: SourceConfig = section(SourceConfig, "What produces readings.")
     log: LogConfig = section(LogConfig, "Logging.")
+    panel: PanelConfig = section(PanelConfig, "Status lights, push button and power-fail input (Raspberry Pi GPIO).")
 
     @property
     def device_id(self) -> str:
@@ -193,6 +230,27 @@ def _check(config: Config) -> None:
         raise SettingError("uplink.password_file", "give password or password_file, not both")
     if any("+" in p or "#" in p for p in up.topic_prefix.split("/")) or up.topic_prefix.endswith("/"):
         raise SettingError("uplink.topic_prefix", f"expected topic levels without wildcards or a trailing '/', got {up.topic_prefix!r}")
+    _check_panel(config.panel)
+
+
+PANEL_PINS = ("gps_led", "signal_led", "uplink_led", "backlog_led", "button_pin", "power_pin")
+
+
+def _check_panel(panel: PanelConfig) -> None:
+    used: dict[int, str] = {}
+    for key in PANEL_PINS:
+        pin = getattr(panel, key)
+        if pin == 0:
+            continue
+        if pin in used:
+            raise SettingError(f"panel.{key}", f"GPIO {pin} is already panel.{used[pin]}; each pin can be used once")
+        used[pin] = key
+    try:
+        command = shlex.split(panel.shutdown_command)
+    except ValueError as exc:
+        raise SettingError("panel.shutdown_command", f"cannot split into words: {exc}") from None
+    if not command:
+        raise SettingError("panel.shutdown_command", "expected a command such as \"systemctl poweroff\"")
 
 
 def load_config(path: Path | str | None) -> Config:
