@@ -17,9 +17,15 @@
 - A database that fails SQLite's check at open is renamed aside (kept for forensics),
   logged as critical, and a fresh one started; an ``event`` reading (``buffer_corrupt``)
   records it.
+- A reading stamped ``unsynced`` keeps the boot id and ``CLOCK_BOOTTIME`` of its
+  measurement.  The first reading with a trusted time (``gps``/``ntp``) in the same boot
+  re-stamps every such reading still pending: ``time = trusted - (boottime now - boottime
+  then)``, ``time_source`` the trusted source.  Readings of an earlier boot cannot be placed
+  in time and stay ``unsynced``; readings already delivered stay as they were sent.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -28,14 +34,14 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable
 
 import sqlite_utils
 
-from agent.clock import Clock, SystemClock
-from agent.reading import Event, Reading
+from agent.clock import Clock, Timestamp, TimeKeeper, boot_id
+from agent.reading import Event, Reading, format_time
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +102,7 @@ class ReadingBuffer:
         self.device = device
         self.max_bytes = max_bytes
         self.keep_delivered = keep_delivered
-        self.clock = clock or SystemClock()
+        self.clock = clock or TimeKeeper()
         self._lock = threading.RLock()
         self._leased: dict[int, Batch] = {}
         self._returned: deque[Batch] = deque()
@@ -139,11 +145,17 @@ class ReadingBuffer:
             self.db = sqlite_utils.Database(conn)
             with self._transaction():
                 self.db["readings"].create(
-                    {"seq": int, "kind": str, "time": str, "body": str, "delivered_at": float},
+                    {"seq": int, "kind": str, "time": str, "body": str, "delivered_at": float,
+                     "boot": str, "boottime": float},
                     pk="seq",
                     not_null={"kind", "time", "body"},
                     if_not_exists=True,
                 )
+                columns = self.db["readings"].columns_dict
+                for name, kind in (("boot", str), ("boottime", float)):  # buffers from before these
+                    if name not in columns:
+                        self.db["readings"].add_column(name, kind)
+                conn.execute("CREATE INDEX IF NOT EXISTS readings_unsynced ON readings(boot) WHERE boot IS NOT NULL")
                 # WITHOUT ROWID: one b-tree, so bumping next_seq writes one page per commit, not two.
                 conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID")
                 conn.execute(
@@ -153,6 +165,12 @@ class ReadingBuffer:
                 for key, value in initial.items():
                     conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (key, value))
             self._db_id = self._meta("db_id")
+            self._boot = boot_id()
+            self._uncorrected = self._count_unsynced(self._boot) > 0
+            earlier = self._count_unsynced(None) - self._count_unsynced(self._boot)
+            if earlier:
+                log.warning("%d readings waiting from an earlier boot were taken before the clock was "
+                            "trusted; they keep time_source 'unsynced'", earlier)
         except sqlite3.DatabaseError:
             conn.close()
             raise
@@ -247,23 +265,74 @@ class ReadingBuffer:
             return stored
 
     def _insert(self, items: list[Reading]) -> list[Reading]:
+        if self._uncorrected:
+            trusted = next((r for r in items if r.time_source != "unsynced" and r.boottime is not None), None)
+            if trusted is not None:
+                self._correct_times(Timestamp(trusted.time, trusted.time_source, trusted.boottime))
         next_seq = self._meta("next_seq")
         self._reserve(next_seq + len(items))
         stored = []
         with self._transaction():
             for offset, reading in enumerate(items):
                 numbered = replace(reading, seq=next_seq + offset)
+                unsynced = numbered.time_source == "unsynced" and numbered.boottime is not None
                 self.conn.execute(
-                    "INSERT INTO readings(seq, kind, time, body) VALUES (?, ?, ?, ?)",
-                    (numbered.seq, numbered.kind, numbered.to_dict()["time"], numbered.to_json()),
+                    "INSERT INTO readings(seq, kind, time, body, boot, boottime) VALUES (?, ?, ?, ?, ?, ?)",
+                    (numbered.seq, numbered.kind, numbered.to_dict()["time"], numbered.to_json(),
+                     self._boot if unsynced else None, numbered.boottime if unsynced else None),
                 )
+                self._uncorrected = self._uncorrected or unsynced
                 stored.append(numbered)
             self._set_meta("next_seq", next_seq + len(items))
         return stored
 
+    # -- clock corrections ---------------------------------------------------------------
+
+    def _count_unsynced(self, boot: str | None) -> int:
+        where = "boot IS NOT NULL" if boot is None else "boot = ?"
+        return self.conn.execute(
+            f"SELECT count(*) FROM readings WHERE {where} AND delivered_at IS NULL", () if boot is None else (boot,)
+        ).fetchone()[0]
+
+    def correct_times(self, now: Timestamp) -> int:
+        """Re-stamp this boot's pending ``unsynced`` readings from a trusted ``now``.
+
+        Returns how many were corrected.  ``append`` does this by itself when a reading with
+        a trusted time arrives; call it directly when a time source appears between readings.
+        """
+        with self._lock:
+            if not self._uncorrected:
+                return 0
+            try:
+                return self._correct_times(now)
+            except (sqlite3.OperationalError, OSError) as exc:
+                raise BufferError(f"cannot write to the buffer {self.path}: {exc}") from None
+
+    def _correct_times(self, now: Timestamp) -> int:
+        if not now.trusted or now.boottime is None:
+            return 0
+        rows = self.conn.execute(
+            "SELECT seq, body, boottime FROM readings WHERE boot = ? AND delivered_at IS NULL ORDER BY seq",
+            (self._boot,),
+        ).fetchall()
+        with self._transaction():
+            for seq, body, taken_at in rows:
+                moment = format_time(now.time - timedelta(seconds=now.boottime - taken_at))
+                table = json.loads(body)
+                table["time"], table["time_source"] = moment, now.source
+                self.conn.execute(
+                    "UPDATE readings SET time = ?, body = ?, boot = NULL, boottime = NULL WHERE seq = ?",
+                    (moment, json.dumps(table, separators=(",", ":"), ensure_ascii=False), seq),
+                )
+        self._uncorrected = False
+        if rows:
+            log.info("clock: %d readings taken before the clock was trusted (seq %d-%d) re-stamped from %s time",
+                     len(rows), rows[0][0], rows[-1][0], now.source)
+        return len(rows)
+
     def _record_event(self, kind: str, message: str, data: dict) -> Reading:
         stamp = self.clock.now()
-        event = Reading(self.device, stamp.time, stamp.source, Event(kind, message, data))
+        event = Reading.taken(self.device, stamp, Event(kind, message, data))
         with self._lock:
             return self._insert([event])[0]
 

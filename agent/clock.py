@@ -1,9 +1,22 @@
 """Where reading timestamps come from, and whether they can be trusted.
 
-A Raspberry Pi has no real-time clock; the kernel knows whether NTP (or anything else)
-has disciplined the system clock, and ``adjtimex(2)`` tells.  ``SystemClock`` stamps
-readings with the system time and says ``ntp`` when the kernel reports the clock
-synchronised, ``unsynced`` otherwise.
+A Raspberry Pi has no real-time clock: after a power cut in a blank spot it believes it is
+1970, or the moment of its last shutdown, until NTP or a GPS fix says otherwise.  The kernel
+knows whether anything has disciplined the system clock and ``adjtimex(2)`` tells.
+
+``TimeKeeper`` stamps every reading with a time and its source:
+
+- ``ntp``: the kernel says the system clock is synchronised (NTP, chrony, or gpsd feeding
+  chrony), and it shows a plausible date;
+- ``gps``: the system clock is not synchronised but a GPS fix with a date has been seen in
+  this boot; the time is that fix's UTC time carried forward on ``CLOCK_BOOTTIME``;
+- ``unsynced``: neither; the system time is used as it is and marked untrusted.
+
+Every stamp also records ``CLOCK_BOOTTIME`` (seconds since boot, never stepped, counting
+suspend), so a reading stamped ``unsynced`` can be corrected once a trusted time appears in
+the same boot: ``true time = trusted now - (boottime now - boottime then)``.  The buffer does
+that (``ReadingBuffer.correct_times``).  We never step the system clock ourselves: that is
+chrony's job, and it needs privileges the agent does not have.
 """
 from __future__ import annotations
 
@@ -11,23 +24,62 @@ import ctypes
 import ctypes.util
 import functools
 import logging
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Callable, Protocol
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Callable, Protocol
+
+if TYPE_CHECKING:
+    from agent.devices.gps.fix import Fix
 
 log = logging.getLogger(__name__)
 
 TIME_ERROR = 5  # adjtimex(2): clock not synchronised
+
+# No reading can have been taken before this software existed.  A clock or a GPS receiver
+# saying otherwise is wrong: an RTC-less Pi at 1970, a stale fake-hwclock, or a receiver hit
+# by the GPS week-number rollover (old firmware reports dates 1024 weeks, ~19.6 years, early).
+EARLIEST_PLAUSIBLE = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+TRUSTED_SOURCES = ("gps", "ntp")
 
 
 @dataclass(frozen=True)
 class Timestamp:
     time: datetime
     source: str  # "gps" | "ntp" | "unsynced"
+    boottime: float | None = None  # CLOCK_BOOTTIME when the stamp was taken
+
+    @property
+    def trusted(self) -> bool:
+        return self.source in TRUSTED_SOURCES
 
 
 class Clock(Protocol):
     def now(self) -> Timestamp: ...
+
+
+def boottime() -> float:
+    """Seconds since boot on ``CLOCK_BOOTTIME``: never stepped, counts time suspended."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+_PROCESS_BOOT = f"process-{uuid.uuid4()}"
+
+
+@functools.lru_cache(maxsize=1)
+def boot_id() -> str:
+    """The kernel's id of this boot; boottime values compare only within one boot.
+
+    Without ``/proc`` (not Linux), a per-process id: corrections then stay within one run.
+    """
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return _PROCESS_BOOT
 
 
 @functools.lru_cache(maxsize=1)
@@ -55,11 +107,53 @@ def kernel_clock_synchronised() -> bool | None:
 
 
 @dataclass
-class SystemClock:
-    """System time, labelled by what the kernel says of its synchronisation."""
+class TimeKeeper:
+    """The agent's clock: system time when synchronised, else GPS time, else marked unsynced.
+
+    ``gps_fix`` is fed every fix from the GPS reader, which records the boottime at which each
+    epoch's first sentence arrived (``Fix.received``).  The injected functions are for tests and for the
+    simulator's compressed time.
+    """
 
     synchronised: Callable[[], bool | None] = kernel_clock_synchronised
+    wall: Callable[[], float] = time.time
+    boot: Callable[[], float] = boottime
+    _gps: tuple[datetime, float] | None = field(default=None, init=False)
+    _warned_implausible: bool = field(default=False, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def gps_fix(self, fix: "Fix") -> bool:
+        """Take a fix's UTC time as the reference; False (ignored) without a position or a
+        date, or when implausible.  A receiver without a fix may still print its RTC's guess
+        of the time: that guess is not trusted."""
+        fix_time, received_boottime = fix.time, fix.received
+        if fix.fix == "none" or fix_time is None or received_boottime is None:
+            return False
+        if fix_time < EARLIEST_PLAUSIBLE:
+            if not self._warned_implausible:
+                log.warning("GPS reports %s, before %s: ignored as a time source (receiver firmware with "
+                            "the week-rollover bug?)", fix_time.isoformat(), EARLIEST_PLAUSIBLE.date())
+                self._warned_implausible = True
+            return False
+        with self._lock:
+            first = self._gps is None
+            self._gps = (fix_time, received_boottime)
+        if first:
+            offset = fix_time.timestamp() - (self.wall() - (self.boot() - received_boottime))
+            log.info("clock: GPS time available; the system clock is %+.1f s off it", -offset)
+        return True
 
     def now(self) -> Timestamp:
-        moment = datetime.now(timezone.utc)
-        return Timestamp(moment, "ntp" if self.synchronised() else "unsynced")
+        b = self.boot()
+        wall = datetime.fromtimestamp(self.wall(), timezone.utc)
+        if self.synchronised() and wall >= EARLIEST_PLAUSIBLE:
+            return Timestamp(wall, "ntp", b)
+        with self._lock:
+            gps = self._gps
+        if gps is not None:
+            return Timestamp(gps[0] + timedelta(seconds=b - gps[1]), "gps", b)
+        return Timestamp(wall, "unsynced", b)
+
+    @property
+    def source(self) -> str:
+        return self.now().source

@@ -12,7 +12,10 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from agent.clock import Timestamp
 
 SCHEMA = "blankspot.reading/1"
 TIME_SOURCES = ("gps", "ntp", "unsynced")
@@ -155,7 +158,11 @@ Part = Signal | Latency | Throughput | Event
 
 @dataclass(frozen=True)
 class Reading:
-    """One measurement.  ``seq`` is assigned by the buffer when the reading is stored."""
+    """One measurement.  ``seq`` is assigned by the buffer when the reading is stored.
+
+    ``boottime`` (``CLOCK_BOOTTIME`` at measurement) stays on the unit: it is never part of
+    the JSON form, and only lets the buffer correct an ``unsynced`` time later.
+    """
 
     device: str
     time: datetime
@@ -163,6 +170,12 @@ class Reading:
     part: Part
     position: Position | None = None
     seq: int | None = None
+    boottime: float | None = field(default=None, compare=False)
+
+    @classmethod
+    def taken(cls, device: str, stamp: "Timestamp", part: Part, position: Position | None = None) -> "Reading":
+        """A reading stamped by the agent's clock."""
+        return cls(device, stamp.time, stamp.source, part, position, boottime=stamp.boottime)
 
     @property
     def kind(self) -> str:

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from agent.buffer import BufferError, ReadingBuffer
-from agent.clock import Clock, SystemClock
+from agent.clock import Clock, TimeKeeper
 from agent.config import Config, read_password
 from agent.reading import Reading
 from agent.sim.coverage import mahakam_scenario
@@ -28,7 +28,7 @@ class AgentService:
     def __init__(self, config: Config, *, clock: Clock | None = None, config_path: str = "<config>") -> None:
         self.config = config
         self.device = config.device_id
-        self.clock = clock or SystemClock()
+        self.clock = clock or TimeKeeper()
         self.buffer = ReadingBuffer(
             config.buffer.path, self.device, max_bytes=config.buffer.max_size,
             keep_delivered=config.buffer.keep_delivered, clock=self.clock,

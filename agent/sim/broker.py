@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -81,7 +82,8 @@ class LocalBroker:
             f"    bind: 127.0.0.1:{self.port}\n"
             "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n    allow_anonymous: true\n"
         )
-        exe = shutil.which("amqtt")
+        # The script sits beside this interpreter in a virtualenv that was never activated.
+        exe = shutil.which("amqtt") or shutil.which("amqtt", path=str(Path(sys.executable).parent))
         if exe is None:
             raise BrokerError("neither mosquitto nor amqtt is installed (apt-get install mosquitto, or pip install amqtt)")
         return [exe, "-c", str(conf)]

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from agent.clock import Clock, SystemClock
+from agent.clock import Clock, TimeKeeper
 from agent.measure.quality import signal_quality
 from agent.reading import Position, Reading, Signal
 from agent.sim.coverage import CoverageScenario, Radio
@@ -23,7 +23,7 @@ class SyntheticSource:
     route: Route
     scenario: CoverageScenario
     speed_kmh: float
-    clock: Clock = field(default_factory=SystemClock)
+    clock: Clock = field(default_factory=TimeKeeper)
     monotonic: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
@@ -55,7 +55,7 @@ class SyntheticSource:
             lat=round(point.lat, 6), lon=round(point.lon, 6), alt_m=12.0, hdop=0.9, sats=9,
             speed_kmh=round(self.speed_kmh, 1), course_deg=round(course, 1), fix="3d",
         )
-        return Reading(self.device, stamp.time, stamp.source, signal_from_radio(radio), position)
+        return Reading.taken(self.device, stamp, signal_from_radio(radio), position)
 
 
 def signal_from_radio(radio: Radio) -> Signal:

@@ -26,6 +26,7 @@ How the fix is judged within an epoch:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time as _time
 from dataclasses import dataclass, field
@@ -49,6 +50,9 @@ class Fix:
     speed_kmh: float | None
     course_deg: float | None
     fix: FixMode
+    # The reader's clock (CLOCK_BOOTTIME in GpsReader) when the epoch's first sentence
+    # arrived: ties ``time`` to the unit's own clock, for using GPS as the time source.
+    received: float | None = field(default=None, compare=False)
 
 
 NO_FIX = Fix(None, None, None, None, None, None, None, None, "none")
@@ -58,6 +62,7 @@ NO_FIX = Fix(None, None, None, None, None, None, None, None, "none")
 class _Epoch:
     time: dt.time | None = None
     sentences: list[Sentence] = field(default_factory=list)
+    opened_at: float | None = None
 
     def has_untimed(self, kind: type, talker: str) -> bool:
         return any(type(s) is kind and s.talker == talker for s in self.sentences)
@@ -81,7 +86,11 @@ class FixState:
         self._last_at: float | None = None
 
     def update(self, sentence: Sentence, now_monotonic: float | None = None) -> Fix | None:
-        """Add one sentence; return the previous epoch's fix if this sentence ended it."""
+        """Add one sentence; return the previous epoch's fix if this sentence ended it.
+
+        ``now_monotonic`` is any monotonic clock (the reader uses CLOCK_BOOTTIME); it
+        ages fixes and becomes the fix's ``received``.
+        """
         when = _time.monotonic() if now_monotonic is None else now_monotonic
         stamp = getattr(sentence, "time", None)
         done: Fix | None = None
@@ -96,6 +105,8 @@ class FixState:
         ep = self._epoch
         if ep.time is None and stamp is not None:
             ep.time = stamp
+        if not ep.sentences:
+            ep.opened_at = when
         ep.sentences.append(sentence)
         return done
 
@@ -114,7 +125,7 @@ class FixState:
     def _finish(self, when: float) -> Fix:
         ep = self._epoch
         self._epoch = _Epoch()
-        fix = self._merge(ep)
+        fix = dataclasses.replace(self._merge(ep), received=ep.opened_at)
         self._last, self._last_at = fix, when
         return fix
 

@@ -28,13 +28,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 import serial
+
+from agent.clock import boottime
 
 from .fix import Fix, FixState
 from .nmea import TALKERS, NmeaError, parse_sentence
@@ -128,7 +129,7 @@ class GpsReader:
         self._pending = b""
         self._ready: deque[Fix] = deque()
         self._epoch_open = False
-        self._last_byte_at = time.monotonic()
+        self._last_byte_at = boottime()
         try:
             self._serial: serial.SerialBase | None = serial.serial_for_url(port, baud, timeout=READ_TIMEOUT_S)
         except (serial.SerialException, OSError, ValueError) as exc:
@@ -159,10 +160,10 @@ class GpsReader:
         still takes what has already arrived.  Raises
         ``GpsPortGone`` when the port vanishes; silence is never an error.
         """
-        deadline = time.monotonic() + timeout
+        deadline = boottime() + timeout
         while not self._ready:
             data = self._read_chunk()
-            now = time.monotonic()
+            now = boottime()
             if data:
                 self._last_byte_at = now
                 self._feed(data, now)
@@ -175,10 +176,10 @@ class GpsReader:
     def fixes(self, count: int | None = None, seconds: float | None = None) -> Iterator[Fix]:
         """Fixes as they complete, until ``count`` have been yielded or ``seconds`` have passed
         (either, both or neither: without both it runs until the port vanishes)."""
-        deadline = None if seconds is None else time.monotonic() + seconds
+        deadline = None if seconds is None else boottime() + seconds
         produced = 0
         while count is None or produced < count:
-            wait = 1.0 if deadline is None else deadline - time.monotonic()
+            wait = 1.0 if deadline is None else deadline - boottime()
             if wait <= 0:
                 return
             fix = self.read_fix(wait)
@@ -189,7 +190,7 @@ class GpsReader:
     def current(self) -> Fix:
         """The latest completed fix, or a ``"none"`` fix when there is none younger than ``max_age_s``."""
         with self._state_lock:
-            return self._state.current(time.monotonic(), self.max_age_s)
+            return self._state.current(boottime(), self.max_age_s)
 
     @property
     def likely_wrong_baud(self) -> bool:

@@ -1,0 +1,239 @@
+"""Time on a unit without a real-time clock: GPS time when the system clock is not synchronised,
+earlier readings re-stamped once a trusted time appears, seq untouched by clock steps."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from agent.buffer import ReadingBuffer
+from agent.clock import EARLIEST_PLAUSIBLE, TimeKeeper, boottime
+from agent.devices.gps.fix import Fix
+from agent.devices.gps.reader import GpsReader
+from agent.reading import Event, Reading, parse_time, reading_from_json
+from agent.sim.gps import SimulatedGps
+from agent.sim.route import mahakam_route
+
+GPS_NOW = datetime(2026, 11, 24, 3, 0, 0, tzinfo=timezone.utc)
+EPOCH_1970 = 120.0  # a Pi without RTC after a power cut: two minutes into 1970
+
+
+@dataclass
+class FakeBoot:
+    """CLOCK_BOOTTIME the test moves by hand."""
+
+    value: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.value
+
+
+def fix_at(when: datetime | None, received: float, mode: str = "3d") -> Fix:
+    lat, lon = (None, None) if mode == "none" else (-0.5, 117.1)
+    return Fix(when, lat, lon, None, None, None, None, None, mode, received=received)  # type: ignore[arg-type]
+
+
+# -- the time keeper -----------------------------------------------------------------------
+
+def test_synchronised_system_clock_is_ntp() -> None:
+    keeper = TimeKeeper(synchronised=lambda: True, wall=lambda: GPS_NOW.timestamp(), boot=FakeBoot())
+    stamp = keeper.now()
+    assert (stamp.time, stamp.source, stamp.boottime) == (GPS_NOW, "ntp", 1000.0)
+
+
+def test_unsynchronised_clock_without_gps_is_marked_unsynced() -> None:
+    keeper = TimeKeeper(synchronised=lambda: False, wall=lambda: EPOCH_1970, boot=FakeBoot())
+    stamp = keeper.now()
+    assert stamp.source == "unsynced" and stamp.time.year == 1970 and not stamp.trusted
+
+
+def test_a_synchronised_flag_with_a_1970_date_is_not_believed() -> None:
+    keeper = TimeKeeper(synchronised=lambda: True, wall=lambda: EPOCH_1970, boot=FakeBoot())
+    assert keeper.now().source == "unsynced"
+
+
+def test_unsynchronised_clock_takes_gps_time_carried_on_boottime() -> None:
+    boot = FakeBoot(1000.0)
+    keeper = TimeKeeper(synchronised=lambda: False, wall=lambda: EPOCH_1970, boot=boot)
+    assert keeper.gps_fix(fix_at(GPS_NOW, received=999.5))
+    boot.value = 1010.25
+    stamp = keeper.now()
+    assert stamp.source == "gps"
+    assert stamp.time == GPS_NOW + timedelta(seconds=10.75)
+
+
+@pytest.mark.parametrize("fix, why", [
+    (fix_at(GPS_NOW, 999.0, mode="none"), "a receiver without a fix only guesses the time"),
+    (fix_at(None, 999.0), "no date yet (no RMC seen)"),
+    (fix_at(GPS_NOW - timedelta(weeks=1024), 999.0), "GPS week rollover: 19.6 years early"),
+    (Fix(GPS_NOW, -0.5, 117.1, None, None, None, None, None, "3d"), "no receipt time"),
+])
+def test_gps_times_that_are_not_trusted(fix: Fix, why: str) -> None:
+    keeper = TimeKeeper(synchronised=lambda: False, wall=lambda: EPOCH_1970, boot=FakeBoot())
+    assert not keeper.gps_fix(fix), why
+    assert keeper.now().source == "unsynced"
+
+
+def test_earliest_plausible_date_is_not_in_the_future() -> None:
+    assert EARLIEST_PLAUSIBLE < datetime.now(timezone.utc)
+
+
+def test_ntp_wins_over_gps_once_synchronised() -> None:
+    synced = [False]
+    keeper = TimeKeeper(synchronised=lambda: synced[0], wall=lambda: GPS_NOW.timestamp() + 0.3, boot=FakeBoot())
+    keeper.gps_fix(fix_at(GPS_NOW, 1000.0))
+    assert keeper.now().source == "gps"
+    synced[0] = True
+    assert keeper.now().source == "ntp"
+
+
+# -- re-stamping buffered readings ---------------------------------------------------------
+
+def event(keeper: TimeKeeper, n: int) -> Reading:
+    return Reading.taken("unit-1", keeper.now(), Event("probe", f"reading {n}", {}))
+
+
+def pending_bodies(buffer: ReadingBuffer) -> list[dict]:
+    """What the uplink would send next, oldest first."""
+    rows = buffer.conn.execute("SELECT body FROM readings WHERE delivered_at IS NULL ORDER BY seq").fetchall()
+    return [json.loads(body) for (body,) in rows]
+
+
+def test_readings_taken_before_a_gps_fix_are_re_stamped_with_gps_time(tmp_path: Path) -> None:
+    boot = FakeBoot(1000.0)
+    keeper = TimeKeeper(synchronised=lambda: False, wall=lambda: EPOCH_1970, boot=boot)
+    with ReadingBuffer(tmp_path / "b.db", "unit-1", clock=keeper) as buffer:
+        for n in range(3):
+            boot.value = 1000.0 + 7.5 * n  # 1000, 1007.5, 1015
+            assert buffer.append(event(keeper, n)).time_source == "unsynced"
+        assert {b["time_source"] for b in pending_bodies(buffer)} == {"unsynced"}
+
+        boot.value = 1030.0
+        keeper.gps_fix(fix_at(GPS_NOW, received=1029.0))  # the fix arrived a second ago
+        boot.value = 1031.0
+        trusted = buffer.append(event(keeper, 3))
+        assert trusted.time_source == "gps" and trusted.time == GPS_NOW + timedelta(seconds=2)
+
+        bodies = pending_bodies(buffer)
+    assert [b["seq"] for b in bodies] == [1, 2, 3, 4], "seq is untouched by the correction"
+    assert [b["time_source"] for b in bodies] == ["gps"] * 4
+    times = [parse_time(b["time"]) for b in bodies]
+    assert times[:3] == [GPS_NOW - timedelta(seconds=29 - 7.5 * n) for n in range(3)]
+    for body in bodies:
+        reading_from_json(json.dumps(body))  # still valid readings
+
+
+def test_correction_survives_a_crash_in_the_same_boot(tmp_path: Path) -> None:
+    boot = FakeBoot(500.0)
+    keeper = TimeKeeper(synchronised=lambda: False, wall=lambda: EPOCH_1970, boot=boot)
+    buffer = ReadingBuffer(tmp_path / "b.db", "unit-1", clock=keeper)
+    buffer.append(event(keeper, 0))
+    buffer.conn.close()  # no clean close: as after kill -9
+    keeper.gps_fix(fix_at(GPS_NOW, received=600.0))
+    boot.value = 600.0
+    with ReadingBuffer(tmp_path / "b.db", "unit-1", clock=keeper) as reopened:
+        reopened.append(event(keeper, 1))
+        first = pending_bodies(reopened)[0]
+    assert first["time_source"] == "gps" and parse_time(first["time"]) == GPS_NOW - timedelta(seconds=100)
+
+
+def test_readings_of_an_earlier_boot_stay_unsynced(tmp_path: Path) -> None:
+    boot = FakeBoot(50.0)
+    keeper = TimeKeeper(synchronised=lambda: False, wall=lambda: EPOCH_1970, boot=boot)
+    with ReadingBuffer(tmp_path / "b.db", "unit-1", clock=keeper) as buffer:
+        buffer.append(event(keeper, 0))
+    with sqlite3.connect(tmp_path / "b.db") as db:  # what a reboot leaves: another boot id
+        db.execute("UPDATE readings SET boot = 'an-earlier-boot'")
+    keeper.gps_fix(fix_at(GPS_NOW, received=50.0))
+    with ReadingBuffer(tmp_path / "b.db", "unit-1", clock=keeper) as buffer:
+        buffer.append(event(keeper, 1))
+        bodies = pending_bodies(buffer)
+    assert [b["time_source"] for b in bodies] == ["unsynced", "gps"]
+    assert bodies[0]["time"].startswith("1970-"), "kept as measured, and marked"
+
+
+def test_a_batch_in_flight_during_the_correction_is_resent_corrected(tmp_path: Path) -> None:
+    boot = FakeBoot(10.0)
+    keeper = TimeKeeper(synchronised=lambda: False, wall=lambda: EPOCH_1970, boot=boot)
+    with ReadingBuffer(tmp_path / "b.db", "unit-1", clock=keeper) as buffer:
+        buffer.append(event(keeper, 0))
+        in_flight = buffer.take(10)
+        assert in_flight is not None and '"unsynced"' in in_flight.bodies[0]
+        keeper.gps_fix(fix_at(GPS_NOW, received=10.0))
+        assert buffer.correct_times(keeper.now()) == 1
+        buffer.nack(in_flight)  # the broker never acknowledged it
+        again = buffer.take(10)
+    assert again is not None and json.loads(again.bodies[0])["time_source"] == "gps"
+
+
+def test_delivered_readings_are_left_as_sent(tmp_path: Path) -> None:
+    boot = FakeBoot(10.0)
+    keeper = TimeKeeper(synchronised=lambda: False, wall=lambda: EPOCH_1970, boot=boot)
+    with ReadingBuffer(tmp_path / "b.db", "unit-1", clock=keeper) as buffer:
+        buffer.append(event(keeper, 0))
+        batch = buffer.take(10)
+        assert batch is not None
+        buffer.ack(batch)
+        keeper.gps_fix(fix_at(GPS_NOW, received=10.0))
+        assert buffer.correct_times(keeper.now()) == 0
+
+
+def test_clock_steps_do_not_reorder_seq(tmp_path: Path) -> None:
+    """NTP stepping the clock back an hour between readings: seq still follows the order taken."""
+    walls = iter([GPS_NOW.timestamp(), GPS_NOW.timestamp() - 3600, GPS_NOW.timestamp() + 7200, GPS_NOW.timestamp() - 1])
+    keeper = TimeKeeper(synchronised=lambda: True, wall=lambda: next(walls), boot=boottime)
+    with ReadingBuffer(tmp_path / "b.db", "unit-1", clock=keeper) as buffer:
+        stored = [buffer.append(event(keeper, n)) for n in range(4)]
+        bodies = pending_bodies(buffer)
+    assert [r.seq for r in stored] == [1, 2, 3, 4]
+    assert [b["event"]["message"] for b in bodies] == [f"reading {n}" for n in range(4)]
+
+
+# -- end to end: a simulated receiver on a pseudo-terminal ---------------------------------
+
+def test_gps_receiver_gives_the_time_and_corrects_readings_taken_under_canopy(tmp_path: Path) -> None:
+    """The Pi boots in 1970 under canopy; the receiver gets a fix after ~1.5 s; readings taken
+    before it end up with the receiver's time for the moment they were taken."""
+    keeper = TimeKeeper(synchronised=lambda: False, wall=lambda: EPOCH_1970)
+    taken_at: dict[int, float] = {}
+    stop = threading.Event()
+    sim_started = boottime()
+    with SimulatedGps(mahakam_route(), 36.0, rate_hz=5, start_time=GPS_NOW, no_sky=[(0.0, 15.0)],
+                      workdir=tmp_path) as gps, GpsReader(gps.port, 9600) as reader, \
+            ReadingBuffer(tmp_path / "b.db", "unit-1", clock=keeper) as buffer:
+
+        def feed() -> None:
+            while not stop.is_set():
+                fix = reader.read_fix(0.5)
+                if fix is not None:
+                    keeper.gps_fix(fix)
+
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+        try:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                stamp = keeper.now()
+                stored = buffer.append(Reading.taken("unit-1", stamp, Event("probe", None, {})))
+                taken_at[stored.seq] = stamp.boottime  # type: ignore[assignment]
+                if stamp.source == "gps" and len(taken_at) > 20:
+                    break
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            feeder.join(2)
+        bodies = pending_bodies(buffer)
+    assert bodies[0]["time_source"] == "gps", "the first reading, taken in 1970 under canopy, was corrected"
+    assert all(b["time_source"] == "gps" for b in bodies)
+    worst = 0.0
+    for body in bodies:
+        truth = GPS_NOW + timedelta(seconds=taken_at[body["seq"]] - sim_started)
+        worst = max(worst, abs((parse_time(body["time"]) - truth).total_seconds()))
+    print(f"{len(bodies)} readings, worst error against the receiver's time {worst * 1000:.0f} ms")
+    assert worst < 0.25
