@@ -157,8 +157,19 @@ def cmd_gps(args: argparse.Namespace) -> int:
             raise UsageError(f"blankspot gps: --{name} must be a positive number, got {value:g}")
     count = args.count if args.count is not None or args.seconds is not None else 1
     raw = (lambda line: print(line, file=sys.stderr)) if args.raw else None
+    source = args.port
     try:
-        reader = GpsReader(args.port, args.baud, raw=raw)
+        if args.gpsd is not None:
+            from agent.devices.gps.gpsd import GpsdReader, parse_address
+
+            try:
+                host, port = parse_address(args.gpsd)
+            except ValueError as exc:
+                raise UsageError(f"blankspot gps: --gpsd: {exc}") from None
+            source = f"gpsd at {host}:{port}"
+            reader: GpsReader | GpsdReader = GpsdReader(host, port, raw=raw)
+        else:
+            reader = GpsReader(args.port, args.baud, raw=raw)
     except GpsError as exc:
         raise RuntimeFailure(str(exc)) from None
     printed = 0
@@ -188,8 +199,11 @@ def cmd_gps(args: argparse.Namespace) -> int:
     finally:
         reader.close()
     if printed == 0:
+        if args.gpsd is not None:
+            raise RuntimeFailure(f"no position reports from {source} (no receiver attached to gpsd? "
+                                 "gpspipe -w shows what it sends)")
         hint = " (garbage only: wrong --baud?)" if reader.likely_wrong_baud else " (wrong port, or the receiver is off?)"
-        raise RuntimeFailure(f"no NMEA epochs from {args.port}{hint}")
+        raise RuntimeFailure(f"no NMEA epochs from {source}{hint}")
     return 0
 
 
@@ -246,9 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_modem)
 
     p = sub.add_parser("gps", help="read positions from a GPS receiver",
-                       description="Print one position per epoch from an NMEA receiver. "
+                       description="Print one position per epoch from an NMEA receiver, or from gpsd. "
                                    "Example: blankspot gps --port /dev/ttyACM0 --count 5 --json")
-    p.add_argument("--port", required=True, help="NMEA port: a device such as /dev/ttyACM0, or a pyserial URL")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", help="NMEA port: a device such as /dev/ttyACM0, or a pyserial URL")
+    where.add_argument("--gpsd", nargs="?", const="127.0.0.1:2947", metavar="HOST[:PORT]",
+                       help="read from a running gpsd instead (default 127.0.0.1:2947)")
     p.add_argument("--baud", type=int, default=9600, help="baud rate (default 9600)")
     p.add_argument("--count", type=int, help="stop after this many epochs (default 1 unless --seconds)")
     p.add_argument("--seconds", type=float, help="stop after this long")

@@ -45,6 +45,7 @@ if [ "$what" = test ]; then
   command -v mosquitto_sub >/dev/null 2>&1 || packages="$packages mosquitto-clients"
   command -v openssl >/dev/null 2>&1 || packages="$packages openssl"
   command -v sqlite3 >/dev/null 2>&1 || packages="$packages sqlite3"
+  [ -x /usr/sbin/gpsd ] || command -v gpsd >/dev/null 2>&1 || packages="$packages gpsd"
 fi
 if [ -n "$packages" ]; then
   # shellcheck disable=SC2086
