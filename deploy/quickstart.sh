@@ -46,6 +46,10 @@ if [ "$what" = test ]; then
   command -v openssl >/dev/null 2>&1 || packages="$packages openssl"
   command -v sqlite3 >/dev/null 2>&1 || packages="$packages sqlite3"
   [ -x /usr/sbin/gpsd ] || command -v gpsd >/dev/null 2>&1 || packages="$packages gpsd"
+  # The measurement tests build network namespaces joined by an emulated cellular link.
+  command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || packages="$packages iproute2"
+  command -v ethtool >/dev/null 2>&1 || packages="$packages ethtool"
+  command -v nft >/dev/null 2>&1 || command -v iptables >/dev/null 2>&1 || packages="$packages nftables"
 fi
 if [ -n "$packages" ]; then
   # shellcheck disable=SC2086

@@ -1,8 +1,131 @@
-"""``blankspot measure``: one latency or throughput measurement, printed as a reading's part."""
+"""``blankspot measure``: one latency or throughput measurement, printed as a reading's part.
+
+The reading is the product: a measurement that found nothing (100 % loss, or an ``error``
+such as an unknown host or a missing interface) is printed like any other and the command
+exits 0; the ``error`` is also shown on stderr.  Bad arguments exit 2.
+"""
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+
+from agent.exit_status import RuntimeFailure, UsageError
+from agent.measure.latency import ICMP_SOCKETS, measure_latency
+from agent.measure.target import Target, TargetError, parse_target
+from agent.reading import Latency, Throughput, part_dict
+
+MAX_COUNT = 10_000
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``measure`` subcommand to the ``blankspot`` parser."""
+    p = sub.add_parser(
+        "measure", help="measure latency or throughput once and print it",
+        description="Take one latency or throughput measurement and print the latency or "
+                    "throughput part of a reading. Example: blankspot measure latency --target 10.0.0.1 --json")
+    kinds = p.add_subparsers(dest="what", metavar="WHAT", parser_class=type(p))
+    kinds.required = True
+
+    lat = kinds.add_parser(
+        "latency", help="round-trip time: ICMP echo, or the TCP handshake where ICMP is blocked",
+        description="Send COUNT probes to the target and print sent, received, loss and the round-trip "
+                    "figures. --backend auto tries ICMP and, if nothing answers or ICMP is not permitted, "
+                    "times TCP handshakes to the target's port instead. Without --target, the broker of "
+                    "the config file is measured. A measurement that got nothing back is still printed, "
+                    "with exit status 0. "
+                    "Example: blankspot measure latency --target broker.example.org:8883 --interface wwan0 --json")
+    _common_arguments(lat)
+    lat.add_argument("--backend", choices=("auto", "icmp", "tcp"), default="auto",
+                     help="how to measure (default auto: ICMP, TCP if ICMP gets no answer)")
+    lat.add_argument("--count", type=int, default=10, help="probes to send (default 10)")
+    lat.add_argument("--interval", type=float, default=0.2, help="seconds between probes (default 0.2)")
+    lat.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for each answer (default 2)")
+    lat.add_argument("--source", metavar="ADDR", help="send from this local address")
+    lat.add_argument("--icmp-socket", choices=ICMP_SOCKETS, default="auto",
+                     help="ICMP socket: dgram (needs net.ipv4.ping_group_range), raw (needs CAP_NET_RAW), "
+                          "auto (dgram if permitted, else raw)")
+    lat.set_defaults(func=cmd_latency)
+
+    thr = kinds.add_parser(
+        "throughput", help="download and upload rate",
+        description="Measure download and upload rate once and print the throughput part of a reading. "
+                    "Example: blankspot measure throughput --json")
+    _common_arguments(thr)
+    add_throughput_arguments(thr)
+    thr.set_defaults(func=cmd_throughput)
+
+
+def _common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", metavar="HOST[:PORT]", help="what to measure (default: the broker in the config)")
+    parser.add_argument("--interface", metavar="IF", help="measure over this network interface, e.g. wwan0")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--config", "-c", metavar="PATH", default=None,
+                        help="config file, for the default target (default /etc/blankspot/agent.toml)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log what the measurement does on stderr")
+
+
+def _target(args: argparse.Namespace) -> Target:
+    if args.target is not None:
+        try:
+            return parse_target(args.target)
+        except TargetError as exc:
+            raise UsageError(f"blankspot measure: --target: {exc}") from None
+    from agent.config import DEFAULT_PATH, load_config
+
+    config = load_config(args.config or DEFAULT_PATH)
+    return Target(config.uplink.host, config.uplink.port)
+
+
+def _print_part(part: Latency | Throughput, as_json: bool) -> None:
+    body = part_dict(part)
+    if as_json:
+        print(json.dumps(body))
+    else:
+        for key, value in body.items():
+            if value is not None:
+                print(f"{key:<11} {value}")
+    if part.error:
+        print(f"blankspot measure: {part.error}", file=sys.stderr)
+
+
+def _logging(args: argparse.Namespace) -> None:
+    from agent.cli import setup_logging
+
+    setup_logging("debug" if args.verbose else "warning")
+
+
+# -- latency ---------------------------------------------------------------------------------
+
+def cmd_latency(args: argparse.Namespace) -> int:
+    if not 1 <= args.count <= MAX_COUNT:
+        raise UsageError(f"blankspot measure latency: --count must be 1 to {MAX_COUNT}, got {args.count}")
+    if not 0.01 <= args.interval <= 3600:
+        raise UsageError(f"blankspot measure latency: --interval must be 0.01 to 3600 seconds, got {args.interval:g}")
+    if not 0 < args.timeout <= 60:
+        raise UsageError(f"blankspot measure latency: --timeout must be more than 0 and at most 60 seconds, got {args.timeout:g}")
+    target = _target(args)
+    _logging(args)
+    reading = measure_latency(target, args.backend, count=args.count, interval=args.interval,
+                              timeout=args.timeout, interface=args.interface, source=args.source,
+                              icmp_socket=args.icmp_socket)
+    _print_part(reading, args.json)
+    return 0
+
+
+# -- throughput ------------------------------------------------------------------------------
+
+def add_throughput_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``measure throughput`` beyond --target, --interface, --json, --config."""
+
+
+def measure_throughput_part(args: argparse.Namespace) -> Throughput:
+    """One throughput reading for the parsed arguments."""
+    raise RuntimeFailure("measure throughput: not available in this version")
+
+
+def cmd_throughput(args: argparse.Namespace) -> int:
+    _logging(args)
+    _print_part(measure_throughput_part(args), args.json)
+    return 0
+
