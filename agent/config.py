@@ -11,6 +11,7 @@ import socket
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from agent.reading import DEVICE_RE
 from agent.settings import SettingError, build, section, setting
@@ -101,12 +102,13 @@ class UplinkConfig:
 @dataclass(frozen=True)
 class SourceConfig:
     kind: str = setting(
-        "synthetic",
-        "Where readings come from. 'synthetic' simulates a boat on the Mahakam route (demo and testing).",
+        "devices",
+        "Where readings come from: 'devices' is the modem and GPS of [modem] and [gps], scheduled by "
+        "[schedule]; 'synthetic' simulates a boat on the Mahakam route (demo and testing).",
         "choice",
-        choices=("synthetic",),
+        choices=("synthetic", "devices"),
     )
-    interval: float = setting(10.0, "Time between readings.", "duration", minimum=0.001)
+    interval: float = setting(10.0, "Synthetic source: time between readings.", "duration", minimum=0.001)
     speed_kmh: float = setting(400.0, "Synthetic source: boat speed along the route (time-compressed trips go fast).", "float", minimum=0)
 
 
@@ -151,13 +153,134 @@ class PanelConfig:
 
 
 @dataclass(frozen=True)
+class ModemConfig:
+    port: str = setting(
+        "", "AT port of the modem (/dev/blankspot-at from the udev rules, /dev/ttyUSB2 ...). Empty: found by "
+        "the USB ids of firmware_configs/.", "str",
+    )
+    baud: int = setting(115200, "Baud rate of the AT port (USB modems ignore it).", "int", minimum=1200)
+    model: str = setting("", "Model profile in firmware_configs/ (quectel-ec25 ...). Empty: detected.", "str")
+
+
+@dataclass(frozen=True)
+class GpsConfig:
+    source: str = setting(
+        "modem", "Where positions come from: 'serial' (a receiver on gps.port), 'modem' (the modem's own "
+        "GNSS, switched on through its profile, NMEA on gps.port), 'gpsd', or 'none'.", "choice",
+        choices=("serial", "modem", "gpsd", "none"),
+    )
+    port: str = setting(
+        "", "NMEA port (/dev/blankspot-nmea, /dev/ttyACM0 ...) for 'serial' and 'modem'. Empty with 'modem': "
+        "the modem's NMEA port, found by the USB ids of firmware_configs/.", "str",
+    )
+    baud: int = setting(9600, "Baud rate of the NMEA port.", "int", minimum=1200)
+    gpsd: str = setting("127.0.0.1:2947", "gpsd address for source 'gpsd'.", "str")
+    max_age: float = setting(
+        5.0, "A fix older than this is no fix: readings then carry no position.", "duration", minimum=1
+    )
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    mode: str = setting(
+        "mobile", "'mobile' (boat, vehicle: by time and distance) or 'fixed' (a probe left at a kantor desa: "
+        "by interval).", "choice", choices=("mobile", "fixed"),
+    )
+    signal_interval: float = setting(10.0, "Signal reading at least this often.", "duration", minimum=0.05)
+    signal_distance: float = setting(
+        100.0, "Mobile: also a signal reading every this many metres travelled.", "float", minimum=1
+    )
+    latency_interval: float = setting(
+        900.0, "Latency measurement at least this often (mobile: also on every change of serving cell).",
+        "duration", minimum=0.05,
+    )
+    throughput_interval: float = setting(
+        21600.0, "Throughput test at most this often (mobile: only when nearly stationary with a good "
+        "enough signal; both modes: only within the data budget).", "duration", minimum=0.05,
+    )
+    throughput_min_quality: str = setting(
+        "fair", "Mobile: no throughput test on a signal worse than this.", "choice",
+        choices=("excellent", "good", "fair", "poor"),
+    )
+    stationary_speed: float = setting(
+        3.0, "Mobile: below this speed (km/h) the unit counts as stationary.", "float", minimum=0
+    )
+    scan_interval: float = setting(
+        21600.0, "Operator scan (which other operator serves here?) at most this often; mobile: only when "
+        "stationary in a blank spot. 0 disables it.", "duration", minimum=0,
+    )
+    quiet_after_start: float = setting(
+        300.0, "Fixed: no throughput test or scan this soon after the agent starts (a unit that reboots "
+        "in a loop must not burn its data quota).", "duration", minimum=0,
+    )
+    jitter: float = setting(
+        0.1, "Fixed: intervals vary by up to this fraction, so a fleet does not measure in lockstep.",
+        "float", minimum=0, maximum=0.5,
+    )
+    probe_timeout: float = setting(
+        180.0, "A measurement still running after this long is abandoned and recorded as timed out.",
+        "duration", minimum=1,
+    )
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    target: str = setting(
+        "", "Host to measure (HOST, or HOST:PORT for TCP). Empty: the broker host, TCP to its port.", "str"
+    )
+    method: str = setting(
+        "auto", "'icmp', 'tcp', or 'auto' (ICMP, falling back to TCP when ICMP gets no answer).", "choice",
+        choices=("auto", "icmp", "tcp"),
+    )
+    count: int = setting(10, "Probes per measurement.", "int", minimum=1, maximum=1000)
+    interface: str = setting(
+        "", "Network interface to measure over (wwan0, ppp0, usb0), so Wi-Fi is never measured. Empty: "
+        "the default route.", "str",
+    )
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    daily: int = setting(
+        0, "Most mobile data the unit may use in a day, all traffic counted; a throughput test that could "
+        "break it is skipped. 0: no limit.", "size", minimum=0,
+    )
+    monthly: int = setting(0, "Most mobile data the unit may use in a quota month. 0: no limit.", "size", minimum=0)
+    uplink_reserve: int = setting(
+        5_000_000, "Data kept free each day for pushing readings: measurements may not use it (the monthly "
+        "limit keeps one reserve per day left).", "size", minimum=0,
+    )
+    throughput_cap: int = setting(
+        10_000_000, "Most data one throughput test with the http backend may use.", "size", minimum=100_000,
+    )
+    interface: str = setting(
+        "", "Network interface whose byte counters count all the unit's data (wwan0, ppp0, usb0). Empty: only "
+        "what measurements and the uplink record.", "str",
+    )
+    timezone: str = setting(
+        "Asia/Makassar", "Time zone of the operator's quota: days and quota months begin at its midnight.", "str",
+    )
+    month_start_day: int = setting(
+        1, "Day of the month on which the quota month begins.", "int", minimum=1, maximum=28,
+    )
+    ledger: Path = setting(
+        Path("/var/lib/blankspot/usage.db"), "SQLite file counting the data used per day.", "path",
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     device: DeviceConfig = section(DeviceConfig, "Identity of this unit.")
     buffer: BufferConfig = section(BufferConfig, "The durable on-unit reading buffer.")
     uplink: UplinkConfig = section(UplinkConfig, "MQTT connection to the central broker.")
     source: SourceConfig = section(SourceConfig, "What produces readings.")
     log: LogConfig = section(LogConfig, "Logging.")
+    modem: ModemConfig = section(ModemConfig, "The cellular modem (source.kind 'devices').")
+    gps: GpsConfig = section(GpsConfig, "Where positions come from (source.kind 'devices').")
+    schedule: ScheduleConfig = section(ScheduleConfig, "When each measurement runs (source.kind 'devices').")
+    latency: LatencyConfig = section(LatencyConfig, "Latency measurements.")
     panel: PanelConfig = section(PanelConfig, "Status lights, push button and power-fail input (Raspberry Pi GPIO).")
+    budget: BudgetConfig = section(BudgetConfig, "Mobile data: the limits measurements keep to, and where usage is counted.")
 
     @property
     def device_id(self) -> str:
@@ -230,7 +353,18 @@ def _check(config: Config) -> None:
         raise SettingError("uplink.password_file", "give password or password_file, not both")
     if any("+" in p or "#" in p for p in up.topic_prefix.split("/")) or up.topic_prefix.endswith("/"):
         raise SettingError("uplink.topic_prefix", f"expected topic levels without wildcards or a trailing '/', got {up.topic_prefix!r}")
+    if config.source.kind == "devices" and config.gps.source == "serial" and not config.gps.port:
+        raise SettingError("gps.port", "a receiver on a serial port needs its port, e.g. port = \"/dev/ttyACM0\"")
     _check_panel(config.panel)
+    _check_budget(config.budget)
+
+
+def _check_budget(budget: BudgetConfig) -> None:
+    try:
+        ZoneInfo(budget.timezone)
+    except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
+        raise SettingError("budget.timezone", f"unknown time zone {budget.timezone!r}; expected a name such as "
+                           "\"Asia/Makassar\" (WITA), \"Asia/Jakarta\" (WIB) or \"UTC\"") from None
 
 
 PANEL_PINS = ("gps_led", "signal_led", "uplink_led", "backlog_led", "button_pin", "power_pin")

@@ -118,6 +118,7 @@ def _trip(trip_seconds: float, work: Path, broker: LocalBroker, link: LinkProxy,
         keepalive = "5s"
         batch_size = 50
         [source]
+        kind = "synthetic"
         interval = "{interval}s"
         speed_kmh = {speed_kmh:.1f}
         """,

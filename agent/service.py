@@ -1,31 +1,59 @@
-"""The agent's main loop: take readings on schedule, buffer them, keep the uplink going."""
+"""The agent's main loop: take readings on schedule, buffer them, keep the uplink going.
+
+One loop, a few turns a second, that never blocks: measurements run on their own threads
+(:mod:`agent.field`), the uplink on its own (:mod:`agent.uplink`).  Each turn it buffers
+the readings that are ready, shows the state on the panel, tells systemd's watchdog it is
+alive, and every few seconds writes the state file ``blankspot status`` reads.
+
+Stopping (SIGTERM, the panel's long press, power failing): measurements in flight get a few
+seconds to finish and are otherwise abandoned; everything already buffered stays buffered;
+the uplink publishes ``offline`` and disconnects; with ``drain_timeout`` the backlog first
+gets that long to reach the broker.
+"""
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shlex
+import subprocess
 import threading
 import time
 from dataclasses import asdict
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 from agent.buffer import BufferError, ReadingBuffer
-from agent.clock import Clock, TimeKeeper
+from agent.clock import Clock, TimeKeeper, boot_id
 from agent.config import Config, read_password
-from agent.reading import Reading
-from agent.sim.coverage import mahakam_scenario
-from agent.sim.route import mahakam_route
-from agent.sim.synthetic import SyntheticSource
+from agent.reading import Event, Reading, format_time, part_dict
 from agent.uplink import MqttUplink
+from agent.watchdog import SystemdNotifier, Watchdog
 
 log = logging.getLogger(__name__)
 
+TICK_S = 0.2
+STATE_EVERY_S = 2.0
+STOP_WAIT_S = 5.0
 
-def build_source(config: Config, device: str, clock: Clock) -> SyntheticSource:
-    # Only the synthetic source exists so far; config validation restricts source.kind.
+
+def state_path(config: Config) -> Path:
+    """Where the running agent leaves its state for ``blankspot status``."""
+    return config.buffer.path.with_name(config.buffer.path.stem + ".state.json")
+
+
+def build_synthetic(config: Config, device: str, clock: Clock):
+    from agent.sim.coverage import mahakam_scenario
+    from agent.sim.route import mahakam_route
+    from agent.sim.synthetic import SyntheticSource
+
     return SyntheticSource(device, mahakam_route(), mahakam_scenario(), config.source.speed_kmh, clock)
 
 
 class AgentService:
-    def __init__(self, config: Config, *, clock: Clock | None = None, config_path: str = "<config>") -> None:
+    def __init__(self, config: Config, *, clock: TimeKeeper | None = None, config_path: str = "<config>",
+                 pin_factory: Any = None, latency: Callable | None = None, throughput: Callable | None = None,
+                 notifier: SystemdNotifier | None = None, environ: dict[str, str] | None = None) -> None:
         self.config = config
         self.device = config.device_id
         self.clock = clock or TimeKeeper()
@@ -33,15 +61,40 @@ class AgentService:
             config.buffer.path, self.device, max_bytes=config.buffer.max_size,
             keep_delivered=config.buffer.keep_delivered, clock=self.clock,
         )
-        self.source = build_source(config, self.device, self.clock)
         self.last: Reading | None = None
         self.taken = 0
+        self.started_wall = time.time()
+        self.started = time.monotonic()
+        self.stop_event: threading.Event | None = None
+        self.shutdown_requested: str | None = None  # "button" | "power" after the panel asked
+        self.source = None
+        self.field = None
+        if config.source.kind == "synthetic":
+            self.source = build_synthetic(config, self.device, self.clock)
+        else:
+            from agent.field import FieldProbes, default_latency
+
+            self.field = FieldProbes(config, self.device, self.clock,
+                                     latency=latency or default_latency(config), throughput=throughput)
         self.uplink: MqttUplink | None = None
         if config.uplink.enabled:
             self.uplink = MqttUplink(
                 config.uplink, self.device, self.buffer, client_id=config.client_id,
                 password=read_password(config.uplink, config_path), status=self.status_fields,
             )
+        self.notifier = notifier or SystemdNotifier.from_environment(environ)
+        self.watchdog = Watchdog.from_environment(self.notifier, environ)
+        self.panel = None
+        if config.panel.enabled:
+            from agent.devices.panel import Panel
+
+            self.panel = Panel.from_config(config.panel, pin_factory, on_tag=self._tag,
+                                           on_shutdown=lambda: self._halt("button"),
+                                           on_power_fail=lambda: self._halt("power"))
+        self._pending_parts: list[Event] = []
+        self._parts_lock = threading.Lock()
+
+    # -- what other parts ask ------------------------------------------------------------
 
     def status_fields(self) -> dict[str, Any]:
         last = self.last
@@ -53,17 +106,51 @@ class AgentService:
             "signal": last.to_dict().get("signal"),
         }
 
-    def take_reading(self) -> Reading | None:
-        reading = self.source.read()
+    def _tag(self, event: Event) -> None:
+        with self._parts_lock:
+            self._pending_parts.append(event)
+
+    def _halt(self, why: str) -> None:
+        log.warning("shutdown requested (%s): flushing the buffer, then powering off", why)
+        self.shutdown_requested = why
+        if self.stop_event is not None:
+            self.stop_event.set()
+
+    # -- readings ------------------------------------------------------------------------
+
+    def store(self, readings: list[Reading]) -> None:
+        if not readings:
+            return
         try:
-            stored = self.buffer.append(reading)
+            stored = self.buffer.append_many(readings)
         except BufferError as exc:
-            log.critical("reading NOT stored: %s", exc)
-            return None
-        self.last = stored
-        self.taken += 1
-        log.debug("buffered seq=%d kind=%s", stored.seq, stored.kind)
-        return stored
+            log.critical("%d readings NOT stored: %s", len(readings), exc)
+            return
+        for reading in stored:
+            log.debug("buffered seq=%d kind=%s", reading.seq, reading.kind)
+            if reading.kind == "event":
+                log.info("event %s: %s", reading.part.type, reading.part.message)  # type: ignore[union-attr]
+        self.last = stored[-1]
+        self.taken += len(stored)
+
+    def take_reading(self) -> Reading | None:
+        """Synthetic source: one reading, buffered."""
+        assert self.source is not None
+        self.store([self.source.read()])
+        return self.last
+
+    def _events_from_panel(self) -> list[Reading]:
+        with self._parts_lock:
+            parts, self._pending_parts = self._pending_parts, []
+        if not parts:
+            return []
+        fix = self.field.fix() if self.field is not None else None
+        from agent.field import position_of
+
+        position = None if fix is None else position_of(fix)
+        return [Reading.taken(self.device, self.clock.now(), part, position) for part in parts]
+
+    # -- the loop ------------------------------------------------------------------------
 
     def run(self, stop: threading.Event, drain_timeout: float = 0.0) -> None:
         """Run until ``stop`` is set; then stop the uplink cleanly and close the buffer.
@@ -71,25 +158,124 @@ class AgentService:
         With ``drain_timeout``, readings still waiting are given that long to reach the
         broker first (when a connection exists), as before a planned power-off.
         """
-        log.info("agent %s starting: buffer %s, %d readings waiting", self.device, self.config.buffer.path,
-                 self.buffer.pending_count())
+        self.stop_event = stop
+        log.info("agent %s starting (%s source): buffer %s, %d readings waiting", self.device,
+                 self.config.source.kind, self.config.buffer.path, self.buffer.pending_count())
         if self.uplink is not None:
             self.uplink.start()
-        interval = self.config.source.interval
+        if self.field is not None:
+            self.field.start()
+        self.watchdog.start()
+        self.notifier.ready(f"taking readings, {self.buffer.pending_count()} waiting")
+        next_state = 0.0
         due = time.monotonic()
         try:
             while not stop.is_set():
-                self.take_reading()
-                due += interval
+                self.watchdog.heartbeat()
                 now = time.monotonic()
-                if due < now - interval:  # fell far behind (suspend, slow disk): do not burst
-                    due = now
-                stop.wait(max(0.0, due - now))
+                if self.field is not None:
+                    self.store(self.field.tick() + self._events_from_panel())
+                    wait = TICK_S
+                else:
+                    self.store(self._events_from_panel())
+                    if now >= due:
+                        self.take_reading()
+                        interval = self.config.source.interval
+                        due += interval
+                        if due < now - interval:  # fell far behind (suspend, slow disk): do not burst
+                            due = now
+                    wait = max(0.0, min(TICK_S, due - time.monotonic()))
+                if now >= next_state:
+                    self._show_state()
+                    next_state = now + STATE_EVERY_S
+                stop.wait(wait)
         finally:
-            if self.uplink is not None:
-                if drain_timeout > 0 and self.uplink.connected:
-                    self.uplink.wait_until(lambda: self.buffer.pending_count() == 0, drain_timeout)
-                self.uplink.stop()
-            stats = self.buffer.stats()
-            self.buffer.close()
-            log.info("agent stopped: %d readings taken this run, %d waiting in the buffer", self.taken, stats.pending)
+            self._stop(drain_timeout if not self.shutdown_requested else max(drain_timeout, 30.0))
+
+    def _stop(self, drain_timeout: float) -> None:
+        self.notifier.stopping("stopping: finishing measurements, keeping the buffer")
+        if self.field is not None:
+            self.field.stop(STOP_WAIT_S)
+            self.store(self.field.collect())
+        if self.uplink is not None:
+            if drain_timeout > 0 and self.uplink.connected:
+                self.uplink.wait_until(lambda: self.buffer.pending_count() == 0, drain_timeout)
+            self.uplink.stop()
+        self.watchdog.stop()
+        self._show_state(running=False)
+        if self.panel is not None and not self.shutdown_requested:
+            self.panel.close()
+        stats = self.buffer.stats()
+        self.buffer.close()
+        log.info("agent stopped: %d readings taken this run, %d waiting in the buffer", self.taken, stats.pending)
+        if self.shutdown_requested:
+            self._power_off()
+
+    def _power_off(self) -> None:
+        command = shlex.split(self.config.panel.shutdown_command)
+        log.warning("running %s", " ".join(command))
+        try:
+            subprocess.run(command, check=False, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.error("shutdown command failed: %s", exc)
+
+    # -- state for the panel and for `blankspot status` -----------------------------------
+
+    def state(self, running: bool = True) -> dict[str, Any]:
+        fix = self.field.fix() if self.field is not None else None
+        gps_state = self.field.gps.state if self.field is not None and self.field.gps is not None else "absent"
+        signal_reading = self.field.last_signal_reading if self.field is not None else (
+            self.last if self.last is not None and self.last.kind == "signal" else None)
+        uplink = "disabled" if self.uplink is None else ("connected" if self.uplink.connected else "connecting")
+        return {
+            "running": running,
+            "pid": os.getpid(),
+            "boot_id": boot_id(),
+            "device": self.device,
+            "source": self.config.source.kind,
+            "mode": self.config.schedule.mode if self.field is not None else None,
+            "started": format_time_epoch(self.started_wall),
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "written": format_time_epoch(time.time()),
+            "clock_source": self.clock.now().source,
+            "gps": gps_state,
+            "fix": None if fix is None or fix.fix == "none" else {
+                "lat": fix.lat, "lon": fix.lon, "fix": fix.fix, "sats": fix.sats, "hdop": fix.hdop,
+                "time": None if fix.time is None else format_time(fix.time)},
+            "signal": None if signal_reading is None else {"time": format_time(signal_reading.time),
+                                                           **part_dict(signal_reading.part)},
+            "uplink": uplink,
+            "readings_this_run": self.taken,
+        }
+
+    def _show_state(self, running: bool = True) -> None:
+        try:
+            self._publish_state(running)
+        except Exception:  # the lights and the state file must never stop the readings
+            log.exception("could not show the unit's state")
+
+    def _publish_state(self, running: bool) -> None:
+        state = self.state(running)
+        if self.panel is not None:
+            from agent.devices.panel_policy import PanelState
+
+            pending = self.buffer.pending_count()
+            used = self.buffer.used_bytes()
+            signal = state["signal"]
+            self.panel.show(PanelState(
+                gps_fix=state["gps"], signal_quality=None if signal is None or signal.get("error") else signal["quality"],
+                uplink=state["uplink"], backlog=pending, backlog_full=used > 0.9 * self.config.buffer.max_size))
+        self.notifier.status(f"{self.taken} readings this run; uplink {state['uplink']}; GPS {state['gps']}")
+        path = state_path(self.config)
+        try:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(state, indent=1))
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.debug("cannot write %s: %s", path, exc)
+
+
+def format_time_epoch(seconds: float) -> str:
+    from datetime import datetime, timezone
+
+    return format_time(datetime.fromtimestamp(seconds, timezone.utc))

@@ -57,7 +57,7 @@ def write_config(path: Path, port: int, buffer: Path, overrides: dict[str, dict[
         "buffer": {"path": str(buffer)},
         "uplink": {"host": "127.0.0.1", "port": port, "backoff_min": "50ms", "backoff_max": "500ms",
                    "keepalive": "5s", "connect_timeout": "3s"},
-        "source": {"interval": "20ms"},
+        "source": {"kind": "synthetic", "interval": "20ms"},
     }
     for name, values in (overrides or {}).items():
         sections.setdefault(name, {}).update(values)

@@ -23,6 +23,7 @@ class ReadingSink:
                  persistent: bool = True, host: str = "127.0.0.1") -> None:
         self.prefix = prefix
         self.arrivals: dict[str, list[int]] = defaultdict(list)
+        self.received: dict[str, list] = defaultdict(list)  # the readings themselves, in arrival order
         self.statuses: list[dict] = []
         self.bad: list[str] = []
         self.subscribed = threading.Event()
@@ -54,6 +55,7 @@ class ReadingSink:
                 readings = decode_batch(message.payload, device)
                 with self._lock:
                     self.arrivals[device].extend(r.seq for r in readings)
+                    self.received[device].extend(readings)
             else:
                 with self._lock:
                     self.statuses.append(json.loads(message.payload))
@@ -65,6 +67,10 @@ class ReadingSink:
     def seqs(self, device: str) -> list[int]:
         with self._lock:
             return list(self.arrivals[device])
+
+    def readings(self, device: str) -> list:
+        with self._lock:
+            return list(self.received[device])
 
     def unique(self, device: str) -> set[int]:
         return set(self.seqs(device))

@@ -1,0 +1,264 @@
+"""FieldProbes: the modem, the GPS and the network measurements of a unit, on the schedule.
+
+The main loop calls :meth:`FieldProbes.tick` a few times a second.  It collects the readings
+of measurements that finished (or were abandoned), asks the :class:`~agent.schedule.Scheduler`
+what is due, and starts it on its own :class:`~agent.probe_runner.ProbeRunner`.  Every
+reading is stamped, and given the GPS position, when its measurement *starts*: a throughput
+test that takes a minute on a moving boat belongs where it began.
+
+- A reading is taken with no GPS fix (position null) and with no service: that is the point.
+- A modem that does not answer gives a signal reading with ``error`` set (never a blank
+  spot), after the modem's recovery ladder (reopen the port, reset through the profile);
+  every rung climbed is also recorded as a ``modem_recovery`` event.
+- The modem's own GNSS is switched on through its profile after connecting and again after
+  every reset (a reset turns it off).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from agent.clock import Timestamp, TimeKeeper
+from agent.config import Config
+from agent.devices.gps.fix import Fix
+from agent.devices.gps.reader import GpsError, enable_modem_gnss
+from agent.devices.modem.device import Modem, ModemUnavailable
+from agent.devices.modem.errors import ModemError
+from agent.devices.modem.operators import operator_name
+from agent.devices.modem.profiles import find_ports, load_profile
+from agent.devices.modem.signal import error_signal
+from agent.gps_feed import GpsFeed
+from agent.probe_runner import Outcome, ProbeRunner
+from agent.reading import Event, Part, Position, Reading, Signal
+from agent.schedule import Scheduler, UnitState
+
+log = logging.getLogger(__name__)
+
+Measure = Callable[[], Part]
+
+
+@dataclass(frozen=True)
+class Started:
+    """What a measurement is stamped with: the moment and the place it began."""
+
+    stamp: Timestamp
+    position: Position | None
+
+
+def position_of(fix: Fix) -> Position | None:
+    if fix.fix == "none" or fix.lat is None or fix.lon is None:
+        return None
+    return Position(fix.lat, fix.lon, fix.alt_m, fix.hdop, fix.sats, fix.speed_kmh, fix.course_deg, fix.fix)
+
+
+def cell_of(signal: Signal) -> tuple | None:
+    if signal.error is not None or signal.rat in (None, "NONE"):
+        return None
+    return (signal.mcc, signal.mnc, signal.rat, signal.cell_id, signal.pci)
+
+
+class FieldModem:
+    """The modem as the probes share it: found, connected and GNSS-enabled on first use."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.modem: Modem | None = None
+        self._recoveries_reported = 0
+
+    def _port(self) -> str:
+        if self.config.modem.port:
+            return self.config.modem.port
+        at = [p for p in find_ports() if p.role == "at"]
+        if not at:
+            raise ModemUnavailable("no modem found: no USB serial port matches a profile in firmware_configs/ "
+                                   "(plug it in, or set modem.port)")
+        return at[0].device
+
+    def connected(self) -> Modem:
+        if self.modem is None:
+            profile = load_profile(self.config.modem.model) if self.config.modem.model else None
+            modem = Modem(self._port(), profile, self.config.modem.baud, recover=True)
+            try:
+                modem.connect()
+            except ModemError:
+                modem.close()
+                raise
+            self.modem = modem
+            log.info("modem: %s on %s", modem.profile.name if modem.profile else "?", modem.port)
+            self._enable_gnss()
+        return self.modem
+
+    def _enable_gnss(self) -> None:
+        if self.config.gps.source != "modem" or self.modem is None or self.modem.profile is None:
+            return
+        try:
+            enable_modem_gnss(self.modem.channel, self.modem.profile)
+        except (GpsError, ModemError) as exc:
+            log.warning("modem GNSS: %s", exc)
+
+    def signal(self) -> Signal:
+        try:
+            modem = self.connected()
+        except ModemError as exc:
+            return error_signal(str(exc))
+        signal = modem.signal()
+        if any(r.action == "reset" and r.ok for r in modem.recoveries[self._recoveries_reported:]):
+            self._enable_gnss()
+        return signal
+
+    def new_recoveries(self) -> list[Event]:
+        if self.modem is None:
+            return []
+        fresh = self.modem.recoveries[self._recoveries_reported:]
+        self._recoveries_reported += len(fresh)
+        return [Event("modem_recovery", f"modem {r.action} {'worked' if r.ok else 'FAILED'}: {r.reason}",
+                      {"action": r.action, "ok": r.ok, "reason": r.reason[:300]}) for r in fresh]
+
+    def scan(self) -> Event:
+        modem = self.connected()
+        choices = modem.scan()
+        operators = [
+            {"operator": c.long_name or (operator_name(c.mcc, c.mnc) if c.mcc is not None and c.mnc is not None else None),
+             "mcc": c.mcc, "mnc": c.mnc, "rat": c.rat, "status": c.status}
+            for c in choices
+        ][:20]
+        names = ", ".join(sorted({o["operator"] or f"{o['mcc']}-{o['mnc']}" for o in operators})) or "none"
+        return Event("operator_scan", f"{len(operators)} operators visible: {names}", {"operators": operators})
+
+    def close(self) -> None:
+        if self.modem is not None:
+            self.modem.close()
+
+
+def open_gps_reader(config: Config) -> tuple[Callable[[], object], str]:
+    gps = config.gps
+    if gps.source == "gpsd":
+        from agent.devices.gps.gpsd import GpsdReader, parse_address
+
+        host, port = parse_address(gps.gpsd)
+        return (lambda: GpsdReader(host, port, max_age_s=gps.max_age)), f"gpsd at {host}:{port}"
+    from agent.devices.gps.reader import GpsPortGone, GpsReader
+
+    def nmea_port() -> str:
+        if gps.port:
+            return gps.port
+        ports = [p for p in find_ports() if p.role == "nmea"]
+        if not ports:
+            raise GpsPortGone("no modem NMEA port found by USB id (set gps.port)")
+        return ports[0].device
+
+    return (lambda: GpsReader(nmea_port(), gps.baud, max_age_s=gps.max_age)), gps.port or "the modem's NMEA port"
+
+
+class FieldProbes:
+    """Schedules and runs the measurements; ``tick`` returns the readings ready to buffer."""
+
+    def __init__(self, config: Config, device: str, keeper: TimeKeeper, *,
+                 latency: Measure | None = None, throughput: Measure | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.device = device
+        self.keeper = keeper
+        self.clock = clock
+        self.modem = FieldModem(config)
+        self.gps: GpsFeed | None = None
+        if config.gps.source != "none":
+            opener, describe = open_gps_reader(config)
+            self.gps = GpsFeed(opener, describe, keeper, max_age_s=config.gps.max_age)
+        self.scheduler = Scheduler(config.schedule)
+        timeout = config.schedule.probe_timeout
+        measures: dict[str, Measure] = {"signal": self.modem.signal, "scan": self.modem.scan}
+        if latency is not None:
+            measures["latency"] = latency
+        if throughput is not None:
+            measures["throughput"] = throughput
+        self.runners = {kind: ProbeRunner(kind, fn, timeout, clock) for kind, fn in measures.items()}
+        self.started_at = clock()
+        self.last_signal: Signal | None = None
+        self.last_signal_reading: Reading | None = None
+
+    def start(self) -> "FieldProbes":
+        if self.gps is not None:
+            self.gps.start()
+        return self
+
+    def fix(self) -> Fix | None:
+        return None if self.gps is None else self.gps.current()
+
+    def unit_state(self) -> UnitState:
+        last = self.last_signal
+        return UnitState(
+            now=self.clock() - self.started_at,
+            distance_m=self.gps.distance_m() if self.gps else 0.0,
+            speed_kmh=self.gps.speed_kmh() if self.gps else None,
+            cell=None if last is None else cell_of(last),
+            quality=None if last is None or last.error else last.quality,
+        )
+
+    def collect(self) -> list[Reading]:
+        """Readings of the measurements that finished or were abandoned since the last call."""
+        readings: list[Reading] = []
+        for runner in self.runners.values():
+            outcome = runner.poll()
+            if outcome is not None:
+                readings.extend(self._readings(outcome))
+        readings.extend(self._taken(Started(self.keeper.now(), None), e) for e in self.modem.new_recoveries())
+        return readings
+
+    def tick(self) -> list[Reading]:
+        """``collect``, then start what the schedule says is due."""
+        readings = self.collect()
+        state = self.unit_state()
+        for kind in self.scheduler.due(state):
+            runner = self.runners.get(kind)
+            if runner is None or runner.busy:
+                continue
+            fix = self.fix()
+            runner.start(Started(self.keeper.now(), None if fix is None else position_of(fix)))
+            self.scheduler.started(kind, state)
+        return readings
+
+    def _taken(self, started: Started, part: Part) -> Reading:
+        return Reading.taken(self.device, started.stamp, part, started.position)
+
+    def _readings(self, outcome: Outcome) -> list[Reading]:
+        started: Started = outcome.context
+        if outcome.timed_out:
+            return [self._taken(started, Event(
+                "probe_timeout", f"{outcome.kind} measurement abandoned after {outcome.seconds:.0f} s",
+                {"kind": outcome.kind, "seconds": round(outcome.seconds, 1)}))]
+        if outcome.error is not None or outcome.result is None:
+            return [self._taken(started, Event("probe_failed", f"{outcome.kind}: {outcome.error}"[:500],
+                                               {"kind": outcome.kind}))]
+        part = outcome.result
+        reading = self._taken(started, part)
+        if isinstance(part, Signal):
+            self.last_signal = part
+            self.last_signal_reading = reading
+        return [reading]
+
+    def stop(self, wait: float = 5.0) -> None:
+        """Let running measurements finish for up to ``wait`` seconds, then let go of the devices."""
+        deadline = self.clock() + wait
+        for runner in self.runners.values():
+            runner.wait(max(0.0, deadline - self.clock()))
+        if self.gps is not None:
+            self.gps.stop()
+        if not any(r.busy for r in self.runners.values()):
+            self.modem.close()
+        else:  # a stuck call still holds the port; the process exit closes it
+            log.warning("stopping with a measurement still running; it is abandoned")
+
+
+def default_latency(config: Config) -> Measure:
+    """The latency measurement of ``[latency]``; the broker's host and port when no target is set."""
+    from agent.measure.latency import measure_latency
+
+    lat = config.latency
+    target = lat.target or f"{config.uplink.host}:{config.uplink.port}"
+    method = lat.method if lat.target else "tcp"
+    interface = lat.interface or None
+    return lambda: measure_latency(target, method=method, count=lat.count, interface=interface)
+
