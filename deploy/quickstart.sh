@@ -50,6 +50,10 @@ if [ "$what" = test ]; then
   command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || packages="$packages iproute2"
   command -v ethtool >/dev/null 2>&1 || packages="$packages ethtool"
   command -v nft >/dev/null 2>&1 || command -v iptables >/dev/null 2>&1 || packages="$packages nftables"
+  # The collector is tested against a real PostgreSQL as well as SQLite.
+  command -v pg_ctlcluster >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || packages="$packages postgresql"
+  # The coverage map is checked in a headless browser.
+  command -v chromium >/dev/null 2>&1 || packages="$packages chromium fonts-liberation"
 fi
 if [ -n "$packages" ]; then
   # shellcheck disable=SC2086
@@ -60,7 +64,7 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 extras="test"
-[ "$what" = demo ] && { has_mosquitto && extras="" || extras="demo"; }
+[ "$what" = demo ] && extras="demo"
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras:+[$extras]}"
 

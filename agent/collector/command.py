@@ -1,8 +1,387 @@
-"""``blankspot collect``, ``export``, ``map`` and ``report``: the central side's commands."""
+"""``blankspot collect``, ``export``, ``map`` and ``report``: the central side's commands.
+
+Each command has an ``add_<name>(sub)`` function that adds its parser; :func:`register`
+calls them in the order they appear in ``blankspot --help``.
+"""
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
+from pathlib import Path
+
+from agent.exit_status import RuntimeFailure, UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the collector's subcommands to the ``blankspot`` parser."""
+    for add in ADDERS:
+        add(sub)
+
+
+# -- shared by the commands that read the database ---------------------------------------
+
+def open_store_or_exit(url: str, command: str):
+    """The store at ``url``; a bad URL is a usage error, an unusable database a runtime failure."""
+    from agent.collector.store import StoreError, StoreUrlError, open_store
+
+    try:
+        return open_store(url)
+    except StoreUrlError as exc:
+        raise UsageError(f"blankspot {command}: --db: {exc}") from None
+    except StoreError as exc:
+        raise RuntimeFailure(str(exc)) from None
+
+
+# -- collect ----------------------------------------------------------------------------
+
+def add_collect(sub: argparse._SubParsersAction) -> None:
+    from agent.collector.ingest import DEFAULT_GROUP, CollectorSettings
+    from agent.protocol import DEFAULT_PREFIX
+
+    defaults = CollectorSettings  # class attributes hold the defaults
+    p = sub.add_parser(
+        "collect", help="central collector: store every unit's readings from the broker, once",
+        description="Subscribe to every unit's readings and status (MQTT 5 shared subscription) and store "
+                    "them in SQLite or PostgreSQL, each reading once. Several collectors may share one "
+                    "group. Runs until SIGTERM. "
+                    "Example: blankspot collect --broker mqtt://127.0.0.1:1883 --db sqlite:///var/lib/blankspot/collector.db",
+    )
+    p.add_argument("--broker", required=True, metavar="URL",
+                   help="mqtt://host[:port] (default port 1883) or mqtts://host[:port] (TLS, default port 8883)")
+    p.add_argument("--db", required=True, metavar="URL",
+                   help="sqlite:///absolute/path.db, a file path, or postgresql://user@host/database")
+    p.add_argument("--group", default=DEFAULT_GROUP, help=f"shared subscription group (default {DEFAULT_GROUP})")
+    p.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"topic prefix of the units (default {DEFAULT_PREFIX})")
+    p.add_argument("--client-id", metavar="ID",
+                   help="MQTT client id, unique per collector and the same across its restarts "
+                        "(default blankspot-collector-<hostname>)")
+    p.add_argument("--username", help="broker login")
+    p.add_argument("--password-file", metavar="PATH", help="file holding the broker password (first line)")
+    p.add_argument("--tls-ca", metavar="PATH", help="CA certificate to check the broker with (turns TLS on)")
+    p.add_argument("--tls-cert", metavar="PATH", help="client certificate, for brokers that require one")
+    p.add_argument("--tls-key", metavar="PATH", help="key of --tls-cert")
+    p.add_argument("--session-expiry", default="7d", metavar="DURATION",
+                   help="how long the broker keeps this collector's messages while it is away (default 7d)")
+    p.add_argument("--inflight", type=int, default=defaults.inflight, metavar="N",
+                   help=f"messages the broker may send before they are acknowledged (default {defaults.inflight})")
+    p.add_argument("--max-messages-per-commit", type=int, default=defaults.group_messages, metavar="N",
+                   help=f"most MQTT messages stored in one transaction (default {defaults.group_messages})")
+    p.add_argument("--stats-interval", default="60s", metavar="DURATION",
+                   help="how often to log what was stored (default 60s)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    p.set_defaults(func=cmd_collect)
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from agent.cli import setup_logging
+    from agent.collector.ingest import Collector, CollectorSettings, default_client_id, parse_broker_url
+    from agent.units import parse_duration
+    from agent.watchdog import SystemdNotifier, Watchdog
+
+    try:
+        broker = parse_broker_url(args.broker)
+    except ValueError as exc:
+        raise UsageError(f"blankspot collect: --broker: {exc}") from None
+    try:
+        expiry = parse_duration(args.session_expiry)
+        stats_interval = parse_duration(args.stats_interval)
+    except ValueError as exc:
+        raise UsageError(f"blankspot collect: {exc}") from None
+    password = None
+    if args.password_file:
+        try:
+            lines = Path(args.password_file).read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"blankspot collect: cannot read --password-file: {exc}") from None
+        password = lines[0] if lines else ""
+    for name in ("tls_ca", "tls_cert", "tls_key"):
+        value = getattr(args, name)
+        if value is not None and not Path(value).is_file():
+            raise UsageError(f"blankspot collect: --{name.replace('_', '-')}: no such file {value}")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise UsageError("blankspot collect: --tls-cert and --tls-key go together")
+    settings = CollectorSettings(
+        broker=broker, client_id=args.client_id or default_client_id(), group=args.group, prefix=args.prefix,
+        username=args.username, password=password,
+        tls_ca=Path(args.tls_ca) if args.tls_ca else None,
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+        tls_key=Path(args.tls_key) if args.tls_key else None,
+        session_expiry_s=int(expiry), inflight=args.inflight, group_messages=args.max_messages_per_commit,
+        stats_interval_s=stats_interval,
+    )
+    try:
+        settings.check()
+    except ValueError as exc:
+        raise UsageError(f"blankspot collect: {exc}") from None
+    setup_logging(args.log_level)
+    store = open_store_or_exit(args.db, "collect")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    notifier = SystemdNotifier.from_environment()
+    try:
+        Collector(settings, store, notifier=notifier, watchdog=Watchdog.from_environment(notifier)).run(stop)
+    finally:
+        store.close()
+        notifier.close()
+    return 0
+
+
+ADDERS = [add_collect]
+
+
+# -- export, map, report: the analysis of stored readings ---------------------------------
+
+_DB_HELP = "collector database: a file path, sqlite:///path.db or postgresql://user@host/db"
+_EXPORT_SUFFIXES = {".geojson": "geojson", ".json": "geojson", ".kml": "kml", ".csv": "csv"}
+
+
+def add_export(sub: argparse._SubParsersAction) -> None:
+    from agent.collector.export import FORMATS, LAYERS
+
+    p = sub.add_parser(
+        "export", help="write the survey as GeoJSON, KML or CSV: points, tracks, segments, cells",
+        description="Write stored readings and the coverage grid for QGIS or Google Earth. CSV holds one layer "
+                    "per file. Example: blankspot export --db /var/lib/blankspot/collector.db --format kml "
+                    "--out survey.kml --what tracks,segments,cells")
+    p.add_argument("--db", required=True, metavar="URL", help=_DB_HELP)
+    p.add_argument("--format", choices=FORMATS, help="output format (default: from the --out suffix)")
+    p.add_argument("--out", required=True, metavar="FILE", help="file to write, or - for standard output")
+    p.add_argument("--what", metavar="LAYERS",
+                   help=f"comma-separated layers out of {','.join(LAYERS)} (default: all; for csv: cells)")
+    _grid_args(p)
+    p.set_defaults(func=cmd_export)
+
+
+def add_map(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "map", help="write the blank-spot map: one HTML file that works offline",
+        description="Draw the coverage grid, the units' tracks and tagged spots on one self-contained HTML page "
+                    "(background tiles only when online). Example: blankspot map --db /var/lib/blankspot/collector.db "
+                    "--out kukar-map.html")
+    p.add_argument("--db", required=True, metavar="URL", help=_DB_HELP)
+    p.add_argument("--out", required=True, metavar="FILE", help="HTML file to write")
+    p.add_argument("--operator", help="operator shown first, as mcc-mnc (510-10) or name (default: most readings)")
+    p.add_argument("--title", help="page title")
+    p.add_argument("--tiles", metavar="URL",
+                   help="background tile URL template, or 'none' (default: OpenStreetMap, when online)")
+    _grid_args(p)
+    p.set_defaults(func=cmd_map)
+
+
+def add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report", help="list the blank-spot cells per operator with the nearest place",
+        description="Print each operator's blank-spot cells with sample counts and the nearest tagged place, "
+                    "and optionally write them as CSV. Example: blankspot report --db "
+                    "/var/lib/blankspot/collector.db --operator Telkomsel --places desa.csv --csv blank-spots.csv")
+    p.add_argument("--db", required=True, metavar="URL", help=_DB_HELP)
+    p.add_argument("--operator", help="only this operator: mcc-mnc (510-10) or name")
+    p.add_argument("--places", metavar="FILE", help="CSV of named places (name,lat,lon) besides the tagged spots")
+    p.add_argument("--csv", metavar="FILE", help="also write the rows as CSV to FILE")
+    _grid_args(p)
+    p.set_defaults(func=cmd_report)
+
+
+ADDERS += [add_export, add_map, add_report]
+
+
+def _grid_args(p: argparse.ArgumentParser) -> None:
+    from agent.collector.coverage import DEFAULT_RESOLUTION, Thresholds
+
+    p.add_argument("--resolution", type=int, default=DEFAULT_RESOLUTION,
+                   help=f"H3 grid resolution, 0-15 (default {DEFAULT_RESOLUTION}: cells of about 0.74 km²)")
+    p.add_argument("--min-samples", type=int, default=Thresholds.min_samples,
+                   help=f"readings a cell needs before it is classed (default {Thresholds.min_samples})")
+
+
+class _Analysis:
+    """The store, the SIMs' home operators and the coverage grid, for one command."""
+
+    def __init__(self, args: argparse.Namespace, command: str) -> None:
+        from agent.collector.coverage import HomeOperators, Thresholds, aggregate
+
+        if not 0 <= args.resolution <= 15:
+            raise UsageError(f"blankspot {command}: --resolution must be 0 to 15, got {args.resolution}")
+        if args.min_samples < 1:
+            raise UsageError(f"blankspot {command}: --min-samples must be at least 1, got {args.min_samples}")
+        self.store = _open_existing_store(args.db, command)
+        try:
+            self.home = HomeOperators.learn(self.store.iter_readings(kind="signal"))
+            self.coverage = aggregate(self.store.iter_readings(), home=self.home, resolution=args.resolution,
+                                      thresholds=Thresholds(min_samples=args.min_samples))
+        except BaseException:
+            self.store.close()
+            raise
+
+    def __enter__(self) -> "_Analysis":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.store.close()
+
+    def attributed(self):
+        from agent.collector.coverage import attribute
+
+        return attribute(self.store.iter_readings(), self.home)
+
+    def operator(self, text: str | None, command: str) -> str | None:
+        if text is None:
+            return None
+        key = self.coverage.find_operator(text)
+        if key is None:
+            known = ", ".join(f"{k} ({n})" for k, n in self.coverage.operators.items()) or "none yet"
+            raise UsageError(f"blankspot {command}: no readings of operator {text!r}; operators: {known}")
+        return key
+
+
+def _open_existing_store(url: str, command: str):
+    from agent.collector.store import StoreError, StoreUrlError, open_store, parse_db_url
+
+    try:
+        parsed = parse_db_url(url)
+        if parsed.backend == "sqlite" and not Path(parsed.target).is_file():
+            raise UsageError(f"blankspot {command}: no database at {parsed.target} (is --db right?)")
+        return open_store(url)
+    except StoreUrlError as exc:
+        raise UsageError(f"blankspot {command}: {exc}") from None
+    except StoreError as exc:
+        raise RuntimeFailure(str(exc)) from None
+
+
+def _write_atomically(path: str, write) -> None:
+    """Write through a temporary file beside ``path``, so a failed run leaves no half a file."""
+    import os
+    import sys
+    import tempfile
+
+    if path == "-":
+        write(sys.stdout)
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".blankspot-", suffix=".tmp")
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            write(out)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _guarded(command: str, work) -> int:
+    from agent.collector.store import StoreError
+
+    try:
+        return work()
+    except StoreError as exc:
+        raise RuntimeFailure(f"blankspot {command}: {exc}") from None
+    except ModuleNotFoundError as exc:
+        if exc.name != "h3":
+            raise
+        # Units in the field install without the grid library; only the central side needs it.
+        raise RuntimeFailure(f"blankspot {command}: the coverage grid needs h3: pip install 'blankspot[collector]'") from None
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import os
+    import sys
+
+    from agent.collector.export import LAYERS, WRITERS, Layers
+    from agent.collector.segments import segments, tracks
+
+    fmt = args.format or _EXPORT_SUFFIXES.get(os.path.splitext(args.out)[1].lower())
+    if fmt is None:
+        raise UsageError(f"blankspot export: cannot tell the format from {args.out!r}: give --format geojson, kml or csv")
+    if args.what:
+        what = tuple(dict.fromkeys(w.strip() for w in args.what.split(",") if w.strip()))
+        unknown = [w for w in what if w not in LAYERS]
+        if unknown or not what:
+            raise UsageError(f"blankspot export: --what takes {', '.join(LAYERS)}, got {args.what!r}")
+    else:
+        what = ("cells",) if fmt == "csv" else LAYERS
+    if fmt == "csv" and len(what) != 1:
+        raise UsageError(f"blankspot export: a CSV file holds one layer; choose one of --what {','.join(what)}")
+
+    def work() -> int:
+        written = []
+        with _Analysis(args, "export") as analysis:
+            layers = Layers(
+                points=analysis.attributed() if "points" in what else (),
+                tracks=tracks(analysis.store.iter_readings()) if "tracks" in what else (),
+                segments=segments(analysis.attributed()) if "segments" in what else (),
+                coverage=analysis.coverage, what=what,
+            )
+            _write_atomically(args.out, lambda out: written.append(WRITERS[fmt](layers, out)))
+        if args.out != "-":
+            print(f"{args.out}: {written[0]} {'rows' if fmt == 'csv' else 'features'} ({', '.join(what)})",
+                  file=sys.stderr)
+        return 0
+
+    return _guarded("export", work)
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    import sys
+    from dataclasses import replace
+
+    from agent.collector.mapview import MapOptions, map_data, render_map
+    from agent.collector.report import tagged_places
+    from agent.collector.segments import segments, tracks
+
+    def work() -> int:
+        with _Analysis(args, "map") as analysis:
+            options = MapOptions(operator=analysis.operator(args.operator, "map"))
+            if args.title:
+                options = replace(options, title=args.title)
+            if args.tiles:
+                options = replace(options, tiles=None) if args.tiles.lower() == "none" else \
+                    replace(options, tiles=args.tiles, tiles_attribution="")
+            data = map_data(analysis.coverage, tracks(analysis.store.iter_readings()), segments(analysis.attributed()),
+                            tagged_places(analysis.store.iter_readings(kind="event"), named_only=False), options)
+        html = render_map(data)
+        _write_atomically(args.out, lambda out: out.write(html))
+        blank = sum(1 for c in data["cells"] if c["class"] == "blank")
+        print(f"{args.out}: {len(data['cells'])} cells ({blank} blank), {len(data['tracks'])} track pieces, "
+              f"{len(data['tags'])} tagged spots", file=sys.stderr)
+        return 0
+
+    return _guarded("map", work)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from agent.collector.report import (
+        PlacesError, blank_spot_rows, format_report, parse_places_csv, tagged_places, write_report_csv,
+    )
+    from agent.collector.segments import segments
+
+    places = []
+    if args.places:
+        try:
+            places = parse_places_csv(Path(args.places).read_text(encoding="utf-8"), args.places)
+        except OSError as exc:
+            raise UsageError(f"blankspot report: cannot read {args.places}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"blankspot report: {args.places} is not UTF-8 text") from None
+        except PlacesError as exc:
+            raise UsageError(f"blankspot report: {exc}") from None
+
+    def work() -> int:
+        with _Analysis(args, "report") as analysis:
+            operator = analysis.operator(args.operator, "report")
+            places.extend(tagged_places(analysis.store.iter_readings(kind="event")))
+            rows = blank_spot_rows(analysis.coverage, places, operator)
+            text = format_report(analysis.coverage, rows, segments(analysis.attributed()), operator)
+        if args.csv:
+            _write_atomically(args.csv, lambda out: write_report_csv(rows, out))
+        print(text, end="")
+        return 0
+
+    return _guarded("report", work)

@@ -1,0 +1,200 @@
+"""The blank-spot map: one self-contained HTML file that works offline.
+
+Leaflet 1.9.4 (BSD-2-Clause, vendored in ``static/leaflet/`` with its licence) and the
+page's own script and style are inlined, and the survey is embedded as JSON, so the file
+can be mailed or copied to a laptop in a kantor desa and opened without a network.  Only
+the background tiles are fetched, when the browser is online; the map draws cells, tracks,
+stretches without service and tagged spots without them.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib.resources import files
+from typing import Any
+
+from agent import __version__
+from agent.collector.coverage import CellCoverage, Coverage, cell_ring
+from agent.collector.report import Place
+from agent.collector.segments import Segment, Track, TrackPoint
+from agent.geo import haversine_m
+from agent.reading import format_time
+
+OSM_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+OSM_ATTRIBUTION = '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
+MAHAKAM_CENTER = (-0.42, 116.95)
+TRACK_SPACING_M = 15.0  # tracks are thinned to this spacing: a day on the river stays a small file
+CLASS_TITLES = {
+    "blank": "Blank spot: tidak ada sinyal / no service",
+    "weak": "Lemah / Weak",
+    "covered": "Tercakup / Covered",
+    "unknown": "Data belum cukup / Not enough readings",
+}
+_PLACEHOLDERS = ("VERSION", "TITLE", "LEAFLET_LICENSE", "LEAFLET_CSS", "MAP_CSS", "DATA", "LEAFLET_JS", "MAP_JS")
+
+
+@dataclass(frozen=True)
+class MapOptions:
+    title: str = "Peta blank spot / Blank-spot map"
+    tiles: str | None = OSM_TILES              # None: no background tiles at all
+    tiles_attribution: str = OSM_ATTRIBUTION
+    operator: str | None = None                # shown first; default: the one with most readings
+
+
+def _static(name: str) -> str:
+    return files("agent.collector").joinpath("static", name).read_text(encoding="utf-8")
+
+
+def _dbm(value: float | None) -> str:
+    return "-" if value is None else f"{value:g} dBm"
+
+
+def _time(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def cell_popup(cell: CellCoverage) -> list[list[str]]:
+    """Rows of a cell's popup: label (Indonesian / English), value."""
+    share = cell.no_service_share
+    rows = [
+        ["Operator", f"{cell.operator_name} ({cell.operator})"],
+        ["Pengukuran / Readings", str(cell.samples)],
+        ["Tanpa layanan / No service",
+         "-" if share is None else f"{cell.no_service} ({share:.0%})"],
+    ]
+    if cell.no_answer:
+        rows.append(["Modem tidak menjawab / No answer", f"{cell.no_answer} (tidak dihitung / not counted)"])
+    rows += [
+        ["Kualitas median / Median quality", cell.quality_median or "-"],
+        ["RSRP median / p10", f"{_dbm(cell.rsrp_median_dbm)} / {_dbm(cell.rsrp_p10_dbm)}"],
+        ["RSSI median / p10", f"{_dbm(cell.rssi_median_dbm)} / {_dbm(cell.rssi_p10_dbm)}"],
+        ["Teknologi / Technology", "; ".join(f"{f.rat} {f.samples}" for f in cell.by_rat) or "-"],
+    ]
+    if cell.latency_samples:
+        rows.append(["Latensi median / Median latency",
+                     f"- ({cell.latency_samples} tanpa hasil / no result)" if cell.latency_median_ms is None
+                     else f"{cell.latency_median_ms:g} ms ({cell.latency_samples})"])
+    if cell.throughput_samples:
+        down = "-" if cell.down_median_mbps is None else f"{cell.down_median_mbps:g}"
+        up = "-" if cell.up_median_mbps is None else f"{cell.up_median_mbps:g}"
+        rows.append(["Unduh / unggah, Down / up", f"{down} / {up} Mbit/s ({cell.throughput_samples})"])
+    rows += [
+        ["Pertama / First seen", _time(cell.first_seen)],
+        ["Terakhir / Last seen", _time(cell.last_seen)],
+        ["Unit", ", ".join(cell.devices)],
+        ["Sel H3 / H3 cell", cell.cell],
+    ]
+    return rows
+
+
+def thin(points: Sequence[TrackPoint], spacing_m: float = TRACK_SPACING_M) -> list[TrackPoint]:
+    """Points at least ``spacing_m`` apart, always keeping the first and last."""
+    if len(points) <= 2:
+        return list(points)
+    kept = [points[0]]
+    for p in points[1:-1]:
+        if haversine_m(kept[-1].lat, kept[-1].lon, p.lat, p.lon) >= spacing_m:
+            kept.append(p)
+    kept.append(points[-1])
+    return kept
+
+
+def _line(points: Sequence[TrackPoint]) -> list[list[float]]:
+    return [[round(p.lat, 6), round(p.lon, 6)] for p in points]
+
+
+def map_data(coverage: Coverage, tracks: Iterable[Track], segments: Iterable[Segment], tags: Iterable[Place],
+             options: MapOptions = MapOptions(), generated: datetime | None = None) -> dict[str, Any]:
+    """Everything the page draws, as the JSON object embedded in it."""
+    generated = generated or datetime.now(timezone.utc)
+    samples: dict[str, int] = {key: 0 for key in coverage.operators}
+    blank: dict[str, int] = {key: 0 for key in coverage.operators}
+    cells = []
+    for cell in coverage.cells:
+        samples[cell.operator] += cell.samples
+        blank[cell.operator] += cell.coverage_class == "blank"
+        cells.append({
+            "cell": cell.cell, "op": cell.operator, "class": cell.coverage_class,
+            "ring": [[round(lat, 6), round(lon, 6)] for lon, lat in cell_ring(cell.cell)],
+            "title": CLASS_TITLES[cell.coverage_class], "popup": cell_popup(cell),
+        })
+    if options.operator in coverage.operators:
+        default = options.operator
+    else:
+        default = max(coverage.operators, key=lambda k: samples[k], default=None)
+    operators = [
+        {"key": key, "label": f"{name} ({key}): {blank[key]} blank spot"}
+        for key, name in coverage.operators.items()
+    ]
+    th = coverage.thresholds
+    track_list = [
+        {"line": _line(thin(t.points)),
+         "popup": [["Unit", t.device], ["Bagian / Part", str(t.part)], ["Panjang / Length", f"{t.length_km:.1f} km"],
+                   ["Waktu / Time", f"{_time(t.points[0].time)} – {_time(t.points[-1].time)}"]]}
+        for t in tracks
+    ]
+    segment_list = [
+        {"op": s.operator, "line": _line(s.points),
+         "popup": [["Ruas tanpa layanan / No service", f"{s.length_km:.2f} km, {s.no_service} pengukuran / readings"],
+                   ["Operator", f"{coverage.operators.get(s.operator, s.operator)} ({s.operator})"],
+                   ["Unit", s.device], ["Mulai / Start", _time(s.start.time)], ["Selesai / End", _time(s.end.time)]]}
+        for s in segments if s.operator in coverage.operators
+    ]
+    tag_list = [
+        {"lat": t.lat, "lon": t.lon, "label": t.name,
+         "popup": [["Tanda / Tag", t.name or "-"], ["Unit", t.device or "-"], ["Waktu / Time", t.time or "-"]]}
+        for t in tags
+    ]
+    return {
+        "title": options.title,
+        "subtitle": f"Dibuat / made {_time(generated)} · H3 res {coverage.resolution} · blankspot {__version__}",
+        "legend_note": (f"Blank: ≥{th.blank_share:.0%} tanpa layanan / without service; "
+                        f"min. {th.min_samples} pengukuran per sel / readings per cell"),
+        "generated": format_time(generated),
+        "resolution": coverage.resolution,
+        "tiles": None if not options.tiles else {"url": options.tiles, "attribution": options.tiles_attribution},
+        "center": list(MAHAKAM_CENTER),
+        "operators": operators,
+        "default_operator": default,
+        "cells": cells,
+        "tracks": track_list,
+        "segments": segment_list,
+        "tags": tag_list,
+    }
+
+
+def _script_json(data: dict[str, Any]) -> str:
+    """JSON safe inside a ``<script>`` element: no ``</script>`` or ``<!--`` can appear."""
+    text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _html_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def render_map(data: dict[str, Any]) -> str:
+    """The HTML page for ``data`` (from :func:`map_data`)."""
+    values = {
+        "VERSION": __version__,
+        "TITLE": _html_text(data["title"]),
+        "LEAFLET_LICENSE": _static("leaflet/LICENSE").replace("--", "- -"),
+        "LEAFLET_CSS": _static("leaflet/leaflet.css"),
+        "MAP_CSS": _static("map.css"),
+        "DATA": _script_json(data),
+        "LEAFLET_JS": _static("leaflet/leaflet.js"),
+        "MAP_JS": _static("map.js"),
+    }
+    page = _static("map.html")
+    # One pass, so a placeholder-looking text inside a replacement is never replaced again.
+    pieces = page.split("{{")
+    out = [pieces[0]]
+    for piece in pieces[1:]:
+        name, sep, rest = piece.partition("}}")
+        if sep and name in values:
+            out.append(values[name] + rest)
+        else:
+            out.append("{{" + piece)
+    return "".join(out)

@@ -1,0 +1,108 @@
+"""The collector database's schema, as ordered migration steps for SQLite and PostgreSQL.
+
+A database records the steps applied to it in ``schema_version`` (one row per step).  Opening
+a store applies the missing steps in order, each in its own transaction, so a database made
+by an older blankspot is upgraded in place; a database newer than this code refuses to open
+rather than being written with the wrong idea of its columns.
+
+Steps are append-only: once released, a step's SQL never changes; a change is a new step.
+The column list of ``readings`` is documented in ``docs/collector.md``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Step:
+    version: int
+    description: str
+    sqlite: tuple[str, ...]
+    postgres: tuple[str, ...]
+
+    def statements(self, backend: str) -> tuple[str, ...]:
+        return self.sqlite if backend == "sqlite" else self.postgres
+
+
+# The per-reading columns besides the key and the JSON body: what maps and reports query.
+_SIGNAL_COLUMNS = (
+    "registration {text}, operator {text}, mcc {int}, mnc {int}, rat {text}, band {int}, cell_id {bigint}, "
+    "rssi_dbm {real}, rsrp_dbm {real}, rsrq_db {real}, sinr_db {real}, quality {text}"
+)
+_OTHER_COLUMNS = (
+    "error {text}, rtt_avg_ms {real}, loss_pct {real}, down_mbps {real}, up_mbps {real}, "
+    "event_type {text}, event_message {text}"
+)
+_SQLITE_TYPES = {"text": "TEXT", "int": "INTEGER", "bigint": "INTEGER", "real": "REAL"}
+_PG_TYPES = {"text": "text", "int": "integer", "bigint": "bigint", "real": "double precision"}
+
+MIGRATIONS: tuple[Step, ...] = (
+    Step(
+        1,
+        "readings, quarantine, units, counters",
+        sqlite=(
+            "CREATE TABLE readings ("
+            " device TEXT NOT NULL, seq INTEGER NOT NULL, time TEXT NOT NULL, time_source TEXT NOT NULL,"
+            " kind TEXT NOT NULL, lat REAL, lon REAL, fix TEXT, "
+            + _SIGNAL_COLUMNS.format(**_SQLITE_TYPES) + ", " + _OTHER_COLUMNS.format(**_SQLITE_TYPES) + ","
+            " body TEXT NOT NULL, received_at TEXT NOT NULL,"
+            " PRIMARY KEY (device, seq))",
+            "CREATE TABLE quarantine ("
+            " id INTEGER PRIMARY KEY AUTOINCREMENT, received_at TEXT NOT NULL, collector TEXT NOT NULL,"
+            " topic TEXT NOT NULL, reason TEXT NOT NULL, size INTEGER NOT NULL, raw BLOB NOT NULL)",
+            "CREATE TABLE units ("
+            " device TEXT PRIMARY KEY, state TEXT NOT NULL, last_seen TEXT NOT NULL, status TEXT NOT NULL)",
+            "CREATE TABLE counters ("
+            " collector TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL,"
+            " PRIMARY KEY (collector, name)) WITHOUT ROWID",
+        ),
+        postgres=(
+            "CREATE TABLE readings ("
+            " device text NOT NULL, seq bigint NOT NULL, time timestamptz NOT NULL, time_source text NOT NULL,"
+            " kind text NOT NULL, lat double precision, lon double precision, fix text, "
+            + _SIGNAL_COLUMNS.format(**_PG_TYPES) + ", " + _OTHER_COLUMNS.format(**_PG_TYPES) + ","
+            " body jsonb NOT NULL, received_at timestamptz NOT NULL,"
+            " PRIMARY KEY (device, seq))",
+            "CREATE TABLE quarantine ("
+            " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, received_at timestamptz NOT NULL,"
+            " collector text NOT NULL, topic text NOT NULL, reason text NOT NULL, size bigint NOT NULL,"
+            " raw bytea NOT NULL)",
+            "CREATE TABLE units ("
+            " device text PRIMARY KEY, state text NOT NULL, last_seen timestamptz NOT NULL, status jsonb NOT NULL)",
+            "CREATE TABLE counters ("
+            " collector text NOT NULL, name text NOT NULL, value bigint NOT NULL, PRIMARY KEY (collector, name))",
+        ),
+    ),
+    Step(
+        2,
+        "indexes for queries by kind and by time",
+        sqlite=(
+            "CREATE INDEX readings_by_kind ON readings (kind, device, seq)",
+            "CREATE INDEX readings_by_time ON readings (time)",
+        ),
+        postgres=(
+            "CREATE INDEX readings_by_kind ON readings (kind, device, seq)",
+            "CREATE INDEX readings_by_time ON readings (time)",
+        ),
+    ),
+)
+
+LATEST = MIGRATIONS[-1].version
+
+VERSION_TABLE = {
+    "sqlite": "CREATE TABLE IF NOT EXISTS schema_version ("
+              " version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)",
+    "postgres": "CREATE TABLE IF NOT EXISTS schema_version ("
+                " version integer PRIMARY KEY, description text NOT NULL, applied_at timestamptz NOT NULL)",
+}
+
+
+def pending_steps(current: int, steps: tuple[Step, ...] = MIGRATIONS) -> tuple[Step, ...]:
+    """The steps to apply to a database at ``current``; raises ``ValueError`` if it is newer."""
+    known = steps[-1].version if steps else 0
+    if current > known:
+        raise ValueError(
+            f"database schema version {current} is newer than this blankspot knows ({known}): "
+            "upgrade blankspot on this machine, or use another database"
+        )
+    return tuple(step for step in steps if step.version > current)

@@ -1,0 +1,196 @@
+"""Units' tracks, and the stretches of each track without service: blank-spot segments.
+
+A track is a unit's positioned readings in ``seq`` order, cut where two consecutive ones
+are too far apart in time or space to join with a straight line (the unit was off, or
+its readings were lost): :class:`TrackRules` ``max_gap_s`` / ``max_gap_m``.
+
+A blank-spot segment is a run of no-service readings along a track (rules in
+:class:`TrackRules`, explained in ``docs/map.md``):
+
+- it starts at a no-service reading and ends at the last no-service reading before service
+  returns for good;
+- service for at most ``bridge_readings`` readings spanning at most ``bridge_m`` metres
+  does not end it: a bar of signal on a river bend is not coverage anyone can use;
+- readings where the modem did not answer (``error``) neither extend nor end it;
+  readings without a position are left out;
+- a gap of the track ends it;
+- its length is measured along the track (haversine between consecutive readings) from
+  its first to its last no-service reading, so the true stretch is longer by up to one
+  reading interval at each end;
+- runs of fewer than ``min_readings`` no-service readings are not segments.
+
+The operator of a segment is the one its no-service readings count for: the home operator
+of the unit's SIM (see :mod:`agent.collector.coverage`).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from agent.collector.coverage import Attributed, is_no_service
+from agent.geo import haversine_m
+from agent.reading import Reading, Signal
+
+
+@dataclass(frozen=True)
+class TrackRules:
+    max_gap_s: float = 900.0
+    max_gap_m: float = 3000.0
+    bridge_readings: int = 2
+    bridge_m: float = 500.0
+    min_readings: int = 2
+
+
+@dataclass(frozen=True)
+class TrackPoint:
+    seq: int | None
+    time: datetime
+    lat: float
+    lon: float
+
+
+@dataclass(frozen=True)
+class Track:
+    """One unbroken piece of a unit's track."""
+
+    device: str
+    part: int
+    points: tuple[TrackPoint, ...]
+
+    @property
+    def length_km(self) -> float:
+        return path_length_m(self.points) / 1000.0
+
+
+@dataclass(frozen=True)
+class Segment:
+    device: str
+    operator: str
+    points: tuple[TrackPoint, ...]    # first and last are no-service readings
+    no_service: int                    # no-service readings in it
+    bridged: int                       # in-service readings inside it
+
+    @property
+    def start(self) -> TrackPoint:
+        return self.points[0]
+
+    @property
+    def end(self) -> TrackPoint:
+        return self.points[-1]
+
+    @property
+    def length_km(self) -> float:
+        return path_length_m(self.points) / 1000.0
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end.time - self.start.time).total_seconds()
+
+
+def path_length_m(points: Iterable[TrackPoint]) -> float:
+    total, previous = 0.0, None
+    for point in points:
+        if previous is not None:
+            total += haversine_m(previous.lat, previous.lon, point.lat, point.lon)
+        previous = point
+    return total
+
+
+def _point(reading: Reading) -> TrackPoint:
+    assert reading.position is not None
+    return TrackPoint(reading.seq, reading.time, reading.position.lat, reading.position.lon)
+
+
+def _gap(a: TrackPoint, b: TrackPoint, rules: TrackRules) -> bool:
+    return (abs((b.time - a.time).total_seconds()) > rules.max_gap_s
+            or haversine_m(a.lat, a.lon, b.lat, b.lon) > rules.max_gap_m)
+
+
+def tracks(readings: Iterable[Reading], rules: TrackRules = TrackRules()) -> Iterator[Track]:
+    """Each unit's track in pieces (readings ordered by device, then seq); pieces of one point are left out."""
+    device: str | None = None
+    points: list[TrackPoint] = []
+    part = 0
+
+    def flush() -> Iterator[Track]:
+        if device is not None and len(points) >= 2:
+            yield Track(device, part, tuple(points))
+
+    for reading in readings:
+        if reading.position is None:
+            continue
+        point = _point(reading)
+        if reading.device != device:
+            yield from flush()
+            device, points, part = reading.device, [point], 1
+            continue
+        if points and _gap(points[-1], point, rules):
+            yield from flush()
+            points, part = [], part + (1 if len(points) >= 2 else 0)
+        if points and (point.lat, point.lon) == (points[-1].lat, points[-1].lon):
+            continue  # a unit standing still adds nothing to the line
+        points.append(point)
+    yield from flush()
+
+
+class _Run:
+    """A segment being built for one device."""
+
+    def __init__(self, operator: str, first: TrackPoint) -> None:
+        self.operator = operator
+        self.points = [first]
+        self.no_service = 1
+        self.bridged = 0
+        self.pending: list[TrackPoint] = []   # in service since the last no-service reading
+
+    def extend(self, point: TrackPoint) -> None:
+        self.points.extend(self.pending)
+        self.bridged += len(self.pending)
+        self.pending = []
+        self.points.append(point)
+        self.no_service += 1
+
+    def bridge_too_long(self, rules: TrackRules) -> bool:
+        if len(self.pending) > rules.bridge_readings:
+            return True
+        return path_length_m([self.points[-1], *self.pending]) > rules.bridge_m
+
+
+def segments(attributed: Iterable[Attributed], rules: TrackRules = TrackRules()) -> Iterator[Segment]:
+    """Blank-spot segments along each unit's track (input ordered by device, then seq)."""
+    device: str | None = None
+    run: _Run | None = None
+    previous: TrackPoint | None = None
+
+    def close() -> Iterator[Segment]:
+        if run is not None and device is not None and run.no_service >= rules.min_readings:
+            yield Segment(device, run.operator, tuple(run.points), run.no_service, run.bridged)
+
+    for item in attributed:
+        reading = item.reading
+        part = reading.part
+        if not isinstance(part, Signal) or part.error is not None or reading.position is None or item.operator is None:
+            continue
+        point = _point(reading)
+        if reading.device != device:
+            yield from close()
+            device, run, previous = reading.device, None, None
+        if previous is not None and _gap(previous, point, rules):
+            yield from close()
+            run = None
+        previous = point
+        if is_no_service(part):
+            if run is not None and run.operator != item.operator:
+                yield from close()
+                run = None
+            if run is None:
+                run = _Run(item.operator, point)
+            else:
+                run.extend(point)
+        elif run is not None:
+            run.pending.append(point)
+            if run.bridge_too_long(rules):
+                yield from close()
+                run = None
+    yield from close()

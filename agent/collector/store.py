@@ -1,0 +1,335 @@
+"""The collector's database: readings stored once per ``(device, seq)``, quarantine, units.
+
+Open one with :func:`open_store` from a URL: ``sqlite:///abs/path.db``, a plain file path,
+or ``postgresql://user@host/db`` (needs ``psycopg``, the ``postgres`` extra).  Opening
+applies the schema migrations (``agent.collector.migrations``).
+
+- ``insert_readings(readings) -> (inserted, duplicates)``: one transaction; a reading whose
+  ``(device, seq)`` is already stored is a duplicate and is left as it was.
+- ``iter_readings(device=None, kind=None)``: stored readings, ordered by device then seq.
+- ``quarantine(topic, raw, reason)`` / ``quarantined()``: messages that were refused, with
+  their first ``QUARANTINE_RAW_BYTES`` bytes.
+- ``update_unit(device, state, when, payload)`` / ``units()``: each unit's last status.
+- ``counts()``: how much is stored and what was counted on the way.
+- ``commit(work, collector)``: all of the above for several MQTT messages in one transaction
+  (what ``blankspot collect`` uses, so a message is acknowledged only once all of it is in).
+
+Errors::
+
+    StoreError                 the database cannot be used (unreachable, disk, permissions)
+    ├── StoreUrlError          the URL itself is wrong (the caller's mistake)
+    ├── SchemaTooNew           the database was made by a newer blankspot
+    └── StoreDataError         this data cannot be stored (trying again will not help)
+"""
+from __future__ import annotations
+
+import abc
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+from urllib.parse import urlsplit
+
+from agent.reading import Event, Latency, Reading, Signal, Throughput, format_time
+
+QUARANTINE_RAW_BYTES = 65_536
+MAX_TOPIC_CHARS = 1024
+MAX_REASON_CHARS = 1000
+
+# Every reading row, in this order (see docs/collector.md for their meaning).
+READING_COLUMNS = (
+    "device", "seq", "time", "time_source", "kind", "lat", "lon", "fix",
+    "registration", "operator", "mcc", "mnc", "rat", "band", "cell_id",
+    "rssi_dbm", "rsrp_dbm", "rsrq_db", "sinr_db", "quality",
+    "error", "rtt_avg_ms", "loss_pct", "down_mbps", "up_mbps", "event_type", "event_message",
+    "body", "received_at",
+)
+
+# Counter names kept per collector in the ``counters`` table.
+COUNTERS = ("batches", "readings_inserted", "duplicates", "quarantined", "statuses")
+
+
+class StoreError(RuntimeError):
+    """The collector database cannot be used."""
+
+
+class StoreUrlError(StoreError):
+    """A database URL that names no database we can open."""
+
+
+class SchemaTooNew(StoreError):
+    """The database's schema version is newer than this code knows."""
+
+
+class StoreDataError(StoreError):
+    """Data the database refuses whatever its state: a NUL character, a reading without seq."""
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    topic: str
+    raw: bytes
+    reason: str
+    size: int | None = None  # of the whole payload, when ``raw`` is already cut short
+
+    @property
+    def total_size(self) -> int:
+        return len(self.raw) if self.size is None else self.size
+
+
+@dataclass(frozen=True)
+class UnitStatus:
+    device: str
+    state: str
+    when: datetime
+    payload: dict[str, Any]
+
+
+@dataclass
+class Work:
+    """What one transaction stores: the content of one or more MQTT messages."""
+
+    readings: list[Reading] = field(default_factory=list)
+    quarantine: list[Quarantined] = field(default_factory=list)
+    units: list[UnitStatus] = field(default_factory=list)
+    batches: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.readings or self.quarantine or self.units or self.batches)
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    inserted: int
+    duplicates: int
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def unstorable(value: Any) -> str | None:
+    """Why a decoded JSON value cannot be stored in both databases, or None.
+
+    PostgreSQL's text and jsonb refuse NUL characters and ``NaN``; neither database driver
+    can encode lone surrogates (``"\\ud800"`` is valid JSON).
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "contains a NUL character"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "contains a lone surrogate (not encodable as UTF-8)"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return "contains NaN or an infinity"
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return None
+
+
+def clean_text(text: str, limit: int) -> str:
+    """Text from outside (a topic, an error message) made safe to store: no NUL, valid UTF-8."""
+    text = text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def reading_row(reading: Reading, received_at: str) -> tuple[Any, ...]:
+    """The ``readings`` row of a reading, in :data:`READING_COLUMNS` order."""
+    if reading.seq is None:
+        raise StoreDataError(f"reading of {reading.device} has no seq: only buffered readings can be stored")
+    try:
+        body = reading.to_json()
+        body.encode("utf-8")
+    except ValueError as exc:  # NaN in an event's data; UnicodeEncodeError for a lone surrogate
+        raise StoreDataError(f"reading {reading.device}#{reading.seq}: {unstorable(reading.to_dict()) or exc}") from None
+    if "\\u0000" in body:  # JSON's escape of NUL; a rare false alarm is checked properly
+        why = unstorable(reading.to_dict())
+        if why:
+            raise StoreDataError(f"reading {reading.device}#{reading.seq} {why}")
+    position = reading.position
+    part = reading.part
+    signal = part if isinstance(part, Signal) else None
+    latency = part if isinstance(part, Latency) else None
+    throughput = part if isinstance(part, Throughput) else None
+    event = part if isinstance(part, Event) else None
+    error = None if event is not None else part.error  # type: ignore[union-attr]
+    return (
+        reading.device, reading.seq, format_time(reading.time), reading.time_source, reading.kind,
+        position.lat if position else None, position.lon if position else None, position.fix if position else None,
+        *(
+            (signal.registration, signal.operator, signal.mcc, signal.mnc, signal.rat, signal.band,
+             signal.cell_id, signal.rssi_dbm, signal.rsrp_dbm, signal.rsrq_db, signal.sinr_db, signal.quality)
+            if signal else (None,) * 12
+        ),
+        error,
+        latency.rtt_avg_ms if latency else None, latency.loss_pct if latency else None,
+        throughput.down_mbps if throughput else None, throughput.up_mbps if throughput else None,
+        event.type if event else None, event.message if event else None,
+        body, received_at,
+    )
+
+
+def status_json(unit: "UnitStatus") -> str:
+    why = unstorable(unit.payload)
+    if why:
+        raise StoreDataError(f"status of {unit.device} {why}")
+    return json.dumps(unit.payload, ensure_ascii=False, allow_nan=False)
+
+
+def counter_deltas(work: Work, result: CommitResult) -> list[tuple[str, int]]:
+    """Counter increments for one commit, in a fixed order (concurrent writers lock them alike)."""
+    values = {
+        "batches": work.batches,
+        "readings_inserted": result.inserted,
+        "duplicates": result.duplicates,
+        "quarantined": len(work.quarantine),
+        "statuses": len(work.units),
+    }
+    return [(name, values[name]) for name in COUNTERS if values[name]]
+
+
+class Store(abc.ABC):
+    """A collector database; see the module docstring.  Use from one thread at a time."""
+
+    backend: str
+    url: str  # for messages: any password removed
+
+    # -- the documented API ------------------------------------------------------------
+
+    def insert_readings(self, readings: Iterable[Reading]) -> tuple[int, int]:
+        """Store readings in one transaction; ``(inserted, duplicates)``."""
+        readings = list(readings)
+        result = self.commit(Work(readings=readings))
+        return result.inserted, result.duplicates
+
+    def quarantine(self, topic: str, raw: bytes, reason: str) -> None:
+        self.commit(Work(quarantine=[Quarantined(topic, bytes(raw), reason)]))
+
+    def update_unit(self, device: str, state: str, when: datetime, payload: dict[str, Any]) -> None:
+        """Record a unit's status, unless a later one (by ``when``) is already stored."""
+        self.commit(Work(units=[UnitStatus(device, state, when, payload)]))
+
+    @abc.abstractmethod
+    def commit(self, work: Work, collector: str = "") -> CommitResult:
+        """Store all of ``work`` in one transaction, counting it under ``collector``."""
+
+    @abc.abstractmethod
+    def iter_readings(self, device: str | None = None, kind: str | None = None) -> Iterator[Reading]:
+        """Stored readings, ordered by device then seq."""
+
+    @abc.abstractmethod
+    def quarantined(self) -> list[dict[str, Any]]:
+        """Refused messages, oldest first: ``id, received_at, collector, topic, reason, size, raw``."""
+
+    @abc.abstractmethod
+    def units(self) -> list[dict[str, Any]]:
+        """Every unit heard of: ``device, state, last_seen, status`` (the status payload)."""
+
+    @abc.abstractmethod
+    def counters(self) -> dict[str, dict[str, int]]:
+        """Counters per collector name (``""`` for direct API use)."""
+
+    @abc.abstractmethod
+    def _table_counts(self) -> dict[str, int]:
+        """``readings``, ``devices``, ``quarantined``, ``units``, ``units_online``."""
+
+    @abc.abstractmethod
+    def schema_version(self) -> int: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def counts(self) -> dict[str, int]:
+        """Rows stored (``readings``, ``devices``, ``quarantined``, ``units``, ``units_online``)
+        and counted on the way in, summed over collectors (``batches``, ``readings_inserted``,
+        ``duplicates``, ``statuses``; ``quarantined`` is the rows)."""
+        totals = {name: 0 for name in COUNTERS}
+        for values in self.counters().values():
+            for name, value in values.items():
+                totals[name] = totals.get(name, 0) + value
+        totals.update(self._table_counts())
+        return totals
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- URLs -------------------------------------------------------------------------------
+
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+@dataclass(frozen=True)
+class DatabaseUrl:
+    backend: str  # "sqlite" | "postgres"
+    target: str   # a file path, or the libpq connection URL
+
+    @property
+    def display(self) -> str:
+        if self.backend == "sqlite":
+            return f"sqlite:///{Path(self.target).resolve().as_posix().lstrip('/')}"
+        return redact(self.target)
+
+
+def redact(url: str) -> str:
+    """The URL without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def parse_db_url(url: str) -> DatabaseUrl:
+    """``sqlite:///abs/path``, ``sqlite:rel/path``, a plain path, or ``postgresql://...``."""
+    if not isinstance(url, str) or not url.strip():
+        raise StoreUrlError("database URL is empty (use a file path, sqlite:///path or postgresql://...)")
+    match = _SCHEME_RE.match(url)
+    if match is None:
+        if url.startswith("sqlite:"):
+            path = url[len("sqlite:"):]
+            if not path:
+                raise StoreUrlError(f"database URL {url!r} names no file")
+            return DatabaseUrl("sqlite", path)
+        if url.startswith(("postgresql:", "postgres:")):
+            raise StoreUrlError(f"database URL {url!r}: expected postgresql://[user[:password]@]host[:port]/database")
+        return DatabaseUrl("sqlite", url)
+    scheme = match.group(1).lower()
+    rest = url[match.end():]
+    if scheme == "sqlite":
+        # sqlite:///abs/path.db like file:///abs/path (no host part)
+        if not rest.startswith("/") or len(rest) < 2:
+            raise StoreUrlError(f"database URL {url!r}: expected sqlite:///absolute/path.db or sqlite:relative/path.db")
+        return DatabaseUrl("sqlite", rest)
+    if scheme in ("postgresql", "postgres"):
+        return DatabaseUrl("postgres", url)
+    raise StoreUrlError(
+        f"database URL {redact(url)!r}: unsupported scheme {scheme!r} "
+        "(use a file path, sqlite:///path or postgresql://user@host/database)"
+    )
+
+
+def open_store(url: str) -> Store:
+    """Open (create, upgrade) the database at ``url``; see the module docstring."""
+    parsed = parse_db_url(url)
+    if parsed.backend == "sqlite":
+        from agent.collector.store_sqlite import SqliteStore
+
+        return SqliteStore(parsed.target)
+    from agent.collector.store_postgres import PostgresStore
+
+    return PostgresStore(parsed.target)

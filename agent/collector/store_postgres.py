@@ -1,0 +1,245 @@
+"""The collector database in PostgreSQL (psycopg 3), for several collectors and big fleets.
+
+Many readings arrive by ``COPY`` into a temporary table and move to ``readings`` with one
+``INSERT ... SELECT ... ON CONFLICT (device, seq) DO NOTHING``; a few by a batch of
+``INSERT ... ON CONFLICT``.  Either way in key order, so that two collectors inserting
+overlapping batches at once wait for each other instead of deadlocking.  A lost connection is reopened at the next commit.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from datetime import timezone
+from typing import Any, Iterator
+
+from agent.collector import migrations
+from agent.collector.store import (
+    MAX_REASON_CHARS, MAX_TOPIC_CHARS, QUARANTINE_RAW_BYTES, READING_COLUMNS, CommitResult, SchemaTooNew, Store,
+    StoreDataError, StoreError, StoreUrlError, Work, clean_text, counter_deltas, now_utc, reading_row, redact,
+    status_json,
+)
+from agent.reading import Reading, format_time, reading_from_dict
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+    from psycopg.conninfo import conninfo_to_dict
+except ImportError:  # the `postgres` extra is not installed
+    psycopg = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 10
+# Any constant will do: it only has to be the same for every blankspot migrating this database.
+_MIGRATION_LOCK = 0x626C616E6B73706F  # "blankspo"
+_RETRIES = 5
+_COLUMNS = ", ".join(READING_COLUMNS)
+_INSERT = (f"INSERT INTO readings ({_COLUMNS}) VALUES ({', '.join(['%s'] * len(READING_COLUMNS))}) "
+           "ON CONFLICT (device, seq) DO NOTHING")
+# From this many readings in one commit, COPY through a temporary table beats a batch of
+# INSERTs (bench/ingest.py; measured in docs/benchmarks.md).
+_COPY_FROM = 100
+
+
+class PostgresStore(Store):
+    backend = "postgres"
+
+    def __init__(self, url: str, steps: tuple[migrations.Step, ...] = migrations.MIGRATIONS) -> None:
+        if psycopg is None:
+            raise StoreError("PostgreSQL needs the psycopg package: pip install 'blankspot[postgres]' "
+                             "(or 'psycopg[binary]')")
+        self.url = redact(url)
+        try:
+            params = conninfo_to_dict(url)
+        except psycopg.ProgrammingError as exc:
+            raise StoreUrlError(f"database URL {self.url!r}: {_one_line(exc)}") from None
+        if not all(port.strip().isdigit() for port in str(params.get("port", "5432")).split(",")):
+            raise StoreUrlError(f"database URL {self.url!r}: port {params['port']!r} is not a number")
+        params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
+        params.setdefault("application_name", "blankspot-collector")
+        self._params = params
+        self._conn: Any = None
+        self._connect()
+        try:
+            self._migrate(steps)
+        except psycopg.Error as exc:
+            self.close()
+            raise StoreError(f"cannot use PostgreSQL database {self.url}: {_one_line(exc)}") from None
+        except StoreError:
+            self.close()
+            raise
+
+    def _connect(self) -> None:
+        try:
+            self._conn = psycopg.connect(autocommit=True, **self._params)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to PostgreSQL {self.url}: {_one_line(exc)}") from None
+        self._prepared_incoming = False
+
+    def _usable(self) -> Any:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            if self._conn is not None:
+                log.warning("connection to %s was lost; reconnecting", self.url)
+                self._conn.close()
+            self._connect()
+        return self._conn
+
+    # -- schema ------------------------------------------------------------------------
+
+    def _migrate(self, steps: tuple[migrations.Step, ...]) -> None:
+        conn = self._conn
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute(migrations.VERSION_TABLE["postgres"])
+            current = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+            try:
+                todo = migrations.pending_steps(current, steps)
+            except ValueError as exc:
+                raise SchemaTooNew(f"{self.url}: {exc}") from None
+            for step in todo:
+                for statement in step.statements("postgres"):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version VALUES (%s, %s, now())", (step.version, step.description))
+                log.info("database %s: applied schema step %d (%s)", self.url, step.version, step.description)
+
+    def schema_version(self) -> int:
+        with self._reading() as conn:
+            return conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+
+    # -- writing -----------------------------------------------------------------------
+
+    def commit(self, work: Work, collector: str = "") -> CommitResult:
+        received = now_utc()
+        received_text = format_time(received)
+        # Everything is converted before the transaction: data that cannot be stored fails here.
+        rows = [reading_row(r, received_text) for r in work.readings]
+        quarantine = [
+            (received, collector, clean_text(q.topic, MAX_TOPIC_CHARS), clean_text(q.reason, MAX_REASON_CHARS),
+             q.total_size, q.raw[:QUARANTINE_RAW_BYTES])
+            for q in work.quarantine
+        ]
+        units = [(u.device, u.state, u.when, status_json(u)) for u in sorted(work.units, key=lambda u: (u.device, u.when))]
+        for attempt in range(1, _RETRIES + 1):
+            try:
+                return self._commit_once(work, collector, rows, quarantine, units)
+            except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
+                if attempt == _RETRIES:
+                    raise StoreError(f"PostgreSQL {self.url}: {_one_line(exc)}") from None
+                log.info("transaction retried after %s", type(exc).__name__)
+                time.sleep(0.05 * attempt)
+            except (psycopg.DataError, psycopg.IntegrityError, UnicodeEncodeError) as exc:
+                raise StoreDataError(f"PostgreSQL {self.url}: {_one_line(exc)}") from None
+            except psycopg.Error as exc:
+                raise StoreError(f"PostgreSQL {self.url}: {_one_line(exc)}") from None
+        raise AssertionError("unreachable")
+
+    def _commit_once(self, work: Work, collector: str, rows: list[tuple[Any, ...]],
+                     quarantine: list[tuple[Any, ...]], units: list[tuple[Any, ...]]) -> CommitResult:
+        conn = self._usable()
+        with conn.transaction(), conn.cursor() as cur:
+            inserted = 0
+            if len(rows) >= _COPY_FROM:
+                if not self._prepared_incoming:
+                    # Emptied at every commit (a DELETE would leave dead rows that no vacuum
+                    # ever clears from a temporary table, and every later INSERT would scan them).
+                    cur.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (LIKE readings) ON COMMIT DELETE ROWS")
+                    self._prepared_incoming = True
+                with cur.copy(f"COPY incoming ({_COLUMNS}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                cur.execute(
+                    f"INSERT INTO readings ({_COLUMNS}) SELECT {_COLUMNS} FROM incoming "
+                    "ORDER BY device, seq ON CONFLICT (device, seq) DO NOTHING"
+                )
+                inserted = cur.rowcount
+            elif rows:
+                cur.executemany(_INSERT, sorted(rows, key=lambda row: (row[0], row[1])))
+                inserted = cur.rowcount  # psycopg sums it over the rows
+            result = CommitResult(inserted, len(rows) - inserted)
+            if quarantine:
+                cur.executemany(
+                    "INSERT INTO quarantine (received_at, collector, topic, reason, size, raw) "
+                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    quarantine,
+                )
+            for unit in units:
+                cur.execute(
+                    "INSERT INTO units (device, state, last_seen, status) VALUES (%s, %s, %s, %s::jsonb) "
+                    "ON CONFLICT (device) DO UPDATE SET state = excluded.state, last_seen = excluded.last_seen, "
+                    "status = excluded.status WHERE excluded.last_seen >= units.last_seen",
+                    unit,
+                )
+            for name, delta in counter_deltas(work, result):
+                cur.execute(
+                    "INSERT INTO counters (collector, name, value) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (collector, name) DO UPDATE SET value = counters.value + excluded.value",
+                    (collector, name, delta),
+                )
+        return result
+
+    # -- reading -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Any]:
+        try:
+            yield self._usable()
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL {self.url}: {_one_line(exc)}") from None
+
+    def iter_readings(self, device: str | None = None, kind: str | None = None) -> Iterator[Reading]:
+        where, params = [], []
+        if device is not None:
+            where.append("device = %s")
+            params.append(device)
+        if kind is not None:
+            where.append("kind = %s")
+            params.append(kind)
+        sql = "SELECT body FROM readings" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY device, seq"
+        # A server-side cursor streams the rows: a large table never sits in memory at once.
+        with self._reading() as conn, conn.transaction(), conn.cursor(name="blankspot_readings") as cur:
+            cur.itersize = 2000
+            cur.execute(sql, params)
+            for (body,) in cur:
+                yield reading_from_dict(body)
+
+    def quarantined(self) -> list[dict[str, Any]]:
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT id, received_at, collector, topic, reason, size, raw FROM quarantine ORDER BY id"
+            ).fetchall()
+        return [
+            {"id": r[0], "received_at": r[1].astimezone(timezone.utc), "collector": r[2], "topic": r[3],
+             "reason": r[4], "size": r[5], "raw": bytes(r[6])}
+            for r in rows
+        ]
+
+    def units(self) -> list[dict[str, Any]]:
+        with self._reading() as conn:
+            rows = conn.execute("SELECT device, state, last_seen, status FROM units ORDER BY device").fetchall()
+        return [{"device": r[0], "state": r[1], "last_seen": r[2].astimezone(timezone.utc), "status": r[3]} for r in rows]
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        result: dict[str, dict[str, int]] = {}
+        with self._reading() as conn:
+            for collector, name, value in conn.execute("SELECT collector, name, value FROM counters ORDER BY 1, 2"):
+                result.setdefault(collector, {})[name] = value
+        return result
+
+    def _table_counts(self) -> dict[str, int]:
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT (SELECT count(*) FROM readings), (SELECT count(DISTINCT device) FROM readings),"
+                " (SELECT count(*) FROM quarantine), (SELECT count(*) FROM units),"
+                " (SELECT count(*) FROM units WHERE state = 'online')"
+            ).fetchone()
+        return dict(zip(("readings", "devices", "quarantined", "units", "units_online"), row))
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -1,0 +1,196 @@
+"""The collector database in one SQLite file (WAL, ``synchronous=FULL``).
+
+A commit is durable when it returns, so a message acknowledged to the broker after it is
+never lost with the machine's power.  Several collectors on one machine may share the file:
+writers wait for each other (``busy_timeout``) and deduplicate through the primary key.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterator
+
+from agent.collector import migrations
+from agent.collector.store import (
+    MAX_REASON_CHARS, MAX_TOPIC_CHARS, QUARANTINE_RAW_BYTES, READING_COLUMNS, CommitResult, SchemaTooNew, Store,
+    StoreDataError, StoreError, Work, clean_text, counter_deltas, now_utc, reading_row, status_json,
+)
+from agent.reading import Reading, format_time, parse_time, reading_from_dict
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 30_000
+
+_INSERT = (
+    f"INSERT INTO readings ({', '.join(READING_COLUMNS)}) VALUES ({', '.join('?' * len(READING_COLUMNS))}) "
+    "ON CONFLICT (device, seq) DO NOTHING"
+)
+
+
+class SqliteStore(Store):
+    backend = "sqlite"
+
+    def __init__(self, path: str | Path, steps: tuple[migrations.Step, ...] = migrations.MIGRATIONS) -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path.resolve().as_posix().lstrip('/')}"
+        if self.path.is_dir():
+            raise StoreError(f"cannot open SQLite database {self.path}: it is a folder")
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
+                                       check_same_thread=False)  # one thread at a time, any thread
+        except sqlite3.Error as exc:
+            hint = "" if self.path.parent.is_dir() else f" (folder {self.path.parent} does not exist)"
+            raise StoreError(f"cannot open SQLite database {self.path}: {exc}{hint}") from None
+        try:
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._migrate(steps)
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise StoreError(f"cannot use SQLite database {self.path}: {exc}") from None
+        except StoreError:
+            self._db.close()
+            raise
+
+    # -- schema ------------------------------------------------------------------------
+
+    def _migrate(self, steps: tuple[migrations.Step, ...]) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")  # one migrator at a time
+        try:
+            db.execute(migrations.VERSION_TABLE["sqlite"])
+            current = db.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+            try:
+                todo = migrations.pending_steps(current, steps)
+            except ValueError as exc:
+                raise SchemaTooNew(f"{self.path}: {exc}") from None
+            for step in todo:
+                for statement in step.statements("sqlite"):
+                    db.execute(statement)
+                db.execute("INSERT INTO schema_version VALUES (?, ?, ?)",
+                           (step.version, step.description, format_time(now_utc())))
+                log.info("database %s: applied schema step %d (%s)", self.path, step.version, step.description)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def schema_version(self) -> int:
+        with self._reading() as db:
+            return db.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+
+    # -- writing -----------------------------------------------------------------------
+
+    def commit(self, work: Work, collector: str = "") -> CommitResult:
+        received = format_time(now_utc())
+        # Everything is converted before the transaction: data that cannot be stored fails here.
+        rows = sorted((reading_row(r, received) for r in work.readings), key=lambda row: (row[0], row[1]))
+        quarantine = [
+            (received, collector, clean_text(q.topic, MAX_TOPIC_CHARS), clean_text(q.reason, MAX_REASON_CHARS),
+             q.total_size, q.raw[:QUARANTINE_RAW_BYTES])
+            for q in work.quarantine
+        ]
+        units = [(u.device, u.state, format_time(u.when), status_json(u)) for u in sorted(work.units, key=lambda u: u.when)]
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                before = db.total_changes
+                db.executemany(_INSERT, rows)
+                inserted = db.total_changes - before
+                result = CommitResult(inserted, len(rows) - inserted)
+                db.executemany(
+                    "INSERT INTO quarantine (received_at, collector, topic, reason, size, raw) VALUES (?, ?, ?, ?, ?, ?)",
+                    quarantine,
+                )
+                db.executemany(
+                    "INSERT INTO units (device, state, last_seen, status) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (device) DO UPDATE SET state = excluded.state, last_seen = excluded.last_seen, "
+                    "status = excluded.status WHERE excluded.last_seen >= units.last_seen",
+                    units,
+                )
+                db.executemany(
+                    "INSERT INTO counters (collector, name, value) VALUES (?, ?, ?) "
+                    "ON CONFLICT (collector, name) DO UPDATE SET value = value + excluded.value",
+                    [(collector, name, delta) for name, delta in counter_deltas(work, result)],
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except (UnicodeEncodeError, OverflowError) as exc:
+            raise StoreDataError(f"SQLite database {self.path}: {exc}") from None
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite database {self.path}: {exc}") from None
+        return result
+
+    # -- reading -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        try:
+            yield self._db
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite database {self.path}: {exc}") from None
+
+    def iter_readings(self, device: str | None = None, kind: str | None = None) -> Iterator[Reading]:
+        where, params = [], []
+        if device is not None:
+            where.append("device = ?")
+            params.append(device)
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        sql = "SELECT body FROM readings" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY device, seq"
+        # Its own cursor, read in steps, so a large table never sits in memory at once.
+        with self._reading() as db:
+            cursor = db.execute(sql, params)
+            try:
+                while True:
+                    rows = cursor.fetchmany(1000)
+                    if not rows:
+                        return
+                    for (body,) in rows:
+                        yield reading_from_dict(json.loads(body))
+            finally:
+                cursor.close()
+
+    def quarantined(self) -> list[dict[str, Any]]:
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT id, received_at, collector, topic, reason, size, raw FROM quarantine ORDER BY id"
+            ).fetchall()
+        return [
+            {"id": r[0], "received_at": parse_time(r[1]), "collector": r[2], "topic": r[3], "reason": r[4],
+             "size": r[5], "raw": bytes(r[6])}
+            for r in rows
+        ]
+
+    def units(self) -> list[dict[str, Any]]:
+        with self._reading() as db:
+            rows = db.execute("SELECT device, state, last_seen, status FROM units ORDER BY device").fetchall()
+        return [{"device": r[0], "state": r[1], "last_seen": parse_time(r[2]), "status": json.loads(r[3])} for r in rows]
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        result: dict[str, dict[str, int]] = {}
+        with self._reading() as db:
+            for collector, name, value in db.execute("SELECT collector, name, value FROM counters ORDER BY 1, 2"):
+                result.setdefault(collector, {})[name] = value
+        return result
+
+    def _table_counts(self) -> dict[str, int]:
+        with self._reading() as db:
+            row = db.execute(
+                "SELECT (SELECT count(*) FROM readings), (SELECT count(DISTINCT device) FROM readings),"
+                " (SELECT count(*) FROM quarantine), (SELECT count(*) FROM units),"
+                " (SELECT count(*) FROM units WHERE state = 'online')"
+            ).fetchone()
+        return dict(zip(("readings", "devices", "quarantined", "units", "units_online"), row))
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,95 @@
+"""Survey readings for tests of the collector's analysis: a boat on the Mahakam, step by step.
+
+Deterministic: the boat moves ``speed_kmh`` along the shipped route and takes a signal
+reading every ``interval_s`` seconds of trip time from :func:`mahakam_scenario`, so the
+blank stretch between Sebulu and Muara Kaman is where the tests expect it.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from agent.reading import Event, Latency, Position, Reading, Signal
+from agent.sim.coverage import CoverageScenario, mahakam_scenario
+from agent.sim.route import Route, mahakam_route
+from agent.sim.synthetic import signal_from_radio
+
+T0 = datetime(2026, 11, 24, 0, 0, 0, tzinfo=timezone.utc)
+
+
+def position(lat: float, lon: float) -> Position:
+    return Position(lat=round(lat, 6), lon=round(lon, 6), alt_m=10.0, hdop=0.9, sats=9, speed_kmh=20.0, fix="3d")
+
+
+def boat_trip(device: str = "boat-1", *, interval_s: float = 10.0, speed_kmh: float = 30.0, start: datetime = T0,
+              first_seq: int = 1, route: Route | None = None, scenario: CoverageScenario | None = None,
+              latency_every: int = 0) -> list[Reading]:
+    """Signal readings along the route (and a latency reading every ``latency_every`` signal readings)."""
+    route = route or mahakam_route()
+    scenario = scenario or mahakam_scenario()
+    readings: list[Reading] = []
+    seq, t = first_seq, 0.0
+    step_m = speed_kmh / 3.6 * interval_s
+    n = 0
+    while True:
+        d = n * step_m
+        if d > route.length_m:
+            break
+        point = route.at(d)
+        signal = signal_from_radio(scenario.radio_at(point.lat, point.lon, t))
+        when = start + timedelta(seconds=t)
+        readings.append(Reading(device, when, "gps", signal, position(point.lat, point.lon), seq))
+        seq += 1
+        if latency_every and n % latency_every == 0:
+            in_service = signal.rat != "NONE"
+            part = Latency(target="8.8.8.8", method="icmp", sent=5, received=5 if in_service else 0,
+                           loss_pct=0.0 if in_service else 100.0, rtt_avg_ms=80.0 if in_service else None)
+            readings.append(Reading(device, when, "gps", part, position(point.lat, point.lon), seq))
+            seq += 1
+        n += 1
+        t += interval_s
+    return readings
+
+
+def tag(device: str, seq: int, lat: float, lon: float, message: str | None, when: datetime = T0) -> Reading:
+    return Reading(device, when, "gps", Event("tag", message, {"button": "short"}), position(lat, lon), seq)
+
+
+def in_service(device: str, seq: int, lat: float | None, lon: float | None, *, when: datetime = T0,
+               rsrp: float = -90.0, quality: str = "good", mcc: int = 510, mnc: int = 10,
+               operator: str = "TELKOMSEL", registration: str = "home") -> Reading:
+    part = Signal(registration=registration, operator=operator, mcc=mcc, mnc=mnc, rat="LTE", rsrp_dbm=rsrp,
+                  rssi_dbm=rsrp + 28, quality=quality)
+    return Reading(device, when, "gps", part, None if lat is None else position(lat, lon), seq)
+
+
+def no_service(device: str, seq: int, lat: float | None, lon: float | None, *, when: datetime = T0) -> Reading:
+    part = Signal(registration="searching", rat="NONE", quality="none")
+    return Reading(device, when, "gps", part, None if lat is None else position(lat, lon), seq)
+
+
+def no_answer(device: str, seq: int, lat: float, lon: float, *, when: datetime = T0) -> Reading:
+    part = Signal(registration="unknown", rat="NONE", quality=None, error="modem did not answer AT+CSQ in 5 s")
+    return Reading(device, when, "gps", part, position(lat, lon), seq)
+
+
+def survey_db(path, readings: list[Reading]) -> str:
+    """A real collector database (SQLite) at ``path`` holding ``readings``; returns its URL."""
+    from agent.collector.store import open_store
+
+    url = f"sqlite:///{path}"
+    store = open_store(url)
+    try:
+        store.insert_readings(readings)
+    finally:
+        store.close()
+    return url
+
+
+def trip_with_tags(device: str = "boat-1") -> list[Reading]:
+    """A boat trip with latency readings and two tagged spots (one named, one not)."""
+    readings = boat_trip(device, latency_every=6)
+    seq = readings[-1].seq + 1
+    return readings + [
+        tag(device, seq, -0.1800, 116.7200, "kantor desa Muara Kaman", T0),
+        tag(device, seq + 1, -0.3300, 116.9900, None, T0),
+    ]

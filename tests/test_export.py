@@ -1,0 +1,249 @@
+"""``blankspot export``: GeoJSON that QGIS reads (RFC 7946), KML 2.2 that Google Earth opens, CSV.
+
+The files are written by the command from a real SQLite collector database and checked
+against the rules of each format: GeoJSON positions are [lon, lat], polygons closed and
+counter-clockwise; every KML placemark's style exists and its coordinates are lon,lat,alt.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from agent.cli import main
+from agent.collector.coverage import HomeOperators, aggregate, attribute
+from agent.collector.export import CLASS_COLORS, LAYERS, Layers, kml_color, write_csv, write_geojson, write_kml
+from agent.collector.segments import segments, tracks
+from tests.survey_factory import no_answer, survey_db, trip_with_tags
+
+K = "{http://www.opengis.net/kml/2.2}"
+
+
+@pytest.fixture(scope="module")
+def readings():
+    return trip_with_tags() + [no_answer("boat-1", 100_000, -0.25, 116.8)]
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory, readings) -> str:
+    return survey_db(tmp_path_factory.mktemp("export") / "collector.db", readings)
+
+
+def export(db: str, out: Path, *args: str) -> int:
+    return main(["export", "--db", db, "--out", str(out), *args])
+
+
+def strict_json(text: str):
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+# -- GeoJSON rules (RFC 7946) ------------------------------------------------------------------
+
+def check_position(pos) -> None:
+    assert isinstance(pos, list) and len(pos) in (2, 3), pos
+    lon, lat = pos[0], pos[1]
+    assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in pos)
+    assert -180 <= lon <= 180 and -90 <= lat <= 90
+    # Our survey is on the Mahakam: a swapped pair would put the longitude near -0.4.
+    assert 116 < lon < 118 and -1 < lat < 0, f"not [lon, lat]: {pos}"
+
+
+def signed_area(ring) -> float:
+    return sum(x1 * y2 - x2 * y1 for (x1, y1, *_), (x2, y2, *_) in zip(ring, ring[1:])) / 2
+
+
+def check_geometry(geometry) -> None:
+    kind, coords = geometry["type"], geometry["coordinates"]
+    if kind == "Point":
+        check_position(coords)
+    elif kind == "LineString":
+        assert len(coords) >= 2
+        for pos in coords:
+            check_position(pos)
+    elif kind == "Polygon":
+        for index, ring in enumerate(coords):
+            assert len(ring) >= 4 and ring[0] == ring[-1], "ring not closed"
+            for pos in ring:
+                check_position(pos)
+            area = signed_area(ring)
+            assert area > 0 if index == 0 else area < 0, "exterior rings counter-clockwise, holes clockwise"
+    else:
+        raise AssertionError(f"unexpected geometry {kind}")
+
+
+def check_feature_collection(doc) -> None:
+    assert doc["type"] == "FeatureCollection" and isinstance(doc["features"], list)
+    assert "crs" not in doc   # RFC 7946 dropped it: WGS84 only
+    for feature in doc["features"]:
+        assert feature["type"] == "Feature"
+        assert isinstance(feature["properties"], dict)
+        check_geometry(feature["geometry"])
+        assert all(not isinstance(v, (dict, list)) for v in feature["properties"].values())
+
+
+def test_geojson_all_layers(db, tmp_path, readings):
+    out = tmp_path / "survey.geojson"
+    assert export(db, out) == 0
+    doc = strict_json(out.read_text(encoding="utf-8"))
+    check_feature_collection(doc)
+    by_layer: dict[str, list] = {}
+    for f in doc["features"]:
+        by_layer.setdefault(f["properties"]["layer"], []).append(f)
+    assert set(by_layer) == set(LAYERS)
+    assert len(by_layer["points"]) == len(readings)
+    assert {f["geometry"]["type"] for f in by_layer["cells"]} == {"Polygon"}
+    assert {f["geometry"]["type"] for f in by_layer["tracks"]} == {"LineString"}
+    assert [f["properties"]["device"] for f in by_layer["tracks"]] == ["boat-1"]
+    (segment,) = by_layer["segments"]
+    assert segment["properties"]["operator"] == "510-10" and segment["properties"]["length_km"] > 30
+    classes = {f["properties"]["class"] for f in by_layer["cells"]}
+    assert {"blank", "covered"} <= classes <= set(CLASS_COLORS)
+    blank = next(f for f in by_layer["cells"] if f["properties"]["class"] == "blank")
+    assert blank["properties"]["no_service_pct"] >= 50 and blank["properties"]["resolution"] == 8
+    tag = next(f for f in by_layer["points"] if f["properties"]["kind"] == "event" and f["properties"]["message"])
+    assert tag["geometry"]["coordinates"] == [116.72, -0.18]
+    assert json.loads(tag["properties"]["data"]) == {"button": "short"}
+
+
+def test_geojson_one_layer_and_resolution(db, tmp_path):
+    out = tmp_path / "cells.json"
+    assert export(db, out, "--what", "cells", "--resolution", "7") == 0
+    doc = strict_json(out.read_text(encoding="utf-8"))
+    check_feature_collection(doc)
+    assert {f["properties"]["layer"] for f in doc["features"]} == {"cells"}
+    assert {f["properties"]["resolution"] for f in doc["features"]} == {7}
+
+
+def test_geojson_of_an_empty_database(tmp_path):
+    db = survey_db(tmp_path / "empty.db", [])
+    out = tmp_path / "empty.geojson"
+    assert export(db, out) == 0
+    assert strict_json(out.read_text()) == {"type": "FeatureCollection", "features": []}
+
+
+# -- KML 2.2 ------------------------------------------------------------------------------
+
+def test_kml_is_valid_kml_2_2(db, tmp_path):
+    out = tmp_path / "survey.kml"
+    assert export(db, out, "--format", "kml") == 0
+    root = ET.parse(out).getroot()
+    assert root.tag == f"{K}kml"
+    (document,) = root.findall(f"{K}Document")
+    styles = {s.get("id") for s in document.findall(f"{K}Style")}
+    assert {f"cell-{c}" for c in CLASS_COLORS} <= styles
+    style = document.find(f"{K}Style[@id='cell-blank']")
+    assert style.find(f"{K}PolyStyle/{K}color").text == kml_color(CLASS_COLORS["blank"], 0x80) == "801c19d7"
+    folders = [f.find(f"{K}name").text for f in document.findall(f"{K}Folder")]
+    assert folders == list(LAYERS)
+    cells_folder = document.findall(f"{K}Folder")[3]
+    assert [f.find(f"{K}name").text for f in cells_folder.findall(f"{K}Folder")] == ["Telkomsel (510-10)"]
+    placemarks = list(root.iter(f"{K}Placemark"))
+    assert placemarks
+    for mark in placemarks:
+        assert mark.find(f"{K}styleUrl").text[1:] in styles
+        for coords in mark.iter(f"{K}coordinates"):
+            tuples = [tuple(float(v) for v in t.split(",")) for t in coords.text.split()]
+            for lon, lat, alt in tuples:
+                assert 116 < lon < 118 and -1 < lat < 0 and alt == 0
+        for ring in mark.iter(f"{K}LinearRing"):
+            tuples = [tuple(float(v) for v in t.split(",")) for t in ring.find(f"{K}coordinates").text.split()]
+            assert tuples[0] == tuples[-1] and len(tuples) == 7 and signed_area(tuples) > 0
+        for data in mark.iter(f"{K}Data"):
+            assert data.get("name") and data.find(f"{K}value") is not None
+    names = [m.find(f"{K}name").text for m in placemarks]
+    assert "kantor desa Muara Kaman" in names
+    # Children of a Placemark in the order of the KML 2.2 schema (Google Earth forgives, validators do not).
+    schema_order = ["name", "TimeStamp", "styleUrl", "ExtendedData", "Point", "LineString", "Polygon"]
+    for mark in placemarks:
+        tags = [child.tag.replace(K, "") for child in mark]
+        assert tags == sorted(tags, key=schema_order.index), tags
+        assert tags[-1] in ("Point", "LineString", "Polygon")
+
+
+def test_kml_escapes_what_units_send(tmp_path):
+    from tests.survey_factory import in_service, tag
+    readings = [in_service("u", 1, -0.3, 116.8), tag("u", 2, -0.3, 116.8, 'Desa <"A&B"> ]]>')]
+    db = survey_db(tmp_path / "c.db", readings)
+    out = tmp_path / "tags.kml"
+    assert export(db, out, "--what", "points") == 0
+    names = [m.find(f"{K}name").text for m in ET.parse(out).getroot().iter(f"{K}Placemark")]
+    assert 'Desa <"A&B"> ]]>' in names
+
+
+# -- CSV ----------------------------------------------------------------------------------
+
+def test_csv_cells_by_default_with_wkt(db, tmp_path):
+    out = tmp_path / "cells.csv"
+    assert export(db, out) == 0
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert rows and {r["class"] for r in rows} >= {"blank", "covered"}
+    for r in rows:
+        assert r["wkt"].startswith("POLYGON ((") and r["wkt"].endswith("))")
+        pairs = r["wkt"][len("POLYGON (("):-2].split(", ")
+        assert pairs[0] == pairs[-1] and len(pairs) == 7
+        assert -1 < float(r["lat"]) < 0 and 116 < float(r["lon"]) < 118
+        assert int(r["samples"]) >= int(r["no_service"])
+
+
+@pytest.mark.parametrize("layer, column", [("points", "rsrp_dbm"), ("tracks", "wkt"), ("segments", "length_km")])
+def test_csv_other_layers(db, tmp_path, layer, column):
+    out = tmp_path / f"{layer}.csv"
+    assert export(db, out, "--what", layer) == 0
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert rows and column in rows[0]
+
+
+def test_writers_stream_to_text(readings):
+    home = HomeOperators.learn(readings)
+    layers = Layers(points=attribute(readings, home), tracks=tracks(readings),
+                    segments=segments(attribute(readings, home)), coverage=aggregate(readings, home=home))
+    buffer = io.StringIO()
+    n = write_geojson(layers, buffer)
+    assert n == len(strict_json(buffer.getvalue())["features"])
+    with pytest.raises(ValueError, match="one layer"):
+        write_csv(Layers(what=("cells", "points")), io.StringIO())
+    assert write_kml(Layers(what=()), io.StringIO()) == 0
+
+
+# -- command errors -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["--what", "cells,rivers"], "--what takes"),
+    (["--format", "csv", "--what", "cells,points"], "one layer"),
+    (["--resolution", "16"], "--resolution"),
+    (["--min-samples", "0"], "--min-samples"),
+])
+def test_usage_errors(db, tmp_path, capsys, args, message):
+    out = tmp_path / "x.geojson"
+    assert export(db, out, *args) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_unknown_suffix_needs_format(db, tmp_path, capsys):
+    assert export(db, tmp_path / "survey.txt") == 2
+    assert "--format" in capsys.readouterr().err
+
+
+def test_missing_database_is_a_usage_error(tmp_path, capsys):
+    assert export(str(tmp_path / "nope.db"), tmp_path / "x.geojson") == 2
+    assert "no database" in capsys.readouterr().err
+    assert not (tmp_path / "nope.db").exists()
+
+
+def test_unwritable_output_is_a_runtime_failure(db, tmp_path, capsys):
+    assert export(db, tmp_path / "no" / "such" / "dir.geojson") == 1
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_export_to_stdout(db, capsys):
+    assert main(["export", "--db", db, "--out", "-", "--format", "geojson", "--what", "tracks"]) == 0
+    check_feature_collection(strict_json(capsys.readouterr().out))

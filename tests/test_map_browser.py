@@ -1,0 +1,184 @@
+"""``blankspot map`` in a real browser: headless Chromium opens the file offline and draws it.
+
+The page keeps every script error and ``console.error`` in ``#bs-errors``; Chromium's
+``--dump-dom`` gives the DOM after the scripts ran, so the tests read the errors and count
+the SVG paths Leaflet drew (cells, tracks, stretches, tags) without any driver library.
+A screenshot is saved in the test's temporary folder and its path printed.
+
+Needs Debian's ``chromium`` (``apt-get install -y chromium``, as deploy/quickstart.sh does).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.collector.coverage import aggregate
+from agent.collector.mapview import map_data, render_map
+from tests.survey_factory import in_service, no_service, survey_db, trip_with_tags
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def chromium() -> str:
+    for name in CHROMIUM_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.fail("Chromium is needed to test the HTML map and is not installed: apt-get install -y chromium "
+                "(deploy/quickstart.sh installs it)")
+
+
+def run_chromium(workdir: Path, url: str, *flags: str) -> subprocess.CompletedProcess:
+    command = [
+        chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
+        "--hide-scrollbars", f"--user-data-dir={workdir / 'chromium-profile'}", "--window-size=1280,900",
+        "--virtual-time-budget=5000", *flags, url,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"chromium failed ({result.returncode}): {result.stderr[-2000:]}"
+    return result
+
+
+class Dom(HTMLParser):
+    """The elements of a dumped DOM (tag, attributes) and the text of ``#bs-errors``."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.elements: list[tuple[str, dict[str, str]]] = []
+        self.errors_text = ""
+        self._in_errors = False
+        self.text: list[str] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attributes = {k: v or "" for k, v in attrs}
+        self.elements.append((tag, attributes))
+        self._in_errors = attributes.get("id") == "bs-errors"
+
+    def handle_endtag(self, tag):
+        if tag == "pre":
+            self._in_errors = False
+
+    def handle_data(self, data):
+        if self._in_errors:
+            self.errors_text += data
+        self.text.append(data)
+
+    def paths(self, css_class: str) -> int:
+        return sum(1 for tag, a in self.elements if tag == "path" and css_class in a.get("class", "").split())
+
+    def attribute(self, tag: str, name: str) -> str | None:
+        return next((a.get(name) for t, a in self.elements if t == tag and name in a), None)
+
+    @property
+    def errors(self) -> list[str]:
+        return json.loads(self.errors_text)
+
+
+def load(workdir: Path, page: Path, fragment: str = "") -> Dom:
+    result = run_chromium(workdir, page.as_uri() + fragment, "--dump-dom")
+    return Dom(result.stdout)
+
+
+def indosat_unit() -> list:
+    """A second unit with an Indosat SIM, in service downstream and without it near Tenggarong."""
+    readings = [in_service("probe-2", seq, -0.5030, 117.1460, mcc=510, mnc=1, operator="INDOSAT", rsrp=-85.0)
+                for seq in range(1, 8)]
+    readings += [no_service("probe-2", seq, -0.4240, 116.9840) for seq in range(8, 16)]
+    return readings
+
+
+@pytest.fixture(scope="module")
+def survey(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("map")
+    readings = trip_with_tags() + indosat_unit()
+    db = survey_db(folder / "collector.db", readings)
+    page = folder / "map.html"
+    assert main(["map", "--db", db, "--out", str(page)]) == 0
+    return folder, page, aggregate(readings)
+
+
+def test_map_draws_offline_without_errors(survey, tmp_path):
+    _, page, coverage = survey
+    dom = load(tmp_path, page)
+    assert dom.errors == []
+    assert dom.attribute("body", "data-ready") == "1"
+    # The operator with most readings is shown first: every one of its cells is drawn.
+    telkomsel = [c for c in coverage.cells if c.operator == "510-10"]
+    assert dom.attribute("body", "data-operator") == "510-10"
+    assert dom.paths("bs-cell") == len(telkomsel) > 50
+    assert dom.paths("bs-blank") == sum(c.coverage_class == "blank" for c in telkomsel) > 10
+    assert dom.paths("bs-track") == 1                # probe-2 stood still: no line
+    assert dom.paths("bs-segment") == 1
+    assert dom.paths("bs-tag") == 2
+    text = " ".join(dom.text)
+    for words in ("Keterangan / Legend", "Blank spot: tidak ada sinyal", "Blank spot: no service", "Tercakup",
+                  "Not enough readings", "Lintasan unit", "Tagged spot", "kantor desa Muara Kaman"):
+        assert words in text, words
+    options = [a.get("value") for t, a in dom.elements if t == "option"]
+    assert options == ["510-01", "510-10"]
+
+
+def test_operator_filter(survey, tmp_path):
+    _, page, coverage = survey
+    dom = load(tmp_path, page, "#operator=510-01")
+    assert dom.errors == []
+    assert dom.attribute("body", "data-operator") == "510-01"
+    indosat = [c for c in coverage.cells if c.operator == "510-01"]
+    assert sorted(c.coverage_class for c in indosat) == ["blank", "covered"]
+    assert dom.paths("bs-cell") == len(indosat) == 2
+    assert dom.paths("bs-blank") == 1
+    assert dom.paths("bs-segment") == 1       # probe-2's, standing in its blank spot; Telkomsel's is hidden
+
+
+def test_screenshot_looks_like_a_map(survey, tmp_path):
+    _, page, _ = survey
+    shot = tmp_path / "map.png"
+    run_chromium(tmp_path, page.as_uri(), f"--screenshot={shot}")
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    print(f"map screenshot: {shot}")
+
+
+def test_error_collector_catches_script_errors(survey, tmp_path):
+    """The no-error checks above mean something: a broken script does show up."""
+    _, page, _ = survey
+    broken = tmp_path / "broken.html"
+    broken.write_text(page.read_text(encoding="utf-8").replace(
+        "</body>", "<script>surelyNotDefined();</script>\n</body>"), encoding="utf-8")
+    dom = load(tmp_path, broken)
+    assert len(dom.errors) == 1 and "surelyNotDefined" in dom.errors[0]
+
+
+def test_empty_database_gives_an_empty_map(tmp_path):
+    db = survey_db(tmp_path / "empty.db", [])
+    page = tmp_path / "empty.html"
+    assert main(["map", "--db", db, "--out", str(page), "--tiles", "none"]) == 0
+    dom = load(tmp_path, page)
+    assert dom.errors == []
+    assert dom.paths("bs-cell") == 0
+    assert "No readings yet" in " ".join(dom.text)
+
+
+def test_page_is_self_contained(survey):
+    _, page, coverage = survey
+    html = page.read_text(encoding="utf-8")
+    dom = Dom(html)
+    assert not [a for t, a in dom.elements if t in ("script", "img", "iframe") and a.get("src")]
+    assert not [a for t, a in dom.elements if t == "link"]
+    assert "Leaflet 1.9.4" in html and "Copyright (c) 2010-2023, Volodymyr Agafonkin" in html   # its licence, kept
+    assert html.count("</script>") == html.count("<script")
+
+
+def test_hostile_text_stays_text():
+    """Tag messages come from the field: they are data in the page, never markup."""
+    from agent.collector.report import Place
+    coverage = aggregate([])
+    html = render_map(map_data(coverage, [], [], [Place("</script><script>alert(1)</script>", -0.3, 116.8, "tag")]))
+    assert "<script>alert(1)" not in html

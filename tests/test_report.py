@@ -1,0 +1,202 @@
+"""``blankspot report``: the blank-spot cells per operator, with the nearest named place.
+
+The report is what goes into a letter to an operator, so its rows are checked for content:
+which cells, how many readings, and "N km DIR of PLACE" from tagged spots or a places file.
+"""
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.cli import main
+from agent.collector.coverage import aggregate, cell_of
+from agent.collector.report import (
+    REPORT_COLUMNS, Place, PlacesError, blank_spot_rows, compass, format_report, nearest_place, parse_places_csv,
+    tagged_places, write_report_csv,
+)
+from tests.postgres import postgres_url  # noqa: F401  (fixture)
+from tests.survey_factory import in_service, no_service, survey_db, tag, trip_with_tags
+
+BLANK = (-0.2500, 116.8000)
+COVERED = (-0.5030, 117.1460)
+
+
+def spot_readings() -> list:
+    """Telkomsel unit: covered at Samarinda, blank at one spot on the river; a tagged village near the blank."""
+    readings = [in_service("u", seq, *COVERED) for seq in range(1, 7)]
+    readings += [no_service("u", seq, *BLANK) for seq in range(7, 15)]
+    readings.append(tag("u", 15, -0.2500, 116.7700, "kantor desa Sangkuliman"))   # 3.3 km west of the blank spot
+    readings.append(tag("u", 16, -0.2000, 116.8000, None))                        # unnamed: not a place
+    return readings
+
+
+# -- places -------------------------------------------------------------------------------
+
+def test_tagged_places_are_named_tags_with_a_position():
+    places = tagged_places(spot_readings())
+    assert [(p.name, p.source, p.device) for p in places] == [("kantor desa Sangkuliman", "tag", "u")]
+    assert len(tagged_places(spot_readings(), named_only=False)) == 2
+
+
+def test_places_csv():
+    text = "# villages of Kecamatan Muara Kaman\nname,lat,lon\nMuara Kaman Ulu,-0.1800,116.7200\n\n\"Sido, Mukti\",-0.2,116.75\n"
+    places = parse_places_csv(text, "desa.csv")
+    assert [(p.name, p.lat, p.lon, p.source) for p in places] == [
+        ("Muara Kaman Ulu", -0.18, 116.72, "desa.csv"), ("Sido, Mukti", -0.2, 116.75, "desa.csv")]
+
+
+def test_the_shipped_route_file_is_a_places_file():
+    from importlib.resources import files
+    text = files("agent.sim").joinpath("routes/mahakam.csv").read_text(encoding="utf-8")
+    assert [p.name for p in parse_places_csv(text)][:2] == ["Samarinda", "Loa Janan"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "no places"),
+    ("# only a comment\n", "no places"),
+    ("lat,lon\n-0.1,116\n", "header"),
+    ("name,lat,lon\n", "no places after the header"),
+    ("name,lat,lon\nA,north,116\n", ":2: expected numeric"),
+    ("name,lat,lon\nA,-0.1\n", ":2: expected numeric"),
+    ("name,lat,lon\nA,-91,116\n", "out of range"),
+    ("name,lat,lon\n,-0.1,116\n", "needs a name"),
+])
+def test_places_csv_errors(text, message):
+    with pytest.raises(PlacesError, match=message):
+        parse_places_csv(text, "p.csv")
+
+
+@given(st.text(max_size=300))
+def test_places_parser_raises_only_its_own_error(text):
+    try:
+        parse_places_csv(text)
+    except PlacesError:
+        pass
+
+
+@pytest.mark.parametrize("bearing, expected", [(0, "N"), (22.4, "N"), (22.6, "NE"), (90, "E"), (180, "S"),
+                                               (250, "W"), (300, "NW"), (359.9, "N"), (360, "N")])
+def test_compass(bearing, expected):
+    assert compass(bearing) == expected
+
+
+def test_nearest_place_and_direction():
+    places = [Place("Muara Kaman", -0.18, 116.72, "list"), Place("Kota Bangun", -0.26, 116.59, "list")]
+    nearest = nearest_place(-0.18, 116.75, places)
+    assert nearest.place.name == "Muara Kaman" and nearest.direction == "E"
+    assert nearest.km == pytest.approx(3.34, abs=0.01)
+    assert nearest.describe() == "3.3 km E of Muara Kaman"
+    assert nearest_place(-0.18, 116.72, places).describe() == "at Muara Kaman"
+    assert nearest_place(0, 0, []) is None
+
+
+# -- rows and text ---------------------------------------------------------------------------
+
+def test_rows_are_the_blank_cells_with_their_nearest_place():
+    readings = spot_readings()
+    coverage = aggregate(readings)
+    (row,) = blank_spot_rows(coverage, tagged_places(readings))
+    assert (row.operator, row.operator_name, row.cell) == ("510-10", "Telkomsel", cell_of(*BLANK))
+    assert (row.samples, row.no_service, row.no_service_pct, row.no_answer) == (8, 8, 100.0, 0)
+    assert row.nearest.place.name == "kantor desa Sangkuliman" and row.nearest.direction == "E"
+    assert 2.5 < row.nearest.km < 4.5
+    assert row.first_seen == "2026-11-24T00:00:00.000Z"
+
+
+def test_text_report_reads_like_a_letter_annex():
+    readings = spot_readings()
+    coverage = aggregate(readings)
+    rows = blank_spot_rows(coverage, tagged_places(readings))
+    text = format_report(coverage, rows)
+    assert "Telkomsel (510-10): 1 blank, 0 weak, 1 covered, 0 with too few readings" in text
+    assert cell_of(*BLANK) in text
+    assert "km E of kantor desa Sangkuliman (tag)" in text
+    assert "8 (100%)" in text
+    assert "at least 50% of at least 5 readings had no service" in text
+
+
+def test_operator_without_blank_cells_says_so():
+    readings = [in_service("u", seq, *COVERED) for seq in range(1, 7)]
+    coverage = aggregate(readings)
+    assert "no blank cells" in format_report(coverage, blank_spot_rows(coverage, []))
+
+
+def test_csv_rows():
+    readings = spot_readings()
+    coverage = aggregate(readings)
+    out = io.StringIO()
+    assert write_report_csv(blank_spot_rows(coverage, tagged_places(readings)), out) == 1
+    (row,) = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert tuple(row) == REPORT_COLUMNS
+    assert row["nearest_place"] == "kantor desa Sangkuliman" and row["place_source"] == "tag"
+    assert row["no_service"] == "8" and row["operator_name"] == "Telkomsel"
+
+
+# -- the command ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory) -> str:
+    extra = [in_service("probe-2", 1, *COVERED, mcc=510, mnc=1, operator="INDOSAT")]
+    extra += [no_service("probe-2", seq, -0.4240, 116.9840) for seq in range(2, 10)]
+    return survey_db(tmp_path_factory.mktemp("report") / "collector.db", trip_with_tags() + extra)
+
+
+def test_report_command_with_places_and_csv(db, tmp_path, capsys):
+    places = tmp_path / "desa.csv"
+    places.write_text("name,lat,lon\nSebulu,-0.3300,116.9900\nMuara Kaman,-0.1800,116.7200\n", encoding="utf-8")
+    out = tmp_path / "blank.csv"
+    assert main(["report", "--db", db, "--places", str(places), "--csv", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "Telkomsel (510-10):" in text and "Indosat (510-01): 1 blank" in text
+    assert "km without service along tracks in 1 stretch" in text
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert {r["operator"] for r in rows} == {"510-10", "510-01"}
+    names = {r["nearest_place"] for r in rows}
+    assert names <= {"Sebulu", "Muara Kaman", "kantor desa Muara Kaman"} and len(names) >= 2
+    assert all(float(r["place_km"]) < 30 for r in rows)
+
+
+def test_report_one_operator_by_name(db, capsys):
+    assert main(["report", "--db", db, "--operator", "indosat"]) == 0
+    text = capsys.readouterr().out
+    assert "Indosat (510-01): 1 blank" in text and "Telkomsel" not in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--operator", "Smartfren"], "no readings of operator 'Smartfren'; operators: 510-01 (Indosat), 510-10 (Telkomsel)"),
+    (["--places", "/nonexistent/desa.csv"], "cannot read /nonexistent/desa.csv"),
+])
+def test_report_usage_errors(db, capsys, args, message):
+    assert main(["report", "--db", db, *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_report_bad_places_file(db, tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,lat,lon\nX,north,1\n", encoding="utf-8")
+    assert main(["report", "--db", db, "--places", str(bad)]) == 2
+    assert f"{bad}:2: expected numeric lat and lon" in capsys.readouterr().err
+
+
+
+def test_report_from_postgresql_matches_sqlite(db, postgres_url, capsys):
+    from agent.collector.store import open_store
+
+    store = open_store(postgres_url)
+    try:
+        source = open_store(db)
+        try:
+            store.insert_readings(list(source.iter_readings()))
+        finally:
+            source.close()
+    finally:
+        store.close()
+    assert main(["report", "--db", db]) == 0
+    from_sqlite = capsys.readouterr().out
+    assert main(["report", "--db", postgres_url]) == 0
+    assert capsys.readouterr().out == from_sqlite

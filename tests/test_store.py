@@ -1,0 +1,360 @@
+"""The collector's store, on a real SQLite file and a real PostgreSQL (one schema per test).
+
+Every behaviour is checked on both backends: readings stored once per (device, seq) and
+duplicates counted, streamed back in order, columns for queries, quarantine with capped raw
+bytes, unit statuses where the later one wins, data the database cannot hold refused whole,
+concurrent writers, schema migrations up from an old version and refusal of a newer one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.collector import migrations
+from agent.collector.store import (
+    QUARANTINE_RAW_BYTES, DatabaseUrl, SchemaTooNew, StoreDataError, StoreError, StoreUrlError, open_store,
+    parse_db_url,
+)
+from agent.collector.store_postgres import PostgresStore
+from agent.collector.store_sqlite import SqliteStore
+from agent.reading import Event, Reading, Signal
+from agent.sim.broker import free_port
+from tests.postgres import postgres_url  # noqa: F401  (fixture)
+from tests.readings_factory import ALL_KINDS, T0, latency_reading, no_service_reading, signal_reading
+
+SQL_INJECTION = "'; DROP TABLE readings; --"
+
+
+def numbered(make, device: str, seq: int) -> Reading:
+    return dataclasses.replace(make(device), seq=seq)
+
+
+def run(readings_per_device: dict[str, range], make=signal_reading) -> list[Reading]:
+    return [numbered(make, device, seq) for device, seqs in readings_per_device.items() for seq in seqs]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/collector.db"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def store(db_url: str):
+    s = open_store(db_url)
+    yield s
+    s.close()
+
+
+def sql(db_url: str, query: str, params: tuple = ()) -> list[tuple]:
+    """Run SQL beside the store, as an integrator would."""
+    parsed = parse_db_url(db_url)
+    if parsed.backend == "sqlite":
+        with sqlite3.connect(parsed.target) as conn:
+            return conn.execute(query.replace("%s", "?"), params).fetchall()
+    import psycopg
+
+    with psycopg.connect(parsed.target) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+# -- URLs -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url, expected", [
+    ("sqlite:///var/lib/blankspot/c.db", DatabaseUrl("sqlite", "/var/lib/blankspot/c.db")),
+    ("sqlite:////var/lib/blankspot/c.db", DatabaseUrl("sqlite", "//var/lib/blankspot/c.db")),
+    ("sqlite:collector.db", DatabaseUrl("sqlite", "collector.db")),
+    ("/var/lib/blankspot/c.db", DatabaseUrl("sqlite", "/var/lib/blankspot/c.db")),
+    ("collector.db", DatabaseUrl("sqlite", "collector.db")),
+    ("postgresql://postgres@db.example/blankspot", DatabaseUrl("postgres", "postgresql://postgres@db.example/blankspot")),
+    ("postgres://u:pw@h:5433/d", DatabaseUrl("postgres", "postgres://u:pw@h:5433/d")),
+])
+def test_database_urls(url: str, expected: DatabaseUrl) -> None:
+    assert parse_db_url(url) == expected
+
+
+@pytest.mark.parametrize("url, message", [
+    ("", "empty"),
+    ("   ", "empty"),
+    ("mysql://u@h/d", "unsupported scheme 'mysql'"),
+    ("sqlite://", "sqlite:///absolute/path.db"),
+    ("sqlite://host/c.db", "sqlite:///absolute/path.db"),
+    ("sqlite:", "names no file"),
+    ("postgresql:db", "expected postgresql://"),
+    ("http://u:secret@h/d", "unsupported scheme"),
+])
+def test_bad_database_urls_are_the_callers_mistake(url: str, message: str) -> None:
+    with pytest.raises(StoreUrlError, match=message) as caught:
+        open_store(url)
+    assert "secret" not in str(caught.value)
+
+
+@given(st.text(max_size=60))
+def test_any_text_is_a_database_url_or_a_url_error(text: str) -> None:
+    try:
+        parsed = parse_db_url(text)
+    except StoreUrlError:
+        return
+    assert parsed.backend in ("sqlite", "postgres") and parsed.target
+
+
+@pytest.mark.parametrize("url, message", [
+    ("postgresql://postgres@127.0.0.1:notaport/test", "port 'notaport' is not a number"),
+    ("postgresql://postgres@127.0.0.1/test?nosuchparameter=1", "invalid URI query parameter"),
+])
+def test_bad_postgres_urls_are_the_callers_mistake(url: str, message: str) -> None:
+    with pytest.raises(StoreUrlError, match=message):
+        open_store(url)
+
+
+def test_unreachable_postgres_is_a_runtime_failure() -> None:
+    url = f"postgresql://postgres:hunter2@127.0.0.1:{free_port()}/test"
+    with pytest.raises(StoreError) as caught:
+        open_store(url)
+    assert not isinstance(caught.value, StoreUrlError)
+    assert "cannot connect to PostgreSQL" in str(caught.value) and "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"this is not a database, just some text that fills a page" * 100, "file is not a database"),
+])
+def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "c.db"
+    path.write_bytes(content)
+    with pytest.raises(StoreError, match=message):
+        open_store(str(path))
+
+
+def test_a_missing_folder_is_named(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="does not exist"):
+        open_store(str(tmp_path / "nope" / "c.db"))
+
+
+# -- readings ---------------------------------------------------------------------------
+
+def test_every_kind_round_trips(store) -> None:
+    readings = [numbered(make, "boat-07", seq) for seq, make in enumerate(ALL_KINDS, start=1)]
+    assert store.insert_readings(readings) == (len(readings), 0)
+    assert list(store.iter_readings()) == readings
+
+
+def test_a_reading_is_stored_once_and_duplicates_counted(store) -> None:
+    first = run({"boat-07": range(1, 101)})
+    again = run({"boat-07": range(51, 151)})
+    assert store.insert_readings(first) == (100, 0)
+    assert store.insert_readings(again) == (50, 50)
+    assert store.insert_readings(first) == (0, 100)
+    counts = store.counts()
+    assert counts["readings"] == 150 and counts["duplicates"] == 150 and counts["readings_inserted"] == 150
+    assert [r.seq for r in store.iter_readings()] == list(range(1, 151))
+
+
+@pytest.mark.parametrize("size", [3, 99, 100, 1000])
+def test_small_and_large_batches_count_duplicates_alike(store, size: int) -> None:
+    """PostgreSQL inserts small batches row by row and large ones through COPY."""
+    assert store.insert_readings(run({"boat-07": range(1, size + 1)})) == (size, 0)
+    assert store.insert_readings(run({"boat-07": range(2, size + 2)})) == (1, size - 1)
+    assert store.insert_readings(run({"boat-07": range(1, size + 2)}) * 2) == (0, 2 * (size + 1))
+
+
+def test_the_first_copy_is_kept(store) -> None:
+    original = numbered(signal_reading, "boat-07", 7)
+    changed = dataclasses.replace(original, time=T0 + timedelta(hours=1))
+    store.insert_readings([original])
+    assert store.insert_readings([changed]) == (0, 1)
+    assert list(store.iter_readings()) == [original]
+
+
+def test_readings_come_back_ordered_by_device_then_seq_and_filtered(store) -> None:
+    readings = run({"village-2": range(30, 0, -1), "boat-07": range(1, 11)})
+    readings += [numbered(latency_reading, "boat-07", seq) for seq in range(11, 16)]
+    store.insert_readings(readings)
+    keys = [(r.device, r.seq) for r in store.iter_readings()]
+    assert keys == sorted(keys) and len(keys) == 45
+    assert [r.seq for r in store.iter_readings(device="village-2")] == list(range(1, 31))
+    assert [r.seq for r in store.iter_readings(kind="latency")] == list(range(11, 16))
+    assert [r.seq for r in store.iter_readings(device="boat-07", kind="signal")] == list(range(1, 11))
+    assert list(store.iter_readings(device="nobody")) == []
+
+
+def test_many_readings_stream_back_in_steps(store) -> None:
+    store.insert_readings(run({"boat-07": range(1, 2501)}))
+    seqs = [r.seq for r in store.iter_readings()]
+    assert seqs == list(range(1, 2501))
+
+
+def test_columns_for_queries(store, db_url: str) -> None:
+    store.insert_readings([
+        numbered(signal_reading, "boat-07", 1),
+        numbered(no_service_reading, "boat-07", 2),
+        numbered(latency_reading, "boat-07", 3),
+        Reading("boat-07", T0, "ntp", Signal(error="modem did not answer", quality=None, rat=None), None, seq=4),
+        Reading("boat-07", T0, "gps", Event("tag", "kantor desa", {"button": "short"}), None, seq=5),
+    ])
+    rows = sql(db_url, "SELECT seq, kind, lat, lon, fix, registration, operator, mcc, mnc, rat, rsrp_dbm, quality, "
+                       "error, rtt_avg_ms, loss_pct, event_type, event_message FROM readings ORDER BY seq")
+    assert rows == [
+        (1, "signal", -0.503, 117.146, "3d", "home", "TELKOMSEL", 510, 10, "LTE", -99.0, "fair", None, None, None, None, None),
+        (2, "signal", -0.503, 117.146, "3d", "searching", None, None, None, "NONE", None, "none", None, None, None, None, None),
+        (3, "latency", None, None, None, None, None, None, None, None, None, None, None, 55.0, 20.0, None, None),
+        (4, "signal", None, None, None, "unknown", None, None, None, None, None, None, "modem did not answer",
+         None, None, None, None),
+        (5, "event", None, None, None, None, None, None, None, None, None, None, None, None, None, "tag", "kantor desa"),
+    ]
+
+
+def test_sql_looking_strings_are_only_data(store, db_url: str) -> None:
+    reading = dataclasses.replace(
+        numbered(signal_reading, "boat-07", 1),
+        part=dataclasses.replace(signal_reading().part, operator=SQL_INJECTION),
+    )
+    event = Reading("boat-07", T0, "ntp", Event(SQL_INJECTION, SQL_INJECTION + '"); --', {SQL_INJECTION: 1}), None, seq=2)
+    assert store.insert_readings([reading, event]) == (2, 0)
+    assert list(store.iter_readings()) == [reading, event]
+    assert sql(db_url, "SELECT operator FROM readings WHERE seq = 1") == [(SQL_INJECTION,)]
+
+
+@pytest.mark.parametrize("bad, why", [
+    (Signal(operator="TELKOM\x00SEL"), "NUL"),
+    (Signal(operator="\ud800"), "surrogate"),
+    (Event("tag", None, {"x\x00": 1}), "NUL"),
+    (Event("tag", None, {"level": float("nan")}), "NaN"),
+])
+def test_what_the_database_cannot_hold_is_refused_whole(store, bad, why: str) -> None:
+    good = numbered(signal_reading, "boat-07", 1)
+    hostile = Reading("boat-07", T0, "ntp", bad, None, seq=2)
+    with pytest.raises(StoreDataError, match=why):
+        store.insert_readings([good, hostile])
+    assert store.counts()["readings"] == 0
+    assert store.insert_readings([good]) == (1, 0)
+
+
+def test_a_reading_without_seq_is_refused(store) -> None:
+    with pytest.raises(StoreDataError, match="no seq"):
+        store.insert_readings([signal_reading()])
+
+
+def test_concurrent_writers_store_each_reading_once(db_url: str) -> None:
+    open_store(db_url).close()  # migrate once before the race
+    chunks = [run({"boat-07": range(start, start + 200), "village-2": range(start, start + 200)})
+              for start in range(1, 2001, 100)]  # each chunk overlaps the next by half
+    results: list[tuple[int, int]] = []
+    errors: list[BaseException] = []
+
+    def writer(order: list) -> None:
+        try:
+            with open_store(db_url) as s:
+                for chunk in order:
+                    results.append(s.insert_readings(chunk))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(chunks,)), threading.Thread(target=writer, args=(chunks[::-1],))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    with open_store(db_url) as s:
+        counts = s.counts()
+    assert counts["readings"] == 2 * 2100
+    assert sum(inserted for inserted, _ in results) == 2 * 2100
+    assert counts["duplicates"] == sum(d for _, d in results) == 2 * 20 * 400 - 2 * 2100
+
+
+# -- quarantine, units, counts ---------------------------------------------------------
+
+def test_quarantine_keeps_the_first_bytes_and_the_size(store) -> None:
+    big = b"{" * (10 * 1024 * 1024)
+    store.quarantine("blankspot/v1/boat-07/readings", big, "payload of 10485760 bytes exceeds 4000000")
+    store.quarantine("blankspot/v1/boat-07/status", b"\x00\xff not json", "not JSON: \x00 \ud800 " + "x" * 5000)
+    first, second = store.quarantined()
+    assert first["raw"] == big[:QUARANTINE_RAW_BYTES] and first["size"] == len(big)
+    assert first["topic"] == "blankspot/v1/boat-07/readings" and "exceeds" in first["reason"]
+    assert second["raw"] == b"\x00\xff not json" and second["size"] == 11
+    assert "\x00" not in second["reason"] and len(second["reason"]) <= 1000
+    assert first["id"] < second["id"] and first["received_at"].tzinfo is not None
+    assert store.counts()["quarantined"] == 2
+
+
+def test_a_units_later_status_wins(store) -> None:
+    store.update_unit("boat-07", "online", T0, {"state": "online", "backlog": {"pending": 12}})
+    store.update_unit("boat-07", "offline", T0 + timedelta(minutes=5), {"state": "offline", "reason": "connection lost"})
+    store.update_unit("boat-07", "online", T0 + timedelta(minutes=1), {"state": "online"})  # late arrival
+    store.update_unit("village-2", "online", T0, {"state": "online"})
+    units = store.units()
+    assert [(u["device"], u["state"], u["last_seen"]) for u in units] == [
+        ("boat-07", "offline", T0 + timedelta(minutes=5)), ("village-2", "online", T0),
+    ]
+    assert units[0]["status"] == {"state": "offline", "reason": "connection lost"}
+    counts = store.counts()
+    assert counts["units"] == 2 and counts["units_online"] == 1 and counts["statuses"] == 4
+
+
+def test_a_status_the_database_cannot_hold_is_refused(store) -> None:
+    with pytest.raises(StoreDataError, match="NUL"):
+        store.update_unit("boat-07", "online", T0, {"operator": "a\x00b"})
+    assert store.units() == []
+
+
+def test_counts_of_an_empty_store(store) -> None:
+    assert store.counts() == {
+        "batches": 0, "readings_inserted": 0, "duplicates": 0, "quarantined": 0, "statuses": 0,
+        "readings": 0, "devices": 0, "units": 0, "units_online": 0,
+    }
+
+
+# -- migrations -------------------------------------------------------------------------
+
+def _open_at(db_url: str, steps):
+    parsed = parse_db_url(db_url)
+    cls = SqliteStore if parsed.backend == "sqlite" else PostgresStore
+    return cls(parsed.target, steps=steps)
+
+
+def test_an_old_database_is_upgraded_in_place(db_url: str) -> None:
+    old = _open_at(db_url, migrations.MIGRATIONS[:1])
+    assert old.schema_version() == 1
+    old.insert_readings(run({"boat-07": range(1, 11)}))
+    old.close()
+    assert not sql(db_url, "SELECT 1 FROM schema_version WHERE version = 2")
+    with open_store(db_url) as upgraded:
+        assert upgraded.schema_version() == migrations.LATEST == 2
+        assert [r.seq for r in upgraded.iter_readings(kind="signal")] == list(range(1, 11))
+        assert upgraded.insert_readings(run({"boat-07": range(5, 16)})) == (5, 6)
+    assert [row[0] for row in sql(db_url, "SELECT version FROM schema_version ORDER BY version")] == [1, 2]
+
+
+def test_opening_again_changes_nothing(db_url: str) -> None:
+    open_store(db_url).close()
+    with open_store(db_url) as again:
+        assert again.schema_version() == migrations.LATEST
+    assert len(sql(db_url, "SELECT version FROM schema_version")) == len(migrations.MIGRATIONS)
+
+
+def test_a_newer_database_is_refused_clearly(db_url: str) -> None:
+    open_store(db_url).close()
+    if parse_db_url(db_url).backend == "sqlite":
+        with sqlite3.connect(parse_db_url(db_url).target) as conn:
+            conn.execute("INSERT INTO schema_version VALUES (99, 'from the future', '2030-01-01T00:00:00.000Z')")
+    else:
+        import psycopg
+
+        with psycopg.connect(parse_db_url(db_url).target, autocommit=True) as conn:
+            conn.execute("INSERT INTO schema_version VALUES (99, 'from the future', now())")
+    with pytest.raises(SchemaTooNew, match=r"schema version 99 is newer than this blankspot knows \(2\): upgrade blankspot"):
+        open_store(db_url)
+
+
+def test_migrations_are_numbered_in_order_and_cover_both_backends() -> None:
+    assert [s.version for s in migrations.MIGRATIONS] == list(range(1, len(migrations.MIGRATIONS) + 1))
+    for step in migrations.MIGRATIONS:
+        assert step.sqlite and step.postgres and len(step.sqlite) == len(step.postgres)
