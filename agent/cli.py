@@ -69,23 +69,38 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from agent.service import state_path
+    from agent.status_report import collect_status, status_lines
+
     config = _load(args)
     try:
-        stats = read_stats(config.buffer.path)
+        status = collect_status(config, state_path(config))
     except BufferError as exc:
         raise RuntimeFailure(str(exc)) from None
-    data: dict[str, Any] = {"device": config.device_id, "buffer": {**asdict(stats), "max_bytes": config.buffer.max_size}}
     if args.json:
-        print(json.dumps(data, indent=2))
-        return 0
-    b = data["buffer"]
-    print(f"device            {config.device_id}")
-    print(f"readings waiting  {b['pending']} (oldest {b['oldest_pending_time'] or '-'})")
-    print(f"delivered         {b['delivered_total']} in all ({b['delivered_kept']} kept on the unit)")
-    print(f"last seq          {b['last_seq']}")
-    print(f"dropped           {b['dropped_total']}" + ("  <- buffer overflowed; raise buffer.max_size" if b["dropped_total"] else ""))
-    print(f"buffer size       {b['used_bytes'] / 1e6:.1f} MB of {b['max_bytes'] / 1e6:.0f} MB")
+        print(json.dumps(status, indent=2))
+    else:
+        print("\n".join(status_lines(status)))
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from agent.doctor import DoctorOptions, exit_status, report_dict, result_lines, run_doctor, summary_line
+
+    for name in ("gps_wait", "modem_timeout", "broker_timeout"):
+        if getattr(args, name) <= 0:
+            raise UsageError(f"blankspot doctor: --{name.replace('_', '-')} must be a positive number of seconds")
+    config = _load(args)
+    setup_logging("debug" if args.verbose else "critical")
+    options = DoctorOptions(gps_wait=args.gps_wait, modem_timeout=args.modem_timeout,
+                            broker_timeout=args.broker_timeout, skip_broker=args.skip_broker)
+    show = None if args.json else (lambda result: print("\n".join(result_lines(result)), flush=True))
+    results = run_doctor(config, str(args.config or DEFAULT_PATH), options, on_result=show)
+    if args.json:
+        print(json.dumps(report_dict(config.device_id, results), indent=2))
+    else:
+        print(summary_line(results))
+    return exit_status(results)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -242,11 +257,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="override log.level")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("status", help="show the unit's buffer: readings waiting, delivered, dropped",
-                       description="Show the buffer state. Example: blankspot status --json")
+    p = sub.add_parser("status", help="show the unit at a glance: agent, fix, signal, backlog, data used",
+                       description="Show whether the agent runs, its last fix and signal, the clock source, the "
+                                   "uplink, the backlog and the data used (docs/operating.md). "
+                                   "Example: blankspot status --json")
     _config_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("doctor", help="check the unit: ports, modem, SIM, GPS, clock, broker, disk, buffer",
+                       description="Check each part of the unit and say what to do about each failure; exits 1 "
+                                   "when any check fails. Example: sudo blankspot doctor --gps-wait 60")
+    _config_arg(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--skip-broker", action="store_true", help="do not connect to the broker")
+    p.add_argument("--gps-wait", type=float, default=15.0, metavar="SECONDS",
+                   help="how long to wait for a GPS fix (default 15)")
+    p.add_argument("--modem-timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="longest wait for one modem command (default 5)")
+    p.add_argument("--broker-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="longest wait for the broker (default 10)")
+    p.add_argument("--verbose", "-v", action="store_true", help="log what the checks do on stderr")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("modem", help="query the modem once: signal, registration, operator",
                        description="Ask the modem for its signal once and print the signal part of a reading. "
@@ -275,8 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="simulated boat trip through a blank spot, end to end",
                        description="Simulated trip on the Mahakam: a local broker, the agent, a blank spot, "
-                                   "the backlog and its drain. Example: blankspot demo --seconds 40")
-    p.add_argument("--seconds", type=float, default=40.0, help="length of the time-compressed trip (default 40)")
+                                   "the backlog and its drain. Example: blankspot demo --seconds 60")
+    p.add_argument("--seconds", type=float, default=60.0, help="length of the time-compressed trip (default 60)")
     p.add_argument("--workdir", default=None, help="keep the demo's files here (default: a temporary folder)")
     p.add_argument("--broker", choices=("auto", "mosquitto", "amqtt"), default="auto", help="which local broker to start")
     p.add_argument("--verbose", "-v", action="store_true", help="show the agent's log")

@@ -1,17 +1,22 @@
-"""``blankspot demo``: a time-compressed boat trip up the Mahakam, end to end.
+"""``blankspot demo``: a time-compressed boat trip up the Mahakam, end to end, with real parts.
 
-A local broker (Mosquitto, or embedded amqtt), a subscriber standing in for the centre, and
-the agent with its synthetic source.  Between agent and broker sits a LinkProxy that follows
-the coverage scenario: where the boat has no service the link is down, so the readings
-taken in the blank spot pile up in the buffer and drain when the signal returns.
+- A simulated boat: a GPS receiver and a Quectel EC25 modem on pseudo-terminals, travelling
+  together from Samarinda to Kota Bangun; between Sebulu and Muara Kaman the modem has no
+  service (the coverage scenario), and a stretch of riverbank forest hides the sky.
+- A local broker (Mosquitto, or embedded amqtt), reached through a link that goes down
+  exactly where the modem has no service.
+- The agent as a unit runs it: ``source.kind = "devices"``, the mobile schedule, the buffer.
+- The collector (an MQTT 5 shared subscription into a SQLite store; with amqtt, which speaks
+  only MQTT 3.1.1, a plain subscriber feeds the same store) and, at the end, the coverage map.
 """
 from __future__ import annotations
 
 import json
+import sqlite3
 import tempfile
 import threading
 import time
-from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -19,16 +24,22 @@ from typing import Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from agent.buffer import read_stats
+from agent.collector.store import Store, open_store
 from agent.config import parse_config
 from agent.protocol import PayloadError, decode_batch, split_topic
+from agent.reading import Event
 from agent.service import AgentService
+from agent.sim.boat import SimulatedBoat
 from agent.sim.broker import BrokerError, LocalBroker, mosquitto_path
+from agent.sim.coverage import mahakam_scenario
 from agent.sim.link import LinkProxy
-from agent.sim.route import mahakam_route
-from agent.buffer import read_stats
+from agent.sim.route import Route, mahakam_route
 
 DEVICE = "demo-boat"
 PREFIX = "blankspot/v1"
+BOAT_SPEED_KMH = 25.0            # a loaded longboat on the Mahakam
+CANOPY_M = (60_000.0, 63_000.0)  # forest on both banks: no sky for the GPS
 
 
 class DemoError(RuntimeError):
@@ -36,22 +47,17 @@ class DemoError(RuntimeError):
 
 
 @dataclass
-class DemoSubscriber:
-    """Counts what reaches the centre: readings per seq, and blank-spot readings."""
+class PlainSubscriber:
+    """For a broker without MQTT 5 (amqtt): subscribe and store, as the collector would."""
 
     port: int
-    protocol: str
-    seen: Counter = field(default_factory=Counter)
-    no_service: set[int] = field(default_factory=set)
+    store: Store
     bad: int = 0
     ready: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
-        v5 = self.protocol == "5"
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id="demo-centre", clean_session=None if v5 else False,
-            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-        )
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="demo-centre", clean_session=False,
+                                  protocol=MQTTProtocolVersion.MQTTv311)
         self.client.on_connect = lambda c, *_: c.subscribe(f"{PREFIX}/+/readings", qos=1)
         self.client.on_subscribe = lambda *_: self.ready.set()
         self.client.on_message = self._on_message
@@ -63,10 +69,7 @@ class DemoSubscriber:
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         try:
             device, _ = split_topic(PREFIX, message.topic)
-            for reading in decode_batch(message.payload, device):
-                self.seen[reading.seq] += 1
-                if reading.kind == "signal" and reading.part.rat == "NONE":
-                    self.no_service.add(reading.seq)
+            self.store.insert_readings(decode_batch(message.payload, device))
         except PayloadError:
             self.bad += 1
 
@@ -75,35 +78,74 @@ class DemoSubscriber:
         self.client.loop_stop()
 
 
-def run_demo(trip_seconds: float = 40.0, workdir: str | None = None, broker_kind: str = "auto",
-             out: Callable[[str], None] = print) -> int:
+class Centre:
+    """The central side of the demo: a collector (or plain subscriber) and its store."""
+
+    def __init__(self, broker: LocalBroker, db: Path) -> None:
+        self.db = db
+        self.store = open_store(str(db))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._plain: PlainSubscriber | None = None
+        if broker.protocol == "5":
+            from agent.collector.ingest import Collector, CollectorSettings, parse_broker_url
+
+            self.collector = Collector(CollectorSettings(parse_broker_url(f"mqtt://127.0.0.1:{broker.port}"),
+                                                         client_id="demo-collector"), self.store)
+            self._thread = threading.Thread(target=self.collector.run, args=(self._stop,), name="collector",
+                                            daemon=True)
+            self._thread.start()
+            if not self.collector.subscribed.wait(15):
+                raise DemoError("the collector could not subscribe to the local broker")
+        else:
+            self._plain = PlainSubscriber(broker.port, self.store)
+            self._plain.start()
+
+    def stored(self) -> int:
+        return self.store.counts()["readings"]
+
+    def duplicates(self) -> int:
+        return self.collector.stats.duplicates if self._plain is None else 0
+
+    def stop(self) -> None:
+        if self._plain is not None:
+            self._plain.stop()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(15)
+        self.store.close()
+
+
+def run_demo(trip_seconds: float = 60.0, workdir: str | None = None, broker_kind: str = "auto",
+             out: Callable[[str], None] = print, route: Route | None = None) -> int:
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="blankspot-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     kind = None if broker_kind == "auto" else broker_kind
     if kind == "mosquitto" and mosquitto_path() is None:
         raise DemoError("mosquitto is not installed; use --broker amqtt or install mosquitto")
-    broker = LocalBroker(kind, workdir=work / "broker")
-    try:
-        broker.start()
-    except BrokerError as exc:
-        raise DemoError(str(exc)) from None
-    link = LinkProxy(broker.port).start()
-    centre = DemoSubscriber(broker.port, broker.protocol)
-    try:
-        centre.start()
-        return _trip(trip_seconds, work, broker, link, centre, out)
-    finally:
-        centre.stop() if hasattr(centre, "client") else None
-        link.close()
-        broker.stop()
+    route = route or mahakam_route()
+    with ExitStack() as stack:
+        broker = LocalBroker(kind, workdir=work / "broker")
+        try:
+            broker.start()
+        except BrokerError as exc:
+            raise DemoError(str(exc)) from None
+        stack.callback(broker.stop)
+        link = LinkProxy(broker.port).start()
+        stack.callback(link.close)
+        time_scale = route.length_m / (BOAT_SPEED_KMH / 3.6) / trip_seconds
+        boat = SimulatedBoat(route, mahakam_scenario(), BOAT_SPEED_KMH, time_scale=time_scale, rate_hz=5,
+                             no_sky=[CANOPY_M], workdir=work / "devices")
+        stack.callback(boat.close)
+        centre = Centre(broker, work / "collector.db")
+        stack.callback(centre.stop)
+        boat.follow_link(link)
+        return _trip(trip_seconds, work, broker, link, boat, centre, out)
+    raise AssertionError("unreachable")
 
 
-def _trip(trip_seconds: float, work: Path, broker: LocalBroker, link: LinkProxy, centre: DemoSubscriber,
-          out: Callable[[str], None]) -> int:
-    route = mahakam_route()
-    speed_kmh = route.length_m / trip_seconds * 3.6
-    interval = max(0.02, trip_seconds / 400)
-    config = parse_config(
+def _config(work: Path, link: LinkProxy, broker: LocalBroker, boat: SimulatedBoat, trip_seconds: float):
+    return parse_config(
         f"""
         [device]
         id = "{DEVICE}"
@@ -118,17 +160,41 @@ def _trip(trip_seconds: float, work: Path, broker: LocalBroker, link: LinkProxy,
         keepalive = "5s"
         batch_size = 50
         [source]
-        kind = "synthetic"
-        interval = "{interval}s"
-        speed_kmh = {speed_kmh:.1f}
+        kind = "devices"
+        [modem]
+        port = "{boat.modem_port}"
+        model = "quectel-ec25"
+        [gps]
+        source = "serial"
+        port = "{boat.gps_port}"
+        max_age = "1s"
+        [schedule]
+        mode = "mobile"
+        signal_interval = "{trip_seconds / 300:.3f}s"
+        signal_distance = 1000000.0
+        latency_interval = "{trip_seconds / 6:.1f}s"
+        scan_interval = "0s"
+        [latency]
+        method = "tcp"
+        count = 3
+        target = "127.0.0.1:{link.port}"
         """,
         "demo config",
     )
-    out(f"blankspot demo: a boat travels {route.length_m / 1000:.0f} km up the Mahakam, Samarinda to Kota Bangun,")
-    out(f"in {trip_seconds:.0f} s ({speed_kmh / 3.6 / 1000:.1f} km per second). Broker: {broker.kind} on port {broker.port}.")
+
+
+def _trip(trip_seconds: float, work: Path, broker: LocalBroker, link: LinkProxy, boat: SimulatedBoat,
+          centre: Centre, out: Callable[[str], None]) -> int:
+    route = boat.route
+    config = _config(work, link, broker, boat, trip_seconds)
+    hours = route.length_m / (BOAT_SPEED_KMH / 3.6) / 3600
+    out(f"blankspot demo: a boat travels {route.length_m / 1000:.0f} km up the Mahakam at {BOAT_SPEED_KMH:.0f} km/h "
+        f"({hours:.1f} h), shown in {trip_seconds:.0f} s.")
+    out(f"Simulated GPS on {boat.gps_port}, Quectel EC25 on {boat.modem_port}; broker {broker.kind} on port "
+        f"{broker.port}; collector into {centre.db.name}.")
     out(f"Work folder: {work}")
     out("")
-    out("   time    km  where                     signal                   link  buffered  delivered")
+    out("   time    km  where                     signal                   link  buffered  stored")
     service = AgentService(config, config_path="demo config")
     stop = threading.Event()
     agent_thread = threading.Thread(target=service.run, args=(stop, 30.0), name="agent", daemon=True)
@@ -136,68 +202,72 @@ def _trip(trip_seconds: float, work: Path, broker: LocalBroker, link: LinkProxy,
     start = time.monotonic()
     next_line = 0.0
     max_backlog = 0
-    outage_started: float | None = None
-    outages: list[float] = []
-    while (elapsed := time.monotonic() - start) < trip_seconds:
-        radio = service.source.radio()
-        covered = radio.tower is not None
-        if link.up and not covered:
-            outage_started = elapsed
-        elif not link.up and covered and outage_started is not None:
-            outages.append(elapsed - outage_started)
-        link.set_up(covered)
+    village = next(i for i, w in enumerate(route.waypoints) if w.name == "Muara Kaman")
+    tagged = False
+    while not boat.arrived() and time.monotonic() - start < trip_seconds * 1.5:
+        elapsed = time.monotonic() - start
         pending = service.buffer.pending_count()
         max_backlog = max(max_backlog, pending)
+        if not tagged and boat.distance_m() >= route.cumulative[village]:
+            # The technician presses the unit's button at the village landing (the panel's short press).
+            service.tag(Event("tag", "kantor desa Muara Kaman", {"source": "button"}))
+            tagged = True
         if elapsed >= next_line:
-            point, _ = service.source.where()
-            where = _nearest_town(route, point.distance_m)
-            signal = "NO SERVICE (blank spot)" if not covered else f"LTE {radio.rsrp_dbm:6.1f} dBm {radio.tower.operator}"
-            out(f"  {elapsed:5.1f}s {point.distance_m / 1000:5.1f}  {where:<24}  {signal:<24} {'up' if link.up else 'DOWN':<5}"
-                f"{pending:>8}  {len(centre.seen):>9}")
+            radio = boat.radio()
+            distance = boat.distance_m()
+            signal = "NO SERVICE (blank spot)" if radio.tower is None else \
+                f"LTE {radio.rsrp_dbm:6.1f} dBm {radio.tower.operator}"
+            out(f"  {elapsed:5.1f}s {distance / 1000:5.1f}  {_nearest_town(route, distance):<24}  {signal:<24} "
+                f"{'up' if link.up else 'DOWN':<5}{pending:>8}  {centre.stored():>6}")
             next_line += max(1.0, trip_seconds / 20)
         time.sleep(0.05)
     # Kota Bangun has service: the agent stops taking readings and gets time to drain.
-    link.set_up(True)
     drain_start = time.monotonic()
     stop.set()
     agent_thread.join(45)
-    drain_s = time.monotonic() - drain_start
     stats = read_stats(config.buffer.path)
     taken = stats.last_seq
-    remaining = stats.pending
+    deadline = time.monotonic() + 20
+    while centre.stored() < taken and time.monotonic() < deadline:
+        time.sleep(0.1)
+    drain_s = time.monotonic() - drain_start
+    stored = centre.stored()
+    duplicates = centre.duplicates()
     taken_in_blank = _count_no_service(config.buffer.path)
-    time.sleep(0.3)  # let the last acknowledged batch reach the subscriber
-    delivered = len(centre.seen)
-    duplicates = sum(n - 1 for n in centre.seen.values())
+    map_path = work / "map.html"
+    from agent.cli import main as blankspot
+
+    # A real boat takes a reading every ~70 m; the compressed trip one every few hundred, so
+    # the demo's map uses larger cells (H3 resolution 7, ~2.6 km across) to reach enough
+    # samples per cell for a verdict.
+    map_status = blankspot(["map", "--db", str(centre.db), "--out", str(map_path), "--resolution", "7",
+                            "--min-samples", "3", "--title", "blankspot demo: Mahakam, Samarinda - Kota Bangun"])
     summary = {
         "readings_taken": taken,
         "taken_in_blank_spot": taken_in_blank,
         "most_buffered_at_once": max_backlog,
-        "delivered_unique": delivered,
+        "delivered_unique": stored,
         "duplicates": duplicates,
-        "still_buffered": remaining,
-        "blank_spot_seconds": round(sum(outages), 1),
+        "still_buffered": stats.pending,
         "final_drain_seconds": round(drain_s, 2),
-        "bad_payloads": centre.bad,
+        "map": str(map_path) if map_status == 0 else None,
     }
     (work / "summary.json").write_text(json.dumps(summary, indent=2))
     out("")
     out("Summary")
     out(f"  readings taken               {taken}")
-    out(f"  taken inside the blank spot  {taken_in_blank} (no service; all buffered on the unit)")
+    out(f"  taken inside the blank spot  {taken_in_blank} (no service; buffered on the unit until the signal returned)")
     out(f"  most readings buffered       {max_backlog}")
-    out(f"  delivered to the centre      {delivered} unique, {duplicates} duplicates (dropped by seq)")
-    out(f"  blank-spot readings received {len(centre.no_service)}")
-    out(f"  still on the unit            {remaining}")
+    out(f"  stored by the collector      {stored} unique, {duplicates} duplicates dropped on (device, seq)")
+    out(f"  still on the unit            {stats.pending}")
+    out(f"  coverage map                 {map_path if map_status == 0 else 'NOT WRITTEN'}")
     out(f"  summary written to           {work / 'summary.json'}")
-    ok = delivered == taken and remaining == 0 and centre.bad == 0 and len(centre.no_service) == taken_in_blank
+    ok = stored == taken and stats.pending == 0 and map_status == 0 and taken_in_blank > 0
     out("  result                       " + ("every reading arrived exactly once after dedup" if ok else "READINGS MISSING"))
     return 0 if ok else 1
 
 
 def _count_no_service(path: Path) -> int:
-    import sqlite3
-
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         return conn.execute(
@@ -207,7 +277,7 @@ def _count_no_service(path: Path) -> int:
         conn.close()
 
 
-def _nearest_town(route, distance_m: float) -> str:
+def _nearest_town(route: Route, distance_m: float) -> str:
     best = min(range(len(route.waypoints)), key=lambda i: abs(route.cumulative[i] - distance_m))
     gap = (distance_m - route.cumulative[best]) / 1000
     name = route.waypoints[best].name

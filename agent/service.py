@@ -88,7 +88,7 @@ class AgentService:
         if config.panel.enabled:
             from agent.devices.panel import Panel
 
-            self.panel = Panel.from_config(config.panel, pin_factory, on_tag=self._tag,
+            self.panel = Panel.from_config(config.panel, pin_factory, on_tag=self.tag,
                                            on_shutdown=lambda: self._halt("button"),
                                            on_power_fail=lambda: self._halt("power"))
         self._pending_parts: list[Event] = []
@@ -106,7 +106,8 @@ class AgentService:
             "signal": last.to_dict().get("signal"),
         }
 
-    def _tag(self, event: Event) -> None:
+    def tag(self, event: Event) -> None:
+        """Record a tag event (the panel button, or the demo) at the current position."""
         with self._parts_lock:
             self._pending_parts.append(event)
 
