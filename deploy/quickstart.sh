@@ -52,6 +52,11 @@ if [ "$what" = test ]; then
   command -v nft >/dev/null 2>&1 || command -v iptables >/dev/null 2>&1 || packages="$packages nftables"
   # The collector is tested against a real PostgreSQL as well as SQLite.
   command -v pg_ctlcluster >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || packages="$packages postgresql"
+  # Deployment: the udev rules, the installer script and the Ansible playbook are run for real.
+  command -v udevadm >/dev/null 2>&1 || packages="$packages udev"
+  command -v shellcheck >/dev/null 2>&1 || packages="$packages shellcheck"
+  command -v ansible-playbook >/dev/null 2>&1 || packages="$packages ansible-core"
+  /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || packages="$packages python3-venv"
   # The coverage map is checked in a headless browser.
   command -v chromium >/dev/null 2>&1 || packages="$packages chromium fonts-liberation"
 fi

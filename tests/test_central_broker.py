@@ -1,0 +1,365 @@
+"""The central broker's shipped config (deploy/mosquitto/), run by a real Mosquitto.
+
+The test takes deploy/mosquitto/blankspot.conf and acl as they are, changes only the
+folder of the files they name and the port numbers, makes a throwaway CA, broker
+certificate and password file (with the real mosquitto_passwd), and starts Mosquitto on it.
+
+Required behaviour:
+- a unit logs in over TLS with its own account and publishes under blankspot/v1/<its name>/;
+- it cannot publish under another unit's name (MQTT 5 PUBACK: not authorized), nor read
+  other units' readings;
+- the collector account receives every unit's readings, also through a shared
+  subscription ($share/<group>/...) that splits them among several collectors;
+- a wrong password, an unknown account and an anonymous client are turned away;
+- plain MQTT is not spoken on the TLS port;
+- the agent itself (password_file, TLS) delivers its readings through this broker;
+- the collector, started the way systemd/blankspot-collector.service starts it (its
+  ExecStart, with collector.env.example's options), stores every reading of a unit and
+  tells systemd READY=1, WATCHDOG=1 and STOPPING=1 as its Type=notify unit expects.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent.config import Config, read_password
+from agent.sim.broker import LocalBroker, free_port
+from agent.uplink import MqttUplink
+from tests.conftest import require_mosquitto
+from tests.mqtt_sink import ReadingSink
+from tests.test_tls_acl import TestCA, Unit, unit_config
+from tests.test_watchdog import FakeSystemd
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "deploy" / "mosquitto"
+ETC = "/etc/mosquitto/blankspot/"
+PREFIX = "blankspot/v1"
+PASSWORDS = {"unit-1": "river-mahakam-1", "unit-2": "tenggarong-2", "collector": "collect-all-3"}
+
+
+@dataclass
+class CentralBroker:
+    broker: LocalBroker
+    tls_port: int
+    local_port: int
+    ca: Path
+
+
+def shipped_config(folder: Path, tls_port: int, local_port: int, text: str | None = None) -> str:
+    """deploy/mosquitto/blankspot.conf (or ``text``, a deployed copy of it) with its files in
+    ``folder`` and test ports on loopback."""
+    text = (SHIPPED / "blankspot.conf").read_text() if text is None else text
+    for old, new in ((ETC, f"{folder}/"),
+                     ("\nlistener 8883\n", f"\nlistener {tls_port} 127.0.0.1\n"),
+                     ("\nlistener 1883 127.0.0.1\n", f"\nlistener {local_port} 127.0.0.1\n")):
+        assert old in text, f"deploy/mosquitto/blankspot.conf no longer has {old.strip()!r}; update this test"
+        text = text.replace(old, new)
+    return text
+
+
+@pytest.fixture(scope="module")
+def central(tmp_path_factory: pytest.TempPathFactory):
+    require_mosquitto()
+    passwd_tool = shutil.which("mosquitto_passwd")
+    if passwd_tool is None:
+        pytest.fail("mosquitto_passwd is not installed; the test command installs it (apt-get install mosquitto)")
+    folder = tmp_path_factory.mktemp("central")
+    ca = TestCA(folder, "fleet")
+    server = ca.issue("broker", server=True)
+    shutil.copy(ca.cert_path, folder / "ca.crt")
+    shutil.copy(server.cert, folder / "broker.crt")
+    shutil.copy(server.key, folder / "broker.key")
+    shutil.copy(SHIPPED / "acl", folder / "acl")
+    for index, (user, password) in enumerate(PASSWORDS.items()):
+        create = ["-c"] if index == 0 else []
+        subprocess.run([passwd_tool, *create, "-b", str(folder / "passwd"), user, password], check=True,
+                       capture_output=True)
+    assert "river-mahakam-1" not in (folder / "passwd").read_text(), "passwords are stored hashed"
+    tls_port, local_port = free_port(), free_port()
+    broker = LocalBroker("mosquitto", port=tls_port, workdir=folder / "run",
+                         listener=shipped_config(folder, tls_port, local_port)).start()
+    yield CentralBroker(broker, tls_port, local_port, folder / "ca.crt")
+    broker.kill()
+
+
+class Client:
+    """A bare MQTT 5 client: what the broker answers to CONNECT, PUBLISH and SUBSCRIBE."""
+
+    def __init__(self, central: CentralBroker, username: str | None, password: str | None = None,
+                 tls: bool = True, client_id: str | None = None) -> None:
+        self.port = central.tls_port if tls else central.local_port
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"test-{username}-{time.monotonic_ns()}",
+                                  protocol=mqtt.MQTTv5)
+        if tls:
+            self.client.tls_set(ca_certs=str(central.ca))
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        self.connack: queue.Queue = queue.Queue()
+        self.acks: dict[int, object] = {}
+        self.granted: queue.Queue = queue.Queue()
+        self.messages: list[tuple[str, bytes]] = []
+        self._acked = threading.Condition()
+        self.client.on_connect = lambda c, u, flags, rc, props: self.connack.put(rc)
+        self.client.on_connect_fail = lambda c, u: self.connack.put("connection failed")
+        self.client.on_publish = self._on_publish
+        self.client.on_subscribe = lambda c, u, mid, rcs, props: self.granted.put(rcs)
+        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload))
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._acked:
+            self.acks[mid] = reason_code
+            self._acked.notify_all()
+
+    def connect(self, timeout: float = 10.0) -> str:
+        """The CONNACK reason ('Success', 'Bad user name or password', ...)."""
+        self.client.connect_async("127.0.0.1", self.port, keepalive=10)
+        self.client.loop_start()
+        try:
+            result = self.connack.get(timeout=timeout)
+        except queue.Empty:
+            result = "no CONNACK"
+        if str(result) != "Success":
+            self.client.disconnect()
+            self.client.loop_stop()
+        return str(result)
+
+    def publish(self, topic: str, payload: bytes = b"{}", timeout: float = 10.0) -> str:
+        info = self.client.publish(topic, payload, qos=1)
+        with self._acked:
+            self._acked.wait_for(lambda: info.mid in self.acks, timeout)
+        return str(self.acks.get(info.mid, "no PUBACK"))
+
+    def subscribe(self, topic_filter: str, timeout: float = 10.0) -> list[str]:
+        self.client.subscribe(topic_filter, qos=1)
+        return [str(rc) for rc in self.granted.get(timeout=timeout)]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def wait(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+@pytest.fixture
+def clients():
+    made: list[Client] = []
+    yield made
+    for client in made:
+        client.close()
+
+
+def connected(clients: list[Client], central: CentralBroker, username: str, **kwargs) -> Client:
+    client = Client(central, username, PASSWORDS[username], **kwargs)
+    clients.append(client)
+    assert client.connect() == "Success", f"{username} could not log in"
+    return client
+
+
+# -- the tests -------------------------------------------------------------------------------
+
+def test_unit_publishes_under_its_own_name_and_the_collector_receives_it(central: CentralBroker, clients) -> None:
+    collector = connected(clients, central, "collector")
+    assert collector.subscribe(f"{PREFIX}/#") == ["Granted QoS 1"]
+    unit = connected(clients, central, "unit-1")
+    assert unit.publish(f"{PREFIX}/unit-1/readings", b"batch-1") == "Success"
+    assert wait(lambda: (f"{PREFIX}/unit-1/readings", b"batch-1") in collector.messages), collector.messages
+
+
+def test_unit_cannot_publish_under_another_units_name(central: CentralBroker, clients) -> None:
+    collector = connected(clients, central, "collector")
+    collector.subscribe(f"{PREFIX}/#")
+    unit = connected(clients, central, "unit-1")
+    refused = {topic: unit.publish(topic, b"forged") for topic in
+               (f"{PREFIX}/unit-2/readings", f"{PREFIX}/unit-2/status", f"{PREFIX}/unit-10/readings",
+                "blankspot/v2/unit-1/readings", "elsewhere")}
+    # a marker published after the forgeries: once it arrives, nothing forged is still on its way
+    assert unit.publish(f"{PREFIX}/unit-1/status", b"marker") == "Success"
+    assert wait(lambda: (f"{PREFIX}/unit-1/status", b"marker") in collector.messages)
+    print(f"\nunit-1 publishing elsewhere: {refused}")
+    assert set(refused.values()) == {"Not authorized"}, refused
+    assert not [m for m in collector.messages if m[1] == b"forged"]
+
+
+def test_unit_cannot_read_other_units(central: CentralBroker, clients) -> None:
+    spy = connected(clients, central, "unit-1")
+    granted = spy.subscribe(f"{PREFIX}/#")
+    other = connected(clients, central, "unit-2")
+    assert other.publish(f"{PREFIX}/unit-2/readings", b"private") == "Success"
+    time.sleep(0.5)
+    print(f"\nunit-1 subscribing to {PREFIX}/#: {granted}; messages received: {len(spy.messages)}")
+    assert spy.messages == []
+
+
+def test_collectors_share_the_readings_through_a_shared_subscription(central: CentralBroker, clients) -> None:
+    group = [connected(clients, central, "collector", client_id=f"collector-{n}") for n in (1, 2)]
+    for member in group:
+        assert member.subscribe(f"$share/collectors/{PREFIX}/+/readings") == ["Granted QoS 1"]
+    unit = connected(clients, central, "unit-1")
+    sent = [f"batch-{n}".encode() for n in range(40)]
+    for payload in sent:
+        assert unit.publish(f"{PREFIX}/unit-1/readings", payload) == "Success"
+    assert wait(lambda: sum(len(m.messages) for m in group) >= len(sent))
+    received = [p for member in group for _, p in member.messages]
+    shares = [len(member.messages) for member in group]
+    print(f"\n{len(sent)} batches over a shared subscription: collectors took {shares}")
+    assert sorted(received) == sorted(sent), "each batch exactly once across the group"
+    assert all(share > 0 for share in shares), "the load is split"
+
+
+@pytest.mark.parametrize("username, password", [
+    ("unit-1", "wrong password"),
+    ("unit-1", PASSWORDS["unit-2"]),     # another unit's password
+    ("unit-9", "river-mahakam-1"),       # no such account
+    ("unit-1", None),
+    (None, None),                        # anonymous
+])
+def test_bad_logins_are_refused(central: CentralBroker, clients, username, password) -> None:
+    client = Client(central, username, password)
+    clients.append(client)
+    # Mosquitto 2.0 answers every failed login with "Not authorized" (0x87) under MQTT 5.
+    assert client.connect() == "Not authorized"
+
+
+def test_local_listener_also_needs_an_account(central: CentralBroker, clients) -> None:
+    assert connected(clients, central, "collector", tls=False).subscribe(f"{PREFIX}/#") == ["Granted QoS 1"]
+    anonymous = Client(central, None, tls=False)
+    clients.append(anonymous)
+    assert anonymous.connect() == "Not authorized"
+
+
+def test_tls_port_does_not_speak_plain_mqtt(central: CentralBroker, clients) -> None:
+    plain = Client(central, "unit-1", PASSWORDS["unit-1"], tls=False)
+    plain.port = central.tls_port
+    clients.append(plain)
+    assert plain.connect(timeout=5) != "Success"
+
+
+class PasswordUnit(Unit):
+    """test_tls_acl's unit, with the password read from uplink.password_file as the agent does."""
+
+    def __init__(self, config: Config, readings: int) -> None:
+        super().__init__(config, readings)
+        self.uplink = MqttUplink(config.uplink, self.device, self.buffer, client_id=config.client_id,
+                                 password=read_password(config.uplink))
+
+
+def test_the_agent_delivers_through_the_central_broker(tmp_path: Path, central: CentralBroker) -> None:
+    """A unit configured the way the fleet playbook configures one: TLS, the fleet CA,
+    username = device id, password in a file beside the config."""
+    password_file = tmp_path / "broker.password"
+    password_file.write_text(PASSWORDS["unit-2"] + "\n")
+    sink = ReadingSink(central.local_port, client_id="collector-agent-test", persistent=False)
+    sink.client.username_pw_set("collector", PASSWORDS["collector"])
+    sink.start()
+    try:
+        config = unit_config(tmp_path, central.tls_port, "unit-2", "unit-2", ca_file=central.ca,
+                             username="unit-2", password_file=password_file, host="localhost")
+        with PasswordUnit(config, readings=30) as unit:
+            arrived = sink.wait_for_seqs("unit-2", unit.seqs, timeout=15)
+            drained = unit.uplink.wait_until(lambda: unit.buffer.pending_count() == 0, timeout=5)
+            print(f"\nagent unit-2 via TLS + password: {len(sink.unique('unit-2'))}/{len(unit.seqs)} readings at "
+                  f"the collector, {unit.delivered()} marked delivered")
+            assert arrived and drained
+            assert unit.uplink.stats.batches_refused == 0
+    finally:
+        sink.stop()
+    assert sink.bad == []
+
+
+def exec_start(unit: Path, environment: dict[str, str]) -> list[str]:
+    """A unit's ExecStart as systemd expands it: ``${VAR}`` is one word, ``$VAR`` is split at spaces."""
+    line = next(l for l in unit.read_text().splitlines() if l.startswith("ExecStart="))[len("ExecStart="):]
+    words: list[str] = []
+    for word in line.split():
+        braced = re.fullmatch(r"\$\{(\w+)\}", word)
+        bare = re.fullmatch(r"\$(\w+)", word)
+        if braced:
+            words.append(environment[braced.group(1)])
+        elif bare:
+            words.extend(environment[bare.group(1)].split())
+        else:
+            words.append(word)
+    return words
+
+
+def test_collector_service_stores_what_units_send(tmp_path: Path, central: CentralBroker) -> None:
+    """The collector's unit command line with the example environment file's options, the
+    broker URL and database pointed at this test: every reading of a unit is stored once."""
+    env_file = ROOT / "systemd" / "collector.env.example"
+    settings = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if line and not line.startswith("#"))
+    password_file = tmp_path / "collector.password"
+    password_file.write_text(PASSWORDS["collector"] + "\n")
+    database = tmp_path / "collector.db"
+    settings["BLANKSPOT_BROKER"] = settings["BLANKSPOT_BROKER"].replace("127.0.0.1:1883", f"127.0.0.1:{central.local_port}")
+    settings["BLANKSPOT_DB"] = f"sqlite://{database}"
+    settings["BLANKSPOT_COLLECT_ARGS"] = settings["BLANKSPOT_COLLECT_ARGS"].replace(
+        "/etc/blankspot/collector.password", str(password_file))
+    command = exec_start(ROOT / "systemd" / "blankspot-collector.service", settings)
+    assert command[0] == "/opt/blankspot/venv/bin/blankspot"
+    command = [sys.executable, "-m", "agent", *command[1:], "--client-id", "collector-service-test"]
+    log = tmp_path / "collector.log"
+    # systemd's side of Type=notify with WatchdogSec=, as a socket of our own.
+    systemd = FakeSystemd(str(tmp_path / "notify.sock"))
+    env = dict(os.environ, NOTIFY_SOCKET=systemd.env_value, WATCHDOG_USEC="1000000")
+    env.pop("WATCHDOG_PID", None)
+    with log.open("wb") as out:
+        collector = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+    password = tmp_path / "unit.password"
+    password.write_text(PASSWORDS["unit-1"] + "\n")
+    stored: set[int] = set()
+    try:
+        # Until its first subscription the broker has nowhere to keep the collector's share.
+        assert wait(lambda: "subscribed to" in log.read_text(errors="replace") or collector.poll() is not None,
+                    timeout=20) and collector.poll() is None, log.read_text(errors="replace")[-3000:]
+        config = unit_config(tmp_path, central.tls_port, "unit-1", "unit-1", ca_file=central.ca,
+                             username="unit-1", password_file=password, host="localhost")
+        with PasswordUnit(config, readings=40) as unit:
+            assert unit.uplink.wait_until(lambda: unit.buffer.pending_count() == 0, timeout=15)
+            expected = unit.seqs
+        from agent.collector.store import open_store
+
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and stored != expected:
+            if database.exists():
+                with open_store(f"sqlite://{database}") as store:
+                    stored = {r.seq for r in store.iter_readings(device="unit-1")}
+            time.sleep(0.2)
+    finally:
+        collector.send_signal(signal.SIGTERM)
+        try:
+            code = collector.wait(20)
+        except subprocess.TimeoutExpired:
+            collector.kill()
+            code = collector.wait()
+        systemd.close()
+    output = log.read_text(errors="replace")
+    said = [m for _, m in systemd.messages]
+    print(f"\n{shlex.join(command[3:])}\nstored {len(stored)}/{len(expected)} readings; exit {code}; "
+          f"told systemd: {len(said)} messages, {len(systemd.pings())} watchdog pings")
+    assert stored == expected, output[-3000:]
+    assert code == 0, output[-3000:]
+    # Type=notify: READY=1 once subscribed, WATCHDOG=1 while storing, STOPPING=1 on SIGTERM.
+    assert any(m.startswith("READY=1") for m in said), said
+    assert len(systemd.pings()) >= 2, said
+    assert any(m.startswith("STOPPING=1") for m in said), said

@@ -1,0 +1,561 @@
+"""Field deployment: the systemd units, deploy/install.sh, the offline bundle, the Ansible playbook.
+
+Everything runs for real, into temporary folders standing in for a Raspberry Pi's root:
+install.sh with ``--root``, systemd's own ``systemd-analyze`` on the units, pip installing
+the bundle with every package index unreachable, ansible-playbook provisioning two units and
+a broker on this machine, and Mosquitto started from what the playbook wrote.
+
+Required behaviour:
+- the units are valid for systemd (no warning at all), hardened (exposure under a
+  threshold), and carry the settings the agent depends on (notify + watchdog, the service
+  user, state folder, CAP_NET_RAW, serial and GPIO devices, adjtimex allowed);
+- the agent unit's command line is one the agent accepts, and the agent so started speaks
+  the notify protocol the unit expects (READY=1, WATCHDOG=1, STOPPING=1, exit 0 on SIGTERM);
+- install.sh makes the user (dialout, gpio when it exists), folders, config, units, udev
+  rules and the enable link; run twice it leaves the same tree; it never overwrites an
+  operator's agent.toml; --dry-run changes nothing;
+- the offline bundle installs with no package index reachable, and the installed command
+  checks the installed config;
+- the playbook gives each unit its own device id, account and password, the broker the
+  matching hashed password file, and a second run changes nothing; Mosquitto started from
+  the broker's files lets a unit in with the password the playbook gave it.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.config import parse_config
+from agent.sim.broker import LocalBroker, free_port
+from tests.conftest import require_mosquitto, write_config
+from tests.test_central_broker import CentralBroker, Client, shipped_config, wait
+from tests.test_tls_acl import TestCA
+from tests.test_watchdog import FakeSystemd
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTALL = ROOT / "deploy" / "install.sh"
+MAKE_BUNDLE = ROOT / "deploy" / "make-bundle.sh"
+UNITS = ROOT / "systemd"
+ANSIBLE = ROOT / "deploy" / "ansible"
+# Debian's own interpreter, as on Raspberry Pi OS Bookworm: the test venv then sees only
+# what apt installed, not this checkout's development packages.
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def require(tool: str, package: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail(f"{tool} is not installed; the test command installs it (apt-get install {package})")
+    return path
+
+
+# -- a unit file, read the way systemd reads it ----------------------------------------------
+
+def unit_settings(path: Path) -> dict[str, dict[str, list[str]]]:
+    """section -> key -> every value given (DeviceAllow= and friends repeat)."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+            continue
+        key, _, value = line.partition("=")
+        current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+def one(settings: dict[str, list[str]], key: str) -> str:
+    values = settings.get(key, [])
+    assert len(values) == 1, f"{key}: {values}"
+    return values[0]
+
+
+def seconds(value: str) -> float:
+    total = 0.0
+    for number, unit in re.findall(r"(\d+)\s*(min|s|h)?", value):
+        total += int(number) * {"": 1, "s": 1, "min": 60, "h": 3600}[unit]
+    return total
+
+
+@pytest.fixture(scope="module")
+def systemd_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A root holding systemd's own units, ours, and an executable where ExecStart points."""
+    require("systemd-analyze", "systemd")
+    root = tmp_path_factory.mktemp("systemd-root")
+    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    (root / "etc/systemd/system").mkdir(parents=True)
+    exe = root / "opt/blankspot/venv/bin/blankspot"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    return root
+
+
+def analyze(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["systemd-analyze", *args, f"--root={root}"], capture_output=True, text=True, timeout=60)
+
+
+# -- the units -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["blankspot-agent.service", "blankspot-collector.service"])
+def test_units_verify_without_a_single_warning(systemd_root: Path, name: str) -> None:
+    shutil.copy(UNITS / name, systemd_root / "etc/systemd/system" / name)
+    done = analyze(systemd_root, "verify", "--man=no", f"/etc/systemd/system/{name}")
+    assert done.returncode == 0 and done.stdout == "" and done.stderr == "", done.stdout + done.stderr
+
+
+def test_verify_does_catch_mistakes(systemd_root: Path) -> None:
+    """The check above is not vacuous: systemd-analyze names a misspelt key and a bad value."""
+    broken = (UNITS / "blankspot-agent.service").read_text()
+    broken = broken.replace("WatchdogSec=2min", "WatchdogSec=two minutes\nWatchdogSecs=2min")
+    (systemd_root / "etc/systemd/system/broken.service").write_text(broken)
+    done = analyze(systemd_root, "verify", "--man=no", "/etc/systemd/system/broken.service")
+    complaints = done.stdout + done.stderr
+    assert "Unknown key 'WatchdogSecs'" in complaints and "Failed to parse sec value" in complaints, complaints
+
+
+@pytest.mark.parametrize("name, threshold", [("blankspot-agent.service", 3.0), ("blankspot-collector.service", 2.0)])
+def test_units_are_hardened(systemd_root: Path, name: str, threshold: float) -> None:
+    """systemd's own exposure score (0 = locked down, 10 = exposed); the agent needs
+    serial ports, GPIO and raw ICMP sockets, the collector only the network."""
+    shutil.copy(UNITS / name, systemd_root / "etc/systemd/system" / name)
+    done = analyze(systemd_root, "security", "--offline=true", "--no-pager", f"/etc/systemd/system/{name}")
+    m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", done.stdout)
+    assert m, done.stdout[-1000:] + done.stderr
+    print(f"\n{name}: exposure {m.group(1)}")
+    assert float(m.group(1)) <= threshold
+
+
+def test_agent_unit_has_what_the_agent_depends_on() -> None:
+    unit = unit_settings(UNITS / "blankspot-agent.service")
+    service = unit["Service"]
+    expected = {
+        "Type": "notify", "NotifyAccess": "main", "Restart": "always",
+        "User": "blankspot", "Group": "blankspot",
+        "StateDirectory": "blankspot", "ConfigurationDirectory": "blankspot",
+        "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes", "NoNewPrivileges": "yes",
+        "ProtectKernelTunables": "yes",
+        "AmbientCapabilities": "CAP_NET_RAW", "CapabilityBoundingSet": "CAP_NET_RAW",
+        "ExecStart": "/opt/blankspot/venv/bin/blankspot run --config /etc/blankspot/agent.toml",
+    }
+    assert {key: one(service, key) for key in expected} == expected
+    watchdog = seconds(one(service, "WatchdogSec"))
+    assert 30 <= watchdog <= 600, "long enough for a loop turn, short enough to matter"
+    assert seconds(one(service, "RestartSec")) >= 1
+    assert seconds(one(service, "TimeoutStopSec")) >= 60, "time to drain the buffer on stop"
+    assert one(unit["Unit"], "StartLimitIntervalSec") == "0", "a field unit never gives up restarting"
+    assert "network-online.target" not in " ".join(v for values in unit["Unit"].values() for v in values), \
+        "the agent must start in a blank spot, where the network never comes up"
+    # agent/clock.py asks adjtimex(2) whether the clock is synchronised.
+    assert service.get("ProtectClock", ["no"]) == ["no"]
+    assert any("adjtimex" in v.split() for v in service["SystemCallFilter"])
+    assert parse_config("").buffer.path.parent == Path("/var/lib/blankspot"), "the buffer is in StateDirectory"
+    devices = " ".join(service["DeviceAllow"])
+    for device in ("char-ttyUSB", "char-ttyACM", "char-gpiochip", "char-gpiomem"):
+        assert device in devices
+    assert one(service, "DevicePolicy") == "closed"
+    assert unit["Install"]["WantedBy"] == ["multi-user.target"]
+
+
+def test_collector_unit_runs_the_collect_command_from_its_environment_file() -> None:
+    service = unit_settings(UNITS / "blankspot-collector.service")["Service"]
+    assert one(service, "Type") == "notify" and one(service, "NotifyAccess") == "main"
+    assert one(service, "EnvironmentFile") == "/etc/blankspot/collector.env"
+    assert one(service, "ExecStart") == ("/opt/blankspot/venv/bin/blankspot collect --broker ${BLANKSPOT_BROKER} "
+                                         "--db ${BLANKSPOT_DB} $BLANKSPOT_COLLECT_ARGS")
+    example = dict(line.split("=", 1) for line in (UNITS / "collector.env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    assert set(example) == {"BLANKSPOT_BROKER", "BLANKSPOT_DB", "BLANKSPOT_COLLECT_ARGS"}
+
+
+def test_agent_accepts_the_units_command_line(tmp_path: Path) -> None:
+    """ExecStart's options, run by the real CLI (with --check, on the shipped example config)."""
+    exec_start = one(unit_settings(UNITS / "blankspot-agent.service")["Service"], "ExecStart").split()
+    config = tmp_path / "agent.toml"
+    config.write_text((ROOT / "deploy" / "agent.example.toml").read_text())
+    args = [config if a == "/etc/blankspot/agent.toml" else a for a in exec_start[1:]]
+    done = subprocess.run([sys.executable, "-m", "agent", *map(str, args), "--check"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "ok" in done.stdout
+
+
+def test_agent_speaks_the_notify_protocol_its_unit_expects(tmp_path: Path) -> None:
+    """Type=notify, NotifyAccess=main, WatchdogSec=: the agent started with the unit's
+    command line says READY=1, feeds the watchdog, says STOPPING=1 on SIGTERM and exits 0
+    well within TimeoutStopSec."""
+    service = unit_settings(UNITS / "blankspot-agent.service")["Service"]
+    config = write_config(tmp_path / "agent.toml", free_port(), tmp_path / "buffer.db", {"uplink": {"enabled": False}})
+    words = [str(config) if w == "/etc/blankspot/agent.toml" else w for w in one(service, "ExecStart").split()]
+    systemd = FakeSystemd(str(tmp_path / "notify.sock"))
+    env = dict(os.environ, NOTIFY_SOCKET=systemd.env_value, WATCHDOG_USEC="1000000")
+    env.pop("WATCHDOG_PID", None)
+    agent = subprocess.Popen([sys.executable, "-m", "agent", *words[1:]], cwd=ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait(lambda: any(m.startswith("READY=1") for _, m in systemd.messages), 30), systemd.messages
+        assert wait(lambda: len(systemd.pings()) >= 3, 10), systemd.messages
+        agent.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        code = agent.wait(seconds(one(service, "TimeoutStopSec")))
+        took = time.monotonic() - started
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+        agent.wait()
+        systemd.close()
+    said = [m for _, m in systemd.messages]
+    print(f"\nagent told systemd: {said[0]!r}, {len(systemd.pings())} watchdog pings, then "
+          f"{[m for m in said if m.startswith('STOPPING')]}; stopped in {took:.1f} s")
+    assert code == 0, agent.stderr.read()[-2000:] if agent.stderr else code
+    assert any(m.startswith("STOPPING=1") for m in said)
+
+
+# -- install.sh ------------------------------------------------------------------------------
+
+def pi_root(path: Path, gpio: bool = True) -> Path:
+    """A root with the accounts of a fresh Raspberry Pi OS: dialout, and gpio on a Pi."""
+    (path / "etc").mkdir(parents=True)
+    (path / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\npi:x:1000:1000::/home/pi:/bin/bash\n")
+    groups = "root:x:0:\ndialout:x:20:pi\npi:x:1000:\n" + ("gpio:x:997:pi\n" if gpio else "")
+    (path / "etc/group").write_text(groups)
+    return path
+
+
+def install(root: Path, *args: str, script: Path = INSTALL, env: dict[str, str] | None = None,
+            expect: int = 0) -> subprocess.CompletedProcess:
+    require("systemd-sysusers", "systemd")
+    done = subprocess.run([str(script), "--root", str(root), *args], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert done.returncode == expect, done.stdout + done.stderr
+    return done
+
+
+def snapshot(root: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple]:
+    """Every path under ``root`` with its type, mode, owner, and content or link target."""
+    tree: dict[str, tuple] = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if any(rel.startswith(s) for s in skip) or "__pycache__" in rel:
+            continue
+        info = path.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            what = os.readlink(path)
+        elif stat.S_ISREG(info.st_mode):
+            what = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            what = None
+        tree[rel] = (stat.filemode(info.st_mode), info.st_uid, info.st_gid, what)
+    return tree
+
+
+def group_members(root: Path) -> dict[str, tuple[int, set[str]]]:
+    groups = {}
+    for line in (root / "etc/group").read_text().splitlines():
+        name, _, gid, members = line.split(":")
+        groups[name] = (int(gid), set(filter(None, members.split(","))))
+    return groups
+
+
+def test_install_sets_up_a_unit(tmp_path: Path) -> None:
+    root = pi_root(tmp_path / "pi")
+    done = install(root, "--no-pip")
+    passwd = {line.split(":")[0]: line.split(":") for line in (root / "etc/passwd").read_text().splitlines()}
+    groups = group_members(root)
+    gid = groups["blankspot"][0]
+
+    assert passwd["blankspot"][6] == "/usr/sbin/nologin" and int(passwd["blankspot"][2]) < 1000, "a system user"
+    assert "blankspot" in groups["dialout"][1] and "blankspot" in groups["gpio"][1]
+    assert snapshot(root)["etc/blankspot"][:3] == ("drwxr-x---", 0, gid)
+    assert snapshot(root)["etc/blankspot/agent.toml"][:3] == ("-rw-r-----", 0, gid)
+    assert (root / "etc/blankspot/agent.toml").read_text() == (ROOT / "deploy/agent.example.toml").read_text()
+    assert (root / "etc/systemd/system/blankspot-agent.service").read_bytes() == \
+        (UNITS / "blankspot-agent.service").read_bytes()
+    assert (root / "etc/udev/rules.d/90-blankspot.rules").read_bytes() == \
+        (ROOT / "deploy/udev/90-blankspot.rules").read_bytes()
+    wants = root / "etc/systemd/system/multi-user.target.wants/blankspot-agent.service"
+    assert os.readlink(wants) == "/etc/systemd/system/blankspot-agent.service", "enabled"
+    assert not (root / "etc/udev/rules.d/90-blankspot.rules").read_text().count("ID_MM_PORT_IGNORE")
+    assert "enabled" in done.stdout
+
+
+def test_install_twice_gives_the_same_tree(tmp_path: Path) -> None:
+    root = pi_root(tmp_path / "pi")
+    install(root, "--no-pip")
+    first = snapshot(root)
+    again = install(root, "--no-pip")
+    assert snapshot(root) == first
+    assert not re.search(r"install: (installed|folder)", again.stdout), again.stdout
+    assert "Creating" not in again.stderr
+
+
+def test_agent_and_collector_on_one_host_settle(tmp_path: Path) -> None:
+    root = pi_root(tmp_path / "pi")
+    install(root, "--no-pip")
+    install(root, "--no-pip", "--collector")
+    both = snapshot(root)
+    install(root, "--no-pip")
+    install(root, "--no-pip", "--collector")
+    assert snapshot(root) == both
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    assert sorted(p.name for p in wants.iterdir()) == ["blankspot-agent.service", "blankspot-collector.service"]
+
+
+def test_operators_config_is_never_overwritten(tmp_path: Path) -> None:
+    root = pi_root(tmp_path / "pi")
+    install(root, "--no-pip")
+    mine = '[device]\nid = "boat-07"\n'
+    (root / "etc/blankspot/agent.toml").write_text(mine)
+    done = install(root, "--no-pip")
+    assert (root / "etc/blankspot/agent.toml").read_text() == mine
+    assert "kept /etc/blankspot/agent.toml" in done.stdout
+    assert (root / "etc/blankspot/agent.example.toml").exists(), "the new example lies beside it"
+
+
+def test_install_without_gpio_group(tmp_path: Path) -> None:
+    root = pi_root(tmp_path / "pc", gpio=False)
+    done = install(root, "--no-pip")
+    groups = group_members(root)
+    assert "gpio" not in groups, "no gpio group is invented"
+    assert "blankspot" in groups["dialout"][1]
+    assert "no gpio group" in done.stdout
+
+
+def test_dry_run_changes_nothing(tmp_path: Path) -> None:
+    root = pi_root(tmp_path / "pi")
+    before = snapshot(root)
+    done = install(root, "--dry-run", "--no-pip")
+    assert snapshot(root) == before
+    assert "would install /etc/systemd/system/blankspot-agent.service" in done.stdout
+    assert "would: Creating user 'blankspot'" in done.stdout
+
+
+def test_collector_install(tmp_path: Path) -> None:
+    root = pi_root(tmp_path / "server", gpio=False)
+    install(root, "--collector", "--no-pip")
+    tree = snapshot(root)
+    assert tree["etc/blankspot/collector.env"][:3] == ("-rw-------", 0, 0), "it may hold passwords"
+    assert (root / "etc/systemd/system/multi-user.target.wants/blankspot-collector.service").is_symlink()
+    assert not (root / "etc/udev/rules.d").exists() and not (root / "etc/blankspot/agent.toml").exists()
+    assert unit_settings(UNITS / "blankspot-collector.service")["Service"]["PrivateDevices"] == ["yes"]
+
+
+def test_share_modem_installs_port_only_rules(tmp_path: Path) -> None:
+    root = pi_root(tmp_path / "pi")
+    install(root, "--no-pip", "--share-modem")
+    rules = (root / "etc/udev/rules.d/90-blankspot.rules").read_text()
+    assert "ID_MM_PORT_IGNORE" in rules and "ID_MM_DEVICE_IGNORE" not in rules
+
+
+def test_bad_options_are_refused(tmp_path: Path) -> None:
+    done = subprocess.run([str(INSTALL), "--frobnicate"], capture_output=True, text=True)
+    assert done.returncode == 2 and "unknown option --frobnicate" in done.stderr and "--bundle DIR" in done.stderr
+    done = subprocess.run([str(INSTALL), "--root", str(tmp_path), "--bundle", str(tmp_path / "none")],
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "no such folder" in done.stderr
+
+
+@pytest.mark.parametrize("script", ["install.sh", "make-bundle.sh"])
+def test_shellcheck(script: str) -> None:
+    shellcheck = require("shellcheck", "shellcheck")
+    done = subprocess.run([shellcheck, "--shell=sh", str(ROOT / "deploy" / script)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+
+
+# -- the offline bundle ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """deploy/make-bundle.sh for this machine's platform (a Pi's, aarch64, differs only in tags)."""
+    out = tmp_path_factory.mktemp("dist") / "bundle"
+    done = subprocess.run([str(MAKE_BUNDLE), "--arch", "host", "--python", sys.executable, str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    return out
+
+
+def offline_env(tmp_path: Path) -> dict[str, str]:
+    """pip with every index unreachable: only the bundle's wheels can be installed."""
+    env = dict(os.environ, PIP_CONFIG_FILE=os.devnull, PIP_INDEX_URL="http://127.0.0.1:9/simple",
+               PIP_NO_CACHE_DIR="1", PIP_RETRIES="0", PIP_TIMEOUT="2", HOME=str(tmp_path))
+    for key in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "VIRTUAL_ENV", "PYTHONPATH"):
+        env.pop(key, None)
+    return env
+
+
+def test_bundle_holds_everything_install_needs(bundle: Path) -> None:
+    wheels = sorted(p.name for p in (bundle / "wheels").glob("*.whl"))
+    assert any(w.startswith("blankspot-") for w in wheels)
+    assert (bundle.parent / "bundle.tar.gz").is_file()
+    for needed in ("deploy/install.sh", "deploy/agent.example.toml", "deploy/udev/90-blankspot.rules",
+                   "systemd/blankspot-agent.service", "docs/install.md", "firmware_configs/quectel-ec25.toml"):
+        assert (bundle / needed).is_file(), needed
+    listed = [line.split()[1].removeprefix("./") for line in (bundle / "SHA256SUMS").read_text().splitlines()]
+    assert sorted(listed) == wheels
+
+
+def test_offline_bundle_installs_a_working_agent(tmp_path: Path, bundle: Path) -> None:
+    if not Path(SYSTEM_PYTHON).exists():
+        pytest.fail(f"{SYSTEM_PYTHON} (Debian's python3, with python3-venv) is needed")
+    root = pi_root(tmp_path / "pi")
+    env = offline_env(tmp_path)
+    done = install(root, "--python", SYSTEM_PYTHON, script=bundle / "deploy" / "install.sh", env=env)
+    assert "installed blankspot-" in done.stdout
+    blankspot = root / "opt/blankspot/venv/bin/blankspot"
+    version = subprocess.run([str(blankspot), "--version"], capture_output=True, text=True, env=env)
+    assert version.returncode == 0 and version.stdout.startswith("blankspot "), version.stderr[-2000:]
+    check = subprocess.run([str(blankspot), "run", "--check", "--config", str(root / "etc/blankspot/agent.toml")],
+                           capture_output=True, text=True, env=env)
+    assert check.returncode == 0, check.stderr[-2000:]
+    print(f"\noffline install from {len(list((bundle / 'wheels').glob('*.whl')))} wheels: {version.stdout.strip()}; "
+          f"{check.stdout.strip()}")
+
+    venv = snapshot(root / "opt/blankspot/venv")
+    again = install(root, "--python", SYSTEM_PYTHON, script=bundle / "deploy" / "install.sh", env=env)
+    assert "installed blankspot-" not in again.stdout, "an unchanged wheel is not installed again"
+    assert snapshot(root / "opt/blankspot/venv") == venv
+
+
+# -- Ansible ---------------------------------------------------------------------------------
+
+def test_playbook_syntax() -> None:
+    playbook = require("ansible-playbook", "ansible-core")
+    done = subprocess.run([playbook, "--syntax-check", "-i", str(ANSIBLE / "inventory.example.yml"),
+                           str(ANSIBLE / "site.yml")], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, ANSIBLE_NOCOLOR="1"))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def write_inventory(path: Path, tmp_path: Path, bundle: Path, credentials: Path) -> None:
+    inventory = f"""
+all:
+  vars:
+    ansible_connection: local
+    ansible_python_interpreter: {SYSTEM_PYTHON}
+    ansible_become: false
+    blankspot_broker_host: localhost
+    blankspot_bundle: {bundle.parent / 'bundle.tar.gz'}
+    blankspot_credentials: {credentials}
+    blankspot_install_args: [--no-pip]
+  children:
+    broker:
+      hosts:
+        central:
+          blankspot_root: {tmp_path / 'central'}
+    collectors:
+      hosts:
+        central: {{}}
+    units:
+      vars:
+        blankspot_agent_settings: {{log: {{level: info}}}}
+      hosts:
+        boat-07:
+          blankspot_root: {tmp_path / 'boat-07'}
+        desa-3:
+          blankspot_root: {tmp_path / 'desa-3'}
+          blankspot_device_id: desa-muara-kaman
+          blankspot_agent_settings: {{log: {{level: debug}}, source: {{interval: "30s"}}}}
+"""
+    path.write_text(inventory)
+
+
+def run_playbook(inventory: Path, tmp_path: Path) -> str:
+    playbook = require("ansible-playbook", "ansible-core")
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_HOME=str(tmp_path / "ansible-home"),
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"), ANSIBLE_RETRY_FILES_ENABLED="0")
+    done = subprocess.run([playbook, "-i", str(inventory), str(ANSIBLE / "site.yml")], capture_output=True,
+                          text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    return {m.group(1): {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
+            for m in re.finditer(r"^(\S+)\s+:\s+(ok=.*)$", output, re.MULTILINE)}
+
+
+def test_playbook_provisions_units_and_broker(tmp_path: Path, bundle: Path) -> None:
+    require_mosquitto()
+    require("mosquitto_passwd", "mosquitto")
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    ca = TestCA(credentials, "fleet")
+    server = ca.issue("broker", server=True)
+    shutil.copy(ca.cert_path, credentials / "ca.crt")
+    shutil.copy(server.cert, credentials / "broker.crt")
+    shutil.copy(server.key, credentials / "broker.key")
+    for name in ("central", "boat-07", "desa-3"):
+        pi_root(tmp_path / name)
+    inventory = tmp_path / "inventory.yml"
+    write_inventory(inventory, tmp_path, bundle, credentials)
+
+    first = recap(run_playbook(inventory, tmp_path))
+    assert set(first) == {"central", "boat-07", "desa-3"} and all(r["failed"] == 0 for r in first.values())
+
+    # Each unit: its own id, account and password; TLS with the fleet CA; settings merged.
+    for host, device, level in (("boat-07", "boat-07", "info"), ("desa-3", "desa-muara-kaman", "debug")):
+        etc = tmp_path / host / "etc/blankspot"
+        config = parse_config((etc / "agent.toml").read_text(), etc / "agent.toml")
+        assert config.device_id == device
+        assert (config.uplink.username, config.uplink.host, config.uplink.port, config.uplink.tls) == \
+            (device, "localhost", 8883, True)
+        assert str(config.uplink.password_file) == "/etc/blankspot/broker.password"
+        assert str(config.uplink.ca_file) == "/etc/blankspot/ca.crt"
+        assert config.log.level == level
+        password = (etc / "broker.password").read_text().strip()
+        assert password == (credentials / f"{device}.password").read_text().strip() and len(password) == 32
+        assert (etc / "ca.crt").read_bytes() == (credentials / "ca.crt").read_bytes()
+        gid = group_members(tmp_path / host)["blankspot"][0]
+        assert snapshot(tmp_path / host)["etc/blankspot/broker.password"][:3] == ("-rw-r-----", 0, gid)
+    assert parse_config((tmp_path / "desa-3/etc/blankspot/agent.toml").read_text()).source.interval == 30
+    passwords = {(credentials / f"{d}.password").read_text().strip() for d in ("boat-07", "desa-muara-kaman")}
+    assert len(passwords) == 2, "every unit has its own password"
+
+    # The broker: hashed accounts for both units and the collector; the collector's settings.
+    broker_etc = tmp_path / "central/etc/mosquitto/blankspot"
+    hashed = dict(line.split(":", 1) for line in (broker_etc / "passwd").read_text().splitlines())
+    assert set(hashed) == {"boat-07", "desa-muara-kaman", "collector"}
+    assert all(h.startswith("$7$") for h in hashed.values())
+    env_file = (tmp_path / "central/etc/blankspot/collector.env").read_text()
+    assert "BLANKSPOT_BROKER=mqtt://127.0.0.1:1883" in env_file and "--username collector" in env_file
+
+    # Mosquitto from what the playbook wrote lets boat-07 in with its password, and not elsewhere.
+    conf = (tmp_path / "central/etc/mosquitto/conf.d/blankspot.conf").read_text()
+    tls_port, local_port = free_port(), free_port()
+    broker = LocalBroker("mosquitto", port=tls_port, workdir=tmp_path / "mosquitto-run",
+                         listener=shipped_config(broker_etc, tls_port, local_port, text=conf)).start()
+    central = CentralBroker(broker, tls_port, local_port, broker_etc / "ca.crt")
+    clients: list[Client] = []
+    try:
+        collector = Client(central, "collector",
+                           (tmp_path / "central/etc/blankspot/collector.password").read_text().strip(), tls=False)
+        clients.append(collector)
+        assert collector.connect() == "Success"
+        assert collector.subscribe("blankspot/v1/#") == ["Granted QoS 1"]
+        unit = Client(central, "boat-07", (tmp_path / "boat-07/etc/blankspot/broker.password").read_text().strip())
+        clients.append(unit)
+        assert unit.connect() == "Success"
+        assert unit.publish("blankspot/v1/boat-07/readings", b"hello") == "Success"
+        assert unit.publish("blankspot/v1/desa-muara-kaman/readings") == "Not authorized"
+        assert wait(lambda: ("blankspot/v1/boat-07/readings", b"hello") in collector.messages)
+    finally:
+        for client in clients:
+            client.close()
+        broker.kill()
+
+    second = recap(run_playbook(inventory, tmp_path))
+    print(f"\nplaybook, first run: {first}\nsecond run: {second}")
+    assert all(r["changed"] == 0 and r["failed"] == 0 for r in second.values()), second
