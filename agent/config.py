@@ -269,6 +269,18 @@ class BudgetConfig:
 
 
 @dataclass(frozen=True)
+class ThroughputConfig:
+    backend: str = setting(
+        "http", "'http' (the operator's own speed server, cheap in data) or 'speedtest' (speedtest-cli: "
+        "Ookla's servers, or a private one given as url).", "choice", choices=("http", "speedtest"),
+    )
+    url: str = setting(
+        "", "Speed server (blankspot speed-server on the collector host), e.g. http://collector:8080/. Empty "
+        "with 'http': no throughput tests.", "str",
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     device: DeviceConfig = section(DeviceConfig, "Identity of this unit.")
     buffer: BufferConfig = section(BufferConfig, "The durable on-unit reading buffer.")
@@ -279,6 +291,7 @@ class Config:
     gps: GpsConfig = section(GpsConfig, "Where positions come from (source.kind 'devices').")
     schedule: ScheduleConfig = section(ScheduleConfig, "When each measurement runs (source.kind 'devices').")
     latency: LatencyConfig = section(LatencyConfig, "Latency measurements.")
+    throughput: ThroughputConfig = section(ThroughputConfig, "Throughput tests (within [budget]).")
     panel: PanelConfig = section(PanelConfig, "Status lights, push button and power-fail input (Raspberry Pi GPIO).")
     budget: BudgetConfig = section(BudgetConfig, "Mobile data: the limits measurements keep to, and where usage is counted.")
 

@@ -159,6 +159,8 @@ def _config(work: Path, link: LinkProxy, broker: LocalBroker, boat: SimulatedBoa
         backoff_max = "1s"
         keepalive = "5s"
         batch_size = 50
+        [budget]
+        ledger = "{work / 'usage.db'}"
         [source]
         kind = "devices"
         [modem]

@@ -262,3 +262,22 @@ def default_latency(config: Config) -> Measure:
     interface = lat.interface or None
     return lambda: measure_latency(target, method=method, count=lat.count, interface=interface)
 
+
+def default_throughput(config: Config) -> Measure | None:
+    """The throughput test of ``[throughput]``, kept to ``[budget]``; None when none is configured."""
+    t = config.throughput
+    if t.backend == "http" and not t.url:
+        return None
+
+    def measure() -> Part:
+        from agent.measure.throughput import ThroughputPlan, run_throughput
+        from agent.measure.usage import budget_from_config, open_ledger
+
+        plan = ThroughputPlan(backend=t.backend, target=t.url or None, cap_bytes=config.budget.throughput_cap,
+                              interface=config.latency.interface or None,
+                              count_interface=config.budget.interface or None)
+        # The ledger is opened per test: SQLite connections stay in the thread that made them.
+        with open_ledger(config) as ledger:
+            return run_throughput(plan, ledger, budget_from_config(config))
+
+    return measure

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 TICK_S = 0.2
 STATE_EVERY_S = 2.0
+USAGE_EVERY_S = 60.0
 STOP_WAIT_S = 5.0
 
 
@@ -72,10 +73,10 @@ class AgentService:
         if config.source.kind == "synthetic":
             self.source = build_synthetic(config, self.device, self.clock)
         else:
-            from agent.field import FieldProbes, default_latency
+            from agent.field import FieldProbes, default_latency, default_throughput
 
-            self.field = FieldProbes(config, self.device, self.clock,
-                                     latency=latency or default_latency(config), throughput=throughput)
+            self.field = FieldProbes(config, self.device, self.clock, latency=latency or default_latency(config),
+                                     throughput=throughput or default_throughput(config))
         self.uplink: MqttUplink | None = None
         if config.uplink.enabled:
             self.uplink = MqttUplink(
@@ -92,6 +93,7 @@ class AgentService:
                                            on_shutdown=lambda: self._halt("button"),
                                            on_power_fail=lambda: self._halt("power"))
         self._pending_parts: list[Event] = []
+        self._uplink_bytes_counted = 0
         self._parts_lock = threading.Lock()
 
     # -- what other parts ask ------------------------------------------------------------
@@ -169,6 +171,7 @@ class AgentService:
         self.watchdog.start()
         self.notifier.ready(f"taking readings, {self.buffer.pending_count()} waiting")
         next_state = 0.0
+        next_usage = time.monotonic() + USAGE_EVERY_S
         due = time.monotonic()
         try:
             while not stop.is_set():
@@ -189,6 +192,9 @@ class AgentService:
                 if now >= next_state:
                     self._show_state()
                     next_state = now + STATE_EVERY_S
+                if now >= next_usage:
+                    self._account_usage()
+                    next_usage = now + USAGE_EVERY_S
                 stop.wait(wait)
         finally:
             self._stop(drain_timeout if not self.shutdown_requested else max(drain_timeout, 30.0))
@@ -202,6 +208,7 @@ class AgentService:
             if drain_timeout > 0 and self.uplink.connected:
                 self.uplink.wait_until(lambda: self.buffer.pending_count() == 0, drain_timeout)
             self.uplink.stop()
+        self._account_usage()
         self.watchdog.stop()
         self._show_state(running=False)
         if self.panel is not None and not self.shutdown_requested:
@@ -219,6 +226,29 @@ class AgentService:
             subprocess.run(command, check=False, timeout=60)
         except (OSError, subprocess.TimeoutExpired) as exc:
             log.error("shutdown command failed: %s", exc)
+
+    # -- data usage ------------------------------------------------------------------------
+
+    def _account_usage(self) -> None:
+        """Add the uplink's bytes and the interface counters to the day's data usage."""
+        from datetime import datetime, timezone
+
+        from agent.measure.usage import InterfaceCounters, open_ledger
+
+        sent = self.uplink.stats.bytes_sent if self.uplink is not None else 0
+        new_bytes, self._uplink_bytes_counted = sent - self._uplink_bytes_counted, sent
+        sample = InterfaceCounters(self.config.budget.interface).read() if self.config.budget.interface else None
+        if not new_bytes and sample is None:
+            return
+        now = datetime.now(timezone.utc)
+        try:
+            with open_ledger(self.config) as ledger:
+                if new_bytes:
+                    ledger.record("uplink", new_bytes, now)
+                if sample is not None:
+                    ledger.record_counters(sample, now)
+        except Exception as exc:  # accounting must never stop the readings
+            log.warning("cannot record data usage in %s: %s", self.config.budget.ledger, exc)
 
     # -- state for the panel and for `blankspot status` -----------------------------------
 

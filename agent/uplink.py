@@ -51,6 +51,7 @@ class UplinkStats:
     readings_acked: int = 0
     batches_refused: int = 0
     batches_returned: int = 0
+    bytes_sent: int = 0  # MQTT PUBLISH packets of readings handed to the connection, for the data budget
     last_delivery: str | None = None
     last_error: str | None = None
 
@@ -309,13 +310,16 @@ class MqttUplink:
             batch = self.buffer.take(self.config.batch_size, MAX_MESSAGE_BYTES)
             if batch is None:
                 return
-            info = self._client.publish(self._readings_topic, encode_batch(self.device, batch.bodies), qos=1)
+            payload = encode_batch(self.device, batch.bodies)
+            info = self._client.publish(self._readings_topic, payload, qos=1)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self.buffer.nack(batch)
                 self._lost(f"publish failed ({mqtt.error_string(info.rc)})")
                 return
             self._inflight[info.mid] = (batch, time.monotonic())
             self.stats.batches_sent += 1
+            # Fixed header, topic, packet id, properties: a handful of bytes beside the payload.
+            self.stats.bytes_sent += len(payload) + len(self._readings_topic) + 8
 
     def _check_stale(self, now: float) -> None:
         limit = max(30.0, 2 * self.config.keepalive)

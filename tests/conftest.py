@@ -58,6 +58,7 @@ def write_config(path: Path, port: int, buffer: Path, overrides: dict[str, dict[
         "uplink": {"host": "127.0.0.1", "port": port, "backoff_min": "50ms", "backoff_max": "500ms",
                    "keepalive": "5s", "connect_timeout": "3s"},
         "source": {"kind": "synthetic", "interval": "20ms"},
+        "budget": {"ledger": str(buffer.with_name("usage.db"))},
     }
     for name, values in (overrides or {}).items():
         sections.setdefault(name, {}).update(values)

@@ -258,3 +258,21 @@ def test_sigterm_stops_cleanly_keeping_every_reading(tmp_path: Path, broker) -> 
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         stored = db.execute("SELECT count(*) FROM readings").fetchone()[0]
     assert state["running"] is False and stored == state["readings_this_run"] >= 5
+
+
+def test_fixed_probe_skips_a_throughput_test_the_budget_cannot_afford(tmp_path: Path, broker) -> None:
+    """A kantor desa probe whose day's quota is spent: the test is not run, an event says why."""
+    with SimulatedBoat(TOWN, SCENARIO, 0.0, time_scale=1, rate_hz=2, workdir=tmp_path / "dev") as boat:
+        path = field_config(tmp_path, broker.port, boat, schedule={
+            "mode": "fixed", "quiet_after_start": "0s", "throughput_interval": "1h", "signal_interval": "1s"},
+            throughput={"url": "http://127.0.0.1:9/"}, budget={"daily": "1MB", "uplink_reserve": "0B"})
+        service = AgentService(load_config(path))
+        stop, thread = run_in_thread(service)
+        try:
+            assert wait_until(lambda: _events(service, "budget_skip"), 20)
+        finally:
+            stop.set()
+            thread.join(30)
+    skip = _events(service, "budget_skip")[0]
+    assert skip["event"]["data"]["limit"] == 1_000_000
+    assert not _events(service, "probe_failed")

@@ -417,11 +417,6 @@ def test_cli_measure_needs_latency_or_throughput(capsys) -> None:
     capsys.readouterr()
 
 
-def test_cli_throughput_is_not_available_yet(capsys) -> None:
-    assert main(["measure", "throughput", "--json"]) == 1
-    assert capsys.readouterr().err == "blankspot: measure throughput: not available in this version\n"
-
-
 def test_json_form_round_trips_through_the_reading_part() -> None:
     reading = summarize("10.0.0.1", "icmp", 4, [10.0, None, 11.5, 12.25])
     body = part_dict(reading)

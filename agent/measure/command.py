@@ -10,10 +10,11 @@ import argparse
 import json
 import sys
 
-from agent.exit_status import RuntimeFailure, UsageError
+from agent.exit_status import UsageError
 from agent.measure.latency import ICMP_SOCKETS, measure_latency
 from agent.measure.target import Target, TargetError, parse_target
-from agent.reading import Latency, Throughput, part_dict
+from agent.measure.throughput import add_throughput_arguments, run_throughput_command
+from agent.reading import Event, Latency, Throughput, part_dict
 
 MAX_COUNT = 10_000
 
@@ -50,10 +51,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     thr = kinds.add_parser(
         "throughput", help="download and upload rate",
         description="Measure download and upload rate once and print the throughput part of a reading. "
-                    "Example: blankspot measure throughput --json")
+                    "--target is the speed server (blankspot speed-server): http://HOST:PORT/ or HOST[:PORT], "
+                    "port 8080 if not given; without it, the broker host of the config file. A test that "
+                    "could break the config's data budget is skipped and a budget_skip event is printed "
+                    "instead. Example: blankspot measure throughput --target 10.0.0.1:8080 --interface wwan0 --json")
     _common_arguments(thr)
     add_throughput_arguments(thr)
     thr.set_defaults(func=cmd_throughput)
+
+    from agent.measure.speed_server import add_speed_server_command
+
+    add_speed_server_command(sub)
 
 
 def _common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -115,17 +123,13 @@ def cmd_latency(args: argparse.Namespace) -> int:
 
 # -- throughput ------------------------------------------------------------------------------
 
-def add_throughput_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``measure throughput`` beyond --target, --interface, --json, --config."""
-
-
-def measure_throughput_part(args: argparse.Namespace) -> Throughput:
-    """One throughput reading for the parsed arguments."""
-    raise RuntimeFailure("measure throughput: not available in this version")
-
-
 def cmd_throughput(args: argparse.Namespace) -> int:
     _logging(args)
-    _print_part(measure_throughput_part(args), args.json)
+    part = run_throughput_command(args)
+    if isinstance(part, Event):  # skipped: the data budget did not allow it
+        print(json.dumps(part_dict(part)) if args.json else part.message)
+        print(f"blankspot measure: {part.message}", file=sys.stderr)
+        return 0
+    _print_part(part, args.json)
     return 0
 

@@ -1,0 +1,324 @@
+"""Throughput tests: when a rate estimate is stable, which backend runs, and the common run.
+
+Two backends measure the download and upload rate of the unit's link:
+
+- ``http`` (:mod:`agent.measure.http_speed`) against the operator's own speed server
+  (:mod:`agent.measure.speed_server`).  It stops each direction as soon as its rate estimate
+  is stable (:class:`RateMeter`) and never asks for more than a byte cap.
+- ``speedtest`` (:mod:`agent.measure.speedtest_backend`): speedtest-cli used as a library,
+  against Ookla's servers or a private "Speedtest Mini" server.  It always runs its full
+  10 seconds per direction, whatever that costs.
+
+Rates are payload goodput in megabits per second (10^6 bit/s): the application bytes moved,
+as every speed test reports them, not the line rate with TCP/IP headers.
+
+:func:`run_throughput` is what ``blankspot measure throughput`` and the agent call: it asks
+the data budget first (:mod:`agent.measure.usage`), reads the interface counters around the
+test and records what the test cost in the usage ledger.  Failures of the link or the server
+never raise: they come back as a :class:`~agent.reading.Throughput` whose ``error`` says why.
+"""
+from __future__ import annotations
+
+import argparse
+import bisect
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Callable
+from urllib.parse import urlsplit
+
+from agent.reading import Event, Throughput
+
+if TYPE_CHECKING:
+    from agent.measure.usage import Budget, CounterSample, InterfaceCounters, UsageLedger
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("http", "speedtest")
+DEFAULT_CAP_BYTES = 10_000_000
+
+
+def mbps(byte_count: float, seconds: float) -> float:
+    """Megabits per second (10^6 bit/s) for ``byte_count`` bytes in ``seconds``."""
+    return byte_count * 8 / seconds / 1e6
+
+
+@dataclass(frozen=True)
+class Stability:
+    """When a rate estimate is stable enough to stop.
+
+    The rate over a sliding window of ``window_s`` is evaluated every ``step_s``; the estimate
+    is stable once ``count`` successive evaluations agree within ``tolerance`` (the highest is
+    at most ``1 + tolerance`` times the lowest) and at least ``min_s`` has passed since the
+    first byte.  The window has to slide past TCP's slow start and past the burst a token
+    bucket lets through at the start before the evaluations can agree, so neither inflates
+    the figure.  ``max_s`` ends a test whose rate never settles (a moving boat).
+    """
+
+    window_s: float = 0.5
+    step_s: float = 0.1
+    count: int = 4
+    tolerance: float = 0.03
+    min_s: float = 1.0
+    max_s: float = 12.0
+
+    def __post_init__(self) -> None:
+        if not (self.window_s > 0 and self.step_s > 0 and self.count >= 2 and self.tolerance > 0):
+            raise ValueError(f"impossible stability rule: {self}")
+
+    @property
+    def span_s(self) -> float:
+        """The stretch of time the stable evaluations cover together."""
+        return self.window_s + (self.count - 1) * self.step_s
+
+
+class RateMeter:
+    """Running rate estimate from ``(time, bytes so far)`` samples; pure, time is given.
+
+    Byte counts between samples are taken to have arrived evenly.
+    """
+
+    def __init__(self, stability: Stability = Stability()) -> None:
+        self.rule = stability
+        self._times: list[float] = []
+        self._totals: list[float] = []
+        self._rates: list[float] = []  # window rates in bytes/s, one per evaluation
+        self._next_eval: float | None = None
+
+    def add(self, when: float, total_bytes: float) -> None:
+        if self._times and when < self._times[-1]:
+            raise ValueError("samples must come in time order")
+        if self._times and total_bytes < self._totals[-1]:
+            raise ValueError("a byte count cannot go down")
+        if self._times and when == self._times[-1]:
+            self._totals[-1] = total_bytes
+        else:
+            self._times.append(when)
+            self._totals.append(total_bytes)
+        rule = self.rule
+        if self.elapsed < rule.window_s:
+            return
+        if self._next_eval is None:
+            self._next_eval = when
+        if when >= self._next_eval:
+            self._rates.append((total_bytes - self._total_at(when - rule.window_s)) / rule.window_s)
+            while self._next_eval <= when:
+                self._next_eval += rule.step_s
+
+    def _total_at(self, moment: float) -> float:
+        times, totals = self._times, self._totals
+        if moment <= times[0]:
+            return totals[0]
+        i = bisect.bisect_right(times, moment)
+        if i >= len(times):
+            return totals[-1]
+        t0, t1 = times[i - 1], times[i]
+        b0, b1 = totals[i - 1], totals[i]
+        return b0 + (b1 - b0) * (moment - t0) / (t1 - t0)
+
+    def __repr__(self) -> str:
+        rates = " ".join(f"{r * 8 / 1e6:.3f}" for r in self._rates)
+        return f"<RateMeter {self.elapsed:.2f} s, {self._totals[-1] if self._totals else 0:.0f} bytes, window rates (Mbit/s): {rates}>"
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds from the first sample to the last."""
+        return self._times[-1] - self._times[0] if self._times else 0.0
+
+    @property
+    def stable(self) -> bool:
+        rule = self.rule
+        if self.elapsed < rule.min_s or len(self._rates) < rule.count:
+            return False
+        recent = self._rates[-rule.count:]
+        low, high = min(recent), max(recent)
+        return low > 0 and high <= low * (1 + rule.tolerance)
+
+    def rate(self) -> float | None:
+        """Bytes per second: over the stable span once stable, else over the last window
+        (all there is, if shorter); ``None`` before two samples."""
+        if len(self._times) < 2 or self.elapsed <= 0:
+            return None
+        span = self.rule.span_s if self.stable else self.rule.window_s
+        span = min(span, self.elapsed)
+        end = self._times[-1]
+        return (self._totals[-1] - self._total_at(end - span)) / span
+
+
+# -- the common run: budget, counters, ledger -------------------------------------------------
+
+@dataclass(frozen=True)
+class ThroughputPlan:
+    """One throughput test to run: which backend, where, and how many bytes it may cost."""
+
+    backend: str = "http"
+    target: str | None = None  # the speed server's URL; speedtest: None means Ookla's servers
+    cap_bytes: int = DEFAULT_CAP_BYTES
+    interface: str | None = None  # http: send over this interface only
+    count_interface: str | None = None  # read this interface's counters around the test
+    stability: Stability = field(default_factory=Stability)
+    speedtest_seconds: float = 10.0  # speedtest backend: length of each direction (Ookla's is 10)
+    speedtest_as_shipped: bool = False  # without the corrections of agent.measure.speedtest_backend
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend: expected one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.backend == "http" and not self.target:
+            raise ValueError("the http backend needs the speed server's URL")
+        if self.cap_bytes <= 0:
+            raise ValueError("cap_bytes must be positive")
+
+
+def run_backend(plan: ThroughputPlan) -> Throughput:
+    """Run the plan's backend once; never raises for a failure of the link or the server."""
+    if plan.backend == "http":
+        from agent.measure.http_speed import HttpSpeedTest
+
+        return HttpSpeedTest(plan.target or "", cap_bytes=plan.cap_bytes, stability=plan.stability,
+                             interface=plan.interface).run()
+    from agent.measure.speedtest_backend import run_speedtest
+
+    return run_speedtest(plan.target, seconds=plan.speedtest_seconds, as_shipped=plan.speedtest_as_shipped)
+
+
+def run_throughput(
+    plan: ThroughputPlan,
+    ledger: "UsageLedger | None" = None,
+    budget: "Budget | None" = None,
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+) -> Throughput | Event:
+    """Ask the budget, run the test, count its bytes and record them in the ledger.
+
+    Returns the throughput part, or a ``budget_skip`` event part when the test could break
+    the daily or monthly limit (nothing is sent then).  ``bytes_used`` is the difference of
+    ``plan.count_interface``'s counters when it is given and they are readable before and
+    after (read once the interface has gone quiet, at most 3 s after the test: bytes still
+    in flight when the test stopped count), else the backend's own count.  The counters see
+    everything on the interface: TCP/IP headers, and any other traffic of the unit meanwhile.
+    """
+    from agent.measure.usage import InterfaceCounters, budget_decision, expected_bytes, skip_event
+
+    if budget is not None and ledger is not None and not budget.unlimited:
+        decision = budget_decision(budget, ledger.totals(now()), expected_bytes(plan.backend, plan.cap_bytes, ledger))
+        if not decision.allowed:
+            log.info("throughput test skipped: %s", decision.reason)
+            return skip_event(decision, what=f"{plan.backend} throughput test")
+    counters = InterfaceCounters(plan.count_interface) if plan.count_interface else None
+    before = counters.read() if counters else None
+    result = run_backend(plan)
+    after = _quiet_sample(counters) if counters and before else None
+    if before is not None and after is not None:
+        wire = after.bytes_since(before)
+        log.info("throughput test: %s bytes by the backend's count, %s on %s's counters",
+                 result.bytes_used, wire, plan.count_interface)
+        result = replace(result, bytes_used=wire)
+    if ledger is not None and result.bytes_used:
+        ledger.record(f"throughput/{plan.backend}", result.bytes_used, now())
+    return result
+
+
+def _quiet_sample(counters: "InterfaceCounters", quiet_bytes: int = 3000, step_s: float = 0.3,
+                  max_s: float = 3.0) -> "CounterSample | None":
+    """The counters once less than ``quiet_bytes`` moved in ``step_s`` (or after ``max_s``)."""
+    deadline = time.monotonic() + max_s
+    sample = counters.read()
+    while sample is not None and time.monotonic() < deadline:
+        time.sleep(step_s)
+        later = counters.read()
+        if later is None:
+            return sample
+        if later.bytes_since(sample) < quiet_bytes:
+            return later
+        sample = later
+    return sample
+
+
+# -- blankspot measure throughput ----------------------------------------------------------------
+
+SPEED_SERVER_PORT = 8080
+
+
+def add_throughput_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``blankspot measure throughput`` beyond --target, --interface, --json, --config."""
+    parser.add_argument("--backend", choices=BACKENDS, default="http",
+                        help="http: the operator's speed server (default); speedtest: speedtest-cli, "
+                             "against --target as a Speedtest Mini server, or Ookla's servers without it")
+    parser.add_argument("--cap", metavar="SIZE",
+                        help='http: most bytes the test may use, e.g. "4MB" (default budget.throughput_cap, 10MB)')
+    parser.add_argument("--seconds", type=float, default=10.0,
+                        help="speedtest with --target: seconds per direction (default 10, as speedtest.net)")
+    parser.add_argument("--ignore-budget", action="store_true",
+                        help="run even if the test could break the data budget (its bytes are still counted)")
+
+
+def server_url(target: str, default_port: int = SPEED_SERVER_PORT) -> str:
+    """``http://HOST:PORT/`` for a target given as a URL or as ``HOST[:PORT]``."""
+    if "://" in target:
+        parts = urlsplit(target)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"expected an http:// URL or HOST[:PORT], got {target!r}")
+        return target if parts.path else target + "/"
+    parts = urlsplit(f"http://{target}")
+    try:
+        port = parts.port or default_port
+    except ValueError:
+        raise ValueError(f"bad port in {target!r}") from None
+    if not parts.hostname or parts.path or parts.query:
+        raise ValueError(f"expected an http:// URL or HOST[:PORT], got {target!r}")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"http://{host}:{port}/"
+
+
+def run_throughput_command(args: argparse.Namespace) -> Throughput | Event:
+    """``blankspot measure throughput``: the throughput part, or the ``budget_skip`` event part.
+
+    With a config file (``--config``, or ``/etc/blankspot/agent.toml`` if it exists) the test
+    keeps to ``[budget]``, counts ``budget.interface`` and records its bytes in the ledger.
+    """
+    from agent.config import DEFAULT_PATH, load_config
+    from agent.exit_status import RuntimeFailure, UsageError
+    from agent.measure.usage import budget_from_config, open_ledger
+    from agent.units import parse_size
+
+    where = "blankspot measure throughput"
+    config = load_config(args.config) if args.config else (load_config(DEFAULT_PATH) if DEFAULT_PATH.exists() else None)
+    try:
+        cap = parse_size(args.cap) if args.cap else (config.budget.throughput_cap if config else DEFAULT_CAP_BYTES)
+    except ValueError as exc:
+        raise UsageError(f"{where}: --cap: {exc}") from None
+    if cap < 100_000:
+        raise UsageError(f"{where}: --cap must be at least 100KB, got {args.cap}")
+    if not 1 <= args.seconds <= 60:
+        raise UsageError(f"{where}: --seconds must be 1 to 60, got {args.seconds:g}")
+    target = args.target
+    if target is None and args.backend == "http":
+        if config is None:
+            raise UsageError(f"{where}: give --target URL (the speed server, blankspot speed-server), "
+                             f"or a config file whose uplink.host runs it")
+        target = config.uplink.host
+    try:
+        url = server_url(target) if target else None
+    except ValueError as exc:
+        raise UsageError(f"{where}: --target: {exc}") from None
+    plan = ThroughputPlan(
+        backend=args.backend, target=url, cap_bytes=cap, interface=args.interface,
+        count_interface=args.interface or (config.budget.interface if config else None) or None,
+        speedtest_seconds=args.seconds,
+    )
+    ledger = None
+    if config is not None:
+        try:
+            ledger = open_ledger(config)
+        except (OSError, sqlite3.Error) as exc:
+            if not args.ignore_budget:
+                raise RuntimeFailure(f"cannot open the usage ledger {config.budget.ledger}: {exc} "
+                                     f"(run as the agent's user, or give --ignore-budget)") from None
+            log.warning("cannot open the usage ledger %s: %s; this test is not counted", config.budget.ledger, exc)
+    try:
+        budget = None if config is None or args.ignore_budget else budget_from_config(config)
+        return run_throughput(plan, ledger, budget)
+    finally:
+        if ledger is not None:
+            ledger.close()
