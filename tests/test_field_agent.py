@@ -276,3 +276,25 @@ def test_fixed_probe_skips_a_throughput_test_the_budget_cannot_afford(tmp_path: 
     skip = _events(service, "budget_skip")[0]
     assert skip["event"]["data"]["limit"] == 1_000_000
     assert not _events(service, "probe_failed")
+
+
+def test_power_failing_flushes_and_powers_off(tmp_path: Path, broker, sink) -> None:
+    """The vehicle's ignition goes off: after power_fail_delay the agent pushes its backlog,
+    stops cleanly and runs the shutdown command."""
+    from gpiozero.pins.mock import MockFactory
+
+    factory = MockFactory()
+    marker = tmp_path / "powered-off"
+    path = write_config(tmp_path / "agent.toml", broker.port, tmp_path / "buffer.db", {
+        "panel": {"enabled": True, "power_pin": 21, "power_fail_delay": "1s", "shutdown_command": f"touch {marker}"}},
+        device="unit-p")
+    service = AgentService(load_config(path), pin_factory=factory)
+    stop, thread = run_in_thread(service)
+    assert wait_until(lambda: service.taken >= 20, 10)
+    factory.pin(21).drive_low()  # external power gone
+    thread.join(40)
+    assert not thread.is_alive() and stop.is_set(), "the agent stopped by itself"
+    assert marker.exists(), "and ran the shutdown command"
+    with sqlite3.connect(tmp_path / "buffer.db") as db:
+        taken, waiting = db.execute("SELECT max(seq), sum(delivered_at IS NULL) FROM readings").fetchone()
+    assert waiting == 0 and sink.wait_for_seqs("unit-p", set(range(1, taken + 1)), 10), "nothing left behind"
