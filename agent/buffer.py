@@ -82,6 +82,7 @@ class BufferStats:
     delivered_total: int
     used_bytes: int
     max_bytes: int
+    last_delivered_at: str | None = None  # when the broker last acknowledged a reading still kept
 
 
 class ReadingBuffer:
@@ -467,7 +468,8 @@ class ReadingBuffer:
             pending, oldest = self.conn.execute(
                 "SELECT count(*), min(time) FROM readings WHERE delivered_at IS NULL"
             ).fetchone()
-            kept = self.conn.execute("SELECT count(*) FROM readings WHERE delivered_at IS NOT NULL").fetchone()[0]
+            kept, last_delivered = self.conn.execute(
+                "SELECT count(*), max(delivered_at) FROM readings WHERE delivered_at IS NOT NULL").fetchone()
             return BufferStats(
                 pending=pending,
                 delivered_kept=kept,
@@ -477,6 +479,7 @@ class ReadingBuffer:
                 delivered_total=self._meta("delivered_total"),
                 used_bytes=self.used_bytes(),
                 max_bytes=self.max_bytes,
+                last_delivered_at=_delivered_time(last_delivered),
             )
 
     def close(self) -> None:
@@ -523,7 +526,8 @@ def read_stats(path: Path | str) -> BufferStats:
         raise BufferError(f"cannot open the buffer {path}: {exc}") from None
     try:
         pending, oldest = conn.execute("SELECT count(*), min(time) FROM readings WHERE delivered_at IS NULL").fetchone()
-        kept = conn.execute("SELECT count(*) FROM readings WHERE delivered_at IS NOT NULL").fetchone()[0]
+        kept, last_delivered = conn.execute(
+            "SELECT count(*), max(delivered_at) FROM readings WHERE delivered_at IS NOT NULL").fetchone()
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         free = conn.execute("PRAGMA freelist_count").fetchone()[0]
@@ -536,4 +540,9 @@ def read_stats(path: Path | str) -> BufferStats:
         pending=pending, delivered_kept=kept, oldest_pending_time=oldest,
         last_seq=int(meta.get("next_seq", 1)) - 1, dropped_total=int(meta.get("dropped_total", 0)),
         delivered_total=int(meta.get("delivered_total", 0)), used_bytes=(pages - free) * size, max_bytes=0,
+        last_delivered_at=_delivered_time(last_delivered),
     )
+
+
+def _delivered_time(epoch: float | None) -> str | None:
+    return None if epoch is None else format_time(datetime.fromtimestamp(epoch, timezone.utc))

@@ -26,7 +26,7 @@ class SimulatedBoat:
     def __init__(self, route: Route, scenario: CoverageScenario, speed_kmh: float, *, time_scale: float = 1.0,
                  rate_hz: float = 1.0, model: str = "quectel-ec25", gps_style: str = "ublox",
                  no_sky: Sequence[tuple[float, float]] = (), start_time: dt.datetime | None = None,
-                 workdir: str | Path | None = None, modem_time_scale: float = 0.05) -> None:
+                 workdir: str | Path | None = None, modem_time_scale: float = 0.05, sim: str = "ready") -> None:
         self.route = route
         self.scenario = scenario
         self.time_scale = time_scale
@@ -36,7 +36,7 @@ class SimulatedBoat:
                                 start_time=self.start_time, time_scale=time_scale, workdir=workdir)
         try:
             self.modem = SimulatedModem.for_profile(model, radio=self.radio, workdir=self.gps.workdir,
-                                                    time_scale=modem_time_scale)
+                                                    time_scale=modem_time_scale, sim=sim)
         except Exception:
             self.gps.close()
             raise
