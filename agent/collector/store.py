@@ -27,6 +27,7 @@ import abc
 import json
 import math
 import re
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -237,12 +238,26 @@ class Store(abc.ABC):
         """Every unit heard of: ``device, state, last_seen, status`` (the status payload)."""
 
     @abc.abstractmethod
+    def _reading(self) -> AbstractContextManager[Any]:
+        """A connection to query (SQL the same on both databases), errors as StoreError."""
+
     def counters(self) -> dict[str, dict[str, int]]:
         """Counters per collector name (``""`` for direct API use)."""
+        result: dict[str, dict[str, int]] = {}
+        with self._reading() as conn:
+            for collector, name, value in conn.execute("SELECT collector, name, value FROM counters ORDER BY 1, 2"):
+                result.setdefault(collector, {})[name] = value
+        return result
 
-    @abc.abstractmethod
     def _table_counts(self) -> dict[str, int]:
         """``readings``, ``devices``, ``quarantined``, ``units``, ``units_online``."""
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT (SELECT count(*) FROM readings), (SELECT count(DISTINCT device) FROM readings),"
+                " (SELECT count(*) FROM quarantine), (SELECT count(*) FROM units),"
+                " (SELECT count(*) FROM units WHERE state = 'online')"
+            ).fetchone()
+        return dict(zip(("readings", "devices", "quarantined", "units", "units_online"), row))
 
     @abc.abstractmethod
     def schema_version(self) -> int: ...

@@ -219,22 +219,6 @@ class PostgresStore(Store):
             rows = conn.execute("SELECT device, state, last_seen, status FROM units ORDER BY device").fetchall()
         return [{"device": r[0], "state": r[1], "last_seen": r[2].astimezone(timezone.utc), "status": r[3]} for r in rows]
 
-    def counters(self) -> dict[str, dict[str, int]]:
-        result: dict[str, dict[str, int]] = {}
-        with self._reading() as conn:
-            for collector, name, value in conn.execute("SELECT collector, name, value FROM counters ORDER BY 1, 2"):
-                result.setdefault(collector, {})[name] = value
-        return result
-
-    def _table_counts(self) -> dict[str, int]:
-        with self._reading() as conn:
-            row = conn.execute(
-                "SELECT (SELECT count(*) FROM readings), (SELECT count(DISTINCT device) FROM readings),"
-                " (SELECT count(*) FROM quarantine), (SELECT count(*) FROM units),"
-                " (SELECT count(*) FROM units WHERE state = 'online')"
-            ).fetchone()
-        return dict(zip(("readings", "devices", "quarantined", "units", "units_online"), row))
-
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()

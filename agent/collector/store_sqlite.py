@@ -176,21 +176,5 @@ class SqliteStore(Store):
             rows = db.execute("SELECT device, state, last_seen, status FROM units ORDER BY device").fetchall()
         return [{"device": r[0], "state": r[1], "last_seen": parse_time(r[2]), "status": json.loads(r[3])} for r in rows]
 
-    def counters(self) -> dict[str, dict[str, int]]:
-        result: dict[str, dict[str, int]] = {}
-        with self._reading() as db:
-            for collector, name, value in db.execute("SELECT collector, name, value FROM counters ORDER BY 1, 2"):
-                result.setdefault(collector, {})[name] = value
-        return result
-
-    def _table_counts(self) -> dict[str, int]:
-        with self._reading() as db:
-            row = db.execute(
-                "SELECT (SELECT count(*) FROM readings), (SELECT count(DISTINCT device) FROM readings),"
-                " (SELECT count(*) FROM quarantine), (SELECT count(*) FROM units),"
-                " (SELECT count(*) FROM units WHERE state = 'online')"
-            ).fetchone()
-        return dict(zip(("readings", "devices", "quarantined", "units", "units_online"), row))
-
     def close(self) -> None:
         self._db.close()

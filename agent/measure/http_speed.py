@@ -22,7 +22,6 @@ counters (``--interface``) see them.
 """
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import select
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from agent import __version__
+from agent.measure.interface import bind_to_interface
 from agent.measure.throughput import RateMeter, Stability, mbps
 from agent.reading import Throughput
 
@@ -125,14 +125,9 @@ def _connect(host: str, port: int, timeout: float, interface: str | None) -> soc
 
 
 def _bind_to(sock: socket.socket, interface: str) -> None:
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
-    except OSError as exc:
-        if exc.errno == errno.ENODEV:
-            raise SpeedTestError(f"interface {interface} not found") from None
-        if exc.errno == errno.EPERM:
-            raise SpeedTestError(f"binding to interface {interface} needs CAP_NET_RAW on this kernel") from None
-        raise SpeedTestError(f"cannot bind to interface {interface}: {exc.strerror}") from None
+    failure = bind_to_interface(sock, interface)
+    if failure is not None:
+        raise SpeedTestError(failure)
 
 
 def body_budget(cap_bytes: int) -> int:

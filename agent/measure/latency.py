@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from agent.measure.icmp_packet import ECHO_REPLY, ERROR_TYPES, IcmpParseError, build_echo_request, parse_icmp
+from agent.measure.interface import bind_to_interface
 from agent.measure.rtt_stats import summarize
 from agent.measure.target import Target, parse_target
 from agent.reading import Latency
@@ -96,14 +97,9 @@ def resolve(host: str, family: int, port: int | None = None) -> tuple[int, tuple
 
 def _bind(sock: socket.socket, interface: str | None, source: str | None) -> None:
     if interface:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
-        except OSError as exc:
-            if exc.errno == errno.ENODEV:
-                raise ProbeError(f"interface {interface} not found") from None
-            if exc.errno == errno.EPERM:
-                raise ProbeError(f"binding to interface {interface} needs CAP_NET_RAW on this kernel") from None
-            raise ProbeError(f"cannot bind to interface {interface}: {exc.strerror}") from None
+        failure = bind_to_interface(sock, interface)
+        if failure is not None:
+            raise ProbeError(failure)
     if source:
         try:
             sock.bind((source, 0))

@@ -34,7 +34,7 @@ from typing import Any, Callable
 from agent.clock import boottime
 
 from .fix import NO_FIX, Fix, FixMode
-from .reader import GpsError, GpsPortGone
+from .reader import GpsError, GpsPortGone, fixes_from
 
 log = logging.getLogger(__name__)
 
@@ -206,16 +206,7 @@ class GpsdReader:
         return self._ready.popleft()
 
     def fixes(self, count: int | None = None, seconds: float | None = None) -> Iterator[Fix]:
-        deadline = None if seconds is None else boottime() + seconds
-        produced = 0
-        while count is None or produced < count:
-            wait = 1.0 if deadline is None else deadline - boottime()
-            if wait <= 0:
-                return
-            fix = self.read_fix(wait)
-            if fix is not None:
-                produced += 1
-                yield fix
+        return fixes_from(self.read_fix, count, seconds)
 
     def current(self) -> Fix:
         if self._last is None or boottime() - self._last_at > self.max_age_s:

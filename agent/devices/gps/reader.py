@@ -84,6 +84,20 @@ class GpsStats:
     bytes_since_valid: int = 0    # bytes since the last checksum-valid sentence (or since opening)
 
 
+def fixes_from(read_fix: Callable[[float], Fix | None], count: int | None, seconds: float | None) -> Iterator[Fix]:
+    """Fixes from ``read_fix(timeout)`` until ``count`` are yielded or ``seconds`` have passed."""
+    deadline = None if seconds is None else boottime() + seconds
+    produced = 0
+    while count is None or produced < count:
+        wait = 1.0 if deadline is None else deadline - boottime()
+        if wait <= 0:
+            return
+        fix = read_fix(wait)
+        if fix is not None:
+            produced += 1
+            yield fix
+
+
 def _checksum_ok(candidate: bytes) -> bool | None:
     """True/False for a candidate ``$...*hh`` whose checksum matches or not; None without a usable one."""
     star = candidate.rfind(b"*")
@@ -176,16 +190,7 @@ class GpsReader:
     def fixes(self, count: int | None = None, seconds: float | None = None) -> Iterator[Fix]:
         """Fixes as they complete, until ``count`` have been yielded or ``seconds`` have passed
         (either, both or neither: without both it runs until the port vanishes)."""
-        deadline = None if seconds is None else boottime() + seconds
-        produced = 0
-        while count is None or produced < count:
-            wait = 1.0 if deadline is None else deadline - boottime()
-            if wait <= 0:
-                return
-            fix = self.read_fix(wait)
-            if fix is not None:
-                produced += 1
-                yield fix
+        return fixes_from(self.read_fix, count, seconds)
 
     def current(self) -> Fix:
         """The latest completed fix, or a ``"none"`` fix when there is none younger than ``max_age_s``."""
