@@ -66,6 +66,7 @@ class FieldModem:
         self.config = config
         self.modem: Modem | None = None
         self._recoveries_reported = 0
+        self._failing = False
 
     def _port(self) -> str:
         if self.config.modem.port:
@@ -102,10 +103,21 @@ class FieldModem:
         try:
             modem = self.connected()
         except ModemError as exc:
-            return error_signal(str(exc))
+            return self._reported(error_signal(str(exc)))
         signal = modem.signal()
         if any(r.action == "reset" and r.ok for r in modem.recoveries[self._recoveries_reported:]):
             self._enable_gnss()
+        return self._reported(signal)
+
+    def _reported(self, signal: Signal) -> Signal:
+        # One log line when the modem stops answering and one when it is back, not one per reading.
+        failing = signal.error is not None
+        if failing and not self._failing:
+            log.warning("modem: %s; signal readings carry this error (never counted as a blank spot) "
+                        "until it answers again", signal.error)
+        elif self._failing and not failing:
+            log.info("modem answers again")
+        self._failing = failing
         return signal
 
     def new_recoveries(self) -> list[Event]:
