@@ -110,7 +110,8 @@ def analyze(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 # -- the units -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["blankspot-agent.service", "blankspot-collector.service"])
+@pytest.mark.parametrize("name", ["blankspot-agent.service", "blankspot-collector.service",
+                                  "blankspot-speed-server.service"])
 def test_units_verify_without_a_single_warning(systemd_root: Path, name: str) -> None:
     shutil.copy(UNITS / name, systemd_root / "etc/systemd/system" / name)
     done = analyze(systemd_root, "verify", "--man=no", f"/etc/systemd/system/{name}")
@@ -127,7 +128,8 @@ def test_verify_does_catch_mistakes(systemd_root: Path) -> None:
     assert "Unknown key 'WatchdogSecs'" in complaints and "Failed to parse sec value" in complaints, complaints
 
 
-@pytest.mark.parametrize("name, threshold", [("blankspot-agent.service", 3.0), ("blankspot-collector.service", 2.0)])
+@pytest.mark.parametrize("name, threshold", [("blankspot-agent.service", 3.0), ("blankspot-collector.service", 2.0),
+                                             ("blankspot-speed-server.service", 2.0)])
 def test_units_are_hardened(systemd_root: Path, name: str, threshold: float) -> None:
     """systemd's own exposure score (0 = locked down, 10 = exposed); the agent needs
     serial ports, GPIO and raw ICMP sockets, the collector only the network."""
