@@ -326,3 +326,21 @@ def test_documented_thresholds_are_the_defaults():
     assert f"no service in at least {th.blank_share:.0%} of the readings |" in doc
     assert f"no service in at least {th.weak_share:.0%} of the readings, or the median quality class is `poor`" in doc
     assert "| **8** (default) |" in doc
+
+
+def test_unsynced_times_do_not_date_a_cell_that_has_trusted_ones() -> None:
+    """A unit that never learnt the date stamps 1970 (marked unsynced): the cell's first and
+    last seen come from the readings whose time is trusted."""
+    from dataclasses import replace as _replace
+    from datetime import datetime, timezone
+
+    from agent.reading import Position
+
+    good = Signal(registration="home", operator="TELKOMSEL", mcc=510, mnc=10, rat="LTE", rsrp_dbm=-90.0, quality="good")
+    base = Reading("unit-1", datetime(2026, 11, 24, 3, 0, tzinfo=timezone.utc), "gps", good,
+                   Position(-0.5, 117.1), seq=1)
+    readings = [_replace(base, seq=n, time=base.time.replace(minute=n)) for n in range(1, 6)]
+    readings.append(_replace(base, seq=6, time=datetime(1970, 1, 1, tzinfo=timezone.utc), time_source="unsynced"))
+    cells = aggregate(readings).cells
+    assert len(cells) == 1
+    assert cells[0].first_seen.year == 2026 and cells[0].last_seen.minute == 5

@@ -288,13 +288,21 @@ class _Bucket:
     devices: set[str] = field(default_factory=set)
     first: datetime | None = None
     last: datetime | None = None
+    dated: bool = False  # first/last come from trusted times
 
     def seen(self, reading: Reading) -> None:
         self.devices.add(reading.device)
-        if self.first is None or reading.time < self.first:
-            self.first = reading.time
-        if self.last is None or reading.time > self.last:
-            self.last = reading.time
+        # An unsynced time (a unit that never learnt the date) may say 1970: it dates the
+        # cell only while no reading with a trusted time has.
+        trusted = reading.time_source != "unsynced"
+        if trusted and not self.dated:
+            self.first = self.last = None
+            self.dated = True
+        if trusted or not self.dated:
+            if self.first is None or reading.time < self.first:
+                self.first = reading.time
+            if self.last is None or reading.time > self.last:
+                self.last = reading.time
 
     def add_signal(self, s: Signal) -> None:
         if s.error is not None:
