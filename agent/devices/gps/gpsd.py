@@ -34,7 +34,7 @@ from typing import Any, Callable
 from agent.clock import boottime
 
 from .fix import NO_FIX, Fix, FixMode
-from .reader import GpsError, GpsPortGone, fixes_from
+from .reader import GpsError, GpsPortGone, fixes_from, pass_raw
 
 log = logging.getLogger(__name__)
 
@@ -239,11 +239,7 @@ class GpsdReader:
                 self._line(line, now)
 
     def _line(self, line: bytes, now: float) -> None:
-        if self.raw is not None:
-            try:
-                self.raw(line.decode("utf-8", errors="backslashreplace"))
-            except Exception:  # a listener's bug must not stop the fixes
-                log.exception("raw line handler failed")
+        pass_raw(self.raw, line.decode("utf-8", errors="backslashreplace"))
         try:
             report = parse_report(line)
         except GpsdProtocolError as exc:

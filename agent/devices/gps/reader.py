@@ -26,7 +26,6 @@ commands of its profile, over an ``AtChannel``.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Callable
 import serial
 
 from agent.clock import boottime
+from agent.devices.serial_port import close_quietly, port_failure
 
 from .fix import Fix, FixState
 from .nmea import TALKERS, NmeaError, parse_sentence
@@ -82,6 +82,16 @@ class GpsStats:
     epochs: int = 0               # fixes completed (including "none" fixes)
     fixes_with_position: int = 0  # of those, with a 2d/3d position
     bytes_since_valid: int = 0    # bytes since the last checksum-valid sentence (or since opening)
+
+
+def pass_raw(raw: Callable[[str], None] | None, text: str) -> None:
+    """Hand a received line to the ``raw`` listener (a capture file, a debug log)."""
+    if raw is None:
+        return
+    try:
+        raw(text)
+    except Exception:  # a listener's bug must not stop the fixes
+        log.exception("raw line handler failed")
 
 
 def fixes_from(read_fix: Callable[[float], Fix | None], count: int | None, seconds: float | None) -> Iterator[Fix]:
@@ -147,16 +157,12 @@ class GpsReader:
         try:
             self._serial: serial.SerialBase | None = serial.serial_for_url(port, baud, timeout=READ_TIMEOUT_S)
         except (serial.SerialException, OSError, ValueError) as exc:
-            raise GpsPortGone(f"cannot open GPS port {port}: {_reason(exc)}") from None
+            raise GpsPortGone(f"cannot open GPS port {port}: {port_failure(exc)}") from None
 
     # -- port ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        if self._serial is not None:
-            try:
-                self._serial.close()
-            except (serial.SerialException, OSError):
-                pass
+        close_quietly(self._serial)
         self._serial = None
 
     def __enter__(self) -> "GpsReader":
@@ -213,7 +219,7 @@ class GpsReader:
         except (serial.SerialException, OSError, TypeError) as exc:
             # pyserial raises TypeError from in_waiting when the fd is gone mid-call
             self.close()
-            raise GpsPortGone(f"GPS port {self.port} is gone: {_reason(exc)}") from None
+            raise GpsPortGone(f"GPS port {self.port} is gone: {port_failure(exc)}") from None
 
     def _feed(self, data: bytes, now: float) -> None:
         self.stats.bytes_read += len(data)
@@ -230,11 +236,7 @@ class GpsReader:
             self._pending = keep
 
     def _line(self, line: bytes, now: float) -> None:
-        if self.raw is not None:
-            try:
-                self.raw(line.decode("ascii", errors="backslashreplace"))
-            except Exception:  # a listener's bug must not stop the fixes
-                log.exception("raw line handler failed")
+        pass_raw(self.raw, line.decode("ascii", errors="backslashreplace"))
         start = line.rfind(b"$")
         if start < 0:
             self.stats.noise_bytes += len(line)
@@ -320,10 +322,3 @@ def _send_gnss(channel: "AtChannel", commands: tuple[str, ...], benign: tuple[in
         raise final.error_for(command)
 
 
-def _reason(exc: BaseException) -> str:
-    # pyserial's own message repeats the port name and the errno text; the errno alone says it.
-    errno = getattr(exc, "errno", None)
-    if isinstance(errno, int):
-        return os.strerror(errno)
-    text = " ".join(str(exc).split())
-    return text if text else type(exc).__name__

@@ -19,6 +19,7 @@ from typing import Callable
 import serial
 
 from agent.devices.modem.errors import AtTimeout, PortGone
+from agent.devices.serial_port import close_quietly, port_failure
 from agent.devices.modem.framing import Final, clean_line, command_prefix, final_result, is_echo, is_urc
 
 log = logging.getLogger(__name__)
@@ -73,15 +74,11 @@ class AtChannel:
         try:
             self._serial = serial.serial_for_url(self.port, self.baud, timeout=0.05, write_timeout=2)
         except (serial.SerialException, OSError, ValueError) as exc:
-            raise PortGone(f"cannot open {self.port}: {_reason(exc)}") from None
+            raise PortGone(f"cannot open {self.port}: {port_failure(exc)}") from None
         self._pending = ""
 
     def close(self) -> None:
-        if self._serial is not None:
-            try:
-                self._serial.close()
-            except (serial.SerialException, OSError):
-                pass
+        close_quietly(self._serial)
         self._serial = None
         self._pending = ""
 
@@ -136,7 +133,7 @@ class AtChannel:
             self._serial.flush()
         except (serial.SerialException, OSError) as exc:
             self.close()
-            raise PortGone(f"{self.port} is gone: {_reason(exc)}") from None
+            raise PortGone(f"{self.port} is gone: {port_failure(exc)}") from None
 
     def _read_chunk(self) -> str:
         assert self._serial is not None
@@ -145,7 +142,7 @@ class AtChannel:
         except (serial.SerialException, OSError, TypeError) as exc:
             # pyserial raises TypeError from in_waiting when the fd is gone mid-call
             self.close()
-            raise PortGone(f"{self.port} is gone: {_reason(exc)}") from None
+            raise PortGone(f"{self.port} is gone: {port_failure(exc)}") from None
         return data.decode("ascii", errors="replace")
 
     def _lines(self) -> list[str]:
@@ -187,7 +184,7 @@ class AtChannel:
             waiting = self._serial.in_waiting
         except (serial.SerialException, OSError, TypeError) as exc:
             self.close()
-            raise PortGone(f"{self.port} is gone: {_reason(exc)}") from None
+            raise PortGone(f"{self.port} is gone: {port_failure(exc)}") from None
         if waiting:
             for line in self._lines():
                 self._urc(line)
@@ -221,6 +218,3 @@ class AtChannel:
                         + (f" (got {len(lines)} lines, no final result)" if lines else ""))
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc)
-    return text if text else type(exc).__name__
