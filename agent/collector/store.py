@@ -200,6 +200,17 @@ def counter_deltas(work: Work, result: CommitResult) -> list[tuple[str, int]]:
     return [(name, values[name]) for name in COUNTERS if values[name]]
 
 
+def readings_query(device: str | None, kind: str | None, mark: str) -> tuple[str, list[str]]:
+    """The ``iter_readings`` SELECT and its parameters; ``mark`` is the driver's placeholder."""
+    where, params = [], []
+    for column, value in (("device", device), ("kind", kind)):
+        if value is not None:
+            where.append(f"{column} = {mark}")
+            params.append(value)
+    sql = "SELECT body FROM readings" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY device, seq"
+    return sql, params
+
+
 class Store(abc.ABC):
     """A collector database; see the module docstring.  Use from one thread at a time."""
 

@@ -17,7 +17,7 @@ from agent.collector import migrations
 from agent.collector.store import (
     MAX_REASON_CHARS, MAX_TOPIC_CHARS, QUARANTINE_RAW_BYTES, READING_COLUMNS, CommitResult, SchemaTooNew, Store,
     StoreDataError, StoreError, StoreUrlError, Work, clean_text, counter_deltas, now_utc, reading_row, redact,
-    status_json,
+    readings_query, status_json,
 )
 from agent.reading import Reading, format_time, reading_from_dict
 
@@ -188,14 +188,7 @@ class PostgresStore(Store):
             raise StoreError(f"PostgreSQL {self.url}: {_one_line(exc)}") from None
 
     def iter_readings(self, device: str | None = None, kind: str | None = None) -> Iterator[Reading]:
-        where, params = [], []
-        if device is not None:
-            where.append("device = %s")
-            params.append(device)
-        if kind is not None:
-            where.append("kind = %s")
-            params.append(kind)
-        sql = "SELECT body FROM readings" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY device, seq"
+        sql, params = readings_query(device, kind, "%s")
         # A server-side cursor streams the rows: a large table never sits in memory at once.
         with self._reading() as conn, conn.transaction(), conn.cursor(name="blankspot_readings") as cur:
             cur.itersize = 2000

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 from agent.collector import migrations
 from agent.collector.store import (
     MAX_REASON_CHARS, MAX_TOPIC_CHARS, QUARANTINE_RAW_BYTES, READING_COLUMNS, CommitResult, SchemaTooNew, Store,
-    StoreDataError, StoreError, Work, clean_text, counter_deltas, now_utc, reading_row, status_json,
+    StoreDataError, StoreError, Work, clean_text, counter_deltas, now_utc, reading_row, readings_query, status_json,
 )
 from agent.reading import Reading, format_time, parse_time, reading_from_dict
 
@@ -139,14 +139,7 @@ class SqliteStore(Store):
             raise StoreError(f"SQLite database {self.path}: {exc}") from None
 
     def iter_readings(self, device: str | None = None, kind: str | None = None) -> Iterator[Reading]:
-        where, params = [], []
-        if device is not None:
-            where.append("device = ?")
-            params.append(device)
-        if kind is not None:
-            where.append("kind = ?")
-            params.append(kind)
-        sql = "SELECT body FROM readings" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY device, seq"
+        sql, params = readings_query(device, kind, "?")
         # Its own cursor, read in steps, so a large table never sits in memory at once.
         with self._reading() as db:
             cursor = db.execute(sql, params)
