@@ -12,11 +12,10 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict
 from typing import Any, Callable, Sequence
 
 from agent import __version__
-from agent.buffer import BufferError, read_stats
+from agent.buffer import BufferError
 from agent.config import DEFAULT_PATH, ConfigError, load_config
 from agent.collector import command as collector_command
 from agent.measure import command as measure_command

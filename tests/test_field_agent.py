@@ -13,7 +13,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 from agent.clock import TimeKeeper
 from agent.config import load_config
