@@ -188,7 +188,6 @@ class FieldProbes:
             measures["throughput"] = throughput
         self.runners = {kind: ProbeRunner(kind, fn, timeout, clock) for kind, fn in measures.items()}
         self.started_at = clock()
-        self.last_signal: Signal | None = None
         self.last_signal_reading: Reading | None = None
 
     def start(self) -> "FieldProbes":
@@ -200,7 +199,8 @@ class FieldProbes:
         return None if self.gps is None else self.gps.current()
 
     def unit_state(self) -> UnitState:
-        last = self.last_signal
+        last = None if self.last_signal_reading is None else self.last_signal_reading.part
+        assert last is None or isinstance(last, Signal)
         return UnitState(
             now=self.clock() - self.started_at,
             distance_m=self.gps.distance_m() if self.gps else 0.0,
@@ -247,7 +247,6 @@ class FieldProbes:
         part = outcome.result
         reading = self._taken(started, part)
         if isinstance(part, Signal):
-            self.last_signal = part
             self.last_signal_reading = reading
         return [reading]
 
