@@ -4,19 +4,27 @@
   (SQLite WAL, ``synchronous=FULL``: one fsync of the WAL per commit, see
   ``docs/buffer.md``), so a reading that was taken survives ``kill -9`` and power loss.
 - ``take`` leases the oldest pending readings as a :class:`Batch`; ``ack`` marks them
-  delivered (call it only on the broker's acknowledgement); ``nack`` returns them, and they
-  are served again before anything newer.  Leases live in memory, so after a crash every
+  delivered (sent, and acknowledged by the broker); ``nack`` returns them, and they are
+  served again before anything newer.  Leases live in memory, so after a crash every
   unacknowledged reading is pending again: at-least-once, deduplicated centrally on
   ``(device, seq)``.
+- A delivered reading stays the unit's responsibility until the centre *confirms* it
+  (``apply_confirmation``, from the collectors' ``confirm`` messages): a broker's
+  acknowledgement is flow control, not storage.  ``resend`` makes delivered but unconfirmed
+  readings pending again; a confirmation that no longer covers a confirmed reading (the
+  centre's database was restored from a backup) does the same.  Only confirmed readings are
+  pruned by age, and their age is counted on the buffer's own odometer (seconds the buffer
+  has been open), which no jump of the wall clock can move.
 - ``seq`` is strictly increasing and never reused.  The counter lives in the database and,
   in blocks, in a small ``<file>.seq`` reservation file beside it, so even a database that
   had to be moved aside as corrupt does not restart the numbering.
-- Bounded: past ``max_bytes`` delivered readings are pruned first, then the oldest
-  undelivered ones; every such drop is added to a persisted counter and reported in an
-  ``event`` reading (``buffer_overflow``).  Never silently.
-- A database that fails SQLite's check at open is renamed aside (kept for forensics),
-  logged as critical, and a fresh one started; an ``event`` reading (``buffer_corrupt``)
-  records it.
+- Bounded: past ``max_bytes`` confirmed readings are pruned first, then the oldest
+  unconfirmed ones; every such drop is added to a persisted counter and reported in an
+  ``event`` reading (``buffer_overflow``) that names the seq ranges dropped.  Never silently.
+- A database that fails SQLite's check at open, an empty (0-byte) file, or a file that is
+  not a buffer is renamed aside (kept for forensics), logged as critical, and a fresh one
+  started; an ``event`` reading (``buffer_corrupt``) records it with the seq where numbering
+  continues, so the centre can explain the readings it will never get.
 - A reading stamped ``unsynced`` keeps the boot id and ``CLOCK_BOOTTIME`` of its
   measurement.  The first reading with a trusted time (``gps``/``ntp``) in the same boot
   re-stamps every such reading still pending: ``time = trusted - (boottime now - boottime
@@ -33,20 +41,24 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable
 
 import sqlite_utils
 
+from agent import seq_ranges
 from agent.clock import Clock, Timestamp, TimeKeeper, boot_id
+from agent.protocol import Confirmation
 from agent.reading import Event, Reading, format_time
 
 log = logging.getLogger(__name__)
 
 SEQ_BLOCK = 1000
 _PRUNE_CHUNK = 500
+# An event's data stays under 4 KB: a drop that left more ranges is told in several events.
+_RANGES_PER_EVENT = 100
 
 
 class BufferError(RuntimeError):
@@ -74,15 +86,27 @@ class Batch:
 
 @dataclass(frozen=True)
 class BufferStats:
-    pending: int
-    delivered_kept: int
+    pending: int  # not yet acknowledged by the broker
+    delivered_kept: int  # confirmed by the centre, kept on the unit for keep_delivered
     oldest_pending_time: str | None
     last_seq: int
     dropped_total: int
-    delivered_total: int
+    delivered_total: int  # ever confirmed by the centre
     used_bytes: int
     max_bytes: int
-    last_delivered_at: str | None = None  # when the broker last acknowledged a reading still kept
+    last_delivered_at: str | None = None  # when the centre last confirmed a reading still kept
+    unconfirmed: int = 0  # acknowledged by the broker, not yet confirmed by the centre
+    kept_from: int | None = None  # the lowest seq the unit still holds, in any state
+    confirm_rev: int = 0  # rev of the last confirmation applied
+
+
+@dataclass(frozen=True)
+class ConfirmOutcome:
+    """What applying one confirmation changed in the buffer."""
+
+    applied: bool  # False when it was not newer than the last one applied
+    confirmed: int = 0  # readings newly confirmed
+    reopened: list[tuple[int, int]] = field(default_factory=list)  # confirmed before, missing at the centre now
 
 
 class ReadingBuffer:
@@ -106,8 +130,7 @@ class ReadingBuffer:
         self.clock = clock or TimeKeeper()
         self._lock = threading.RLock()
         self._leased: dict[int, Batch] = {}
-        self._returned: deque[Batch] = deque()
-        self._cursor = 0
+        self._leased_seqs: set[int] = set()
         self._last_prune = 0.0
         self._seq_file = self.path.with_name(self.path.name + ".seq")
         try:
@@ -116,21 +139,52 @@ class ReadingBuffer:
             raise BufferError(f"cannot create the buffer folder {self.path.parent}: {exc}") from None
         corrupt_copy = None
         try:
+            self._refuse_unusable_file()
             self._open(synchronous, journal_mode)
         except sqlite3.DatabaseError as exc:
             corrupt_copy = self._move_aside(exc)
             self._open(synchronous, journal_mode)
+        existed = self._meta("next_seq") > 1
         self._reserved = self._read_reservation()
         if corrupt_copy is not None:
             self._record_event(
                 "buffer_corrupt",
-                f"buffer database was corrupt; moved aside to {corrupt_copy.name}, new buffer started",
-                {"kept_as": str(corrupt_copy)},
+                f"buffer database was unusable; moved aside to {corrupt_copy.name}, new buffer started",
+                {"kept_as": str(corrupt_copy), "next_seq": self._meta("next_seq")},
+            )
+        elif self._renumbered and not existed:
+            self._record_event(
+                "buffer_replaced",
+                "buffer database was missing; a new one was started and numbering continues",
+                {"next_seq": self._meta("next_seq")},
             )
 
     # -- opening ------------------------------------------------------------------------
 
+    def _refuse_unusable_file(self) -> None:
+        """An empty file is what a power cut during creation (or a careless hand) leaves.
+
+        SQLite would happily treat it as a new database, losing whatever its ``-wal`` held and
+        hiding the jump in numbering; it is kept aside like a corrupt one instead.
+        """
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise sqlite3.DatabaseError(f"cannot read the file: {exc}") from None
+        if size == 0:
+            raise sqlite3.DatabaseError("the file is empty (0 bytes)")
+        try:
+            with open(self.path, "rb") as handle:
+                header = handle.read(16)
+        except OSError as exc:
+            raise sqlite3.DatabaseError(f"cannot read the file: {exc}") from None
+        if header != b"SQLite format 3\x00":
+            raise sqlite3.DatabaseError("not an SQLite database")
+
     def _open(self, synchronous: str, journal_mode: str) -> None:
+        fresh = not self.path.exists()
         try:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         except sqlite3.OperationalError as exc:
@@ -143,48 +197,71 @@ class ReadingBuffer:
             check = conn.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise sqlite3.DatabaseError(f"quick_check: {check}")
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not fresh and tables and "readings" not in tables:
+                raise sqlite3.DatabaseError(f"not a blankspot buffer (tables: {', '.join(sorted(tables))})")
             self.db = sqlite_utils.Database(conn)
             with self._transaction():
-                self.db["readings"].create(
-                    {"seq": int, "kind": str, "time": str, "body": str, "delivered_at": float,
-                     "boot": str, "boottime": float},
-                    pk="seq",
-                    not_null={"kind", "time", "body"},
-                    if_not_exists=True,
-                )
-                columns = self.db["readings"].columns_dict
-                for name, kind in (("boot", str), ("boottime", float)):  # buffers from before these
-                    if name not in columns:
-                        self.db["readings"].add_column(name, kind)
-                conn.execute("CREATE INDEX IF NOT EXISTS readings_unsynced ON readings(boot) WHERE boot IS NOT NULL")
-                # WITHOUT ROWID: one b-tree, so bumping next_seq writes one page per commit, not two.
-                conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID")
-                conn.execute(
-                    "CREATE INDEX IF NOT EXISTS readings_pending ON readings(seq) WHERE delivered_at IS NULL"
-                )
-                initial = {"next_seq": 1, "dropped_total": 0, "delivered_total": 0, "db_id": secrets.randbits(62)}
-                for key, value in initial.items():
-                    conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (key, value))
+                self._create_schema()
             self._db_id = self._meta("db_id")
+            self._odometer_base = float(self._meta("odometer"))
+            self._odometer_start = time.monotonic()
             self._boot = boot_id()
             self._uncorrected = self._count_unsynced(self._boot) > 0
             earlier = self._count_unsynced(None) - self._count_unsynced(self._boot)
             if earlier:
                 log.warning("%d readings waiting from an earlier boot were taken before the clock was "
                             "trusted; they keep time_source 'unsynced'", earlier)
-        except sqlite3.DatabaseError:
+        except (sqlite3.DatabaseError, BufferError):
             conn.close()
             raise
+        except OSError as exc:
+            conn.close()
+            raise sqlite3.DatabaseError(str(exc)) from None
+
+    def _create_schema(self) -> None:
+        conn = self.conn
+        self.db["readings"].create(
+            {"seq": int, "kind": str, "time": str, "body": str, "delivered_at": float,
+             "boot": str, "boottime": float, "confirmed_at": float, "confirmed_odo": float},
+            pk="seq",
+            not_null={"kind", "time", "body"},
+            if_not_exists=True,
+        )
+        columns = self.db["readings"].columns_dict
+        for name, kind in (("boot", str), ("boottime", float)):  # buffers from before these
+            if name not in columns:
+                self.db["readings"].add_column(name, kind)
+        if "confirmed_at" not in columns:
+            # A buffer from before confirmations: what the broker acknowledged then counts as
+            # confirmed (sending a month of it again would cost a village SIM its quota); the
+            # centre's confirmations re-open whatever it turns out not to hold.
+            self.db["readings"].add_column("confirmed_at", float)
+            self.db["readings"].add_column("confirmed_odo", float)
+            conn.execute("UPDATE readings SET confirmed_at = delivered_at, confirmed_odo = 0 "
+                         "WHERE delivered_at IS NOT NULL")
+        conn.execute("CREATE INDEX IF NOT EXISTS readings_unsynced ON readings(boot) WHERE boot IS NOT NULL")
+        # WITHOUT ROWID: one b-tree, so bumping next_seq writes one page per commit, not two.
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID")
+        conn.execute("CREATE INDEX IF NOT EXISTS readings_pending ON readings(seq) WHERE delivered_at IS NULL")
+        conn.execute("CREATE INDEX IF NOT EXISTS readings_unconfirmed ON readings(seq) WHERE confirmed_at IS NULL")
+        initial = {"next_seq": 1, "dropped_total": 0, "delivered_total": 0, "db_id": secrets.randbits(62),
+                   "confirm_rev": 0, "odometer": 0}
+        for key, value in initial.items():
+            conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     def _move_aside(self, exc: Exception) -> Path:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         kept = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-        for suffix in ("", "-wal", "-shm"):
-            src = Path(str(self.path) + suffix)
-            if src.exists():
-                os.replace(src, Path(str(kept) + suffix))
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(str(self.path) + suffix)
+                if src.exists():
+                    os.replace(src, Path(str(kept) + suffix))
+        except OSError as move_exc:
+            raise BufferError(f"buffer {self.path} is unusable ({exc}) and cannot be moved aside: {move_exc}") from None
         log.critical(
-            "buffer database %s is corrupt (%s); kept it as %s and started a new one. "
+            "buffer database %s is unusable (%s); kept it as %s and started a new one. "
             "Readings in the old file were not delivered; docs/buffer.md says how to recover them.",
             self.path, exc, kept,
         )
@@ -203,6 +280,7 @@ class ReadingBuffer:
         it.  A reservation made for this very database changes nothing, so a unit killed
         between reserving and its first commit does not leave a false gap.
         """
+        self._renumbered = False
         try:
             words = self._seq_file.read_text().split()
             reserved = int(words[0]) if words else 0
@@ -217,6 +295,7 @@ class ReadingBuffer:
             log.warning("buffer database %s is new: numbering continues after reserved seq %d", self.path, reserved)
             with self._transaction():
                 self._set_meta("next_seq", reserved + 1)
+            self._renumbered = True
             return 0
         return reserved if owner == self._db_id else 0
 
@@ -245,6 +324,10 @@ class ReadingBuffer:
 
     def _set_meta(self, key: str, value: int) -> None:
         self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def odometer(self) -> float:
+        """Seconds this buffer has been open, over all runs: the clock that ages confirmed readings."""
+        return self._odometer_base + (time.monotonic() - self._odometer_start)
 
     # -- appending -----------------------------------------------------------------------
 
@@ -349,37 +432,51 @@ class ReadingBuffer:
         if self.used_bytes() <= self.max_bytes:
             return
         target = int(self.max_bytes * 0.9)
-        pruned = self._delete_oldest("delivered_at IS NOT NULL", target)
-        dropped = self._delete_oldest("delivered_at IS NULL", target, counter="dropped_total")
+        pruned = self._delete_oldest("confirmed_at IS NOT NULL", target)
+        # Acknowledged by the broker but not confirmed: the centre probably holds them, so they
+        # go before readings that never left the unit.  Either way a drop, counted and named.
+        dropped = self._delete_oldest("confirmed_at IS NULL AND delivered_at IS NOT NULL", target, count=True)
+        dropped += self._delete_oldest("delivered_at IS NULL", target, count=True)
         if pruned:
-            log.info("buffer full: pruned %d delivered readings", pruned)
+            log.info("buffer full: pruned %d confirmed readings", len(pruned))
         if dropped:
             total = self._meta("dropped_total")
+            ranges = seq_ranges.from_seqs(dropped)
             log.error(
-                "buffer full (%d bytes): DROPPED %d undelivered readings, oldest first (%d dropped in all). "
-                "Free space or raise buffer.max_size.", self.max_bytes, dropped, total,
+                "buffer full (%d bytes): DROPPED %d unconfirmed readings, oldest first (seq %s; %d dropped in all). "
+                "Free space or raise buffer.max_size.", self.max_bytes, len(dropped), seq_ranges.text(ranges), total,
             )
-            self._record_event(
-                "buffer_overflow",
-                f"buffer full: dropped {dropped} undelivered readings, oldest first",
-                {"dropped": dropped, "dropped_total": total, "max_bytes": self.max_bytes},
-            )
+            for start in range(0, len(ranges), _RANGES_PER_EVENT):
+                part = ranges[start:start + _RANGES_PER_EVENT]
+                self._record_event(
+                    "buffer_overflow",
+                    f"buffer full: dropped {seq_ranges.count(part)} unconfirmed readings, oldest first",
+                    {"dropped": seq_ranges.count(part), "dropped_total": total, "max_bytes": self.max_bytes,
+                     "ranges": [list(r) for r in part]},
+                )
 
-    def _delete_oldest(self, which: str, target: int, counter: str | None = None) -> int:
+    def _delete_oldest(self, which: str, target: int, count: bool = False) -> list[int]:
         """Delete the oldest readings matching ``which`` until the buffer fits ``target``."""
-        deleted = 0
+        deleted: list[int] = []
         while self.used_bytes() > target:
             with self._transaction():
-                n = self.conn.execute(
-                    f"DELETE FROM readings WHERE seq IN (SELECT seq FROM readings WHERE {which} ORDER BY seq LIMIT ?)",
+                seqs = [row[0] for row in self.conn.execute(
+                    f"DELETE FROM readings WHERE seq IN (SELECT seq FROM readings WHERE {which} ORDER BY seq LIMIT ?) "
+                    "RETURNING seq",
                     (_PRUNE_CHUNK,),
-                ).rowcount
-                if counter:  # in the same transaction: a drop is never unrecorded
-                    self._set_meta(counter, self._meta(counter) + n)
-            if n == 0:
+                ).fetchall()]
+                if count and seqs:  # in the same transaction: a drop is never unrecorded
+                    self._set_meta("dropped_total", self._meta("dropped_total") + len(seqs))
+            if not seqs:
                 break
-            deleted += n
+            self._forget_leases(seqs)
+            deleted.extend(seqs)
         return deleted
+
+    def _forget_leases(self, seqs: Iterable[int]) -> None:
+        gone = set(seqs) & self._leased_seqs
+        if gone:
+            self._leased_seqs -= gone
 
     # -- leasing -------------------------------------------------------------------------
 
@@ -387,103 +484,177 @@ class ReadingBuffer:
         """Lease up to ``limit`` of the oldest pending readings, or None if there are none.
 
         With ``max_bytes`` the batch's bodies add up to no more than that (but a batch
-        always holds at least one reading).
+        always holds at least one reading).  Readings leased already are skipped, so a
+        returned or re-opened reading is served before anything newer.
         """
         with self._lock:
-            while self._returned:
-                batch = self._refresh(self._returned.popleft())
-                if batch is not None:
-                    self._leased[batch.first] = batch
-                    return batch
-            if not self._leased:
-                self._cursor = 0
             rows = self.conn.execute(
-                "SELECT seq, body FROM readings WHERE delivered_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
-                (self._cursor, limit),
+                "SELECT seq, body FROM readings WHERE delivered_at IS NULL ORDER BY seq LIMIT ?",
+                (limit + len(self._leased_seqs),),
             ).fetchall()
+            rows = [row for row in rows if row[0] not in self._leased_seqs][:limit]
             if not rows:
                 return None
             if max_bytes is not None:
                 rows = _fit(rows, max_bytes)
             batch = Batch(tuple(r[0] for r in rows), tuple(r[1] for r in rows))
-            self._cursor = batch.last
             self._leased[batch.first] = batch
+            self._leased_seqs.update(batch.seqs)
             return batch
 
-    def _refresh(self, batch: Batch) -> Batch | None:
-        """The still-pending part of a returned batch (some may have been pruned since)."""
-        marks = ",".join("?" * len(batch.seqs))
-        rows = self.conn.execute(
-            f"SELECT seq, body FROM readings WHERE delivered_at IS NULL AND seq IN ({marks}) ORDER BY seq",
-            batch.seqs,
-        ).fetchall()
-        return Batch(tuple(r[0] for r in rows), tuple(r[1] for r in rows)) if rows else None
+    def _unlease(self, batch: Batch) -> bool:
+        if self._leased.pop(batch.first, None) is None:
+            return False
+        self._leased_seqs.difference_update(batch.seqs)
+        return True
 
-    def ack(self, batch: Batch) -> None:
-        """The broker acknowledged ``batch``: mark it delivered."""
+    def ack(self, batch: Batch, confirmed: bool = False) -> None:
+        """The broker acknowledged ``batch``: mark it delivered (and ``confirmed`` too, when the
+        broker's acknowledgement is all the unit will ever get).
+
+        Raises :class:`BufferError` when the mark cannot be written; the batch then stays
+        leased, so it is not sent again, and ``ack`` may be called again later.
+        """
         with self._lock:
-            self._leased.pop(batch.first, None)
             now = time.time()
-            with self._transaction():
-                marks = ",".join("?" * len(batch.seqs))
-                n = self.conn.execute(
-                    f"UPDATE readings SET delivered_at = ? WHERE delivered_at IS NULL AND seq IN ({marks})",
-                    (now, *batch.seqs),
-                ).rowcount
-                self._set_meta("delivered_total", self._meta("delivered_total") + n)
-            if now - self._last_prune > 60:
-                self._last_prune = now
-                self._prune_old_delivered(now)
+            marks = ",".join("?" * len(batch.seqs))
+            try:
+                with self._transaction():
+                    if confirmed:
+                        n = self.conn.execute(
+                            f"UPDATE readings SET delivered_at = coalesce(delivered_at, ?), confirmed_at = ?, "
+                            f"confirmed_odo = ? WHERE confirmed_at IS NULL AND seq IN ({marks})",
+                            (now, now, self.odometer(), *batch.seqs),
+                        ).rowcount
+                        self._count_confirmed(n)
+                    else:
+                        self.conn.execute(
+                            f"UPDATE readings SET delivered_at = ? WHERE delivered_at IS NULL AND seq IN ({marks})",
+                            (now, *batch.seqs),
+                        )
+            except (sqlite3.OperationalError, OSError) as exc:
+                raise BufferError(f"cannot write to the buffer {self.path}: {exc}") from None
+            self._unlease(batch)
+            self._prune_now_and_then(now)
+
+    def _count_confirmed(self, n: int) -> None:
+        if n:
+            self._set_meta("delivered_total", self._meta("delivered_total") + n)
+        self._set_meta("odometer", int(self.odometer()))
 
     def nack(self, batch: Batch) -> None:
         """Delivery of ``batch`` failed: it goes back, ahead of newer readings."""
         with self._lock:
-            if self._leased.pop(batch.first, None) is not None:
-                self._returned.append(batch)
-                self._returned = deque(sorted(self._returned, key=lambda b: b.first))
+            self._unlease(batch)
 
-    def release_all(self) -> int:
-        """Return every leased batch (the connection carrying them is gone)."""
+    def release_all(self, keep: Iterable[Batch] = ()) -> int:
+        """Return every leased batch but ``keep`` (the connection carrying them is gone)."""
         with self._lock:
-            batches = list(self._leased.values())
+            kept = {batch.first for batch in keep}
+            batches = [batch for first, batch in self._leased.items() if first not in kept]
             for batch in batches:
-                self.nack(batch)
+                self._unlease(batch)
             return len(batches)
 
-    def _prune_old_delivered(self, now: float) -> None:
-        with self._transaction():
-            self.conn.execute(
-                "DELETE FROM readings WHERE delivered_at IS NOT NULL AND delivered_at < ?",
-                (now - self.keep_delivered,),
-            )
+    # -- confirmation --------------------------------------------------------------------
+
+    def apply_confirmation(self, confirmation: Confirmation) -> ConfirmOutcome:
+        """Mark what the centre confirms; re-open confirmed readings it no longer holds.
+
+        Applied only when newer (``rev``) than the last confirmation applied, so a stale
+        one (two collectors publishing out of order, a retained copy) changes nothing.
+        Raises :class:`BufferError` when the buffer cannot be written.
+        """
+        c = confirmation
+        with self._lock:
+            if c.rev <= self._meta("confirm_rev"):
+                return ConfirmOutcome(False)
+            now = time.time()
+            covered, params = _covered_sql(c)
+            try:
+                with self._transaction():
+                    confirmed = self.conn.execute(
+                        "UPDATE readings SET delivered_at = coalesce(delivered_at, ?), confirmed_at = ?, "
+                        f"confirmed_odo = ? WHERE confirmed_at IS NULL AND {covered}",
+                        (now, now, self.odometer(), *params),
+                    ).rowcount
+                    reopened = [row[0] for row in self.conn.execute(
+                        "UPDATE readings SET confirmed_at = NULL, confirmed_odo = NULL, delivered_at = NULL "
+                        f"WHERE confirmed_at IS NOT NULL AND NOT ({covered}) RETURNING seq",
+                        params,
+                    ).fetchall()]
+                    self._count_confirmed(confirmed)
+                    self._set_meta("confirm_rev", c.rev)
+            except (sqlite3.OperationalError, OSError) as exc:
+                raise BufferError(f"cannot write to the buffer {self.path}: {exc}") from None
+            ranges = seq_ranges.from_seqs(reopened)
+            if reopened:
+                log.warning("the centre no longer holds %d readings it had confirmed (seq %s): sending them again",
+                            len(reopened), seq_ranges.text(ranges))
+            self._prune_now_and_then(now)
+            return ConfirmOutcome(True, confirmed, ranges)
+
+    def resend(self, seqs: Iterable[int]) -> int:
+        """Make delivered but unconfirmed readings pending again; returns how many."""
+        items = sorted(set(seqs))
+        if not items:
+            return 0
+        with self._lock:
+            n = 0
+            try:
+                with self._transaction():
+                    for start in range(0, len(items), 500):
+                        part = items[start:start + 500]
+                        n += self.conn.execute(
+                            f"UPDATE readings SET delivered_at = NULL WHERE confirmed_at IS NULL "
+                            f"AND delivered_at IS NOT NULL AND seq IN ({','.join('?' * len(part))})",
+                            part,
+                        ).rowcount
+            except (sqlite3.OperationalError, OSError) as exc:
+                raise BufferError(f"cannot write to the buffer {self.path}: {exc}") from None
+            return n
+
+    def awaiting_confirmation(self) -> list[int]:
+        """Seqs acknowledged by the broker and not yet confirmed by the centre, ascending."""
+        with self._lock:
+            return [row[0] for row in self.conn.execute(
+                "SELECT seq FROM readings WHERE confirmed_at IS NULL AND delivered_at IS NOT NULL ORDER BY seq")]
+
+    def _prune_now_and_then(self, now: float) -> None:
+        if now - self._last_prune > 60:
+            self._last_prune = now
+            try:
+                with self._transaction():
+                    self.conn.execute(
+                        "DELETE FROM readings WHERE confirmed_at IS NOT NULL AND confirmed_odo < ?",
+                        (self.odometer() - self.keep_delivered,),
+                    )
+            except (sqlite3.OperationalError, OSError) as exc:
+                log.debug("cannot prune old confirmed readings: %s", exc)
 
     # -- inspection ----------------------------------------------------------------------
 
     def pending_count(self) -> int:
+        """Readings the broker has not acknowledged yet."""
         with self._lock:
             return self.conn.execute("SELECT count(*) FROM readings WHERE delivered_at IS NULL").fetchone()[0]
 
+    def unconfirmed_count(self) -> int:
+        """Readings the centre has not confirmed yet (pending ones included)."""
+        with self._lock:
+            return self.conn.execute("SELECT count(*) FROM readings WHERE confirmed_at IS NULL").fetchone()[0]
+
     def stats(self) -> BufferStats:
         with self._lock:
-            pending, oldest = self.conn.execute(
-                "SELECT count(*), min(time) FROM readings WHERE delivered_at IS NULL"
-            ).fetchone()
-            kept, last_delivered = self.conn.execute(
-                "SELECT count(*), max(delivered_at) FROM readings WHERE delivered_at IS NOT NULL").fetchone()
-            return BufferStats(
-                pending=pending,
-                delivered_kept=kept,
-                oldest_pending_time=oldest,
-                last_seq=self._meta("next_seq") - 1,
-                dropped_total=self._meta("dropped_total"),
-                delivered_total=self._meta("delivered_total"),
-                used_bytes=self.used_bytes(),
-                max_bytes=self.max_bytes,
-                last_delivered_at=_delivered_time(last_delivered),
-            )
+            return _stats(self.conn, self.max_bytes)
 
     def close(self) -> None:
         with self._lock:
+            try:
+                with self._transaction():
+                    self._set_meta("odometer", int(self.odometer()))
+            except sqlite3.Error:
+                pass
             self.conn.close()
 
     def __enter__(self) -> "ReadingBuffer":
@@ -491,6 +662,16 @@ class ReadingBuffer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _covered_sql(c: Confirmation) -> tuple[str, list[int]]:
+    """An SQL condition on ``seq`` true for what ``c`` covers, and its parameters."""
+    condition = "(seq <= ? OR (seq <= ?"
+    params = [c.upto, c.top]
+    for first, last in c.holes:
+        condition += " AND seq NOT BETWEEN ? AND ?"
+        params += [first, last]
+    return condition + "))", params
 
 
 def _fit(rows: list[tuple[int, str]], max_bytes: int) -> list[tuple[int, str]]:
@@ -512,7 +693,32 @@ class _Transaction:
         self.conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        elif self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+
+def _stats(conn: sqlite3.Connection, max_bytes: int) -> BufferStats:
+    """The buffer's figures; the same queries for the agent and for a read-only look."""
+    pending, oldest = conn.execute("SELECT count(*), min(time) FROM readings WHERE delivered_at IS NULL").fetchone()
+    unconfirmed = conn.execute(
+        "SELECT count(*) FROM readings WHERE confirmed_at IS NULL AND delivered_at IS NOT NULL").fetchone()[0]
+    kept, last_confirmed = conn.execute(
+        "SELECT count(*), max(confirmed_at) FROM readings WHERE confirmed_at IS NOT NULL").fetchone()
+    kept_from = conn.execute("SELECT min(seq) FROM readings").fetchone()[0]
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    size = conn.execute("PRAGMA page_size").fetchone()[0]
+    last_seq = int(meta.get("next_seq", 1)) - 1
+    return BufferStats(
+        pending=pending, delivered_kept=kept, oldest_pending_time=oldest, last_seq=last_seq,
+        dropped_total=int(meta.get("dropped_total", 0)), delivered_total=int(meta.get("delivered_total", 0)),
+        used_bytes=(pages - free) * size, max_bytes=max_bytes, last_delivered_at=_delivered_time(last_confirmed),
+        unconfirmed=unconfirmed, kept_from=kept_from if kept_from is not None else last_seq + 1,
+        confirm_rev=int(meta.get("confirm_rev", 0)),
+    )
 
 
 def read_stats(path: Path | str) -> BufferStats:
@@ -525,23 +731,14 @@ def read_stats(path: Path | str) -> BufferStats:
     except sqlite3.Error as exc:
         raise BufferError(f"cannot open the buffer {path}: {exc}") from None
     try:
-        pending, oldest = conn.execute("SELECT count(*), min(time) FROM readings WHERE delivered_at IS NULL").fetchone()
-        kept, last_delivered = conn.execute(
-            "SELECT count(*), max(delivered_at) FROM readings WHERE delivered_at IS NOT NULL").fetchone()
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(readings)")}
+        if "confirmed_at" not in columns:
+            raise BufferError(f"buffer {path} was written by an older blankspot: start the agent once to upgrade it")
+        return _stats(conn, 0)
     except sqlite3.Error as exc:
         raise BufferError(f"cannot read the buffer {path}: {exc}") from None
     finally:
         conn.close()
-    return BufferStats(
-        pending=pending, delivered_kept=kept, oldest_pending_time=oldest,
-        last_seq=int(meta.get("next_seq", 1)) - 1, dropped_total=int(meta.get("dropped_total", 0)),
-        delivered_total=int(meta.get("delivered_total", 0)), used_bytes=(pages - free) * size, max_bytes=0,
-        last_delivered_at=_delivered_time(last_delivered),
-    )
 
 
 def _delivered_time(epoch: float | None) -> str | None:

@@ -97,6 +97,24 @@ class UplinkConfig:
     backoff_min: float = setting(1.0, "First wait before reconnecting after a failure.", "duration", minimum=0.05)
     backoff_max: float = setting(300.0, "Longest wait between reconnection attempts (doubling, with jitter).", "duration", minimum=0.1)
     status_interval: float = setting(300.0, "How often the retained status message is refreshed while connected.", "duration", minimum=1)
+    confirm: bool = setting(
+        True,
+        "Keep each reading until the centre's collector confirms its database holds it, and send again what it "
+        "lacks. false trusts the broker's acknowledgement (only for a feed without blankspot collect).",
+        "bool",
+    )
+    confirm_grace: float = setting(
+        60.0,
+        "A reading the broker acknowledged is sent again when the centre has confirmed readings sent this much "
+        "later but not it (doubling each time it is sent again).",
+        "duration", minimum=1,
+    )
+    confirm_timeout: float = setting(
+        900.0,
+        "When the centre confirms nothing for this long while readings wait for it, the oldest waiting batch is "
+        "sent again as a probe (the wait doubles up to 6 hours while it stays silent).",
+        "duration", minimum=5,
+    )
 
 
 @dataclass(frozen=True)

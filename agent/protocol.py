@@ -4,16 +4,25 @@
   "readings": [reading, ...]}``, QoS 1, not retained, readings oldest first.
 - ``<prefix>/<device>/status``: ``{"schema": "blankspot.status/1", "device": ..., "state":
   "online" | "offline", ...}``, QoS 1, retained; ``offline`` is also the last will.
+- ``<prefix>/<device>/confirm``: ``{"schema": "blankspot.confirm/1", "device": ..., "rev": ...,
+  "upto": ..., "top": ..., "holes": [[first, last], ...]}``, QoS 1, retained, published by the
+  collectors: which of the unit's readings the centre's database holds (:class:`Confirmation`).
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, Sequence
 
+from agent import seq_ranges
 from agent.reading import DEVICE_RE, Reading, ReadingError, reading_from_dict
 
 BATCH_SCHEMA = "blankspot.batch/1"
 STATUS_SCHEMA = "blankspot.status/1"
+CONFIRM_SCHEMA = "blankspot.confirm/1"
+# A confirmation lists at most this many holes; the rest is said by lowering ``top``.
+MAX_CONFIRM_HOLES = 64
+MAX_CONFIRM_BYTES = 8192
 DEFAULT_PREFIX = "blankspot/v1"
 MAX_BATCH_BYTES = 4_000_000
 
@@ -28,6 +37,10 @@ def readings_topic(prefix: str, device: str) -> str:
 
 def status_topic(prefix: str, device: str) -> str:
     return f"{prefix}/{device}/status"
+
+
+def confirm_topic(prefix: str, device: str) -> str:
+    return f"{prefix}/{device}/confirm"
 
 
 def split_topic(prefix: str, topic: str) -> tuple[str, str]:
@@ -94,3 +107,79 @@ def decode_status(payload: bytes, topic_device: str | None = None) -> dict[str, 
     if topic_device is not None and table.get("device") != topic_device:
         raise PayloadError(f"status device {table.get('device')!r} does not match topic device {topic_device!r}")
     return table
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What the centre's database holds of one unit's readings.
+
+    Every seq up to ``upto`` is stored or settled (the unit said it dropped it, or can no
+    longer send it, or the centre refused it); above ``upto``, every seq up to ``top`` is
+    stored except those in ``holes``.  Nothing is said about seqs above ``max(upto, top)``.
+    ``rev`` grows with every change in the centre's database; a unit applies only a
+    confirmation newer than the last one it applied.
+    """
+
+    device: str
+    rev: int
+    upto: int
+    top: int
+    holes: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def bound(self) -> int:
+        return max(self.upto, self.top)
+
+    def covers(self, seq: int) -> bool:
+        if seq <= self.upto:
+            return True
+        return seq <= self.top and not seq_ranges.contains(list(self.holes), seq)
+
+    def covered(self) -> list[tuple[int, int]]:
+        """The covered seqs as ranges."""
+        return seq_ranges.subtract([(1, self.bound)], self.holes) if self.bound else []
+
+
+def encode_confirmation(confirmation: Confirmation) -> bytes:
+    c = confirmation
+    return json.dumps(
+        {"schema": CONFIRM_SCHEMA, "device": c.device, "rev": c.rev, "upto": c.upto, "top": c.top,
+         "holes": [list(h) for h in c.holes]},
+        separators=(",", ":"),
+    ).encode("utf-8")
+
+
+def decode_confirmation(payload: bytes, topic_device: str | None = None) -> Confirmation:
+    """Validate a confirmation payload; :class:`PayloadError` says what is wrong."""
+    if len(payload) > MAX_CONFIRM_BYTES:
+        raise PayloadError(f"confirmation of {len(payload)} bytes exceeds {MAX_CONFIRM_BYTES}")
+    try:
+        table = json.loads(payload)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise PayloadError(f"not JSON: {exc}") from None
+    if not isinstance(table, dict) or table.get("schema") != CONFIRM_SCHEMA:
+        raise PayloadError(f"expected an object with schema {CONFIRM_SCHEMA!r}")
+    device = table.get("device")
+    if not isinstance(device, str) or not DEVICE_RE.fullmatch(device):
+        raise PayloadError(f"device: expected a device id, got {device!r}")
+    if topic_device is not None and device != topic_device:
+        raise PayloadError(f"confirmation device {device!r} does not match topic device {topic_device!r}")
+    numbers = {}
+    for key, low in (("rev", 1), ("upto", 0), ("top", 0)):
+        value = table.get(key)
+        if type(value) is not int or not low <= value < 2**63:
+            raise PayloadError(f"{key}: expected a whole number from {low}, got {value!r}")
+        numbers[key] = value
+    holes = table.get("holes")
+    if not isinstance(holes, list) or len(holes) > MAX_CONFIRM_HOLES:
+        raise PayloadError(f"holes: expected a list of at most {MAX_CONFIRM_HOLES} [first, last] pairs")
+    previous = numbers["upto"]
+    parsed = []
+    for index, hole in enumerate(holes):
+        if (not isinstance(hole, list) or len(hole) != 2 or any(type(v) is not int for v in hole)
+                or not previous < hole[0] <= hole[1] <= numbers["top"]):
+            raise PayloadError(f"holes[{index}]: expected [first, last] ascending, above upto "
+                               f"and up to top, got {hole!r}")
+        parsed.append((hole[0], hole[1]))
+        previous = hole[1] + 1
+    return Confirmation(device, numbers["rev"], numbers["upto"], numbers["top"], tuple(parsed))

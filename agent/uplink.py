@@ -7,6 +7,18 @@ PUBACK for it arrives with a success code.  Because every paho callback runs ins
 ``Client.loop()`` on this same thread, there are no races between publishing a batch and
 its acknowledgement.
 
+Delivery ends in the centre's database, not at the broker.  The thread also subscribes to
+the unit's own ``confirm`` topic; each confirmation a collector publishes there is applied to
+the buffer (confirmed readings may be pruned later; confirmed readings the centre turns out
+not to hold are sent again) and to a :class:`DeliveryTracker`, which decides which
+acknowledged readings were lost on the way and must be sent again.  A PUBACK with reason
+0x10 (*No matching subscribers*: no collector is subscribed, for example just after the
+broker restarted) is not a delivery: the batch is held and retried with backoff.
+
+A buffer that cannot be written (disk full, card gone) holds the uplink back with the same
+backoff: nothing is sent that could not be marked, so a persistent fault never turns into the
+same backlog sent again and again.
+
 A connection is one paho client.  When it is lost the batches it carried go back to the
 buffer and a fresh client is made for the next attempt, so the buffer is the only place an
 undelivered reading lives (paho's in-memory queue would be lost by a crash anyway).
@@ -29,16 +41,21 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.buffer import Batch, ReadingBuffer
+from agent import seq_ranges
+from agent.buffer import Batch, BufferError, ReadingBuffer
 from agent.config import UplinkConfig
+from agent.delivery import DeliveryTracker
 from agent.polling import wait_until
-from agent.protocol import encode_batch, encode_status, readings_topic, status_topic
+from agent.protocol import (
+    PayloadError, confirm_topic, decode_confirmation, encode_batch, encode_status, readings_topic, status_topic,
+)
 from agent.reading import format_time
 
 log = logging.getLogger(__name__)
 
 # Well under the collector's limit (agent.protocol.MAX_BATCH_BYTES) and kind to slow links.
 MAX_MESSAGE_BYTES = 1_000_000
+NO_MATCHING_SUBSCRIBERS = 0x10
 
 
 @dataclass
@@ -52,6 +69,11 @@ class UplinkStats:
     batches_refused: int = 0
     batches_returned: int = 0
     bytes_sent: int = 0  # MQTT PUBLISH packets of readings handed to the connection, for the data budget
+    bytes_received: int = 0  # confirmations received, for the data budget
+    batches_unrouted: int = 0  # PUBACK 0x10: the broker had no subscriber for them
+    confirmations: int = 0  # confirmations applied
+    readings_confirmed: int = 0
+    readings_resent: int = 0  # acknowledged readings sent again because the centre lacked them
     last_delivery: str | None = None
     last_error: str | None = None
 
@@ -97,8 +119,18 @@ class MqttUplink:
         self.stats = UplinkStats()
         self._backoff = Backoff(config.backoff_min, config.backoff_max, rng or random.Random())
         self._hold = Backoff(config.backoff_min, config.backoff_max, rng or random.Random())
+        # Unexpected errors back off on their own: a reconnect must not reset their wait.
+        self._trouble = Backoff(config.backoff_min, config.backoff_max, rng or random.Random())
         self._readings_topic = readings_topic(config.topic_prefix, device)
         self._status_topic = status_topic(config.topic_prefix, device)
+        self._confirm_topic = confirm_topic(config.topic_prefix, device)
+        self.tracker = DeliveryTracker(config.confirm_grace, config.confirm_timeout, now=time.monotonic())
+        if config.confirm:
+            self.tracker.acknowledged(buffer.awaiting_confirmation(), time.monotonic())
+        self._unmarked: list[Batch] = []  # acknowledged, but the buffer could not record it yet
+        self._pending_confirm: object | None = None  # a confirmation the buffer could not record yet
+        self.buffer_fault: str | None = None
+        self._unrouted_logged = False
         self._client: mqtt.Client | None = None
         self._ready = False
         self._connect_started = 0.0
@@ -137,9 +169,10 @@ class MqttUplink:
         while not self._stop.is_set():
             try:
                 self._step()
-            except Exception as exc:  # e.g. the buffer's disk failing: keep trying, never die silently
+            except Exception as exc:  # a fault of the agent: keep trying, never die silently, never spin
                 log.exception("uplink error")
                 self._lost(f"uplink error: {exc}")
+                self._next_attempt = max(self._next_attempt, time.monotonic() + self._trouble.next_delay())
         try:
             self._shutdown()
         except Exception:
@@ -171,7 +204,9 @@ class MqttUplink:
         if now >= self._next_status:
             self._publish_status()
         self._check_stale(now)
-        if now >= self._hold_until:
+        if now >= self._hold_until and self._mark_leftovers():
+            if self.config.confirm:
+                self._resend(self.tracker.due(now), "the centre confirmed nothing for a while: probing with")
             self._pump()
 
     def _connect(self) -> None:
@@ -200,6 +235,8 @@ class MqttUplink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         options: dict[str, Any] = {}
         if v5:  # 3.1.1 keeps the session through clean_session=False above
             properties = Properties(PacketTypes.CONNECT)
@@ -233,7 +270,7 @@ class MqttUplink:
                     sock.close()
                 except OSError:
                     pass
-        returned = self.buffer.release_all()
+        returned = self.buffer.release_all(keep=self._unmarked)
         self.stats.batches_returned += returned
         self._inflight.clear()
         self._status_mids.clear()
@@ -267,6 +304,60 @@ class MqttUplink:
         )
         # The centre sees the unit alive at once, before the backlog drains.
         self._publish_status()
+        if self.config.confirm:
+            client.subscribe(self._confirm_topic, qos=1)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
+        if client is not self._client:
+            return
+        for code in reason_codes:
+            if getattr(code, "is_failure", False) or code == 0x80:
+                log.error("broker refused the subscription to %s (%s): the centre's confirmations cannot reach this "
+                          "unit, so it keeps every reading; let the unit read its confirm topic in the broker's ACL "
+                          "(docs/collector.md)", self._confirm_topic, code)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if client is not self._client:
+            return
+        self.stats.bytes_received += len(message.payload) + len(self._confirm_topic) + 4
+        if message.topic != self._confirm_topic:
+            return
+        try:
+            confirmation = decode_confirmation(bytes(message.payload), self.device)
+        except PayloadError as exc:
+            log.warning("ignored a malformed confirmation on %s: %s", self._confirm_topic, exc)
+            return
+        self._apply(confirmation)
+
+    def _apply(self, confirmation: Any) -> bool:
+        """Apply a confirmation; False when the buffer could not record it (kept for a retry)."""
+        try:
+            outcome = self.buffer.apply_confirmation(confirmation)
+        except BufferError as exc:
+            self._pending_confirm = confirmation
+            self._buffer_failed(str(exc))
+            return False
+        self._pending_confirm = None
+        if not outcome.applied:
+            return True
+        self.stats.confirmations += 1
+        self.stats.readings_confirmed += outcome.confirmed
+        now = time.monotonic()
+        self.tracker.reopened(seq for first, last in outcome.reopened for seq in range(first, last + 1))
+        self._resend(self.tracker.confirmed(confirmation, now), "the centre lacks")
+        return True
+
+    def _resend(self, seqs: list[int], why: str) -> None:
+        if not seqs:
+            return
+        try:
+            n = self.buffer.resend(seqs)
+        except BufferError as exc:
+            self._buffer_failed(str(exc))
+            return
+        self.stats.readings_resent += n
+        log.warning("%s %d readings the broker had acknowledged (seq %s): sending them again",
+                    why, n, seq_ranges.text(seq_ranges.from_seqs(seqs)))
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if client is self._client and not self._stop.is_set():
@@ -284,6 +375,18 @@ class MqttUplink:
         if entry is None:
             return
         batch, _sent = entry
+        if reason_code == NO_MATCHING_SUBSCRIBERS:
+            # Accepted and forwarded to nobody: the collectors' shared subscription is not there
+            # (a broker restart forgets it until they subscribe again).  Not delivered.
+            self.stats.batches_unrouted += 1
+            self.buffer.nack(batch)
+            delay = self._hold.next_delay()
+            self._hold_until = time.monotonic() + delay
+            level = logging.DEBUG if self._unrouted_logged else logging.WARNING
+            log.log(level, "broker has no collector subscribed to %s (PUBACK 0x10): holding readings seq %d-%d, "
+                    "retrying in %.1fs", self._readings_topic, batch.first, batch.last, delay)
+            self._unrouted_logged = True
+            return
         if reason_code.is_failure:
             self.stats.batches_refused += 1
             self.stats.last_error = f"broker refused readings on {self._readings_topic}: {reason_code}"
@@ -297,10 +400,50 @@ class MqttUplink:
             )
             return
         self._hold.reset()
-        self.buffer.ack(batch)
+        self._trouble.reset()
+        if self._unrouted_logged:
+            log.info("broker forwards readings to the collectors again")
+            self._unrouted_logged = False
         self.stats.batches_acked += 1
         self.stats.readings_acked += len(batch)
         self.stats.last_delivery = format_time(datetime.now(timezone.utc))
+        self._mark(batch)
+
+    # -- marking in the buffer ------------------------------------------------------------
+
+    def _mark(self, batch: Batch) -> bool:
+        try:
+            self.buffer.ack(batch, confirmed=not self.config.confirm)
+        except BufferError as exc:
+            self._unmarked.append(batch)  # still leased: not sent again while it waits
+            self._buffer_failed(str(exc))
+            return False
+        if self.config.confirm:
+            self.tracker.acknowledged(batch.seqs, time.monotonic())
+        return True
+
+    def _mark_leftovers(self) -> bool:
+        """Record what could not be recorded before; True when nothing is left waiting."""
+        if self._pending_confirm is not None and not self._apply(self._pending_confirm):
+            return False
+        while self._unmarked:
+            if not self._mark(self._unmarked.pop(0)):
+                self._unmarked.insert(0, self._unmarked.pop())
+                return False
+        if self.buffer_fault is not None:
+            log.warning("buffer %s can be written again; sending resumes", self.buffer.path)
+            self.buffer_fault = None
+            self._hold.reset()
+        return True
+
+    def _buffer_failed(self, reason: str) -> None:
+        delay = self._hold.next_delay()
+        self._hold_until = time.monotonic() + delay
+        if self.buffer_fault is None:
+            log.error("%s: holding the uplink until it can be written (retrying with backoff); "
+                      "readings already sent are not sent again", reason)
+        self.buffer_fault = reason
+        self.stats.last_error = reason
 
     # -- publishing ----------------------------------------------------------------------
 
@@ -338,7 +481,13 @@ class MqttUplink:
             "oldest": stats.oldest_pending_time,
             "last_seq": stats.last_seq,
             "dropped_total": stats.dropped_total,
+            "unconfirmed": stats.unconfirmed,
+            "kept_from": stats.kept_from,
         }
+        if self.config.confirm:
+            fields["confirm"] = {"rev": stats.confirm_rev}
+        if self.buffer_fault is not None:
+            fields["fault"] = self.buffer_fault
         try:
             fields.update(self.status_fields())
         except Exception:  # a status detail must never stop delivery

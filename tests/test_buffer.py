@@ -51,7 +51,10 @@ def test_take_ack_nack(tmp_path: Path) -> None:
         assert buf.take(4) is None
         buf.ack(second)
         assert buf.pending_count() == 6
-        assert buf.stats().delivered_total == 4
+        stats = buf.stats()
+        assert (stats.unconfirmed, stats.delivered_total) == (4, 0), "the broker's PUBACK is not the centre's word"
+        buf.ack(third, confirmed=True)  # a unit whose feed has no collector to confirm
+        assert buf.stats().delivered_total == 2
 
 
 def test_release_all_returns_every_lease_oldest_first(tmp_path: Path) -> None:
@@ -76,7 +79,7 @@ def test_delivered_readings_are_kept_for_inspection(tmp_path: Path) -> None:
     path = tmp_path / "b.db"
     with open_buffer(path) as buf:
         buf.append_many([signal_reading()] * 3)
-        buf.ack(buf.take(2))
+        buf.ack(buf.take(2), confirmed=True)
     stats = read_stats(path)
     assert (stats.pending, stats.delivered_kept, stats.delivered_total, stats.last_seq) == (1, 2, 2, 3)
 
@@ -98,7 +101,7 @@ def test_full_buffer_prunes_delivered_first(tmp_path: Path) -> None:
     with open_buffer(tmp_path / "b.db", max_bytes=1_000_000) as buf:
         while buf.used_bytes() < 800_000:
             buf.append_many([BIG] * 100)
-            buf.ack(buf.take(1000))
+            buf.ack(buf.take(1000), confirmed=True)
         delivered_before = buf.stats().delivered_kept
         for _ in range(5):
             buf.append_many([BIG] * 100)  # 500 pending fit; together with the delivered they do not
@@ -124,6 +127,9 @@ def test_full_buffer_drops_oldest_undelivered_and_says_so(tmp_path: Path) -> Non
     assert kept == list(range(stats.last_seq - len(kept) + 1, stats.last_seq + 1)), "the oldest went first"
     assert events and all(e["event"]["type"] == "buffer_overflow" for e in events)
     assert events[-1]["event"]["data"]["dropped_total"] == dropped, "the latest event carries the running total"
+    named = {seq for e in events for first, last in e["event"]["data"]["ranges"] for seq in range(first, last + 1)}
+    assert named and named <= set(range(1, stats.last_seq + 1)) - set(kept), "each event names the seqs it dropped"
+    assert stats.kept_from == kept[0], "below kept_from the unit holds nothing: the centre can tell what is gone"
     assert read_stats(path).dropped_total == dropped, "the counter is persisted"
 
 

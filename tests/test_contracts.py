@@ -165,6 +165,10 @@ def overflow_and_corrupt_events(tmp_path: Path) -> list[dict[str, Any]]:
     path.write_bytes(b"not a database " * 500)
     with ReadingBuffer(path, "unit-1") as buffer:
         events += [json.loads(body) for body in buffer.take(10).bodies]
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    with ReadingBuffer(path, "unit-1") as buffer:
+        events += [json.loads(body) for body in buffer.take(10).bodies]
     return events
 
 
@@ -174,7 +178,7 @@ def test_buffer_event_readings_validate_and_are_documented(tmp_path: Path) -> No
     events = overflow_and_corrupt_events(tmp_path)
     types = {e["event"]["type"] for e in events}
     print(f"event readings: {len(events)}, types: {sorted(types)}")
-    assert types == {"buffer_overflow", "buffer_corrupt"}
+    assert types == {"buffer_overflow", "buffer_corrupt", "buffer_replaced"}
     table = event_types_table()
     for event in events:
         assert schema_errors("reading", event) == [], event
