@@ -40,7 +40,6 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path

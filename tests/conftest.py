@@ -7,6 +7,7 @@ import pytest
 
 from agent.sim.broker import LocalBroker, mosquitto_path
 from tests.mqtt_sink import ReadingSink
+from tests.support.collector import collectors  # noqa: F401  (fixture)
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import signal
 import socket
 import sqlite3
@@ -27,11 +26,11 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from agent.cli import main
 from agent.collector.store import QUARANTINE_RAW_BYTES, open_store, parse_db_url
-from agent.polling import wait_until
 from agent.protocol import encode_batch
 from agent.reading import Event, Reading, Signal
 from agent.sim.broker import LocalBroker, free_port
 from tests.conftest import write_config
+from tests.support.collector import CollectorProcess, stored_keys, wait_counts
 from tests.postgres import postgres_url  # noqa: F401  (fixture)
 from tests.readings_factory import ALL_KINDS, T0, signal_reading
 
@@ -46,59 +45,6 @@ def db_url(request, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/collector.db"
     return request.getfixturevalue("postgres_url")
-
-
-class CollectorProcess:
-    """``python -m agent collect`` as a child process, its log in a file."""
-
-    def __init__(self, tmp_path: Path, port: int, db: str, client_id: str = "collector-1", *extra: str,
-                 env: dict[str, str] | None = None) -> None:
-        self.env = None if env is None else {**os.environ, **env}
-        self.command = [sys.executable, "-m", "agent", "collect", "--broker", f"mqtt://127.0.0.1:{port}",
-                        "--db", db, "--client-id", client_id, "--stats-interval", "1s", *extra]
-        self.log_path = tmp_path / f"{client_id}.log"
-        self.process: subprocess.Popen | None = None
-        self.starts = 0
-
-    def start(self, timeout: float = 20.0) -> "CollectorProcess":
-        """Start, and return once it has subscribed (so the broker holds its messages from now on)."""
-        before = self.log().count("subscribed to")
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=REPO,
-                                            env=self.env)
-        self.starts += 1
-        ok = wait_until(lambda: self.log().count("subscribed to") > before or self.process.poll() is not None, timeout)
-        assert ok and self.process.poll() is None, f"collector did not subscribe:\n{self.log()[-3000:]}"
-        return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self, timeout: float = 10.0) -> int:
-        """SIGTERM; the exit status."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def close(self) -> None:
-        if self.alive():
-            self.kill()
-
-
-@pytest.fixture
-def collectors():
-    made: list[CollectorProcess] = []
-    yield made
-    for c in made:
-        c.close()
 
 
 class Units:
@@ -134,35 +80,6 @@ def batches(device: str, seqs: range, size: int) -> list[bytes]:
     numbers = list(seqs)
     return [encode_batch(device, [reading(device, s).to_json() for s in numbers[i:i + size]])
             for i in range(0, len(numbers), size)]
-
-
-def stored_keys(db: str) -> list[tuple[str, int]]:
-    parsed = parse_db_url(db)
-    if parsed.backend == "sqlite":
-        with sqlite3.connect(parsed.target) as conn:
-            return conn.execute("SELECT device, seq FROM readings").fetchall()
-    import psycopg
-
-    with psycopg.connect(parsed.target) as conn:
-        return conn.execute("SELECT device, seq FROM readings").fetchall()
-
-
-def counts(db: str) -> dict[str, int]:
-    with open_store(db) as store:
-        return store.counts()
-
-
-def wait_counts(db: str, predicate, timeout: float, what: str, *procs: CollectorProcess) -> dict[str, int]:
-    seen: dict[str, int] = {}
-
-    def check() -> bool:
-        seen.update(counts(db))
-        return predicate(seen)
-
-    if not wait_until(check, timeout, interval=0.2):
-        logs = "\n".join(p.log()[-2000:] for p in procs)
-        pytest.fail(f"{what}: not reached within {timeout:g}s; counts {seen}\n{logs}")
-    return seen
 
 
 # -- scenarios ---------------------------------------------------------------------------

@@ -69,6 +69,9 @@ def add_collect(sub: argparse._SubParsersAction) -> None:
                    help=f"most MQTT messages stored in one transaction (default {defaults.group_messages})")
     p.add_argument("--stats-interval", default="60s", metavar="DURATION",
                    help="how often to log what was stored (default 60s)")
+    p.add_argument("--confirm-interval", default="5m", metavar="DURATION",
+                   help="most one confirmation per unit this often, sooner when the unit is behind or a hole "
+                        "opens (default 5m)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     p.set_defaults(func=cmd_collect)
 
@@ -86,6 +89,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     try:
         expiry = parse_duration(args.session_expiry)
         stats_interval = parse_duration(args.stats_interval)
+        confirm_interval = parse_duration(args.confirm_interval)
     except ValueError as exc:
         raise UsageError(f"blankspot collect: {exc}") from None
     password = None
@@ -108,7 +112,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
         session_expiry_s=int(expiry), inflight=args.inflight, group_messages=args.max_messages_per_commit,
-        stats_interval_s=stats_interval,
+        stats_interval_s=stats_interval, confirm_interval_s=confirm_interval,
     )
     try:
         settings.check()

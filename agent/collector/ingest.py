@@ -11,6 +11,14 @@
   topic, batch and readings alike).  A payload that fails is not an error of the collector:
   it goes to the quarantine table with its first bytes and the reason, and is acknowledged.
 
+After each commit the collector tells each unit what the database now holds: a retained QoS 1
+:class:`~agent.protocol.Confirmation` on ``<prefix>/<device>/confirm``, computed in the same
+transaction from the seq ledger (:mod:`agent.collector.ledger`).  To keep it cheap on a
+metered link, a unit gets at most one every ``confirm_interval_s``, sooner when its status
+shows it is behind or when a hole opens; the unit sends again what the confirmation says is
+missing.  A reading dated outside the plausible window (:func:`implausible_time`) is
+quarantined on its own, the rest of its batch stored, and its seq told to the unit as settled.
+
 Two threads: paho's network thread decodes each message as it arrives (:func:`classify`)
 and queues it; the writer thread (the caller of :meth:`Collector.run`) takes whatever has
 queued, commits it in one transaction and acknowledges it.  The broker sends at most
@@ -26,7 +34,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,8 +48,13 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from agent.collector.store import (
     QUARANTINE_RAW_BYTES, Quarantined, Store, StoreDataError, StoreError, UnitStatus, Work, now_utc,
 )
-from agent.protocol import DEFAULT_PREFIX, PayloadError, decode_batch, decode_status, split_topic
-from agent.reading import Reading
+from agent import seq_ranges
+from agent.collector.ledger import LedgerChange
+from agent.protocol import (
+    DEFAULT_PREFIX, Confirmation, PayloadError, confirm_topic, decode_batch, decode_status, encode_confirmation,
+    split_topic,
+)
+from agent.reading import Reading, ReadingError, format_time, parse_time
 from agent.watchdog import SystemdNotifier, Watchdog
 
 log = logging.getLogger(__name__)
@@ -53,10 +66,35 @@ _NOT_IN_GROUP = ("/", "+", "#")
 
 # -- what a message is -----------------------------------------------------------------
 
+# The plausible window of a reading's time (docs/collector.md): a Raspberry Pi without a
+# clock starts at 1970, and a GPS or NTP time before 2020 is a receiver's week-rollover bug.
+EARLIEST_UNSYNCED = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EARLIEST_TRUSTED = datetime(2020, 1, 1, tzinfo=timezone.utc)
+LATEST_AHEAD = timedelta(days=1)
+
+
+def implausible_time(reading: Reading, received: datetime) -> str | None:
+    """Why a reading's time cannot be stored as it is, or None."""
+    try:
+        written = format_time(reading.time)
+        if parse_time(written) != reading.time.replace(microsecond=reading.time.microsecond // 1000 * 1000):
+            return f"time {written} does not read back as written"
+    except (ReadingError, ValueError, OverflowError) as exc:
+        return f"time cannot be written and read back: {exc}"
+    earliest = EARLIEST_UNSYNCED if reading.time_source == "unsynced" else EARLIEST_TRUSTED
+    if reading.time < earliest:
+        return (f"time {written} ({reading.time_source}) is before {format_time(earliest)[:10]}, "
+                "outside the plausible window")
+    if reading.time > received + LATEST_AHEAD:
+        return f"time {written} is more than a day after it was received, outside the plausible window"
+    return None
+
+
 @dataclass(frozen=True)
 class BatchMessage:
     device: str
     readings: list[Reading]
+    refused: tuple[tuple[Reading, str], ...] = ()  # readings quarantined on their own, with why
 
 
 @dataclass(frozen=True)
@@ -81,7 +119,13 @@ def classify(prefix: str, topic: str, payload: bytes) -> Inbound:
     try:
         device, what = split_topic(prefix, topic)
         if what == "readings":
-            return BatchMessage(device, decode_batch(payload, device))
+            readings = decode_batch(payload, device)
+            received = now_utc()
+            refused = [(r, why) for r in readings if (why := implausible_time(r, received))]
+            if refused:
+                keep = [r for r in readings if not any(r is bad for bad, _ in refused)]
+                return BatchMessage(device, keep, tuple(refused))
+            return BatchMessage(device, readings)
         if len(payload) > MAX_STATUS_BYTES:
             raise PayloadError(f"status payload of {len(payload)} bytes exceeds {MAX_STATUS_BYTES}")
         status = decode_status(payload, device)
@@ -147,6 +191,7 @@ class CollectorSettings:
     group_messages: int = 100    # most messages in one transaction
     group_readings: int = 20_000  # most readings in one transaction
     stats_interval_s: float = 60.0
+    confirm_interval_s: float = 300.0  # most one confirmation per unit this often, unless it is behind
 
     def topics(self) -> list[str]:
         return [f"$share/{self.group}/{self.prefix}/+/readings", f"$share/{self.group}/{self.prefix}/+/status"]
@@ -179,6 +224,10 @@ class CollectorStats:
     commits: int = 0
     commit_failures: int = 0
     acks_dropped: int = 0  # committed, but the connection they came on was gone: the broker sends them again
+    confirmations: int = 0  # published to units
+    holes_opened: int = 0  # seqs found missing at the centre
+    holes_filled: int = 0
+    readings_refused: int = 0  # quarantined on their own (implausible time)
 
     def minus(self, other: "CollectorStats") -> "CollectorStats":
         return CollectorStats(**{k: getattr(self, k) - getattr(other, k) for k in self.__dataclass_fields__})
@@ -208,6 +257,10 @@ class _Group:
             if isinstance(item, BatchMessage):
                 work.readings.extend(item.readings)
                 work.batches += 1
+                for reading, why in item.refused:
+                    work.refused.append((reading.device, reading.seq))  # type: ignore[arg-type]
+                    raw = reading.to_json().encode("utf-8", "backslashreplace")
+                    work.quarantine.append(Quarantined(arrival.topic, raw, f"seq {reading.seq}: {why}", len(raw)))
             elif isinstance(item, StatusMessage):
                 work.units.append(UnitStatus(item.device, item.state, arrival.received, item.payload))
             else:
@@ -238,6 +291,8 @@ class Collector:
         self._quarantine_logged = 0
         self._last_stats = CollectorStats()
         self._next_stats = 0.0
+        self._confirm_due: dict[str, tuple[Confirmation, float]] = {}  # device -> latest, when to publish
+        self._confirm_sent: dict[str, tuple[int, float]] = {}  # device -> rev, when published
 
     # -- running -------------------------------------------------------------------------
 
@@ -257,10 +312,12 @@ class Collector:
             while not stop.is_set():
                 self.watchdog.heartbeat()
                 self._write_once(timeout=0.2, stop=stop)
+                self._publish_confirmations(time.monotonic())
                 self._log_stats()
             # Finish what has arrived, so it is acknowledged now rather than sent again later.
             self.notifier.stopping("storing what has arrived, then disconnecting")
             self._write_once(timeout=0, stop=None)
+            self._publish_confirmations(float("inf"))
         finally:
             self._stop.set()
             client.disconnect()
@@ -393,7 +450,52 @@ class Collector:
                 delay = min(delay * 2, 30.0)
         self._acknowledge(group)
         self._account(group, result.inserted, result.duplicates)
+        self._follow(result.changes)
         return True
+
+    # -- confirmations ----------------------------------------------------------------------
+
+    def _follow(self, changes: list[LedgerChange]) -> None:
+        """Log holes that opened or filled, and plan each unit's next confirmation."""
+        now = time.monotonic()
+        for change in changes:
+            if change.opened:
+                self.stats.holes_opened += seq_ranges.count(change.opened)
+                log.info("unit %s: readings seq %s missing at the centre (hole opened; the unit is told to send "
+                         "them again)", change.device, seq_ranges.text(change.opened))
+            if change.filled:
+                self.stats.holes_filled += seq_ranges.count(change.filled)
+                log.info("unit %s: hole filled, seq %s", change.device, seq_ranges.text(change.filled))
+            if not (change.changed or change.urgent):
+                continue
+            sent = self._confirm_sent.get(change.device)
+            if change.urgent or sent is None:
+                due = now
+            elif change.opened:
+                due = now + min(2.0, self.settings.confirm_interval_s)
+            else:
+                due = sent[1] + self.settings.confirm_interval_s
+            previous = self._confirm_due.get(change.device)
+            if previous is not None:
+                due = min(due, previous[1])
+            self._confirm_due[change.device] = (change.confirmation, due)
+
+    def _publish_confirmations(self, now: float) -> None:
+        client = self._client
+        if client is None or not self._confirm_due:
+            return
+        for device, (confirmation, due) in list(self._confirm_due.items()):
+            if due > now:
+                continue
+            topic = confirm_topic(self.settings.prefix, device)
+            info = client.publish(topic, encode_confirmation(confirmation), qos=1, retain=True)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                continue  # not connected: stays due, published after the reconnection
+            del self._confirm_due[device]
+            self._confirm_sent[device] = (confirmation.rev, time.monotonic())
+            self.stats.confirmations += 1
+            log.debug("confirmed to %s: rev %d, up to %d, top %d, %d holes", device, confirmation.rev,
+                      confirmation.upto, confirmation.top, len(confirmation.holes))
 
     def _acknowledge(self, group: _Group) -> None:
         client = self._client
@@ -417,6 +519,12 @@ class Collector:
             item = arrival.inbound
             if isinstance(item, BatchMessage):
                 stats.batches += 1
+                stats.readings_refused += len(item.refused)
+                stats.quarantined += len(item.refused)
+                for reading, why in item.refused:
+                    self._quarantine_logged += 1
+                    if self._quarantine_logged <= 20:
+                        log.warning("quarantined reading %s#%s: %s", reading.device, reading.seq, why)
             elif isinstance(item, StatusMessage):
                 stats.statuses += 1
                 if self._unit_states.get(item.device) != item.state:
@@ -447,7 +555,9 @@ class Collector:
     @staticmethod
     def _summary(stats: CollectorStats) -> str:
         return (f"{stats.readings_inserted} readings stored from {stats.batches} batches, "
-                f"{stats.duplicates} duplicates, {stats.quarantined} quarantined, {stats.statuses} statuses")
+                f"{stats.duplicates} duplicates, {stats.quarantined} quarantined, {stats.statuses} statuses, "
+                f"{stats.holes_opened} seqs found missing, {stats.holes_filled} filled, "
+                f"{stats.confirmations} confirmations")
 
 
 def _readings(arrival: _Arrival) -> int:

@@ -87,7 +87,37 @@ MIGRATIONS: tuple[Step, ...] = (
     ),
 )
 
+_LEDGER = (
+    "CREATE TABLE seq_ranges (device {text} NOT NULL, first_seq {bigint} NOT NULL, last_seq {bigint} NOT NULL,"
+    " PRIMARY KEY (device, first_seq))",
+    "CREATE TABLE gone (device {text} NOT NULL, first_seq {bigint} NOT NULL, last_seq {bigint} NOT NULL,"
+    " reason {text} NOT NULL, PRIMARY KEY (device, first_seq, last_seq, reason))",
+    "CREATE TABLE unit_ledger (device {text} PRIMARY KEY, rev {bigint} NOT NULL, kept_from {bigint},"
+    " unit_rev {bigint})",
+    # The runs of consecutive seqs already stored ("gaps and islands"): seq minus its rank is
+    # the same along a run.
+    "INSERT INTO seq_ranges (device, first_seq, last_seq)"
+    " SELECT device, min(seq), max(seq) FROM"
+    " (SELECT device, seq, seq - row_number() OVER (PARTITION BY device ORDER BY seq) AS island FROM readings)"
+    " AS numbered GROUP BY device, island",
+)
+
+MIGRATIONS += (
+    Step(
+        3,
+        "seq ledger: stored ranges, seqs a unit can never send, confirmation revs",
+        sqlite=tuple(q.format(**_SQLITE_TYPES) for q in _LEDGER),
+        postgres=tuple(q.format(**_PG_TYPES) for q in _LEDGER),
+    ),
+)
+
 LATEST = MIGRATIONS[-1].version
+
+
+def has_ledger(steps: tuple[Step, ...]) -> bool:
+    """Whether a database built by ``steps`` keeps the seq ledger (a store held at an older
+    schema, as a test of upgrades does, stores readings without it)."""
+    return any(step.version == 3 for step in steps)
 
 VERSION_TABLE = {
     "sqlite": "CREATE TABLE IF NOT EXISTS schema_version ("

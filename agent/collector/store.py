@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 from urllib.parse import urlsplit
 
+from agent import seq_ranges
+from agent.collector.ledger import Hole, LedgerChange, UnitWork, holes_of, unit_work_of
 from agent.reading import Event, Latency, Reading, Signal, Throughput, format_time
 
 QUARANTINE_RAW_BYTES = 65_536
@@ -50,7 +52,8 @@ READING_COLUMNS = (
 )
 
 # Counter names kept per collector in the ``counters`` table.
-COUNTERS = ("batches", "readings_inserted", "duplicates", "quarantined", "statuses")
+COUNTERS = ("batches", "readings_inserted", "duplicates", "quarantined", "statuses", "readings_refused",
+            "holes_opened", "holes_filled")
 
 
 class StoreError(RuntimeError):
@@ -97,15 +100,21 @@ class Work:
     quarantine: list[Quarantined] = field(default_factory=list)
     units: list[UnitStatus] = field(default_factory=list)
     batches: int = 0
+    refused: list[tuple[str, int]] = field(default_factory=list)  # (device, seq) quarantined one by one
 
     def __bool__(self) -> bool:
         return bool(self.readings or self.quarantine or self.units or self.batches)
+
+    def by_unit(self) -> dict[str, UnitWork]:
+        statuses = [(u.device, u.payload) for u in sorted(self.units, key=lambda u: u.when)]
+        return unit_work_of(self.readings, self.refused, statuses)
 
 
 @dataclass(frozen=True)
 class CommitResult:
     inserted: int
     duplicates: int
+    changes: list[LedgerChange] = field(default_factory=list)  # per unit, from the seq ledger
 
 
 def now_utc() -> datetime:
@@ -196,6 +205,9 @@ def counter_deltas(work: Work, result: CommitResult) -> list[tuple[str, int]]:
         "duplicates": result.duplicates,
         "quarantined": len(work.quarantine),
         "statuses": len(work.units),
+        "readings_refused": len(work.refused),
+        "holes_opened": sum(seq_ranges.count(c.opened) for c in result.changes),
+        "holes_filled": sum(seq_ranges.count(c.filled) for c in result.changes),
     }
     return [(name, values[name]) for name in COUNTERS if values[name]]
 
@@ -251,6 +263,25 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def _reading(self) -> AbstractContextManager[Any]:
         """A connection to query (SQL the same on both databases), errors as StoreError."""
+
+    def holes(self, device: str) -> list[Hole]:
+        """Every seq of ``device`` up to the highest stored that the centre lacks, with why."""
+        with self._reading() as conn:
+            return holes_of(self._runner(conn), device)
+
+    def ledger(self) -> dict[str, dict[str, Any]]:
+        """Per unit: ``rev``, ``kept_from``, ``unit_rev``, ``stored`` (readings), ``top`` (highest seq)."""
+        with self._reading() as conn:
+            run = self._runner(conn)
+            rows = run("SELECT device, rev, kept_from, unit_rev FROM unit_ledger ORDER BY device", ())
+            spans = {r[0]: (r[1], r[2]) for r in run(
+                "SELECT device, sum(last_seq - first_seq + 1), max(last_seq) FROM seq_ranges GROUP BY device", ())}
+        return {r[0]: {"rev": r[1], "kept_from": r[2], "unit_rev": r[3], "stored": int(spans.get(r[0], (0, 0))[0]),
+                       "top": int(spans.get(r[0], (0, 0))[1])} for r in rows}
+
+    @abc.abstractmethod
+    def _runner(self, conn: Any) -> Any:
+        """``run(sql, params) -> rows`` on ``conn`` for SQL written with ``?`` placeholders."""
 
     def counters(self) -> dict[str, dict[str, int]]:
         """Counters per collector name (``""`` for direct API use)."""

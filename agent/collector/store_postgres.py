@@ -14,6 +14,7 @@ from datetime import timezone
 from typing import Any, Iterator
 
 from agent.collector import migrations
+from agent.collector.ledger import SeqLedger
 from agent.collector.store import (
     MAX_REASON_CHARS, MAX_TOPIC_CHARS, QUARANTINE_RAW_BYTES, READING_COLUMNS, CommitResult, SchemaTooNew, Store,
     StoreDataError, StoreError, StoreUrlError, Work, clean_text, counter_deltas, now_utc, reading_row, redact,
@@ -88,6 +89,7 @@ class PostgresStore(Store):
     # -- schema ------------------------------------------------------------------------
 
     def _migrate(self, steps: tuple[migrations.Step, ...]) -> None:
+        self._ledger = migrations.has_ledger(steps)
         conn = self._conn
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
@@ -170,6 +172,8 @@ class PostgresStore(Store):
                     "status = excluded.status WHERE excluded.last_seen >= units.last_seen",
                     unit,
                 )
+            changes = SeqLedger(self._runner(cur)).update_all(work.by_unit()) if self._ledger else []
+            result = CommitResult(result.inserted, result.duplicates, changes)
             for name, delta in counter_deltas(work, result):
                 cur.execute(
                     "INSERT INTO counters (collector, name, value) VALUES (%s, %s, %s) "
@@ -186,6 +190,13 @@ class PostgresStore(Store):
             yield self._usable()
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL {self.url}: {_one_line(exc)}") from None
+
+    def _runner(self, conn: Any) -> Any:
+        def run(sql: str, params: Any) -> list[tuple[Any, ...]]:
+            cursor = conn.execute(sql.replace("?", "%s"), params)
+            return cursor.fetchall() if cursor.description else []
+
+        return run
 
     def iter_readings(self, device: str | None = None, kind: str | None = None) -> Iterator[Reading]:
         sql, params = readings_query(device, kind, "%s")

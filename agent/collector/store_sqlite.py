@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from agent.collector import migrations
+from agent.collector.ledger import SeqLedger
 from agent.collector.store import (
     MAX_REASON_CHARS, MAX_TOPIC_CHARS, QUARANTINE_RAW_BYTES, READING_COLUMNS, CommitResult, SchemaTooNew, Store,
     StoreDataError, StoreError, Work, clean_text, counter_deltas, now_utc, reading_row, readings_query, status_json,
@@ -59,6 +60,7 @@ class SqliteStore(Store):
     # -- schema ------------------------------------------------------------------------
 
     def _migrate(self, steps: tuple[migrations.Step, ...]) -> None:
+        self._ledger = migrations.has_ledger(steps)
         db = self._db
         db.execute("BEGIN IMMEDIATE")  # one migrator at a time
         try:
@@ -113,6 +115,8 @@ class SqliteStore(Store):
                     "status = excluded.status WHERE excluded.last_seen >= units.last_seen",
                     units,
                 )
+                changes = SeqLedger(self._runner(db)).update_all(work.by_unit()) if self._ledger else []
+                result = CommitResult(result.inserted, result.duplicates, changes)
                 db.executemany(
                     "INSERT INTO counters (collector, name, value) VALUES (?, ?, ?) "
                     "ON CONFLICT (collector, name) DO UPDATE SET value = value + excluded.value",
@@ -137,6 +141,9 @@ class SqliteStore(Store):
             yield self._db
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite database {self.path}: {exc}") from None
+
+    def _runner(self, conn: sqlite3.Connection) -> Any:
+        return lambda sql, params: conn.execute(sql, params).fetchall()
 
     def iter_readings(self, device: str | None = None, kind: str | None = None) -> Iterator[Reading]:
         sql, params = readings_query(device, kind, "?")

@@ -1,0 +1,1 @@
+"""Helpers the tests share: processes, fixtures, data of the scenarios."""
