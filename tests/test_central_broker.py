@@ -12,6 +12,15 @@ Required behaviour:
   subscription ($share/<group>/...) that splits them among several collectors;
 - a wrong password, an unknown account and an anonymous client are turned away;
 - plain MQTT is not spoken on the TLS port;
+- no packet over the shipped limit (max_packet_size) gets in, while a unit's largest batch
+  does; the limit sits between what a unit sends and what the collector accepts, and
+  docs/collector.md recommends the same figure;
+- a unit reads its own confirmation (<prefix>/<device>/confirm, retained, published by the
+  collectors) and no other unit's, and cannot write its own: only the collector account
+  writes confirmations, for any unit;
+- after a restart the broker still has retained confirmations and a collector's queued
+  messages, but not its shared subscription: until the collector subscribes again a unit's
+  batch is answered "No matching subscribers";
 - the agent itself (password_file, TLS) delivers its readings through this broker;
 - the collector, started the way systemd/blankspot-collector.service starts it (its
   ExecStart, with collector.env.example's options), stores every reading of a unit and
@@ -35,10 +44,13 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from agent.config import Config, read_password
+from agent.protocol import MAX_BATCH_BYTES
 from agent.sim.broker import LocalBroker, free_port
-from agent.uplink import MqttUplink
+from agent.uplink import MAX_MESSAGE_BYTES, MqttUplink
 from tests.conftest import require_mosquitto
 from tests.mqtt_sink import ReadingSink
 from tests.test_tls_acl import TestCA, Unit, unit_config
@@ -90,8 +102,10 @@ def central(tmp_path_factory: pytest.TempPathFactory):
                        capture_output=True)
     assert "river-mahakam-1" not in (folder / "passwd").read_text(), "passwords are stored hashed"
     tls_port, local_port = free_port(), free_port()
+    # Debian's mosquitto.conf turns persistence on and names its folder; here the test's.
     broker = LocalBroker("mosquitto", port=tls_port, workdir=folder / "run",
-                         listener=shipped_config(folder, tls_port, local_port)).start()
+                         listener=shipped_config(folder, tls_port, local_port),
+                         extra_config=f"persistence true\npersistence_location {folder}/\n").start()
     yield CentralBroker(broker, tls_port, local_port, folder / "ca.crt")
     broker.kill()
 
@@ -109,24 +123,47 @@ class Client:
         if username is not None:
             self.client.username_pw_set(username, password)
         self.connack: queue.Queue = queue.Queue()
+        self.connack_properties: Properties | None = None
+        self.session_present: bool | None = None
         self.acks: dict[int, object] = {}
         self.granted: queue.Queue = queue.Queue()
         self.messages: list[tuple[str, bytes]] = []
+        self.retained: list[tuple[str, bytes]] = []     # those of the messages that came retained
+        self.disconnects: list[str] = []                 # reasons the broker gave for ending the connection
         self._acked = threading.Condition()
-        self.client.on_connect = lambda c, u, flags, rc, props: self.connack.put(rc)
+        self.client.on_connect = self._on_connect
         self.client.on_connect_fail = lambda c, u: self.connack.put("connection failed")
+        self.client.on_disconnect = lambda c, u, flags, rc, props: self.disconnects.append(str(rc))
         self.client.on_publish = self._on_publish
         self.client.on_subscribe = lambda c, u, mid, rcs, props: self.granted.put(rcs)
-        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload))
+        self.client.on_message = self._on_message
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connack_properties = properties
+        self.session_present = flags.session_present
+        self.connack.put(reason_code)
+
+    def _on_message(self, client, userdata, message) -> None:
+        self.messages.append((message.topic, message.payload))
+        if message.retain:
+            self.retained.append((message.topic, message.payload))
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._acked:
             self.acks[mid] = reason_code
             self._acked.notify_all()
 
-    def connect(self, timeout: float = 10.0) -> str:
-        """The CONNACK reason ('Success', 'Bad user name or password', ...)."""
-        self.client.connect_async("127.0.0.1", self.port, keepalive=10)
+    def connect(self, timeout: float = 10.0, session_expiry: int | None = None) -> str:
+        """The CONNACK reason ('Success', 'Bad user name or password', ...).  With
+        ``session_expiry`` (seconds) the session is persistent, as a collector's: clean_start
+        false, kept that long by the broker while the client is away."""
+        if session_expiry is None:
+            self.client.connect_async("127.0.0.1", self.port, keepalive=10)
+        else:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = session_expiry
+            self.client.connect_async("127.0.0.1", self.port, keepalive=10, clean_start=False,
+                                      properties=properties)
         self.client.loop_start()
         try:
             result = self.connack.get(timeout=timeout)
@@ -137,8 +174,8 @@ class Client:
             self.client.loop_stop()
         return str(result)
 
-    def publish(self, topic: str, payload: bytes = b"{}", timeout: float = 10.0) -> str:
-        info = self.client.publish(topic, payload, qos=1)
+    def publish(self, topic: str, payload: bytes = b"{}", timeout: float = 10.0, retain: bool = False) -> str:
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
         with self._acked:
             self._acked.wait_for(lambda: info.mid in self.acks, timeout)
         return str(self.acks.get(info.mid, "no PUBACK"))
@@ -255,6 +292,149 @@ def test_tls_port_does_not_speak_plain_mqtt(central: CentralBroker, clients) -> 
     assert plain.connect(timeout=5) != "Success"
 
 
+def shipped_setting(name: str) -> str:
+    """The value of option ``name`` in deploy/mosquitto/blankspot.conf, which gives it once."""
+    values = [line.split(None, 1)[1].strip() for line in (SHIPPED / "blankspot.conf").read_text().splitlines()
+              if line.split(None, 1)[:1] == [name]]
+    assert len(values) == 1, f"deploy/mosquitto/blankspot.conf gives {name} {len(values)} times"
+    return values[0]
+
+
+def test_shipped_config_starts_without_a_warning(central: CentralBroker) -> None:
+    """Nothing deprecated, nothing Mosquitto 2 would rather have said otherwise."""
+    lines: list[str] = []
+    for path in (central.broker.workdir / "mosquitto.out", central.broker.log_path):
+        for line in path.read_text(errors="replace").splitlines():
+            if " running" in line:
+                break  # the first start only: later lines are about the clients
+            lines.append(line)
+    complaints = [line for line in lines if re.search(r"warning|error|note:|deprecated|recommended", line, re.I)
+                  # the test runs Mosquitto as root (user root), which Debian's service never does
+                  and "should not be run as root" not in line]
+    assert any(" starting" in line for line in lines) and complaints == [], "\n".join(lines)
+
+
+# A batch's payload is its readings (at most MAX_MESSAGE_BYTES of them) in a short envelope.
+ENVELOPE_BYTES = 1000
+
+
+def test_packet_limit_sits_between_a_units_batch_and_what_the_collector_accepts() -> None:
+    limit = int(shipped_setting("max_packet_size"))
+    print(f"\nunit batches up to {MAX_MESSAGE_BYTES:,} bytes < broker limit {limit:,} < collector limit {MAX_BATCH_BYTES:,}")
+    assert MAX_MESSAGE_BYTES + ENVELOPE_BYTES < limit < MAX_BATCH_BYTES
+    assert not [line for line in (SHIPPED / "blankspot.conf").read_text().splitlines()
+                if line.startswith("message_size_limit")], "deprecated in Mosquitto 2: max_packet_size"
+    # The collector's documentation recommends what the sample sets.
+    collector_doc = (ROOT / "docs" / "collector.md").read_text()
+    for name in ("max_packet_size", "max_queued_messages", "max_queued_bytes", "autosave_interval"):
+        assert f"{name} {shipped_setting(name)}" in collector_doc, f"docs/collector.md does not recommend {name}"
+
+
+def test_a_packet_over_the_limit_ends_the_connection_while_a_units_largest_batch_passes(
+        central: CentralBroker, clients) -> None:
+    limit = int(shipped_setting("max_packet_size"))
+    collector = connected(clients, central, "collector")
+    assert collector.subscribe(f"{PREFIX}/+/readings") == ["Granted QoS 1"]
+    unit = connected(clients, central, "unit-1")
+    assert unit.connack_properties.MaximumPacketSize == limit, "MQTT 5 clients are told the limit"
+    largest = b"x" * (MAX_MESSAGE_BYTES + ENVELOPE_BYTES)
+    assert unit.publish(f"{PREFIX}/unit-1/readings", largest) == "Success"
+    assert wait(lambda: (f"{PREFIX}/unit-1/readings", largest) in collector.messages, timeout=10)
+    unit.client.publish(f"{PREFIX}/unit-1/readings", b"y" * limit, qos=1)
+    # Mosquitto sends DISCONNECT "Packet too large" and closes; over TLS the client may only
+    # see the connection end.  (paho would send the packet again at every reconnection.)
+    assert wait(lambda: unit.disconnects != [], timeout=10), "the connection goes on"
+    unit.close()
+    time.sleep(0.5)
+    sizes = sorted({len(payload) for _, payload in collector.messages})
+    print(f"\n{len(largest):,} bytes: delivered; {limit:,} bytes: connection ended ({unit.disconnects[0]}); "
+          f"the collector received sizes {sizes}")
+    assert sizes == [len(largest)]
+
+
+def confirm_topic(device: str) -> str:
+    return f"{PREFIX}/{device}/confirm"
+
+
+# A retained message is kept even when nobody is subscribed yet; MQTT 5 then answers 0x10
+# "No matching subscribers", a success like 0x00.
+KEPT = {"Success", "No matching subscribers"}
+
+
+def confirmation(device: str, marker: str) -> bytes:
+    """A stand-in for a blankspot.confirm/1 payload: the broker does not look inside."""
+    return f"confirmation for {device}: {marker}".encode()
+
+
+@pytest.fixture
+def confirmations(central: CentralBroker):
+    """Topics a test left a retained confirmation on; emptied afterwards, so that the retained
+    message does not reach the next test's subscribers."""
+    topics: list[str] = []
+    yield topics
+    cleaner = Client(central, "collector", PASSWORDS["collector"])
+    if cleaner.connect() == "Success":
+        for topic in topics:
+            cleaner.publish(topic, b"", retain=True)
+        cleaner.close()
+
+
+def test_unit_reads_its_own_confirmation_and_no_other(central: CentralBroker, clients, confirmations) -> None:
+    collector = connected(clients, central, "collector")
+    for device in ("unit-1", "unit-2"):
+        confirmations.append(confirm_topic(device))
+        assert collector.publish(confirm_topic(device), confirmation(device, "retained"), retain=True) in KEPT
+    unit = connected(clients, central, "unit-1")
+    # Mosquitto grants every subscription; the ACL then decides which messages reach it.
+    granted = {f: unit.subscribe(f) for f in (confirm_topic("unit-1"), confirm_topic("unit-2"), f"{PREFIX}/+/confirm")}
+    assert wait(lambda: (confirm_topic("unit-1"), confirmation("unit-1", "retained")) in unit.retained)
+    # Live ones too: unit-2's first, so that once unit-1's is in, unit-2's would have been.
+    assert collector.publish(confirm_topic("unit-2"), confirmation("unit-2", "live"), retain=True) in KEPT
+    assert collector.publish(confirm_topic("unit-1"), confirmation("unit-1", "live"), retain=True) in KEPT
+    assert wait(lambda: (confirm_topic("unit-1"), confirmation("unit-1", "live")) in unit.messages)
+    time.sleep(0.3)
+    print(f"\nunit-1 subscribing to {granted}: received {sorted(set(unit.messages))}")
+    assert {topic for topic, _ in unit.messages} == {confirm_topic("unit-1")}
+
+
+def test_collector_writes_and_reads_every_units_confirmation(central: CentralBroker, clients,
+                                                              confirmations) -> None:
+    collector = connected(clients, central, "collector")
+    # boat-07 has no account yet: its confirmation waits, retained, for its first connection.
+    devices = ("unit-1", "unit-2", "boat-07")
+    for device in devices:
+        confirmations.append(confirm_topic(device))
+        assert collector.publish(confirm_topic(device), confirmation(device, "stored"), retain=True) in KEPT
+    other = connected(clients, central, "collector", client_id="collector-2")
+    assert other.subscribe(f"{PREFIX}/+/confirm") == ["Granted QoS 1"]
+    expected = sorted((confirm_topic(d), confirmation(d, "stored")) for d in devices)
+    assert wait(lambda: sorted(other.retained) == expected), other.retained
+    unit = connected(clients, central, "unit-2")
+    unit.subscribe(confirm_topic("unit-2"))
+    assert wait(lambda: unit.retained == [(confirm_topic("unit-2"), confirmation("unit-2", "stored"))]), unit.retained
+
+
+def test_unit_cannot_write_a_confirmation(central: CentralBroker, clients, confirmations) -> None:
+    """Not even its own: a unit must never be able to say the centre holds its readings."""
+    collector = connected(clients, central, "collector")
+    collector.subscribe(f"{PREFIX}/#")
+    unit = connected(clients, central, "unit-1")
+    confirmations.extend([confirm_topic("unit-1"), confirm_topic("unit-2")])  # should one get through
+    refused = [unit.publish(confirm_topic("unit-1"), b"forged", retain=True),
+               unit.publish(confirm_topic("unit-1"), b"forged"),
+               unit.publish(confirm_topic("unit-2"), b"forged", retain=True)]
+    # What a unit does write (nobody subscribes to doctor's check).
+    allowed = {topic: unit.publish(f"{PREFIX}/unit-1/{topic}", b"marker") for topic in ("readings", "status", "doctor")}
+    assert wait(lambda: (f"{PREFIX}/unit-1/status", b"marker") in collector.messages)
+    reader = connected(clients, central, "unit-1", client_id="unit-1-reader")
+    reader.subscribe(confirm_topic("unit-1"))
+    time.sleep(0.3)
+    print(f"\nunit-1 writing confirmations: {refused}; its own topics: {allowed}")
+    assert set(refused) == {"Not authorized"}
+    assert set(allowed.values()) <= KEPT, allowed
+    assert not [m for m in collector.messages + reader.messages if m[1] == b"forged"]
+
+
 class PasswordUnit(Unit):
     """test_tls_acl's unit, with the password read from uplink.password_file as the agent does."""
 
@@ -363,3 +543,45 @@ def test_collector_service_stores_what_units_send(tmp_path: Path, central: Centr
     assert any(m.startswith("READY=1") for m in said), said
     assert len(systemd.pings()) >= 2, said
     assert any(m.startswith("STOPPING=1") for m in said), said
+
+
+def test_restart_keeps_confirmations_and_queues_but_not_shared_subscriptions(central: CentralBroker, clients,
+                                                                             confirmations) -> None:
+    """What docs/collector.md says of a broker restart (systemctl restart, apt upgrade): the
+    retained confirmations and a collector's queued messages are kept (SIGTERM saves them),
+    but Mosquitto 2.0 forgets shared subscriptions, so until the collector is back a unit's
+    batch finds no subscriber, and the unit keeps it."""
+    readings = f"{PREFIX}/unit-1/readings"
+    group = f"$share/restart-test/{PREFIX}/+/readings"
+
+    def collector_session() -> Client:
+        client = Client(central, "collector", PASSWORDS["collector"], tls=False, client_id="collector-restart-test")
+        clients.append(client)
+        assert client.connect(session_expiry=600) == "Success"
+        return client
+
+    collector = collector_session()
+    assert collector.subscribe(group) == ["Granted QoS 1"]
+    confirmations.append(confirm_topic("unit-1"))
+    assert collector.publish(confirm_topic("unit-1"), confirmation("unit-1", "before the restart"), retain=True) in KEPT
+    collector.close()
+    unit = connected(clients, central, "unit-1")
+    assert unit.publish(readings, b"queued for the collector") == "Success"
+    unit.close()
+
+    central.broker.restart()
+
+    unit = connected(clients, central, "unit-1")
+    before = unit.publish(readings, b"sent before the collector is back")
+    assert unit.subscribe(confirm_topic("unit-1")) == ["Granted QoS 1"]
+    assert wait(lambda: (confirm_topic("unit-1"), confirmation("unit-1", "before the restart")) in unit.retained)
+    collector = collector_session()
+    assert collector.session_present, "the collector's session survived the restart"
+    assert wait(lambda: (readings, b"queued for the collector") in collector.messages)
+    assert collector.subscribe(group) == ["Granted QoS 1"]
+    after = unit.publish(readings, b"sent after the collector is back")
+    assert wait(lambda: (readings, b"sent after the collector is back") in collector.messages)
+    collector.client.unsubscribe(group)
+    print(f"\nafter a restart: a batch before the collector resubscribed: {before}; after: {after}")
+    assert before == "No matching subscribers"
+    assert after == "Success"

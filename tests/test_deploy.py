@@ -552,6 +552,7 @@ def test_playbook_provisions_units_and_broker(tmp_path: Path, bundle: Path) -> N
         assert unit.connect() == "Success"
         assert unit.publish("blankspot/v1/boat-07/readings", b"hello") == "Success"
         assert unit.publish("blankspot/v1/desa-muara-kaman/readings") == "Not authorized"
+        assert unit.publish("blankspot/v1/boat-07/confirm") == "Not authorized", "only collectors confirm"
         assert wait(lambda: ("blankspot/v1/boat-07/readings", b"hello") in collector.messages)
     finally:
         for client in clients:

@@ -422,7 +422,8 @@ def test_doctor_tells_refused_credentials(tmp_path: Path, boat: SimulatedBoat, r
 def test_doctor_tells_when_the_broker_acl_refuses_the_units_topics(tmp_path: Path, boat: SimulatedBoat,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """A login the broker accepts is not enough: its ACL must let the unit write under its own
-    name (MQTT 5 says so in the PUBACK; the fleet broker's ACL is `pattern write .../%u/#`)."""
+    name (MQTT 5 says so in the PUBACK; the fleet broker's ACL has `pattern write .../%u/doctor`
+    for this check, beside the readings and status)."""
     require_mosquitto()
     (tmp_path / "acl").write_text("pattern write blankspot/v1/%u/#\n")  # anonymous: no %u, no writes
     acl_broker = LocalBroker("mosquitto", workdir=tmp_path / "acl-broker",
