@@ -113,7 +113,7 @@ class UplinkConfig:
         900.0,
         "When the centre confirms nothing for this long while readings wait for it, the oldest waiting batch is "
         "sent again as a probe (the wait doubles up to 6 hours while it stays silent).",
-        "duration", minimum=5,
+        "duration", minimum=1,
     )
 
 

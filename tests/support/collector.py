@@ -53,6 +53,15 @@ class CollectorProcess:
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout)
 
+    def pause(self) -> None:
+        """SIGSTOP: a collector that has fallen behind (the broker queues its messages meanwhile)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 

@@ -1,0 +1,239 @@
+"""Delivery ends in the centre's database: every reading a unit numbered is stored there once.
+
+Counted at the end of the path (the collector's database), never at the broker: a unit's
+buffer and uplink (the agent's own classes, live readings appended as the agent does), a real
+Mosquitto restarted and killed under it, and ``blankspot collect`` child processes.  The
+collectors publish confirmations every second here (``--confirm-interval 1s``; 5 minutes in
+the field) and the unit's grace and probe waits are short, so that a scenario takes seconds.
+"""
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from agent import seq_ranges
+from agent.buffer import ReadingBuffer
+from agent.collector.store import open_store
+from agent.config import Config, load_config
+from agent.polling import wait_until
+from agent.sim.broker import LocalBroker
+from agent.sim.coverage import mahakam_scenario
+from agent.sim.route import mahakam_route
+from agent.sim.synthetic import SyntheticSource
+from agent.uplink import MqttUplink
+from tests.conftest import require_mosquitto, write_config
+from tests.support.collector import CollectorProcess, wait_counts
+
+DEVICE = "boat-07"
+FAST_CONFIRM = ("--confirm-interval", "1s")
+# What Debian's mosquitto.conf sets: persistence on, saved every 30 minutes (and at a clean stop).
+PERSISTENCE = {
+    "default": "persistence true\npersistence_location {dir}/\nautosave_interval 1800\n",
+    "off": "persistence false\n",
+}
+
+
+# -- the parts ---------------------------------------------------------------------------
+
+def make_broker(tmp_path: Path, persistence: str) -> LocalBroker:
+    require_mosquitto()
+    work = tmp_path / "broker"
+    work.mkdir(exist_ok=True)
+    return LocalBroker("mosquitto", workdir=work, extra_config=PERSISTENCE[persistence].format(dir=work)).start()
+
+
+class Unit:
+    """A unit's buffer and uplink in this process; readings appended at a steady rate."""
+
+    def __init__(self, tmp_path: Path, port: int, **uplink: object) -> None:
+        settings = {"confirm_grace": "1s", "confirm_timeout": "3s", "status_interval": "2s", "batch_size": 50,
+                    **uplink}
+        path = write_config(tmp_path / "agent.toml", port, tmp_path / "buffer.db", device=DEVICE,
+                            overrides={"uplink": settings})
+        self.config: Config = load_config(path)
+        self.buffer = ReadingBuffer(self.config.buffer.path, DEVICE)
+        self.uplink = MqttUplink(self.config.uplink, DEVICE, self.buffer, client_id=self.config.client_id)
+        self.source = SyntheticSource(DEVICE, mahakam_route(), mahakam_scenario(), 400.0)
+        self._producer: threading.Thread | None = None
+
+    def start(self) -> "Unit":
+        self.uplink.start()
+        return self
+
+    def produce(self, count: int, per_second: float) -> threading.Thread:
+        """Append ``count`` readings, ``per_second`` of them each second, in the background."""
+        def run() -> None:
+            start = time.monotonic()
+            for n in range(count):
+                self.buffer.append(self.source.read())
+                delay = start + (n + 1) / per_second - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+
+        self._producer = threading.Thread(target=run, name="readings", daemon=True)
+        self._producer.start()
+        return self._producer
+
+    def settled(self) -> bool:
+        stats = self.buffer.stats()
+        return stats.pending == 0 and stats.unconfirmed == 0
+
+    def close(self) -> None:
+        self.uplink.stop()
+        self.buffer.close()
+
+
+def stored(db: str) -> list[int]:
+    with open_store(db) as store:
+        return [r.seq for r in store.iter_readings(device=DEVICE)]
+
+
+def everything_stored_once(db: str, unit: Unit, timeout: float, *collectors: CollectorProcess) -> list[int]:
+    """Wait until the database holds every seq the unit numbered and the unit has them all confirmed."""
+    def done() -> bool:
+        last = unit.buffer.stats().last_seq
+        return unit.settled() and wait_counts(db, lambda c: c["readings"] >= last, 0.01, "", *collectors) \
+            and sorted(stored(db)) == list(range(1, last + 1))
+
+    def explain() -> str:
+        last = unit.buffer.stats().last_seq
+        have = set(stored(db))
+        missing = seq_ranges.from_seqs(set(range(1, last + 1)) - have)
+        return (f"missing at the centre: {seq_ranges.text(missing)}; unit {unit.buffer.stats()}; uplink "
+                f"{unit.uplink.stats}\n" + "\n".join(c.log()[-3000:] for c in collectors))
+
+    assert wait_until(lambda: _quietly(done), timeout, interval=0.25), explain()
+    seqs = stored(db)
+    assert len(seqs) == len(set(seqs)), "a reading stored twice"
+    return seqs
+
+
+def _quietly(check) -> bool:
+    try:
+        return check()
+    except BaseException as exc:  # pytest.fail from wait_counts: not yet
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        return False
+
+
+# -- broker restarts ------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("persistence,collectors_in_group", [("default", 1), ("off", 1), ("default", 2)])
+def test_broker_restarts_during_a_drain_lose_nothing(tmp_path: Path, collectors: list, persistence: str,
+                                                     collectors_in_group: int) -> None:
+    """Twelve broker restarts, every other one a ``kill -9`` while the collectors lag behind, as a
+    unit takes 3,000 readings and drains them into ``blankspot collect``.  Mosquitto forgets
+    ``$share`` subscriptions at a restart (PUBACK 0x10 until the collectors subscribe again) and
+    loses what it held in memory at a kill; the unit sends again what the centre's
+    confirmations show missing.  At the end
+    every seq the unit numbered is in the database exactly once, and the unit holds nothing
+    unconfirmed."""
+    broker = make_broker(tmp_path, persistence)
+    db = f"sqlite:///{tmp_path}/collector.db"
+    for n in range(collectors_in_group):
+        collector = CollectorProcess(tmp_path, broker.port, db, f"collector-{n + 1}", *FAST_CONFIRM)
+        collectors.append(collector)
+        collector.start()
+    unit = Unit(tmp_path, broker.port).start()
+    try:
+        producer = unit.produce(3_000, per_second=120)
+        for restart in range(12):
+            time.sleep(1.5)
+            if restart % 2:
+                # The collectors are away (restarting, say): what the broker acknowledged and
+                # queued for their sessions is in its memory only, and the kill takes it.
+                for collector in collectors:
+                    assert collector.stop() == 0
+                time.sleep(0.5)
+                broker.kill()
+                time.sleep(0.3)
+                broker.start()
+                for collector in collectors:
+                    collector.start()
+            else:
+                broker.stop()
+                time.sleep(0.3)
+                broker.start()
+        producer.join(60)
+        seqs = everything_stored_once(db, unit, 120, *collectors)
+        stats = unit.uplink.stats
+        print(f"persistence {persistence}, {collectors_in_group} collector(s): {len(seqs)} readings stored once; "
+              f"unit: {stats.batches_unrouted} batches answered 0x10, {stats.readings_resent} readings sent again, "
+              f"{stats.connects} connections, {stats.confirmations} confirmations applied")
+        assert len(seqs) >= 3_000
+        assert stats.readings_resent > 0, "the kills took readings the broker had acknowledged: the unit sent them again"
+        assert stats.connects <= 12 + 3, "one connection per broker restart, give or take"
+    finally:
+        unit.close()
+        broker.close()
+
+
+# -- the centre's database restored from a backup ------------------------------------------
+
+def test_a_database_restored_from_last_nights_backup_is_filled_in_by_the_unit(tmp_path: Path, broker: LocalBroker,
+                                                                            collectors: list) -> None:
+    """The centre loses its database and restores an older copy: the unit, which kept its
+    confirmed readings, learns from the confirmation that follows its next status that the
+    centre no longer holds the later ones, and sends them again."""
+    db_path = tmp_path / "collector.db"
+    db = f"sqlite:///{db_path}"
+    collector = CollectorProcess(tmp_path, broker.port, db, "collector-1", *FAST_CONFIRM)
+    collectors.append(collector)
+    collector.start()
+    unit = Unit(tmp_path, broker.port).start()
+    try:
+        unit.produce(500, per_second=500).join(30)
+        everything_stored_once(db, unit, 30, collector)
+        assert collector.stop() == 0
+        shutil.copy(db_path, tmp_path / "backup.db")  # last night's backup
+        collector.start()
+        unit.produce(700, per_second=500).join(30)
+        everything_stored_once(db, unit, 30, collector)
+        assert collector.stop() == 0
+        shutil.copy(tmp_path / "backup.db", db_path)
+        for suffix in ("-wal", "-shm"):
+            Path(str(db_path) + suffix).unlink(missing_ok=True)
+        assert len(stored(db)) == 500, "the restored database is the older one"
+        collector.start()
+        seqs = everything_stored_once(db, unit, 60, collector)
+        assert len(seqs) == unit.buffer.stats().last_seq >= 1_200
+        assert "restored from a backup" in collector.log()
+        assert unit.uplink.stats.readings_resent == 0, "nothing was lost in transit: the buffer reopened them"
+    finally:
+        unit.close()
+
+
+# -- holes ----------------------------------------------------------------------------------
+
+def test_a_hole_the_broker_made_is_filled_by_a_resend_on_mqtt_311(tmp_path: Path, broker: LocalBroker,
+                                                                  collectors: list) -> None:
+    """A unit on MQTT 3.1.1 cannot see that the broker forwarded its batches to nobody (no
+    collector session yet): they are acknowledged and gone.  Once a collector stores later
+    readings its confirmation shows the hole, the unit sends those readings again, and the
+    collector logs the hole opening and closing."""
+    db = f"sqlite:///{tmp_path}/collector.db"
+    unit = Unit(tmp_path, broker.port, protocol="3.1.1").start()
+    try:
+        unit.produce(300, per_second=1000).join(30)
+        assert wait_until(lambda: unit.buffer.stats().pending == 0, 20), "the broker acknowledged everything"
+        assert unit.buffer.stats().unconfirmed == 300, "acknowledged, but nobody confirmed them"
+        collector = CollectorProcess(tmp_path, broker.port, db, "collector-1", *FAST_CONFIRM)
+        collectors.append(collector)
+        collector.start()
+        unit.produce(100, per_second=200).join(30)
+        everything_stored_once(db, unit, 60, collector)
+        assert unit.uplink.stats.readings_resent >= 300
+        log = collector.log()
+        assert "readings seq 1-300 missing at the centre (hole opened" in log and "hole filled, seq 1-" in log, \
+            log[-3000:]
+        with open_store(db) as store:
+            assert store.holes(DEVICE) == []
+            assert store.counts()["holes_opened"] >= 300 and store.counts()["holes_filled"] >= 300
+    finally:
+        unit.close()
