@@ -89,14 +89,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     for name in ("gps_wait", "modem_timeout", "broker_timeout"):
         if getattr(args, name) <= 0:
             raise UsageError(f"blankspot doctor: --{name.replace('_', '-')} must be a positive number of seconds")
-    config = _load(args)
+    # A unit without device.id is what doctor helps set up: its check says what to write.
+    config = load_config(args.config or DEFAULT_PATH, require_device_id=False)
     setup_logging("debug" if args.verbose else "critical")
     options = DoctorOptions(gps_wait=args.gps_wait, modem_timeout=args.modem_timeout,
                             broker_timeout=args.broker_timeout, skip_broker=args.skip_broker)
     show = None if args.json else (lambda result: print("\n".join(result_lines(result)), flush=True))
     results = run_doctor(config, str(args.config or DEFAULT_PATH), options, on_result=show)
     if args.json:
-        print(json.dumps(report_dict(config.device_id, results), indent=2))
+        print(json.dumps(report_dict(config.device_id or None, results), indent=2))
     else:
         print(summary_line(results))
     return exit_status(results)

@@ -6,15 +6,48 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from agent.config import Config, ConfigError, load_config, parse_config
+from agent.config import DEVICE_ID_MISSING, Config, ConfigError, DeviceConfig, load_config, parse_config
 from agent.units import parse_duration, parse_size
 
 
-def test_empty_file_gives_defaults() -> None:
-    config = parse_config("")
-    assert config == Config()
+def named(text: str) -> str:
+    """``text`` with a device.id added at its end, unless it has a [device] table of its own."""
+    return text if "[device]" in text else text + "\n[device]\nid = 'unit-1'\n"
+
+
+def test_a_file_with_only_the_device_id_gives_defaults() -> None:
+    config = parse_config("[device]\nid = 'boat-07'\n")
+    assert config == Config(device=DeviceConfig("boat-07"))
     assert config.uplink.protocol == "5"
     assert config.buffer.max_size == 200_000_000
+
+
+# Every fresh Raspberry Pi OS is called "raspberrypi": a default taken from the host name
+# would give many units one name, and the centre would merge their readings as duplicates.
+@pytest.mark.parametrize("text,line", [("", None), ("[device]\n", None), ("[device]\nid = ''\n", 2),
+                                       ("[uplink]\nhost = 'broker'\n", None)])
+def test_device_id_is_required(text: str, line: int | None) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "agent.toml")
+    where = f"agent.toml:{line}" if line else "agent.toml"
+    assert str(info.value) == f"{where}: device.id: {DEVICE_ID_MISSING}"
+    assert 'e.g. id = "boat-07"' in str(info.value) and "blankspot doctor" in str(info.value)
+
+
+def test_commands_that_help_set_a_unit_up_accept_a_file_without_device_id() -> None:
+    config = parse_config("[uplink]\nhost = 'broker'\n", require_device_id=False)
+    assert config.device_id == "" and config.uplink.host == "broker"
+    with pytest.raises(ConfigError, match="device.id: expected 1-64"):
+        parse_config("[device]\nid = 'boat 7'\n", require_device_id=False)
+
+
+def test_run_and_check_refuse_a_file_without_device_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text("[uplink]\nhost = 'broker'\n")
+    for argv in (["run", "--config", str(path), "--check"], ["run", "--config", str(path)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err == f"blankspot: config error: {path}: device.id: {DEVICE_ID_MISSING}\n"
 
 
 def test_typed_values_are_converted() -> None:
@@ -65,7 +98,7 @@ BAD_CONFIGS = [
 @pytest.mark.parametrize("text,expected", BAD_CONFIGS)
 def test_bad_config_is_one_clear_error(text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
-        parse_config(text, "agent.toml")
+        parse_config(named(text), "agent.toml")
     message = str(info.value)
     assert message.startswith("agent.toml")
     assert expected in message
@@ -91,7 +124,7 @@ def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text", BAD_CONFIGS[:6], ids=lambda t: t[1][:30])
 def test_cli_exits_2_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: tuple[str, str]) -> None:
     path = tmp_path / "agent.toml"
-    path.write_text(text[0])
+    path.write_text(named(text[0]))
     assert main(["run", "--config", str(path), "--check"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
@@ -137,3 +170,4 @@ def test_sizes(text: str, size: int) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
+
