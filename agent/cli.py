@@ -49,11 +49,23 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from agent.config_files import file_problems
+
+    path = args.config or DEFAULT_PATH
     config = _load(args)
+    problems = file_problems(config, path)
     if args.check:
-        print(f"{args.config or DEFAULT_PATH}: ok (device {config.device_id})")
+        if problems:
+            for problem in problems:
+                print(f"blankspot: config error: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"{path}: ok (device {config.device_id})")
         return 0
     setup_logging(args.log_level or config.log.level)
+    # Not fatal at run time: readings are taken and buffered while, say, a certificate is
+    # still missing, and a buffer folder that cannot be written stops the service anyway.
+    for problem in problems:
+        logging.getLogger("agent.config").warning("%s", problem)
     from agent.service import AgentService
 
     try:

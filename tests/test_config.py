@@ -171,3 +171,111 @@ def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
 
+
+# -- the files a config names ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fleet_ca(tmp_path_factory: pytest.TempPathFactory):
+    from tests.test_tls_acl import TestCA
+
+    return TestCA(tmp_path_factory.mktemp("pki"), "fleet")
+
+
+def unit_file(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "agent.toml"
+    path.write_text(f"[device]\nid = 'boat-07'\n\n[buffer]\npath = '{tmp_path / 'state' / 'buffer.db'}'\n\n"
+                    f"[budget]\nledger = '{tmp_path / 'state' / 'usage.db'}'\n\n{body}")
+    return path
+
+
+def check(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    status = main(["run", "--config", str(path), "--check"])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return status, captured.err.splitlines() if status else captured.out.splitlines()
+
+
+def test_check_accepts_usable_tls_files_and_a_buffer_folder_it_can_create(
+        tmp_path: Path, fleet_ca, capsys: pytest.CaptureFixture[str]) -> None:
+    unit = fleet_ca.issue("boat-07")
+    (tmp_path / "broker.password").write_text("s3cret\n")
+    path = unit_file(tmp_path, f"[uplink]\ntls = true\nca_file = '{fleet_ca.cert_path}'\ncert_file = '{unit.cert}'\n"
+                               f"key_file = '{unit.key}'\nusername = 'boat-07'\n"
+                               f"password_file = '{tmp_path / 'broker.password'}'\n")
+    assert check(path, capsys) == (0, [f"{path}: ok (device boat-07)"])
+    assert not (tmp_path / "state").exists(), "--check creates nothing"
+
+
+def test_check_names_every_missing_file_on_its_own_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "missing"
+    (tmp_path / "not-a-folder").write_text("")
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        "[device]\nid = 'boat-07'\n"
+        f"[buffer]\npath = '{tmp_path / 'not-a-folder' / 'buffer.db'}'\n"
+        f"[uplink]\ntls = true\nca_file = '{missing / 'ca.crt'}'\ncert_file = '{missing / 'boat-07.crt'}'\n"
+        f"key_file = '{tmp_path}'\npassword_file = '{missing / 'broker.password'}'\n"
+        f"[budget]\nledger = '{tmp_path / 'usage.db'}'\n"
+    )
+    status, lines = check(path, capsys)
+    assert status == 2
+    prefix = f"blankspot: config error: {path}"
+    assert lines == [
+        f"{prefix}:4: buffer.path: {tmp_path / 'not-a-folder'} is not a folder",
+        f"{prefix}:7: uplink.ca_file: {missing / 'ca.crt'}: no such file",
+        f"{prefix}:8: uplink.cert_file: {missing / 'boat-07.crt'}: no such file",
+        f"{prefix}:9: uplink.key_file: {tmp_path}: is a folder, expected a file",
+        f"{prefix}:10: uplink.password_file: {missing / 'broker.password'}: no such file",
+    ]
+
+
+def test_check_refuses_files_tls_cannot_use(tmp_path: Path, fleet_ca, capsys: pytest.CaptureFixture[str]) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    unit, other = fleet_ca.issue("boat-07"), fleet_ca.issue("boat-08")
+    not_pem = tmp_path / "ca.crt"
+    not_pem.write_text("paste the CA certificate here\n")
+    (tmp_path / "empty.password").write_text("\n")
+    path = unit_file(tmp_path, f"[uplink]\ntls = true\nca_file = '{not_pem}'\ncert_file = '{unit.cert}'\n"
+                               f"key_file = '{other.key}'\npassword_file = '{tmp_path / 'empty.password'}'\n")
+    status, lines = check(path, capsys)
+    assert status == 2 and len(lines) == 3, lines
+    assert f":12: uplink.ca_file: {not_pem}: not a PEM CA certificate (" in lines[0]
+    assert f":13: uplink.cert_file: {unit.cert} with key {other.key}: not a usable PEM certificate" in lines[1]
+    assert f":15: uplink.password_file: {tmp_path / 'empty.password'}: its first line is empty" in lines[2]
+
+    # A key with a passphrase: nobody is at the unit to type it (OpenSSL would ask on the terminal).
+    locked = tmp_path / "locked.key"
+    locked.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"pw")))
+    path = unit_file(tmp_path, f"[uplink]\ntls = true\ncert_file = '{unit.cert}'\nkey_file = '{locked}'\n")
+    status, lines = check(path, capsys)
+    assert status == 2 and len(lines) == 1 and "uplink.cert_file:" in lines[0] and "unencrypted key" in lines[0]
+
+
+def test_the_uplink_asks_check_tls_files_before_connecting(tmp_path: Path, fleet_ca) -> None:
+    """The one-line answer the uplink logs instead of a traceback from ssl at every attempt."""
+    from agent.config_files import check_tls_files
+
+    unit = fleet_ca.issue("boat-07")
+    good = parse_config(f"[device]\nid = 'boat-07'\n[uplink]\ntls = true\nca_file = '{fleet_ca.cert_path}'\n"
+                        f"cert_file = '{unit.cert}'\nkey_file = '{unit.key}'\n")
+    assert check_tls_files(good.uplink) == []
+    assert check_tls_files(parse_config("[device]\nid = 'boat-07'\n[uplink]\ntls = true\n").uplink) == []
+    gone = parse_config(f"[device]\nid = 'boat-07'\n[uplink]\ntls = true\nca_file = '{tmp_path / 'ca.crt'}'\n")
+    assert check_tls_files(gone.uplink) == [f"uplink.ca_file: {tmp_path / 'ca.crt'}: no such file"]
+    (tmp_path / "ca.crt").write_bytes(fleet_ca.cert_path.read_bytes())
+    assert check_tls_files(gone.uplink) == [], "a file copied in later is found on the next attempt"
+
+
+def test_a_buffer_folder_is_checked_for_what_sqlite_writes_beside_the_file(tmp_path: Path) -> None:
+    from agent.config_files import SERVICE_STATE_DIRECTORY, writable_file_problem
+
+    assert writable_file_problem("buffer.path", tmp_path / "a" / "b" / "buffer.db") is None  # can be created
+    (tmp_path / "buffer.db").mkdir()
+    assert str(writable_file_problem("buffer.path", tmp_path / "buffer.db")) == \
+        f"buffer.path: {tmp_path / 'buffer.db'}: is a folder, expected a file"
+    # The service's StateDirectory= is made by systemd when it starts: not there yet is fine.
+    assert writable_file_problem("buffer.path", SERVICE_STATE_DIRECTORY / "buffer.db") is None \
+        or SERVICE_STATE_DIRECTORY.exists()

@@ -36,6 +36,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import Config, parse_config
+from agent.config_files import SERVICE_STATE_DIRECTORY
 from agent.sim.broker import LocalBroker, free_port
 from tests.conftest import require_mosquitto, write_config
 from tests.test_central_broker import CentralBroker, Client, shipped_config, wait
@@ -164,7 +165,8 @@ def test_agent_unit_has_what_the_agent_depends_on() -> None:
     # agent/clock.py asks adjtimex(2) whether the clock is synchronised.
     assert service.get("ProtectClock", ["no"]) == ["no"]
     assert any("adjtimex" in v.split() for v in service["SystemCallFilter"])
-    assert Config().buffer.path.parent == Path("/var/lib/blankspot"), "the buffer is in StateDirectory"
+    assert Config().buffer.path.parent == SERVICE_STATE_DIRECTORY == Path("/var/lib/blankspot"), \
+        "the buffer is in StateDirectory"
     devices = " ".join(service["DeviceAllow"])
     for device in ("char-ttyUSB", "char-ttyACM", "char-gpiochip", "char-gpiomem"):
         assert device in devices
