@@ -23,6 +23,8 @@ from agent.reading import part_dict
 
 from agent.exit_status import EXIT_RUNTIME, EXIT_USAGE, RuntimeFailure, UsageError  # noqa: F401
 
+log = logging.getLogger(__name__)
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not usage + message
@@ -65,7 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Not fatal at run time: readings are taken and buffered while, say, a certificate is
     # still missing, and a buffer folder that cannot be written stops the service anyway.
     for problem in problems:
-        logging.getLogger("agent.config").warning("%s", problem)
+        log.warning("%s", problem)
     from agent.service import AgentService
 
     try:
