@@ -23,6 +23,8 @@ from agent.reading import part_dict
 
 from agent.exit_status import EXIT_RUNTIME, EXIT_USAGE, RuntimeFailure, UsageError  # noqa: F401
 
+log = logging.getLogger(__name__)
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not usage + message
@@ -49,11 +51,23 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from agent.config_files import file_problems
+
+    path = args.config or DEFAULT_PATH
     config = _load(args)
+    problems = file_problems(config, path)
     if args.check:
-        print(f"{args.config or DEFAULT_PATH}: ok (device {config.device_id})")
+        if problems:
+            for problem in problems:
+                print(f"blankspot: config error: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"{path}: ok (device {config.device_id})")
         return 0
     setup_logging(args.log_level or config.log.level)
+    # Not fatal at run time: readings are taken and buffered while, say, a certificate is
+    # still missing, and a buffer folder that cannot be written stops the service anyway.
+    for problem in problems:
+        log.warning("%s", problem)
     from agent.service import AgentService
 
     try:
@@ -89,14 +103,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     for name in ("gps_wait", "modem_timeout", "broker_timeout"):
         if getattr(args, name) <= 0:
             raise UsageError(f"blankspot doctor: --{name.replace('_', '-')} must be a positive number of seconds")
-    config = _load(args)
+    # A unit without device.id is what doctor helps set up: its check says what to write.
+    config = load_config(args.config or DEFAULT_PATH, require_device_id=False)
     setup_logging("debug" if args.verbose else "critical")
     options = DoctorOptions(gps_wait=args.gps_wait, modem_timeout=args.modem_timeout,
                             broker_timeout=args.broker_timeout, skip_broker=args.skip_broker)
     show = None if args.json else (lambda result: print("\n".join(result_lines(result)), flush=True))
     results = run_doctor(config, str(args.config or DEFAULT_PATH), options, on_result=show)
     if args.json:
-        print(json.dumps(report_dict(config.device_id, results), indent=2))
+        print(json.dumps(report_dict(config.device_id or None, results), indent=2))
     else:
         print(summary_line(results))
     return exit_status(results)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import socket
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ class DeviceConfig:
     id: str = setting(
         "",
         "Unit name, unique in the fleet: letters, digits, '-', '_', '.'; used in MQTT topics "
-        "and as the dedup key with seq. Empty means the host name.",
+        "and as the dedup key with seq. Required: 'blankspot doctor' proposes one from the Pi's serial number.",
         "str",
     )
 
@@ -315,19 +314,15 @@ class Config:
 
     @property
     def device_id(self) -> str:
-        return self.device.id or default_device_id()
+        """``device.id``; empty only in a config parsed with ``require_device_id=False``."""
+        return self.device.id
 
     @property
     def client_id(self) -> str:
         return self.uplink.client_id or f"blankspot-{self.device_id}"
 
 
-def default_device_id() -> str:
-    name = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()) or "unit"
-    return name[:64]
-
-
-def _line_of(text: str, dotted_key: str) -> int | None:
+def line_of(text: str, dotted_key: str) -> int | None:
     """Best-effort line number of ``dotted_key`` (``section.key``) in TOML ``text``."""
     parts = dotted_key.split(".")
     *tables, key = parts
@@ -351,7 +346,12 @@ def _line_of(text: str, dotted_key: str) -> int | None:
     return None
 
 
-def parse_config(text: str, path: Path | str = "<config>") -> Config:
+def parse_config(text: str, path: Path | str = "<config>", *, require_device_id: bool = True) -> Config:
+    """Validate TOML ``text`` into a :class:`Config`; ``path`` only names the file in errors.
+
+    ``require_device_id=False`` accepts a file without ``device.id``: for commands that
+    help set a unit up (``doctor``, ``measure``) rather than run it.
+    """
     try:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -362,14 +362,24 @@ def parse_config(text: str, path: Path | str = "<config>") -> Config:
         raise ConfigError(path, f"not valid TOML: {msg}", int(m.group(1)) if m else None) from None
     try:
         config = build(Config, table)
-        _check(config)
+        _check(config, require_device_id)
     except SettingError as exc:
-        raise ConfigError(path, f"{exc.key}: {exc.message}", _line_of(text, exc.key)) from None
+        raise ConfigError(path, f"{exc.key}: {exc.message}", line_of(text, exc.key)) from None
     return config
 
 
-def _check(config: Config) -> None:
+DEVICE_ID_MISSING = (
+    "required: a name for this unit, unique in the fleet (1-64 letters, digits, '-', '_' or '.'), "
+    "e.g. id = \"boat-07\"; 'blankspot doctor' proposes one from the Pi's serial number"
+)
+
+
+def _check(config: Config, require_device_id: bool = True) -> None:
     """Rules that span several keys."""
+    # No default: every fresh Raspberry Pi OS is called "raspberrypi", and two units with
+    # one name would have their readings merged by the centre as duplicates.
+    if not config.device.id and require_device_id:
+        raise SettingError("device.id", DEVICE_ID_MISSING)
     if config.device.id and not DEVICE_RE.fullmatch(config.device.id):
         raise SettingError(
             "device.id",
@@ -418,10 +428,8 @@ def _check_panel(panel: PanelConfig) -> None:
         raise SettingError("panel.shutdown_command", "expected a command such as \"systemctl poweroff\"")
 
 
-def load_config(path: Path | str | None) -> Config:
-    """Read and validate the config file; ``None`` means built-in defaults only."""
-    if path is None:
-        return Config()
+def load_config(path: Path | str, *, require_device_id: bool = True) -> Config:
+    """Read and validate the config file (see :func:`parse_config`)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -429,7 +437,7 @@ def load_config(path: Path | str | None) -> Config:
         raise ConfigError(path, "no such file (give --config PATH, or copy deploy/agent.example.toml there)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(path, f"cannot read: {exc}") from None
-    return parse_config(text, path)
+    return parse_config(text, path, require_device_id=require_device_id)
 
 
 def read_password(config: UplinkConfig, source: Path | str = "<config>") -> str | None:

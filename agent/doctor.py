@@ -34,6 +34,7 @@ from agent.buffer import BufferError, BufferStats, read_stats
 from agent.clock import EARLIEST_PLAUSIBLE, boot_id, kernel_clock_synchronised
 from agent.config import Config, ConfigError, read_password
 from agent.status_report import AgentLiveness, age_of, agent_liveness, format_age, pid_alive, read_state
+from agent.unit_identity import CPUINFO, DEVICETREE_SERIAL, pi_serial, proposed_device_id
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,9 @@ class DoctorOptions:
     modem_timeout: float = 5.0   # longest wait for one AT command
     broker_timeout: float = 10.0
     skip_broker: bool = False
+    # Where the board's serial number is read, to propose a device.id (tests give their own).
+    cpuinfo: Path = CPUINFO
+    devicetree_serial: Path = DEVICETREE_SERIAL
 
 
 # -- who holds a port ---------------------------------------------------------------------------
@@ -449,6 +453,19 @@ def buffer_verdict(path: Path, stats: BufferStats | None, error: str | None, now
     return ok("buffer", f"{waiting}, {delivered}")
 
 
+def config_verdict(config_path: str, device_id: str, source_kind: str, serial: str | None) -> CheckResult:
+    """The config file (already valid apart from ``device.id``); ``serial`` is the board's, if known."""
+    if device_id:
+        return ok("config", f"{config_path} is valid (device {device_id}, source {source_kind})")
+    detail = f"{config_path}: device.id is not set, and the agent does not start without it"
+    where = f"under [device] in {config_path}"
+    if serial:
+        return fail("config", detail, f"set id = \"{proposed_device_id(serial)}\" {where} (from this Pi's serial "
+                                      f"number {serial}), or another name unique in the fleet")
+    return fail("config", detail, f"set id = \"boat-07\" {where}, or another name unique in the fleet (this "
+                                  "machine has no serial number to derive one from)")
+
+
 # -- the checks: gather facts, give verdicts --------------------------------------------------------
 
 @dataclass
@@ -472,7 +489,10 @@ def make_context(config: Config, config_path: str, options: DoctorOptions) -> Co
 
 
 def check_config(ctx: Context) -> CheckResult:
-    return ok("config", f"{ctx.config_path} is valid (device {ctx.config.device_id}, source {ctx.config.source.kind})")
+    serial = None
+    if not ctx.config.device_id:
+        serial = pi_serial(ctx.options.cpuinfo, ctx.options.devicetree_serial)
+    return config_verdict(ctx.config_path, ctx.config.device_id, ctx.config.source.kind, serial)
 
 
 def check_agent(ctx: Context) -> CheckResult:
@@ -716,7 +736,8 @@ def probe_broker(config: Config, password: str | None, timeout: float) -> Broker
     except socket.gaierror as exc:
         return BrokerOutcome("dns", exc.strerror or str(exc))
     v5 = up.protocol == "5"
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"blankspot-doctor-{config.device_id}-{os.getpid()}",
+    name = config.device_id or "unnamed"
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"blankspot-doctor-{name}-{os.getpid()}",
                          protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
                          clean_session=None if v5 else True, reconnect_on_failure=False)
     client.connect_timeout = timeout
@@ -762,6 +783,8 @@ def probe_broker(config: Config, password: str | None, timeout: float) -> Broker
                 return BrokerOutcome("not_authorised", text)
             return BrokerOutcome("connack", text)
         if not v5:  # a 3.1.1 broker drops a refused publish silently: nothing to learn from it
+            return BrokerOutcome("ok")
+        if not config.device_id:  # no topics of its own yet: nothing the ACL could be asked about
             return BrokerOutcome("ok")
         topic = f"{up.topic_prefix}/{config.device_id}/doctor"
         client.publish(topic, b'{"doctor":"publish check"}', qos=1)
@@ -865,7 +888,7 @@ def summary_line(results: list[CheckResult]) -> str:
     return f"{counts[OK]} ok, {counts[WARN]} WARN, {counts[FAIL]} FAIL: {verdict}"
 
 
-def report_dict(device: str, results: list[CheckResult]) -> dict[str, Any]:
+def report_dict(device: str | None, results: list[CheckResult]) -> dict[str, Any]:
     return {
         "device": device,
         "ok": not any(r.status == FAIL for r in results),

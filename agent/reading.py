@@ -25,7 +25,7 @@ REGISTRATIONS = ("home", "roaming", "searching", "denied", "not_registered", "un
 RATS = ("GSM", "WCDMA", "LTE", "NR5G-NSA", "NR5G-SA", "NONE")
 QUALITIES = ("excellent", "good", "fair", "poor", "none")
 DEVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", re.ASCII)  # use fullmatch
-_TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+_TIME_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})\.([0-9]{3})Z")
 MAX_STRING = 256
 
 
@@ -34,18 +34,29 @@ class ReadingError(ValueError):
 
 
 def format_time(moment: datetime) -> str:
-    """UTC, ISO 8601 with milliseconds and ``Z``: ``2026-11-24T03:04:05.678Z``."""
+    """UTC, ISO 8601 with milliseconds and ``Z``: ``2026-11-24T03:04:05.678Z``.
+
+    The year always has four digits (``0001-01-01T00:00:00.000Z``): ``strftime("%Y")``
+    writes year 1 as ``1`` on glibc, a time no parser of the format reads back.
+    """
     if moment.tzinfo is None:
         raise ValueError("reading times must be timezone-aware")
-    utc = moment.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    try:
+        utc = moment.astimezone(timezone.utc)
+    except OverflowError:  # year 1 at UTC+8 is year 0 in UTC
+        raise ValueError(f"reading time {moment.isoformat()} is out of range in UTC") from None
+    return (f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}"
+            f".{utc.microsecond // 1000:03d}Z")
 
 
 def parse_time(text: str) -> datetime:
-    if not isinstance(text, str) or not _TIME_RE.fullmatch(text):
-        raise ReadingError(f"time: expected UTC ISO 8601 with milliseconds and 'Z', got {text!r}")
+    """The time :func:`format_time` wrote; anything else raises :class:`ReadingError`."""
+    match = _TIME_RE.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise ReadingError(f"time: expected UTC ISO 8601 with milliseconds and 'Z', got {_short(text)}")
+    year, month, day, hour, minute, second, millis = map(int, match.groups())
     try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+        return datetime(year, month, day, hour, minute, second, millis * 1000, tzinfo=timezone.utc)
     except ValueError:
         raise ReadingError(f"time: not a real date, got {text!r}") from None
 

@@ -6,6 +6,7 @@ blank stretch between Sebulu and Muara Kaman is where the tests expect it.
 """
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 from agent.reading import Event, Latency, Position, Reading, Signal
@@ -93,3 +94,47 @@ def trip_with_tags(device: str = "boat-1") -> list[Reading]:
         tag(device, seq, -0.1800, 116.7200, "kantor desa Muara Kaman", T0),
         tag(device, seq + 1, -0.3300, 116.9900, None, T0),
     ]
+
+
+# A body as the year-1 bug stored it: format_time wrote year 1 as "1-01-01T..." (strftime
+# "%Y" on glibc), a time parse_time refuses.
+def year_one_body(reading: Reading) -> str:
+    body = reading.to_dict()
+    body["time"] = "1-01-01T00:00:00.000Z"
+    return json.dumps(body)
+
+
+def damage(url: str, bodies: dict[tuple[str, int], str]) -> None:
+    """Overwrite the stored body of each ``(device, seq)`` by hand, as a damaged database would hold it."""
+    from agent.collector.store import parse_db_url
+
+    parsed = parse_db_url(url)
+    if parsed.backend == "sqlite":
+        import sqlite3
+
+        with sqlite3.connect(parsed.target) as db:
+            for (device, seq), body in bodies.items():
+                assert db.execute("UPDATE readings SET body = ? WHERE device = ? AND seq = ?",
+                                  (body, device, seq)).rowcount == 1
+        db.close()
+        return
+    import psycopg
+
+    with psycopg.connect(parsed.target) as conn:
+        for (device, seq), body in bodies.items():
+            assert conn.execute("UPDATE readings SET body = %s::jsonb WHERE device = %s AND seq = %s",
+                                (body, device, seq)).rowcount == 1
+
+
+def damaged_survey(tmp_path_factory) -> tuple[str, str, list[Reading]]:
+    """Two collector databases of one boat trip: in one, two stored rows were damaged (a reading
+    stored with the year-1 time "1-01-01T...", and a body cut short); the other never had those
+    two readings.  Returns (damaged URL, clean URL, [the year-1 reading, the cut one])."""
+    readings = trip_with_tags()
+    year_one, truncated = readings[20], readings[40]
+    folder = tmp_path_factory.mktemp("damaged")
+    damaged = survey_db(folder / "damaged.db", readings)
+    damage(damaged, {(year_one.device, year_one.seq): year_one_body(year_one),
+                     (truncated.device, truncated.seq): truncated.to_json()[:70]})
+    clean = survey_db(folder / "clean.db", [r for r in readings if r not in (year_one, truncated)])
+    return damaged, clean, [year_one, truncated]

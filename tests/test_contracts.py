@@ -36,7 +36,7 @@ from referencing import Registry, Resource
 from agent import reading as reading_module
 from agent.buffer import SEQ_BLOCK, ReadingBuffer
 from agent.cli import build_parser, main
-from agent.config import Config, load_config
+from agent.config import Config, DeviceConfig, load_config
 from agent.protocol import DEFAULT_PREFIX, decode_batch, encode_batch, encode_status
 from agent.reading import (
     PART_TYPES, Position, Reading, ReadingError, Signal, reading_from_dict, reading_from_json,
@@ -604,11 +604,19 @@ def test_example_config_lists_every_key_in_its_section() -> None:
         "uplink.keep_alive is in the example but does not exist", "uplink.keepalive missing"]
 
 
-def test_example_config_loads_with_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
-    """The example file is valid (as `blankspot run --check` says) and its values are the defaults it claims."""
-    assert load_config(EXAMPLE_CONFIG) == Config()
-    assert main(["run", "--check", "--config", str(EXAMPLE_CONFIG)]) == 0
-    assert "ok" in capsys.readouterr().out
+def test_example_config_loads_with_the_defaults_once_the_unit_is_named(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The example names no unit, so `blankspot run --check` refuses it and points at device.id;
+    with an id written in, it is valid and its values are the defaults it claims."""
+    text = EXAMPLE_CONFIG.read_text()
+    line = text.splitlines().index('id = ""') + 1
+    assert main(["run", "--check", "--config", str(EXAMPLE_CONFIG)]) == 2
+    assert capsys.readouterr().err.startswith(f"blankspot: config error: {EXAMPLE_CONFIG}:{line}: device.id: required")
+    named = tmp_path / "agent.toml"
+    named.write_text(text.replace('\nid = ""\n', '\nid = "boat-07"\n', 1))
+    assert load_config(named) == Config(device=DeviceConfig("boat-07"))
+    assert main(["run", "--check", "--config", str(named)]) == 0
+    assert "ok (device boat-07)" in capsys.readouterr().out
 
 
 # -- protocol and buffer docs ----------------------------------------------------------------

@@ -35,7 +35,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import parse_config
+from agent.config import Config, parse_config
+from agent.config_files import SERVICE_STATE_DIRECTORY
 from agent.sim.broker import LocalBroker, free_port
 from tests.conftest import require_mosquitto, write_config
 from tests.test_central_broker import CentralBroker, Client, shipped_config, wait
@@ -164,7 +165,8 @@ def test_agent_unit_has_what_the_agent_depends_on() -> None:
     # agent/clock.py asks adjtimex(2) whether the clock is synchronised.
     assert service.get("ProtectClock", ["no"]) == ["no"]
     assert any("adjtimex" in v.split() for v in service["SystemCallFilter"])
-    assert parse_config("").buffer.path.parent == Path("/var/lib/blankspot"), "the buffer is in StateDirectory"
+    assert Config().buffer.path.parent == SERVICE_STATE_DIRECTORY == Path("/var/lib/blankspot"), \
+        "the buffer is in StateDirectory"
     devices = " ".join(service["DeviceAllow"])
     for device in ("char-ttyUSB", "char-ttyACM", "char-gpiochip", "char-gpiomem"):
         assert device in devices
@@ -184,10 +186,10 @@ def test_collector_unit_runs_the_collect_command_from_its_environment_file() -> 
 
 
 def test_agent_accepts_the_units_command_line(tmp_path: Path) -> None:
-    """ExecStart's options, run by the real CLI (with --check, on the shipped example config)."""
+    """ExecStart's options, run by the real CLI (with --check, on the shipped example config, named)."""
     exec_start = one(unit_settings(UNITS / "blankspot-agent.service")["Service"], "ExecStart").split()
     config = tmp_path / "agent.toml"
-    config.write_text((ROOT / "deploy" / "agent.example.toml").read_text())
+    config.write_text((ROOT / "deploy" / "agent.example.toml").read_text().replace('\nid = ""\n', '\nid = "boat-07"\n'))
     args = [config if a == "/etc/blankspot/agent.toml" else a for a in exec_start[1:]]
     done = subprocess.run([sys.executable, "-m", "agent", *map(str, args), "--check"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
@@ -419,7 +421,12 @@ def test_offline_bundle_installs_a_working_agent(tmp_path: Path, bundle: Path) -
     blankspot = root / "opt/blankspot/venv/bin/blankspot"
     version = subprocess.run([str(blankspot), "--version"], capture_output=True, text=True, env=env)
     assert version.returncode == 0 and version.stdout.startswith("blankspot "), version.stderr[-2000:]
-    check = subprocess.run([str(blankspot), "run", "--check", "--config", str(root / "etc/blankspot/agent.toml")],
+    installed = root / "etc/blankspot/agent.toml"
+    check = subprocess.run([str(blankspot), "run", "--check", "--config", str(installed)],
+                           capture_output=True, text=True, env=env)
+    assert check.returncode == 2 and "device.id: required" in check.stderr, "the unit is not named yet"
+    installed.write_text(installed.read_text().replace('\nid = ""\n', '\nid = "boat-07"\n'))
+    check = subprocess.run([str(blankspot), "run", "--check", "--config", str(installed)],
                            capture_output=True, text=True, env=env)
     assert check.returncode == 0, check.stderr[-2000:]
     print(f"\noffline install from {len(list((bundle / 'wheels').glob('*.whl')))} wheels: {version.stdout.strip()}; "

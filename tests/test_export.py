@@ -19,7 +19,7 @@ from agent.cli import main
 from agent.collector.coverage import HomeOperators, aggregate, attribute
 from agent.collector.export import CLASS_COLORS, LAYERS, Layers, kml_color, write_csv, write_geojson, write_kml
 from agent.collector.segments import segments, tracks
-from tests.survey_factory import no_answer, survey_db, trip_with_tags
+from tests.survey_factory import damaged_survey, no_answer, survey_db, trip_with_tags
 
 K = "{http://www.opengis.net/kml/2.2}"
 
@@ -247,3 +247,48 @@ def test_unwritable_output_is_a_runtime_failure(db, tmp_path, capsys):
 def test_export_to_stdout(db, capsys):
     assert main(["export", "--db", db, "--out", "-", "--format", "geojson", "--what", "tracks"]) == 0
     check_feature_collection(strict_json(capsys.readouterr().out))
+
+
+# -- a damaged database ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def damaged(tmp_path_factory):
+    return damaged_survey(tmp_path_factory)
+
+
+@pytest.mark.parametrize("fmt, what", [
+    ("geojson", None), ("kml", None),
+    ("csv", "cells"), ("csv", "points"), ("csv", "tracks"), ("csv", "segments"),
+])
+def test_export_skips_unreadable_stored_readings_and_says_so(damaged, tmp_path, capsys, fmt, what):
+    """Every format, every layer: the file is what a database without the two damaged rows
+    gives, and the last line on stderr names them."""
+    db, clean, (year_one, truncated) = damaged
+    args = ["--format", fmt] + (["--what", what] if what else [])
+    assert export(clean, tmp_path / "clean.out", *args) == 0
+    capsys.readouterr()
+    assert export(db, tmp_path / "damaged.out", *args) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert (tmp_path / "damaged.out").read_bytes() == (tmp_path / "clean.out").read_bytes()
+    assert err[-1].startswith(f"blankspot export: warning: 2 stored readings skipped: unreadable "
+                              f"(first: boat-1#{year_one.seq}: time: expected UTC ISO 8601")
+    assert err[-1].endswith(f"; also boat-1#{truncated.seq})")
+
+
+def test_export_to_stdout_keeps_the_warning_on_stderr(damaged, capsys):
+    db, clean, _ = damaged
+    assert main(["export", "--db", db, "--out", "-", "--format", "geojson", "--what", "points"]) == 0
+    captured = capsys.readouterr()
+    check_feature_collection(strict_json(captured.out))
+    assert captured.err.startswith("blankspot export: warning: 2 stored readings skipped")
+
+
+def test_map_skips_unreadable_stored_readings_and_says_so(damaged, tmp_path, capsys):
+    db, clean, (year_one, _) = damaged
+    out = tmp_path / "map.html"
+    assert main(["map", "--db", db, "--out", str(out)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert err[0].startswith(f"{out}: ") and "cells" in err[0]
+    assert err[-1].startswith(f"blankspot map: warning: 2 stored readings skipped: unreadable "
+                              f"(first: boat-1#{year_one.seq}: time: ")

@@ -375,8 +375,9 @@ def test_cli_failed_measurement_json_follows_the_schema(capsys) -> None:
 
 
 def test_cli_default_target_is_the_configured_broker(tmp_path, capsys, listener: int) -> None:
+    """Also on a unit not named yet (no device.id): measuring is part of setting it up."""
     config = tmp_path / "agent.toml"
-    config.write_text(f'[device]\nid = "unit-1"\n[uplink]\nhost = "127.0.0.1"\nport = {listener}\n')
+    config.write_text(f'[uplink]\nhost = "127.0.0.1"\nport = {listener}\n')
     assert main(["measure", "latency", "--json", "--config", str(config), "--backend", "tcp", "--count", "2",
                  "--interval", "0.01"]) == 0
     part = json.loads(capsys.readouterr().out)

@@ -172,7 +172,7 @@ def test_a_full_panel_section_loads() -> None:
         '[panel]\nenabled = true\ngps_led = 5\nsignal_led = 6\nuplink_led = 13\nbacklog_led = 19\n'
         'button_pin = 26\nhold_time = "5s"\nbounce_time = "20ms"\ntag_label = "kantor desa"\n'
         'power_pin = 21\npower_present_level = "low"\npower_fail_delay = "2m"\n'
-        'shutdown_command = "/usr/bin/sudo /sbin/shutdown -h now"\n')
+        'shutdown_command = "/usr/bin/sudo /sbin/shutdown -h now"\n', require_device_id=False)
     assert config.panel == PanelConfig(True, 5, 6, 13, 19, 26, 5.0, 0.02, "kantor desa", 21, "low", 120.0,
                                        "/usr/bin/sudo /sbin/shutdown -h now")
 
@@ -198,7 +198,7 @@ CONFIG_ERRORS = [
 @pytest.mark.parametrize("text,message", CONFIG_ERRORS, ids=[m.split(": ")[1] for _, m in CONFIG_ERRORS])
 def test_panel_config_mistakes_are_named(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
-        parse_config(text)
+        parse_config(text, require_device_id=False)
     assert str(info.value).startswith(message)
 
 

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.protocol import PayloadError, decode_batch, decode_status, encode_batch, encode_status, split_topic
-from agent.reading import ReadingError, format_time, reading_from_dict, reading_from_json
+from agent.reading import ReadingError, format_time, parse_time, reading_from_dict, reading_from_json
 from tests.readings_factory import ALL_KINDS, T0, signal_reading
 
 
@@ -34,6 +35,49 @@ def test_time_is_utc_with_milliseconds() -> None:
 
     wib = timezone(timedelta(hours=8))  # WITA, Kalimantan Timur
     assert format_time(T0.astimezone(wib)) == "2026-11-24T03:04:05.678Z"
+
+
+# (moment, its text): the year always has four digits, whatever the platform's strftime does
+TIMES = [
+    (datetime(1, 1, 1, tzinfo=timezone.utc), "0001-01-01T00:00:00.000Z"),
+    (datetime(999, 12, 31, 23, 59, 59, 999_999, tzinfo=timezone.utc), "0999-12-31T23:59:59.999Z"),
+    (datetime(1970, 1, 1, tzinfo=timezone.utc), "1970-01-01T00:00:00.000Z"),
+    (datetime(2026, 11, 24, 3, 4, 5, 678_000, tzinfo=timezone.utc), "2026-11-24T03:04:05.678Z"),
+    (datetime(9999, 12, 31, 23, 59, 59, 999_000, tzinfo=timezone.utc), "9999-12-31T23:59:59.999Z"),
+]
+
+
+@pytest.mark.parametrize("moment,text", TIMES, ids=[t for _, t in TIMES])
+def test_times_have_four_digit_years_and_read_back_exactly(moment: datetime, text: str) -> None:
+    assert format_time(moment) == text
+    assert parse_time(text) == moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    assert format_time(parse_time(text)) == text
+
+
+@pytest.mark.parametrize("text", [
+    "1-01-01T00:00:00.000Z",        # year 1 as strftime("%Y") wrote it on glibc
+    "999-12-31T23:59:59.999Z",
+    "10000-01-01T00:00:00.000Z",
+    "0000-01-01T00:00:00.000Z",     # there is no year 0
+    "2026-02-30T03:04:05.678Z",
+    "2026-11-24T03:04:05Z",
+    "2026-11-24T03:04:05.678+00:00",
+    "２０２６-11-24T03:04:05.678Z",  # digits, but not ASCII ones
+])
+def test_times_format_time_never_writes_are_refused(text: str) -> None:
+    with pytest.raises(ReadingError, match="time: "):
+        parse_time(text)
+
+
+def test_a_reading_of_year_1_round_trips() -> None:
+    reading = replace(signal_reading(), seq=3, time=datetime(1, 1, 1, tzinfo=timezone.utc))
+    assert reading.to_dict()["time"] == "0001-01-01T00:00:00.000Z"
+    assert reading_from_json(reading.to_json()) == reading
+
+
+def test_a_time_outside_the_utc_calendar_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        format_time(datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=8))))
 
 
 def test_unsequenced_reading_has_no_json_form() -> None:

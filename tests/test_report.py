@@ -19,7 +19,7 @@ from agent.collector.report import (
     tagged_places, write_report_csv,
 )
 from tests.postgres import postgres_url  # noqa: F401  (fixture)
-from tests.survey_factory import in_service, no_service, survey_db, tag, trip_with_tags
+from tests.survey_factory import damaged_survey, in_service, no_service, survey_db, tag, trip_with_tags
 
 BLANK = (-0.2500, 116.8000)
 COVERED = (-0.5030, 117.1460)
@@ -200,3 +200,30 @@ def test_report_from_postgresql_matches_sqlite(db, postgres_url, capsys):
     from_sqlite = capsys.readouterr().out
     assert main(["report", "--db", postgres_url]) == 0
     assert capsys.readouterr().out == from_sqlite
+
+
+# -- a damaged database ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def damaged(tmp_path_factory):
+    return damaged_survey(tmp_path_factory)
+
+
+def test_report_skips_unreadable_stored_readings_and_says_so(damaged, capsys):
+    """One bad row never breaks the report: it is left out, as if never stored, and the report
+    and stderr both say how many rows were skipped, naming the first with the reason."""
+    db, clean, (year_one, truncated) = damaged
+    assert main(["report", "--db", clean]) == 0
+    expected = capsys.readouterr().out
+    assert main(["report", "--db", db]) == 0
+    captured = capsys.readouterr()
+    line = (f"2 stored readings skipped: unreadable (first: boat-1#{year_one.seq}: time: expected UTC ISO 8601 with "
+            f"milliseconds and 'Z', got \"1-01-01T00:00:00.000Z\"; also boat-1#{truncated.seq})")
+    assert captured.out == expected + f"\n{line}\n"
+    assert captured.err == f"blankspot report: warning: {line}\n"
+
+
+def test_report_of_a_sound_database_says_nothing_of_skipping(db, capsys):
+    assert main(["report", "--db", db]) == 0
+    captured = capsys.readouterr()
+    assert "skipped" not in captured.out and captured.err == ""

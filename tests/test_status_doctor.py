@@ -28,8 +28,9 @@ from agent.cli import main
 from agent.config import load_config, parse_config
 from agent.devices.gps.fix import Fix
 from agent.doctor import (
-    FAIL, OK, WARN, BrokerOutcome, GpsObservation, Holder, broker_verdict, buffer_verdict, clock_verdict,
-    disk_verdict, gps_verdict, port_verdict, registration_verdict, signal_verdict, sim_state_from_error, sim_verdict,
+    FAIL, OK, WARN, BrokerOutcome, DoctorOptions, GpsObservation, Holder, broker_verdict, buffer_verdict, clock_verdict,
+    config_verdict, disk_verdict, gps_verdict, port_verdict, registration_verdict, run_doctor, signal_verdict,
+    sim_state_from_error, sim_verdict,
 )
 from agent.polling import wait_until
 from agent.reading import parse_time
@@ -37,6 +38,7 @@ from agent.service import AgentService, state_path
 from agent.sim.boat import SimulatedBoat
 from agent.sim.broker import LocalBroker, free_port
 from agent.status_report import agent_liveness, build_status, format_age, status_lines
+from agent.unit_identity import pi_serial, proposed_device_id
 from tests.conftest import require_mosquitto
 from tests.test_field_agent import SCENARIO, TOWN, field_config, run_in_thread
 from tests.test_uplink import password_broker  # noqa: F401  (a fixture: Mosquitto with a password file)
@@ -188,6 +190,86 @@ def test_buffer_health() -> None:
     assert dropped.status == WARN and "120 readings were dropped" in dropped.detail and "max_size" in dropped.advice
     assert buffer_verdict(path, None, "cannot read the buffer: file is not a database", NOW).status == FAIL
     assert buffer_verdict(path, None, None, NOW).status == OK
+
+
+# -- a unit without a name: doctor proposes one from the board's serial number -----------------
+
+PI4_CPUINFO = """processor\t: 3
+BogoMIPS\t: 108.00
+Features\t: fp asimd evtstrm crc32 cpuid
+CPU implementer\t: 0x41
+
+Revision\t: c03114
+Serial\t\t: 10000000a1b2c3d4
+Model\t\t: Raspberry Pi 4 Model B Rev 1.4
+"""
+
+
+@pytest.mark.parametrize("cpuinfo, devicetree, serial", [
+    (PI4_CPUINFO, None, "10000000a1b2c3d4"),
+    ("Serial\t\t: 00000000E5F6A7B8\n", None, "00000000e5f6a7b8"),              # older boards, upper case
+    ("processor\t: 0\nmodel name\t: ARMv7\n", b"10000000c0ffee42\x00", "10000000c0ffee42"),  # no Serial line
+    (None, b"10000000c0ffee42\x00", "10000000c0ffee42"),                         # no cpuinfo at all
+    ("Serial\t\t: 0000000000000000\n", None, None),                            # a board without one
+    ("model name\t: Intel(R) Core(TM) i5\n", None, None),                       # not a Pi
+    (None, b"\xff\xfe\x00", None),
+    (None, None, None),
+])
+def test_the_boards_serial_number_is_read_where_the_kernel_puts_it(tmp_path: Path, cpuinfo: str | None,
+                                                                   devicetree: bytes | None, serial: str | None) -> None:
+    cpu, tree = tmp_path / "cpuinfo", tmp_path / "serial-number"
+    if cpuinfo is not None:
+        cpu.write_text(cpuinfo)
+    if devicetree is not None:
+        tree.write_bytes(devicetree)
+    assert pi_serial(cpu, tree) == serial
+
+
+def test_the_proposed_device_id_is_a_valid_one() -> None:
+    assert proposed_device_id("10000000a1b2c3d4") == "pi-a1b2c3d4"
+    assert parse_config('[device]\nid = "pi-a1b2c3d4"\n').device_id == "pi-a1b2c3d4"
+
+
+@pytest.mark.parametrize("device, serial, status, detail, advice", [
+    ("boat-7", None, OK, "agent.toml is valid (device boat-7, source devices)", None),
+    ("", "10000000a1b2c3d4", FAIL, "agent.toml: device.id is not set, and the agent does not start without it",
+     'set id = "pi-a1b2c3d4" under [device] in agent.toml (from this Pi\'s serial number 10000000a1b2c3d4)'),
+    ("", None, FAIL, "device.id is not set", 'set id = "boat-07" under [device] in agent.toml'),
+])
+def test_config_verdict_proposes_a_device_id(device, serial, status, detail, advice) -> None:
+    result = config_verdict("agent.toml", device, "devices", serial)
+    assert result.status == status and detail in result.detail
+    assert (result.advice is None) if advice is None else (advice in result.advice)
+
+
+def unnamed_unit(tmp_path: Path) -> Path:
+    path = tmp_path / "agent.toml"
+    path.write_text(f'[buffer]\npath = "{tmp_path / "buffer.db"}"\n[budget]\nledger = "{tmp_path / "usage.db"}"\n'
+                    '[source]\nkind = "synthetic"\n')
+    return path
+
+
+def test_doctor_on_a_unit_without_device_id_says_what_to_write_and_where(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = unnamed_unit(tmp_path)
+    (tmp_path / "cpuinfo").write_text(PI4_CPUINFO)
+    config = load_config(path, require_device_id=False)
+    options = DoctorOptions(skip_broker=True, cpuinfo=tmp_path / "cpuinfo", devicetree_serial=tmp_path / "none")
+    results = {r.name: r for r in run_doctor(config, str(path), options)}
+    assert results["config"].status == FAIL and "device.id is not set" in results["config"].detail
+    assert f'set id = "pi-a1b2c3d4" under [device] in {path}' in results["config"].advice
+    assert results["disk"].status == OK and results["buffer"].status == OK, "the other checks still run"
+
+    # Through the command: the check's line and advice, exit status 1, no traceback, and
+    # `run --check` on the same file refuses it with the config error.
+    status, checks = doctor(capsys, path, "--skip-broker")
+    assert status == 1 and checks["config"]["status"] == "FAIL"
+    assert f"under [device] in {path}" in checks["config"]["advice"]
+    assert main(["doctor", "--config", str(path), "--skip-broker", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["device"] is None and report["checks"][0]["name"] == "config"
+    assert main(["run", "--check", "--config", str(path)]) == 2
+    assert "device.id: required" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name, command, kind", [

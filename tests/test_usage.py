@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from agent.buffer import ReadingBuffer
 from agent.cli import main
-from agent.config import ConfigError, parse_config
+from agent.config import Config, ConfigError, parse_config
 from agent.measure.usage import (
     SPEEDTEST_FIRST_GUESS, Budget, Calendar, CounterSample, InterfaceCounters, UsageLedger, UsageTotals,
     budget_decision, counter_delta, expected_bytes, skip_event, usage_summary,
@@ -272,9 +272,10 @@ def test_what_a_test_is_expected_to_cost(tmp_path: Path) -> None:
 # -- config and status -------------------------------------------------------------------------
 
 def test_budget_settings_are_read_and_checked() -> None:
-    config = parse_config('[budget]\ndaily = "50MB"\nmonthly = "1GB"\ntimezone = "Asia/Jakarta"\nmonth_start_day = 15\n')
+    config = parse_config('[budget]\ndaily = "50MB"\nmonthly = "1GB"\ntimezone = "Asia/Jakarta"\nmonth_start_day = 15\n',
+                          require_device_id=False)
     assert (config.budget.daily, config.budget.monthly, config.budget.month_start_day) == (50_000_000, 10**9, 15)
-    assert parse_config("").budget.daily == 0
+    assert Config().budget.daily == 0
     for text, message in [
         ('[budget]\ntimezone = "WITA"\n', ":2: budget.timezone: unknown time zone 'WITA'"),
         ("[budget]\nmonth_start_day = 31\n", ":2: budget.month_start_day: must be at most 28"),
@@ -282,12 +283,12 @@ def test_budget_settings_are_read_and_checked() -> None:
         ('[budget]\nthroughput_cap = "10KB"\n', ':2: budget.throughput_cap: must be at least "100KB"'),
     ]:
         with pytest.raises(ConfigError) as caught:
-            parse_config(text)
+            parse_config(text, require_device_id=False)
         assert message in str(caught.value)
 
 
 def test_usage_summary_reads_without_creating_the_ledger(tmp_path: Path) -> None:
-    config = parse_config(f'[budget]\nledger = "{tmp_path / "usage.db"}"\ndaily = "50MB"\n')
+    config = parse_config(f'[budget]\nledger = "{tmp_path / "usage.db"}"\ndaily = "50MB"\n', require_device_id=False)
     now = utc("2026-11-24T03:00:00")
     empty = usage_summary(config, now)
     assert not (tmp_path / "usage.db").exists()
@@ -301,7 +302,7 @@ def test_usage_summary_reads_without_creating_the_ledger(tmp_path: Path) -> None
 
 def test_status_shows_the_data_used(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "agent.toml"
-    config.write_text(f'[buffer]\npath = "{tmp_path / "buffer.db"}"\n'
+    config.write_text(f'[device]\nid = "unit-1"\n[buffer]\npath = "{tmp_path / "buffer.db"}"\n'
                       f'[budget]\nledger = "{tmp_path / "usage.db"}"\ndaily = "50MB"\n')
     ReadingBuffer(tmp_path / "buffer.db", "unit-1").close()
     with UsageLedger(tmp_path / "usage.db", WITA) as ledger:

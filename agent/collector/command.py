@@ -201,19 +201,26 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
 
 
 class _Analysis:
-    """The store, the SIMs' home operators and the coverage grid, for one command."""
+    """The store, the SIMs' home operators and the coverage grid, for one command.
+
+    Every pass over the stored readings goes through ``self.readings``, which skips a row
+    that does not decode (one bad row must not cost the whole map) and counts it once.
+    """
 
     def __init__(self, args: argparse.Namespace, command: str) -> None:
         from agent.collector.coverage import HomeOperators, Thresholds, aggregate
+        from agent.collector.stored_readings import StoredReadings
 
         if not 0 <= args.resolution <= 15:
             raise UsageError(f"blankspot {command}: --resolution must be 0 to 15, got {args.resolution}")
         if args.min_samples < 1:
             raise UsageError(f"blankspot {command}: --min-samples must be at least 1, got {args.min_samples}")
+        self.command = command
         self.store = _open_existing_store(args.db, command)
+        self.readings = StoredReadings.of(self.store)
         try:
-            self.home = HomeOperators.learn(self.store.iter_readings(kind="signal"))
-            self.coverage = aggregate(self.store.iter_readings(), home=self.home, resolution=args.resolution,
+            self.home = HomeOperators.learn(self.readings.iter_readings(kind="signal"))
+            self.coverage = aggregate(self.readings.iter_readings(), home=self.home, resolution=args.resolution,
                                       thresholds=Thresholds(min_samples=args.min_samples))
         except BaseException:
             self.store.close()
@@ -228,7 +235,15 @@ class _Analysis:
     def attributed(self):
         from agent.collector.coverage import attribute
 
-        return attribute(self.store.iter_readings(), self.home)
+        return attribute(self.readings.iter_readings(), self.home)
+
+    def warn_skipped(self) -> None:
+        """The command's last line on stderr, when stored readings were skipped."""
+        import sys
+
+        summary = self.readings.summary()
+        if summary:
+            print(f"blankspot {self.command}: warning: {summary}", file=sys.stderr)
 
     def operator(self, text: str | None, command: str) -> str | None:
         if text is None:
@@ -319,7 +334,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         with _Analysis(args, "export") as analysis:
             layers = Layers(
                 points=analysis.attributed() if "points" in what else (),
-                tracks=tracks(analysis.store.iter_readings()) if "tracks" in what else (),
+                tracks=tracks(analysis.readings.iter_readings()) if "tracks" in what else (),
                 segments=segments(analysis.attributed()) if "segments" in what else (),
                 coverage=analysis.coverage, what=what,
             )
@@ -327,6 +342,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.out != "-":
             print(f"{args.out}: {written[0]} {'rows' if fmt == 'csv' else 'features'} ({', '.join(what)})",
                   file=sys.stderr)
+        analysis.warn_skipped()
         return 0
 
     return _guarded("export", work)
@@ -348,13 +364,15 @@ def cmd_map(args: argparse.Namespace) -> int:
             if args.tiles:
                 options = replace(options, tiles=None) if args.tiles.lower() == "none" else \
                     replace(options, tiles=args.tiles, tiles_attribution="")
-            data = map_data(analysis.coverage, tracks(analysis.store.iter_readings()), segments(analysis.attributed()),
-                            tagged_places(analysis.store.iter_readings(kind="event"), named_only=False), options)
+            readings = analysis.readings
+            data = map_data(analysis.coverage, tracks(readings.iter_readings()), segments(analysis.attributed()),
+                            tagged_places(readings.iter_readings(kind="event"), named_only=False), options)
         html = render_map(data)
         _write_atomically(args.out, lambda out: out.write(html))
         blank = sum(1 for c in data["cells"] if c["class"] == "blank")
         print(f"{args.out}: {len(data['cells'])} cells ({blank} blank), {len(data['tracks'])} track pieces, "
               f"{len(data['tags'])} tagged spots", file=sys.stderr)
+        analysis.warn_skipped()
         return 0
 
     return _guarded("map", work)
@@ -380,12 +398,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     def work() -> int:
         with _Analysis(args, "report") as analysis:
             operator = analysis.operator(args.operator, "report")
-            places.extend(tagged_places(analysis.store.iter_readings(kind="event")))
+            places.extend(tagged_places(analysis.readings.iter_readings(kind="event")))
             rows = blank_spot_rows(analysis.coverage, places, operator)
             text = format_report(analysis.coverage, rows, segments(analysis.attributed()), operator)
+        summary = analysis.readings.summary()
+        if summary:  # in the report itself too: its figures leave these readings out
+            text += f"\n{summary}\n"
         if args.csv:
             _write_atomically(args.csv, lambda out: write_report_csv(rows, out))
         print(text, end="")
+        analysis.warn_skipped()
         return 0
 
     return _guarded("report", work)

@@ -52,7 +52,8 @@ def _dbm(value: float | None) -> str:
 
 
 def _time(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    # Not strftime("%Y"): it writes year 1 as "1", and popups show the year as readings have it.
+    return format_time(moment)[:16].replace("T", " ") + " UTC"
 
 
 def cell_popup(cell: CellCoverage) -> list[list[str]]:

@@ -81,7 +81,8 @@ def _target(args: argparse.Namespace) -> Target:
             raise UsageError(f"blankspot measure: --target: {exc}") from None
     from agent.config import DEFAULT_PATH, load_config
 
-    config = load_config(args.config or DEFAULT_PATH)
+    # Only the broker's address is needed: a unit not named yet can measure too.
+    config = load_config(args.config or DEFAULT_PATH, require_device_id=False)
     return Target(config.uplink.host, config.uplink.port)
 
 

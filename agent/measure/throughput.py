@@ -283,7 +283,9 @@ def run_throughput_command(args: argparse.Namespace) -> Throughput | Event:
     from agent.units import parse_size
 
     where = "blankspot measure throughput"
-    config = load_config(args.config) if args.config else (load_config(DEFAULT_PATH) if DEFAULT_PATH.exists() else None)
+    # The budget and the broker's address are needed, not the unit's name.
+    path = args.config or (DEFAULT_PATH if DEFAULT_PATH.exists() else None)
+    config = None if path is None else load_config(path, require_device_id=False)
     try:
         cap = parse_size(args.cap) if args.cap else (config.budget.throughput_cap if config else DEFAULT_CAP_BYTES)
     except ValueError as exc:
