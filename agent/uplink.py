@@ -44,6 +44,7 @@ from paho.mqtt.properties import Properties
 from agent import seq_ranges
 from agent.buffer import Batch, BufferError, ReadingBuffer
 from agent.config import UplinkConfig
+from agent.config_files import check_tls_files
 from agent.delivery import DeliveryTracker
 from agent.polling import wait_until
 from agent.protocol import (
@@ -225,12 +226,21 @@ class MqttUplink:
         if cfg.username:
             client.username_pw_set(cfg.username, self.password)
         if cfg.tls:
-            client.tls_set(
-                ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
-                certfile=str(cfg.cert_file) if cfg.cert_file else None,
-                keyfile=str(cfg.key_file) if cfg.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
+            # Read again at every attempt: a certificate copied in later is used without a restart.
+            problems = check_tls_files(cfg)
+            if problems:
+                self._failed("cannot connect with TLS: " + "; ".join(problems))
+                return
+            try:
+                client.tls_set(
+                    ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
+                    certfile=str(cfg.cert_file) if cfg.cert_file else None,
+                    keyfile=str(cfg.key_file) if cfg.key_file else None,
+                    cert_reqs=ssl.CERT_REQUIRED,
+                )
+            except (OSError, ssl.SSLError, ValueError) as exc:  # changed between the check and here
+                self._failed(f"cannot connect with TLS: {exc}")
+                return
         client.will_set(self._status_topic, encode_status(self.device, "offline", reason="connection lost"), qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

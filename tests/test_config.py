@@ -325,7 +325,6 @@ def test_run_with_a_missing_ca_file_warns_once_and_keeps_measuring(tmp_path: Pat
     assert "config error" not in log
 
 
-@pytest.mark.xfail(strict=True, reason="the uplink does not ask check_tls_files before connecting yet")
 def test_run_with_a_missing_ca_file_logs_no_traceback_at_each_attempt(tmp_path: Path) -> None:
     status, log, _ = run_with_a_missing_ca_file(tmp_path)
     assert status == 0 and "Traceback" not in log, log[-2000:]

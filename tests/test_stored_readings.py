@@ -8,7 +8,7 @@ import json
 import pytest
 
 from agent.collector.store import open_store
-from agent.collector.stored_readings import StoredReadings, decode_row, iter_rows
+from agent.collector.stored_readings import StoredReadings, decode_row
 from tests.postgres import postgres_url  # noqa: F401  (fixture)
 from tests.survey_factory import damage, in_service, no_service, tag, year_one_body
 
@@ -100,7 +100,7 @@ def test_rows_come_from_the_database_as_iter_readings_reads_them(url: str) -> No
         stored = StoredReadings.of(store)
         for device, kind in [(None, None), ("boat-1", None), (None, "event"), ("probe-2", "signal"), ("nobody", None)]:
             assert list(stored.iter_readings(device, kind)) == list(store.iter_readings(device, kind))
-        assert [(d, s) for d, s, _ in iter_rows(store, kind="signal")] == \
+        assert [(d, s) for d, s, _ in store.iter_rows(kind="signal")] == \
             [(r.device, r.seq) for r in sorted(readings, key=lambda r: (r.device, r.seq)) if r.kind == "signal"]
         # Passes may nest: one pass half-read while another runs to its end.
         outer = stored.iter_readings()

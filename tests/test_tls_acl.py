@@ -203,7 +203,9 @@ class Unit:
         self.buffer.close()
 
     def delivered(self) -> int:
-        return self.buffer.stats().delivered_total
+        """Readings the broker acknowledged (no collector runs here to confirm them)."""
+        stats = self.buffer.stats()
+        return stats.delivered_total + stats.unconfirmed
 
 
 

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 from agent import seq_ranges
 from agent.collector.ledger import Hole, LedgerChange, UnitWork, holes_of, unit_work_of
-from agent.reading import Event, Latency, Reading, Signal, Throughput, format_time
+from agent.reading import Event, Latency, Reading, Signal, Throughput, format_time, reading_from_dict
 
 QUARANTINE_RAW_BYTES = 65_536
 MAX_TOPIC_CHARS = 1024
@@ -213,13 +213,13 @@ def counter_deltas(work: Work, result: CommitResult) -> list[tuple[str, int]]:
 
 
 def readings_query(device: str | None, kind: str | None, mark: str) -> tuple[str, list[str]]:
-    """The ``iter_readings`` SELECT and its parameters; ``mark`` is the driver's placeholder."""
+    """The ``iter_rows`` SELECT and its parameters; ``mark`` is the driver's placeholder."""
     where, params = [], []
     for column, value in (("device", device), ("kind", kind)):
         if value is not None:
             where.append(f"{column} = {mark}")
             params.append(value)
-    sql = "SELECT body FROM readings" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY device, seq"
+    sql = "SELECT device, seq, body FROM readings" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY device, seq"
     return sql, params
 
 
@@ -249,8 +249,15 @@ class Store(abc.ABC):
         """Store all of ``work`` in one transaction, counting it under ``collector``."""
 
     @abc.abstractmethod
+    def iter_rows(self, device: str | None = None, kind: str | None = None) -> Iterator[tuple[str, int, Any]]:
+        """Stored rows as ``(device, seq, body)``, ordered by device then seq, streamed; ``body``
+        is the reading's JSON text (SQLite) or the decoded object (PostgreSQL's jsonb)."""
+
     def iter_readings(self, device: str | None = None, kind: str | None = None) -> Iterator[Reading]:
-        """Stored readings, ordered by device then seq."""
+        """Stored readings, ordered by device then seq; a row that does not decode raises
+        ``ReadingError`` (``agent.collector.stored_readings`` skips such rows instead)."""
+        for _device, _seq, body in self.iter_rows(device, kind):
+            yield reading_from_dict(json.loads(body) if isinstance(body, (str, bytes)) else body)
 
     @abc.abstractmethod
     def quarantined(self) -> list[dict[str, Any]]:

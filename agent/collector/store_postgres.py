@@ -8,6 +8,7 @@ overlapping batches at once wait for each other instead of deadlocking.  A lost 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import time
 from datetime import timezone
@@ -20,7 +21,7 @@ from agent.collector.store import (
     StoreDataError, StoreError, StoreUrlError, Work, clean_text, counter_deltas, now_utc, reading_row, redact,
     readings_query, status_json,
 )
-from agent.reading import Reading, format_time, reading_from_dict
+from agent.reading import format_time
 
 try:
     import psycopg
@@ -35,6 +36,7 @@ CONNECT_TIMEOUT_S = 10
 # Any constant will do: it only has to be the same for every blankspot migrating this database.
 _MIGRATION_LOCK = 0x626C616E6B73706F  # "blankspo"
 _RETRIES = 5
+_cursor_names = itertools.count(1)
 _COLUMNS = ", ".join(READING_COLUMNS)
 _INSERT = (f"INSERT INTO readings ({_COLUMNS}) VALUES ({', '.join(['%s'] * len(READING_COLUMNS))}) "
            "ON CONFLICT (device, seq) DO NOTHING")
@@ -198,14 +200,14 @@ class PostgresStore(Store):
 
         return run
 
-    def iter_readings(self, device: str | None = None, kind: str | None = None) -> Iterator[Reading]:
+    def iter_rows(self, device: str | None = None, kind: str | None = None) -> Iterator[tuple[str, int, Any]]:
         sql, params = readings_query(device, kind, "%s")
-        # A server-side cursor streams the rows: a large table never sits in memory at once.
-        with self._reading() as conn, conn.transaction(), conn.cursor(name="blankspot_readings") as cur:
+        # A server-side cursor streams the rows; each its own name, as passes may overlap.
+        with self._reading() as conn, conn.transaction(), \
+                conn.cursor(name=f"blankspot_rows_{next(_cursor_names)}") as cur:
             cur.itersize = 2000
             cur.execute(sql, params)
-            for (body,) in cur:
-                yield reading_from_dict(body)
+            yield from cur
 
     def quarantined(self) -> list[dict[str, Any]]:
         with self._reading() as conn:

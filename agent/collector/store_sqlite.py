@@ -19,7 +19,7 @@ from agent.collector.store import (
     MAX_REASON_CHARS, MAX_TOPIC_CHARS, QUARANTINE_RAW_BYTES, READING_COLUMNS, CommitResult, SchemaTooNew, Store,
     StoreDataError, StoreError, Work, clean_text, counter_deltas, now_utc, reading_row, readings_query, status_json,
 )
-from agent.reading import Reading, format_time, parse_time, reading_from_dict
+from agent.reading import format_time, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -145,18 +145,14 @@ class SqliteStore(Store):
     def _runner(self, conn: sqlite3.Connection) -> Any:
         return lambda sql, params: conn.execute(sql, params).fetchall()
 
-    def iter_readings(self, device: str | None = None, kind: str | None = None) -> Iterator[Reading]:
+    def iter_rows(self, device: str | None = None, kind: str | None = None) -> Iterator[tuple[str, int, Any]]:
         sql, params = readings_query(device, kind, "?")
         # Its own cursor, read in steps, so a large table never sits in memory at once.
         with self._reading() as db:
             cursor = db.execute(sql, params)
             try:
-                while True:
-                    rows = cursor.fetchmany(1000)
-                    if not rows:
-                        return
-                    for (body,) in rows:
-                        yield reading_from_dict(json.loads(body))
+                while rows := cursor.fetchmany(1000):
+                    yield from rows
             finally:
                 cursor.close()
 

@@ -11,17 +11,14 @@ so that :meth:`StoredReadings.summary` can name them in one line::
 
 It reads raw rows, ``(device, seq, body)`` triples ordered by device then seq, where
 ``body`` is the reading's JSON text (SQLite) or the already decoded object (PostgreSQL's
-jsonb).  A store with an ``iter_rows(device=None, kind=None)`` method gives them; for one
-without, :func:`iter_rows` reads them through the store's query connection.
+jsonb), as ``Store.iter_rows`` gives them.
 """
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from agent.collector.store import Store
@@ -80,9 +77,8 @@ class StoredReadings:
 
     @classmethod
     def of(cls, store: Store) -> "StoredReadings":
-        """The readings of ``store``, through its ``iter_rows`` when it has one."""
-        source = getattr(store, "iter_rows", None)
-        return cls(source if callable(source) else partial(iter_rows, store))
+        """The readings of ``store``."""
+        return cls(store.iter_rows)
 
     def iter_readings(self, device: str | None = None, kind: str | None = None) -> Iterator[Reading]:
         """Like ``Store.iter_readings``: ordered by device then seq, but a bad row is skipped."""
@@ -118,46 +114,3 @@ class StoredReadings:
             return f"1 stored reading skipped: unreadable ({self.first[0]})"
         others = ", ".join(row.key for row in self.first[1:]) + (", ..." if count > len(self.first) else "")
         return f"{count} stored readings skipped: unreadable (first: {self.first[0]}; also {others})"
-
-
-# -- rows straight from the database ---------------------------------------------------------
-
-_cursor_names = itertools.count(1)
-
-
-def rows_query(device: str | None, kind: str | None, mark: str) -> tuple[str, list[str]]:
-    """The SELECT of :func:`iter_rows` and its parameters; ``mark`` is the driver's placeholder."""
-    where, params = [], []
-    for column, value in (("device", device), ("kind", kind)):
-        if value is not None:
-            where.append(f"{column} = {mark}")
-            params.append(value)
-    sql = "SELECT device, seq, body FROM readings" + (" WHERE " + " AND ".join(where) if where else "") \
-        + " ORDER BY device, seq"
-    return sql, params
-
-
-def iter_rows(store: Store, device: str | None = None, kind: str | None = None) -> Iterator[Row]:
-    """Stored rows as ``(device, seq, body)``, ordered by device then seq, read in steps.
-
-    For a store without ``iter_rows`` of its own; the SQL is the same on both databases,
-    only the placeholder and the way of streaming differ.
-    """
-    if store.backend == "postgres":
-        sql, params = rows_query(device, kind, "%s")
-        # A server-side cursor streams the rows; each its own name, as passes may overlap.
-        name = f"blankspot_rows_{next(_cursor_names)}"
-        with store._reading() as conn, conn.transaction(), conn.cursor(name=name) as cur:
-            cur.itersize = 2000
-            cur.execute(sql, params)
-            for device_, seq, body in cur:
-                yield device_, seq, body
-        return
-    sql, params = rows_query(device, kind, "?")
-    with store._reading() as db:
-        cursor = db.execute(sql, params)
-        try:
-            while rows := cursor.fetchmany(1000):
-                yield from rows
-        finally:
-            cursor.close()
