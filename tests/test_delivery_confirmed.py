@@ -8,9 +8,16 @@ the field) and the unit's grace and probe waits are short, so that a scenario ta
 """
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
+from collections import Counter
+from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -22,10 +29,13 @@ from agent.config import Config, load_config
 from agent.polling import wait_until
 from agent.sim.broker import LocalBroker
 from agent.sim.coverage import mahakam_scenario
+from agent.sim.link import LinkProxy
 from agent.sim.route import mahakam_route
 from agent.sim.synthetic import SyntheticSource
 from agent.uplink import MqttUplink
 from tests.conftest import require_mosquitto, write_config
+from tests.mqtt_sink import ReadingSink
+from tests.readings_factory import signal_reading
 from tests.support.collector import CollectorProcess, wait_counts
 
 DEVICE = "boat-07"
@@ -237,3 +247,169 @@ def test_a_hole_the_broker_made_is_filled_by_a_resend_on_mqtt_311(tmp_path: Path
             assert store.counts()["holes_opened"] >= 300 and store.counts()["holes_filled"] >= 300
     finally:
         unit.close()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parent.parent)
+
+
+def units_json(db: str) -> dict:
+    done = run_cli("units", "--db", db, "--json")
+    assert done.returncode == 0, done.stderr
+    return {u["device"]: u for u in json.loads(done.stdout)["units"]}
+
+
+def test_a_full_buffer_and_an_unusable_buffer_leave_explained_holes(tmp_path: Path, broker: LocalBroker,
+                                                                    collectors: list) -> None:
+    """A unit whose buffer overflowed in a long blank spot, and later found its buffer file
+    unusable: the centre lacks those readings, says why (`blankspot units`, `report`), and the
+    unit is left holding nothing unconfirmed: nothing is asked of it that it cannot send."""
+    db = f"sqlite:///{tmp_path}/collector.db"
+    big = replace(signal_reading(DEVICE), part=replace(signal_reading(DEVICE).part, operator="X" * 200))
+    with ReadingBuffer(tmp_path / "buffer.db", DEVICE, max_bytes=1_000_000) as buffer:
+        for _ in range(30):
+            buffer.append_many([big] * 100)  # a long blank spot: no connection, the buffer overflows
+        overflow = buffer.stats()
+    assert overflow.dropped_total > 0
+    collector = CollectorProcess(tmp_path, broker.port, db, "collector-1", *FAST_CONFIRM)
+    collectors.append(collector)
+    collector.start()
+    unit = Unit(tmp_path, broker.port).start()
+    try:
+        everything_reached = lambda: unit.settled() and units_json(db).get(DEVICE, {}).get("top") == \
+            unit.buffer.stats().last_seq  # noqa: E731
+        assert wait_until(everything_reached, 60), f"{unit.buffer.stats()}\n{collector.log()[-3000:]}"
+    finally:
+        unit.close()
+    view = units_json(db)[DEVICE]
+    print(f"after the overflow: {view['stored']} stored, holes {view['holes']}")
+    assert {h["reason"] for h in view["holes"]} <= {"dropped", "lost"} and "dropped" in {h["reason"] for h in view["holes"]}
+    assert view["missing"] == overflow.dropped_total == overflow.last_seq - view["stored"]
+
+    # The file is damaged while 200 readings wait in it: the unit starts a new one.
+    with ReadingBuffer(tmp_path / "buffer.db", DEVICE) as buffer:
+        buffer.append_many([signal_reading(DEVICE)] * 200)
+        waiting = buffer.stats()
+    (tmp_path / "buffer.db").write_bytes(b"\x00" * 4096)
+    unit = Unit(tmp_path, broker.port).start()
+    try:
+        assert wait_until(lambda: unit.settled() and units_json(db)[DEVICE]["top"] == unit.buffer.stats().last_seq,
+                          60), f"{unit.buffer.stats()}\n{collector.log()[-3000:]}"
+    finally:
+        unit.close()
+    view = units_json(db)[DEVICE]
+    corrupt = [h for h in view["holes"] if h["reason"] == "corrupt"]
+    print(f"after the damaged file: holes {view['holes']}")
+    assert corrupt and corrupt[0]["first"] == waiting.last_seq - 199, "the 200 waiting readings are explained"
+    assert all(h["reason"] in ("dropped", "lost", "corrupt") for h in view["holes"])
+    text = run_cli("units", "--db", db)
+    assert "dropped by the unit (its buffer was full)" in text.stdout and "moved aside as unusable" in text.stdout
+    report = run_cli("report", "--db", db)
+    assert report.returncode == 0, report.stderr
+    assert "Readings missing at the centre" in report.stdout and "moved aside as unusable" in report.stdout
+
+
+def test_a_reading_dated_year_1_is_quarantined_alone_and_settled_for_the_unit(tmp_path: Path, broker: LocalBroker,
+                                                                             collectors: list) -> None:
+    """A reading dated 0001-01-01 (valid by the schema) is kept out of the database: quarantined
+    with the reason, the rest of its batch stored, its seq told to the unit as settled, and
+    `report`, `map` and `export` work on the database afterwards."""
+    db = f"sqlite:///{tmp_path}/collector.db"
+    collector = CollectorProcess(tmp_path, broker.port, db, "collector-1", *FAST_CONFIRM)
+    collectors.append(collector)
+    collector.start()
+    unit = Unit(tmp_path, broker.port).start()
+    try:
+        unit.buffer.append_many([signal_reading(DEVICE)] * 5)
+        unit.buffer.append(replace(signal_reading(DEVICE), time=datetime(1, 1, 1, tzinfo=timezone.utc)))
+        unit.buffer.append_many([signal_reading(DEVICE)] * 5)
+        assert wait_until(unit.settled, 30), f"{unit.buffer.stats()}\n{collector.log()[-3000:]}"
+    finally:
+        unit.close()
+    assert sorted(stored(db)) == [1, 2, 3, 4, 5, 7, 8, 9, 10, 11]
+    with open_store(db) as store:
+        quarantined, = store.quarantined()
+        assert store.counts()["readings_refused"] == 1
+    assert "seq 6: time 0001-01-01T00:00:00.000Z" in quarantined["reason"]
+    assert "plausible window" in quarantined["reason"]
+    assert [h["reason"] for h in units_json(db)[DEVICE]["holes"]] == ["refused"]
+    for command in (("report",), ("map", "--out", str(tmp_path / "map.html")),
+                    ("export", "--format", "geojson", "--out", str(tmp_path / "out.geojson"))):
+        done = run_cli(*command, "--db", db)
+        assert done.returncode == 0, (command, done.stderr)
+
+
+# -- a buffer that cannot be written ---------------------------------------------------------
+
+@pytest.fixture
+def small_card(tmp_path: Path):
+    """A real 16 MB filesystem (tmpfs) for the buffer, so that it can really fill up."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root (the test command runs as root in CI)")
+    card = tmp_path / "card"
+    card.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(card)], check=True)
+    yield card
+    subprocess.run(["umount", "-l", str(card)], check=False)
+
+
+def fill(card: Path) -> Path:
+    """Fill the filesystem to the last byte; returns the filler file."""
+    filler = card / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        for chunk in (65536, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * chunk)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+    return filler
+
+
+@pytest.mark.slow
+def test_a_full_disk_for_30s_sends_nothing_twice_and_loses_nothing(tmp_path: Path, small_card: Path,
+                                                                   broker: LocalBroker, collectors: list) -> None:
+    """The card fills up while 500 readings wait and the broker is up.  The unit cannot record
+    what the broker acknowledges nor what the centre confirms: it holds back (one log line, its
+    status says why) instead of reconnecting and sending the backlog again.  Over 30 s: a few
+    connections at most, at most two copies of any reading on the wire; once space returns,
+    every reading is in the centre's database and confirmed."""
+    db = f"sqlite:///{tmp_path}/collector.db"
+    collector = CollectorProcess(tmp_path, broker.port, db, "collector-1", *FAST_CONFIRM)
+    collectors.append(collector)
+    collector.start()
+    copies = ReadingSink(broker.port, client_id="wire-watch", persistent=False).start()
+    link = LinkProxy(broker.port).start()
+    unit = Unit(small_card, link.port, batch_size=50)
+    link.set_up(False)
+    unit.start()
+    try:
+        unit.produce(500, per_second=1000).join(30)
+        # Everything the buffer wrote so far sits in the WAL's pages; empty it so that the
+        # next write needs new blocks, as on a card filled by something else.
+        unit.buffer.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        filler = fill(small_card)
+        connects_before = unit.uplink.stats.connects
+        link.set_up(True)
+        time.sleep(30)
+        connects = unit.uplink.stats.connects - connects_before
+        fault = unit.uplink.buffer_fault
+        most_copies = max(Counter(copies.seqs(DEVICE)).values(), default=0)
+        print(f"disk full for 30 s: {connects} connections, {len(copies.seqs(DEVICE))} readings on the wire "
+              f"({len(set(copies.seqs(DEVICE)))} different), most copies of one reading {most_copies}, "
+              f"fault {fault!r}")
+        assert connects <= 3, f"{connects} connections in 30 s with the broker up"
+        assert most_copies <= 2, "a waiting reading went out more than twice"
+        assert fault and "full" in fault
+        filler.unlink()
+        seqs = everything_stored_once(db, unit, 60, collector)
+        assert len(seqs) == 500
+        assert unit.uplink.buffer_fault is None
+    finally:
+        unit.close()
+        copies.stop()
+        link.close()

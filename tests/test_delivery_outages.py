@@ -41,8 +41,11 @@ DEVICE = "boat-03"
 # -- helpers ---------------------------------------------------------------------------
 
 def agent_config(tmp_path: Path, port: int, uplink: dict[str, object] | None = None) -> Config:
+    # These scenarios test the unit's side of the link against a plain subscriber, where the
+    # broker's acknowledgement is all there is (confirm = false); delivery confirmed by the
+    # centre's database is tests/test_delivery_confirmed.py.
     path = write_config(tmp_path / "agent.toml", port, tmp_path / "buffer.db",
-                        overrides={"uplink": uplink or {}}, device=DEVICE)
+                        overrides={"uplink": {"confirm": False, **(uplink or {})}}, device=DEVICE)
     return load_config(path)
 
 

@@ -188,7 +188,20 @@ def add_report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_report)
 
 
-ADDERS += [add_export, add_map, add_report]
+def add_units(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "units", help="the fleet: each unit's state, last seen, backlog and the readings the centre lacks",
+        description="List every unit the collector's database knows: state and last status, readings stored, "
+                    "the backlog the unit last reported, and each seq range the centre lacks with the reason "
+                    "(dropped by the unit, unusable buffer, refused, waiting to be sent again, lost for good). "
+                    "Example: blankspot units --db sqlite:///var/lib/blankspot/collector.db --json",
+    )
+    p.add_argument("--db", required=True, metavar="URL", help=_DB_HELP)
+    p.add_argument("--json", action="store_true", help="print one JSON object: {\"units\": [...]}")
+    p.set_defaults(func=cmd_units)
+
+
+ADDERS += [add_export, add_map, add_report, add_units]
 
 
 def _grid_args(p: argparse.ArgumentParser) -> None:
@@ -309,6 +322,27 @@ def _guarded(command: str, work) -> int:
         raise RuntimeFailure(f"blankspot {command}: the coverage grid needs h3: pip install 'blankspot[collector]'") from None
 
 
+def cmd_units(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from agent.collector.fleet import fleet, write_units
+
+    def work() -> int:
+        store = _open_existing_store(args.db, "units")
+        try:
+            views = fleet(store)
+        finally:
+            store.close()
+        if args.json:
+            print(json.dumps({"units": [v.as_dict() for v in views]}, indent=1))
+        else:
+            write_units(views, sys.stdout)
+        return 0
+
+    return _guarded("units", work)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     import os
     import sys
@@ -384,6 +418,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     )
     from agent.collector.segments import segments
 
+    def holes_section(store) -> str:
+        import io
+
+        from agent.collector.fleet import fleet, write_holes_section
+
+        out = io.StringIO()
+        write_holes_section(fleet(store), out)
+        return out.getvalue()
+
     places = []
     if args.places:
         try:
@@ -401,6 +444,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             places.extend(tagged_places(analysis.readings.iter_readings(kind="event")))
             rows = blank_spot_rows(analysis.coverage, places, operator)
             text = format_report(analysis.coverage, rows, segments(analysis.attributed()), operator)
+            text += holes_section(analysis.store)
         summary = analysis.readings.summary()
         if summary:  # in the report itself too: its figures leave these readings out
             text += f"\n{summary}\n"

@@ -177,16 +177,18 @@ class SeqLedger:
             "SELECT first_seq, last_seq FROM seq_ranges WHERE device = ? ORDER BY first_seq", (device,))]
         gone = [(r[0], r[1], r[2]) for r in self.run(
             "SELECT first_seq, last_seq, reason FROM gone WHERE device = ? ORDER BY first_seq", (device,))]
-        row = self.run("SELECT rev, kept_from, unit_rev FROM unit_ledger WHERE device = ?", (device,))
-        ledger = (row[0][0], row[0][1], row[0][2]) if row else (0, None, None)
+        row = self.run("SELECT rev, kept_from, unit_rev, prev_kept_from FROM unit_ledger WHERE device = ?", (device,))
+        ledger = (row[0][0], row[0][1], row[0][2], row[0][3]) if row else (0, None, None, None)
         return stored, gone, ledger
 
     def update(self, device: str, work: UnitWork) -> LedgerChange:
-        stored, gone, (rev, kept_from, unit_rev) = self.load(device)
+        stored, gone, (rev, kept_from, unit_rev, prev_kept) = self.load(device)
         before = centre_view(stored, gone, kept_from)
         new_stored = seq_ranges.union(stored, seq_ranges.from_seqs(work.seqs)) if work.seqs else stored
-        new_gone = [g for g in dict.fromkeys(work.gone) if g not in gone]
         new_kept = max(kept_from or 0, work.kept_from or 0) or None
+        if new_kept != kept_from:
+            prev_kept = kept_from
+        new_gone = [g for g in dict.fromkeys(_clip_restarts(work.gone, kept_from, prev_kept)) if g not in gone]
         after = centre_view(new_stored, gone + new_gone, new_kept)
         changed = (after.upto, after.top, after.holes) != (before.upto, before.top, before.holes)
         # A unit that applied a rev this database never gave (or not yet) has heard from a
@@ -211,10 +213,10 @@ class SeqLedger:
         for first, last, reason in new_gone:
             self.run("INSERT INTO gone (device, first_seq, last_seq, reason) VALUES (?, ?, ?, ?) "
                      "ON CONFLICT DO NOTHING", (device, first, last, reason))
-        self.run("INSERT INTO unit_ledger (device, rev, kept_from, unit_rev) VALUES (?, ?, ?, ?) "
+        self.run("INSERT INTO unit_ledger (device, rev, kept_from, prev_kept_from, unit_rev) VALUES (?, ?, ?, ?, ?) "
                  "ON CONFLICT (device) DO UPDATE SET rev = excluded.rev, kept_from = excluded.kept_from, "
-                 "unit_rev = excluded.unit_rev",
-                 (device, new_rev, new_kept, work.unit_rev if work.unit_rev is not None else unit_rev))
+                 "prev_kept_from = excluded.prev_kept_from, unit_rev = excluded.unit_rev",
+                 (device, new_rev, new_kept, prev_kept, work.unit_rev if work.unit_rev is not None else unit_rev))
         confirmation = Confirmation(device, new_rev, after.upto, after.top, after.holes)
         return LedgerChange(
             device, confirmation, changed or new_rev != rev, urgent,
@@ -227,7 +229,23 @@ class SeqLedger:
         return [self.update(device, units[device]) for device in sorted(units)]
 
 
+def _clip_restarts(gone: list[tuple[int, int, str]], kept_from: int | None,
+                   prev_kept: int | None) -> list[tuple[int, int, str]]:
+    """A new buffer says "everything below ``next_seq`` is gone with the old one"; of that, only
+    what the old buffer still held was in it.  Below what it kept, the earlier reason stands
+    (dropped, or lost).  The unit's status from the new buffer may come first (it is published
+    before any batch), so its kept_from may already be the new buffer's own."""
+    clipped = []
+    for first, last, reason in gone:
+        if reason in (CORRUPT, REPLACED):
+            old = kept_from if kept_from is not None and kept_from <= last else prev_kept
+            first = max(first, old or 1)
+        if first <= last:
+            clipped.append((first, last, reason))
+    return clipped
+
+
 def holes_of(run: Run, device: str) -> list[Hole]:
     """The explained holes of one unit, read from the ledger."""
-    stored, gone, (_rev, kept_from, _unit_rev) = SeqLedger(run).load(device)
+    stored, gone, (_rev, kept_from, _unit_rev, _prev) = SeqLedger(run).load(device)
     return explain_holes(stored, gone, kept_from)

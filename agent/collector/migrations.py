@@ -93,7 +93,7 @@ _LEDGER = (
     "CREATE TABLE gone (device {text} NOT NULL, first_seq {bigint} NOT NULL, last_seq {bigint} NOT NULL,"
     " reason {text} NOT NULL, PRIMARY KEY (device, first_seq, last_seq, reason))",
     "CREATE TABLE unit_ledger (device {text} PRIMARY KEY, rev {bigint} NOT NULL, kept_from {bigint},"
-    " unit_rev {bigint})",
+    " prev_kept_from {bigint}, unit_rev {bigint})",
     # The runs of consecutive seqs already stored ("gaps and islands"): seq minus its rank is
     # the same along a run.
     "INSERT INTO seq_ranges (device, first_seq, last_seq)"
