@@ -272,8 +272,9 @@ def _buffer_lines(b: dict[str, Any]) -> list[str]:
     dropped = f"{b['dropped_total']}" + ("  <- buffer overflowed; raise buffer.max_size" if b["dropped_total"] else "")
     return [
         _line("readings waiting", f"{b['pending']}{oldest}"),
-        _line("last delivery", delivered),
-        _line("delivered", f"{b['delivered_total']} in all ({b['delivered_kept']} kept on the unit)"),
+        _line("unconfirmed", f"{b.get('unconfirmed', 0)} acknowledged by the broker, not yet confirmed by the centre"),
+        _line("last confirmed", delivered),
+        _line("confirmed", f"{b['delivered_total']} in all ({b['delivered_kept']} kept on the unit)"),
         _line("last seq", str(b["last_seq"])),
         _line("dropped", dropped),
         _line("buffer size", f"{b['used_bytes'] / 1e6:.1f} MB of {b['max_bytes'] / 1e6:.0f} MB"),

@@ -53,7 +53,7 @@ CONFIG_DOC = ROOT / "docs" / "configuration.md"
 PROTOCOL_DOC = ROOT / "docs" / "protocol.md"
 BUFFER_DOC = ROOT / "docs" / "buffer.md"
 EXAMPLE_CONFIG = ROOT / "deploy" / "agent.example.toml"
-SCHEMA_NAMES = ("reading", "batch", "status")
+SCHEMA_NAMES = ("reading", "batch", "status", "confirm")
 
 
 # -- schemas ------------------------------------------------------------------------------
@@ -246,6 +246,25 @@ def test_status_payloads_validate(tmp_path: Path) -> None:
     assert schema_errors("status", future) == [], "status is open to new fields"
     assert schema_errors("status", {**documents[1], "state": "sleeping"})
     print(f"status payloads validated: {len(documents)}")
+
+
+def test_confirmations_the_collector_publishes_validate(tmp_path: Path) -> None:
+    """The confirmation a commit produces (a hole, a settled range, upto and top) follows
+    confirm.schema.json, and the decoder reads back what the schema accepts."""
+    from agent.collector.store import Work, open_store
+    from agent.protocol import decode_confirmation, encode_confirmation
+
+    with open_store(str(tmp_path / "c.db")) as store:
+        readings = [replace(signal_reading("boat-07"), seq=seq) for seq in (1, 2, 3, 7, 8, 12)]
+        result = store.commit(Work(readings=readings))
+    confirmation, = [change.confirmation for change in result.changes]
+    payload = encode_confirmation(confirmation)
+    document = strict_json(payload)
+    assert schema_errors("confirm", document) == [], document
+    assert document["upto"] == 3 and document["top"] == 12 and document["holes"] == [[4, 6], [9, 11]]
+    assert decode_confirmation(payload, "boat-07") == confirmation
+    assert schema_errors("confirm", {**document, "holes": [[4, 6, 9]]})
+    assert schema_errors("confirm", {**document, "rev": 0})
 
 
 # -- what a subscriber really receives ------------------------------------------------------
@@ -709,7 +728,8 @@ def test_protocol_doc_examples_follow_the_schemas() -> None:
                 assert [e.message for e in validator.iter_errors(value)] == [], block
                 checked += 1
             continue
-        name = {"blankspot.batch/1": "batch", "blankspot.status/1": "status", "blankspot.reading/1": "reading"}[document["schema"]]
+        name = {"blankspot.batch/1": "batch", "blankspot.status/1": "status", "blankspot.reading/1": "reading",
+                "blankspot.confirm/1": "confirm"}[document["schema"]]
         assert schema_errors(name, document) == [], block
         checked += 1
     print(f"JSON examples in protocol.md checked: {checked}")

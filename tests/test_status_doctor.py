@@ -40,6 +40,7 @@ from agent.sim.broker import LocalBroker, free_port
 from agent.status_report import agent_liveness, build_status, format_age, status_lines
 from agent.unit_identity import pi_serial, proposed_device_id
 from tests.conftest import require_mosquitto
+from tests.support.collector import CollectorProcess
 from tests.test_field_agent import SCENARIO, TOWN, field_config, run_in_thread
 from tests.test_uplink import password_broker  # noqa: F401  (a fixture: Mosquitto with a password file)
 
@@ -525,7 +526,12 @@ def test_doctor_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_status_while_the_agent_runs_and_after_it_stopped(tmp_path: Path, boat: SimulatedBoat, broker,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+                                                          collectors: list, capsys: pytest.CaptureFixture[str]) -> None:
+    # A collector stores and confirms the readings: the unit's counters are the centre's word.
+    collector = CollectorProcess(tmp_path, broker.port, f"sqlite:///{tmp_path}/collector.db", "collector-1",
+                                 "--confirm-interval", "1s")
+    collectors.append(collector)
+    collector.start()
     path = field_config(tmp_path, broker.port, boat)
     config = load_config(path)
     service = AgentService(config)
@@ -563,7 +569,8 @@ def test_status_while_the_agent_runs_and_after_it_stopped(tmp_path: Path, boat: 
     assert status["uplink"] == {"enabled": True, "broker": f"127.0.0.1:{broker.port}", "state": "connected"}
     buffer = status["buffer"]
     for key in ("pending", "delivered_kept", "oldest_pending_time", "oldest_pending_age_s", "last_seq", "dropped_total",
-                "delivered_total", "used_bytes", "max_bytes", "last_delivered_at", "last_delivered_age_s", "path"):
+                "delivered_total", "used_bytes", "max_bytes", "last_delivered_at", "last_delivered_age_s", "unconfirmed",
+                "kept_from", "confirm_rev", "path"):
         assert key in buffer, key
     assert buffer["delivered_total"] > 0 and buffer["last_delivered_at"] and buffer["last_delivered_age_s"] < 30
     assert status["data"]["day"]["used_bytes"] >= 0 and status["errors"] == []
@@ -573,8 +580,9 @@ def test_status_while_the_agent_runs_and_after_it_stopped(tmp_path: Path, boat: 
     assert lines["last fix"].startswith(f"{status['fix']['lat']:.6f}") and " s ago" in lines["last fix"]
     assert lines["last signal"].startswith("TELKOMSEL  LTE  rsrp ") and "dBm" in lines["last signal"]
     assert lines["uplink"] == f"connected (127.0.0.1:{broker.port})"
-    assert lines["last delivery"].endswith(f"({buffer['last_delivered_at']})") and "s ago" in lines["last delivery"]
-    for label in ("readings waiting", "delivered", "dropped", "buffer size", "data today", "data this month"):
+    assert lines["last confirmed"].endswith(f"({buffer['last_delivered_at']})") and "s ago" in lines["last confirmed"]
+    for label in ("readings waiting", "unconfirmed", "confirmed", "dropped", "buffer size", "data today",
+                  "data this month"):
         assert label in lines, label
 
     assert code == 0
