@@ -235,7 +235,8 @@ class AgentService:
 
         from agent.measure.usage import InterfaceCounters, open_ledger
 
-        sent = self.uplink.stats.bytes_sent if self.uplink is not None else 0
+        # Everything on the link counts, re-sends and the centre's confirmations included.
+        sent = self.uplink.stats.bytes_sent + self.uplink.stats.bytes_received if self.uplink is not None else 0
         new_bytes, self._uplink_bytes_counted = sent - self._uplink_bytes_counted, sent
         sample = InterfaceCounters(self.config.budget.interface).read() if self.config.budget.interface else None
         if not new_bytes and sample is None:

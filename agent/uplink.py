@@ -132,6 +132,9 @@ class MqttUplink:
         self._pending_confirm: object | None = None  # a confirmation the buffer could not record yet
         self.buffer_fault: str | None = None
         self._unrouted_logged = False
+        # After a refusal or a 0x10, one batch at a time until the broker takes one again: a
+        # full window of refusals would cost a metered SIM eight batches per attempt.
+        self._probing = False
         self._client: mqtt.Client | None = None
         self._ready = False
         self._connect_started = 0.0
@@ -389,6 +392,7 @@ class MqttUplink:
             # Accepted and forwarded to nobody: the collectors' shared subscription is not there
             # (a broker restart forgets it until they subscribe again).  Not delivered.
             self.stats.batches_unrouted += 1
+            self._probing = True
             self.buffer.nack(batch)
             delay = self._hold.next_delay()
             self._hold_until = time.monotonic() + delay
@@ -400,6 +404,7 @@ class MqttUplink:
         if reason_code.is_failure:
             self.stats.batches_refused += 1
             self.stats.last_error = f"broker refused readings on {self._readings_topic}: {reason_code}"
+            self._probing = True
             self.buffer.nack(batch)
             delay = self._hold.next_delay()
             self._hold_until = time.monotonic() + delay
@@ -411,6 +416,7 @@ class MqttUplink:
             return
         self._hold.reset()
         self._trouble.reset()
+        self._probing = False
         if self._unrouted_logged:
             log.info("broker forwards readings to the collectors again")
             self._unrouted_logged = False
@@ -459,7 +465,8 @@ class MqttUplink:
 
     def _pump(self) -> None:
         assert self._client is not None
-        while len(self._inflight) < self.config.max_inflight:
+        window = 1 if self._probing else self.config.max_inflight
+        while len(self._inflight) < window:
             batch = self.buffer.take(self.config.batch_size, MAX_MESSAGE_BYTES)
             if batch is None:
                 return

@@ -25,7 +25,7 @@ import pytest
 from agent import seq_ranges
 from agent.buffer import ReadingBuffer
 from agent.collector.store import open_store
-from agent.config import Config, load_config
+from agent.config import Config, load_config, read_password
 from agent.polling import wait_until
 from agent.sim.broker import LocalBroker
 from agent.sim.coverage import mahakam_scenario
@@ -35,6 +35,7 @@ from agent.sim.synthetic import SyntheticSource
 from agent.uplink import MqttUplink
 from tests.conftest import require_mosquitto, write_config
 from tests.mqtt_sink import ReadingSink
+from tests.test_uplink import password_broker  # noqa: F401  (a fixture: Mosquitto with a password file)
 from tests.readings_factory import signal_reading
 from tests.support.collector import CollectorProcess, wait_counts
 
@@ -66,7 +67,8 @@ class Unit:
                             overrides={"uplink": settings})
         self.config: Config = load_config(path)
         self.buffer = ReadingBuffer(self.config.buffer.path, DEVICE)
-        self.uplink = MqttUplink(self.config.uplink, DEVICE, self.buffer, client_id=self.config.client_id)
+        self.uplink = MqttUplink(self.config.uplink, DEVICE, self.buffer, client_id=self.config.client_id,
+                                 password=read_password(self.config.uplink))
         self.source = SyntheticSource(DEVICE, mahakam_route(), mahakam_scenario(), 400.0)
         self._producer: threading.Thread | None = None
 
@@ -412,4 +414,42 @@ def test_a_full_disk_for_30s_sends_nothing_twice_and_loses_nothing(tmp_path: Pat
     finally:
         unit.close()
         copies.stop()
+        link.close()
+
+
+# -- persistent faults back off -------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["dead link", "refused login", "no collector subscribed"])
+def test_a_persistent_fault_costs_a_bounded_number_of_attempts_and_bytes(tmp_path: Path, fault: str,
+                                                                         password_broker: LocalBroker) -> None:
+    """For 20 s the unit cannot deliver: the link is dead (connection refused), the broker
+    refuses its login, or the broker takes its batches but no collector is subscribed (PUBACK
+    0x10).  Its attempts double their waits (here from 0.1 s up to 4 s) instead of looping:
+    connections and bytes on the link stay bounded, counted on the link itself."""
+    link = LinkProxy(password_broker.port).start()
+    (tmp_path / "pw").write_text("s3cret-Kukar\n" if fault != "refused login" else "wrong\n")
+    unit = Unit(tmp_path, link.port, username="unit-1", password_file=str(tmp_path / "pw"),
+                backoff_min="100ms", backoff_max="4s")
+    unit.buffer.append_many([signal_reading(DEVICE)] * 2000)
+    link.set_up(fault != "dead link")
+    unit.start()
+    try:
+        time.sleep(20)
+        stats = unit.uplink.stats
+        attempts = stats.connects + stats.connection_failures
+        sent, received = link.bytes_up, link.bytes_down
+        print(f"{fault}: {attempts} connection attempts, {stats.batches_sent} batches sent, {sent} bytes up, "
+              f"{received} bytes down in 20 s")
+        # 0.1 + 0.2 + ... doubling to 4 s, each drawn in [w/2, w]: at most 14 attempts in 20 s.
+        assert attempts <= 14
+        if fault == "no collector subscribed":
+            assert stats.connects == 1 and stats.batches_unrouted >= 2
+            assert stats.batches_sent <= 16, "after the first 0x10 the unit probes with one batch at a time"
+        else:
+            assert stats.batches_sent == 0
+        assert sent <= 16 * 50 * 700 + 20_000, "bytes on the link bounded"
+        assert unit.buffer.stats().pending == 2000, "nothing counted as delivered"
+    finally:
+        unit.close()
         link.close()
