@@ -305,8 +305,24 @@ def test_a_full_buffer_and_an_unusable_buffer_leave_explained_holes(tmp_path: Pa
     print(f"after the damaged file: holes {view['holes']}")
     assert corrupt and corrupt[0]["first"] == waiting.last_seq - 199, "the 200 waiting readings are explained"
     assert all(h["reason"] in ("dropped", "lost", "corrupt") for h in view["holes"])
+
+    # Then the file is lost altogether (a new card with the old buffer.db.seq) with 50 waiting.
+    with ReadingBuffer(tmp_path / "buffer.db", DEVICE) as buffer:
+        buffer.append_many([signal_reading(DEVICE)] * 50)
+        waiting = buffer.stats()
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(tmp_path / "buffer.db") + suffix).unlink(missing_ok=True)
+    unit = Unit(tmp_path, broker.port).start()
+    try:
+        assert wait_until(lambda: unit.settled() and units_json(db)[DEVICE]["top"] == unit.buffer.stats().last_seq,
+                          60), f"{unit.buffer.stats()}\n{collector.log()[-3000:]}"
+    finally:
+        unit.close()
+    replaced = [h for h in units_json(db)[DEVICE]["holes"] if h["reason"] == "replaced"]
+    assert replaced and replaced[0]["first"] == waiting.last_seq - 49, "the 50 waiting readings are explained"
     text = run_cli("units", "--db", db)
     assert "dropped by the unit (its buffer was full)" in text.stdout and "moved aside as unusable" in text.stdout
+    assert "gone with a buffer file that was missing" in text.stdout
     report = run_cli("report", "--db", db)
     assert report.returncode == 0, report.stderr
     assert "Readings missing at the centre" in report.stdout and "moved aside as unusable" in report.stdout
