@@ -57,6 +57,13 @@ def make_broker(tmp_path: Path, persistence: str) -> LocalBroker:
     return LocalBroker("mosquitto", workdir=work, extra_config=PERSISTENCE[persistence].format(dir=work)).start()
 
 
+def start_collector(tmp_path: Path, port: int, db: str, collectors: list, name: str = "collector-1") -> CollectorProcess:
+    """``blankspot collect`` confirming every second, started and subscribed."""
+    collector = CollectorProcess(tmp_path, port, db, name, *FAST_CONFIRM)
+    collectors.append(collector)
+    return collector.start()
+
+
 class Unit:
     """A unit's buffer and uplink in this process; readings appended at a steady rate."""
 
@@ -149,9 +156,7 @@ def test_broker_restarts_during_a_drain_lose_nothing(tmp_path: Path, collectors:
     broker = make_broker(tmp_path, persistence)
     db = f"sqlite:///{tmp_path}/collector.db"
     for n in range(collectors_in_group):
-        collector = CollectorProcess(tmp_path, broker.port, db, f"collector-{n + 1}", *FAST_CONFIRM)
-        collectors.append(collector)
-        collector.start()
+        start_collector(tmp_path, broker.port, db, collectors, f"collector-{n + 1}")
     unit = Unit(tmp_path, broker.port).start()
     try:
         producer = unit.produce(3_000, per_second=120)
@@ -195,9 +200,7 @@ def test_a_database_restored_from_last_nights_backup_is_filled_in_by_the_unit(tm
     centre no longer holds the later ones, and sends them again."""
     db_path = tmp_path / "collector.db"
     db = f"sqlite:///{db_path}"
-    collector = CollectorProcess(tmp_path, broker.port, db, "collector-1", *FAST_CONFIRM)
-    collectors.append(collector)
-    collector.start()
+    collector = start_collector(tmp_path, broker.port, db, collectors)
     unit = Unit(tmp_path, broker.port).start()
     try:
         unit.produce(500, per_second=500).join(30)
@@ -235,9 +238,7 @@ def test_a_hole_the_broker_made_is_filled_by_a_resend_on_mqtt_311(tmp_path: Path
         unit.produce(300, per_second=1000).join(30)
         assert wait_until(lambda: unit.buffer.stats().pending == 0, 20), "the broker acknowledged everything"
         assert unit.buffer.stats().unconfirmed == 300, "acknowledged, but nobody confirmed them"
-        collector = CollectorProcess(tmp_path, broker.port, db, "collector-1", *FAST_CONFIRM)
-        collectors.append(collector)
-        collector.start()
+        collector = start_collector(tmp_path, broker.port, db, collectors)
         unit.produce(100, per_second=200).join(30)
         everything_stored_once(db, unit, 60, collector)
         assert unit.uplink.stats.readings_resent >= 300
@@ -262,6 +263,16 @@ def units_json(db: str) -> dict:
     return {u["device"]: u for u in json.loads(done.stdout)["units"]}
 
 
+def run_until_the_centre_has_everything(tmp_path: Path, port: int, db: str, collector: CollectorProcess) -> None:
+    """Run the unit until it holds nothing unconfirmed and the centre has seen its last seq."""
+    unit = Unit(tmp_path, port).start()
+    try:
+        assert wait_until(lambda: unit.settled() and units_json(db).get(DEVICE, {}).get("top") ==
+                          unit.buffer.stats().last_seq, 60), f"{unit.buffer.stats()}\n{collector.log()[-3000:]}"
+    finally:
+        unit.close()
+
+
 def test_a_full_buffer_and_an_unusable_buffer_leave_explained_holes(tmp_path: Path, broker: LocalBroker,
                                                                     collectors: list) -> None:
     """A unit whose buffer overflowed in a long blank spot, and later found its buffer file
@@ -274,16 +285,8 @@ def test_a_full_buffer_and_an_unusable_buffer_leave_explained_holes(tmp_path: Pa
             buffer.append_many([big] * 100)  # a long blank spot: no connection, the buffer overflows
         overflow = buffer.stats()
     assert overflow.dropped_total > 0
-    collector = CollectorProcess(tmp_path, broker.port, db, "collector-1", *FAST_CONFIRM)
-    collectors.append(collector)
-    collector.start()
-    unit = Unit(tmp_path, broker.port).start()
-    try:
-        everything_reached = lambda: unit.settled() and units_json(db).get(DEVICE, {}).get("top") == \
-            unit.buffer.stats().last_seq  # noqa: E731
-        assert wait_until(everything_reached, 60), f"{unit.buffer.stats()}\n{collector.log()[-3000:]}"
-    finally:
-        unit.close()
+    collector = start_collector(tmp_path, broker.port, db, collectors)
+    run_until_the_centre_has_everything(tmp_path, broker.port, db, collector)
     view = units_json(db)[DEVICE]
     print(f"after the overflow: {view['stored']} stored, holes {view['holes']}")
     assert {h["reason"] for h in view["holes"]} <= {"dropped", "lost"} and "dropped" in {h["reason"] for h in view["holes"]}
@@ -294,12 +297,7 @@ def test_a_full_buffer_and_an_unusable_buffer_leave_explained_holes(tmp_path: Pa
         buffer.append_many([signal_reading(DEVICE)] * 200)
         waiting = buffer.stats()
     (tmp_path / "buffer.db").write_bytes(b"\x00" * 4096)
-    unit = Unit(tmp_path, broker.port).start()
-    try:
-        assert wait_until(lambda: unit.settled() and units_json(db)[DEVICE]["top"] == unit.buffer.stats().last_seq,
-                          60), f"{unit.buffer.stats()}\n{collector.log()[-3000:]}"
-    finally:
-        unit.close()
+    run_until_the_centre_has_everything(tmp_path, broker.port, db, collector)
     view = units_json(db)[DEVICE]
     corrupt = [h for h in view["holes"] if h["reason"] == "corrupt"]
     print(f"after the damaged file: holes {view['holes']}")
@@ -312,12 +310,7 @@ def test_a_full_buffer_and_an_unusable_buffer_leave_explained_holes(tmp_path: Pa
         waiting = buffer.stats()
     for suffix in ("", "-wal", "-shm"):
         Path(str(tmp_path / "buffer.db") + suffix).unlink(missing_ok=True)
-    unit = Unit(tmp_path, broker.port).start()
-    try:
-        assert wait_until(lambda: unit.settled() and units_json(db)[DEVICE]["top"] == unit.buffer.stats().last_seq,
-                          60), f"{unit.buffer.stats()}\n{collector.log()[-3000:]}"
-    finally:
-        unit.close()
+    run_until_the_centre_has_everything(tmp_path, broker.port, db, collector)
     replaced = [h for h in units_json(db)[DEVICE]["holes"] if h["reason"] == "replaced"]
     assert replaced and replaced[0]["first"] == waiting.last_seq - 49, "the 50 waiting readings are explained"
     text = run_cli("units", "--db", db)
@@ -334,9 +327,7 @@ def test_a_reading_dated_year_1_is_quarantined_alone_and_settled_for_the_unit(tm
     with the reason, the rest of its batch stored, its seq told to the unit as settled, and
     `report`, `map` and `export` work on the database afterwards."""
     db = f"sqlite:///{tmp_path}/collector.db"
-    collector = CollectorProcess(tmp_path, broker.port, db, "collector-1", *FAST_CONFIRM)
-    collectors.append(collector)
-    collector.start()
+    collector = start_collector(tmp_path, broker.port, db, collectors)
     unit = Unit(tmp_path, broker.port).start()
     try:
         unit.buffer.append_many([signal_reading(DEVICE)] * 5)
@@ -397,9 +388,7 @@ def test_a_full_disk_for_30s_sends_nothing_twice_and_loses_nothing(tmp_path: Pat
     connections at most, at most two copies of any reading on the wire; once space returns,
     every reading is in the centre's database and confirmed."""
     db = f"sqlite:///{tmp_path}/collector.db"
-    collector = CollectorProcess(tmp_path, broker.port, db, "collector-1", *FAST_CONFIRM)
-    collectors.append(collector)
-    collector.start()
+    collector = start_collector(tmp_path, broker.port, db, collectors)
     copies = ReadingSink(broker.port, client_id="wire-watch", persistent=False).start()
     link = LinkProxy(broker.port).start()
     unit = Unit(small_card, link.port, batch_size=50)
