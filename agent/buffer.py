@@ -190,15 +190,16 @@ class ReadingBuffer:
             raise BufferError(f"cannot open the buffer {self.path}: {exc}") from None
         self.conn = conn
         try:
-            conn.execute(f"PRAGMA journal_mode={journal_mode}").fetchone()
-            conn.execute(f"PRAGMA synchronous={synchronous}")
-            conn.execute("PRAGMA journal_size_limit=8388608")
+            # Checked before anything is written: a file kept aside is kept as it was found.
             check = conn.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise sqlite3.DatabaseError(f"quick_check: {check}")
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if not fresh and tables and "readings" not in tables:
                 raise sqlite3.DatabaseError(f"not a blankspot buffer (tables: {', '.join(sorted(tables))})")
+            conn.execute(f"PRAGMA journal_mode={journal_mode}").fetchone()
+            conn.execute(f"PRAGMA synchronous={synchronous}")
+            conn.execute("PRAGMA journal_size_limit=8388608")
             self.db = sqlite_utils.Database(conn)
             with self._transaction():
                 self._create_schema()
@@ -582,7 +583,8 @@ class ReadingBuffer:
                         f"WHERE confirmed_at IS NOT NULL AND NOT ({covered}) RETURNING seq",
                         params,
                     ).fetchall()]
-                    self._count_confirmed(confirmed)
+                    # Re-opened readings leave the count, so a reading confirmed twice counts once.
+                    self._count_confirmed(confirmed - len(reopened))
                     self._set_meta("confirm_rev", c.rev)
             except (sqlite3.OperationalError, OSError) as exc:
                 raise BufferError(f"cannot write to the buffer {self.path}: {exc}") from None

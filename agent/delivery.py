@@ -78,7 +78,20 @@ class DeliveryTracker:
             return []
         self._last_progress = now
         self._probes = 0
-        overtaken = [sent for sent in kept if sent.acked < frontier - self._wait(sent.attempt)]
+        # Only what the confirmation speaks of: above its bound the centre may simply not
+        # have got that far (it lowers top when it lists many holes).
+        overtaken: list[_Sent] = []
+        waiting: list[_Sent] = []
+        for sent in kept:
+            below = [seq for seq in sent.seqs if seq <= confirmation.bound]
+            if not below or sent.acked >= frontier - self._wait(sent.attempt):
+                waiting.append(sent)
+                continue
+            above = [seq for seq in sent.seqs if seq > confirmation.bound]
+            if above:
+                waiting.append(_Sent(above, sent.acked, sent.attempt))
+            overtaken.append(_Sent(below, sent.acked, sent.attempt))
+        self._sent = waiting + overtaken
         return self._give_back(overtaken)
 
     def due(self, now: float) -> list[int]:
@@ -88,9 +101,14 @@ class DeliveryTracker:
         wait = min(self.max_wait, self.probe_after * (2 ** min(self._probes, 30)))
         if now - self._last_progress < wait:
             return []
+        # The batch acknowledged longest ago whose own wait is over: a reading the centre never gets is probed
+        # with doubling waits too, however often other readings make progress meanwhile.
+        ready = [sent for sent in self._sent if now - sent.acked >= self._wait(sent.attempt)]
+        if not ready:
+            return []
         self._probes += 1
         self._last_progress = now
-        return self._give_back([self._sent[0]])
+        return self._give_back(ready[:1])
 
     def reopened(self, seqs: Iterable[int]) -> None:
         """The buffer made these pending again by itself (the centre lost them): forget them here."""

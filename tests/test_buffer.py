@@ -351,8 +351,6 @@ def test_an_unusable_file_is_kept_aside_and_numbering_continues_above_the_reserv
     assert any(r.levelname == "CRITICAL" and str(kept[0]) in r.getMessage() for r in caplog.records)
 
 
-@pytest.mark.xfail(strict=True, reason="ReadingBuffer._open switches the file to WAL (agent/buffer.py:193) before "
-                                       "quick_check and the table check (196-201): the copy kept aside is altered")
 def test_an_sqlite_file_that_is_not_a_buffer_is_kept_aside_unchanged(tmp_path: Path) -> None:
     path = tmp_path / "buffer.db"
     path.touch()

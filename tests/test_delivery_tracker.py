@@ -193,8 +193,6 @@ ABOVE_TOP = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="DeliveryTracker.confirmed gives back whole overtaken batches, "
-                                       "including seqs above the confirmation's bound (agent/delivery.py:81)")
 @pytest.mark.parametrize("steps", ABOVE_TOP.values(), ids=ABOVE_TOP.keys())
 def test_readings_above_top_are_not_given_back_by_the_overtaken_rule(steps: list) -> None:
     play(steps)
@@ -420,11 +418,8 @@ def test_give_backs_of_a_reading_by_confirmations_are_bounded(grace: float, hist
 # while a new reading sent with it each time reaches the centre.
 LOST_EACH_TIME = [("ack", 1, 0, True), ("tick", 1.0), ("due",)] + 3 * [
     ("ack", 0, 1, True), ("ack", 1, 0, False), ("confirm",), ("tick", 1.0), ("due",)]
-PROBE_BUG = ("a probe re-sends the oldest waiting batch whatever the back-off of its readings, and progress "
-             "resets the probe wait (agent/delivery.py:79-80, 84-93)")
 
 
-@pytest.mark.xfail(strict=True, reason=PROBE_BUG)
 @settings(max_examples=300, deadline=None)
 @given(graces, moves)
 @example(1.0, LOST_EACH_TIME)
@@ -433,7 +428,6 @@ def test_give_backs_of_a_reading_with_probes_are_bounded(grace: float, history: 
     _assert_give_backs_bounded(_play_story(grace, grace, history, use_reopen=False), grace)
 
 
-@pytest.mark.xfail(strict=True, reason=PROBE_BUG)
 def test_a_reading_the_centre_never_gets_is_not_probed_again_and_again() -> None:
     """Defaults (grace 60 s, probe 900 s); seq 1 is lost every time, a new reading every 20 minutes arrives."""
     tracker = DeliveryTracker(grace=60, probe_after=900)
