@@ -71,6 +71,10 @@ _NOT_IN_GROUP = ("/", "+", "#")
 EARLIEST_UNSYNCED = datetime(1970, 1, 1, tzinfo=timezone.utc)
 EARLIEST_TRUSTED = datetime(2020, 1, 1, tzinfo=timezone.utc)
 LATEST_AHEAD = timedelta(days=1)
+# A unit that has this many readings stored since its last confirmation is draining a
+# backlog: it is told within seconds rather than at the next interval (one confirmation per
+# this many readings costs it well under 0.1 % of the bytes).
+DRAIN_CONFIRM_READINGS = 1000
 
 
 def implausible_time(reading: Reading, received: datetime) -> str | None:
@@ -293,6 +297,7 @@ class Collector:
         self._next_stats = 0.0
         self._confirm_due: dict[str, tuple[Confirmation, float]] = {}  # device -> latest, when to publish
         self._confirm_sent: dict[str, tuple[int, float]] = {}  # device -> rev, when published
+        self._unconfirmed_readings: dict[str, int] = {}  # device -> readings stored since its last confirmation
 
     # -- running -------------------------------------------------------------------------
 
@@ -469,9 +474,15 @@ class Collector:
             if not (change.changed or change.urgent):
                 continue
             sent = self._confirm_sent.get(change.device)
+            backlog = self._unconfirmed_readings.get(change.device, 0) + change.readings
+            self._unconfirmed_readings[change.device] = backlog
+            if sent is not None and sent[0] == change.confirmation.rev:
+                # The unit's status crossed this very confirmation on the way: it has it now.
+                continue
             if change.urgent or sent is None:
                 due = now
-            elif change.opened:
+            elif change.opened or backlog >= DRAIN_CONFIRM_READINGS:
+                # A hole, or a unit draining a backlog: tell it soon, it holds all of them.
                 due = now + min(2.0, self.settings.confirm_interval_s)
             else:
                 due = sent[1] + self.settings.confirm_interval_s
@@ -493,6 +504,7 @@ class Collector:
                 continue  # not connected: stays due, published after the reconnection
             del self._confirm_due[device]
             self._confirm_sent[device] = (confirmation.rev, time.monotonic())
+            self._unconfirmed_readings[device] = 0
             self.stats.confirmations += 1
             log.debug("confirmed to %s: rev %d, up to %d, top %d, %d holes", device, confirmation.rev,
                       confirmation.upto, confirmation.top, len(confirmation.holes))

@@ -129,6 +129,7 @@ class LedgerChange:
     urgent: bool = False  # the unit is behind the centre (or the centre behind the unit): tell it now
     opened: list[Range] = field(default_factory=list)
     filled: list[Range] = field(default_factory=list)
+    readings: int = 0  # of this unit in the commit
 
 
 @dataclass
@@ -222,6 +223,7 @@ class SeqLedger:
             device, confirmation, changed or new_rev != rev, urgent,
             opened=seq_ranges.subtract(after.missing, before.missing),
             filled=seq_ranges.subtract(before.missing, after.missing),
+            readings=len(work.seqs),
         )
 
     def update_all(self, units: dict[str, UnitWork]) -> list[LedgerChange]:
