@@ -6,9 +6,11 @@ database holds (:class:`agent.protocol.Confirmation`); this policy turns those i
 without ever sending the backlog twice for nothing:
 
 - **Overtaken.** When a confirmation covers a reading acknowledged at time *t*, the centre has
-  worked through what the unit sent up to about *t*.  A reading acknowledged more than
-  ``grace`` before *t* and still not covered is missing: it is sent again.  ``grace`` allows for
-  a second collector of a shared group that is a little behind.
+  worked through what the unit sent up to about *t*.  A reading acknowledged before *t*, still
+  not covered ``grace`` after its own acknowledgement, is missing: it is sent again (at once
+  when the confirmation comes late enough, else once its grace is over, without waiting for
+  the next confirmation).  ``grace`` allows for a second collector of a shared group that is
+  a little behind.
 - **Silence.** When nothing new has been confirmed for ``probe_after`` while readings wait, the
   centre may be down (then the broker queues what was sent, and sending it again would only
   pay for it twice) or the last batches were lost.  Only the *oldest* waiting batch is sent
@@ -21,7 +23,7 @@ Pure: times are passed in (monotonic seconds), nothing here touches the buffer o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 from agent.protocol import Confirmation
 
@@ -46,6 +48,8 @@ class DeliveryTracker:
         self._attempts: dict[int, int] = {}  # seqs sent again, and how often
         self._last_progress = now
         self._probes = 0
+        self._frontier: float | None = None  # latest acknowledgement time a confirmation covered
+        self._bound = 0  # the last confirmation's bound: it says nothing above
         self.resent = 0  # readings handed back for sending again, in all
 
     # -- what happened -----------------------------------------------------------------
@@ -78,37 +82,53 @@ class DeliveryTracker:
             return []
         self._last_progress = now
         self._probes = 0
-        # Only what the confirmation speaks of: above its bound the centre may simply not
-        # have got that far (it lowers top when it lists many holes).
-        overtaken: list[_Sent] = []
-        waiting: list[_Sent] = []
-        for sent in kept:
-            below = [seq for seq in sent.seqs if seq <= confirmation.bound]
-            if not below or sent.acked >= frontier - self._wait(sent.attempt):
-                waiting.append(sent)
-                continue
-            above = [seq for seq in sent.seqs if seq > confirmation.bound]
-            if above:
-                waiting.append(_Sent(above, sent.acked, sent.attempt))
-            overtaken.append(_Sent(below, sent.acked, sent.attempt))
-        self._sent = waiting + overtaken
-        return self._give_back(overtaken)
+        self._frontier = frontier if self._frontier is None else max(self._frontier, frontier)
+        self._bound = confirmation.bound
+        return self._overtaken(lambda sent: sent.acked < frontier - self._wait(sent.attempt))
 
     def due(self, now: float) -> list[int]:
-        """Seqs to send again because the centre has been silent (the probe), or []."""
+        """Seqs to send again now that time has passed since the last confirmation, or []."""
         if not self._sent:
             return []
+        # Overtaken, and its own wait is over: the last confirmation covered readings the broker
+        # acknowledged after these, and they have had their grace since (confirmations are
+        # rate-limited, so the next one may be minutes away).
+        if self._frontier is not None:
+            frontier = self._frontier
+            back = self._overtaken(lambda sent: sent.acked < frontier and now - sent.acked >= self._wait(sent.attempt))
+            if back:
+                return back
         wait = min(self.max_wait, self.probe_after * (2 ** min(self._probes, 30)))
         if now - self._last_progress < wait:
             return []
-        # The batch acknowledged longest ago whose own wait is over: a reading the centre never gets is probed
-        # with doubling waits too, however often other readings make progress meanwhile.
+        # The batch acknowledged longest ago whose own wait is over: a reading the centre never
+        # gets is probed with doubling waits too, however often other readings make progress.
         ready = [sent for sent in self._sent if now - sent.acked >= self._wait(sent.attempt)]
         if not ready:
             return []
         self._probes += 1
         self._last_progress = now
         return self._give_back(ready[:1])
+
+    def _overtaken(self, due: Callable[[_Sent], bool]) -> list[int]:
+        """Give back the part of each ``due`` batch the last confirmation speaks of.
+
+        Above its bound the centre may simply not have got that far (it lowers top when it
+        lists many holes), so those seqs keep waiting.
+        """
+        overtaken: list[_Sent] = []
+        waiting: list[_Sent] = []
+        for sent in self._sent:
+            below = [seq for seq in sent.seqs if seq <= self._bound]
+            if not below or not due(sent):
+                waiting.append(sent)
+                continue
+            above = [seq for seq in sent.seqs if seq > self._bound]
+            if above:
+                waiting.append(_Sent(above, sent.acked, sent.attempt))
+            overtaken.append(_Sent(below, sent.acked, sent.attempt))
+        self._sent = waiting + overtaken
+        return self._give_back(overtaken)
 
     def reopened(self, seqs: Iterable[int]) -> None:
         """The buffer made these pending again by itself (the centre lost them): forget them here."""

@@ -233,13 +233,23 @@ SILENCE = {
     ],
     "progress resets the probe wait": [
         Tracker(grace=60),
-        Ack(0, (1,)),
+        Ack(0, (1,)), Ack(50, (2,)),
         Due(100, back=(1,)),
         Ack(101, (1,)),                                         # the probe, sent
-        Ack(150, (2,)), Confirm(160, upto=0, top=2, holes=((1, 1),)),  # 101 is not > 2 x grace before 150
+        Confirm(160, upto=0, top=2, holes=((1, 1),)),           # covers 2, acknowledged before the probe
         Expect(waiting=1, next_check=260),                      # probe_after again, not 2 x
         Due(259),
         Due(260, back=(1,)),
+    ],
+    "an overtaken reading goes again once its grace is over, without waiting for a confirmation": [
+        Tracker(grace=60),
+        Ack(0, (1,)), Ack(10, (2,)),
+        Confirm(20, upto=0, top=2, holes=((1, 1),)),            # 2 is here, 1 is not; 1 is only 20 s old
+        Due(59),
+        Due(60, back=(1,)),
+        Ack(61, (1,)),
+        Due(180),                                               # now it waits for the centre: the probe,
+        Due(181, back=(1,)),                                    # once its doubled grace is over too
     ],
     "a probe hands back nothing while nothing waits": [
         Ack(0, (1,)), Confirm(1, upto=1, top=1),

@@ -339,13 +339,13 @@ def test_readings_out_of_order_open_then_fill_a_hole(centre: SqliteStore) -> Non
 def test_the_rev_grows_only_when_the_view_changes(centre: SqliteStore) -> None:
     assert commit(centre, 1, 2, 3).confirmation.rev == 1
     again = commit(centre, 2, 3)                                   # duplicates
-    assert (again.confirmation.rev, again.changed, again.urgent) == (1, False, False)
+    assert (again.confirmation.rev, again.changed, again.restored) == (1, False, False)
     quiet = commit(centre, units=[status(rev=1, kept_from=1)])      # a status that changes nothing
-    assert (quiet.confirmation.rev, quiet.changed, quiet.urgent) == (1, False, False)
+    assert (quiet.confirmation.rev, quiet.changed, quiet.restored) == (1, False, False)
     above = commit(centre, 9)
     assert (above.confirmation.rev, above.changed) == (2, True)
     kept = commit(centre, units=[status(rev=2, kept_from=9, minutes=1)])  # 4..8 now settled: a change
-    assert (kept.confirmation, kept.changed, kept.urgent) == (Confirmation("unit-1", 3, 9, 9, ()), True, False)
+    assert (kept.confirmation, kept.changed, kept.restored) == (Confirmation("unit-1", 3, 9, 9, ()), True, False)
     assert centre.holes("unit-1") == [Hole(4, 8, LOST)]
 
 
@@ -365,20 +365,21 @@ def test_a_database_restored_from_a_backup_continues_above_the_units_rev(
     with SqliteStore(tmp_path / "backup.db") as restored, caplog.at_level(logging.WARNING):
         change = commit(restored, units=[status(rev=4)])          # the unit has applied rev 4
         assert change.confirmation == Confirmation("unit-1", 5, 3, 3, ())   # above 4, so the unit applies it
-        assert (change.changed, change.urgent) == (True, True)
+        assert (change.changed, change.restored) == (True, True)
         assert "restored from a backup" in caplog.text
         later = commit(restored, units=[status(rev=5, minutes=1)])
-        assert (later.confirmation.rev, later.changed, later.urgent) == (5, False, False)
+        assert (later.confirmation.rev, later.changed, later.restored) == (5, False, False)
         assert restored.ledger()["unit-1"]["unit_rev"] == 5
 
 
-def test_a_unit_behind_the_centre_is_told_at_once_without_a_new_rev(centre: SqliteStore) -> None:
+def test_a_units_status_says_which_rev_it_applied_without_a_new_rev(centre: SqliteStore) -> None:
+    """The collector decides from it whether the unit missed a confirmation it published."""
     for seq in (1, 3, 5):
         commit(centre, seq)
     change = commit(centre, units=[status(rev=1)])
-    assert (change.confirmation.rev, change.changed, change.urgent) == (3, False, True)
+    assert (change.confirmation.rev, change.changed, change.restored, change.unit_rev) == (3, False, False, 1)
     without_status = commit(centre, 1)
-    assert without_status.urgent is False, "only a status says what the unit applied"
+    assert without_status.unit_rev is None, "only a status says what the unit applied"
 
 
 def test_a_full_buffer_settles_what_it_dropped(centre: SqliteStore) -> None:

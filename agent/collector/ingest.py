@@ -75,6 +75,9 @@ LATEST_AHEAD = timedelta(days=1)
 # backlog: it is told within seconds rather than at the next interval (one confirmation per
 # this many readings costs it well under 0.1 % of the bytes).
 DRAIN_CONFIRM_READINGS = 1000
+# A unit's status that reports an older rev this long after the collector published a newer
+# one means the unit did not get it; a shorter while is a status crossing it on the way.
+STATUS_CROSSING_S = 30.0
 
 
 def implausible_time(reading: Reading, received: datetime) -> str | None:
@@ -471,18 +474,20 @@ class Collector:
             if change.filled:
                 self.stats.holes_filled += seq_ranges.count(change.filled)
                 log.info("unit %s: hole filled, seq %s", change.device, seq_ranges.text(change.filled))
-            if not (change.changed or change.urgent):
-                continue
             sent = self._confirm_sent.get(change.device)
             backlog = self._unconfirmed_readings.get(change.device, 0) + change.readings
             self._unconfirmed_readings[change.device] = backlog
-            if sent is not None and sent[0] == change.confirmation.rev:
-                # The unit's status crossed this very confirmation on the way: it has it now.
+            # The unit missed what this collector published (a broker that restarted without
+            # persistence has no retained copy for it); a status crossing a confirmation on
+            # the way, a moment after it was published, does not count.
+            missed = (change.unit_rev is not None and sent is not None and change.unit_rev < sent[0]
+                      and now - sent[1] > STATUS_CROSSING_S)
+            if not (change.changed or change.restored or missed):
                 continue
-            if change.urgent or sent is None:
+            if change.restored or missed or sent is None:
                 due = now
-            elif change.opened or backlog >= DRAIN_CONFIRM_READINGS:
-                # A hole, or a unit draining a backlog: tell it soon, it holds all of them.
+            elif change.opened or change.filled or backlog >= DRAIN_CONFIRM_READINGS:
+                # A hole that opened or closed, or a unit draining a backlog: tell it soon.
                 due = now + min(2.0, self.settings.confirm_interval_s)
             else:
                 due = sent[1] + self.settings.confirm_interval_s

@@ -126,7 +126,8 @@ class LedgerChange:
     device: str
     confirmation: Confirmation
     changed: bool  # the confirmation says something the last one did not
-    urgent: bool = False  # the unit is behind the centre (or the centre behind the unit): tell it now
+    restored: bool = False  # the unit applied a rev this database never gave: tell it now
+    unit_rev: int | None = None  # the rev the unit's status in this commit says it applied
     opened: list[Range] = field(default_factory=list)
     filled: list[Range] = field(default_factory=list)
     readings: int = 0  # of this unit in the commit
@@ -196,7 +197,6 @@ class SeqLedger:
         # database that was further along: this one was restored from a backup.  Continue
         # above its rev so that the unit listens, and tell it at once what is missing.
         behind = work.unit_rev is not None and work.unit_rev > rev
-        urgent = behind or (work.status and work.unit_rev is not None and work.unit_rev < rev)
         new_rev = (max(rev, work.unit_rev or 0) + 1) if (changed or behind or not rev) else rev
         if behind:
             log.warning("unit %s has applied confirmation rev %d, later than this database's %d: the database is "
@@ -220,7 +220,7 @@ class SeqLedger:
                  (device, new_rev, new_kept, prev_kept, work.unit_rev if work.unit_rev is not None else unit_rev))
         confirmation = Confirmation(device, new_rev, after.upto, after.top, after.holes)
         return LedgerChange(
-            device, confirmation, changed or new_rev != rev, urgent,
+            device, confirmation, changed or new_rev != rev, behind, work.unit_rev if work.status else None,
             opened=seq_ranges.subtract(after.missing, before.missing),
             filled=seq_ranges.subtract(before.missing, after.missing),
             readings=len(work.seqs),

@@ -168,17 +168,21 @@ class LinkProxy:
             return
         if roll < f.cut + f.truncate + f.stall:
             self.stall(f.stall_s)
-        self._send(other, data, sock is client)
+        if not self._send(other, data, sock is client):
+            # A stream with bytes missing in the middle is not something TCP ever delivers:
+            # what cannot be passed on ends the connection, as a dead link would.
+            self._drop(pair)
 
-    def _send(self, sock: socket.socket, data: bytes, upward: bool) -> None:
+    def _send(self, sock: socket.socket, data: bytes, upward: bool) -> bool:
         try:
             sock.sendall(data)
         except OSError:
-            return
+            return False
         if upward:
             self.bytes_up += len(data)
         else:
             self.bytes_down += len(data)
+        return True
 
     def _drop(self, pair: tuple[socket.socket, socket.socket]) -> None:
         with self._lock:
