@@ -45,8 +45,8 @@ from agent.service import AgentService
 from agent.settings import SettingError, Spec, build, walk
 from agent.units import format_duration, format_size
 from agent.polling import wait_until as wait_for
-from tests.conftest import write_config
-from tests.readings_factory import ALL_KINDS, T0, latency_reading, signal_reading
+from tests.support.readings_factory import ALL_KINDS, T0, latency_reading, signal_reading
+from tests.support.unit_config import write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DOC = ROOT / "docs" / "configuration.md"

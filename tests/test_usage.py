@@ -21,7 +21,7 @@ from agent.measure.usage import (
     budget_decision, counter_delta, expected_bytes, skip_event, usage_summary,
 )
 from agent.reading import Event, Reading, reading_from_dict
-from tests.netlab import require_netlab
+from tests.support.netlab import require_netlab
 
 ROOT = Path(__file__).resolve().parent.parent
 WITA = Calendar("Asia/Makassar")
