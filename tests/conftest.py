@@ -10,9 +10,6 @@ from tests.support.broker import require_mosquitto
 from tests.support.collector import collectors  # noqa: F401  (fixture)
 from tests.support.mqtt_sink import ReadingSink
 
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-
-
 @pytest.fixture
 def broker(tmp_path: Path):
     """A Mosquitto broker with persistence, so sessions survive kill -9 and restarts."""
