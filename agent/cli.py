@@ -16,12 +16,12 @@ from typing import Any, Callable, Sequence
 
 from agent import __version__
 from agent.buffer import BufferError
-from agent.config import DEFAULT_PATH, ConfigError, load_config
 from agent.collector import command as collector_command
+from agent.commands.common import config_arg, load_config_arg, setup_logging
+from agent.commands.exit_status import EXIT_RUNTIME, EXIT_USAGE, RuntimeFailure, UsageError
+from agent.config import DEFAULT_PATH, ConfigError, load_config
 from agent.measure import command as measure_command
 from agent.reading import part_dict
-
-from agent.exit_status import EXIT_RUNTIME, EXIT_USAGE, RuntimeFailure, UsageError  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -31,30 +31,11 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
 
 
-def setup_logging(level: str = "info") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-        stream=sys.stderr,
-    )
-    logging.getLogger("paho").setLevel(logging.WARNING)
-
-
-def _config_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", "-c", metavar="PATH", default=None,
-                        help=f"config file (default {DEFAULT_PATH})")
-
-
-def _load(args: argparse.Namespace):
-    return load_config(args.config or DEFAULT_PATH)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from agent.config_files import file_problems
 
     path = args.config or DEFAULT_PATH
-    config = _load(args)
+    config = load_config_arg(args)
     problems = file_problems(config, path)
     if args.check:
         if problems:
@@ -85,7 +66,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from agent.service import state_path
     from agent.status_report import collect_status, status_lines
 
-    config = _load(args)
+    config = load_config_arg(args)
     try:
         status = collect_status(config, state_path(config))
     except BufferError as exc:
@@ -266,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the agent: take readings, buffer them, push them to the broker",
                        description="Run the agent until SIGTERM. Example: blankspot run --config /etc/blankspot/agent.toml",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    _config_arg(p)
+    config_arg(p)
     p.add_argument("--check", action="store_true", help="validate the config file and exit")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="override log.level")
     p.set_defaults(func=cmd_run)
@@ -275,14 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Show whether the agent runs, its last fix and signal, the clock source, the "
                                    "uplink, the backlog and the data used (docs/operating.md). "
                                    "Example: blankspot status --json")
-    _config_arg(p)
+    config_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("doctor", help="check the unit: ports, modem, SIM, GPS, clock, broker, disk, buffer",
                        description="Check each part of the unit and say what to do about each failure; exits 1 "
                                    "when any check fails. Example: sudo blankspot doctor --gps-wait 60")
-    _config_arg(p)
+    config_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--skip-broker", action="store_true", help="do not connect to the broker")
     p.add_argument("--gps-wait", type=float, default=15.0, metavar="SECONDS",

@@ -25,7 +25,7 @@ from agent.devices.panel_policy import (
     FAST, FLASH, GPS_FIXES, LIGHTS, OFF, ON, SHUTDOWN, SLOW, TAG, UPLINK_STATES, WINK,
     PanelState, Pattern, PressTracker, led_patterns, press_action,
 )
-from agent.exit_status import RuntimeFailure
+from agent.commands.exit_status import RuntimeFailure
 from agent.polling import wait_until
 from agent.reading import QUALITIES, Event
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.exit_status import RuntimeFailure, UsageError
+from agent.commands.exit_status import RuntimeFailure, UsageError
 
 if TYPE_CHECKING:
     from agent.collector.survey import Survey
@@ -83,7 +83,7 @@ def add_collect(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from agent.cli import setup_logging
+    from agent.commands.common import setup_logging
     from agent.collector.ingest import Collector, CollectorSettings, default_client_id, parse_broker_url
     from agent.units import parse_duration
     from agent.watchdog import SystemdNotifier, Watchdog

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from agent.exit_status import UsageError
+from agent.commands.exit_status import UsageError
 from agent.measure.latency import ICMP_SOCKETS, measure_latency
 from agent.measure.target import Target, TargetError, parse_target
 from agent.measure.throughput import add_throughput_arguments, run_throughput_command
@@ -99,7 +99,7 @@ def _print_part(part: Latency | Throughput, as_json: bool) -> None:
 
 
 def _logging(args: argparse.Namespace) -> None:
-    from agent.cli import setup_logging
+    from agent.commands.common import setup_logging
 
     setup_logging("debug" if args.verbose else "warning")
 

@@ -206,8 +206,8 @@ def add_speed_server_command(sub) -> None:
 
 
 def cmd_speed_server(args) -> int:
-    from agent.cli import setup_logging
-    from agent.exit_status import RuntimeFailure, UsageError
+    from agent.commands.common import setup_logging
+    from agent.commands.exit_status import RuntimeFailure, UsageError
 
     if not 0 < args.port < 65536:
         raise UsageError(f"blankspot speed-server: --port must be 1 to 65535, got {args.port}")

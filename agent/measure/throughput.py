@@ -278,7 +278,7 @@ def run_throughput_command(args: argparse.Namespace) -> Throughput | Event:
     keeps to ``[budget]``, counts ``budget.interface`` and records its bytes in the ledger.
     """
     from agent.config import DEFAULT_PATH, load_config
-    from agent.exit_status import RuntimeFailure, UsageError
+    from agent.commands.exit_status import RuntimeFailure, UsageError
     from agent.measure.usage import budget_from_config, open_ledger
     from agent.units import parse_size
 
