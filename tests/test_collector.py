@@ -24,8 +24,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from agent.cli import main
 from agent.collector.store import QUARANTINE_RAW_BYTES, open_store, parse_db_url
+from agent.commands.main import main
 from agent.protocol import encode_batch
 from agent.reading import Event, Reading, Signal
 from agent.sim.broker import LocalBroker, free_port

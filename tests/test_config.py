@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
+from agent.commands.main import main
 from agent.config import DEVICE_ID_MISSING, Config, ConfigError, DeviceConfig, load_config, parse_config
 from agent.units import parse_duration, parse_size
 

@@ -35,7 +35,7 @@ from referencing import Registry, Resource
 
 from agent import reading as reading_module
 from agent.buffer import SEQ_BLOCK, ReadingBuffer
-from agent.cli import build_parser, main
+from agent.commands.main import build_parser, main
 from agent.config import Config, DeviceConfig, load_config
 from agent.protocol import DEFAULT_PREFIX, decode_batch, encode_batch, encode_status
 from agent.reading import (

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from agent.buffer import BufferStats, ReadingBuffer
-from agent.cli import main
+from agent.commands.main import main
 from agent.config import load_config, parse_config
 from agent.devices.gps.fix import Fix
 from agent.doctor import (

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.buffer import ReadingBuffer
-from agent.cli import main
+from agent.commands.main import main
 from agent.config import Config, ConfigError, parse_config
 from agent.measure.usage import (
     SPEEDTEST_FIRST_GUESS, Budget, Calendar, CounterSample, InterfaceCounters, UsageLedger, UsageTotals,

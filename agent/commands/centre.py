@@ -1,11 +1,13 @@
-"""``blankspot collect``, ``export``, ``map`` and ``report``: the central side's commands.
+"""``blankspot speed-server``, ``collect``, ``export``, ``map``, ``report`` and ``units``: the
+central side's commands.
 
-Each command has an ``add_<name>(sub)`` function that adds its parser; :func:`register`
-calls them in the order they appear in ``blankspot --help``.
+Each command has an ``add_<name>(sub)`` function that adds its parser; the registry in
+:mod:`agent.commands.main` calls them in the order they appear in ``blankspot --help``.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -18,11 +20,46 @@ from agent.commands.exit_status import RuntimeFailure, UsageError
 if TYPE_CHECKING:
     from agent.collector.survey import Survey
 
+log = logging.getLogger(__name__)
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add the collector's subcommands to the ``blankspot`` parser."""
-    for add in ADDERS:
-        add(sub)
+
+# -- speed-server ------------------------------------------------------------------------
+
+def add_speed_server(sub: argparse._SubParsersAction) -> None:
+    from agent.measure.target import SPEED_SERVER_PORT
+
+    p = sub.add_parser(
+        "speed-server", help="serve throughput tests to the units (run it on the collector host)",
+        description="Serve the units' throughput tests over HTTP until stopped: /bytes?n=N and /upload "
+                    "for the http backend, and the Speedtest Mini layout (/speedtest/...) for speedtest-cli. "
+                    "Example: blankspot speed-server --port 8080")
+    p.add_argument("--port", type=int, default=SPEED_SERVER_PORT, help=f"TCP port (default {SPEED_SERVER_PORT})")
+    p.add_argument("--bind", metavar="ADDR", default="0.0.0.0", help="local address to listen on (default all)")
+    p.add_argument("--verbose", "-v", action="store_true", help="log every request on stderr")
+    p.set_defaults(func=cmd_speed_server)
+
+
+def cmd_speed_server(args: argparse.Namespace) -> int:
+    from agent.collector.speed_server import make_server
+    from agent.commands.common import setup_logging
+
+    if not 0 < args.port < 65536:
+        raise UsageError(f"blankspot speed-server: --port must be 1 to 65535, got {args.port}")
+    setup_logging("debug" if args.verbose else "info")
+    try:
+        server = make_server(args.bind, args.port)
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot listen on {args.bind}:{args.port}: {exc.strerror or exc}") from None
+    host, port = server.server_address[:2]
+    log.info("speed server on http://%s:%s/ (units: blankspot measure throughput --target http://THIS-HOST:%s/)",
+             host, port, port)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
 
 
 # -- shared by the commands that read the database ---------------------------------------
@@ -138,9 +175,6 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
-ADDERS = [add_collect]
-
-
 # -- export, map, report: the analysis of stored readings ---------------------------------
 
 _DB_HELP = "collector database: a file path, sqlite:///path.db or postgresql://user@host/db"
@@ -205,9 +239,6 @@ def add_units(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--db", required=True, metavar="URL", help=_DB_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object: {\"units\": [...]}")
     p.set_defaults(func=cmd_units)
-
-
-ADDERS += [add_export, add_map, add_report, add_units]
 
 
 def _grid_args(p: argparse.ArgumentParser) -> None:
