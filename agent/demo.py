@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 import tempfile
 import threading
 import time
@@ -25,7 +26,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from agent.buffer import read_stats
-from agent.collector.store import Store, open_store
+from agent.collector.coverage import Thresholds
+from agent.collector.mapview import MapOptions, map_summary
+from agent.collector.store import Store, StoreError, open_store
+from agent.collector.survey import NEEDS_H3, Survey, map_page
 from agent.config import parse_config
 from agent.protocol import PayloadError, decode_batch, split_topic
 from agent.reading import Event
@@ -40,6 +44,7 @@ DEVICE = "demo-boat"
 PREFIX = "blankspot/v1"
 BOAT_SPEED_KMH = 25.0            # a loaded longboat on the Mahakam
 CANOPY_M = (60_000.0, 63_000.0)  # forest on both banks: no sky for the GPS
+MAP_TITLE = "blankspot demo: Mahakam, Samarinda - Kota Bangun"
 
 
 class DemoError(RuntimeError):
@@ -237,13 +242,7 @@ def _trip(trip_seconds: float, work: Path, broker: LocalBroker, link: LinkProxy,
     duplicates = centre.duplicates()
     taken_in_blank = _count_no_service(config.buffer.path)
     map_path = work / "map.html"
-    from agent.cli import main as blankspot
-
-    # A real boat takes a reading every ~70 m; the compressed trip one every few hundred, so
-    # the demo's map uses larger cells (H3 resolution 7, ~2.6 km across) to reach enough
-    # samples per cell for a verdict.
-    map_status = blankspot(["map", "--db", str(centre.db), "--out", str(map_path), "--resolution", "7",
-                            "--min-samples", "3", "--title", "blankspot demo: Mahakam, Samarinda - Kota Bangun"])
+    map_status = _draw_map(centre.db, map_path)
     summary = {
         "readings_taken": taken,
         "taken_in_blank_spot": taken_in_blank,
@@ -267,6 +266,42 @@ def _trip(trip_seconds: float, work: Path, broker: LocalBroker, link: LinkProxy,
     ok = stored == taken and stats.pending == 0 and map_status == 0 and taken_in_blank > 0
     out("  result                       " + ("every reading arrived exactly once after dedup" if ok else "READINGS MISSING"))
     return 0 if ok else 1
+
+
+def _draw_map(db: Path, map_path: Path) -> int:
+    """Draw the coverage map of the demo's database at ``map_path``, as ``blankspot map`` does,
+    and say so on stderr: 0 when it is written, 1 (with the reason) when it is not."""
+    try:
+        store = open_store(str(db))
+    except StoreError as exc:
+        print(f"blankspot: {exc}", file=sys.stderr)
+        return 1
+    try:
+        # A real boat takes a reading every ~70 m; the compressed trip one every few hundred, so
+        # the demo's map uses larger cells (H3 resolution 7, ~2.6 km across) to reach enough
+        # samples per cell for a verdict.
+        survey = Survey(store, 7, Thresholds(min_samples=3))
+        html, data = map_page(survey, MapOptions(title=MAP_TITLE))
+    except StoreError as exc:
+        print(f"blankspot: blankspot map: {exc}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as exc:
+        if exc.name != "h3":
+            raise
+        print(f"blankspot: blankspot map: {NEEDS_H3}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    try:
+        map_path.write_text(html, encoding="utf-8")
+    except OSError as exc:
+        print(f"blankspot: cannot write {map_path}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"{map_path}: {map_summary(data)}", file=sys.stderr)
+    skipped = survey.summary()
+    if skipped:
+        print(f"blankspot map: warning: {skipped}", file=sys.stderr)
+    return 0
 
 
 def _count_no_service(path: Path) -> int:

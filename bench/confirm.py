@@ -22,7 +22,7 @@ collector's database holds it.
    (the broker acknowledges and drops them), the collector starts ``--away`` seconds later
    and the unit goes on with one reading every 10 s; measured from the first confirmation
    that shows the hole to the database holding all of it again, and the bytes in between.
-   Over the network-namespace link lab of ``tests/netlab.py`` (2 Mbit/s, 100 ms each way)
+   Over the network-namespace link lab of ``tests/support/netlab.py`` (2 Mbit/s, 100 ms each way)
    when run as root with ``ip``, ``tc`` and ``ethtool``; otherwise over plain loopback, and the
    output says so.
 
@@ -573,7 +573,7 @@ def refill_part(args: argparse.Namespace, folder: Path) -> tuple[list[Refill], s
     why = lab_missing()
     note = None
     if why is not None:
-        note = (f"NOTE: {why}: the network-namespace link lab (tests/netlab.py) needs root, ip, tc and ethtool, "
+        note = (f"NOTE: {why}: the network-namespace link lab (tests/support/netlab.py) needs root, ip, tc and ethtool, "
                 f"so the hole is refilled over plain loopback; its times say nothing about a cellular link")
         print(note)
     print(f"refill: a hole of {args.hole:,} readings; unit on MQTT 3.1.1, confirm_grace {args.grace:g}s, "
@@ -584,7 +584,7 @@ def refill_part(args: argparse.Namespace, folder: Path) -> tuple[list[Refill], s
     for number, away in enumerate(args.away):
         work = folder / f"refill-{number}"
         if why is None:
-            from tests.netlab import NetLab
+            from tests.support.netlab import NetLab
 
             with NetLab(delay_ms=args.delay_ms, rate_mbit=args.rate_mbit, seed=1) as lab:
                 refills.append(refill_once(args, work, away, lab))

@@ -1,6 +1,6 @@
 """Throughput tests over shaped links: accuracy and data used, the http backend vs speedtest-cli.
 
-For each link rate, in one network-namespace link lab (tests/netlab.py: 50 ms round trip,
+For each link rate, in one network-namespace link lab (tests/support/netlab.py: 50 ms round trip,
 tbf in both directions), with the speed server (``blankspot speed-server``) on the far side:
 
 - ours: ``blankspot measure throughput --backend http`` (stops once the rate is stable);
@@ -31,7 +31,7 @@ from pathlib import Path
 
 from _common import REPO, machine_lines
 
-from tests.netlab import NetLab
+from tests.support.netlab import NetLab
 
 PORT = 8080
 GOODPUT_PER_LINE_BYTE = 1448 / 1514

@@ -212,9 +212,9 @@ if [ "$collector" = no ]; then
     shared=$(mktemp)
     trap 'rm -f "$sysusers" "$shared"' EXIT
     if [ -x "$prefix$venv/bin/python" ]; then
-      "$prefix$venv/bin/python" -m agent.deploy_udev --share-modem --profiles "$source_root/firmware_configs" > "$shared"
+      "$prefix$venv/bin/python" -m agent.commands.udev_rules --share-modem --profiles "$source_root/firmware_configs" > "$shared"
     else
-      PYTHONPATH="$source_root" "$python" -m agent.deploy_udev --share-modem --profiles "$source_root/firmware_configs" > "$shared"
+      PYTHONPATH="$source_root" "$python" -m agent.commands.udev_rules --share-modem --profiles "$source_root/firmware_configs" > "$shared"
     fi
     rules=$shared
   fi

@@ -1,21 +1,14 @@
-"""Shared fixtures: a real Mosquitto on a free loopback port, a subscriber, config files."""
+"""Shared fixtures: a real Mosquitto on a free loopback port, a subscriber, collectors."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from agent.sim.broker import LocalBroker, mosquitto_path
-from tests.mqtt_sink import ReadingSink
+from agent.sim.broker import LocalBroker
+from tests.support.broker import require_mosquitto
 from tests.support.collector import collectors  # noqa: F401  (fixture)
-
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-
-
-def require_mosquitto() -> None:
-    if mosquitto_path() is None:
-        pytest.fail("mosquitto is not installed; the test command installs it (see README.md, 'Tests')")
-
+from tests.support.mqtt_sink import ReadingSink
 
 @pytest.fixture
 def broker(tmp_path: Path):
@@ -38,35 +31,3 @@ def sink(broker: LocalBroker):
     yield s
     s.stop()
 
-
-def toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def write_config(path: Path, port: int, buffer: Path, overrides: dict[str, dict[str, object]] | None = None,
-                 device: str = "unit-1") -> Path:
-    """An agent config for tests: fast backoff, fast readings, the given broker port.
-
-    ``overrides`` maps section -> key -> value and replaces or adds keys.
-    """
-    sections: dict[str, dict[str, object]] = {
-        "device": {"id": device},
-        "buffer": {"path": str(buffer)},
-        "uplink": {"host": "127.0.0.1", "port": port, "backoff_min": "50ms", "backoff_max": "500ms",
-                   "keepalive": "5s", "connect_timeout": "3s"},
-        "source": {"kind": "synthetic", "interval": "20ms"},
-        "budget": {"ledger": str(buffer.with_name("usage.db"))},
-    }
-    for name, values in (overrides or {}).items():
-        sections.setdefault(name, {}).update(values)
-    lines = []
-    for name, values in sections.items():
-        lines.append(f"[{name}]")
-        lines.extend(f"{key} = {toml_value(value)}" for key, value in values.items())
-        lines.append("")
-    path.write_text("\n".join(lines))
-    return path

@@ -17,7 +17,7 @@ from agent import seq_ranges
 from agent.buffer import BufferError, ConfirmOutcome, ReadingBuffer, read_stats
 from agent.protocol import Confirmation
 from agent.reading import reading_from_json
-from tests.readings_factory import event_reading, latency_reading, signal_reading
+from tests.support.readings_factory import event_reading, latency_reading, signal_reading
 
 
 def open_buffer(path: Path, **kw) -> ReadingBuffer:

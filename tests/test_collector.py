@@ -24,15 +24,15 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from agent.cli import main
 from agent.collector.store import QUARANTINE_RAW_BYTES, open_store, parse_db_url
+from agent.commands.main import main
 from agent.protocol import encode_batch
 from agent.reading import Event, Reading, Signal
 from agent.sim.broker import LocalBroker, free_port
-from tests.conftest import write_config
 from tests.support.collector import CollectorProcess, stored_keys, wait_counts
-from tests.postgres import postgres_url  # noqa: F401  (fixture)
-from tests.readings_factory import ALL_KINDS, T0, signal_reading
+from tests.support.postgres import postgres_url  # noqa: F401  (fixture)
+from tests.support.readings_factory import ALL_KINDS, T0, signal_reading
+from tests.support.unit_config import write_config
 
 REPO = Path(__file__).resolve().parent.parent
 PREFIX = "blankspot/v1"

@@ -17,7 +17,7 @@ from agent.collector.ingest import (
     parse_broker_url,
 )
 from agent.protocol import encode_batch, encode_status
-from tests.readings_factory import ALL_KINDS, signal_reading
+from tests.support.readings_factory import ALL_KINDS, signal_reading
 
 PREFIX = "blankspot/v1"
 TOPIC = f"{PREFIX}/boat-07/readings"

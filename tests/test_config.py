@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
+from agent.commands.main import main
 from agent.config import DEVICE_ID_MISSING, Config, ConfigError, DeviceConfig, load_config, parse_config
 from agent.units import parse_duration, parse_size
 
@@ -177,7 +177,7 @@ def test_bad_durations(text: str) -> None:
 
 @pytest.fixture(scope="module")
 def fleet_ca(tmp_path_factory: pytest.TempPathFactory):
-    from tests.test_tls_acl import TestCA
+    from tests.support.tls import TestCA
 
     return TestCA(tmp_path_factory.mktemp("pki"), "fleet")
 
@@ -292,7 +292,7 @@ def run_with_a_missing_ca_file(tmp_path: Path) -> tuple[int, str, int]:
     from agent.buffer import read_stats
     from agent.polling import wait_until
     from agent.sim.broker import free_port
-    from tests.conftest import write_config
+    from tests.support.unit_config import write_config
 
     ca = tmp_path / "ca.crt"
     path = write_config(tmp_path / "agent.toml", free_port(), tmp_path / "buffer.db",

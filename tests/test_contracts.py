@@ -35,7 +35,7 @@ from referencing import Registry, Resource
 
 from agent import reading as reading_module
 from agent.buffer import SEQ_BLOCK, ReadingBuffer
-from agent.cli import build_parser, main
+from agent.commands.main import build_parser, main
 from agent.config import Config, DeviceConfig, load_config
 from agent.protocol import DEFAULT_PREFIX, decode_batch, encode_batch, encode_status
 from agent.reading import (
@@ -45,8 +45,8 @@ from agent.service import AgentService
 from agent.settings import SettingError, Spec, build, walk
 from agent.units import format_duration, format_size
 from agent.polling import wait_until as wait_for
-from tests.conftest import write_config
-from tests.readings_factory import ALL_KINDS, T0, latency_reading, signal_reading
+from tests.support.readings_factory import ALL_KINDS, T0, latency_reading, signal_reading
+from tests.support.unit_config import write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DOC = ROOT / "docs" / "configuration.md"

@@ -21,7 +21,7 @@ from agent.collector.coverage import (
 from agent.geo import haversine_m
 from agent.reading import Latency, Signal, Throughput, Reading
 from agent.sim.route import mahakam_route
-from tests.survey_factory import T0, boat_trip, in_service, no_answer, no_service, position, tag
+from tests.support.survey_factory import T0, boat_trip, in_service, no_answer, no_service, position, tag
 
 SEBULU = (-0.3300, 116.9900)
 MUARA_KAMAN = (-0.1800, 116.7200)

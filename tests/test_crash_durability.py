@@ -39,8 +39,8 @@ from agent.protocol import decode_batch, decode_status, readings_topic, status_t
 from agent.reading import Event, Reading
 from agent.sim.broker import LocalBroker
 from agent.polling import wait_until as wait
-from tests.conftest import write_config
-from tests.mqtt_sink import ReadingSink
+from tests.support.mqtt_sink import ReadingSink
+from tests.support.unit_config import write_config
 
 DEVICE = "boat-07"
 REPO = Path(__file__).resolve().parent.parent

@@ -33,11 +33,11 @@ from agent.sim.link import LinkProxy
 from agent.sim.route import mahakam_route
 from agent.sim.synthetic import SyntheticSource
 from agent.uplink import MqttUplink
-from tests.conftest import require_mosquitto, write_config
-from tests.mqtt_sink import ReadingSink
-from tests.test_uplink import password_broker  # noqa: F401  (a fixture: Mosquitto with a password file)
-from tests.readings_factory import signal_reading
+from tests.support.broker import password_broker, require_mosquitto  # noqa: F401  (password_broker: a fixture)
 from tests.support.collector import CollectorProcess, wait_counts
+from tests.support.mqtt_sink import ReadingSink
+from tests.support.readings_factory import signal_reading
+from tests.support.unit_config import write_config
 
 DEVICE = "boat-07"
 FAST_CONFIRM = ("--confirm-interval", "1s")

@@ -32,8 +32,8 @@ from agent.sim.route import mahakam_route
 from agent.sim.synthetic import SyntheticSource
 from agent.uplink import MqttUplink
 from agent.polling import wait_until as wait
-from tests.conftest import write_config
-from tests.mqtt_sink import ReadingSink
+from tests.support.mqtt_sink import ReadingSink
+from tests.support.unit_config import write_config
 
 DEVICE = "boat-03"
 

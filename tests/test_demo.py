@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agent.demo import run_demo
-from tests.conftest import require_mosquitto
+from tests.support.broker import require_mosquitto
 
 
 @pytest.mark.parametrize("broker_kind", ["mosquitto", "amqtt"])

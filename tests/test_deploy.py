@@ -38,10 +38,11 @@ import pytest
 from agent.config import Config, parse_config
 from agent.config_files import SERVICE_STATE_DIRECTORY
 from agent.sim.broker import LocalBroker, free_port
-from tests.conftest import require_mosquitto, write_config
-from tests.test_central_broker import CentralBroker, Client, shipped_config, wait
-from tests.test_tls_acl import TestCA
-from tests.test_watchdog import FakeSystemd
+from tests.support.broker import require_mosquitto
+from tests.support.central_broker import CentralBroker, Client, shipped_config, wait
+from tests.support.systemd import FakeSystemd
+from tests.support.tls import TestCA
+from tests.support.unit_config import write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL = ROOT / "deploy" / "install.sh"

@@ -15,11 +15,11 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from agent.cli import main
 from agent.collector.coverage import HomeOperators, aggregate, attribute
 from agent.collector.export import CLASS_COLORS, LAYERS, Layers, kml_color, write_csv, write_geojson, write_kml
 from agent.collector.segments import segments, tracks
-from tests.survey_factory import damaged_survey, no_answer, survey_db, trip_with_tags
+from agent.commands.main import main
+from tests.support.survey_factory import damaged_survey, no_answer, survey_db, trip_with_tags
 
 K = "{http://www.opengis.net/kml/2.2}"
 
@@ -168,7 +168,7 @@ def test_kml_is_valid_kml_2_2(db, tmp_path):
 
 
 def test_kml_escapes_what_units_send(tmp_path):
-    from tests.survey_factory import in_service, tag
+    from tests.support.survey_factory import in_service, tag
     readings = [in_service("u", 1, -0.3, 116.8), tag("u", 2, -0.3, 116.8, 'Desa <"A&B"> ]]>')]
     db = survey_db(tmp_path / "c.db", readings)
     out = tmp_path / "tags.kml"

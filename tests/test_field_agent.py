@@ -20,39 +20,13 @@ from agent.geo import haversine_m
 from agent.polling import wait_until
 from agent.service import AgentService, state_path
 from agent.sim.boat import SimulatedBoat
-from agent.sim.coverage import mahakam_scenario
 from agent.sim.link import LinkProxy
 from agent.sim.route import Route, mahakam_route
-from tests.conftest import write_config
+from tests.support.field_unit import SCENARIO, TOWN, field_config, nearest_on_route, run_in_thread
+from tests.support.unit_config import write_config
 
-SCENARIO = mahakam_scenario()
 # Tenggarong to Kota Bangun: 62 km, of which Sebulu to Muara Kaman (about 10-52 km) has no service.
 UPRIVER = Route(mahakam_route().waypoints[3:])
-TOWN = Route(mahakam_route().waypoints[:2])  # Samarinda to Loa Janan: served all the way
-
-
-def field_config(tmp_path: Path, port: int, boat: SimulatedBoat, **sections: dict) -> Path:
-    overrides = {
-        "source": {"kind": "devices"},
-        "modem": {"port": boat.modem_port, "model": "quectel-ec25"},
-        "gps": {"source": "serial", "port": boat.gps_port, "max_age": "2s"},
-        "schedule": {"signal_interval": "200ms", "latency_interval": "1h", "scan_interval": "0s"},
-        "latency": {"count": 2},
-    }
-    for name, values in sections.items():
-        overrides.setdefault(name, {}).update(values)
-    return write_config(tmp_path / "agent.toml", port, tmp_path / "buffer.db", overrides, device="boat-1")
-
-
-def nearest_on_route(route: Route, lat: float, lon: float) -> float:
-    return min(haversine_m(lat, lon, p.lat, p.lon) for p in (route.at(d) for d in range(0, int(route.length_m), 100)))
-
-
-def run_in_thread(service: AgentService) -> tuple[threading.Event, threading.Thread]:
-    stop = threading.Event()
-    thread = threading.Thread(target=service.run, args=(stop, 20.0), daemon=True)
-    thread.start()
-    return stop, thread
 
 
 def test_boat_through_a_blank_spot_delivers_every_reading_later_in_order(tmp_path: Path, broker, sink) -> None:

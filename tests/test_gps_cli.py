@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
+from agent.commands.main import main
 from agent.geo import haversine_m
 from agent.sim.gps import SimulatedGps
 from agent.sim.route import mahakam_route

@@ -33,8 +33,8 @@ from agent.devices.modem.errors import AtCommandError
 from agent.devices.modem.profiles import load_profile
 from agent.devices.modem.transcript import Transcript
 from agent.sim.modem import SimulatedModem
+from tests.support.data import NMEA
 
-CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "data" / "nmea"
 
 # Three epochs of the MT3339 capture (Adafruit GPS HAT, Bend, Oregon, 2015-04-13), verbatim.
 MT3339_EPOCHS = [
@@ -151,10 +151,8 @@ def test_inline_real_sentences_give_one_fix_per_epoch(receiver: FakeReceiver) ->
 def test_capture_file_replayed_gives_every_fix(receiver: FakeReceiver) -> None:
     """The whole MT3339 capture, replayed through the port, gives gpsd's 30 fix epochs with
     gpsd's first positions, and every sentence is accounted for in the counts."""
-    if not (CAPTURES / "mt3339.log").is_file():
-        pytest.skip(f"real NMEA captures not found at {CAPTURES} (the inline test covers the basics)")
-    log_lines = [ln for ln in (CAPTURES / "mt3339.log").read_text().splitlines() if not ln.startswith("#")]
-    expected = json.loads((CAPTURES / "mt3339.expected.json").read_text())
+    log_lines = [ln for ln in (NMEA / "mt3339.log").read_text().splitlines() if not ln.startswith("#")]
+    expected = json.loads((NMEA / "mt3339.expected.json").read_text())
     with GpsReader(receiver.path) as reader:
         receiver.send(crlf(log_lines), chunk=512, pause=0.002)
         fixes = collect(reader, 30, seconds=15)

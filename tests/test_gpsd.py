@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.cli import main
+from agent.commands.main import main
 from agent.devices.gps.gpsd import GpsdProtocolError, GpsdReader, fix_from_tpv, parse_address, parse_report, sky_figures
 from agent.devices.gps.reader import GpsPortGone
 from agent.geo import haversine_m

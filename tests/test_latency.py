@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from agent.cli import main
+from agent.commands.main import main
 from agent.measure.icmp_packet import (
     DEST_UNREACHABLE, ECHO_REPLY, ECHO_REQUEST, TIME_EXCEEDED, IcmpParseError, build_echo_request, checksum,
     parse_icmp,

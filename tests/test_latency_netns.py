@@ -1,6 +1,6 @@
 """`blankspot measure latency` across an emulated cellular link with a known delay.
 
-Each test builds a tests/netlab.py lab (client and server namespaces joined by a link with
+Each test builds a tests/support/netlab.py lab (client and server namespaces joined by a link with
 set delay, jitter and loss) and runs the real command in the client namespace.  The figures
 must match the link: average round trip within max(2 ms, 3 %) of the configured one, loss
 within four standard deviations of the binomial expectation.
@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from tests.netlab import NetLab
+from tests.support.netlab import NetLab
 
 ALL_GROUPS = "0 2147483647"
 

@@ -29,7 +29,7 @@ from agent.collector.store import UnitStatus, Work
 from agent.collector.store_sqlite import SqliteStore
 from agent.protocol import MAX_CONFIRM_HOLES, Confirmation, decode_confirmation, encode_confirmation
 from agent.reading import Event, Reading
-from tests.readings_factory import T0, signal_reading
+from tests.support.readings_factory import T0, signal_reading
 
 
 def event(kind: str, data, seq: int = 50, device: str = "unit-1") -> Reading:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
 from agent.collector.coverage import aggregate
 from agent.collector.mapview import map_data, render_map
-from tests.survey_factory import in_service, no_service, survey_db, trip_with_tags
+from agent.commands.main import main
+from tests.support.survey_factory import in_service, no_service, survey_db, trip_with_tags
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
+from agent.commands.main import main
 from agent.reading import Signal, reading_from_dict
 from agent.sim.coverage import Radio, mahakam_scenario
 from agent.sim.modem import SimulatedModem

@@ -1,6 +1,6 @@
 """The link lab itself: the figures a test sets are the figures the link has.
 
-Latency and throughput tests trust tests/netlab.py, so it is checked on its own: the round
+Latency and throughput tests trust tests/support/netlab.py, so it is checked on its own: the round
 trip across it is the configured delay (the emulator's own error well under a millisecond),
 ``tbf`` sets the rate per direction, and nothing it creates outlives it.
 """
@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.netlab import NetLab, remove_stale_namespaces, require_netlab
+from tests.support.netlab import NetLab, remove_stale_namespaces, require_netlab
 
 CONNECT_TIMES = """
 import socket, sys, time

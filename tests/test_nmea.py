@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,8 +11,8 @@ from hypothesis import strategies as st
 
 from agent.devices.gps.fix import Fix, FixState
 from agent.devices.gps.nmea import Gga, Gns, Gsa, Gsv, NmeaError, Rmc, Vtg, parse_sentence
+from tests.support.data import NMEA
 
-CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "data" / "nmea"
 UTC = dt.timezone.utc
 
 
@@ -208,13 +207,11 @@ def test_date_rolls_over_midnight() -> None:
 
 
 def _capture_names() -> list[str]:
-    if not CAPTURES.is_dir():
-        return []
-    return sorted(p.name[: -len(".expected.json")] for p in CAPTURES.glob("*.expected.json"))
+    return sorted(p.name[: -len(".expected.json")] for p in NMEA.glob("*.expected.json"))
 
 
 def _capture_lines(name: str) -> list[str]:
-    text = (CAPTURES / f"{name}.log").read_text(encoding="ascii", errors="replace")
+    text = (NMEA / f"{name}.log").read_text(encoding="ascii", errors="replace")
     return [ln for ln in text.splitlines() if not ln.startswith("#")]
 
 
@@ -233,7 +230,7 @@ def _runs(fixes: list[Fix]) -> list[dict]:
     return runs
 
 
-@pytest.mark.parametrize("name", _capture_names() or ["<none>"])
+@pytest.mark.parametrize("name", _capture_names())
 def test_real_captures_match_gpsd_expectations(name: str) -> None:
     """Replaying each capture gives gpsd's epochs: the same fix/no-fix stretches, the same
     fix epochs with lat/lon within 1e-6 deg and the same mode.
@@ -242,9 +239,7 @@ def test_real_captures_match_gpsd_expectations(name: str) -> None:
     gpsd reports a time only for some no-fix epochs, while here every epoch with a new
     UTC time (GNS sends one even without a fix) is its own epoch.
     """
-    if not CAPTURES.is_dir():
-        pytest.skip(f"real NMEA captures not found at {CAPTURES}")
-    expected = json.loads((CAPTURES / f"{name}.expected.json").read_text())["gpsd_expected"]
+    expected = json.loads((NMEA / f"{name}.expected.json").read_text())["gpsd_expected"]
     fixes = _feed(_capture_lines(name))
     timed = [f for f in fixes if f.time is not None]
     with_fix = [f for f in timed if f.fix != "none"]

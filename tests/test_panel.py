@@ -19,13 +19,13 @@ from gpiozero.pins.mock import MockFactory, MockPin
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.commands.exit_status import RuntimeFailure
 from agent.config import Config, ConfigError, PanelConfig, parse_config
 from agent.devices.panel import Panel
 from agent.devices.panel_policy import (
     FAST, FLASH, GPS_FIXES, LIGHTS, OFF, ON, SHUTDOWN, SLOW, TAG, UPLINK_STATES, WINK,
     PanelState, Pattern, PressTracker, led_patterns, press_action,
 )
-from agent.exit_status import RuntimeFailure
 from agent.polling import wait_until
 from agent.reading import QUALITIES, Event
 

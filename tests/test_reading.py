@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from agent.protocol import PayloadError, decode_batch, decode_status, encode_batch, encode_status, split_topic
 from agent.reading import ReadingError, format_time, parse_time, reading_from_dict, reading_from_json
-from tests.readings_factory import ALL_KINDS, T0, signal_reading
+from tests.support.readings_factory import ALL_KINDS, T0, signal_reading
 
 
 @pytest.mark.parametrize("make", ALL_KINDS, ids=lambda f: f.__name__)

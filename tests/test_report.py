@@ -12,14 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.cli import main
 from agent.collector.coverage import aggregate, cell_of
 from agent.collector.report import (
     REPORT_COLUMNS, Place, PlacesError, blank_spot_rows, compass, format_report, nearest_place, parse_places_csv,
     tagged_places, write_report_csv,
 )
-from tests.postgres import postgres_url  # noqa: F401  (fixture)
-from tests.survey_factory import damaged_survey, in_service, no_service, survey_db, tag, trip_with_tags
+from agent.commands.main import main
+from tests.support.postgres import postgres_url  # noqa: F401  (fixture)
+from tests.support.survey_factory import damaged_survey, in_service, no_service, survey_db, tag, trip_with_tags
 
 BLANK = (-0.2500, 116.8000)
 COVERED = (-0.5030, 117.1460)

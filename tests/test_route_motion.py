@@ -9,8 +9,7 @@ from agent.devices.gps.fix import Fix
 from agent.devices.gps.motion import Odometer
 from agent.geo import haversine_m
 from agent.sim.route import RouteError, load_route, mahakam_route, parse_route_csv, parse_route_gpx
-
-SHARED_ROUTE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mahakam-route.csv"
+from tests.support.data import ROUTE
 
 GPX = """<?xml version="1.0"?>
 <gpx version="1.1" creator="handheld" xmlns="http://www.topografix.com/GPX/1/1">
@@ -22,12 +21,10 @@ GPX = """<?xml version="1.0"?>
 </gpx>"""
 
 
-def test_shipped_route_is_the_shared_one() -> None:
-    if not SHARED_ROUTE.exists():
-        pytest.skip(f"{SHARED_ROUTE} is absent (a user's clone); CI has it")
+def test_shipped_route_is_the_one_in_the_test_data() -> None:
     shipped = mahakam_route()
-    shared = load_route(SHARED_ROUTE)
-    assert [(w.name, w.lat, w.lon) for w in shipped.waypoints] == [(w.name, w.lat, w.lon) for w in shared.waypoints]
+    expected = load_route(ROUTE)
+    assert [(w.name, w.lat, w.lon) for w in shipped.waypoints] == [(w.name, w.lat, w.lon) for w in expected.waypoints]
 
 
 def test_route_is_walked_along_its_legs() -> None:

@@ -13,7 +13,7 @@ from agent.collector.coverage import HomeOperators, attribute
 from agent.collector.segments import TrackRules, path_length_m, segments, tracks
 from agent.geo import haversine_m
 from agent.reading import Reading
-from tests.survey_factory import T0, boat_trip, in_service, no_answer, no_service
+from tests.support.survey_factory import T0, boat_trip, in_service, no_answer, no_service
 
 LAT, LON0 = -0.3, 116.8
 STEP_M = 100.0

@@ -24,8 +24,8 @@ from agent.devices.gps.nmea import NmeaError, parse_sentence
 from agent.geo import haversine_m
 from agent.sim.gps import ReplayGps, SimulatedGps
 from agent.sim.route import mahakam_route
+from tests.support.data import NMEA
 
-NMEA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "nmea"
 START = dt.datetime(2026, 3, 1, 23, 59, 30, tzinfo=dt.UTC)  # crosses midnight
 
 # Each receiver's sentences in the order of one epoch (a GSV group counts once).
@@ -157,10 +157,7 @@ def replay_and_read(path: Path, pace: float, limit_s: float) -> tuple[list[bytes
 
 @pytest.fixture
 def mt3339_log() -> Path:
-    path = NMEA_DIR / "mt3339.log"
-    if not path.exists():
-        pytest.skip(f"shared NMEA captures not present: {path} is missing")
-    return path
+    return NMEA / "mt3339.log"
 
 
 def test_replay_gives_the_capture_line_for_line(mt3339_log: Path) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from agent.buffer import BufferStats, ReadingBuffer
-from agent.cli import main
+from agent.commands.main import main
 from agent.config import load_config, parse_config
 from agent.devices.gps.fix import Fix
 from agent.doctor import (
@@ -39,10 +39,9 @@ from agent.sim.boat import SimulatedBoat
 from agent.sim.broker import LocalBroker, free_port
 from agent.status_report import agent_liveness, build_status, format_age, status_lines
 from agent.unit_identity import pi_serial, proposed_device_id
-from tests.conftest import require_mosquitto
+from tests.support.broker import password_broker, require_mosquitto  # noqa: F401  (password_broker: a fixture)
 from tests.support.collector import CollectorProcess
-from tests.test_field_agent import SCENARIO, TOWN, field_config, run_in_thread
-from tests.test_uplink import password_broker  # noqa: F401  (a fixture: Mosquitto with a password file)
+from tests.support.field_unit import SCENARIO, TOWN, field_config, run_in_thread
 
 NOW = parse_time("2026-11-18T07:06:40.000Z").timestamp()
 BOOT = "boot-a"

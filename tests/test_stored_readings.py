@@ -9,8 +9,8 @@ import pytest
 
 from agent.collector.store import open_store
 from agent.collector.stored_readings import StoredReadings, decode_row
-from tests.postgres import postgres_url  # noqa: F401  (fixture)
-from tests.survey_factory import damage, in_service, no_service, tag, year_one_body
+from tests.support.postgres import postgres_url  # noqa: F401  (fixture)
+from tests.support.survey_factory import damage, in_service, no_service, tag, year_one_body
 
 COVERED = (-0.5030, 117.1460)
 

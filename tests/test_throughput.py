@@ -19,12 +19,13 @@ import speedtest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.collector.speed_server import MAX_BYTES, MINI_JPEG_BYTES, RunningSpeedServer
 from agent.measure.http_speed import (
     HEAD_ALLOWANCE, WIRE_FACTOR, HttpSpeedTest, TcpCounters, body_budget, parse_tcp_info,
 )
-from agent.measure.speed_server import MAX_BYTES, MINI_JPEG_BYTES, RunningSpeedServer
 from agent.measure.speedtest_backend import PrivateSpeedtest, mini_config, run_speedtest
-from agent.measure.throughput import RateMeter, Stability, ThroughputPlan, server_url
+from agent.measure.target import server_url
+from agent.measure.throughput import RateMeter, Stability, ThroughputPlan
 from agent.reading import Throughput
 
 RULE = Stability(window_s=0.5, step_s=0.1, count=4, tolerance=0.03, min_s=1.0, max_s=12.0)
@@ -402,7 +403,7 @@ def test_speedtest_backend_failures_are_readings() -> None:
 
 def test_measure_throughput_prints_the_part_and_records_it(server: RunningSpeedServer, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    from agent.cli import main
+    from agent.commands.main import main
     from agent.measure.usage import UsageLedger
 
     ledger = tmp_path / "usage.db"
@@ -427,7 +428,7 @@ def test_measure_throughput_prints_the_part_and_records_it(server: RunningSpeedS
 ])
 def test_measure_throughput_argument_mistakes_exit_2(argv: list[str], message: str, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    from agent.cli import main
+    from agent.commands.main import main
 
     config = tmp_path / "agent.toml"
     config.write_text(f'[budget]\nledger = "{tmp_path / "usage.db"}"\n')

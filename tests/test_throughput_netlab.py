@@ -1,6 +1,6 @@
 """Throughput over a shaped link: both backends against the true rate, the byte cap, the budget.
 
-The link is tests/netlab.py's: client and server namespaces joined by an emulated link with a
+The link is tests/support/netlab.py's: client and server namespaces joined by an emulated link with a
 50 ms round trip, ``tbf`` setting its rate in each direction.  The speed server
 (``blankspot speed-server``) runs in the server namespace, ``blankspot measure throughput``
 in the client namespace, which has no route anywhere else: no Internet.
@@ -26,7 +26,7 @@ import pytest
 
 from agent.measure.usage import UsageLedger
 from agent.reading import Reading, reading_from_dict
-from tests.netlab import NetLab, require_netlab
+from tests.support.netlab import NetLab, require_netlab
 
 PORT = 8080
 GOODPUT_PER_LINE_BYTE = 1448 / 1514

@@ -27,18 +27,18 @@ from pathlib import Path
 
 import pytest
 
-from agent.deploy_udev import (
+from agent.commands.udev_rules import main
+from agent.devices.modem.profiles import UsbIdentity
+from agent.devices.modem.udev_rules import (
     AT_LINK,
     FILE_NAME,
     NMEA_LINK,
     PortLayout,
     UdevRulesError,
-    main,
     port_layouts,
     profiles_in,
     udev_rules,
 )
-from agent.devices.modem.profiles import UsbIdentity
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ROOT / "firmware_configs"
@@ -191,7 +191,7 @@ def test_committed_rules_are_in_step_with_the_profiles() -> None:
     expected = udev_rules(profiles_in(PROFILES))
     assert COMMITTED.read_text() == expected, (
         f"{COMMITTED.relative_to(ROOT)} is stale; regenerate it with "
-        f"`python -m agent.deploy_udev --profiles firmware_configs > deploy/udev/{FILE_NAME}`"
+        f"`python -m agent.commands.udev_rules --profiles firmware_configs > deploy/udev/{FILE_NAME}`"
     )
 
 

@@ -12,12 +12,13 @@ import pytest
 
 from agent.buffer import ReadingBuffer
 from agent.config import load_config, read_password
-from agent.sim.broker import LocalBroker, free_port
+from agent.sim.broker import LocalBroker
 from agent.sim.link import LinkProxy
 from agent.uplink import Backoff, MqttUplink
-from tests.conftest import require_mosquitto, write_config
-from tests.mqtt_sink import ReadingSink
-from tests.readings_factory import signal_reading
+from tests.support.broker import password_broker  # noqa: F401  (fixture)
+from tests.support.mqtt_sink import ReadingSink
+from tests.support.readings_factory import signal_reading
+from tests.support.unit_config import write_config
 
 
 def make_uplink(tmp_path: Path, port: int, overrides: dict | None = None, device: str = "unit-1"):
@@ -90,23 +91,6 @@ def test_status_is_retained_for_late_subscribers(tmp_path: Path, broker: LocalBr
         late.stop()
         uplink.stop()
         buffer.close()
-
-
-@pytest.fixture
-def password_broker(tmp_path: Path):
-    require_mosquitto()
-    passwd = shutil.which("mosquitto_passwd")
-    if passwd is None:
-        pytest.fail("mosquitto_passwd is missing; it comes with the mosquitto package")
-    work = tmp_path / "pwbroker"
-    work.mkdir()
-    subprocess.run([passwd, "-c", "-b", str(work / "passwd"), "unit-1", "s3cret-Kukar"], check=True)
-    subprocess.run([passwd, "-b", str(work / "passwd"), "centre", "centre-pw"], check=True)
-    port = free_port()
-    b = LocalBroker("mosquitto", workdir=work, listener=(
-        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {work / 'passwd'}\n"), port=port).start()
-    yield b
-    b.kill()
 
 
 def test_password_from_file_is_accepted(tmp_path: Path, password_broker: LocalBroker) -> None:

@@ -14,14 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.buffer import ReadingBuffer
-from agent.cli import main
+from agent.commands.main import main
 from agent.config import Config, ConfigError, parse_config
 from agent.measure.usage import (
     SPEEDTEST_FIRST_GUESS, Budget, Calendar, CounterSample, InterfaceCounters, UsageLedger, UsageTotals,
     budget_decision, counter_delta, expected_bytes, skip_event, usage_summary,
 )
 from agent.reading import Event, Reading, reading_from_dict
-from tests.netlab import require_netlab
+from tests.support.netlab import require_netlab
 
 ROOT = Path(__file__).resolve().parent.parent
 WITA = Calendar("Asia/Makassar")

@@ -199,3 +199,10 @@ def render_map(data: dict[str, Any]) -> str:
         else:
             out.append("{{" + piece)
     return "".join(out)
+
+
+def map_summary(data: dict[str, Any]) -> str:
+    """What a page of ``data`` (from :func:`map_data`) shows, in one line: cells, tracks, tags."""
+    blank = sum(1 for c in data["cells"] if c["class"] == "blank")
+    return (f"{len(data['cells'])} cells ({blank} blank), {len(data['tracks'])} track pieces, "
+            f"{len(data['tags'])} tagged spots")

@@ -43,7 +43,7 @@ from agent.config import PanelConfig
 from agent.devices.panel_policy import (
     ACKNOWLEDGE, ACKNOWLEDGE_S, HALTING, LIGHTS, SHUTDOWN, TAG, PanelState, Pattern, PressTracker, led_patterns,
 )
-from agent.exit_status import RuntimeFailure
+from agent.commands.exit_status import RuntimeFailure
 from agent.reading import Event
 
 __all__ = ["Panel", "PanelState"]

@@ -1,16 +1,20 @@
-"""``HOST[:PORT]`` as given on the command line or in the config.  Pure.
+"""``HOST[:PORT]`` as given on the command line or in the config, and the speed server's URL.  Pure.
 
 ``broker.example.org``, ``10.0.0.1:1883``, ``[2001:db8::1]:8883`` and a bare ``2001:db8::1``
 are targets; :func:`parse_target` raises :class:`TargetError` and nothing else.
+:func:`server_url` makes ``http://HOST:PORT/`` of a throughput test's ``--target``.
 """
 from __future__ import annotations
 
 import ipaddress
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?", re.ASCII)
 _PORT_RE = re.compile(r"[0-9]{1,5}", re.ASCII)
+
+SPEED_SERVER_PORT = 8080  # blankspot speed-server's, and a throughput --target's without a port
 
 
 class TargetError(ValueError):
@@ -67,3 +71,21 @@ def parse_target(text: str) -> Target:
         return Target(_check_host(text, text))
     host, sep, port = text.partition(":")
     return Target(_check_host(host, text), _port(port, text) if sep else None)
+
+
+def server_url(target: str, default_port: int = SPEED_SERVER_PORT) -> str:
+    """``http://HOST:PORT/`` for a target given as a URL or as ``HOST[:PORT]``."""
+    if "://" in target:
+        parts = urlsplit(target)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"expected an http:// URL or HOST[:PORT], got {target!r}")
+        return target if parts.path else target + "/"
+    parts = urlsplit(f"http://{target}")
+    try:
+        port = parts.port or default_port
+    except ValueError:
+        raise ValueError(f"bad port in {target!r}") from None
+    if not parts.hostname or parts.path or parts.query:
+        raise ValueError(f"expected an http:// URL or HOST[:PORT], got {target!r}")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"http://{host}:{port}/"

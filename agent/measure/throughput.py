@@ -3,7 +3,7 @@
 Two backends measure the download and upload rate of the unit's link:
 
 - ``http`` (:mod:`agent.measure.http_speed`) against the operator's own speed server
-  (:mod:`agent.measure.speed_server`).  It stops each direction as soon as its rate estimate
+  (:mod:`agent.collector.speed_server`).  It stops each direction as soon as its rate estimate
   is stable (:class:`RateMeter`) and never asks for more than a byte cap.
 - ``speedtest`` (:mod:`agent.measure.speedtest_backend`): speedtest-cli used as a library,
   against Ookla's servers or a private "Speedtest Mini" server.  It always runs its full
@@ -19,15 +19,12 @@ never raise: they come back as a :class:`~agent.reading.Throughput` whose ``erro
 """
 from __future__ import annotations
 
-import argparse
 import bisect
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable
-from urllib.parse import urlsplit
 
 from agent.reading import Event, Throughput
 
@@ -233,94 +230,3 @@ def _quiet_sample(counters: "InterfaceCounters", quiet_bytes: int = 3000, step_s
             return later
         sample = later
     return sample
-
-
-# -- blankspot measure throughput ----------------------------------------------------------------
-
-SPEED_SERVER_PORT = 8080
-
-
-def add_throughput_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``blankspot measure throughput`` beyond --target, --interface, --json, --config."""
-    parser.add_argument("--backend", choices=BACKENDS, default="http",
-                        help="http: the operator's speed server (default); speedtest: speedtest-cli, "
-                             "against --target as a Speedtest Mini server, or Ookla's servers without it")
-    parser.add_argument("--cap", metavar="SIZE",
-                        help='http: most bytes the test may use, e.g. "4MB" (default budget.throughput_cap, 10MB)')
-    parser.add_argument("--seconds", type=float, default=10.0,
-                        help="speedtest with --target: seconds per direction (default 10, as speedtest.net)")
-    parser.add_argument("--ignore-budget", action="store_true",
-                        help="run even if the test could break the data budget (its bytes are still counted)")
-
-
-def server_url(target: str, default_port: int = SPEED_SERVER_PORT) -> str:
-    """``http://HOST:PORT/`` for a target given as a URL or as ``HOST[:PORT]``."""
-    if "://" in target:
-        parts = urlsplit(target)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"expected an http:// URL or HOST[:PORT], got {target!r}")
-        return target if parts.path else target + "/"
-    parts = urlsplit(f"http://{target}")
-    try:
-        port = parts.port or default_port
-    except ValueError:
-        raise ValueError(f"bad port in {target!r}") from None
-    if not parts.hostname or parts.path or parts.query:
-        raise ValueError(f"expected an http:// URL or HOST[:PORT], got {target!r}")
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"http://{host}:{port}/"
-
-
-def run_throughput_command(args: argparse.Namespace) -> Throughput | Event:
-    """``blankspot measure throughput``: the throughput part, or the ``budget_skip`` event part.
-
-    With a config file (``--config``, or ``/etc/blankspot/agent.toml`` if it exists) the test
-    keeps to ``[budget]``, counts ``budget.interface`` and records its bytes in the ledger.
-    """
-    from agent.config import DEFAULT_PATH, load_config
-    from agent.exit_status import RuntimeFailure, UsageError
-    from agent.measure.usage import budget_from_config, open_ledger
-    from agent.units import parse_size
-
-    where = "blankspot measure throughput"
-    # The budget and the broker's address are needed, not the unit's name.
-    path = args.config or (DEFAULT_PATH if DEFAULT_PATH.exists() else None)
-    config = None if path is None else load_config(path, require_device_id=False)
-    try:
-        cap = parse_size(args.cap) if args.cap else (config.budget.throughput_cap if config else DEFAULT_CAP_BYTES)
-    except ValueError as exc:
-        raise UsageError(f"{where}: --cap: {exc}") from None
-    if cap < 100_000:
-        raise UsageError(f"{where}: --cap must be at least 100KB, got {args.cap}")
-    if not 1 <= args.seconds <= 60:
-        raise UsageError(f"{where}: --seconds must be 1 to 60, got {args.seconds:g}")
-    target = args.target
-    if target is None and args.backend == "http":
-        if config is None:
-            raise UsageError(f"{where}: give --target URL (the speed server, blankspot speed-server), "
-                             f"or a config file whose uplink.host runs it")
-        target = config.uplink.host
-    try:
-        url = server_url(target) if target else None
-    except ValueError as exc:
-        raise UsageError(f"{where}: --target: {exc}") from None
-    plan = ThroughputPlan(
-        backend=args.backend, target=url, cap_bytes=cap, interface=args.interface,
-        count_interface=args.interface or (config.budget.interface if config else None) or None,
-        speedtest_seconds=args.seconds,
-    )
-    ledger = None
-    if config is not None:
-        try:
-            ledger = open_ledger(config)
-        except (OSError, sqlite3.Error) as exc:
-            if not args.ignore_budget:
-                raise RuntimeFailure(f"cannot open the usage ledger {config.budget.ledger}: {exc} "
-                                     f"(run as the agent's user, or give --ignore-budget)") from None
-            log.warning("cannot open the usage ledger %s: %s; this test is not counted", config.budget.ledger, exc)
-    try:
-        budget = None if config is None or args.ignore_budget else budget_from_config(config)
-        return run_throughput(plan, ledger, budget)
-    finally:
-        if ledger is not None:
-            ledger.close()

@@ -6,7 +6,7 @@
     c0 10.77.0.1  <-veth->  m0 ── link_emulator (delay, jitter, loss) ── m1  <-veth->  s0 10.77.0.2
                             tbf on m0 egress (down)       tbf on m1 egress (up)
 
-The middle namespace bridges its two interfaces at layer 2 with :mod:`tests.link_emulator`
+The middle namespace bridges its two interfaces at layer 2 with :mod:`tests.support.link_emulator`
 (the kernel here has no ``netem``); ``tbf`` on its egress interfaces sets the rate.  Client and
 server are in one IPv4 subnet with static neighbour entries (no ARP through the lossy link,
 so the first probe is not slower than the others) and IPv6 off (no stray neighbour traffic).
@@ -57,7 +57,7 @@ import pytest
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "bslab-"
 CLIENT_IP = "10.77.0.1"
 SERVER_IP = "10.77.0.2"
@@ -220,7 +220,7 @@ class NetLab:
     # -- the emulated link ------------------------------------------------------------------
 
     def _start_emulator(self) -> None:
-        argv = [sys.executable, "-m", "tests.link_emulator", "--a", MID_CLIENT_IF, "--b", MID_SERVER_IF,
+        argv = [sys.executable, "-m", "tests.support.link_emulator", "--a", MID_CLIENT_IF, "--b", MID_SERVER_IF,
                 "--delay-ms", str(self.delay_ms), "--jitter-ms", str(self.jitter_ms),
                 "--loss-pct", str(self.loss_pct), "--seed", str(self.seed)]
         if self.reorder:

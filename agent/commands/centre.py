@@ -1,22 +1,65 @@
-"""``blankspot collect``, ``export``, ``map`` and ``report``: the central side's commands.
+"""``blankspot speed-server``, ``collect``, ``export``, ``map``, ``report`` and ``units``: the
+central side's commands.
 
-Each command has an ``add_<name>(sub)`` function that adds its parser; :func:`register`
-calls them in the order they appear in ``blankspot --help``.
+Each command has an ``add_<name>(sub)`` function that adds its parser; the registry in
+:mod:`agent.commands.main` calls them in the order they appear in ``blankspot --help``.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agent.exit_status import RuntimeFailure, UsageError
+from agent.commands.exit_status import RuntimeFailure, UsageError
+
+if TYPE_CHECKING:
+    from agent.collector.survey import Survey
+
+log = logging.getLogger(__name__)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add the collector's subcommands to the ``blankspot`` parser."""
-    for add in ADDERS:
-        add(sub)
+# -- speed-server ------------------------------------------------------------------------
+
+def add_speed_server(sub: argparse._SubParsersAction) -> None:
+    from agent.measure.target import SPEED_SERVER_PORT
+
+    p = sub.add_parser(
+        "speed-server", help="serve throughput tests to the units (run it on the collector host)",
+        description="Serve the units' throughput tests over HTTP until stopped: /bytes?n=N and /upload "
+                    "for the http backend, and the Speedtest Mini layout (/speedtest/...) for speedtest-cli. "
+                    "Example: blankspot speed-server --port 8080")
+    p.add_argument("--port", type=int, default=SPEED_SERVER_PORT, help=f"TCP port (default {SPEED_SERVER_PORT})")
+    p.add_argument("--bind", metavar="ADDR", default="0.0.0.0", help="local address to listen on (default all)")
+    p.add_argument("--verbose", "-v", action="store_true", help="log every request on stderr")
+    p.set_defaults(func=cmd_speed_server)
+
+
+def cmd_speed_server(args: argparse.Namespace) -> int:
+    from agent.collector.speed_server import make_server
+    from agent.commands.common import setup_logging
+
+    if not 0 < args.port < 65536:
+        raise UsageError(f"blankspot speed-server: --port must be 1 to 65535, got {args.port}")
+    setup_logging("debug" if args.verbose else "info")
+    try:
+        server = make_server(args.bind, args.port)
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot listen on {args.bind}:{args.port}: {exc.strerror or exc}") from None
+    host, port = server.server_address[:2]
+    log.info("speed server on http://%s:%s/ (units: blankspot measure throughput --target http://THIS-HOST:%s/)",
+             host, port, port)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
 
 
 # -- shared by the commands that read the database ---------------------------------------
@@ -77,7 +120,7 @@ def add_collect(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from agent.cli import setup_logging
+    from agent.commands.common import setup_logging
     from agent.collector.ingest import Collector, CollectorSettings, default_client_id, parse_broker_url
     from agent.units import parse_duration
     from agent.watchdog import SystemdNotifier, Watchdog
@@ -130,9 +173,6 @@ def cmd_collect(args: argparse.Namespace) -> int:
         store.close()
         notifier.close()
     return 0
-
-
-ADDERS = [add_collect]
 
 
 # -- export, map, report: the analysis of stored readings ---------------------------------
@@ -201,9 +241,6 @@ def add_units(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_units)
 
 
-ADDERS += [add_export, add_map, add_report, add_units]
-
-
 def _grid_args(p: argparse.ArgumentParser) -> None:
     from agent.collector.coverage import DEFAULT_RESOLUTION, Thresholds
 
@@ -213,59 +250,40 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
                    help=f"readings a cell needs before it is classed (default {Thresholds.min_samples})")
 
 
-class _Analysis:
-    """The store, the SIMs' home operators and the coverage grid, for one command.
+@contextmanager
+def _survey(args: argparse.Namespace, command: str) -> Iterator[Survey]:
+    """The survey of ``--db`` on the grid of ``--resolution`` and ``--min-samples``; the store
+    is closed when the block ends."""
+    from agent.collector.coverage import Thresholds
+    from agent.collector.survey import Survey
 
-    Every pass over the stored readings goes through ``self.readings``, which skips a row
-    that does not decode (one bad row must not cost the whole map) and counts it once.
-    """
+    if not 0 <= args.resolution <= 15:
+        raise UsageError(f"blankspot {command}: --resolution must be 0 to 15, got {args.resolution}")
+    if args.min_samples < 1:
+        raise UsageError(f"blankspot {command}: --min-samples must be at least 1, got {args.min_samples}")
+    store = _open_existing_store(args.db, command)
+    try:
+        yield Survey(store, args.resolution, Thresholds(min_samples=args.min_samples))
+    finally:
+        store.close()
 
-    def __init__(self, args: argparse.Namespace, command: str) -> None:
-        from agent.collector.coverage import HomeOperators, Thresholds, aggregate
-        from agent.collector.stored_readings import StoredReadings
 
-        if not 0 <= args.resolution <= 15:
-            raise UsageError(f"blankspot {command}: --resolution must be 0 to 15, got {args.resolution}")
-        if args.min_samples < 1:
-            raise UsageError(f"blankspot {command}: --min-samples must be at least 1, got {args.min_samples}")
-        self.command = command
-        self.store = _open_existing_store(args.db, command)
-        self.readings = StoredReadings.of(self.store)
-        try:
-            self.home = HomeOperators.learn(self.readings.iter_readings(kind="signal"))
-            self.coverage = aggregate(self.readings.iter_readings(), home=self.home, resolution=args.resolution,
-                                      thresholds=Thresholds(min_samples=args.min_samples))
-        except BaseException:
-            self.store.close()
-            raise
+def _operator(survey: Survey, text: str | None, command: str) -> str | None:
+    from agent.collector.survey import UnknownOperator
 
-    def __enter__(self) -> "_Analysis":
-        return self
+    try:
+        return survey.operator(text)
+    except UnknownOperator as exc:
+        raise UsageError(f"blankspot {command}: {exc}") from None
 
-    def __exit__(self, *exc: object) -> None:
-        self.store.close()
 
-    def attributed(self):
-        from agent.collector.coverage import attribute
+def _warn_skipped(survey: Survey, command: str) -> None:
+    """The command's last line on stderr, when stored readings were skipped."""
+    import sys
 
-        return attribute(self.readings.iter_readings(), self.home)
-
-    def warn_skipped(self) -> None:
-        """The command's last line on stderr, when stored readings were skipped."""
-        import sys
-
-        summary = self.readings.summary()
-        if summary:
-            print(f"blankspot {self.command}: warning: {summary}", file=sys.stderr)
-
-    def operator(self, text: str | None, command: str) -> str | None:
-        if text is None:
-            return None
-        key = self.coverage.find_operator(text)
-        if key is None:
-            known = ", ".join(f"{k} ({n})" for k, n in self.coverage.operators.items()) or "none yet"
-            raise UsageError(f"blankspot {command}: no readings of operator {text!r}; operators: {known}")
-        return key
+    summary = survey.summary()
+    if summary:
+        print(f"blankspot {command}: warning: {summary}", file=sys.stderr)
 
 
 def _open_existing_store(url: str, command: str):
@@ -310,6 +328,7 @@ def _write_atomically(path: str, write) -> None:
 
 def _guarded(command: str, work) -> int:
     from agent.collector.store import StoreError
+    from agent.collector.survey import NEEDS_H3
 
     try:
         return work()
@@ -318,8 +337,7 @@ def _guarded(command: str, work) -> int:
     except ModuleNotFoundError as exc:
         if exc.name != "h3":
             raise
-        # Units in the field install without the grid library; only the central side needs it.
-        raise RuntimeFailure(f"blankspot {command}: the coverage grid needs h3: pip install 'blankspot[collector]'") from None
+        raise RuntimeFailure(f"blankspot {command}: {NEEDS_H3}") from None
 
 
 def cmd_units(args: argparse.Namespace) -> int:
@@ -365,18 +383,18 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     def work() -> int:
         written = []
-        with _Analysis(args, "export") as analysis:
+        with _survey(args, "export") as survey:
             layers = Layers(
-                points=analysis.attributed() if "points" in what else (),
-                tracks=tracks(analysis.readings.iter_readings()) if "tracks" in what else (),
-                segments=segments(analysis.attributed()) if "segments" in what else (),
-                coverage=analysis.coverage, what=what,
+                points=survey.attributed() if "points" in what else (),
+                tracks=tracks(survey.readings.iter_readings()) if "tracks" in what else (),
+                segments=segments(survey.attributed()) if "segments" in what else (),
+                coverage=survey.coverage, what=what,
             )
             _write_atomically(args.out, lambda out: written.append(WRITERS[fmt](layers, out)))
         if args.out != "-":
             print(f"{args.out}: {written[0]} {'rows' if fmt == 'csv' else 'features'} ({', '.join(what)})",
                   file=sys.stderr)
-        analysis.warn_skipped()
+        _warn_skipped(survey, "export")
         return 0
 
     return _guarded("export", work)
@@ -386,27 +404,21 @@ def cmd_map(args: argparse.Namespace) -> int:
     import sys
     from dataclasses import replace
 
-    from agent.collector.mapview import MapOptions, map_data, render_map
-    from agent.collector.report import tagged_places
-    from agent.collector.segments import segments, tracks
+    from agent.collector.mapview import MapOptions, map_summary
+    from agent.collector.survey import map_page
 
     def work() -> int:
-        with _Analysis(args, "map") as analysis:
-            options = MapOptions(operator=analysis.operator(args.operator, "map"))
+        with _survey(args, "map") as survey:
+            options = MapOptions(operator=_operator(survey, args.operator, "map"))
             if args.title:
                 options = replace(options, title=args.title)
             if args.tiles:
                 options = replace(options, tiles=None) if args.tiles.lower() == "none" else \
                     replace(options, tiles=args.tiles, tiles_attribution="")
-            readings = analysis.readings
-            data = map_data(analysis.coverage, tracks(readings.iter_readings()), segments(analysis.attributed()),
-                            tagged_places(readings.iter_readings(kind="event"), named_only=False), options)
-        html = render_map(data)
+            html, data = map_page(survey, options)
         _write_atomically(args.out, lambda out: out.write(html))
-        blank = sum(1 for c in data["cells"] if c["class"] == "blank")
-        print(f"{args.out}: {len(data['cells'])} cells ({blank} blank), {len(data['tracks'])} track pieces, "
-              f"{len(data['tags'])} tagged spots", file=sys.stderr)
-        analysis.warn_skipped()
+        print(f"{args.out}: {map_summary(data)}", file=sys.stderr)
+        _warn_skipped(survey, "map")
         return 0
 
     return _guarded("map", work)
@@ -439,19 +451,19 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise UsageError(f"blankspot report: {exc}") from None
 
     def work() -> int:
-        with _Analysis(args, "report") as analysis:
-            operator = analysis.operator(args.operator, "report")
-            places.extend(tagged_places(analysis.readings.iter_readings(kind="event")))
-            rows = blank_spot_rows(analysis.coverage, places, operator)
-            text = format_report(analysis.coverage, rows, segments(analysis.attributed()), operator)
-            text += holes_section(analysis.store)
-        summary = analysis.readings.summary()
+        with _survey(args, "report") as survey:
+            operator = _operator(survey, args.operator, "report")
+            places.extend(tagged_places(survey.readings.iter_readings(kind="event")))
+            rows = blank_spot_rows(survey.coverage, places, operator)
+            text = format_report(survey.coverage, rows, segments(survey.attributed()), operator)
+            text += holes_section(survey.store)
+        summary = survey.summary()
         if summary:  # in the report itself too: its figures leave these readings out
             text += f"\n{summary}\n"
         if args.csv:
             _write_atomically(args.csv, lambda out: write_report_csv(rows, out))
         print(text, end="")
-        analysis.warn_skipped()
+        _warn_skipped(survey, "report")
         return 0
 
     return _guarded("report", work)

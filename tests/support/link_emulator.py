@@ -1,7 +1,7 @@
 """A userspace link emulator: delay, jitter and loss between two network interfaces.
 
 The kernel of the test machines has no ``netem`` qdisc, so the middle namespace of
-:class:`tests.netlab.NetLab` runs this program instead.  It bridges two interfaces at layer 2
+:class:`tests.support.netlab.NetLab` runs this program instead.  It bridges two interfaces at layer 2
 with AF_PACKET sockets: every frame received on one is sent out of the other after the
 configured delay, or dropped.
 
@@ -27,7 +27,7 @@ Control: one JSON object per line on stdin, one answer line on stdout.
 answers ``"ok"``; ``"stats"`` answers a JSON object; ``"quit"`` or end of input stops.
 Answers are JSON too; the program prints ``"ready"`` once both interfaces are open.
 
-Usage: ``python -m tests.link_emulator --a c-side-if --b s-side-if --delay-ms 50 --seed 1``
+Usage: ``python -m tests.support.link_emulator --a c-side-if --b s-side-if --delay-ms 50 --seed 1``
 """
 from __future__ import annotations
 

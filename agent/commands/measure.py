@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sqlite3
 import sys
 
-from agent.exit_status import UsageError
+from agent.commands.exit_status import RuntimeFailure, UsageError
 from agent.measure.latency import ICMP_SOCKETS, measure_latency
-from agent.measure.target import Target, TargetError, parse_target
-from agent.measure.throughput import add_throughput_arguments, run_throughput_command
+from agent.measure.target import Target, TargetError, parse_target, server_url
+from agent.measure.throughput import BACKENDS, DEFAULT_CAP_BYTES, ThroughputPlan, run_throughput
 from agent.reading import Event, Latency, Throughput, part_dict
+
+log = logging.getLogger(__name__)
 
 MAX_COUNT = 10_000
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add the ``measure`` subcommand to the ``blankspot`` parser."""
+def add_measure(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "measure", help="measure latency or throughput once and print it",
         description="Take one latency or throughput measurement and print the latency or "
@@ -59,10 +62,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_throughput_arguments(thr)
     thr.set_defaults(func=cmd_throughput)
 
-    from agent.measure.speed_server import add_speed_server_command
-
-    add_speed_server_command(sub)
-
 
 def _common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", metavar="HOST[:PORT]", help="what to measure (default: the broker in the config)")
@@ -99,7 +98,7 @@ def _print_part(part: Latency | Throughput, as_json: bool) -> None:
 
 
 def _logging(args: argparse.Namespace) -> None:
-    from agent.cli import setup_logging
+    from agent.commands.common import setup_logging
 
     setup_logging("debug" if args.verbose else "warning")
 
@@ -123,6 +122,73 @@ def cmd_latency(args: argparse.Namespace) -> int:
 
 
 # -- throughput ------------------------------------------------------------------------------
+
+def add_throughput_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``blankspot measure throughput`` beyond --target, --interface, --json, --config."""
+    parser.add_argument("--backend", choices=BACKENDS, default="http",
+                        help="http: the operator's speed server (default); speedtest: speedtest-cli, "
+                             "against --target as a Speedtest Mini server, or Ookla's servers without it")
+    parser.add_argument("--cap", metavar="SIZE",
+                        help='http: most bytes the test may use, e.g. "4MB" (default budget.throughput_cap, 10MB)')
+    parser.add_argument("--seconds", type=float, default=10.0,
+                        help="speedtest with --target: seconds per direction (default 10, as speedtest.net)")
+    parser.add_argument("--ignore-budget", action="store_true",
+                        help="run even if the test could break the data budget (its bytes are still counted)")
+
+
+def run_throughput_command(args: argparse.Namespace) -> Throughput | Event:
+    """``blankspot measure throughput``: the throughput part, or the ``budget_skip`` event part.
+
+    With a config file (``--config``, or ``/etc/blankspot/agent.toml`` if it exists) the test
+    keeps to ``[budget]``, counts ``budget.interface`` and records its bytes in the ledger.
+    """
+    from agent.config import DEFAULT_PATH, load_config
+    from agent.measure.usage import budget_from_config, open_ledger
+    from agent.units import parse_size
+
+    where = "blankspot measure throughput"
+    # The budget and the broker's address are needed, not the unit's name.
+    path = args.config or (DEFAULT_PATH if DEFAULT_PATH.exists() else None)
+    config = None if path is None else load_config(path, require_device_id=False)
+    try:
+        cap = parse_size(args.cap) if args.cap else (config.budget.throughput_cap if config else DEFAULT_CAP_BYTES)
+    except ValueError as exc:
+        raise UsageError(f"{where}: --cap: {exc}") from None
+    if cap < 100_000:
+        raise UsageError(f"{where}: --cap must be at least 100KB, got {args.cap}")
+    if not 1 <= args.seconds <= 60:
+        raise UsageError(f"{where}: --seconds must be 1 to 60, got {args.seconds:g}")
+    target = args.target
+    if target is None and args.backend == "http":
+        if config is None:
+            raise UsageError(f"{where}: give --target URL (the speed server, blankspot speed-server), "
+                             f"or a config file whose uplink.host runs it")
+        target = config.uplink.host
+    try:
+        url = server_url(target) if target else None
+    except ValueError as exc:
+        raise UsageError(f"{where}: --target: {exc}") from None
+    plan = ThroughputPlan(
+        backend=args.backend, target=url, cap_bytes=cap, interface=args.interface,
+        count_interface=args.interface or (config.budget.interface if config else None) or None,
+        speedtest_seconds=args.seconds,
+    )
+    ledger = None
+    if config is not None:
+        try:
+            ledger = open_ledger(config)
+        except (OSError, sqlite3.Error) as exc:
+            if not args.ignore_budget:
+                raise RuntimeFailure(f"cannot open the usage ledger {config.budget.ledger}: {exc} "
+                                     f"(run as the agent's user, or give --ignore-budget)") from None
+            log.warning("cannot open the usage ledger %s: %s; this test is not counted", config.budget.ledger, exc)
+    try:
+        budget = None if config is None or args.ignore_budget else budget_from_config(config)
+        return run_throughput(plan, ledger, budget)
+    finally:
+        if ledger is not None:
+            ledger.close()
+
 
 def cmd_throughput(args: argparse.Namespace) -> int:
     _logging(args)

@@ -5,7 +5,7 @@ Every USB identity in ``firmware_configs/`` gets rules that name its AT port
 the kernel handed out this boot), and tell ModemManager to leave the modem alone, so two
 programs never talk AT on one port at the same time.  A new profile gets rules by running
 
-    python -m agent.deploy_udev --profiles firmware_configs > deploy/udev/90-blankspot.rules
+    python -m agent.commands.udev_rules --profiles firmware_configs > deploy/udev/90-blankspot.rules
 
 Two ways to share the modem with ModemManager:
 
@@ -28,13 +28,11 @@ Why the rules look the way they do:
 """
 from __future__ import annotations
 
-import argparse
-import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.devices.modem.profiles import ModemProfile, all_profiles, load_profile_file
+from agent.devices.modem.profiles import ModemProfile, load_profile_file
 
 MODES = ("device", "ports")
 AT_LINK = "blankspot-at"
@@ -98,7 +96,7 @@ def udev_rules(profiles: Iterable[ModemProfile], mode: str = "device") -> str:
     if mode not in MODES:
         raise UdevRulesError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     layouts = port_layouts(profiles)
-    regenerate = "python -m agent.deploy_udev" + (" --share-modem" if mode == "ports" else "")
+    regenerate = "python -m agent.commands.udev_rules" + (" --share-modem" if mode == "ports" else "")
     lines = [
         "# blankspot: stable names for the modem's ports, and ModemManager kept off them.",
         f"# Generated from firmware_configs/ by `{regenerate}`; do not edit.",
@@ -133,29 +131,3 @@ def profiles_in(folder: Path) -> list[ModemProfile]:
     """Every profile file in ``folder`` (not the search path: what is shipped, nothing local)."""
     return [load_profile_file(path) for path in sorted(Path(folder).glob("*.toml"))]
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m agent.deploy_udev",
-        description="Print udev rules naming the modem's AT and NMEA ports for every profile. "
-                    "Example: python -m agent.deploy_udev --profiles firmware_configs > 90-blankspot.rules",
-    )
-    parser.add_argument("--profiles", type=Path, metavar="DIR",
-                        help="read the profiles in DIR only (default: the agent's profile search path)")
-    parser.add_argument("--share-modem", action="store_true",
-                        help="keep ModemManager off the AT and NMEA ports only, so it can still run the data connection")
-    args = parser.parse_args(argv)
-    from agent.devices.modem.errors import ProfileError
-
-    try:
-        profiles = profiles_in(args.profiles) if args.profiles else all_profiles()
-        text = udev_rules(profiles, "ports" if args.share_modem else "device")
-    except (ProfileError, UdevRulesError) as exc:
-        sys.stderr.write(f"deploy_udev: {exc}\n")
-        return 2
-    sys.stdout.write(text)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The ``blankspot`` command: its subcommands, their exit statuses and what they share."""

@@ -1,0 +1,28 @@
+"""``blankspot demo``: a simulated boat trip through a blank spot, end to end."""
+from __future__ import annotations
+
+import argparse
+
+from agent.commands.common import setup_logging
+from agent.commands.exit_status import RuntimeFailure
+
+
+def add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="simulated boat trip through a blank spot, end to end",
+                       description="Simulated trip on the Mahakam: a local broker, the agent, a blank spot, "
+                                   "the backlog and its drain. Example: blankspot demo --seconds 60")
+    p.add_argument("--seconds", type=float, default=60.0, help="length of the time-compressed trip (default 60)")
+    p.add_argument("--workdir", default=None, help="keep the demo's files here (default: a temporary folder)")
+    p.add_argument("--broker", choices=("auto", "mosquitto", "amqtt"), default="auto", help="which local broker to start")
+    p.add_argument("--verbose", "-v", action="store_true", help="show the agent's log")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from agent.demo import DemoError, run_demo
+
+    setup_logging("error" if not args.verbose else "info")
+    try:
+        return run_demo(trip_seconds=args.seconds, workdir=args.workdir, broker_kind=args.broker, out=print)
+    except DemoError as exc:
+        raise RuntimeFailure(str(exc)) from None
