@@ -47,10 +47,10 @@ from typing import Iterable
 
 import sqlite_utils
 
-from agent import seq_ranges
-from agent.clock import Clock, Timestamp, TimeKeeper, boot_id
-from agent.protocol import Confirmation
-from agent.reading import Event, Reading, format_time
+from agent.shared import seq_ranges
+from agent.shared.clock import Clock, Timestamp, TimeKeeper, boot_id
+from agent.shared.protocol import Confirmation
+from agent.shared.reading import Event, Reading, format_time
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from agent.reading import DEVICE_RE
+from agent.shared.reading import DEVICE_RE
 from agent.settings import SettingError, build, section, setting
 
 DEFAULT_PATH = Path("/etc/blankspot/agent.toml")

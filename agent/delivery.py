@@ -2,7 +2,7 @@
 
 A reading the broker acknowledged may still never reach the centre's database: the broker
 restarted before saving it, or forwarded it to nobody.  The collectors publish what the
-database holds (:class:`agent.protocol.Confirmation`); this policy turns those into re-sends
+database holds (:class:`agent.shared.protocol.Confirmation`); this policy turns those into re-sends
 without ever sending the backlog twice for nothing:
 
 - **Overtaken.** When a confirmation covers a reading acknowledged at time *t*, the centre has
@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from agent.protocol import Confirmation
+from agent.shared.protocol import Confirmation
 
 MAX_WAIT_S = 6 * 3600.0
 

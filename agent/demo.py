@@ -31,8 +31,8 @@ from agent.collector.mapview import MapOptions, map_summary
 from agent.collector.store import Store, StoreError, open_store
 from agent.collector.survey import NEEDS_H3, Survey, map_page
 from agent.config import parse_config
-from agent.protocol import PayloadError, decode_batch, split_topic
-from agent.reading import Event
+from agent.shared.protocol import PayloadError, decode_batch, split_topic
+from agent.shared.reading import Event
 from agent.service import AgentService
 from agent.sim.boat import SimulatedBoat
 from agent.sim.broker import BrokerError, LocalBroker, mosquitto_path

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from agent.buffer import BufferError, BufferStats, read_stats
-from agent.clock import EARLIEST_PLAUSIBLE, boot_id, kernel_clock_synchronised
+from agent.shared.clock import EARLIEST_PLAUSIBLE, boot_id, kernel_clock_synchronised
 from agent.config import Config, ConfigError, read_password
 from agent.status_report import AgentLiveness, age_of, agent_liveness, format_age, pid_alive, read_state
 from agent.unit_identity import CPUINFO, DEVICETREE_SERIAL, pi_serial, proposed_device_id
@@ -558,7 +558,7 @@ def talk_to_modem(ctx: Context, port: str) -> list[CheckResult]:
     from agent.devices.modem.device import Modem, ModemUnavailable
     from agent.devices.modem.errors import ModemError, PortGone, ProfileError
     from agent.devices.modem.profiles import FALLBACK, load_profile
-    from agent.reading import part_dict
+    from agent.shared.reading import part_dict
 
     config, timeout = ctx.config, ctx.options.modem_timeout
     try:

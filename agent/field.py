@@ -20,18 +20,18 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from agent.clock import Timestamp, TimeKeeper
+from agent.shared.clock import Timestamp, TimeKeeper
 from agent.config import Config
 from agent.devices.gps.fix import Fix
 from agent.devices.gps.reader import GpsError, enable_modem_gnss
 from agent.devices.modem.device import Modem, ModemUnavailable
 from agent.devices.modem.errors import ModemError
-from agent.devices.modem.operators import operator_name
+from agent.shared.operators import operator_name
 from agent.devices.modem.profiles import find_ports, load_profile
 from agent.devices.modem.signal import error_signal
 from agent.gps_feed import GpsFeed
 from agent.probe_runner import Outcome, ProbeRunner
-from agent.reading import Event, Part, Position, Reading, Signal
+from agent.shared.reading import Event, Part, Position, Reading, Signal
 from agent.schedule import Scheduler, UnitState
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
-from agent.clock import TimeKeeper, boottime
+from agent.shared.clock import TimeKeeper, boottime
 from agent.devices.gps.fix import NO_FIX, Fix
 from agent.devices.gps.motion import Odometer
 from agent.devices.gps.reader import GpsError, GpsReader

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from agent.buffer import BufferError, ReadingBuffer
-from agent.clock import Clock, TimeKeeper, boot_id
+from agent.shared.clock import Clock, TimeKeeper, boot_id
 from agent.config import Config, read_password
-from agent.reading import Event, Reading, format_time, part_dict
+from agent.shared.reading import Event, Reading, format_time, part_dict
 from agent.uplink import MqttUplink
-from agent.watchdog import SystemdNotifier, Watchdog
+from agent.shared.watchdog import SystemdNotifier, Watchdog
 
 log = logging.getLogger(__name__)
 

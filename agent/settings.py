@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from agent.units import format_duration, format_size, parse_duration, parse_size
+from agent.shared.quantities import format_duration, format_size, parse_duration, parse_size
 
 KINDS = ("str", "int", "float", "bool", "duration", "size", "path", "choice", "strings", "section", "tables")
 

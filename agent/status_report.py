@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from agent.buffer import BufferError, read_stats
-from agent.clock import boot_id, kernel_clock_synchronised
+from agent.shared.clock import boot_id, kernel_clock_synchronised
 from agent.config import Config
-from agent.reading import ReadingError, format_time, parse_time
+from agent.shared.reading import ReadingError, format_time, parse_time
 
 log = logging.getLogger(__name__)
 

@@ -41,20 +41,20 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent import seq_ranges
+from agent.shared import seq_ranges
 from agent.buffer import Batch, BufferError, ReadingBuffer
 from agent.config import UplinkConfig
 from agent.config_files import check_tls_files
 from agent.delivery import DeliveryTracker
-from agent.polling import wait_until
-from agent.protocol import (
+from agent.shared.polling import wait_until
+from agent.shared.protocol import (
     PayloadError, confirm_topic, decode_confirmation, encode_batch, encode_status, readings_topic, status_topic,
 )
-from agent.reading import format_time
+from agent.shared.reading import format_time
 
 log = logging.getLogger(__name__)
 
-# Well under the collector's limit (agent.protocol.MAX_BATCH_BYTES) and kind to slow links.
+# Well under the collector's limit (agent.shared.protocol.MAX_BATCH_BYTES) and kind to slow links.
 MAX_MESSAGE_BYTES = 1_000_000
 NO_MATCHING_SUBSCRIBERS = 0x10
 

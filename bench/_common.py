@@ -14,8 +14,8 @@ if str(REPO) not in sys.path:
     # `python bench/x.py` puts bench/ first on sys.path, not the repo root.
     sys.path.insert(0, str(REPO))
 
-from agent.clock import Timestamp  # noqa: E402
-from agent.reading import Reading  # noqa: E402
+from agent.shared.clock import Timestamp  # noqa: E402
+from agent.shared.reading import Reading  # noqa: E402
 from agent.sim.coverage import mahakam_scenario  # noqa: E402
 from agent.sim.route import mahakam_route  # noqa: E402
 from agent.sim.synthetic import SyntheticSource  # noqa: E402

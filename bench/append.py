@@ -28,7 +28,7 @@ from pathlib import Path
 from _common import DEVICE, machine_lines, mount_of, ratio, synthetic_readings, work_dir
 
 from agent.buffer import ReadingBuffer
-from agent.reading import Reading
+from agent.shared.reading import Reading
 
 
 @dataclass(frozen=True)

@@ -56,11 +56,11 @@ from agent.buffer import ReadingBuffer
 from agent.collector.ingest import CollectorSettings
 from agent.collector.store import open_store
 from agent.config import UplinkConfig
-from agent.protocol import Confirmation
-from agent.reading import Reading
+from agent.shared.protocol import Confirmation
+from agent.shared.reading import Reading
 from agent.sim.broker import LocalBroker, mosquitto_path
 from agent.sim.link import LinkProxy
-from agent.units import format_duration
+from agent.shared.quantities import format_duration
 from agent.uplink import MqttUplink
 
 FILL_CHUNK = 1000

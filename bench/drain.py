@@ -23,8 +23,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from agent.buffer import ReadingBuffer
 from agent.config import UplinkConfig
-from agent.protocol import readings_topic
-from agent.reading import Reading
+from agent.shared.protocol import readings_topic
+from agent.shared.reading import Reading
 from agent.sim.broker import LocalBroker
 from agent.sim.link import LinkProxy
 from agent.uplink import MqttUplink

@@ -38,7 +38,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from agent.collector.store import open_store
-from agent.protocol import encode_batch, readings_topic, DEFAULT_PREFIX
+from agent.shared.protocol import encode_batch, readings_topic, DEFAULT_PREFIX
 from agent.sim.broker import LocalBroker
 
 SETUPS = (

@@ -70,7 +70,7 @@ def parse_args() -> argparse.Namespace:
 def inner(plan_json: str) -> None:
     """In the client namespace: one test as the agent runs it, counted on the interface."""
     from agent.measure.throughput import ThroughputPlan, run_throughput
-    from agent.reading import part_dict
+    from agent.shared.reading import part_dict
 
     part = run_throughput(ThroughputPlan(**json.loads(plan_json)))
     print(json.dumps(part_dict(part)))

@@ -13,10 +13,10 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from agent import seq_ranges
+from agent.shared import seq_ranges
 from agent.buffer import BufferError, ConfirmOutcome, ReadingBuffer, read_stats
-from agent.protocol import Confirmation
-from agent.reading import reading_from_json
+from agent.shared.protocol import Confirmation
+from agent.shared.reading import reading_from_json
 from tests.support.readings_factory import event_reading, latency_reading, signal_reading
 
 

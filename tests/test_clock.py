@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from agent.buffer import ReadingBuffer
-from agent.clock import EARLIEST_PLAUSIBLE, TimeKeeper, boottime
+from agent.shared.clock import EARLIEST_PLAUSIBLE, TimeKeeper, boottime
 from agent.devices.gps.fix import Fix
 from agent.devices.gps.reader import GpsReader
-from agent.reading import Event, Reading, parse_time, reading_from_json
+from agent.shared.reading import Event, Reading, parse_time, reading_from_json
 from agent.sim.gps import SimulatedGps
 from agent.sim.route import mahakam_route
 

@@ -26,8 +26,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from agent.collector.store import QUARANTINE_RAW_BYTES, open_store, parse_db_url
 from agent.commands.main import main
-from agent.protocol import encode_batch
-from agent.reading import Event, Reading, Signal
+from agent.shared.protocol import encode_batch
+from agent.shared.reading import Event, Reading, Signal
 from agent.sim.broker import LocalBroker, free_port
 from tests.support.collector import CollectorProcess, stored_keys, wait_counts
 from tests.support.postgres import postgres_url  # noqa: F401  (fixture)

@@ -16,7 +16,7 @@ from agent.collector.ingest import (
     MAX_STATUS_BYTES, BatchMessage, BrokerAddress, CollectorSettings, RefusedMessage, StatusMessage, classify,
     parse_broker_url,
 )
-from agent.protocol import encode_batch, encode_status
+from agent.shared.protocol import encode_batch, encode_status
 from tests.support.readings_factory import ALL_KINDS, signal_reading
 
 PREFIX = "blankspot/v1"

@@ -8,7 +8,7 @@ import pytest
 
 from agent.commands.main import main
 from agent.config import DEVICE_ID_MISSING, Config, ConfigError, DeviceConfig, load_config, parse_config
-from agent.units import parse_duration, parse_size
+from agent.shared.quantities import parse_duration, parse_size
 
 
 def named(text: str) -> str:
@@ -290,7 +290,7 @@ def run_with_a_missing_ca_file(tmp_path: Path) -> tuple[int, str, int]:
     import sys
 
     from agent.buffer import read_stats
-    from agent.polling import wait_until
+    from agent.shared.polling import wait_until
     from agent.sim.broker import free_port
     from tests.support.unit_config import write_config
 

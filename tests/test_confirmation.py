@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent import seq_ranges
-from agent.protocol import (
+from agent.shared import seq_ranges
+from agent.shared.protocol import (
     CONFIRM_SCHEMA, MAX_CONFIRM_BYTES, MAX_CONFIRM_HOLES, Confirmation, PayloadError, confirm_topic,
     decode_confirmation, encode_confirmation, split_topic,
 )

@@ -33,18 +33,18 @@ from jsonschema import Draft202012Validator, FormatChecker
 from paho.mqtt.enums import CallbackAPIVersion
 from referencing import Registry, Resource
 
-from agent import reading as reading_module
+from agent.shared import reading as reading_module
 from agent.buffer import SEQ_BLOCK, ReadingBuffer
 from agent.commands.main import build_parser, main
 from agent.config import Config, DeviceConfig, load_config
-from agent.protocol import DEFAULT_PREFIX, decode_batch, encode_batch, encode_status
-from agent.reading import (
+from agent.shared.protocol import DEFAULT_PREFIX, decode_batch, encode_batch, encode_status
+from agent.shared.reading import (
     PART_TYPES, Position, Reading, ReadingError, Signal, reading_from_dict, reading_from_json,
 )
 from agent.service import AgentService
 from agent.settings import SettingError, Spec, build, walk
-from agent.units import format_duration, format_size
-from agent.polling import wait_until as wait_for
+from agent.shared.quantities import format_duration, format_size
+from agent.shared.polling import wait_until as wait_for
 from tests.support.readings_factory import ALL_KINDS, T0, latency_reading, signal_reading
 from tests.support.unit_config import write_config
 
@@ -95,7 +95,7 @@ def test_schema_files_are_valid_draft_2020_12_and_installed() -> None:
 
 
 def test_reading_schema_mirrors_the_reading_module() -> None:
-    """Field names, required fields, enums, limits and patterns are the ones agent/reading.py checks."""
+    """Field names, required fields, enums, limits and patterns are the ones agent/shared/reading.py checks."""
     schema = load_schema("reading")
     defs = schema["$defs"]
     assert schema["properties"]["schema"] == {"const": reading_module.SCHEMA}
@@ -252,7 +252,7 @@ def test_confirmations_the_collector_publishes_validate(tmp_path: Path) -> None:
     """The confirmation a commit produces (a hole, a settled range, upto and top) follows
     confirm.schema.json, and the decoder reads back what the schema accepts."""
     from agent.collector.store import Work, open_store
-    from agent.protocol import decode_confirmation, encode_confirmation
+    from agent.shared.protocol import decode_confirmation, encode_confirmation
 
     with open_store(str(tmp_path / "c.db")) as store:
         readings = [replace(signal_reading("boat-07"), seq=seq) for seq in (1, 2, 3, 7, 8, 12)]
@@ -641,7 +641,7 @@ def test_example_config_loads_with_the_defaults_once_the_unit_is_named(
 # -- protocol and buffer docs ----------------------------------------------------------------
 
 def test_protocol_doc_lists_every_reading_field() -> None:
-    """Each part's table in protocol.md has exactly the fields agent/reading.py has."""
+    """Each part's table in protocol.md has exactly the fields agent/shared/reading.py has."""
     text = PROTOCOL_DOC.read_text()
     for name, cls in {"position": Position, **PART_TYPES}.items():
         block = re.search(rf"^### `{name}`$(.*?)(?=^##)", text, re.M | re.S)

@@ -18,8 +18,8 @@ from agent.collector.coverage import (
     UNKNOWN_OPERATOR, HomeOperators, Thresholds, aggregate, attribute, cell_of, cell_ring, classify,
     median_quality, operator_key, percentile,
 )
-from agent.geo import haversine_m
-from agent.reading import Latency, Signal, Throughput, Reading
+from agent.shared.geo import haversine_m
+from agent.shared.reading import Latency, Signal, Throughput, Reading
 from agent.sim.route import mahakam_route
 from tests.support.survey_factory import T0, boat_trip, in_service, no_answer, no_service, position, tag
 
@@ -334,7 +334,7 @@ def test_unsynced_times_do_not_date_a_cell_that_has_trusted_ones() -> None:
     from dataclasses import replace as _replace
     from datetime import datetime, timezone
 
-    from agent.reading import Position
+    from agent.shared.reading import Position
 
     good = Signal(registration="home", operator="TELKOMSEL", mcc=510, mnc=10, rat="LTE", rsrp_dbm=-90.0, quality="good")
     base = Reading("unit-1", datetime(2026, 11, 24, 3, 0, tzinfo=timezone.utc), "gps", good,

@@ -35,10 +35,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.buffer import BufferError, read_stats
-from agent.protocol import decode_batch, decode_status, readings_topic, status_topic
-from agent.reading import Event, Reading
+from agent.shared.protocol import decode_batch, decode_status, readings_topic, status_topic
+from agent.shared.reading import Event, Reading
 from agent.sim.broker import LocalBroker
-from agent.polling import wait_until as wait
+from agent.shared.polling import wait_until as wait
 from tests.support.mqtt_sink import ReadingSink
 from tests.support.unit_config import write_config
 

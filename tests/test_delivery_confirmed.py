@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from agent import seq_ranges
+from agent.shared import seq_ranges
 from agent.buffer import ReadingBuffer
 from agent.collector.store import open_store
 from agent.config import Config, load_config, read_password
-from agent.polling import wait_until
+from agent.shared.polling import wait_until
 from agent.sim.broker import LocalBroker
 from agent.sim.coverage import mahakam_scenario
 from agent.sim.link import LinkProxy

@@ -23,7 +23,7 @@ import pytest
 
 from agent.buffer import ReadingBuffer, read_stats
 from agent.config import Config, load_config
-from agent.reading import Reading
+from agent.shared.reading import Reading
 from agent.service import AgentService
 from agent.sim.broker import LocalBroker
 from agent.sim.coverage import mahakam_scenario
@@ -31,7 +31,7 @@ from agent.sim.link import LinkFaults, LinkProxy
 from agent.sim.route import mahakam_route
 from agent.sim.synthetic import SyntheticSource
 from agent.uplink import MqttUplink
-from agent.polling import wait_until as wait
+from agent.shared.polling import wait_until as wait
 from tests.support.mqtt_sink import ReadingSink
 from tests.support.unit_config import write_config
 

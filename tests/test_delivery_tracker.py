@@ -13,9 +13,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from agent import seq_ranges
+from agent.shared import seq_ranges
 from agent.delivery import DeliveryTracker
-from agent.protocol import Confirmation
+from agent.shared.protocol import Confirmation
 
 
 @dataclass(frozen=True)

@@ -163,7 +163,7 @@ def test_agent_unit_has_what_the_agent_depends_on() -> None:
     assert one(unit["Unit"], "StartLimitIntervalSec") == "0", "a field unit never gives up restarting"
     assert "network-online.target" not in " ".join(v for values in unit["Unit"].values() for v in values), \
         "the agent must start in a blank spot, where the network never comes up"
-    # agent/clock.py asks adjtimex(2) whether the clock is synchronised.
+    # agent/shared/clock.py asks adjtimex(2) whether the clock is synchronised.
     assert service.get("ProtectClock", ["no"]) == ["no"]
     assert any("adjtimex" in v.split() for v in service["SystemCallFilter"])
     assert Config().buffer.path.parent == SERVICE_STATE_DIRECTORY == Path("/var/lib/blankspot"), \

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 
-from agent.clock import TimeKeeper
+from agent.shared.clock import TimeKeeper
 from agent.config import load_config
-from agent.geo import haversine_m
-from agent.polling import wait_until
+from agent.shared.geo import haversine_m
+from agent.shared.polling import wait_until
 from agent.service import AgentService, state_path
 from agent.sim.boat import SimulatedBoat
 from agent.sim.link import LinkProxy

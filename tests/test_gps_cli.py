@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.commands.main import main
-from agent.geo import haversine_m
+from agent.shared.geo import haversine_m
 from agent.sim.gps import SimulatedGps
 from agent.sim.route import mahakam_route
 

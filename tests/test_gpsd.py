@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from agent.commands.main import main
 from agent.devices.gps.gpsd import GpsdProtocolError, GpsdReader, fix_from_tpv, parse_address, parse_report, sky_figures
 from agent.devices.gps.reader import GpsPortGone
-from agent.geo import haversine_m
-from agent.polling import wait_until
+from agent.shared.geo import haversine_m
+from agent.shared.polling import wait_until
 from agent.sim.broker import free_port
 from agent.sim.gps import SimulatedGps
 from agent.sim.route import mahakam_route

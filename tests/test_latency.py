@@ -25,7 +25,7 @@ from agent.measure.icmp_packet import (
 from agent.measure.latency import measure_latency
 from agent.measure.rtt_stats import jitter_ms, loss_pct, summarize
 from agent.measure.target import Target, TargetError, parse_target
-from agent.reading import Latency, part_dict
+from agent.shared.reading import Latency, part_dict
 
 
 def ipv4_header(payload_len: int, protocol: int = 1, source: str = "10.0.0.9", options: bytes = b"") -> bytes:

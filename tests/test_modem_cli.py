@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.commands.main import main
-from agent.reading import Signal, reading_from_dict
+from agent.shared.reading import Signal, reading_from_dict
 from agent.sim.coverage import Radio, mahakam_scenario
 from agent.sim.modem import SimulatedModem
 

@@ -6,12 +6,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.devices.modem.errors import AtParseError
-from agent.devices.modem.operators import (
+from agent.devices.modem.fields import split_plmn
+from agent.shared.operators import (
     OPERATORS,
     THREE_DIGIT_MNC_MCCS,
     format_plmn,
     operator_name,
-    split_plmn,
 )
 from agent.devices.modem.parse_simcom import parse_cpsi
 

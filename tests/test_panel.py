@@ -26,8 +26,8 @@ from agent.devices.panel_policy import (
     FAST, FLASH, GPS_FIXES, LIGHTS, OFF, ON, SHUTDOWN, SLOW, TAG, UPLINK_STATES, WINK,
     PanelState, Pattern, PressTracker, led_patterns, press_action,
 )
-from agent.polling import wait_until
-from agent.reading import QUALITIES, Event
+from agent.shared.polling import wait_until
+from agent.shared.reading import QUALITIES, Event
 
 PANEL_DOC = Path(__file__).resolve().parent.parent / "docs" / "panel.md"
 PINS = {"gps": 5, "signal": 6, "uplink": 13, "backlog": 19}

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.protocol import PayloadError, decode_batch, decode_status, encode_batch, encode_status, split_topic
-from agent.reading import ReadingError, format_time, parse_time, reading_from_dict, reading_from_json
+from agent.shared.protocol import PayloadError, decode_batch, decode_status, encode_batch, encode_status, split_topic
+from agent.shared.reading import ReadingError, format_time, parse_time, reading_from_dict, reading_from_json
 from tests.support.readings_factory import ALL_KINDS, T0, signal_reading
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from agent.devices.gps.fix import Fix
 from agent.devices.gps.motion import Odometer
-from agent.geo import haversine_m
+from agent.shared.geo import haversine_m
 from agent.sim.route import RouteError, load_route, mahakam_route, parse_route_csv, parse_route_gpx
 from tests.support.data import ROUTE
 

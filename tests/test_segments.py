@@ -11,8 +11,8 @@ import pytest
 
 from agent.collector.coverage import HomeOperators, attribute
 from agent.collector.segments import TrackRules, path_length_m, segments, tracks
-from agent.geo import haversine_m
-from agent.reading import Reading
+from agent.shared.geo import haversine_m
+from agent.shared.reading import Reading
 from tests.support.survey_factory import T0, boat_trip, in_service, no_answer, no_service
 
 LAT, LON0 = -0.3, 116.8

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent import seq_ranges
-from agent.seq_ranges import Range
+from agent.shared import seq_ranges
+from agent.shared.seq_ranges import Range
 
 
 def seqs_of(ranges: list[Range]) -> set[int]:

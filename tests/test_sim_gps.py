@@ -21,7 +21,7 @@ import serial
 
 from agent.devices.gps.fix import Fix, FixState
 from agent.devices.gps.nmea import NmeaError, parse_sentence
-from agent.geo import haversine_m
+from agent.shared.geo import haversine_m
 from agent.sim.gps import ReplayGps, SimulatedGps
 from agent.sim.route import mahakam_route
 from tests.support.data import NMEA

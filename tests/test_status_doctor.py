@@ -32,8 +32,8 @@ from agent.doctor import (
     config_verdict, disk_verdict, gps_verdict, port_verdict, registration_verdict, run_doctor, signal_verdict,
     sim_state_from_error, sim_verdict,
 )
-from agent.polling import wait_until
-from agent.reading import parse_time
+from agent.shared.polling import wait_until
+from agent.shared.reading import parse_time
 from agent.service import AgentService, state_path
 from agent.sim.boat import SimulatedBoat
 from agent.sim.broker import LocalBroker, free_port
@@ -606,7 +606,7 @@ def test_status_of_an_agent_that_was_killed(tmp_path: Path, capsys: pytest.Captu
     ReadingBuffer(config.buffer.path, "boat-1").close()
     gone = subprocess.Popen(["true"])
     gone.wait()
-    from agent.clock import boot_id
+    from agent.shared.clock import boot_id
     from agent.status_report import format_time_epoch
 
     state_path(config).write_text(json.dumps({"running": True, "pid": gone.pid, "boot_id": boot_id(),

@@ -24,7 +24,7 @@ from agent.collector.store import (
 )
 from agent.collector.store_postgres import PostgresStore
 from agent.collector.store_sqlite import SqliteStore
-from agent.reading import Event, Reading, Signal
+from agent.shared.reading import Event, Reading, Signal
 from agent.sim.broker import free_port
 from tests.support.postgres import postgres_url  # noqa: F401  (fixture)
 from tests.support.readings_factory import ALL_KINDS, T0, latency_reading, no_service_reading, signal_reading

@@ -26,7 +26,7 @@ from agent.measure.http_speed import (
 from agent.measure.speedtest_backend import PrivateSpeedtest, mini_config, run_speedtest
 from agent.measure.target import server_url
 from agent.measure.throughput import RateMeter, Stability, ThroughputPlan
-from agent.reading import Throughput
+from agent.shared.reading import Throughput
 
 RULE = Stability(window_s=0.5, step_s=0.1, count=4, tolerance=0.03, min_s=1.0, max_s=12.0)
 

@@ -25,7 +25,7 @@ from typing import Any, Iterator
 import pytest
 
 from agent.measure.usage import UsageLedger
-from agent.reading import Reading, reading_from_dict
+from agent.shared.reading import Reading, reading_from_dict
 from tests.support.netlab import NetLab, require_netlab
 
 PORT = 8080
@@ -137,7 +137,7 @@ def test_an_exhausted_budget_skips_the_test_and_an_event_says_so(tmp_path: Path)
 
 
 def reading_from_dict_part(part: dict[str, Any]):
-    from agent.reading import Event
+    from agent.shared.reading import Event
 
     return Event(**part)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from agent.sim.broker import LocalBroker, free_port
-from agent.polling import wait_until as wait
+from agent.shared.polling import wait_until as wait
 from tests.support.broker import require_mosquitto
 from tests.support.mqtt_sink import ReadingSink
 from tests.support.tls import Pki, TestCA, Unit, unit_config

@@ -20,7 +20,7 @@ from agent.measure.usage import (
     SPEEDTEST_FIRST_GUESS, Budget, Calendar, CounterSample, InterfaceCounters, UsageLedger, UsageTotals,
     budget_decision, counter_delta, expected_bytes, skip_event, usage_summary,
 )
-from agent.reading import Event, Reading, reading_from_dict
+from agent.shared.reading import Event, Reading, reading_from_dict
 from tests.support.netlab import require_netlab
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.watchdog import (
+from agent.shared.watchdog import (
     PingPolicy,
     SystemdNotifier,
     Watchdog,
@@ -202,10 +202,10 @@ def test_abstract_socket(abstract_systemd: FakeSystemd) -> None:
 
 def test_vanished_socket_is_logged_once_not_raised(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     notifier = SystemdNotifier(str(tmp_path / "gone.sock"))
-    with caplog.at_level(logging.WARNING, logger="agent.watchdog"):
+    with caplog.at_level(logging.WARNING, logger="agent.shared.watchdog"):
         assert notifier.ready() is False
         assert notifier.watchdog_ping() is False
-    warnings = [r.getMessage() for r in caplog.records if r.name == "agent.watchdog"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "agent.shared.watchdog"]
     assert len(warnings) == 1 and "gone.sock" in warnings[0], warnings
 
 
@@ -248,7 +248,7 @@ def test_thread_feeds_a_healthy_loop_and_starves_a_hung_one(systemd: FakeSystemd
 
 HUNG_AGENT = """
 import os, threading, time
-from agent.watchdog import SystemdNotifier, Watchdog
+from agent.shared.watchdog import SystemdNotifier, Watchdog
 notifier = SystemdNotifier.from_environment()
 watchdog = Watchdog.from_environment(notifier).start()
 notifier.ready("taking readings")

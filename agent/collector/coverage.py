@@ -23,7 +23,7 @@ position are not placed (counted in :attr:`Coverage.unplaced`).
 Classes (:class:`Thresholds`, defaults documented in ``docs/map.md``): fewer than
 ``min_samples`` answered readings is *unknown*, never blank; a no-service share of at least
 ``blank_share`` is *blank*; a share of at least ``weak_share``, or a median quality class
-(``agent/measure/quality.py``) of ``poor``, is *weak*; anything else is *covered*.
+(``agent/shared/quality.py``) of ``poor``, is *weak*; anything else is *covered*.
 """
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from agent.devices.modem.operators import format_plmn, operator_name
-from agent.reading import Latency, Reading, Signal, Throughput
+from agent.shared.operators import format_plmn, operator_name
+from agent.shared.reading import Latency, Reading, Signal, Throughput
 
 log = logging.getLogger(__name__)
 

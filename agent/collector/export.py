@@ -24,7 +24,7 @@ from xml.etree import ElementTree as ET
 
 from agent.collector.coverage import Attributed, CellCoverage, Coverage, cell_ring
 from agent.collector.segments import Segment, Track
-from agent.reading import Event, Latency, Signal, Throughput, format_time, part_dict
+from agent.shared.reading import Event, Latency, Signal, Throughput, format_time, part_dict
 
 LAYERS = ("points", "tracks", "segments", "cells")
 FORMATS = ("geojson", "kml", "csv")

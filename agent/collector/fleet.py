@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from agent.collector.ledger import CORRUPT, DROPPED, LOST, REFUSED, REPLACED, RESEND, UNKNOWN, Hole
 from agent.collector.store import Store
-from agent.reading import format_time
+from agent.shared.reading import format_time
 
 REASON_TEXT = {
     DROPPED: "dropped by the unit (its buffer was full)",

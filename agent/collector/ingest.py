@@ -7,12 +7,12 @@
   committed.  A collector killed at any moment loses nothing; the broker sends again what
   it had not acknowledged, and the store's key ``(device, seq)`` turns that into counted
   duplicates.
-- Every payload is decoded with :mod:`agent.protocol` (strict reading validation, device of
+- Every payload is decoded with :mod:`agent.shared.protocol` (strict reading validation, device of
   topic, batch and readings alike).  A payload that fails is not an error of the collector:
   it goes to the quarantine table with its first bytes and the reason, and is acknowledged.
 
 After each commit the collector tells each unit what the database now holds: a retained QoS 1
-:class:`~agent.protocol.Confirmation` on ``<prefix>/<device>/confirm``, computed in the same
+:class:`~agent.shared.protocol.Confirmation` on ``<prefix>/<device>/confirm``, computed in the same
 transaction from the seq ledger (:mod:`agent.collector.ledger`).  To keep it cheap on a
 metered link, a unit gets at most one every ``confirm_interval_s``, sooner when its status
 shows it is behind or when a hole opens; the unit sends again what the confirmation says is
@@ -48,14 +48,14 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from agent.collector.store import (
     QUARANTINE_RAW_BYTES, Quarantined, Store, StoreDataError, StoreError, UnitStatus, Work, now_utc,
 )
-from agent import seq_ranges
+from agent.shared import seq_ranges
 from agent.collector.ledger import LedgerChange
-from agent.protocol import (
+from agent.shared.protocol import (
     DEFAULT_PREFIX, Confirmation, PayloadError, confirm_topic, decode_batch, decode_status, encode_confirmation,
     split_topic,
 )
-from agent.reading import Reading, ReadingError, format_time, parse_time
-from agent.watchdog import SystemdNotifier, Watchdog
+from agent.shared.reading import Reading, ReadingError, format_time, parse_time
+from agent.shared.watchdog import SystemdNotifier, Watchdog
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Kept in the same transaction as the readings (tables ``seq_ranges``, ``gone`` and
 ``unit_ledger``), so it is always exactly what the database holds.  From it come:
 
-- the :class:`~agent.protocol.Confirmation` a collector publishes to the unit after a commit;
+- the :class:`~agent.shared.protocol.Confirmation` a collector publishes to the unit after a commit;
 - the holes at the centre, each with why it is there (``blankspot units``, ``report``), and
   the log lines when a hole opens or is filled.
 
@@ -19,10 +19,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-from agent import seq_ranges
-from agent.protocol import MAX_CONFIRM_HOLES, Confirmation
-from agent.reading import Event, Reading
-from agent.seq_ranges import Range
+from agent.shared import seq_ranges
+from agent.shared.protocol import MAX_CONFIRM_HOLES, Confirmation
+from agent.shared.reading import Event, Reading
+from agent.shared.seq_ranges import Range
 
 log = logging.getLogger(__name__)
 

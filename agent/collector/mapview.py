@@ -19,8 +19,8 @@ from agent import __version__
 from agent.collector.coverage import CellCoverage, Coverage, cell_ring
 from agent.collector.report import Place
 from agent.collector.segments import Segment, Track, TrackPoint
-from agent.geo import haversine_m
-from agent.reading import format_time
+from agent.shared.geo import haversine_m
+from agent.shared.reading import format_time
 
 OSM_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 OSM_ATTRIBUTION = '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'

@@ -20,8 +20,8 @@ from typing import TextIO
 
 from agent.collector.coverage import Coverage
 from agent.collector.segments import Segment
-from agent.geo import bearing_deg, haversine_m
-from agent.reading import Event, Reading, format_time
+from agent.shared.geo import bearing_deg, haversine_m
+from agent.shared.reading import Event, Reading, format_time
 
 COMPASS = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
 REPORT_COLUMNS = (

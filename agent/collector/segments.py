@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from agent.collector.coverage import Attributed, is_no_service
-from agent.geo import haversine_m
-from agent.reading import Reading, Signal
+from agent.shared.geo import haversine_m
+from agent.shared.reading import Reading, Signal
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 from urllib.parse import urlsplit
 
-from agent import seq_ranges
+from agent.shared import seq_ranges
 from agent.collector.ledger import Hole, LedgerChange, UnitWork, holes_of, unit_work_of
-from agent.reading import Event, Latency, Reading, Signal, Throughput, format_time, reading_from_dict
+from agent.shared.reading import Event, Latency, Reading, Signal, Throughput, format_time, reading_from_dict
 
 QUARANTINE_RAW_BYTES = 65_536
 MAX_TOPIC_CHARS = 1024

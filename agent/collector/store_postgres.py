@@ -21,7 +21,7 @@ from agent.collector.store import (
     StoreDataError, StoreError, StoreUrlError, Work, clean_text, counter_deltas, now_utc, reading_row, redact,
     readings_query, status_json,
 )
-from agent.reading import format_time
+from agent.shared.reading import format_time
 
 try:
     import psycopg

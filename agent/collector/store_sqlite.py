@@ -19,7 +19,7 @@ from agent.collector.store import (
     MAX_REASON_CHARS, MAX_TOPIC_CHARS, QUARANTINE_RAW_BYTES, READING_COLUMNS, CommitResult, SchemaTooNew, Store,
     StoreDataError, StoreError, Work, clean_text, counter_deltas, now_utc, reading_row, readings_query, status_json,
 )
-from agent.reading import format_time, parse_time
+from agent.shared.reading import format_time, parse_time
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.collector.store import Store
-from agent.reading import Reading, ReadingError, reading_from_dict
+from agent.shared.reading import Reading, ReadingError, reading_from_dict
 
 log = logging.getLogger(__name__)
 

@@ -80,7 +80,7 @@ def open_store_or_exit(url: str, command: str):
 
 def add_collect(sub: argparse._SubParsersAction) -> None:
     from agent.collector.ingest import DEFAULT_GROUP, CollectorSettings
-    from agent.protocol import DEFAULT_PREFIX
+    from agent.shared.protocol import DEFAULT_PREFIX
 
     defaults = CollectorSettings  # class attributes hold the defaults
     p = sub.add_parser(
@@ -122,8 +122,8 @@ def add_collect(sub: argparse._SubParsersAction) -> None:
 def cmd_collect(args: argparse.Namespace) -> int:
     from agent.commands.common import setup_logging
     from agent.collector.ingest import Collector, CollectorSettings, default_client_id, parse_broker_url
-    from agent.units import parse_duration
-    from agent.watchdog import SystemdNotifier, Watchdog
+    from agent.shared.quantities import parse_duration
+    from agent.shared.watchdog import SystemdNotifier, Watchdog
 
     try:
         broker = parse_broker_url(args.broker)

@@ -9,7 +9,7 @@ from typing import Any
 
 from agent.commands.common import setup_logging
 from agent.commands.exit_status import EXIT_RUNTIME, RuntimeFailure, UsageError
-from agent.reading import part_dict
+from agent.shared.reading import part_dict
 
 
 def add_modem(sub: argparse._SubParsersAction) -> None:
@@ -65,7 +65,7 @@ def cmd_modem(args: argparse.Namespace) -> int:
 
 
 def _print_scan(modem, as_json: bool) -> int:
-    from agent.devices.modem.operators import operator_name
+    from agent.shared.operators import operator_name
 
     choices = modem.scan()
     rows = [
@@ -103,7 +103,7 @@ def add_gps(sub: argparse._SubParsersAction) -> None:
 
 def fix_dict(fix) -> dict[str, Any]:
     """The ``position`` part of a reading plus ``time`` (null until the date is known)."""
-    from agent.reading import format_time
+    from agent.shared.reading import format_time
 
     return {
         "time": None if fix.time is None else format_time(fix.time),

@@ -16,7 +16,7 @@ from agent.commands.exit_status import RuntimeFailure, UsageError
 from agent.measure.latency import ICMP_SOCKETS, measure_latency
 from agent.measure.target import Target, TargetError, parse_target, server_url
 from agent.measure.throughput import BACKENDS, DEFAULT_CAP_BYTES, ThroughputPlan, run_throughput
-from agent.reading import Event, Latency, Throughput, part_dict
+from agent.shared.reading import Event, Latency, Throughput, part_dict
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def run_throughput_command(args: argparse.Namespace) -> Throughput | Event:
     """
     from agent.config import DEFAULT_PATH, load_config
     from agent.measure.usage import budget_from_config, open_ledger
-    from agent.units import parse_size
+    from agent.shared.quantities import parse_size
 
     where = "blankspot measure throughput"
     # The budget and the broker's address are needed, not the unit's name.

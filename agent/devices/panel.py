@@ -44,7 +44,7 @@ from agent.devices.panel_policy import (
     ACKNOWLEDGE, ACKNOWLEDGE_S, HALTING, LIGHTS, SHUTDOWN, TAG, PanelState, Pattern, PressTracker, led_patterns,
 )
 from agent.commands.exit_status import RuntimeFailure
-from agent.reading import Event
+from agent.shared.reading import Event
 
 __all__ = ["Panel", "PanelState"]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.reading import QUALITIES
+from agent.shared.reading import QUALITIES
 
 GPS_FIXES = ("absent", "none", "2d", "3d")
 UPLINK_STATES = ("connected", "connecting", "disabled")

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 from agent import __version__
 from agent.measure.interface import bind_to_interface
 from agent.measure.throughput import RateMeter, Stability, mbps
-from agent.reading import Throughput
+from agent.shared.reading import Throughput
 
 log = logging.getLogger(__name__)
 

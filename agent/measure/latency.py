@@ -1,6 +1,6 @@
 """Round-trip time to a host: ICMP echo, or the TCP three-way handshake.
 
-:func:`measure_latency` always returns a :class:`~agent.reading.Latency`.  A probe that could
+:func:`measure_latency` always returns a :class:`~agent.shared.reading.Latency`.  A probe that could
 not run (name not found, interface missing, no route, no permission) is a reading with 100 %
 loss and ``error`` saying why; nothing is raised.
 
@@ -38,7 +38,7 @@ from agent.measure.icmp_packet import ECHO_REPLY, ERROR_TYPES, IcmpParseError, b
 from agent.measure.interface import bind_to_interface
 from agent.measure.rtt_stats import summarize
 from agent.measure.target import Target, parse_target
-from agent.reading import Latency
+from agent.shared.reading import Latency
 
 log = logging.getLogger(__name__)
 

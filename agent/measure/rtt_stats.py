@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from agent.reading import Latency
+from agent.shared.reading import Latency
 
 DIGITS = 3  # microseconds, in milliseconds
 

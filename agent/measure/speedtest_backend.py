@@ -50,7 +50,7 @@ from urllib.request import AbstractHTTPHandler
 
 import speedtest
 
-from agent.reading import Throughput
+from agent.shared.reading import Throughput
 
 log = logging.getLogger(__name__)
 

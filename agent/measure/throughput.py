@@ -15,7 +15,7 @@ as every speed test reports them, not the line rate with TCP/IP headers.
 :func:`run_throughput` is what ``blankspot measure throughput`` and the agent call: it asks
 the data budget first (:mod:`agent.measure.usage`), reads the interface counters around the
 test and records what the test cost in the usage ledger.  Failures of the link or the server
-never raise: they come back as a :class:`~agent.reading.Throughput` whose ``error`` says why.
+never raise: they come back as a :class:`~agent.shared.reading.Throughput` whose ``error`` says why.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable
 
-from agent.reading import Event, Throughput
+from agent.shared.reading import Event, Throughput
 
 if TYPE_CHECKING:
     from agent.measure.usage import Budget, CounterSample, InterfaceCounters, UsageLedger

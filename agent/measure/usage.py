@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 from zoneinfo import ZoneInfo
 
-from agent.reading import Event
+from agent.shared.reading import Event
 
 if TYPE_CHECKING:
     from agent.config import Config

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from agent.geo import haversine_m
+from agent.shared.geo import haversine_m
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from xml.etree import ElementTree
 
-from agent.geo import bearing_deg, haversine_m
+from agent.shared.geo import bearing_deg, haversine_m
 
 
 class RouteError(ValueError):

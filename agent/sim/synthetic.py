@@ -10,9 +10,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from agent.clock import Clock, TimeKeeper
-from agent.measure.quality import signal_quality
-from agent.reading import Position, Reading, Signal
+from agent.shared.clock import Clock, TimeKeeper
+from agent.shared.quality import signal_quality
+from agent.shared.reading import Position, Reading, Signal
 from agent.sim.coverage import CoverageScenario, Radio
 from agent.sim.route import Route, RoutePoint
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.collector.store import open_store, parse_db_url
-from agent.polling import wait_until
+from agent.shared.polling import wait_until
 
 REPO = Path(__file__).resolve().parent.parent.parent
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from agent.geo import haversine_m
+from agent.shared.geo import haversine_m
 from agent.service import AgentService
 from agent.sim.boat import SimulatedBoat
 from agent.sim.coverage import mahakam_scenario

@@ -14,8 +14,8 @@ from typing import Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.polling import wait_until
-from agent.protocol import decode_batch, split_topic
+from agent.shared.polling import wait_until
+from agent.shared.protocol import decode_batch, split_topic
 
 
 class ReadingSink:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from agent.reading import Event, Latency, Position, Reading, Signal, Throughput
+from agent.shared.reading import Event, Latency, Position, Reading, Signal, Throughput
 
 T0 = datetime(2026, 11, 24, 3, 4, 5, 678000, tzinfo=timezone.utc)
 SAMARINDA = Position(lat=-0.503, lon=117.146, alt_m=12.0, hdop=0.9, sats=9, speed_kmh=14.5, course_deg=281.0, fix="3d")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
-from agent.reading import Event, Latency, Position, Reading, Signal
+from agent.shared.reading import Event, Latency, Position, Reading, Signal
 from agent.sim.coverage import CoverageScenario, mahakam_scenario
 from agent.sim.route import Route, mahakam_route
 from agent.sim.synthetic import signal_from_radio

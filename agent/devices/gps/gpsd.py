@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from agent.clock import boottime
+from agent.shared.clock import boottime
 
 from .fix import NO_FIX, Fix, FixMode
 from .reader import GpsError, GpsPortGone, fixes_from, pass_raw

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agent.devices.gps.fix import Fix
-from agent.geo import haversine_m
+from agent.shared.geo import haversine_m
 
 
 @dataclass

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Callable
 
 import serial
 
-from agent.clock import boottime
+from agent.shared.clock import boottime
 from agent.devices.serial_port import close_quietly, port_failure
 
 from .fix import Fix, FixState

@@ -20,7 +20,7 @@ from agent.devices.modem.parse_3gpp import parse_cops_scan, parse_cpin
 from agent.devices.modem.profiles import ModemProfile, detect_by_cgmm, detect_by_usb, find_ports, load_profile
 from agent.devices.modem.signal import error_signal, facts_from_answer, signal_from_facts
 from agent.devices.modem.values import OperatorChoice, SignalFacts
-from agent.reading import Signal
+from agent.shared.reading import Signal
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from agent.devices.modem.errors import AtParseError
+from agent.shared.operators import THREE_DIGIT_MNC_MCCS
 
 _DEC = re.compile(r"[+-]?[0-9]{1,12}", re.ASCII)
 
@@ -48,3 +49,30 @@ def field_at(row: list[str], index: int) -> str:
 def int_within(text: str, low: int, high: int) -> int | None:
     """A decimal field inside [low, high], else None (placeholders such as "-" included)."""
     return int(text) if _DEC.fullmatch(text) and low <= int(text) <= high else None
+
+
+_SEPARATED = re.compile(r"([0-9]{3})[ \-_]+([0-9]{2,3})", re.ASCII)
+_JOINED = re.compile(r"([0-9]{3})([0-9]{2,3})", re.ASCII)
+
+
+def split_plmn(plmn: str) -> tuple[int, int]:
+    """``"51010"`` -> (510, 10); ``"310260"``, ``"310 260"``, ``"510-10"`` work too.
+
+    A trailing ``F`` (the filler of a two-digit MNC in SIM encoding) is dropped.  Raises
+    :class:`AtParseError` for anything that is not a PLMN, including MCC 000, which modems
+    print when they have none.
+    """
+    if not isinstance(plmn, str):
+        raise AtParseError(f"PLMN must be text, got {type(plmn).__name__}")
+    text = plmn.strip().strip('"').strip()
+    if text[-1:] in ("F", "f"):
+        text = text[:-1]
+    m = _SEPARATED.fullmatch(text) or _JOINED.fullmatch(text)
+    if m is None:
+        raise AtParseError(f"not a PLMN: {plmn!r}")
+    mcc, mnc = int(m.group(1)), int(m.group(2))
+    if mcc == 0:
+        raise AtParseError(f"no PLMN (MCC 000): {plmn!r}")
+    if len(m.group(2)) == 2 and mcc in THREE_DIGIT_MNC_MCCS:
+        raise AtParseError(f"MCC {mcc} uses three-digit MNCs: {plmn!r}")
+    return mcc, mnc

@@ -28,7 +28,7 @@ from dataclasses import replace
 
 from agent.devices.modem.errors import AtParseError
 from agent.devices.modem.fields import prefixed_lines as _lines, split_fields as _fields, field_at as _at, int_within as _int
-from agent.devices.modem.operators import split_plmn
+from agent.devices.modem.fields import split_plmn
 from agent.devices.modem.values import SignalFacts
 
 # ---------------------------------------------------------------- fields and ranges

@@ -26,7 +26,7 @@ import re
 
 from agent.devices.modem.errors import AtParseError
 from agent.devices.modem.fields import prefixed_lines as _lines, split_fields as _fields, field_at as _at, int_within as _int
-from agent.devices.modem.operators import split_plmn
+from agent.devices.modem.fields import split_plmn
 from agent.devices.modem.values import SignalFacts
 
 _NUM = re.compile(r"[+-]?[0-9]{1,12}(?:\.[0-9]{1,6})?", re.ASCII)

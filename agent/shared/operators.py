@@ -1,4 +1,4 @@
-"""PLMN codes: splitting ``"51010"`` into (MCC, MNC), and the networks a unit in Indonesia meets.
+"""PLMN codes: the networks a unit in Indonesia meets, and how a (MCC, MNC) pair is written.
 
 An MNC has two or three digits, fixed per country (3GPP TS 23.003 section 2.2).  A PLMN written
 as one string tells its MNC length by its own length (5 or 6 digits); a pair of integers does
@@ -6,11 +6,8 @@ not, so :func:`format_plmn` needs to know which countries use three digits.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from types import MappingProxyType
-
-from agent.devices.modem.errors import AtParseError
 
 # Keyed by (MCC, MNC).  Names are the brands a technician sees on a phone; the owning company
 # is in the comment.  510-03 (StarOne), 510-07 (TelkomFlexi) and 510-99 (Esia) were CDMA
@@ -32,35 +29,8 @@ OPERATORS: Mapping[tuple[int, int], str] = MappingProxyType({
 THREE_DIGIT_MNC_MCCS: frozenset[int] = frozenset({302, 310, 311, 312, 313, 314, 315, 316, 334, 338, 722, 732})
 MIXED_MNC_MCCS: frozenset[int] = frozenset({405})
 
-_SEPARATED = re.compile(r"([0-9]{3})[ \-_]+([0-9]{2,3})", re.ASCII)
-_JOINED = re.compile(r"([0-9]{3})([0-9]{2,3})", re.ASCII)
-
-
-def split_plmn(plmn: str) -> tuple[int, int]:
-    """``"51010"`` -> (510, 10); ``"310260"``, ``"310 260"``, ``"510-10"`` work too.
-
-    A trailing ``F`` (the filler of a two-digit MNC in SIM encoding) is dropped.  Raises
-    :class:`AtParseError` for anything that is not a PLMN, including MCC 000, which modems
-    print when they have none.
-    """
-    if not isinstance(plmn, str):
-        raise AtParseError(f"PLMN must be text, got {type(plmn).__name__}")
-    text = plmn.strip().strip('"').strip()
-    if text[-1:] in ("F", "f"):
-        text = text[:-1]
-    m = _SEPARATED.fullmatch(text) or _JOINED.fullmatch(text)
-    if m is None:
-        raise AtParseError(f"not a PLMN: {plmn!r}")
-    mcc, mnc = int(m.group(1)), int(m.group(2))
-    if mcc == 0:
-        raise AtParseError(f"no PLMN (MCC 000): {plmn!r}")
-    if len(m.group(2)) == 2 and mcc in THREE_DIGIT_MNC_MCCS:
-        raise AtParseError(f"MCC {mcc} uses three-digit MNCs: {plmn!r}")
-    return mcc, mnc
-
-
 def format_plmn(mcc: int, mnc: int) -> str:
-    """The inverse of :func:`split_plmn`: (510, 10) -> ``"51010"``, (310, 260) -> ``"310260"``."""
+    """The inverse of :func:`agent.devices.modem.fields.split_plmn`: (510, 10) -> ``"51010"``, (310, 260) -> ``"310260"``."""
     if not (1 <= mcc <= 999 and 0 <= mnc <= 999):
         raise ValueError(f"not a PLMN: MCC {mcc}, MNC {mnc}")
     three = mcc in THREE_DIGIT_MNC_MCCS or (mcc in MIXED_MNC_MCCS and mnc >= 100) or mnc >= 100

@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from agent import seq_ranges
-from agent.reading import DEVICE_RE, Reading, ReadingError, reading_from_dict
+from agent.shared import seq_ranges
+from agent.shared.reading import DEVICE_RE, Reading, ReadingError, reading_from_dict
 
 BATCH_SCHEMA = "blankspot.batch/1"
 STATUS_SCHEMA = "blankspot.status/1"

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from agent.clock import Timestamp
+    from agent.shared.clock import Timestamp
 
 SCHEMA = "blankspot.reading/1"
 TIME_SOURCES = ("gps", "ntp", "unsynced")
