@@ -30,7 +30,7 @@ from agent.collector.coverage import Thresholds
 from agent.collector.mapview import MapOptions, map_summary
 from agent.collector.store import Store, StoreError, open_store
 from agent.collector.survey import NEEDS_H3, Survey, map_page
-from agent.config import parse_config
+from agent.unit.config import parse_config
 from agent.shared.protocol import PayloadError, decode_batch, split_topic
 from agent.shared.reading import Event
 from agent.service import AgentService

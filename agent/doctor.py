@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable
 
 from agent.buffer import BufferError, BufferStats, read_stats
 from agent.shared.clock import EARLIEST_PLAUSIBLE, boot_id, kernel_clock_synchronised
-from agent.config import Config, ConfigError, read_password
+from agent.unit.config import Config, ConfigError, read_password
 from agent.status_report import AgentLiveness, age_of, agent_liveness, format_age, pid_alive, read_state
 from agent.unit_identity import CPUINFO, DEVICETREE_SERIAL, pi_serial, proposed_device_id
 

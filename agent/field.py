@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from agent.shared.clock import Timestamp, TimeKeeper
-from agent.config import Config
+from agent.unit.config import Config
 from agent.devices.gps.fix import Fix
 from agent.devices.gps.reader import GpsError, enable_modem_gnss
 from agent.devices.modem.device import Modem, ModemUnavailable

@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from agent.config import ScheduleConfig
+from agent.unit.config import ScheduleConfig
 
 KINDS = ("signal", "latency", "throughput", "scan")
 COSTLY = ("throughput", "scan")

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from agent.buffer import BufferError, ReadingBuffer
 from agent.shared.clock import Clock, TimeKeeper, boot_id
-from agent.config import Config, read_password
+from agent.unit.config import Config, read_password
 from agent.shared.reading import Event, Reading, format_time, part_dict
 from agent.uplink import MqttUplink
 from agent.shared.watchdog import SystemdNotifier, Watchdog

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from agent.buffer import BufferError, read_stats
 from agent.shared.clock import boot_id, kernel_clock_synchronised
-from agent.config import Config
+from agent.unit.config import Config
 from agent.shared.reading import ReadingError, format_time, parse_time
 
 log = logging.getLogger(__name__)

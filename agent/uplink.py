@@ -43,8 +43,8 @@ from paho.mqtt.properties import Properties
 
 from agent.shared import seq_ranges
 from agent.buffer import Batch, BufferError, ReadingBuffer
-from agent.config import UplinkConfig
-from agent.config_files import check_tls_files
+from agent.unit.config import UplinkConfig
+from agent.unit.config_files import check_tls_files
 from agent.delivery import DeliveryTracker
 from agent.shared.polling import wait_until
 from agent.shared.protocol import (

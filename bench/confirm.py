@@ -55,7 +55,7 @@ from _common import DEVICE, REPO, machine_lines, mount_of, synthetic_readings, w
 from agent.buffer import ReadingBuffer
 from agent.collector.ingest import CollectorSettings
 from agent.collector.store import open_store
-from agent.config import UplinkConfig
+from agent.unit.config import UplinkConfig
 from agent.shared.protocol import Confirmation
 from agent.shared.reading import Reading
 from agent.sim.broker import LocalBroker, mosquitto_path

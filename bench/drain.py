@@ -22,7 +22,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from agent.buffer import ReadingBuffer
-from agent.config import UplinkConfig
+from agent.unit.config import UplinkConfig
 from agent.shared.protocol import readings_topic
 from agent.shared.reading import Reading
 from agent.sim.broker import LocalBroker

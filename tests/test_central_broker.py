@@ -40,7 +40,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import Config, read_password
+from agent.unit.config import Config, read_password
 from agent.shared.protocol import MAX_BATCH_BYTES
 from agent.sim.broker import LocalBroker, free_port
 from agent.uplink import MAX_MESSAGE_BYTES, MqttUplink

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agent.commands.main import main
-from agent.config import DEVICE_ID_MISSING, Config, ConfigError, DeviceConfig, load_config, parse_config
+from agent.unit.config import DEVICE_ID_MISSING, Config, ConfigError, DeviceConfig, load_config, parse_config
 from agent.shared.quantities import parse_duration, parse_size
 
 
@@ -257,7 +257,7 @@ def test_check_refuses_files_tls_cannot_use(tmp_path: Path, fleet_ca, capsys: py
 
 def test_the_uplink_asks_check_tls_files_before_connecting(tmp_path: Path, fleet_ca) -> None:
     """The one-line answer the uplink logs instead of a traceback from ssl at every attempt."""
-    from agent.config_files import check_tls_files
+    from agent.unit.config_files import check_tls_files
 
     unit = fleet_ca.issue("boat-07")
     good = parse_config(f"[device]\nid = 'boat-07'\n[uplink]\ntls = true\nca_file = '{fleet_ca.cert_path}'\n"
@@ -271,7 +271,7 @@ def test_the_uplink_asks_check_tls_files_before_connecting(tmp_path: Path, fleet
 
 
 def test_a_buffer_folder_is_checked_for_what_sqlite_writes_beside_the_file(tmp_path: Path) -> None:
-    from agent.config_files import SERVICE_STATE_DIRECTORY, writable_file_problem
+    from agent.unit.config_files import SERVICE_STATE_DIRECTORY, writable_file_problem
 
     assert writable_file_problem("buffer.path", tmp_path / "a" / "b" / "buffer.db") is None  # can be created
     (tmp_path / "buffer.db").mkdir()

@@ -36,13 +36,13 @@ from referencing import Registry, Resource
 from agent.shared import reading as reading_module
 from agent.buffer import SEQ_BLOCK, ReadingBuffer
 from agent.commands.main import build_parser, main
-from agent.config import Config, DeviceConfig, load_config
+from agent.unit.config import Config, DeviceConfig, load_config
 from agent.shared.protocol import DEFAULT_PREFIX, decode_batch, encode_batch, encode_status
 from agent.shared.reading import (
     PART_TYPES, Position, Reading, ReadingError, Signal, reading_from_dict, reading_from_json,
 )
 from agent.service import AgentService
-from agent.settings import SettingError, Spec, build, walk
+from agent.unit.config_schema import SettingError, Spec, build, walk
 from agent.shared.quantities import format_duration, format_size
 from agent.shared.polling import wait_until as wait_for
 from tests.support.readings_factory import ALL_KINDS, T0, latency_reading, signal_reading
@@ -539,7 +539,7 @@ def config_doc_problems(text: str) -> list[str]:
         spec, default = keys[key]
         block = re.search(rf"^### `{re.escape(key)}`$(.*?)(?=^#|\Z)", text, re.M | re.S).group(1)
         if spec.doc not in block:
-            problems.append(f"{key}: description differs from agent/config.py: {spec.doc!r}")
+            problems.append(f"{key}: description differs from agent/unit/config.py: {spec.doc!r}")
         if f"- Default: `{toml_default(spec, default)}`" not in block:
             problems.append(f"{key}: default is {toml_default(spec, default)}")
         example = re.search(r"^- Example: `(.+)`$", block, re.M)
@@ -589,7 +589,7 @@ def example_problems(text: str) -> list[str]:
 
 
 def test_configuration_doc_describes_every_key() -> None:
-    """Every key of agent/config.py, with its description and default, and no other key."""
+    """Every key of agent/unit/config.py, with its description and default, and no other key."""
     text = CONFIG_DOC.read_text()
     problems = config_doc_problems(text)
     print(f"keys documented: {len(config_keys())}, problems: {problems}")

@@ -25,7 +25,7 @@ import pytest
 from agent.shared import seq_ranges
 from agent.buffer import ReadingBuffer
 from agent.collector.store import open_store
-from agent.config import Config, load_config, read_password
+from agent.unit.config import Config, load_config, read_password
 from agent.shared.polling import wait_until
 from agent.sim.broker import LocalBroker
 from agent.sim.coverage import mahakam_scenario

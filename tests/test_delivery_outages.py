@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from agent.buffer import ReadingBuffer, read_stats
-from agent.config import Config, load_config
+from agent.unit.config import Config, load_config
 from agent.shared.reading import Reading
 from agent.service import AgentService
 from agent.sim.broker import LocalBroker

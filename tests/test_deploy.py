@@ -35,8 +35,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import Config, parse_config
-from agent.config_files import SERVICE_STATE_DIRECTORY
+from agent.unit.config import Config, parse_config
+from agent.unit.config_files import SERVICE_STATE_DIRECTORY
 from agent.sim.broker import LocalBroker, free_port
 from tests.support.broker import require_mosquitto
 from tests.support.central_broker import CentralBroker, Client, shipped_config, wait

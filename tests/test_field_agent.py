@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 from agent.shared.clock import TimeKeeper
-from agent.config import load_config
+from agent.unit.config import load_config
 from agent.shared.geo import haversine_m
 from agent.shared.polling import wait_until
 from agent.service import AgentService, state_path

@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.commands.exit_status import RuntimeFailure
-from agent.config import Config, ConfigError, PanelConfig, parse_config
+from agent.unit.config import Config, ConfigError, PanelConfig, parse_config
 from agent.devices.panel import Panel
 from agent.devices.panel_policy import (
     FAST, FLASH, GPS_FIXES, LIGHTS, OFF, ON, SHUTDOWN, SLOW, TAG, UPLINK_STATES, WINK,

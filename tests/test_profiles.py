@@ -358,7 +358,7 @@ README = CONFIGS / "README.md"
 def test_readme_documents_every_key() -> None:
     """Each key a profile may hold is in the README's tables with the code's own description."""
     from agent.devices.modem.profiles import ProfileSpec
-    from agent.settings import walk
+    from agent.unit.config_schema import walk
 
     text = README.read_text(encoding="utf-8")
     specs = {key: spec for key, spec, _ in walk(ProfileSpec)}

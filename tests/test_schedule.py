@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.config import ScheduleConfig
+from agent.unit.config import ScheduleConfig
 from agent.probe_runner import ProbeRunner
 from agent.schedule import Scheduler, UnitState
 

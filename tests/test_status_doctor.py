@@ -25,7 +25,7 @@ import pytest
 
 from agent.buffer import BufferStats, ReadingBuffer
 from agent.commands.main import main
-from agent.config import load_config, parse_config
+from agent.unit.config import load_config, parse_config
 from agent.devices.gps.fix import Fix
 from agent.doctor import (
     FAIL, OK, WARN, BrokerOutcome, DoctorOptions, GpsObservation, Holder, broker_verdict, buffer_verdict, clock_verdict,

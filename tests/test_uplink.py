@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.buffer import ReadingBuffer
-from agent.config import load_config, read_password
+from agent.unit.config import load_config, read_password
 from agent.sim.broker import LocalBroker
 from agent.sim.link import LinkProxy
 from agent.uplink import Backoff, MqttUplink

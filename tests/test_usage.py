@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from agent.buffer import ReadingBuffer
 from agent.commands.main import main
-from agent.config import Config, ConfigError, parse_config
+from agent.unit.config import Config, ConfigError, parse_config
 from agent.measure.usage import (
     SPEEDTEST_FIRST_GUESS, Budget, Calendar, CounterSample, InterfaceCounters, UsageLedger, UsageTotals,
     budget_decision, counter_delta, expected_bytes, skip_event, usage_summary,

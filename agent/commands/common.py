@@ -5,7 +5,7 @@ import argparse
 import logging
 import sys
 
-from agent.config import DEFAULT_PATH, Config, load_config
+from agent.unit.config import DEFAULT_PATH, Config, load_config
 
 
 def setup_logging(level: str = "info") -> None:

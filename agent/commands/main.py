@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 from agent import __version__
 from agent.commands import centre, demo, devices, measure, unit
 from agent.commands.exit_status import EXIT_RUNTIME, EXIT_USAGE, RuntimeFailure, UsageError
-from agent.config import ConfigError
+from agent.unit.config import ConfigError
 
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     unit.add_run, unit.add_status, unit.add_doctor,

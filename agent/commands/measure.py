@@ -78,7 +78,7 @@ def _target(args: argparse.Namespace) -> Target:
             return parse_target(args.target)
         except TargetError as exc:
             raise UsageError(f"blankspot measure: --target: {exc}") from None
-    from agent.config import DEFAULT_PATH, load_config
+    from agent.unit.config import DEFAULT_PATH, load_config
 
     # Only the broker's address is needed: a unit not named yet can measure too.
     config = load_config(args.config or DEFAULT_PATH, require_device_id=False)
@@ -142,7 +142,7 @@ def run_throughput_command(args: argparse.Namespace) -> Throughput | Event:
     With a config file (``--config``, or ``/etc/blankspot/agent.toml`` if it exists) the test
     keeps to ``[budget]``, counts ``budget.interface`` and records its bytes in the ledger.
     """
-    from agent.config import DEFAULT_PATH, load_config
+    from agent.unit.config import DEFAULT_PATH, load_config
     from agent.measure.usage import budget_from_config, open_ledger
     from agent.shared.quantities import parse_size
 

@@ -10,7 +10,7 @@ import threading
 
 from agent.commands.common import config_arg, load_config_arg, setup_logging
 from agent.commands.exit_status import EXIT_USAGE, RuntimeFailure, UsageError
-from agent.config import DEFAULT_PATH, load_config
+from agent.unit.config import DEFAULT_PATH, load_config
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from agent.buffer import BufferError
-    from agent.config_files import file_problems
+    from agent.unit.config_files import file_problems
 
     path = args.config or DEFAULT_PATH
     config = load_config_arg(args)

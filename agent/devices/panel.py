@@ -39,7 +39,7 @@ from typing import Callable
 from gpiozero import LED, Button, DigitalInputDevice, Factory
 from gpiozero.exc import GPIOZeroError
 
-from agent.config import PanelConfig
+from agent.unit.config import PanelConfig
 from agent.devices.panel_policy import (
     ACKNOWLEDGE, ACKNOWLEDGE_S, HALTING, LIGHTS, SHUTDOWN, TAG, PanelState, Pattern, PressTracker, led_patterns,
 )

@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 from agent.shared.reading import Event
 
 if TYPE_CHECKING:
-    from agent.config import Config
+    from agent.unit.config import Config
 
 log = logging.getLogger(__name__)
 

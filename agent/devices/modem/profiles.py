@@ -29,7 +29,7 @@ from typing import Any, Iterable
 import agent
 from agent.devices.modem.errors import ProfileError
 from agent.devices.modem.transcript import Transcript, load_transcript
-from agent.settings import SettingError, build, section, setting, tables, walk
+from agent.unit.config_schema import SettingError, build, section, setting, tables, walk
 
 ENV_VAR = "BLANKSPOT_FIRMWARE_CONFIGS"
 LOCAL_DIR = Path("/etc/blankspot/firmware_configs")

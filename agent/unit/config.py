@@ -13,7 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from agent.shared.reading import DEVICE_RE
-from agent.settings import SettingError, build, section, setting
+from agent.unit.config_schema import SettingError, build, section, setting
 
 DEFAULT_PATH = Path("/etc/blankspot/agent.toml")
 

@@ -21,7 +21,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.config import Config, ConfigError, UplinkConfig, line_of
+from agent.unit.config import Config, ConfigError, UplinkConfig, line_of
 
 log = logging.getLogger(__name__)
 

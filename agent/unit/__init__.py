@@ -1,0 +1,1 @@
+"""The field unit: its configuration, devices, measurements, buffer and delivery."""
