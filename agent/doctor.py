@@ -514,7 +514,7 @@ def _port_check(ctx: Context, name: str, role: str, device: str) -> CheckResult:
 def modem_port(config: Config) -> str | None:
     if config.modem.port:
         return config.modem.port
-    from agent.devices.modem.profiles import find_ports
+    from agent.unit.devices.modem.profiles import find_ports
 
     at = [p for p in find_ports() if p.role == "at"]
     return at[0].device if at else None
@@ -555,9 +555,9 @@ def modem_from_state(ctx: Context) -> list[CheckResult]:
 
 
 def talk_to_modem(ctx: Context, port: str) -> list[CheckResult]:
-    from agent.devices.modem.device import Modem, ModemUnavailable
-    from agent.devices.modem.errors import ModemError, PortGone, ProfileError
-    from agent.devices.modem.profiles import FALLBACK, load_profile
+    from agent.unit.devices.modem.device import Modem, ModemUnavailable
+    from agent.unit.devices.modem.errors import ModemError, PortGone, ProfileError
+    from agent.unit.devices.modem.profiles import FALLBACK, load_profile
     from agent.shared.reading import part_dict
 
     config, timeout = ctx.config, ctx.options.modem_timeout
@@ -601,8 +601,8 @@ def talk_to_modem(ctx: Context, port: str) -> list[CheckResult]:
 
 
 def switch_gnss_on(modem: Any) -> CheckResult:
-    from agent.devices.gps.reader import GpsError, enable_modem_gnss
-    from agent.devices.modem.errors import ModemError
+    from agent.unit.devices.gps.reader import GpsError, enable_modem_gnss
+    from agent.unit.devices.modem.errors import ModemError
 
     try:
         enable_modem_gnss(modem.channel, modem.profile)
@@ -616,7 +616,7 @@ def switch_gnss_on(modem: Any) -> CheckResult:
 def nmea_port(config: Config) -> str | None:
     if config.gps.port:
         return config.gps.port
-    from agent.devices.modem.profiles import find_ports
+    from agent.unit.devices.modem.profiles import find_ports
 
     ports = [p for p in find_ports() if p.role == "nmea"]
     return ports[0].device if ports else None
@@ -648,7 +648,7 @@ def check_gps(ctx: Context) -> list[CheckResult]:
 
 
 def read_nmea(ctx: Context, port: str) -> CheckResult:
-    from agent.devices.gps.reader import GpsError, GpsReader
+    from agent.unit.devices.gps.reader import GpsError, GpsReader
 
     gps, wait = ctx.config.gps, ctx.options.gps_wait
     try:
@@ -667,8 +667,8 @@ def read_nmea(ctx: Context, port: str) -> CheckResult:
 
 
 def read_gpsd(ctx: Context) -> CheckResult:
-    from agent.devices.gps.gpsd import GpsdReader, parse_address
-    from agent.devices.gps.reader import GpsError
+    from agent.unit.devices.gps.gpsd import GpsdReader, parse_address
+    from agent.unit.devices.gps.reader import GpsError
 
     gps, wait = ctx.config.gps, ctx.options.gps_wait
     try:

@@ -22,13 +22,13 @@ from typing import Callable
 
 from agent.shared.clock import Timestamp, TimeKeeper
 from agent.unit.config import Config
-from agent.devices.gps.fix import Fix
-from agent.devices.gps.reader import GpsError, enable_modem_gnss
-from agent.devices.modem.device import Modem, ModemUnavailable
-from agent.devices.modem.errors import ModemError
+from agent.unit.devices.gps.fix import Fix
+from agent.unit.devices.gps.reader import GpsError, enable_modem_gnss
+from agent.unit.devices.modem.device import Modem, ModemUnavailable
+from agent.unit.devices.modem.errors import ModemError
 from agent.shared.operators import operator_name
-from agent.devices.modem.profiles import find_ports, load_profile
-from agent.devices.modem.signal import error_signal
+from agent.unit.devices.modem.profiles import find_ports, load_profile
+from agent.unit.devices.modem.signal import error_signal
 from agent.gps_feed import GpsFeed
 from agent.probe_runner import Outcome, ProbeRunner
 from agent.shared.reading import Event, Part, Position, Reading, Signal
@@ -147,11 +147,11 @@ class FieldModem:
 def open_gps_reader(config: Config) -> tuple[Callable[[], object], str]:
     gps = config.gps
     if gps.source == "gpsd":
-        from agent.devices.gps.gpsd import GpsdReader, parse_address
+        from agent.unit.devices.gps.gpsd import GpsdReader, parse_address
 
         host, port = parse_address(gps.gpsd)
         return (lambda: GpsdReader(host, port, max_age_s=gps.max_age)), f"gpsd at {host}:{port}"
-    from agent.devices.gps.reader import GpsPortGone, GpsReader
+    from agent.unit.devices.gps.reader import GpsPortGone, GpsReader
 
     def nmea_port() -> str:
         if gps.port:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from agent.shared.clock import TimeKeeper, boottime
-from agent.devices.gps.fix import NO_FIX, Fix
-from agent.devices.gps.motion import Odometer
-from agent.devices.gps.reader import GpsError, GpsReader
+from agent.unit.devices.gps.fix import NO_FIX, Fix
+from agent.unit.devices.gps.motion import Odometer
+from agent.unit.devices.gps.reader import GpsError, GpsReader
 
 log = logging.getLogger(__name__)
 

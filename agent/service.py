@@ -87,7 +87,7 @@ class AgentService:
         self.watchdog = Watchdog.from_environment(self.notifier, environ)
         self.panel = None
         if config.panel.enabled:
-            from agent.devices.panel import Panel
+            from agent.unit.devices.panel import Panel
 
             self.panel = Panel.from_config(config.panel, pin_factory, on_tag=self.tag,
                                            on_shutdown=lambda: self._halt("button"),
@@ -289,7 +289,7 @@ class AgentService:
     def _publish_state(self, running: bool) -> None:
         state = self.state(running)
         if self.panel is not None:
-            from agent.devices.panel_policy import PanelState
+            from agent.unit.devices.panel_policy import PanelState
 
             pending = self.buffer.pending_count()
             used = self.buffer.used_bytes()

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.devices.modem.at import AtChannel
-from agent.devices.modem.device import Modem
-from agent.devices.modem.errors import AtCommandError, AtTimeout, ModemError, PortGone
-from agent.devices.modem.profiles import load_profile
+from agent.unit.devices.modem.at import AtChannel
+from agent.unit.devices.modem.device import Modem
+from agent.unit.devices.modem.errors import AtCommandError, AtTimeout, ModemError, PortGone
+from agent.unit.devices.modem.profiles import load_profile
 from agent.sim.coverage import Radio, mahakam_scenario
 from agent.sim.modem import SimulatedModem
 

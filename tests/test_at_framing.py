@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.devices.modem.framing import clean_line, command_prefix, final_result, is_echo, is_urc
+from agent.unit.devices.modem.framing import clean_line, command_prefix, final_result, is_echo, is_urc
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ import pytest
 
 from agent.buffer import ReadingBuffer
 from agent.shared.clock import EARLIEST_PLAUSIBLE, TimeKeeper, boottime
-from agent.devices.gps.fix import Fix
-from agent.devices.gps.reader import GpsReader
+from agent.unit.devices.gps.fix import Fix
+from agent.unit.devices.gps.reader import GpsReader
 from agent.shared.reading import Event, Reading, parse_time, reading_from_json
 from agent.sim.gps import SimulatedGps
 from agent.sim.route import mahakam_route

@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.devices.gps.fix import NO_FIX
-from agent.devices.gps.reader import (
+from agent.unit.devices.gps.fix import NO_FIX
+from agent.unit.devices.gps.reader import (
     WRONG_BAUD_BYTES,
     GpsError,
     GpsPortGone,
@@ -28,10 +28,10 @@ from agent.devices.gps.reader import (
     disable_modem_gnss,
     enable_modem_gnss,
 )
-from agent.devices.modem.at import AtChannel
-from agent.devices.modem.errors import AtCommandError
-from agent.devices.modem.profiles import load_profile
-from agent.devices.modem.transcript import Transcript
+from agent.unit.devices.modem.at import AtChannel
+from agent.unit.devices.modem.errors import AtCommandError
+from agent.unit.devices.modem.profiles import load_profile
+from agent.unit.devices.modem.transcript import Transcript
 from agent.sim.modem import SimulatedModem
 from tests.support.data import NMEA
 

@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.commands.main import main
-from agent.devices.gps.gpsd import GpsdProtocolError, GpsdReader, fix_from_tpv, parse_address, parse_report, sky_figures
-from agent.devices.gps.reader import GpsPortGone
+from agent.unit.devices.gps.gpsd import GpsdProtocolError, GpsdReader, fix_from_tpv, parse_address, parse_report, sky_figures
+from agent.unit.devices.gps.reader import GpsPortGone
 from agent.shared.geo import haversine_m
 from agent.shared.polling import wait_until
 from agent.sim.broker import free_port

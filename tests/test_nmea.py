@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.devices.gps.fix import Fix, FixState
-from agent.devices.gps.nmea import Gga, Gns, Gsa, Gsv, NmeaError, Rmc, Vtg, parse_sentence
+from agent.unit.devices.gps.fix import Fix, FixState
+from agent.unit.devices.gps.nmea import Gga, Gns, Gsa, Gsv, NmeaError, Rmc, Vtg, parse_sentence
 from tests.support.data import NMEA
 
 UTC = dt.timezone.utc

@@ -5,15 +5,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.devices.modem.errors import AtParseError
-from agent.devices.modem.fields import split_plmn
+from agent.unit.devices.modem.errors import AtParseError
+from agent.unit.devices.modem.fields import split_plmn
 from agent.shared.operators import (
     OPERATORS,
     THREE_DIGIT_MNC_MCCS,
     format_plmn,
     operator_name,
 )
-from agent.devices.modem.parse_simcom import parse_cpsi
+from agent.unit.devices.modem.parse_simcom import parse_cpsi
 
 
 def test_indonesian_networks() -> None:

@@ -1,6 +1,6 @@
 """The front panel: what each light shows, what the button and the power input do.
 
-The rules are pure tables (agent/devices/panel_policy.py); the panel itself is driven through
+The rules are pure tables (agent/unit/devices/panel_policy.py); the panel itself is driven through
 gpiozero's MockFactory, whose pins record every change with its time, so a blink pattern is
 checked from the pin's history exactly as a light on a Pi would show it.
 """
@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 from agent.commands.exit_status import RuntimeFailure
 from agent.unit.config import Config, ConfigError, PanelConfig, parse_config
-from agent.devices.panel import Panel
-from agent.devices.panel_policy import (
+from agent.unit.devices.panel import Panel
+from agent.unit.devices.panel_policy import (
     FAST, FLASH, GPS_FIXES, LIGHTS, OFF, ON, SHUTDOWN, SLOW, TAG, UPLINK_STATES, WINK,
     PanelState, Pattern, PressTracker, led_patterns, press_action,
 )
@@ -396,7 +396,7 @@ def test_callback_errors_are_logged_and_the_button_keeps_working(factory, make_p
         raise OSError("disk full")
     make_panel(on_tag=fragile, clock=clock)
     button = factory.pin(BUTTON)
-    with caplog.at_level(logging.ERROR, logger="agent.devices.panel"):
+    with caplog.at_level(logging.ERROR, logger="agent.unit.devices.panel"):
         for _ in range(2):
             button.drive_low()
             clock.now += 0.2

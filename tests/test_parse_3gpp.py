@@ -17,12 +17,12 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from agent.devices.modem.errors import AtParseError
-from agent.devices.modem.parse_3gpp import (
+from agent.unit.devices.modem.errors import AtParseError
+from agent.unit.devices.modem.parse_3gpp import (
     parse_cesq, parse_cgatt, parse_cgmi, parse_cgmm, parse_cgmr, parse_cimi, parse_cops, parse_cops_scan, parse_cpin,
     parse_csq, parse_iccid, parse_identity, parse_registration, rat_from_act, registration_from_stat,
 )
-from agent.devices.modem.values import CurrentOperator, Identity, OperatorChoice, Registration, SignalFacts
+from agent.unit.devices.modem.values import CurrentOperator, Identity, OperatorChoice, Registration, SignalFacts
 
 BAD = AtParseError  # expected value of a row that must be rejected
 

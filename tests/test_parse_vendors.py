@@ -17,12 +17,12 @@ from _pytest.mark.structures import ParameterSet
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.devices.modem.errors import AtParseError
-from agent.devices.modem.parse_huawei import parse_hcsq, parse_sysinfoex
-from agent.devices.modem.parse_quectel import parse_qcsq, parse_qeng_servingcell, parse_qnwinfo, parse_qspn
-from agent.devices.modem.parse_simcom import parse_cpsi
-from agent.devices.modem.parse_telit import parse_rfsts
-from agent.devices.modem.values import SignalFacts
+from agent.unit.devices.modem.errors import AtParseError
+from agent.unit.devices.modem.parse_huawei import parse_hcsq, parse_sysinfoex
+from agent.unit.devices.modem.parse_quectel import parse_qcsq, parse_qeng_servingcell, parse_qnwinfo, parse_qspn
+from agent.unit.devices.modem.parse_simcom import parse_cpsi
+from agent.unit.devices.modem.parse_telit import parse_rfsts
+from agent.unit.devices.modem.values import SignalFacts
 
 F = SignalFacts
 Parser = Callable[[str], SignalFacts]

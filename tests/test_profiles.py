@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 from serial.tools.list_ports_common import ListPortInfo
 
-from agent.devices.modem.errors import ProfileError
-from agent.devices.modem.profiles import (
+from agent.unit.devices.modem.errors import ProfileError
+from agent.unit.devices.modem.profiles import (
     ENV_VAR,
     LOCAL_DIR,
     all_profiles,
@@ -40,7 +40,7 @@ from agent.devices.modem.profiles import (
     profile_keys,
     search_path,
 )
-from agent.devices.modem.transcript import Transcript, load_transcript, parse_transcript
+from agent.unit.devices.modem.transcript import Transcript, load_transcript, parse_transcript
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "firmware_configs"
@@ -357,7 +357,7 @@ README = CONFIGS / "README.md"
 
 def test_readme_documents_every_key() -> None:
     """Each key a profile may hold is in the README's tables with the code's own description."""
-    from agent.devices.modem.profiles import ProfileSpec
+    from agent.unit.devices.modem.profiles import ProfileSpec
     from agent.unit.config_schema import walk
 
     text = README.read_text(encoding="utf-8")

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.devices.gps.fix import Fix
-from agent.devices.gps.motion import Odometer
+from agent.unit.devices.gps.fix import Fix
+from agent.unit.devices.gps.motion import Odometer
 from agent.shared.geo import haversine_m
 from agent.sim.route import RouteError, load_route, mahakam_route, parse_route_csv, parse_route_gpx
 from tests.support.data import ROUTE

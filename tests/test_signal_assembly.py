@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.devices.modem.errors import AtParseError
-from agent.devices.modem.signal import error_signal, facts_from_answer, signal_from_facts
+from agent.unit.devices.modem.errors import AtParseError
+from agent.unit.devices.modem.signal import error_signal, facts_from_answer, signal_from_facts
 
 
 def signal_of(*answers: tuple[str, str]):

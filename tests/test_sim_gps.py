@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import serial
 
-from agent.devices.gps.fix import Fix, FixState
-from agent.devices.gps.nmea import NmeaError, parse_sentence
+from agent.unit.devices.gps.fix import Fix, FixState
+from agent.unit.devices.gps.nmea import NmeaError, parse_sentence
 from agent.shared.geo import haversine_m
 from agent.sim.gps import ReplayGps, SimulatedGps
 from agent.sim.route import mahakam_route

@@ -17,8 +17,8 @@ import serial
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.devices.modem import levels
-from agent.devices.modem.transcript import parse_transcript
+from agent.unit.devices.modem import levels
+from agent.unit.devices.modem.transcript import parse_transcript
 from agent.sim import modem_answers as answers
 from agent.sim.coverage import Radio, Tower, mahakam_scenario
 from agent.sim.modem import SimulatedModem
@@ -343,7 +343,7 @@ def test_reset_command_takes_the_port_away_then_boots(modem: SimulatedModem) -> 
 
 def test_for_profile_uses_the_model_files(tmp_path) -> None:
     """A simulated EC25 from firmware_configs/: its transcript and its reset command."""
-    from agent.devices.modem.profiles import load_profile
+    from agent.unit.devices.modem.profiles import load_profile
 
     profile = load_profile("quectel-ec25")
     with SimulatedModem.for_profile("quectel-ec25", lambda: SERVED, workdir=tmp_path, time_scale=0.1,
@@ -434,7 +434,7 @@ def _decodes_to_lower_edge(decode, index: int, value: float, step: float) -> boo
 
 @given(st.floats(-200, 0, allow_nan=False))
 def test_indices_invert_the_level_tables(value: float) -> None:
-    """Each index the modem prints decodes (agent.devices.modem.levels) to the lower edge of
+    """Each index the modem prints decodes (agent.unit.devices.modem.levels) to the lower edge of
     the range holding the level, and levels beyond the table clamp to its ends."""
     cases = [
         (answers.csq_index, levels.csq_rssi_dbm, -113.0, -51.0, 2.0),

@@ -26,7 +26,7 @@ import pytest
 from agent.buffer import BufferStats, ReadingBuffer
 from agent.commands.main import main
 from agent.unit.config import load_config, parse_config
-from agent.devices.gps.fix import Fix
+from agent.unit.devices.gps.fix import Fix
 from agent.doctor import (
     FAIL, OK, WARN, BrokerOutcome, DoctorOptions, GpsObservation, Holder, broker_verdict, buffer_verdict, clock_verdict,
     config_verdict, disk_verdict, gps_verdict, port_verdict, registration_verdict, run_doctor, signal_verdict,

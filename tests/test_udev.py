@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 
 from agent.commands.udev_rules import main
-from agent.devices.modem.profiles import UsbIdentity
-from agent.devices.modem.udev_rules import (
+from agent.unit.devices.modem.profiles import UsbIdentity
+from agent.unit.devices.modem.udev_rules import (
     AT_LINK,
     FILE_NAME,
     NMEA_LINK,

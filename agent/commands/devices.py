@@ -26,9 +26,9 @@ def add_modem(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_modem(args: argparse.Namespace) -> int:
-    from agent.devices.modem.device import Modem, ModemUnavailable
-    from agent.devices.modem.errors import ModemError, PortGone, ProfileError
-    from agent.devices.modem.profiles import load_profile
+    from agent.unit.devices.modem.device import Modem, ModemUnavailable
+    from agent.unit.devices.modem.errors import ModemError, PortGone, ProfileError
+    from agent.unit.devices.modem.profiles import load_profile
 
     if args.baud <= 0:
         raise UsageError(f"blankspot modem: --baud must be a positive number, got {args.baud}")
@@ -113,7 +113,7 @@ def fix_dict(fix) -> dict[str, Any]:
 
 
 def cmd_gps(args: argparse.Namespace) -> int:
-    from agent.devices.gps.reader import GpsError, GpsReader
+    from agent.unit.devices.gps.reader import GpsError, GpsReader
 
     for name in ("baud", "count", "seconds"):
         value = getattr(args, name)
@@ -124,7 +124,7 @@ def cmd_gps(args: argparse.Namespace) -> int:
     source = args.port
     try:
         if args.gpsd is not None:
-            from agent.devices.gps.gpsd import GpsdReader, parse_address
+            from agent.unit.devices.gps.gpsd import GpsdReader, parse_address
 
             try:
                 host, port = parse_address(args.gpsd)

@@ -1,5 +1,5 @@
 """``python -m agent.commands.udev_rules``: print the udev rules for the modems that have a
-profile (see :mod:`agent.devices.modem.udev_rules`).  Kept apart from the ``blankspot``
+profile (see :mod:`agent.unit.devices.modem.udev_rules`).  Kept apart from the ``blankspot``
 command: it is run where the rules are made, by install.sh and by whoever adds a profile."""
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent.devices.modem.errors import ProfileError
-from agent.devices.modem.profiles import all_profiles
-from agent.devices.modem.udev_rules import UdevRulesError, profiles_in, udev_rules
+from agent.unit.devices.modem.errors import ProfileError
+from agent.unit.devices.modem.profiles import all_profiles
+from agent.unit.devices.modem.udev_rules import UdevRulesError, profiles_in, udev_rules
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,7 +32,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Callable, Protocol
 
 if TYPE_CHECKING:
-    from agent.devices.gps.fix import Fix
+    from agent.unit.devices.gps.fix import Fix
 
 log = logging.getLogger(__name__)
 

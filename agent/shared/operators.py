@@ -30,7 +30,7 @@ THREE_DIGIT_MNC_MCCS: frozenset[int] = frozenset({302, 310, 311, 312, 313, 314, 
 MIXED_MNC_MCCS: frozenset[int] = frozenset({405})
 
 def format_plmn(mcc: int, mnc: int) -> str:
-    """The inverse of :func:`agent.devices.modem.fields.split_plmn`: (510, 10) -> ``"51010"``, (310, 260) -> ``"310260"``."""
+    """The inverse of :func:`agent.unit.devices.modem.fields.split_plmn`: (510, 10) -> ``"51010"``, (310, 260) -> ``"310260"``."""
     if not (1 <= mcc <= 999 and 0 <= mnc <= 999):
         raise ValueError(f"not a PLMN: MCC {mcc}, MNC {mnc}")
     three = mcc in THREE_DIGIT_MNC_MCCS or (mcc in MIXED_MNC_MCCS and mnc >= 100) or mnc >= 100

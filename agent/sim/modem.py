@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.devices.modem.transcript import Transcript
+from agent.unit.devices.modem.transcript import Transcript
 from agent.sim.pty import close_linked_pty, open_linked_pty
 from agent.sim.coverage import Radio
 from agent.sim.modem_answers import (
@@ -192,7 +192,7 @@ class SimulatedModem:
     def for_profile(cls, name: str, radio: Callable[[], Radio] = lambda: Radio(None),
                     workdir: str | Path | None = None, **options: object) -> SimulatedModem:
         """The model named by ``firmware_configs/<name>.toml``: its transcript, driver and reset."""
-        from agent.devices.modem.profiles import load_profile
+        from agent.unit.devices.modem.profiles import load_profile
 
         profile = load_profile(name)
         options.setdefault("reset_commands", tuple(getattr(profile, "reset_commands", ()) or ("AT+CFUN=1,1",)))

@@ -4,12 +4,12 @@ The simulated modem answers static commands (identity, GNSS switches, ...) from 
 transcript; the commands below change with place and time, so their text is made here from
 a :class:`~agent.sim.coverage.Radio`.  Each formatter returns the information lines exactly
 as the vendor prints them; :func:`dynamic_answer` adds the final ``OK``, giving the same
-shape as :meth:`Transcript.answer <agent.devices.modem.transcript.Transcript.answer>`.
+shape as :meth:`Transcript.answer <agent.unit.devices.modem.transcript.Transcript.answer>`.
 
 Answer shapes follow the vendors' AT manuals and captured logs: 3GPP TS 27.007 (+CSQ,
 +CESQ, +CREG/+CGREG/+CEREG/+C5GREG, +COPS), Quectel EC25/RM500Q (+QENG, +QNWINFO, +QCSQ,
 +QSPN), SIMCom SIM7600 (+CPSI), Huawei ME909s (^HCSQ, ^SYSINFOEX).  Level indices are the
-inverse of :mod:`agent.devices.modem.levels`: the index whose range contains the level, so
+inverse of :mod:`agent.unit.devices.modem.levels`: the index whose range contains the level, so
 decoding an index gives the lower edge of that range, never a higher value than measured.
 """
 from __future__ import annotations
@@ -98,7 +98,7 @@ def dynamic_answer(driver: str, command: str, radio: Radio, modes: AnswerModes |
     return [*lines, "OK"]
 
 
-# -- level indices (the inverse of agent.devices.modem.levels) ----------------------------------
+# -- level indices (the inverse of agent.unit.devices.modem.levels) ----------------------------------
 
 def _index(value: float, low: float, step: float, lowest: int, highest: int) -> int:
     # The small epsilon keeps e.g. -10.5 dB from landing one index low through float error.

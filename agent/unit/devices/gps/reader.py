@@ -35,14 +35,14 @@ from typing import TYPE_CHECKING, Callable
 import serial
 
 from agent.shared.clock import boottime
-from agent.devices.serial_port import close_quietly, port_failure
+from agent.unit.devices.serial_port import close_quietly, port_failure
 
 from .fix import Fix, FixState
 from .nmea import TALKERS, NmeaError, parse_sentence
 
 if TYPE_CHECKING:
-    from agent.devices.modem.at import AtChannel
-    from agent.devices.modem.profiles import ModemProfile
+    from agent.unit.devices.modem.at import AtChannel
+    from agent.unit.devices.modem.profiles import ModemProfile
 
 log = logging.getLogger(__name__)
 

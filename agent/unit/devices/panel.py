@@ -2,7 +2,7 @@
 
 Everything is built from a gpiozero pin factory: the Pi's own (lgpio) in the field,
 ``gpiozero.pins.mock.MockFactory`` in tests.  What the lights show and what a press means
-are the pure rules of :mod:`agent.devices.panel_policy`; wiring and the technician's
+are the pure rules of :mod:`agent.unit.devices.panel_policy`; wiring and the technician's
 reading of the lights are in ``docs/panel.md``.
 
 Use::
@@ -40,7 +40,7 @@ from gpiozero import LED, Button, DigitalInputDevice, Factory
 from gpiozero.exc import GPIOZeroError
 
 from agent.unit.config import PanelConfig
-from agent.devices.panel_policy import (
+from agent.unit.devices.panel_policy import (
     ACKNOWLEDGE, ACKNOWLEDGE_S, HALTING, LIGHTS, SHUTDOWN, TAG, PanelState, Pattern, PressTracker, led_patterns,
 )
 from agent.commands.exit_status import RuntimeFailure

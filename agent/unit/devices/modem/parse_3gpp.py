@@ -15,16 +15,16 @@ Tolerance rules, shared by every parser here:
 - an *optional* field that cannot be read (a garbled ``<lac>``, an ``<AcT>`` of ``B``) is
   None: the rest of the answer is still true, and unknown is never turned into a number.
 
-Level indices become dBm/dB through :mod:`agent.devices.modem.levels` (None for 99/255).
+Level indices become dBm/dB through :mod:`agent.unit.devices.modem.levels` (None for 99/255).
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
 
-from agent.devices.modem import levels
-from agent.devices.modem.errors import AtParseError
-from agent.devices.modem.values import CurrentOperator, Identity, OperatorChoice, Registration, SignalFacts
+from agent.unit.devices.modem import levels
+from agent.unit.devices.modem.errors import AtParseError
+from agent.unit.devices.modem.values import CurrentOperator, Identity, OperatorChoice, Registration, SignalFacts
 
 __all__ = [
     "parse_cesq", "parse_cgatt", "parse_cgmi", "parse_cgmm", "parse_cgmr", "parse_cimi", "parse_cops",

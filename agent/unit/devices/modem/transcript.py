@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.devices.modem.errors import ProfileError
+from agent.unit.devices.modem.errors import ProfileError
 
 
 @dataclass(frozen=True)

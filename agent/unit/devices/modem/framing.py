@@ -1,6 +1,6 @@
 """AT response framing: which line ends a command, which is an unsolicited result, which is echo.
 
-Pure functions over lines; the I/O lives in :mod:`agent.devices.modem.at`.
+Pure functions over lines; the I/O lives in :mod:`agent.unit.devices.modem.at`.
 
 - A *final result* ends a command: ``OK``, ``ERROR``, ``+CME ERROR: n``, ``+CMS ERROR: n``,
   ``NO CARRIER``, ``BUSY``, ``NO ANSWER``, ``NO DIALTONE``, plus any model-specific strings
@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from agent.devices.modem.errors import AtCommandError
+from agent.unit.devices.modem.errors import AtCommandError
 
 STANDARD_FINALS_OK = ("OK",)
 STANDARD_FINALS_ERROR = ("ERROR", "NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE")

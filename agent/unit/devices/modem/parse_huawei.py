@@ -1,7 +1,7 @@
 """Huawei's ^HCSQ (signal levels) and ^SYSINFOEX (service state), as on the ME909s.
 
 ^HCSQ reports level *indices*, each standing for a 1 dB (or 0.5/0.2 dB) range; like
-:mod:`agent.devices.modem.levels` we return the lower edge of that range, and 255 ("unknown
+:mod:`agent.unit.devices.modem.levels` we return the lower edge of that range, and 255 ("unknown
 or undetectable") or any index outside the table is None.  The tables are those of Huawei's
 AT command interface specification, as ModemManager applies them
 (``src/plugins/huawei/mm-broadband-modem-huawei.c``, ``get_rssi_dbm`` and friends)::
@@ -13,7 +13,7 @@ AT command interface specification, as ModemManager applies them
     rsrq        0..34   -20 + n/2 dB     (0: below -19.5 dB; 34: -3 dB or more)
 
 The RSCP, RSRP and RSRQ tables are the same as TS 27.007's +CESQ, so those reuse
-:mod:`agent.devices.modem.levels`.
+:mod:`agent.unit.devices.modem.levels`.
 
 ^SYSINFOEX values, from Huawei's command table (Balong AT^SYSINFOEX): <srv_status> 0 no
 service, 1 restricted service, 2 valid service, 3 restricted regional service, 4 power saving
@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import re
 
-from agent.devices.modem.errors import AtParseError
-from agent.devices.modem.fields import prefixed_lines as _lines, field_at as _at
-from agent.devices.modem.levels import cesq_rscp_dbm, cesq_rsrp_dbm, cesq_rsrq_db
-from agent.devices.modem.values import SignalFacts
+from agent.unit.devices.modem.errors import AtParseError
+from agent.unit.devices.modem.fields import prefixed_lines as _lines, field_at as _at
+from agent.unit.devices.modem.levels import cesq_rscp_dbm, cesq_rsrp_dbm, cesq_rsrq_db
+from agent.unit.devices.modem.values import SignalFacts
 
 _DEC = re.compile(r"[0-9]{1,12}", re.ASCII)
 

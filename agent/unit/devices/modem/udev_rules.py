@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.devices.modem.profiles import ModemProfile, load_profile_file
+from agent.unit.devices.modem.profiles import ModemProfile, load_profile_file
 
 MODES = ("device", "ports")
 AT_LINK = "blankspot-at"

@@ -18,9 +18,9 @@ from typing import Callable
 
 import serial
 
-from agent.devices.modem.errors import AtTimeout, PortGone
-from agent.devices.serial_port import close_quietly, port_failure
-from agent.devices.modem.framing import Final, clean_line, command_prefix, final_result, is_echo, is_urc
+from agent.unit.devices.modem.errors import AtTimeout, PortGone
+from agent.unit.devices.serial_port import close_quietly, port_failure
+from agent.unit.devices.modem.framing import Final, clean_line, command_prefix, final_result, is_echo, is_urc
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from agent.devices.modem.errors import AtParseError
+from agent.unit.devices.modem.errors import AtParseError
 from agent.shared.operators import THREE_DIGIT_MNC_MCCS
 
 _DEC = re.compile(r"[+-]?[0-9]{1,12}", re.ASCII)

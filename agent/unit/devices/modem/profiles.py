@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import agent
-from agent.devices.modem.errors import ProfileError
-from agent.devices.modem.transcript import Transcript, load_transcript
+from agent.unit.devices.modem.errors import ProfileError
+from agent.unit.devices.modem.transcript import Transcript, load_transcript
 from agent.unit.config_schema import SettingError, build, section, setting, tables, walk
 
 ENV_VAR = "BLANKSPOT_FIRMWARE_CONFIGS"

@@ -24,9 +24,9 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from agent.devices.modem.errors import AtParseError
-from agent.devices.modem.fields import prefixed_lines as _lines, field_at as _at, int_within as _int
-from agent.devices.modem.values import SignalFacts
+from agent.unit.devices.modem.errors import AtParseError
+from agent.unit.devices.modem.fields import prefixed_lines as _lines, field_at as _at, int_within as _int
+from agent.unit.devices.modem.values import SignalFacts
 
 _NUM = re.compile(r"[+-]?[0-9]{1,12}(?:\.[0-9]{1,6})?", re.ASCII)
 _HEX = re.compile(r"(?:0[xX])?([0-9A-Fa-f]{1,12})", re.ASCII)

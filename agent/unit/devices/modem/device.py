@@ -14,12 +14,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from agent.devices.modem.at import AtChannel, RawLog
-from agent.devices.modem.errors import AtCommandError, AtParseError, AtTimeout, ModemError, PortGone
-from agent.devices.modem.parse_3gpp import parse_cops_scan, parse_cpin
-from agent.devices.modem.profiles import ModemProfile, detect_by_cgmm, detect_by_usb, find_ports, load_profile
-from agent.devices.modem.signal import error_signal, facts_from_answer, signal_from_facts
-from agent.devices.modem.values import OperatorChoice, SignalFacts
+from agent.unit.devices.modem.at import AtChannel, RawLog
+from agent.unit.devices.modem.errors import AtCommandError, AtParseError, AtTimeout, ModemError, PortGone
+from agent.unit.devices.modem.parse_3gpp import parse_cops_scan, parse_cpin
+from agent.unit.devices.modem.profiles import ModemProfile, detect_by_cgmm, detect_by_usb, find_ports, load_profile
+from agent.unit.devices.modem.signal import error_signal, facts_from_answer, signal_from_facts
+from agent.unit.devices.modem.values import OperatorChoice, SignalFacts
 from agent.shared.reading import Signal
 
 log = logging.getLogger(__name__)

@@ -26,10 +26,10 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from agent.devices.modem.errors import AtParseError
-from agent.devices.modem.fields import prefixed_lines as _lines, split_fields as _fields, field_at as _at, int_within as _int
-from agent.devices.modem.fields import split_plmn
-from agent.devices.modem.values import SignalFacts
+from agent.unit.devices.modem.errors import AtParseError
+from agent.unit.devices.modem.fields import prefixed_lines as _lines, split_fields as _fields, field_at as _at, int_within as _int
+from agent.unit.devices.modem.fields import split_plmn
+from agent.unit.devices.modem.values import SignalFacts
 
 # ---------------------------------------------------------------- fields and ranges
 

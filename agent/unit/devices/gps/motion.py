@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.devices.gps.fix import Fix
+from agent.unit.devices.gps.fix import Fix
 from agent.shared.geo import haversine_m
 
 

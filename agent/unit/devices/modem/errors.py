@@ -1,4 +1,4 @@
-"""The modem package's exceptions (the tree is drawn in ``agent.devices.modem``)."""
+"""The modem package's exceptions (the tree is drawn in ``agent.unit.devices.modem``)."""
 from __future__ import annotations
 
 

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 from typing import Callable
 
-from agent.devices.modem.errors import AtParseError
-from agent.devices.modem.framing import command_prefix
+from agent.unit.devices.modem.errors import AtParseError
+from agent.unit.devices.modem.framing import command_prefix
 from agent.shared.operators import operator_name
-from agent.devices.modem.parse_3gpp import parse_cesq, parse_cops, parse_csq, parse_registration
-from agent.devices.modem.parse_huawei import parse_hcsq, parse_sysinfoex
-from agent.devices.modem.parse_quectel import parse_qcsq, parse_qeng_servingcell, parse_qnwinfo, parse_qspn
-from agent.devices.modem.parse_simcom import parse_cpsi
-from agent.devices.modem.parse_telit import parse_rfsts
-from agent.devices.modem.values import SignalFacts
+from agent.unit.devices.modem.parse_3gpp import parse_cesq, parse_cops, parse_csq, parse_registration
+from agent.unit.devices.modem.parse_huawei import parse_hcsq, parse_sysinfoex
+from agent.unit.devices.modem.parse_quectel import parse_qcsq, parse_qeng_servingcell, parse_qnwinfo, parse_qspn
+from agent.unit.devices.modem.parse_simcom import parse_cpsi
+from agent.unit.devices.modem.parse_telit import parse_rfsts
+from agent.unit.devices.modem.values import SignalFacts
 from agent.shared.quality import signal_quality
 from agent.shared.reading import Signal
 
