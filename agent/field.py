@@ -265,7 +265,7 @@ class FieldProbes:
 
 def default_latency(config: Config) -> Measure:
     """The latency measurement of ``[latency]``; the broker's host and port when no target is set."""
-    from agent.measure.latency import measure_latency
+    from agent.unit.measure.latency import measure_latency
 
     lat = config.latency
     target = lat.target or f"{config.uplink.host}:{config.uplink.port}"
@@ -281,8 +281,8 @@ def default_throughput(config: Config) -> Measure | None:
         return None
 
     def measure() -> Part:
-        from agent.measure.throughput import ThroughputPlan, run_throughput
-        from agent.measure.usage import budget_from_config, open_ledger
+        from agent.unit.measure.throughput import ThroughputPlan, run_throughput
+        from agent.unit.measure.usage import budget_from_config, open_ledger
 
         plan = ThroughputPlan(backend=t.backend, target=t.url or None, cap_bytes=config.budget.throughput_cap,
                               interface=config.latency.interface or None,

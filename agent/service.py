@@ -233,7 +233,7 @@ class AgentService:
         """Add the uplink's bytes and the interface counters to the day's data usage."""
         from datetime import datetime, timezone
 
-        from agent.measure.usage import InterfaceCounters, open_ledger
+        from agent.unit.measure.usage import InterfaceCounters, open_ledger
 
         # Everything on the link counts, re-sends and the centre's confirmations included.
         sent = self.uplink.stats.bytes_sent + self.uplink.stats.bytes_received if self.uplink is not None else 0

@@ -98,7 +98,7 @@ def agent_liveness(state: dict[str, Any] | None, now: float, alive: Callable[[in
 
 def _usage(config: Config) -> tuple[dict[str, Any] | None, str | None]:
     try:
-        from agent.measure.usage import usage_summary
+        from agent.unit.measure.usage import usage_summary
     except ImportError:
         return None, None
     try:
@@ -284,7 +284,7 @@ def _buffer_lines(b: dict[str, Any]) -> list[str]:
 def _data_lines(usage: dict[str, Any] | None) -> list[str]:
     if usage is None:
         return [_line("data usage", "not recorded")]
-    from agent.measure.usage import summary_lines  # usage is only ever set when this imports
+    from agent.unit.measure.usage import summary_lines  # usage is only ever set when this imports
 
     return summary_lines(usage)
 

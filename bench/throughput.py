@@ -7,7 +7,7 @@ tbf in both directions), with the speed server (``blankspot speed-server``) on t
 - the obvious alternative: ``blankspot measure throughput --backend speedtest``, speedtest-cli
   against the same server's Speedtest Mini layout, 10 s each way as speedtest.net runs it;
 - with ``--as-shipped``, also speedtest-cli exactly as shipped (without the two corrections
-  of agent/measure/speedtest_backend.py).
+  of agent/unit/measure/speedtest_backend.py).
 
 Bytes are counted on the client's interface (both directions, Ethernet frames whole, read
 once the link has gone quiet).  The true rate is the payload goodput the shaped link can
@@ -69,7 +69,7 @@ def parse_args() -> argparse.Namespace:
 
 def inner(plan_json: str) -> None:
     """In the client namespace: one test as the agent runs it, counted on the interface."""
-    from agent.measure.throughput import ThroughputPlan, run_throughput
+    from agent.unit.measure.throughput import ThroughputPlan, run_throughput
     from agent.shared.reading import part_dict
 
     part = run_throughput(ThroughputPlan(**json.loads(plan_json)))

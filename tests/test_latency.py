@@ -18,13 +18,13 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from agent.commands.main import main
-from agent.measure.icmp_packet import (
+from agent.unit.measure.icmp_packet import (
     DEST_UNREACHABLE, ECHO_REPLY, ECHO_REQUEST, TIME_EXCEEDED, IcmpParseError, build_echo_request, checksum,
     parse_icmp,
 )
-from agent.measure.latency import measure_latency
-from agent.measure.rtt_stats import jitter_ms, loss_pct, summarize
-from agent.measure.target import Target, TargetError, parse_target
+from agent.unit.measure.latency import measure_latency
+from agent.unit.measure.rtt_stats import jitter_ms, loss_pct, summarize
+from agent.unit.measure.target import Target, TargetError, parse_target
 from agent.shared.reading import Latency, part_dict
 
 

@@ -20,12 +20,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.collector.speed_server import MAX_BYTES, MINI_JPEG_BYTES, RunningSpeedServer
-from agent.measure.http_speed import (
+from agent.unit.measure.http_speed import (
     HEAD_ALLOWANCE, WIRE_FACTOR, HttpSpeedTest, TcpCounters, body_budget, parse_tcp_info,
 )
-from agent.measure.speedtest_backend import PrivateSpeedtest, mini_config, run_speedtest
-from agent.measure.target import server_url
-from agent.measure.throughput import RateMeter, Stability, ThroughputPlan
+from agent.unit.measure.speedtest_backend import PrivateSpeedtest, mini_config, run_speedtest
+from agent.unit.measure.target import server_url
+from agent.unit.measure.rate import RateMeter, Stability
+from agent.unit.measure.throughput import ThroughputPlan
 from agent.shared.reading import Throughput
 
 RULE = Stability(window_s=0.5, step_s=0.1, count=4, tolerance=0.03, min_s=1.0, max_s=12.0)
@@ -404,7 +405,7 @@ def test_speedtest_backend_failures_are_readings() -> None:
 def test_measure_throughput_prints_the_part_and_records_it(server: RunningSpeedServer, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     from agent.commands.main import main
-    from agent.measure.usage import UsageLedger
+    from agent.unit.measure.usage import UsageLedger
 
     ledger = tmp_path / "usage.db"
     config = tmp_path / "agent.toml"

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from agent.measure.usage import UsageLedger
+from agent.unit.measure.usage import UsageLedger
 from agent.shared.reading import Reading, reading_from_dict
 from tests.support.netlab import NetLab, require_netlab
 

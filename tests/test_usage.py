@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from agent.buffer import ReadingBuffer
 from agent.commands.main import main
 from agent.unit.config import Config, ConfigError, parse_config
-from agent.measure.usage import (
+from agent.unit.measure.usage import (
     SPEEDTEST_FIRST_GUESS, Budget, Calendar, CounterSample, InterfaceCounters, UsageLedger, UsageTotals,
     budget_decision, counter_delta, expected_bytes, skip_event, usage_summary,
 )
@@ -82,7 +82,7 @@ def test_counters_of_a_missing_interface_are_none() -> None:
         InterfaceCounters("../etc")
 
 
-READ_COUNTERS = ("import json, sys; from agent.measure.usage import InterfaceCounters; "
+READ_COUNTERS = ("import json, sys; from agent.unit.measure.usage import InterfaceCounters; "
                  "s = InterfaceCounters(sys.argv[1]).read(); print(json.dumps(s.__dict__))")
 SEND = ("import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
         "[s.sendto(b'x' * 972, ('10.99.0.2', 9)) for _ in range(int(sys.argv[1]))]")

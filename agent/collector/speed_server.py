@@ -16,7 +16,7 @@ disk, and every upload is read and thrown away.  Routes:
 ==========================================  =================================================
 
 The last five are the "Speedtest Mini" layout that speedtest-cli's ``--mini URL`` mode (and
-:class:`agent.measure.speedtest_backend.PrivateSpeedtest`) expects: ``set_mini_server`` reads
+:class:`agent.unit.measure.speedtest_backend.PrivateSpeedtest`) expects: ``set_mini_server`` reads
 the index for the upload extension, ``get_best_server`` times three ``latency.txt`` fetches
 and wants exactly ``test=test``, ``download`` fetches ``random{S}x{S}.jpg`` beside the upload
 URL, and ``upload`` POSTs ``content1=...`` form bodies to ``upload.php``.

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 # -- speed-server ------------------------------------------------------------------------
 
 def add_speed_server(sub: argparse._SubParsersAction) -> None:
-    from agent.measure.target import SPEED_SERVER_PORT
+    from agent.unit.measure.target import SPEED_SERVER_PORT
 
     p = sub.add_parser(
         "speed-server", help="serve throughput tests to the units (run it on the collector host)",

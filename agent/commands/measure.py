@@ -13,9 +13,9 @@ import sqlite3
 import sys
 
 from agent.commands.exit_status import RuntimeFailure, UsageError
-from agent.measure.latency import ICMP_SOCKETS, measure_latency
-from agent.measure.target import Target, TargetError, parse_target, server_url
-from agent.measure.throughput import BACKENDS, DEFAULT_CAP_BYTES, ThroughputPlan, run_throughput
+from agent.unit.measure.latency import ICMP_SOCKETS, measure_latency
+from agent.unit.measure.target import Target, TargetError, parse_target, server_url
+from agent.unit.measure.throughput import BACKENDS, DEFAULT_CAP_BYTES, ThroughputPlan, run_throughput
 from agent.shared.reading import Event, Latency, Throughput, part_dict
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ def run_throughput_command(args: argparse.Namespace) -> Throughput | Event:
     keeps to ``[budget]``, counts ``budget.interface`` and records its bytes in the ledger.
     """
     from agent.unit.config import DEFAULT_PATH, load_config
-    from agent.measure.usage import budget_from_config, open_ledger
+    from agent.unit.measure.usage import budget_from_config, open_ledger
     from agent.shared.quantities import parse_size
 
     where = "blankspot measure throughput"

@@ -5,7 +5,7 @@ is one TCP connection: ``GET /bytes?n=N`` for the download, ``POST /upload`` wit
 ``N`` bytes for the upload.  ``N`` is set from the byte cap so that the whole test, TCP/IP
 headers and acknowledgements included, stays within the cap even if it never stops early;
 normally it stops much sooner, as soon as the rate estimate is stable
-(:class:`agent.measure.throughput.RateMeter`), and then resets the connection so that the
+(:class:`agent.unit.measure.rate.RateMeter`), and then resets the connection so that the
 server stops sending and nothing left in the send buffer goes out.
 
 Rates come from ``TCP_INFO``.  The download counts the data segments that arrived, also
@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from agent import __version__
-from agent.measure.interface import bind_to_interface
-from agent.measure.throughput import RateMeter, Stability, mbps
+from agent.unit.measure.interface import bind_to_interface
+from agent.unit.measure.rate import RateMeter, Stability, mbps
 from agent.shared.reading import Throughput
 
 log = logging.getLogger(__name__)

@@ -1,11 +1,11 @@
-"""Throughput tests: when a rate estimate is stable, which backend runs, and the common run.
+"""Throughput tests: which backend runs, and the common run (rate estimates: :mod:`agent.unit.measure.rate`).
 
 Two backends measure the download and upload rate of the unit's link:
 
-- ``http`` (:mod:`agent.measure.http_speed`) against the operator's own speed server
+- ``http`` (:mod:`agent.unit.measure.http_speed`) against the operator's own speed server
   (:mod:`agent.collector.speed_server`).  It stops each direction as soon as its rate estimate
-  is stable (:class:`RateMeter`) and never asks for more than a byte cap.
-- ``speedtest`` (:mod:`agent.measure.speedtest_backend`): speedtest-cli used as a library,
+  is stable (:class:`~agent.unit.measure.rate.RateMeter`) and never asks for more than a byte cap.
+- ``speedtest`` (:mod:`agent.unit.measure.speedtest_backend`): speedtest-cli used as a library,
   against Ookla's servers or a private "Speedtest Mini" server.  It always runs its full
   10 seconds per direction, whatever that costs.
 
@@ -13,13 +13,12 @@ Rates are payload goodput in megabits per second (10^6 bit/s): the application b
 as every speed test reports them, not the line rate with TCP/IP headers.
 
 :func:`run_throughput` is what ``blankspot measure throughput`` and the agent call: it asks
-the data budget first (:mod:`agent.measure.usage`), reads the interface counters around the
+the data budget first (:mod:`agent.unit.measure.usage`), reads the interface counters around the
 test and records what the test cost in the usage ledger.  Failures of the link or the server
 never raise: they come back as a :class:`~agent.shared.reading.Throughput` whose ``error`` says why.
 """
 from __future__ import annotations
 
-import bisect
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -27,121 +26,15 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable
 
 from agent.shared.reading import Event, Throughput
+from agent.unit.measure.rate import Stability
 
 if TYPE_CHECKING:
-    from agent.measure.usage import Budget, CounterSample, InterfaceCounters, UsageLedger
+    from agent.unit.measure.usage import Budget, CounterSample, InterfaceCounters, UsageLedger
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("http", "speedtest")
 DEFAULT_CAP_BYTES = 10_000_000
-
-
-def mbps(byte_count: float, seconds: float) -> float:
-    """Megabits per second (10^6 bit/s) for ``byte_count`` bytes in ``seconds``."""
-    return byte_count * 8 / seconds / 1e6
-
-
-@dataclass(frozen=True)
-class Stability:
-    """When a rate estimate is stable enough to stop.
-
-    The rate over a sliding window of ``window_s`` is evaluated every ``step_s``; the estimate
-    is stable once ``count`` successive evaluations agree within ``tolerance`` (the highest is
-    at most ``1 + tolerance`` times the lowest) and at least ``min_s`` has passed since the
-    first byte.  The window has to slide past TCP's slow start and past the burst a token
-    bucket lets through at the start before the evaluations can agree, so neither inflates
-    the figure.  ``max_s`` ends a test whose rate never settles (a moving boat).
-    """
-
-    window_s: float = 0.5
-    step_s: float = 0.1
-    count: int = 4
-    tolerance: float = 0.03
-    min_s: float = 1.0
-    max_s: float = 12.0
-
-    def __post_init__(self) -> None:
-        if not (self.window_s > 0 and self.step_s > 0 and self.count >= 2 and self.tolerance > 0):
-            raise ValueError(f"impossible stability rule: {self}")
-
-    @property
-    def span_s(self) -> float:
-        """The stretch of time the stable evaluations cover together."""
-        return self.window_s + (self.count - 1) * self.step_s
-
-
-class RateMeter:
-    """Running rate estimate from ``(time, bytes so far)`` samples; pure, time is given.
-
-    Byte counts between samples are taken to have arrived evenly.
-    """
-
-    def __init__(self, stability: Stability = Stability()) -> None:
-        self.rule = stability
-        self._times: list[float] = []
-        self._totals: list[float] = []
-        self._rates: list[float] = []  # window rates in bytes/s, one per evaluation
-        self._next_eval: float | None = None
-
-    def add(self, when: float, total_bytes: float) -> None:
-        if self._times and when < self._times[-1]:
-            raise ValueError("samples must come in time order")
-        if self._times and total_bytes < self._totals[-1]:
-            raise ValueError("a byte count cannot go down")
-        if self._times and when == self._times[-1]:
-            self._totals[-1] = total_bytes
-        else:
-            self._times.append(when)
-            self._totals.append(total_bytes)
-        rule = self.rule
-        if self.elapsed < rule.window_s:
-            return
-        if self._next_eval is None:
-            self._next_eval = when
-        if when >= self._next_eval:
-            self._rates.append((total_bytes - self._total_at(when - rule.window_s)) / rule.window_s)
-            while self._next_eval <= when:
-                self._next_eval += rule.step_s
-
-    def _total_at(self, moment: float) -> float:
-        times, totals = self._times, self._totals
-        if moment <= times[0]:
-            return totals[0]
-        i = bisect.bisect_right(times, moment)
-        if i >= len(times):
-            return totals[-1]
-        t0, t1 = times[i - 1], times[i]
-        b0, b1 = totals[i - 1], totals[i]
-        return b0 + (b1 - b0) * (moment - t0) / (t1 - t0)
-
-    def __repr__(self) -> str:
-        rates = " ".join(f"{r * 8 / 1e6:.3f}" for r in self._rates)
-        return f"<RateMeter {self.elapsed:.2f} s, {self._totals[-1] if self._totals else 0:.0f} bytes, window rates (Mbit/s): {rates}>"
-
-    @property
-    def elapsed(self) -> float:
-        """Seconds from the first sample to the last."""
-        return self._times[-1] - self._times[0] if self._times else 0.0
-
-    @property
-    def stable(self) -> bool:
-        rule = self.rule
-        if self.elapsed < rule.min_s or len(self._rates) < rule.count:
-            return False
-        recent = self._rates[-rule.count:]
-        low, high = min(recent), max(recent)
-        return low > 0 and high <= low * (1 + rule.tolerance)
-
-    def rate(self) -> float | None:
-        """Bytes per second: over the stable span once stable, else over the last window
-        (all there is, if shorter); ``None`` before two samples."""
-        if len(self._times) < 2 or self.elapsed <= 0:
-            return None
-        span = self.rule.span_s if self.stable else self.rule.window_s
-        span = min(span, self.elapsed)
-        end = self._times[-1]
-        return (self._totals[-1] - self._total_at(end - span)) / span
 
 
 # -- the common run: budget, counters, ledger -------------------------------------------------
@@ -157,7 +50,7 @@ class ThroughputPlan:
     count_interface: str | None = None  # read this interface's counters around the test
     stability: Stability = field(default_factory=Stability)
     speedtest_seconds: float = 10.0  # speedtest backend: length of each direction (Ookla's is 10)
-    speedtest_as_shipped: bool = False  # without the corrections of agent.measure.speedtest_backend
+    speedtest_as_shipped: bool = False  # without the corrections of agent.unit.measure.speedtest_backend
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -171,11 +64,11 @@ class ThroughputPlan:
 def run_backend(plan: ThroughputPlan) -> Throughput:
     """Run the plan's backend once; never raises for a failure of the link or the server."""
     if plan.backend == "http":
-        from agent.measure.http_speed import HttpSpeedTest
+        from agent.unit.measure.http_speed import HttpSpeedTest
 
         return HttpSpeedTest(plan.target or "", cap_bytes=plan.cap_bytes, stability=plan.stability,
                              interface=plan.interface).run()
-    from agent.measure.speedtest_backend import run_speedtest
+    from agent.unit.measure.speedtest_backend import run_speedtest
 
     return run_speedtest(plan.target, seconds=plan.speedtest_seconds, as_shipped=plan.speedtest_as_shipped)
 
@@ -195,7 +88,7 @@ def run_throughput(
     in flight when the test stopped count), else the backend's own count.  The counters see
     everything on the interface: TCP/IP headers, and any other traffic of the unit meanwhile.
     """
-    from agent.measure.usage import InterfaceCounters, budget_decision, expected_bytes, skip_event
+    from agent.unit.measure.usage import InterfaceCounters, budget_decision, expected_bytes, skip_event
 
     if budget is not None and ledger is not None and not budget.unlimited:
         decision = budget_decision(budget, ledger.totals(now()), expected_bytes(plan.backend, plan.cap_bytes, ledger))

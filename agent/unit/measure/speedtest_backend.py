@@ -17,7 +17,7 @@ Bytes: ``bytes_used`` is the library's own count, ``results.bytes_received +
 results.bytes_sent``.  It counts HTTP bodies as the application reads and writes them, and
 so leaves out HTTP and TCP/IP headers, the latency probes, speedtest.net's configuration and
 server list, and the download bytes already on their way at the end (delivered and paid
-for, read by nobody).  Give :func:`agent.measure.throughput.run_throughput` an interface to
+for, read by nobody).  Give :func:`agent.unit.measure.throughput.run_throughput` an interface to
 count the bytes on the wire instead.
 
 Two flaws of the library's figures on slow links, measured on a 1 Mbit/s link with a 50 ms

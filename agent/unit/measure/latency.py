@@ -34,10 +34,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from agent.measure.icmp_packet import ECHO_REPLY, ERROR_TYPES, IcmpParseError, build_echo_request, parse_icmp
-from agent.measure.interface import bind_to_interface
-from agent.measure.rtt_stats import summarize
-from agent.measure.target import Target, parse_target
+from agent.unit.measure.icmp_packet import ECHO_REPLY, ERROR_TYPES, IcmpParseError, build_echo_request, parse_icmp
+from agent.unit.measure.interface import bind_to_interface
+from agent.unit.measure.rtt_stats import summarize
+from agent.unit.measure.target import Target, parse_target
 from agent.shared.reading import Latency
 
 log = logging.getLogger(__name__)
@@ -411,7 +411,7 @@ def measure_latency(target: Target | str, method: str = "auto", count: int = 10,
                     icmp_socket: str = "auto") -> Latency:
     """One latency reading of ``target`` (see the module docstring).  Its port is the TCP port
     (default 443); ICMP ignores it.  A text target that is not ``HOST[:PORT]`` raises
-    :class:`~agent.measure.target.TargetError`, and so do impossible arguments (ValueError):
+    :class:`~agent.unit.measure.target.TargetError`, and so do impossible arguments (ValueError):
     those are the caller's mistakes, not the network's."""
     if isinstance(target, str):
         target = parse_target(target)
