@@ -25,7 +25,7 @@ from typing import Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from agent.buffer import read_stats
+from agent.unit.buffer import read_stats
 from agent.collector.coverage import Thresholds
 from agent.collector.mapview import MapOptions, map_summary
 from agent.collector.store import Store, StoreError, open_store
@@ -33,7 +33,7 @@ from agent.collector.survey import NEEDS_H3, Survey, map_page
 from agent.unit.config import parse_config
 from agent.shared.protocol import PayloadError, decode_batch, split_topic
 from agent.shared.reading import Event
-from agent.service import AgentService
+from agent.unit.service import AgentService
 from agent.sim.boat import SimulatedBoat
 from agent.sim.broker import BrokerError, LocalBroker, mosquitto_path
 from agent.sim.coverage import mahakam_scenario

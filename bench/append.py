@@ -27,7 +27,7 @@ from pathlib import Path
 
 from _common import DEVICE, machine_lines, mount_of, ratio, synthetic_readings, work_dir
 
-from agent.buffer import ReadingBuffer
+from agent.unit.buffer import ReadingBuffer
 from agent.shared.reading import Reading
 
 

@@ -52,7 +52,7 @@ from typing import Any, Callable
 
 from _common import DEVICE, REPO, machine_lines, mount_of, synthetic_readings, work_dir
 
-from agent.buffer import ReadingBuffer
+from agent.unit.buffer import ReadingBuffer
 from agent.collector.ingest import CollectorSettings
 from agent.collector.store import open_store
 from agent.unit.config import UplinkConfig
@@ -61,7 +61,7 @@ from agent.shared.reading import Reading
 from agent.sim.broker import LocalBroker, mosquitto_path
 from agent.sim.link import LinkProxy
 from agent.shared.quantities import format_duration
-from agent.uplink import MqttUplink
+from agent.unit.uplink import MqttUplink
 
 FILL_CHUNK = 1000
 INNER = "--inner-refill"

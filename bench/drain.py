@@ -21,13 +21,13 @@ from _common import DEVICE, machine_lines, mount_of, ratio, synthetic_readings, 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from agent.buffer import ReadingBuffer
+from agent.unit.buffer import ReadingBuffer
 from agent.unit.config import UplinkConfig
 from agent.shared.protocol import readings_topic
 from agent.shared.reading import Reading
 from agent.sim.broker import LocalBroker
 from agent.sim.link import LinkProxy
-from agent.uplink import MqttUplink
+from agent.unit.uplink import MqttUplink
 
 FILL_CHUNK = 1000
 

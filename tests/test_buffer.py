@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from agent.shared import seq_ranges
-from agent.buffer import BufferError, ConfirmOutcome, ReadingBuffer, read_stats
+from agent.unit.buffer import BufferError, ConfirmOutcome, ReadingBuffer, read_stats
 from agent.shared.protocol import Confirmation
 from agent.shared.reading import reading_from_json
 from tests.support.readings_factory import event_reading, latency_reading, signal_reading
@@ -155,7 +155,7 @@ def test_corrupt_file_is_moved_aside_and_numbering_continues(tmp_path: Path, cap
 
 
 def test_read_stats_of_missing_buffer_is_a_clear_error(tmp_path: Path) -> None:
-    from agent.buffer import BufferError
+    from agent.unit.buffer import BufferError
 
     with pytest.raises(BufferError, match="no buffer at"):
         read_stats(tmp_path / "nope.db")

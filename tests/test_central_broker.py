@@ -43,7 +43,7 @@ import pytest
 from agent.unit.config import Config, read_password
 from agent.shared.protocol import MAX_BATCH_BYTES
 from agent.sim.broker import LocalBroker, free_port
-from agent.uplink import MAX_MESSAGE_BYTES, MqttUplink
+from agent.unit.uplink import MAX_MESSAGE_BYTES, MqttUplink
 from tests.support.broker import require_mosquitto
 from tests.support.central_broker import PASSWORDS, ROOT, SHIPPED, CentralBroker, Client, shipped_config, wait
 from tests.support.mqtt_sink import ReadingSink

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.buffer import ReadingBuffer
+from agent.unit.buffer import ReadingBuffer
 from agent.shared.clock import EARLIEST_PLAUSIBLE, TimeKeeper, boottime
 from agent.unit.devices.gps.fix import Fix
 from agent.unit.devices.gps.reader import GpsReader

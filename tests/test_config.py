@@ -289,7 +289,7 @@ def run_with_a_missing_ca_file(tmp_path: Path) -> tuple[int, str, int]:
     import subprocess
     import sys
 
-    from agent.buffer import read_stats
+    from agent.unit.buffer import read_stats
     from agent.shared.polling import wait_until
     from agent.sim.broker import free_port
     from tests.support.unit_config import write_config

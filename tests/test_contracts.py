@@ -34,14 +34,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 from referencing import Registry, Resource
 
 from agent.shared import reading as reading_module
-from agent.buffer import SEQ_BLOCK, ReadingBuffer
+from agent.unit.buffer import SEQ_BLOCK, ReadingBuffer
 from agent.commands.main import build_parser, main
 from agent.unit.config import Config, DeviceConfig, load_config
 from agent.shared.protocol import DEFAULT_PREFIX, decode_batch, encode_batch, encode_status
 from agent.shared.reading import (
     PART_TYPES, Position, Reading, ReadingError, Signal, reading_from_dict, reading_from_json,
 )
-from agent.service import AgentService
+from agent.unit.service import AgentService
 from agent.unit.config_schema import SettingError, Spec, build, walk
 from agent.shared.quantities import format_duration, format_size
 from agent.shared.polling import wait_until as wait_for

@@ -34,7 +34,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.buffer import BufferError, read_stats
+from agent.unit.buffer import BufferError, read_stats
 from agent.shared.protocol import decode_batch, decode_status, readings_topic, status_topic
 from agent.shared.reading import Event, Reading
 from agent.sim.broker import LocalBroker

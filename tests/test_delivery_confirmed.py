@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from agent.shared import seq_ranges
-from agent.buffer import ReadingBuffer
+from agent.unit.buffer import ReadingBuffer
 from agent.collector.store import open_store
 from agent.unit.config import Config, load_config, read_password
 from agent.shared.polling import wait_until
@@ -32,7 +32,7 @@ from agent.sim.coverage import mahakam_scenario
 from agent.sim.link import LinkProxy
 from agent.sim.route import mahakam_route
 from agent.sim.synthetic import SyntheticSource
-from agent.uplink import MqttUplink
+from agent.unit.uplink import MqttUplink
 from tests.support.broker import password_broker, require_mosquitto  # noqa: F401  (password_broker: a fixture)
 from tests.support.collector import CollectorProcess, wait_counts
 from tests.support.mqtt_sink import ReadingSink

@@ -21,16 +21,16 @@ from pathlib import Path
 
 import pytest
 
-from agent.buffer import ReadingBuffer, read_stats
+from agent.unit.buffer import ReadingBuffer, read_stats
 from agent.unit.config import Config, load_config
 from agent.shared.reading import Reading
-from agent.service import AgentService
+from agent.unit.service import AgentService
 from agent.sim.broker import LocalBroker
 from agent.sim.coverage import mahakam_scenario
 from agent.sim.link import LinkFaults, LinkProxy
 from agent.sim.route import mahakam_route
 from agent.sim.synthetic import SyntheticSource
-from agent.uplink import MqttUplink
+from agent.unit.uplink import MqttUplink
 from agent.shared.polling import wait_until as wait
 from tests.support.mqtt_sink import ReadingSink
 from tests.support.unit_config import write_config

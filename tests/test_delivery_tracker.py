@@ -14,7 +14,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from agent.shared import seq_ranges
-from agent.delivery import DeliveryTracker
+from agent.unit.delivery import DeliveryTracker
 from agent.shared.protocol import Confirmation
 
 

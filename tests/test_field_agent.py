@@ -18,7 +18,7 @@ from agent.shared.clock import TimeKeeper
 from agent.unit.config import load_config
 from agent.shared.geo import haversine_m
 from agent.shared.polling import wait_until
-from agent.service import AgentService, state_path
+from agent.unit.service import AgentService, state_path
 from agent.sim.boat import SimulatedBoat
 from agent.sim.link import LinkProxy
 from agent.sim.route import Route, mahakam_route

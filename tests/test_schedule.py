@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.unit.config import ScheduleConfig
-from agent.probe_runner import ProbeRunner
-from agent.schedule import Scheduler, UnitState
+from agent.unit.probe_runner import ProbeRunner
+from agent.unit.schedule import Scheduler, UnitState
 
 MOBILE = ScheduleConfig(mode="mobile", signal_interval=10, signal_distance=100, latency_interval=900,
                         throughput_interval=3600, throughput_min_quality="fair", stationary_speed=3,

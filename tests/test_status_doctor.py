@@ -23,22 +23,22 @@ from pathlib import Path
 
 import pytest
 
-from agent.buffer import BufferStats, ReadingBuffer
+from agent.unit.buffer import BufferStats, ReadingBuffer
 from agent.commands.main import main
 from agent.unit.config import load_config, parse_config
 from agent.unit.devices.gps.fix import Fix
-from agent.doctor import (
+from agent.unit.doctor import (
     FAIL, OK, WARN, BrokerOutcome, DoctorOptions, GpsObservation, Holder, broker_verdict, buffer_verdict, clock_verdict,
     config_verdict, disk_verdict, gps_verdict, port_verdict, registration_verdict, run_doctor, signal_verdict,
     sim_state_from_error, sim_verdict,
 )
 from agent.shared.polling import wait_until
 from agent.shared.reading import parse_time
-from agent.service import AgentService, state_path
+from agent.unit.service import AgentService, state_path
 from agent.sim.boat import SimulatedBoat
 from agent.sim.broker import LocalBroker, free_port
-from agent.status_report import agent_liveness, build_status, format_age, status_lines
-from agent.unit_identity import pi_serial, proposed_device_id
+from agent.unit.status import agent_liveness, build_status, format_age, status_lines
+from agent.unit.identity import pi_serial, proposed_device_id
 from tests.support.broker import password_broker, require_mosquitto  # noqa: F401  (password_broker: a fixture)
 from tests.support.collector import CollectorProcess
 from tests.support.field_unit import SCENARIO, TOWN, field_config, run_in_thread
@@ -607,7 +607,7 @@ def test_status_of_an_agent_that_was_killed(tmp_path: Path, capsys: pytest.Captu
     gone = subprocess.Popen(["true"])
     gone.wait()
     from agent.shared.clock import boot_id
-    from agent.status_report import format_time_epoch
+    from agent.unit.status import format_time_epoch
 
     state_path(config).write_text(json.dumps({"running": True, "pid": gone.pid, "boot_id": boot_id(),
                                               "written": format_time_epoch(time.time() - 300)}))

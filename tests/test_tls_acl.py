@@ -86,7 +86,7 @@ def collector(tls_broker: LocalBroker, pki: Pki):
 # -- a unit's log ----------------------------------------------------------------------------
 
 def uplink_errors(caplog: pytest.LogCaptureFixture, level: int = logging.ERROR) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "agent.uplink" and r.levelno >= level]
+    return [r.getMessage() for r in caplog.records if r.name == "agent.unit.uplink" and r.levelno >= level]
 
 
 # -- the tests -------------------------------------------------------------------------------
@@ -119,7 +119,7 @@ def test_device_id_not_matching_certificate_is_refused_by_the_acl(
     PUBACK 0x87).  The readings stay pending in the buffer, the refusals are counted, an
     ERROR line points at device.id and the ACL, and nothing under ``unit-b`` reaches the
     collector.  A correctly configured unit on the same broker is unaffected."""
-    caplog.set_level(logging.INFO, logger="agent.uplink")
+    caplog.set_level(logging.INFO, logger="agent.unit.uplink")
     wrong = unit_config(tmp_path, tls_broker.port, "unit-b", "unit-b", ca_file=pki.ca.cert_path,
                         cert_file=pki.unit_a.cert, key_file=pki.unit_a.key)
     right = unit_config(tmp_path, tls_broker.port, "unit-a", "unit-a", ca_file=pki.ca.cert_path,
@@ -156,7 +156,7 @@ def test_unit_that_does_not_trust_the_broker_ca_keeps_its_readings(
     """A unit whose ca_file is a different CA than the one that signed the broker: the TLS
     handshake fails on the unit's side, nothing is sent, every reading stays buffered, and
     the log says the certificate could not be verified."""
-    caplog.set_level(logging.DEBUG, logger="agent.uplink")
+    caplog.set_level(logging.DEBUG, logger="agent.unit.uplink")
     config = unit_config(tmp_path, tls_broker.port, "unit-a", "unit-a", ca_file=pki.rogue_ca.cert_path,
                          cert_file=pki.unit_a.cert, key_file=pki.unit_a.key)
     with Unit(config) as unit:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.buffer import ReadingBuffer
+from agent.unit.buffer import ReadingBuffer
 from agent.unit.config import load_config, read_password
 from agent.sim.broker import LocalBroker
 from agent.sim.link import LinkProxy
-from agent.uplink import Backoff, MqttUplink
+from agent.unit.uplink import Backoff, MqttUplink
 from tests.support.broker import password_broker  # noqa: F401  (fixture)
 from tests.support.mqtt_sink import ReadingSink
 from tests.support.readings_factory import signal_reading
@@ -115,7 +115,7 @@ def test_wrong_password_is_refused_and_readings_stay(tmp_path: Path, password_br
     config, buffer, uplink = make_uplink(
         tmp_path, password_broker.port, {"uplink": {"username": "unit-1", "password": "wrong"}})
     buffer.append_many([signal_reading()] * 5)
-    caplog.set_level("WARNING", logger="agent.uplink")
+    caplog.set_level("WARNING", logger="agent.unit.uplink")
     uplink.start()
     try:
         assert uplink.wait_until(lambda: uplink.stats.connection_failures >= 2, 10)

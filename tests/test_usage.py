@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.buffer import ReadingBuffer
+from agent.unit.buffer import ReadingBuffer
 from agent.commands.main import main
 from agent.unit.config import Config, ConfigError, parse_config
 from agent.unit.measure.usage import (

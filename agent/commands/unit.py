@@ -26,7 +26,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from agent.buffer import BufferError
+    from agent.unit.buffer import BufferError
     from agent.unit.config_files import file_problems
 
     path = args.config or DEFAULT_PATH
@@ -44,7 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # still missing, and a buffer folder that cannot be written stops the service anyway.
     for problem in problems:
         log.warning("%s", problem)
-    from agent.service import AgentService
+    from agent.unit.service import AgentService
 
     try:
         service = AgentService(config, config_path=str(args.config or DEFAULT_PATH))
@@ -68,9 +68,9 @@ def add_status(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from agent.buffer import BufferError
-    from agent.service import state_path
-    from agent.status_report import collect_status, status_lines
+    from agent.unit.buffer import BufferError
+    from agent.unit.service import state_path
+    from agent.unit.status import collect_status, status_lines
 
     config = load_config_arg(args)
     try:
@@ -102,7 +102,7 @@ def add_doctor(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from agent.doctor import DoctorOptions, exit_status, report_dict, result_lines, run_doctor, summary_line
+    from agent.unit.doctor import DoctorOptions, exit_status, report_dict, result_lines, run_doctor, summary_line
 
     for name in ("gps_wait", "modem_timeout", "broker_timeout"):
         if getattr(args, name) <= 0:

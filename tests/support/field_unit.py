@@ -5,7 +5,7 @@ import threading
 from pathlib import Path
 
 from agent.shared.geo import haversine_m
-from agent.service import AgentService
+from agent.unit.service import AgentService
 from agent.sim.boat import SimulatedBoat
 from agent.sim.coverage import mahakam_scenario
 from agent.sim.route import Route, mahakam_route

@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from agent.buffer import ReadingBuffer
+from agent.unit.buffer import ReadingBuffer
 from agent.unit.config import Config, load_config
-from agent.uplink import MqttUplink
+from agent.unit.uplink import MqttUplink
 from tests.support.readings_factory import signal_reading
 from tests.support.unit_config import write_config
 

@@ -1,7 +1,7 @@
 """What ``blankspot status`` shows: the unit at a glance, from the files the agent leaves.
 
 Two files, both read without disturbing the agent: the state file the running agent rewrites
-every few seconds (:func:`agent.service.state_path`), and the reading buffer (opened
+every few seconds (:func:`agent.unit.service.state_path`), and the reading buffer (opened
 read-only).  Data usage comes from the usage ledger.
 
 - :func:`collect_status` does the reading, and returns one JSON-ready dict whose keys are
@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from agent.buffer import BufferError, read_stats
+from agent.unit.buffer import BufferError, read_stats
 from agent.shared.clock import boot_id, kernel_clock_synchronised
 from agent.unit.config import Config
 from agent.shared.reading import ReadingError, format_time, parse_time

@@ -30,11 +30,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from agent.buffer import BufferError, BufferStats, read_stats
+from agent.unit.buffer import BufferError, BufferStats, read_stats
 from agent.shared.clock import EARLIEST_PLAUSIBLE, boot_id, kernel_clock_synchronised
 from agent.unit.config import Config, ConfigError, read_password
-from agent.status_report import AgentLiveness, age_of, agent_liveness, format_age, pid_alive, read_state
-from agent.unit_identity import CPUINFO, DEVICETREE_SERIAL, pi_serial, proposed_device_id
+from agent.unit.status import AgentLiveness, age_of, agent_liveness, format_age, pid_alive, read_state
+from agent.unit.identity import CPUINFO, DEVICETREE_SERIAL, pi_serial, proposed_device_id
 
 log = logging.getLogger(__name__)
 
@@ -480,7 +480,7 @@ class Context:
 
 
 def make_context(config: Config, config_path: str, options: DoctorOptions) -> Context:
-    from agent.service import state_path
+    from agent.unit.service import state_path
 
     state, _ = read_state(state_path(config))
     agent = agent_liveness(state, time.time(), pid_alive, boot_id())

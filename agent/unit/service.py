@@ -1,7 +1,7 @@
 """The agent's main loop: take readings on schedule, buffer them, keep the uplink going.
 
 One loop, a few turns a second, that never blocks: measurements run on their own threads
-(:mod:`agent.field`), the uplink on its own (:mod:`agent.uplink`).  Each turn it buffers
+(:mod:`agent.unit.probes`), the uplink on its own (:mod:`agent.unit.uplink`).  Each turn it buffers
 the readings that are ready, shows the state on the panel, tells systemd's watchdog it is
 alive, and every few seconds writes the state file ``blankspot status`` reads.
 
@@ -23,11 +23,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
-from agent.buffer import BufferError, ReadingBuffer
+from agent.unit.buffer import BufferError, ReadingBuffer
 from agent.shared.clock import Clock, TimeKeeper, boot_id
 from agent.unit.config import Config, read_password
 from agent.shared.reading import Event, Reading, format_time, part_dict
-from agent.uplink import MqttUplink
+from agent.unit.uplink import MqttUplink
 from agent.shared.watchdog import SystemdNotifier, Watchdog
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class AgentService:
         if config.source.kind == "synthetic":
             self.source = build_synthetic(config, self.device, self.clock)
         else:
-            from agent.field import FieldProbes, default_latency, default_throughput
+            from agent.unit.probes import FieldProbes, default_latency, default_throughput
 
             self.field = FieldProbes(config, self.device, self.clock, latency=latency or default_latency(config),
                                      throughput=throughput or default_throughput(config))
@@ -148,7 +148,7 @@ class AgentService:
         if not parts:
             return []
         fix = self.field.fix() if self.field is not None else None
-        from agent.field import position_of
+        from agent.unit.probes import position_of
 
         position = None if fix is None else position_of(fix)
         return [Reading.taken(self.device, self.clock.now(), part, position) for part in parts]

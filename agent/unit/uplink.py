@@ -42,10 +42,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent.shared import seq_ranges
-from agent.buffer import Batch, BufferError, ReadingBuffer
+from agent.unit.buffer import Batch, BufferError, ReadingBuffer
 from agent.unit.config import UplinkConfig
 from agent.unit.config_files import check_tls_files
-from agent.delivery import DeliveryTracker
+from agent.unit.delivery import DeliveryTracker
 from agent.shared.polling import wait_until
 from agent.shared.protocol import (
     PayloadError, confirm_topic, decode_confirmation, encode_batch, encode_status, readings_topic, status_topic,

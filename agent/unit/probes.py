@@ -1,8 +1,8 @@
 """FieldProbes: the modem, the GPS and the network measurements of a unit, on the schedule.
 
 The main loop calls :meth:`FieldProbes.tick` a few times a second.  It collects the readings
-of measurements that finished (or were abandoned), asks the :class:`~agent.schedule.Scheduler`
-what is due, and starts it on its own :class:`~agent.probe_runner.ProbeRunner`.  Every
+of measurements that finished (or were abandoned), asks the :class:`~agent.unit.schedule.Scheduler`
+what is due, and starts it on its own :class:`~agent.unit.probe_runner.ProbeRunner`.  Every
 reading is stamped, and given the GPS position, when its measurement *starts*: a throughput
 test that takes a minute on a moving boat belongs where it began.
 
@@ -29,10 +29,10 @@ from agent.unit.devices.modem.errors import ModemError
 from agent.shared.operators import operator_name
 from agent.unit.devices.modem.profiles import find_ports, load_profile
 from agent.unit.devices.modem.signal import error_signal
-from agent.gps_feed import GpsFeed
-from agent.probe_runner import Outcome, ProbeRunner
+from agent.unit.gps_feed import GpsFeed
+from agent.unit.probe_runner import Outcome, ProbeRunner
 from agent.shared.reading import Event, Part, Position, Reading, Signal
-from agent.schedule import Scheduler, UnitState
+from agent.unit.schedule import Scheduler, UnitState
 
 log = logging.getLogger(__name__)
 
