@@ -26,10 +26,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from agent.unit.buffer import read_stats
-from agent.collector.coverage import Thresholds
-from agent.collector.mapview import MapOptions, map_summary
-from agent.collector.store import Store, StoreError, open_store
-from agent.collector.survey import NEEDS_H3, Survey, map_page
+from agent.centre.coverage import Thresholds
+from agent.centre.mapview import MapOptions, map_summary
+from agent.centre.store import open_store
+from agent.centre.store.base import Store, StoreError
+from agent.centre.survey import NEEDS_H3, Survey, map_page
 from agent.unit.config import parse_config
 from agent.shared.protocol import PayloadError, decode_batch, split_topic
 from agent.shared.reading import Event
@@ -93,7 +94,7 @@ class Centre:
         self._thread: threading.Thread | None = None
         self._plain: PlainSubscriber | None = None
         if broker.protocol == "5":
-            from agent.collector.ingest import Collector, CollectorSettings, parse_broker_url
+            from agent.centre.ingest import Collector, CollectorSettings, parse_broker_url
 
             self.collector = Collector(CollectorSettings(parse_broker_url(f"mqtt://127.0.0.1:{broker.port}"),
                                                          client_id="demo-collector"), self.store)

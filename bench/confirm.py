@@ -53,8 +53,8 @@ from typing import Any, Callable
 from _common import DEVICE, REPO, machine_lines, mount_of, synthetic_readings, work_dir
 
 from agent.unit.buffer import ReadingBuffer
-from agent.collector.ingest import CollectorSettings
-from agent.collector.store import open_store
+from agent.centre.ingest import CollectorSettings
+from agent.centre.store import open_store
 from agent.unit.config import UplinkConfig
 from agent.shared.protocol import Confirmation
 from agent.shared.reading import Reading

@@ -37,7 +37,7 @@ from _common import REPO, machine_lines, mount_of, ratio, synthetic_readings, wo
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from agent.collector.store import open_store
+from agent.centre.store import open_store
 from agent.shared.protocol import encode_batch, readings_topic, DEFAULT_PREFIX
 from agent.sim.broker import LocalBroker
 

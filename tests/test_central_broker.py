@@ -399,7 +399,7 @@ def test_collector_service_stores_what_units_send(tmp_path: Path, central: Centr
         with PasswordUnit(config, readings=40) as unit:
             assert unit.uplink.wait_until(lambda: unit.buffer.pending_count() == 0, timeout=15)
             expected = unit.seqs
-        from agent.collector.store import open_store
+        from agent.centre.store import open_store
 
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and stored != expected:

@@ -24,7 +24,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from agent.collector.store import QUARANTINE_RAW_BYTES, open_store, parse_db_url
+from agent.centre.store import open_store
+from agent.centre.store.base import QUARANTINE_RAW_BYTES, parse_db_url
 from agent.commands.main import main
 from agent.shared.protocol import encode_batch
 from agent.shared.reading import Event, Reading, Signal

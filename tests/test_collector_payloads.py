@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.collector.ingest import (
+from agent.centre.ingest import (
     MAX_STATUS_BYTES, BatchMessage, BrokerAddress, CollectorSettings, RefusedMessage, StatusMessage, classify,
     parse_broker_url,
 )

@@ -251,7 +251,8 @@ def test_status_payloads_validate(tmp_path: Path) -> None:
 def test_confirmations_the_collector_publishes_validate(tmp_path: Path) -> None:
     """The confirmation a commit produces (a hole, a settled range, upto and top) follows
     confirm.schema.json, and the decoder reads back what the schema accepts."""
-    from agent.collector.store import Work, open_store
+    from agent.centre.store import open_store
+    from agent.centre.store.base import Work
     from agent.shared.protocol import decode_confirmation, encode_confirmation
 
     with open_store(str(tmp_path / "c.db")) as store:

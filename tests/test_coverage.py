@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.collector.coverage import (
+from agent.centre.coverage import (
     UNKNOWN_OPERATOR, HomeOperators, Thresholds, aggregate, attribute, cell_of, cell_ring, classify,
     median_quality, operator_key, percentile,
 )

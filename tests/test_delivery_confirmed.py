@@ -24,7 +24,7 @@ import pytest
 
 from agent.shared import seq_ranges
 from agent.unit.buffer import ReadingBuffer
-from agent.collector.store import open_store
+from agent.centre.store import open_store
 from agent.unit.config import Config, load_config, read_password
 from agent.shared.polling import wait_until
 from agent.sim.broker import LocalBroker

@@ -15,9 +15,9 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from agent.collector.coverage import HomeOperators, aggregate, attribute
-from agent.collector.export import CLASS_COLORS, LAYERS, Layers, kml_color, write_csv, write_geojson, write_kml
-from agent.collector.segments import segments, tracks
+from agent.centre.coverage import HomeOperators, aggregate, attribute
+from agent.centre.export import CLASS_COLORS, LAYERS, Layers, kml_color, write_csv, write_geojson, write_kml
+from agent.centre.segments import segments, tracks
 from agent.commands.main import main
 from tests.support.survey_factory import damaged_survey, no_answer, survey_db, trip_with_tags
 

@@ -21,12 +21,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.shared import seq_ranges
-from agent.collector.ledger import (
+from agent.centre.ledger import (
     CORRUPT, DROPPED, LOST, REFUSED, REPLACED, RESEND, SETTLED_REASONS, UNKNOWN, Hole, UnitWork, View,
     _clip_restarts, centre_view, explain_holes, gone_ranges, settled, unit_work_of,
 )
-from agent.collector.store import UnitStatus, Work
-from agent.collector.store_sqlite import SqliteStore
+from agent.centre.store.base import UnitStatus, Work
+from agent.centre.store.sqlite import SqliteStore
 from agent.shared.protocol import MAX_CONFIRM_HOLES, Confirmation, decode_confirmation, encode_confirmation
 from agent.shared.reading import Event, Reading
 from tests.support.readings_factory import T0, signal_reading

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.collector.coverage import aggregate
-from agent.collector.mapview import map_data, render_map
+from agent.centre.coverage import aggregate
+from agent.centre.mapview import map_data, render_map
 from agent.commands.main import main
 from tests.support.survey_factory import in_service, no_service, survey_db, trip_with_tags
 
@@ -178,7 +178,7 @@ def test_page_is_self_contained(survey):
 
 def test_hostile_text_stays_text():
     """Tag messages come from the field: they are data in the page, never markup."""
-    from agent.collector.report import Place
+    from agent.centre.report import Place
     coverage = aggregate([])
     html = render_map(map_data(coverage, [], [], [Place("</script><script>alert(1)</script>", -0.3, 116.8, "tag")]))
     assert "<script>alert(1)" not in html

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.collector.coverage import aggregate, cell_of
-from agent.collector.report import (
+from agent.centre.coverage import aggregate, cell_of
+from agent.centre.report import (
     REPORT_COLUMNS, Place, PlacesError, blank_spot_rows, compass, format_report, nearest_place, parse_places_csv,
     tagged_places, write_report_csv,
 )
@@ -185,7 +185,7 @@ def test_report_bad_places_file(db, tmp_path, capsys):
 
 
 def test_report_from_postgresql_matches_sqlite(db, postgres_url, capsys):
-    from agent.collector.store import open_store
+    from agent.centre.store import open_store
 
     store = open_store(postgres_url)
     try:

@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import pytest
 
-from agent.collector.coverage import HomeOperators, attribute
-from agent.collector.segments import TrackRules, path_length_m, segments, tracks
+from agent.centre.coverage import HomeOperators, attribute
+from agent.centre.segments import TrackRules, path_length_m, segments, tracks
 from agent.shared.geo import haversine_m
 from agent.shared.reading import Reading
 from tests.support.survey_factory import T0, boat_trip, in_service, no_answer, no_service

@@ -17,13 +17,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.collector import migrations
-from agent.collector.store import (
-    QUARANTINE_RAW_BYTES, DatabaseUrl, SchemaTooNew, StoreDataError, StoreError, StoreUrlError, open_store,
-    parse_db_url,
+from agent.centre.store import open_store, schema
+from agent.centre.store.base import (
+    QUARANTINE_RAW_BYTES, DatabaseUrl, SchemaTooNew, StoreDataError, StoreError, StoreUrlError, parse_db_url,
 )
-from agent.collector.store_postgres import PostgresStore
-from agent.collector.store_sqlite import SqliteStore
+from agent.centre.store.postgres import PostgresStore
+from agent.centre.store.sqlite import SqliteStore
 from agent.shared.reading import Event, Reading, Signal
 from agent.sim.broker import free_port
 from tests.support.postgres import postgres_url  # noqa: F401  (fixture)
@@ -322,13 +321,13 @@ def _open_at(db_url: str, steps):
 
 
 def test_an_old_database_is_upgraded_in_place(db_url: str) -> None:
-    old = _open_at(db_url, migrations.MIGRATIONS[:1])
+    old = _open_at(db_url, schema.MIGRATIONS[:1])
     assert old.schema_version() == 1
     old.insert_readings(run({"boat-07": range(1, 11)}))
     old.close()
     assert not sql(db_url, "SELECT 1 FROM schema_version WHERE version = 2")
     with open_store(db_url) as upgraded:
-        assert upgraded.schema_version() == migrations.LATEST == 3
+        assert upgraded.schema_version() == schema.LATEST == 3
         assert [r.seq for r in upgraded.iter_readings(kind="signal")] == list(range(1, 11))
         assert sql(db_url, "SELECT first_seq, last_seq FROM seq_ranges") == [(1, 10)], "the ledger is built"
         assert upgraded.insert_readings(run({"boat-07": range(5, 16)})) == (5, 6)
@@ -339,8 +338,8 @@ def test_an_old_database_is_upgraded_in_place(db_url: str) -> None:
 def test_opening_again_changes_nothing(db_url: str) -> None:
     open_store(db_url).close()
     with open_store(db_url) as again:
-        assert again.schema_version() == migrations.LATEST
-    assert len(sql(db_url, "SELECT version FROM schema_version")) == len(migrations.MIGRATIONS)
+        assert again.schema_version() == schema.LATEST
+    assert len(sql(db_url, "SELECT version FROM schema_version")) == len(schema.MIGRATIONS)
 
 
 def test_a_newer_database_is_refused_clearly(db_url: str) -> None:
@@ -358,6 +357,6 @@ def test_a_newer_database_is_refused_clearly(db_url: str) -> None:
 
 
 def test_migrations_are_numbered_in_order_and_cover_both_backends() -> None:
-    assert [s.version for s in migrations.MIGRATIONS] == list(range(1, len(migrations.MIGRATIONS) + 1))
-    for step in migrations.MIGRATIONS:
+    assert [s.version for s in schema.MIGRATIONS] == list(range(1, len(schema.MIGRATIONS) + 1))
+    for step in schema.MIGRATIONS:
         assert step.sqlite and step.postgres and len(step.sqlite) == len(step.postgres)

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from agent.collector.store import open_store
-from agent.collector.stored_readings import StoredReadings, decode_row
+from agent.centre.store import open_store
+from agent.centre.stored_readings import StoredReadings, decode_row
 from tests.support.postgres import postgres_url  # noqa: F401  (fixture)
 from tests.support.survey_factory import damage, in_service, no_service, tag, year_one_body
 

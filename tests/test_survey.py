@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.collector.coverage import DEFAULT_RESOLUTION, Thresholds
-from agent.collector.store import open_store
-from agent.collector.survey import Survey, UnknownOperator, map_page
+from agent.centre.coverage import DEFAULT_RESOLUTION, Thresholds
+from agent.centre.store import open_store
+from agent.centre.survey import Survey, UnknownOperator, map_page
 from tests.support.survey_factory import damaged_survey, in_service, survey_db
 
 COVERED = (-0.5030, 117.1460)

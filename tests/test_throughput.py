@@ -19,7 +19,7 @@ import speedtest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.collector.speed_server import MAX_BYTES, MINI_JPEG_BYTES, RunningSpeedServer
+from agent.centre.speed_server import MAX_BYTES, MINI_JPEG_BYTES, RunningSpeedServer
 from agent.unit.measure.http_speed import (
     HEAD_ALLOWANCE, WIRE_FACTOR, HttpSpeedTest, TcpCounters, body_budget, parse_tcp_info,
 )

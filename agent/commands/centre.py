@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from agent.commands.exit_status import RuntimeFailure, UsageError
 
 if TYPE_CHECKING:
-    from agent.collector.survey import Survey
+    from agent.centre.survey import Survey
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def add_speed_server(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_speed_server(args: argparse.Namespace) -> int:
-    from agent.collector.speed_server import make_server
+    from agent.centre.speed_server import make_server
     from agent.commands.common import setup_logging
 
     if not 0 < args.port < 65536:
@@ -66,7 +66,8 @@ def cmd_speed_server(args: argparse.Namespace) -> int:
 
 def open_store_or_exit(url: str, command: str):
     """The store at ``url``; a bad URL is a usage error, an unusable database a runtime failure."""
-    from agent.collector.store import StoreError, StoreUrlError, open_store
+    from agent.centre.store import open_store
+    from agent.centre.store.base import StoreError, StoreUrlError
 
     try:
         return open_store(url)
@@ -79,7 +80,7 @@ def open_store_or_exit(url: str, command: str):
 # -- collect ----------------------------------------------------------------------------
 
 def add_collect(sub: argparse._SubParsersAction) -> None:
-    from agent.collector.ingest import DEFAULT_GROUP, CollectorSettings
+    from agent.centre.ingest import DEFAULT_GROUP, CollectorSettings
     from agent.shared.protocol import DEFAULT_PREFIX
 
     defaults = CollectorSettings  # class attributes hold the defaults
@@ -121,7 +122,7 @@ def add_collect(sub: argparse._SubParsersAction) -> None:
 
 def cmd_collect(args: argparse.Namespace) -> int:
     from agent.commands.common import setup_logging
-    from agent.collector.ingest import Collector, CollectorSettings, default_client_id, parse_broker_url
+    from agent.centre.ingest import Collector, CollectorSettings, default_client_id, parse_broker_url
     from agent.shared.quantities import parse_duration
     from agent.shared.watchdog import SystemdNotifier, Watchdog
 
@@ -182,7 +183,7 @@ _EXPORT_SUFFIXES = {".geojson": "geojson", ".json": "geojson", ".kml": "kml", ".
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:
-    from agent.collector.export import FORMATS, LAYERS
+    from agent.centre.export import FORMATS, LAYERS
 
     p = sub.add_parser(
         "export", help="write the survey as GeoJSON, KML or CSV: points, tracks, segments, cells",
@@ -242,7 +243,7 @@ def add_units(sub: argparse._SubParsersAction) -> None:
 
 
 def _grid_args(p: argparse.ArgumentParser) -> None:
-    from agent.collector.coverage import DEFAULT_RESOLUTION, Thresholds
+    from agent.centre.coverage import DEFAULT_RESOLUTION, Thresholds
 
     p.add_argument("--resolution", type=int, default=DEFAULT_RESOLUTION,
                    help=f"H3 grid resolution, 0-15 (default {DEFAULT_RESOLUTION}: cells of about 0.74 km²)")
@@ -254,8 +255,8 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
 def _survey(args: argparse.Namespace, command: str) -> Iterator[Survey]:
     """The survey of ``--db`` on the grid of ``--resolution`` and ``--min-samples``; the store
     is closed when the block ends."""
-    from agent.collector.coverage import Thresholds
-    from agent.collector.survey import Survey
+    from agent.centre.coverage import Thresholds
+    from agent.centre.survey import Survey
 
     if not 0 <= args.resolution <= 15:
         raise UsageError(f"blankspot {command}: --resolution must be 0 to 15, got {args.resolution}")
@@ -269,7 +270,7 @@ def _survey(args: argparse.Namespace, command: str) -> Iterator[Survey]:
 
 
 def _operator(survey: Survey, text: str | None, command: str) -> str | None:
-    from agent.collector.survey import UnknownOperator
+    from agent.centre.survey import UnknownOperator
 
     try:
         return survey.operator(text)
@@ -287,7 +288,8 @@ def _warn_skipped(survey: Survey, command: str) -> None:
 
 
 def _open_existing_store(url: str, command: str):
-    from agent.collector.store import StoreError, StoreUrlError, open_store, parse_db_url
+    from agent.centre.store import open_store
+    from agent.centre.store.base import StoreError, StoreUrlError, parse_db_url
 
     try:
         parsed = parse_db_url(url)
@@ -327,8 +329,8 @@ def _write_atomically(path: str, write) -> None:
 
 
 def _guarded(command: str, work) -> int:
-    from agent.collector.store import StoreError
-    from agent.collector.survey import NEEDS_H3
+    from agent.centre.store.base import StoreError
+    from agent.centre.survey import NEEDS_H3
 
     try:
         return work()
@@ -344,7 +346,7 @@ def cmd_units(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from agent.collector.fleet import fleet, write_units
+    from agent.centre.fleet import fleet, write_units
 
     def work() -> int:
         store = _open_existing_store(args.db, "units")
@@ -365,8 +367,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     import os
     import sys
 
-    from agent.collector.export import LAYERS, WRITERS, Layers
-    from agent.collector.segments import segments, tracks
+    from agent.centre.export import LAYERS, WRITERS, Layers
+    from agent.centre.segments import segments, tracks
 
     fmt = args.format or _EXPORT_SUFFIXES.get(os.path.splitext(args.out)[1].lower())
     if fmt is None:
@@ -404,8 +406,8 @@ def cmd_map(args: argparse.Namespace) -> int:
     import sys
     from dataclasses import replace
 
-    from agent.collector.mapview import MapOptions, map_summary
-    from agent.collector.survey import map_page
+    from agent.centre.mapview import MapOptions, map_summary
+    from agent.centre.survey import map_page
 
     def work() -> int:
         with _survey(args, "map") as survey:
@@ -425,15 +427,15 @@ def cmd_map(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from agent.collector.report import (
+    from agent.centre.report import (
         PlacesError, blank_spot_rows, format_report, parse_places_csv, tagged_places, write_report_csv,
     )
-    from agent.collector.segments import segments
+    from agent.centre.segments import segments
 
     def holes_section(store) -> str:
         import io
 
-        from agent.collector.fleet import fleet, write_holes_section
+        from agent.centre.fleet import fleet, write_holes_section
 
         out = io.StringIO()
         write_holes_section(fleet(store), out)

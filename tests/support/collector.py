@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.collector.store import open_store, parse_db_url
+from agent.centre.store import open_store
+from agent.centre.store.base import parse_db_url
 from agent.shared.polling import wait_until
 
 REPO = Path(__file__).resolve().parent.parent.parent

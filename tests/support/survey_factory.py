@@ -75,7 +75,7 @@ def no_answer(device: str, seq: int, lat: float, lon: float, *, when: datetime =
 
 def survey_db(path, readings: list[Reading]) -> str:
     """A real collector database (SQLite) at ``path`` holding ``readings``; returns its URL."""
-    from agent.collector.store import open_store
+    from agent.centre.store import open_store
 
     url = f"sqlite:///{path}"
     store = open_store(url)
@@ -106,7 +106,7 @@ def year_one_body(reading: Reading) -> str:
 
 def damage(url: str, bodies: dict[tuple[str, int], str]) -> None:
     """Overwrite the stored body of each ``(device, seq)`` by hand, as a damaged database would hold it."""
-    from agent.collector.store import parse_db_url
+    from agent.centre.store.base import parse_db_url
 
     parsed = parse_db_url(url)
     if parsed.backend == "sqlite":

@@ -1,6 +1,6 @@
 """The ``http`` throughput backend: download and upload against the operator's speed server.
 
-The server is :mod:`agent.collector.speed_server` (``blankspot speed-server``).  Each direction
+The server is :mod:`agent.centre.speed_server` (``blankspot speed-server``).  Each direction
 is one TCP connection: ``GET /bytes?n=N`` for the download, ``POST /upload`` with a body of
 ``N`` bytes for the upload.  ``N`` is set from the byte cap so that the whole test, TCP/IP
 headers and acknowledgements included, stays within the cap even if it never stops early;

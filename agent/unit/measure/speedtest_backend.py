@@ -6,7 +6,7 @@ Two ways to run it:
   configuration and the server list from speedtest.net, the closest servers pinged, the
   best one measured.  Needs the Internet.
 - ``run_speedtest("http://host:port/")``: a private "Speedtest Mini" server (our
-  :mod:`agent.collector.speed_server` serves that layout), as ``speedtest-cli --mini URL``
+  :mod:`agent.centre.speed_server` serves that layout), as ``speedtest-cli --mini URL``
   does, through :class:`PrivateSpeedtest`.  Needs nothing but that server.
 
 Either way the test is the library's own: 8 download threads fetching ``random*.jpg`` and

@@ -3,7 +3,7 @@
 Two backends measure the download and upload rate of the unit's link:
 
 - ``http`` (:mod:`agent.unit.measure.http_speed`) against the operator's own speed server
-  (:mod:`agent.collector.speed_server`).  It stops each direction as soon as its rate estimate
+  (:mod:`agent.centre.speed_server`).  It stops each direction as soon as its rate estimate
   is stable (:class:`~agent.unit.measure.rate.RateMeter`) and never asks for more than a byte cap.
 - ``speedtest`` (:mod:`agent.unit.measure.speedtest_backend`): speedtest-cli used as a library,
   against Ookla's servers or a private "Speedtest Mini" server.  It always runs its full

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from agent.collector.coverage import Attributed, HomeOperators, Thresholds, aggregate, attribute
-from agent.collector.mapview import MapOptions, map_data, render_map
-from agent.collector.report import tagged_places
-from agent.collector.segments import segments, tracks
-from agent.collector.store import Store
-from agent.collector.stored_readings import StoredReadings
+from agent.centre.coverage import Attributed, HomeOperators, Thresholds, aggregate, attribute
+from agent.centre.mapview import MapOptions, map_data, render_map
+from agent.centre.report import tagged_places
+from agent.centre.segments import segments, tracks
+from agent.centre.store.base import Store
+from agent.centre.stored_readings import StoredReadings
 
 # Units in the field install without the grid library; only the central side needs it.
 NEEDS_H3 = "the coverage grid needs h3: pip install 'blankspot[collector]'"

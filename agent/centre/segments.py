@@ -20,7 +20,7 @@ A blank-spot segment is a run of no-service readings along a track (rules in
 - runs of fewer than ``min_readings`` no-service readings are not segments.
 
 The operator of a segment is the one its no-service readings count for: the home operator
-of the unit's SIM (see :mod:`agent.collector.coverage`).
+of the unit's SIM (see :mod:`agent.centre.coverage`).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from agent.collector.coverage import Attributed, is_no_service
+from agent.centre.coverage import Attributed, is_no_service
 from agent.shared.geo import haversine_m
 from agent.shared.reading import Reading, Signal
 

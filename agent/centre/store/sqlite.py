@@ -13,9 +13,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Iterator
 
-from agent.collector import migrations
-from agent.collector.ledger import SeqLedger
-from agent.collector.store import (
+from agent.centre.store import schema
+from agent.centre.ledger import SeqLedger
+from agent.centre.store.base import (
     MAX_REASON_CHARS, MAX_TOPIC_CHARS, QUARANTINE_RAW_BYTES, READING_COLUMNS, CommitResult, SchemaTooNew, Store,
     StoreDataError, StoreError, Work, clean_text, counter_deltas, now_utc, reading_row, readings_query, status_json,
 )
@@ -34,7 +34,7 @@ _INSERT = (
 class SqliteStore(Store):
     backend = "sqlite"
 
-    def __init__(self, path: str | Path, steps: tuple[migrations.Step, ...] = migrations.MIGRATIONS) -> None:
+    def __init__(self, path: str | Path, steps: tuple[schema.Step, ...] = schema.MIGRATIONS) -> None:
         self.path = Path(path)
         self.url = f"sqlite:///{self.path.resolve().as_posix().lstrip('/')}"
         if self.path.is_dir():
@@ -59,15 +59,15 @@ class SqliteStore(Store):
 
     # -- schema ------------------------------------------------------------------------
 
-    def _migrate(self, steps: tuple[migrations.Step, ...]) -> None:
-        self._ledger = migrations.has_ledger(steps)
+    def _migrate(self, steps: tuple[schema.Step, ...]) -> None:
+        self._ledger = schema.has_ledger(steps)
         db = self._db
         db.execute("BEGIN IMMEDIATE")  # one migrator at a time
         try:
-            db.execute(migrations.VERSION_TABLE["sqlite"])
+            db.execute(schema.VERSION_TABLE["sqlite"])
             current = db.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
             try:
-                todo = migrations.pending_steps(current, steps)
+                todo = schema.pending_steps(current, steps)
             except ValueError as exc:
                 raise SchemaTooNew(f"{self.path}: {exc}") from None
             for step in todo:

@@ -13,7 +13,7 @@
 
 After each commit the collector tells each unit what the database now holds: a retained QoS 1
 :class:`~agent.shared.protocol.Confirmation` on ``<prefix>/<device>/confirm``, computed in the same
-transaction from the seq ledger (:mod:`agent.collector.ledger`).  To keep it cheap on a
+transaction from the seq ledger (:mod:`agent.centre.ledger`).  To keep it cheap on a
 metered link, a unit gets at most one every ``confirm_interval_s``, sooner when its status
 shows it is behind or when a hole opens; the unit sends again what the confirmation says is
 missing.  A reading dated outside the plausible window (:func:`implausible_time`) is
@@ -45,11 +45,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from agent.collector.store import (
+from agent.centre.store.base import (
     QUARANTINE_RAW_BYTES, Quarantined, Store, StoreDataError, StoreError, UnitStatus, Work, now_utc,
 )
 from agent.shared import seq_ranges
-from agent.collector.ledger import LedgerChange
+from agent.centre.ledger import LedgerChange
 from agent.shared.protocol import (
     DEFAULT_PREFIX, Confirmation, PayloadError, confirm_topic, decode_batch, decode_status, encode_confirmation,
     split_topic,

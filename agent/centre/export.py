@@ -22,15 +22,15 @@ from dataclasses import dataclass, field, fields
 from typing import Any, TextIO
 from xml.etree import ElementTree as ET
 
-from agent.collector.coverage import Attributed, CellCoverage, Coverage, cell_ring
-from agent.collector.segments import Segment, Track
+from agent.centre.coverage import Attributed, CellCoverage, Coverage, cell_ring
+from agent.centre.segments import Segment, Track
 from agent.shared.reading import Event, Latency, Signal, Throughput, format_time, part_dict
 
 LAYERS = ("points", "tracks", "segments", "cells")
 FORMATS = ("geojson", "kml", "csv")
 KML_NS = "http://www.opengis.net/kml/2.2"
 
-# KML colours are aabbggrr.  The same colours as the HTML map (agent/collector/static/map.js).
+# KML colours are aabbggrr.  The same colours as the HTML map (agent/centre/static/map.js).
 CLASS_COLORS = {"blank": "#d7191c", "weak": "#fdae61", "covered": "#1a9641", "unknown": "#9e9e9e"}
 TRACK_COLOR = "#2b6cb0"
 SEGMENT_COLOR = "#7f0000"

@@ -14,9 +14,9 @@ import time
 from datetime import timezone
 from typing import Any, Iterator
 
-from agent.collector import migrations
-from agent.collector.ledger import SeqLedger
-from agent.collector.store import (
+from agent.centre.store import schema
+from agent.centre.ledger import SeqLedger
+from agent.centre.store.base import (
     MAX_REASON_CHARS, MAX_TOPIC_CHARS, QUARANTINE_RAW_BYTES, READING_COLUMNS, CommitResult, SchemaTooNew, Store,
     StoreDataError, StoreError, StoreUrlError, Work, clean_text, counter_deltas, now_utc, reading_row, redact,
     readings_query, status_json,
@@ -48,7 +48,7 @@ _COPY_FROM = 100
 class PostgresStore(Store):
     backend = "postgres"
 
-    def __init__(self, url: str, steps: tuple[migrations.Step, ...] = migrations.MIGRATIONS) -> None:
+    def __init__(self, url: str, steps: tuple[schema.Step, ...] = schema.MIGRATIONS) -> None:
         if psycopg is None:
             raise StoreError("PostgreSQL needs the psycopg package: pip install 'blankspot[postgres]' "
                              "(or 'psycopg[binary]')")
@@ -90,15 +90,15 @@ class PostgresStore(Store):
 
     # -- schema ------------------------------------------------------------------------
 
-    def _migrate(self, steps: tuple[migrations.Step, ...]) -> None:
-        self._ledger = migrations.has_ledger(steps)
+    def _migrate(self, steps: tuple[schema.Step, ...]) -> None:
+        self._ledger = schema.has_ledger(steps)
         conn = self._conn
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            conn.execute(migrations.VERSION_TABLE["postgres"])
+            conn.execute(schema.VERSION_TABLE["postgres"])
             current = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
             try:
-                todo = migrations.pending_steps(current, steps)
+                todo = schema.pending_steps(current, steps)
             except ValueError as exc:
                 raise SchemaTooNew(f"{self.url}: {exc}") from None
             for step in todo:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from agent.collector.store import Store
+from agent.centre.store.base import Store
 from agent.shared.reading import Reading, ReadingError, reading_from_dict
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
 """The collector's database: readings stored once per ``(device, seq)``, quarantine, units.
 
-Open one with :func:`open_store` from a URL: ``sqlite:///abs/path.db``, a plain file path,
-or ``postgresql://user@host/db`` (needs ``psycopg``, the ``postgres`` extra).  Opening
-applies the schema migrations (``agent.collector.migrations``).
+Open one with :func:`agent.centre.store.open_store` from a URL: ``sqlite:///abs/path.db``,
+a plain file path, or ``postgresql://user@host/db`` (needs ``psycopg``, the ``postgres``
+extra).  Opening applies the schema migrations (``agent.centre.store.schema``).
 
 - ``insert_readings(readings) -> (inserted, duplicates)``: one transaction; a reading whose
   ``(device, seq)`` is already stored is a duplicate and is left as it was.
@@ -35,7 +35,7 @@ from typing import Any, Iterable, Iterator
 from urllib.parse import urlsplit
 
 from agent.shared import seq_ranges
-from agent.collector.ledger import Hole, LedgerChange, UnitWork, holes_of, unit_work_of
+from agent.centre.ledger import Hole, LedgerChange, UnitWork, holes_of, unit_work_of
 from agent.shared.reading import Event, Latency, Reading, Signal, Throughput, format_time, reading_from_dict
 
 QUARANTINE_RAW_BYTES = 65_536
@@ -255,7 +255,7 @@ class Store(abc.ABC):
 
     def iter_readings(self, device: str | None = None, kind: str | None = None) -> Iterator[Reading]:
         """Stored readings, ordered by device then seq; a row that does not decode raises
-        ``ReadingError`` (``agent.collector.stored_readings`` skips such rows instead)."""
+        ``ReadingError`` (``agent.centre.stored_readings`` skips such rows instead)."""
         for _device, _seq, body in self.iter_rows(device, kind):
             yield reading_from_dict(json.loads(body) if isinstance(body, (str, bytes)) else body)
 
@@ -385,15 +385,3 @@ def parse_db_url(url: str) -> DatabaseUrl:
         f"database URL {redact(url)!r}: unsupported scheme {scheme!r} "
         "(use a file path, sqlite:///path or postgresql://user@host/database)"
     )
-
-
-def open_store(url: str) -> Store:
-    """Open (create, upgrade) the database at ``url``; see the module docstring."""
-    parsed = parse_db_url(url)
-    if parsed.backend == "sqlite":
-        from agent.collector.store_sqlite import SqliteStore
-
-        return SqliteStore(parsed.target)
-    from agent.collector.store_postgres import PostgresStore
-
-    return PostgresStore(parsed.target)

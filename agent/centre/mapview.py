@@ -16,9 +16,9 @@ from importlib.resources import files
 from typing import Any
 
 from agent import __version__
-from agent.collector.coverage import CellCoverage, Coverage, cell_ring
-from agent.collector.report import Place
-from agent.collector.segments import Segment, Track, TrackPoint
+from agent.centre.coverage import CellCoverage, Coverage, cell_ring
+from agent.centre.report import Place
+from agent.centre.segments import Segment, Track, TrackPoint
 from agent.shared.geo import haversine_m
 from agent.shared.reading import format_time
 
@@ -44,7 +44,7 @@ class MapOptions:
 
 
 def _static(name: str) -> str:
-    return files("agent.collector").joinpath("static", name).read_text(encoding="utf-8")
+    return files("agent.centre").joinpath("static", name).read_text(encoding="utf-8")
 
 
 def _dbm(value: float | None) -> str:

@@ -2,7 +2,7 @@
 
 ``blankspot units`` prints it; ``blankspot report`` ends with its holes section.  Everything
 comes from the collector's database: the units' last statuses (backlog as the unit reported
-it) and the seq ledger (:mod:`agent.collector.ledger`).
+it) and the seq ledger (:mod:`agent.centre.ledger`).
 """
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
 
-from agent.collector.ledger import CORRUPT, DROPPED, LOST, REFUSED, REPLACED, RESEND, UNKNOWN, Hole
-from agent.collector.store import Store
+from agent.centre.ledger import CORRUPT, DROPPED, LOST, REFUSED, REPLACED, RESEND, UNKNOWN, Hole
+from agent.centre.store.base import Store
 from agent.shared.reading import format_time
 
 REASON_TEXT = {

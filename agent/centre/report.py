@@ -18,8 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from agent.collector.coverage import Coverage
-from agent.collector.segments import Segment
+from agent.centre.coverage import Coverage
+from agent.centre.segments import Segment
 from agent.shared.geo import bearing_deg, haversine_m
 from agent.shared.reading import Event, Reading, format_time
 
