@@ -16,7 +16,7 @@ if str(REPO) not in sys.path:
 
 from agent.shared.clock import Timestamp  # noqa: E402
 from agent.shared.reading import Reading  # noqa: E402
-from agent.sim.coverage import mahakam_scenario  # noqa: E402
+from agent.sim.scenario import mahakam_scenario  # noqa: E402
 from agent.sim.route import mahakam_route  # noqa: E402
 from agent.sim.synthetic import SyntheticSource  # noqa: E402
 

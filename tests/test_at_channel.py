@@ -13,7 +13,7 @@ from agent.unit.devices.modem.at import AtChannel
 from agent.unit.devices.modem.device import Modem
 from agent.unit.devices.modem.errors import AtCommandError, AtTimeout, ModemError, PortGone
 from agent.unit.devices.modem.profiles import load_profile
-from agent.sim.coverage import Radio, mahakam_scenario
+from agent.sim.scenario import Radio, mahakam_scenario
 from agent.sim.modem import SimulatedModem
 
 SAMARINDA = mahakam_scenario().towers[0]

@@ -28,7 +28,7 @@ from agent.centre.store import open_store
 from agent.unit.config import Config, load_config, read_password
 from agent.shared.polling import wait_until
 from agent.sim.broker import LocalBroker
-from agent.sim.coverage import mahakam_scenario
+from agent.sim.scenario import mahakam_scenario
 from agent.sim.link import LinkProxy
 from agent.sim.route import mahakam_route
 from agent.sim.synthetic import SyntheticSource

@@ -26,7 +26,7 @@ from agent.unit.config import Config, load_config
 from agent.shared.reading import Reading
 from agent.unit.service import AgentService
 from agent.sim.broker import LocalBroker
-from agent.sim.coverage import mahakam_scenario
+from agent.sim.scenario import mahakam_scenario
 from agent.sim.link import LinkFaults, LinkProxy
 from agent.sim.route import mahakam_route
 from agent.sim.synthetic import SyntheticSource

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.demo import run_demo
+from agent.sim.demo import run_demo
 from tests.support.broker import require_mosquitto
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from agent.commands.main import main
 from agent.shared.reading import Signal, reading_from_dict
-from agent.sim.coverage import Radio, mahakam_scenario
+from agent.sim.scenario import Radio, mahakam_scenario
 from agent.sim.modem import SimulatedModem
 
 PROFILES = ["quectel-ec25", "quectel-eg25g", "quectel-rm500q", "simcom-sim7600", "huawei-me909s", "generic-3gpp"]

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from agent.unit.devices.modem import levels
 from agent.unit.devices.modem.transcript import parse_transcript
 from agent.sim import modem_answers as answers
-from agent.sim.coverage import Radio, Tower, mahakam_scenario
+from agent.sim.scenario import Radio, Tower, mahakam_scenario
 from agent.sim.modem import SimulatedModem
 
 FINALS = (b"\r\nOK\r\n", b"\r\nERROR\r\n")

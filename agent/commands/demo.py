@@ -19,7 +19,7 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from agent.demo import DemoError, run_demo
+    from agent.sim.demo import DemoError, run_demo
 
     setup_logging("error" if not args.verbose else "info")
     try:

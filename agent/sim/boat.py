@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from agent.sim.coverage import CoverageScenario, Radio
+from agent.sim.scenario import CoverageScenario, Radio
 from agent.sim.gps import SimulatedGps
 from agent.sim.link import LinkProxy
 from agent.sim.modem import SimulatedModem

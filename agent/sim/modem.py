@@ -42,7 +42,7 @@ from pathlib import Path
 
 from agent.unit.devices.modem.transcript import Transcript
 from agent.sim.pty import close_linked_pty, open_linked_pty
-from agent.sim.coverage import Radio
+from agent.sim.scenario import Radio
 from agent.sim.modem_answers import (
     AnswerModes,
     dynamic_answer,

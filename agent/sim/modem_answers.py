@@ -2,7 +2,7 @@
 
 The simulated modem answers static commands (identity, GNSS switches, ...) from a model's
 transcript; the commands below change with place and time, so their text is made here from
-a :class:`~agent.sim.coverage.Radio`.  Each formatter returns the information lines exactly
+a :class:`~agent.sim.scenario.Radio`.  Each formatter returns the information lines exactly
 as the vendor prints them; :func:`dynamic_answer` adds the final ``OK``, giving the same
 shape as :meth:`Transcript.answer <agent.unit.devices.modem.transcript.Transcript.answer>`.
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from agent.sim.coverage import Radio, Tower
+from agent.sim.scenario import Radio, Tower
 
 DRIVERS = ("generic", "quectel", "simcom", "huawei", "telit")
 

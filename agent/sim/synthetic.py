@@ -13,7 +13,7 @@ from typing import Callable
 from agent.shared.clock import Clock, TimeKeeper
 from agent.shared.quality import signal_quality
 from agent.shared.reading import Position, Reading, Signal
-from agent.sim.coverage import CoverageScenario, Radio
+from agent.sim.scenario import CoverageScenario, Radio
 from agent.sim.route import Route, RoutePoint
 
 

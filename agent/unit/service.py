@@ -44,7 +44,7 @@ def state_path(config: Config) -> Path:
 
 
 def build_synthetic(config: Config, device: str, clock: Clock):
-    from agent.sim.coverage import mahakam_scenario
+    from agent.sim.scenario import mahakam_scenario
     from agent.sim.route import mahakam_route
     from agent.sim.synthetic import SyntheticSource
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from agent.shared.geo import haversine_m
 from agent.unit.service import AgentService
 from agent.sim.boat import SimulatedBoat
-from agent.sim.coverage import mahakam_scenario
+from agent.sim.scenario import mahakam_scenario
 from agent.sim.route import Route, mahakam_route
 from tests.support.unit_config import write_config
 

@@ -10,7 +10,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 from agent.shared.reading import Event, Latency, Position, Reading, Signal
-from agent.sim.coverage import CoverageScenario, mahakam_scenario
+from agent.sim.scenario import CoverageScenario, mahakam_scenario
 from agent.sim.route import Route, mahakam_route
 from agent.sim.synthetic import signal_from_radio
 

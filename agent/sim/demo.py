@@ -37,7 +37,7 @@ from agent.shared.reading import Event
 from agent.unit.service import AgentService
 from agent.sim.boat import SimulatedBoat
 from agent.sim.broker import BrokerError, LocalBroker, mosquitto_path
-from agent.sim.coverage import mahakam_scenario
+from agent.sim.scenario import mahakam_scenario
 from agent.sim.link import LinkProxy
 from agent.sim.route import Route, mahakam_route
 
