@@ -14,20 +14,21 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from gpiozero import LED
+from gpiozero import LED, Device
 from gpiozero.pins.mock import MockFactory, MockPin
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.commands.exit_status import RuntimeFailure
+from agent.commands.main import main
 from agent.unit.config import Config, ConfigError, PanelConfig, parse_config
-from agent.unit.devices.panel import Panel
+from agent.unit.devices.panel import Panel, PanelError
 from agent.unit.devices.panel_policy import (
     FAST, FLASH, GPS_FIXES, LIGHTS, OFF, ON, SHUTDOWN, SLOW, TAG, UPLINK_STATES, WINK,
     PanelState, Pattern, PressTracker, led_patterns, press_action,
 )
 from agent.shared.polling import wait_until
 from agent.shared.reading import QUALITIES, Event
+from tests.support.unit_config import write_config
 
 PANEL_DOC = Path(__file__).resolve().parent.parent / "docs" / "panel.md"
 PINS = {"gps": 5, "signal": 6, "uplink": 13, "backlog": 19}
@@ -453,12 +454,28 @@ def test_parts_not_fitted_are_not_opened(factory, make_panel) -> None:
     assert [pin.info.name for pin in factory.pins.values()] == ["GPIO6"]
 
 
-def test_a_pin_already_taken_is_a_runtime_failure_and_nothing_stays_open(factory) -> None:
+def test_a_pin_already_taken_is_a_panel_error_and_nothing_stays_open(factory) -> None:
     blocker = LED(PINS["uplink"], pin_factory=factory)
-    with pytest.raises(RuntimeFailure, match=r"cannot open GPIO 13 \(panel.uplink_led\)"):
+    with pytest.raises(PanelError, match=r"cannot open GPIO 13 \(panel.uplink_led\)"):
         Panel.from_config(full(), pin_factory=factory)
     blocker.close()
     Panel.from_config(full(), pin_factory=factory).close()  # the lights opened before were released
+
+
+def test_blankspot_run_with_a_pin_taken_says_which_and_exits_1(factory, tmp_path: Path, monkeypatch,
+                                                               capsys) -> None:
+    monkeypatch.setattr(Device, "pin_factory", factory)  # what Panel.from_config(..., None) opens pins with
+    pins = {f"{light}_led": pin for light, pin in PINS.items()}
+    config = write_config(tmp_path / "agent.toml", 1883, tmp_path / "buffer.db", {
+        "uplink": {"enabled": False}, "panel": {"enabled": True, **pins}})
+    blocker = LED(PINS["uplink"], pin_factory=factory)
+    try:
+        status = main(["run", "--config", str(config)])
+    finally:
+        blocker.close()
+    err = capsys.readouterr().err
+    assert status == 1
+    assert re.fullmatch(r"blankspot: panel: cannot open GPIO 13 \(panel.uplink_led\): .+\n", err), err
 
 
 def test_close_releases_the_pins_and_stops_the_timers(factory) -> None:

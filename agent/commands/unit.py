@@ -28,6 +28,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from agent.unit.buffer import BufferError
     from agent.unit.config_files import file_problems
+    from agent.unit.devices.panel import PanelError
 
     path = args.config or DEFAULT_PATH
     config = load_config_arg(args)
@@ -48,7 +49,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         service = AgentService(config, config_path=str(args.config or DEFAULT_PATH))
-    except BufferError as exc:
+    except (BufferError, PanelError) as exc:
         raise RuntimeFailure(str(exc)) from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

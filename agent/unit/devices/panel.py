@@ -27,7 +27,7 @@ Use::
 - Callbacks run on gpiozero's and the panel's own threads: keep them short (hand the work
   to the main loop).  An exception in one is logged, never raised into gpiozero.
 - With ``enabled = false`` nothing is opened and ``show`` does nothing.
-- Opening a pin that does not exist or is taken raises ``RuntimeFailure``.
+- Opening a pin that does not exist or is taken raises :class:`PanelError`.
 """
 from __future__ import annotations
 
@@ -43,15 +43,18 @@ from agent.unit.config import PanelConfig
 from agent.unit.devices.panel_policy import (
     ACKNOWLEDGE, ACKNOWLEDGE_S, HALTING, LIGHTS, SHUTDOWN, TAG, PanelState, Pattern, PressTracker, led_patterns,
 )
-from agent.commands.exit_status import RuntimeFailure
 from agent.shared.reading import Event
 
-__all__ = ["Panel", "PanelState"]
+__all__ = ["Panel", "PanelError", "PanelState"]
 
 log = logging.getLogger(__name__)
 
 TagCallback = Callable[[Event], None]
 Callback = Callable[[], None]
+
+
+class PanelError(RuntimeError):
+    """A panel part could not be opened: the pin does not exist or is taken."""
 
 
 class Panel:
@@ -126,7 +129,7 @@ class Panel:
             except (GPIOZeroError, OSError) as exc:
                 for device in reversed(opened):
                     device.close()
-                raise RuntimeFailure(f"panel: cannot open GPIO {pin} (panel.{key}): {exc}") from None
+                raise PanelError(f"panel: cannot open GPIO {pin} (panel.{key}): {exc}") from None
             opened.append(part)
             return part
 
