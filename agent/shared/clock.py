@@ -29,10 +29,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Callable, Protocol
-
-if TYPE_CHECKING:
-    from agent.unit.devices.gps.fix import Fix
+from typing import Callable, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +56,21 @@ class Timestamp:
 
 class Clock(Protocol):
     def now(self) -> Timestamp: ...
+
+
+class GpsTime(Protocol):
+    """What the clock needs of a GPS fix (the receiver's ``Fix`` is one): its mode
+    (``"none"`` without a position), its UTC time if it has a date, and the
+    ``CLOCK_BOOTTIME`` at which it arrived."""
+
+    @property
+    def fix(self) -> str: ...
+
+    @property
+    def time(self) -> datetime | None: ...
+
+    @property
+    def received(self) -> float | None: ...
 
 
 def boottime() -> float:
@@ -111,7 +123,7 @@ class TimeKeeper:
     """The agent's clock: system time when synchronised, else GPS time, else marked unsynced.
 
     ``gps_fix`` is fed every fix from the GPS reader, which records the boottime at which each
-    epoch's first sentence arrived (``Fix.received``).  The injected functions are for tests and for the
+    epoch's first sentence arrived (``GpsTime.received``).  The injected functions are for tests and for the
     simulator's compressed time.
     """
 
@@ -122,7 +134,7 @@ class TimeKeeper:
     _warned_implausible: bool = field(default=False, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
-    def gps_fix(self, fix: "Fix") -> bool:
+    def gps_fix(self, fix: GpsTime) -> bool:
         """Take a fix's UTC time as the reference; False (ignored) without a position or a
         date, or when implausible.  A receiver without a fix may still print its RTC's guess
         of the time: that guess is not trusted."""
