@@ -109,7 +109,6 @@ def test_a_modem_that_stops_answering_is_reset_and_the_outage_recorded(tmp_path:
     events = [b["event"] for b in bodies if b["kind"] == "event"]
     recoveries = [e for e in events if e["type"] == "modem_recovery"]
     assert [(e["data"]["action"], e["data"]["ok"]) for e in recoveries] == [("reopen", False), ("reset", True)]
-    assert any('AT+CFUN=1,1' in line for line in boat.modem.received) or True  # sent while mute: not logged
     last_signals = [b["signal"] for b in bodies if b["kind"] == "signal"][-3:]
     assert all(s["error"] is None and s["rat"] == "LTE" for s in last_signals)
 
