@@ -48,7 +48,7 @@ from agent.unit.config_files import check_tls_files
 from agent.unit.delivery import DeliveryTracker
 from agent.shared.polling import wait_until
 from agent.shared.protocol import (
-    PayloadError, confirm_topic, decode_confirmation, encode_batch, encode_status, readings_topic, status_topic,
+    Confirmation, PayloadError, confirm_topic, decode_confirmation, encode_batch, encode_status, readings_topic, status_topic,
 )
 from agent.shared.reading import format_time
 
@@ -129,7 +129,7 @@ class MqttUplink:
         if config.confirm:
             self.tracker.acknowledged(buffer.awaiting_confirmation(), time.monotonic())
         self._unmarked: list[Batch] = []  # acknowledged, but the buffer could not record it yet
-        self._pending_confirm: object | None = None  # a confirmation the buffer could not record yet
+        self._pending_confirm: Confirmation | None = None  # a confirmation the buffer could not record yet
         self.buffer_fault: str | None = None
         self._unrouted_logged = False
         # After a refusal or a 0x10, one batch at a time until the broker takes one again: a
@@ -342,7 +342,7 @@ class MqttUplink:
             return
         self._apply(confirmation)
 
-    def _apply(self, confirmation: Any) -> bool:
+    def _apply(self, confirmation: Confirmation) -> bool:
         """Apply a confirmation; False when the buffer could not record it (kept for a retry)."""
         try:
             outcome = self.buffer.apply_confirmation(confirmation)
@@ -423,7 +423,8 @@ class MqttUplink:
         self.stats.batches_acked += 1
         self.stats.readings_acked += len(batch)
         self.stats.last_delivery = format_time(datetime.now(timezone.utc))
-        self._mark(batch)
+        if not self._mark(batch):
+            self._unmarked.append(batch)  # still leased: not sent again while it waits
 
     # -- marking in the buffer ------------------------------------------------------------
 
@@ -431,7 +432,6 @@ class MqttUplink:
         try:
             self.buffer.ack(batch, confirmed=not self.config.confirm)
         except BufferError as exc:
-            self._unmarked.append(batch)  # still leased: not sent again while it waits
             self._buffer_failed(str(exc))
             return False
         if self.config.confirm:
@@ -443,9 +443,9 @@ class MqttUplink:
         if self._pending_confirm is not None and not self._apply(self._pending_confirm):
             return False
         while self._unmarked:
-            if not self._mark(self._unmarked.pop(0)):
-                self._unmarked.insert(0, self._unmarked.pop())
+            if not self._mark(self._unmarked[0]):
                 return False
+            self._unmarked.pop(0)
         if self.buffer_fault is not None:
             log.warning("buffer %s can be written again; sending resumes", self.buffer.path)
             self.buffer_fault = None
