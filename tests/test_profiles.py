@@ -206,6 +206,14 @@ def test_toml_syntax_errors_and_broken_transcripts_name_their_line(tmp_path: Pat
     assert str(info.value).startswith(f"{tmp_path / 'bad-transcript.transcript'}:2:")
 
 
+def test_hash_and_a_blank_start_a_comment_but_a_telit_answer_line_is_kept() -> None:
+    """'# ' and a lone '#' are comments; '#RFSTS: ...' is what a Telit module answers."""
+    transcript = parse_transcript(
+        "# header\n#\n> AT#CCID\n#CCID: 89621000000123456795\n\nOK\n# between blocks\n> AT\nOK\n")
+    assert transcript.answer("AT#CCID") == ("#CCID: 89621000000123456795", "", "OK")
+    assert transcript.answer("AT") == ("OK",)
+
+
 def test_unknown_model_name_lists_the_known_ones() -> None:
     """--model with a typo says which models exist and suggests the closest."""
     with pytest.raises(ProfileError) as info:

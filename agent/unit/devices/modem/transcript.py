@@ -2,7 +2,7 @@
 
 A transcript file (``firmware_configs/<model>.transcript``) holds blocks::
 
-    # comment lines start with '#'
+    # comment lines start with '# '
     > AT+CGMM
     EC25
     OK
@@ -11,6 +11,9 @@ A line starting with ``> `` is a command as sent; the lines after it, up to the 
 are the answer exactly as the modem printed it (final result included).  Blank lines inside
 an answer are kept, leading and trailing blank lines of a block are not.  Command lookup is
 case-insensitive on the command, as modems are.
+
+A comment is ``#`` followed by a blank or nothing: Telit answers start with ``#`` too
+(``#RFSTS: ...``, ``#CCID: ...``) and are answer lines.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ def parse_transcript(text: str, source: str = "<transcript>") -> Transcript:
     current: list[str] | None = None
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.rstrip("\r")
-        if line.startswith("#"):
+        if _is_comment(line):
             continue
         if line.startswith("> "):
             command = line[2:].strip().upper()
@@ -49,6 +52,10 @@ def parse_transcript(text: str, source: str = "<transcript>") -> Transcript:
             continue
         current.append(line)
     return Transcript({cmd: tuple(_trim(lines)) for cmd, lines in answers.items()})
+
+
+def _is_comment(line: str) -> bool:
+    return line == "#" or line.startswith(("# ", "#\t"))
 
 
 def _trim(lines: list[str]) -> list[str]:
