@@ -18,7 +18,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.unit.devices.modem import levels
+from agent.unit.devices.modem.parse_telit import parse_rfsts
 from agent.unit.devices.modem.transcript import parse_transcript
+from agent.unit.devices.modem.values import SignalFacts
 from agent.sim import modem_answers as answers
 from agent.sim.scenario import Radio, Tower, mahakam_scenario
 from agent.sim.modem import SimulatedModem
@@ -366,7 +368,8 @@ def test_for_profile_uses_the_model_files(tmp_path) -> None:
 #  '+QSPN: "I TIM","TIM","",0,"22201"'); SIMCom SIM7600 manual example
 # ('+CPSI: LTE,Online,404-45,0x21F9,322642,453,EUTRAN-BAND40,39275,4,4,-168,-1126,-773,7');
 # Huawei ME909s manual and ModemManager's test tables ('^SYSINFOEX:2,4,5,1,,3,"WCDMA",41,"HSPA+"',
-# '^HCSQ: "LTE",30,29,91,22').
+# '^HCSQ: "LTE",30,29,91,22'); Telit's LE910 guides and a captured LE910 line
+# ('#RFSTS:"286 01",6400,-100,-66,-18,2242,FF,0,128,10,1,859315,"286016339811626","TR TURKCELL",3,20,720,3240,-5').
 SERVED_ANSWERS = [
     ("generic", "AT+CSQ", "+CSQ: 21,99"),
     ("generic", "AT+CESQ", "+CESQ: 99,99,255,255,19,43"),
@@ -381,6 +384,8 @@ SERVED_ANSWERS = [
     ("simcom", "AT+CPSI?", "+CPSI: LTE,Online,510-10,0x2B01,27439873,101,EUTRAN-BAND3,1850,5,5,-105,-980,-700,17"),
     ("huawei", "AT^HCSQ?", '^HCSQ: "LTE",51,43,186,19'),
     ("huawei", "AT^SYSINFOEX", '^SYSINFOEX: 2,3,0,1,,6,"LTE",101,"LTE"'),
+    ("telit", "AT#RFSTS",
+     '#RFSTS: "510 10",1850,-98,-70,-11,2B01,FF,0,1280,10,1,1A2B301,"510102345678907","TELKOMSEL",3,3,720,3240,17'),
 ]
 
 BLANK_ANSWERS = [
@@ -395,6 +400,7 @@ BLANK_ANSWERS = [
     ("simcom", "AT+CPSI?", "+CPSI: NO SERVICE,Online"),
     ("huawei", "AT^HCSQ?", '^HCSQ: "NOSERVICE"'),
     ("huawei", "AT^SYSINFOEX", '^SYSINFOEX: 0,0,0,1,,0,"NO SERVICE",0,"NO SERVICE"'),
+    ("telit", "AT#RFSTS", '#RFSTS: ,-1,-47,-47,,,,,,,,,"510102345678907","",0,,,,'),  # channel -1, <SD> 0
 ]
 
 
@@ -406,6 +412,22 @@ def test_answers_when_served(driver: str, command: str, line: str) -> None:
 @pytest.mark.parametrize("driver,command,line", BLANK_ANSWERS)
 def test_answers_in_a_blank_spot(driver: str, command: str, line: str) -> None:
     assert answers.dynamic_answer(driver, command, BLANK) == [line, "OK"]
+
+
+def test_rfsts_reads_back_as_the_cell_and_levels_it_was_made_from() -> None:
+    """parse_rfsts reads what the simulated Telit prints as the serving cell and the levels measured."""
+    radio = Radio(SAMARINDA, rsrp_dbm=-98.0, rsrq_db=-11.0, sinr_db=17.0, rssi_dbm=-70.0)
+    facts = parse_rfsts("\n".join(answers.dynamic_answer("telit", "AT#RFSTS", radio)))
+    assert facts == SignalFacts(
+        operator="TELKOMSEL", mcc=510, mnc=10, rat="LTE", band=SAMARINDA.band, earfcn=SAMARINDA.earfcn,
+        cell_id=SAMARINDA.cell_id, tac=SAMARINDA.tac, rsrp_dbm=-98.0, rssi_dbm=-70.0, rsrq_db=-11.0)
+
+
+@pytest.mark.parametrize("radio", [BLANK, Radio(Tower("g", 0, 0, 1, rat="GSM"), rssi_dbm=-80.0)], ids=["blank", "gsm"])
+def test_rfsts_without_an_lte_cell_reads_back_as_no_service(radio: Radio) -> None:
+    """Only LTE cells are modelled: a blank spot, and a tower of another RAT, read as no service."""
+    facts = parse_rfsts("\n".join(answers.dynamic_answer("telit", "AT#RFSTS", radio)))
+    assert facts == SignalFacts(rat="NONE", no_service=True)
 
 
 def test_nsa_and_sa_forms() -> None:
@@ -424,6 +446,7 @@ def test_only_dynamic_commands_have_dynamic_answers() -> None:
     assert answers.dynamic_answer("quectel", "ATI", SERVED) is None
     assert answers.dynamic_answer("generic", 'AT+QENG="servingcell"', SERVED) is None  # vendor command
     assert answers.dynamic_answer("huawei", "AT+CPSI?", SERVED) is None
+    assert answers.dynamic_answer("quectel", "AT#RFSTS", SERVED) is None
     assert answers.dynamic_answer("simcom", "at+cpsi?", SERVED) is not None  # case-insensitive
 
 

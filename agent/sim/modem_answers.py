@@ -8,9 +8,10 @@ shape as :meth:`Transcript.answer <agent.unit.devices.modem.transcript.Transcrip
 
 Answer shapes follow the vendors' AT manuals and captured logs: 3GPP TS 27.007 (+CSQ,
 +CESQ, +CREG/+CGREG/+CEREG/+C5GREG, +COPS), Quectel EC25/RM500Q (+QENG, +QNWINFO, +QCSQ,
-+QSPN), SIMCom SIM7600 (+CPSI), Huawei ME909s (^HCSQ, ^SYSINFOEX).  Level indices are the
-inverse of :mod:`agent.unit.devices.modem.levels`: the index whose range contains the level, so
-decoding an index gives the lower edge of that range, never a higher value than measured.
++QSPN), SIMCom SIM7600 (+CPSI), Huawei ME909s (^HCSQ, ^SYSINFOEX), Telit LE910Cx (#RFSTS).
+Level indices are the inverse of :mod:`agent.unit.devices.modem.levels`: the index whose
+range contains the level, so decoding an index gives the lower edge of that range, never a
+higher value than measured.
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ _COMMON = frozenset({
 })
 _VENDOR = {
     "generic": frozenset(),
-    "telit": frozenset(),
+    "telit": frozenset({"AT#RFSTS"}),
     "quectel": frozenset({'AT+QENG="SERVINGCELL"', "AT+QNWINFO", "AT+QCSQ", "AT+QSPN"}),
     "simcom": frozenset({"AT+CPSI?"}),
     "huawei": frozenset({"AT^HCSQ?", "AT^SYSINFOEX"}),
@@ -93,6 +94,8 @@ def dynamic_answer(driver: str, command: str, radio: Radio, modes: AnswerModes |
         lines = cpsi(radio)
     elif key == "AT^HCSQ?":
         lines = hcsq(radio)
+    elif key == "AT#RFSTS":
+        lines = rfsts(radio)
     else:  # AT^SYSINFOEX
         lines = sysinfoex(radio)
     return [*lines, "OK"]
@@ -425,3 +428,29 @@ def sysinfoex(radio: Radio) -> list[str]:
         return ['^SYSINFOEX: 0,0,0,1,,0,"NO SERVICE",0,"NO SERVICE"']
     sysmode, name, submode, subname = _SYSMODE.get(tower.rat, (6, "LTE", 101, "LTE"))
     return [f'^SYSINFOEX: 2,3,0,1,,{sysmode},"{name}",{submode},"{subname}"']
+
+
+# -- Telit (LE910Cx AT Commands Reference Guide) -----------------------------------------------
+
+# The simulated unit's SIM: #RFSTS prints its IMSI in every answer (the transcript's AT+CIMI).
+_RFSTS_IMSI = "510102345678907"
+
+
+def rfsts(radio: Radio) -> list[str]:
+    """``#RFSTS: "510 10",1850,-98,-70,-11,2B01,FF,0,1280,10,1,1A2B301,"510102345678907","TELKOMSEL",3,3,720,3240,17``.
+
+    The LTE layout: <PLMN>,<EARFCN>,<RSRP>,<RSSI>,<RSRQ>,<TAC>,<RAC>,<TXPWR>,<DRX>,<MM>,<RRC>,
+    <CID>,<IMSI>,<NetNameAsc>,<SD>,<ABND>,<T3402>,<T3412>,<SINR>, with the TAC and cell id in
+    hex, <SD> 3 (CS and PS attached), <ABND> the LTE band, RAC, TXPWR (idle), DRX cycle, debug
+    states and NAS timers as a camped LE910 prints them.  With no cell the serving channel is
+    -1, the levels the -47 placeholder and <SD> 0.  Only LTE cells (an NSA tower's anchor
+    included) are modelled; on any other RAT the unit answers as out of LTE coverage.
+    """
+    tower = radio.tower
+    if tower is None or tower.rat not in ("LTE", "NR5G-NSA"):
+        return [f'#RFSTS: ,-1,-47,-47,,,,,,,,,"{_RFSTS_IMSI}","",0,,,,']
+    levels = ",".join(str(_round(_level(value, default))) for value, default in (
+        (radio.rsrp_dbm, -140.0), (radio.rssi_dbm, -110.0), (radio.rsrq_db, -20.0)))
+    return [f'#RFSTS: "{tower.mcc:03d} {_mnc(tower)}",{tower.earfcn},{levels},{_hex(tower.tac)},FF,0,1280,10,1,'
+            f'{_hex(tower.cell_id, 7)},"{_RFSTS_IMSI}","{tower.operator}",3,{tower.band},720,3240,'
+            f"{_round(_level(radio.sinr_db, -20.0))}"]
