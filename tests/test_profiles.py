@@ -1,6 +1,6 @@
 """Model profiles in firmware_configs/: what ships, how files are checked, how a modem is recognised.
 
-- The six shipped profiles load, are named after their files, and every command a profile
+- The seven shipped profiles load, are named after their files, and every command a profile
   sends (init, GNSS, signal, reset, scan) is answered in its transcript.
 - A wrong profile file is refused with one line naming the file, the line and the key.
 - Detection: by USB id, with AT+CGMM deciding between models that share an id (EC25 and
@@ -44,11 +44,12 @@ from agent.unit.devices.modem.transcript import Transcript, load_transcript, par
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "firmware_configs"
-SHIPPED = ["generic-3gpp", "huawei-me909s", "quectel-ec25", "quectel-eg25g", "quectel-rm500q", "simcom-sim7600"]
+SHIPPED = ["generic-3gpp", "huawei-me909s", "quectel-ec25", "quectel-eg25g", "quectel-rm500q", "simcom-sim7600",
+           "telit-le910c1"]
 FINALS = ("OK", "ERROR", "COMMAND NOT SUPPORT")
 IDENTITY_COMMANDS = ["AT", "ATE0", "ATE1", "AT+CMEE=2", "ATI", "AT+CGMI", "AT+CGMM", "AT+CGMR", "AT+CIMI",
                      "AT+CPIN?", "AT+CGATT?"]
-ICCID_COMMANDS = ["AT+QCCID", "AT+CICCID", "AT^ICCID?", "AT+CCID"]
+ICCID_COMMANDS = ["AT+QCCID", "AT+CICCID", "AT^ICCID?", "AT+CCID", "AT#CCID", "AT+ICCID"]
 
 
 @pytest.fixture(autouse=True)
@@ -64,8 +65,8 @@ def commands_of(profile) -> list[str]:
 
 # -- what ships ------------------------------------------------------------------------------
 
-def test_the_six_shipped_profiles_load_and_are_named_after_their_files() -> None:
-    """Every .toml in firmware_configs/ is valid, its name is its file stem, and these six ship."""
+def test_the_seven_shipped_profiles_load_and_are_named_after_their_files() -> None:
+    """Every .toml in firmware_configs/ is valid, its name is its file stem, and these seven ship."""
     profiles = all_profiles()
     assert [p.name for p in profiles] == SHIPPED
     assert sorted(p.stem for p in CONFIGS.glob("*.toml")) == SHIPPED
@@ -241,6 +242,8 @@ USB_CASES = [
     ("1e0e", "9001", "SIMCOM_SIM7600E-H", "simcom-sim7600"),
     ("1e0e", "9011", None, "simcom-sim7600"),          # RNDIS composition
     ("12d1", "15c1", None, "huawei-me909s"),
+    ("1bc7", "1201", "LE910C1-EU", "telit-le910c1"),
+    ("1bc7", "1204", None, "telit-le910c1"),          # MBIM composition
     ("1234", "5678", "EC25", None),                     # unknown id: no USB match
 ]
 
@@ -260,6 +263,8 @@ CGMM_CASES = [
     ("SIMCOM_SIM7600G-H", "simcom-sim7600"),
     ("ME909s-120", "huawei-me909s"),
     ("ME909S-120", "huawei-me909s"),
+    ("LE910C1-EU", "telit-le910c1"),
+    ("LE910C1-NF", "telit-le910c1"),
     ("", "generic-3gpp"),
     ("TS27007-MODEM", "generic-3gpp"),
     ("LE910C4-EU", "generic-3gpp"),
@@ -342,6 +347,8 @@ def test_find_ports_tells_at_and_nmea_ports_apart() -> None:
         usb_port("/dev/ttyUSB5", 0x1E0E, 0x9011, "1-1.3:1.4"),   # SIM7600 RNDIS mode AT
         usb_port("/dev/ttyUSB6", 0x0403, 0x6001, "1-1.4"),        # an FTDI adapter
         usb_port("/dev/ttyUSB7", 0x12D1, 0x15C1, "1-1.5:2.4"),   # ME909s PCUI
+        usb_port("/dev/ttyUSB8", 0x1BC7, 0x1204, "1-1.6:1.4"),   # LE910C1 MBIM composition NMEA
+        usb_port("/dev/ttyUSB9", 0x1BC7, 0x1204, "1-1.6:1.5"),   # LE910C1 MBIM composition AT
         ListPortInfo("/dev/ttyAMA0", skip_link_detection=True),   # the Pi's UART, no USB id
     ]
     found = find_ports(ports)
@@ -353,6 +360,8 @@ def test_find_ports_tells_at_and_nmea_ports_apart() -> None:
         ("/dev/ttyUSB4", "nmea", "simcom-sim7600"),
         ("/dev/ttyUSB5", "at", "simcom-sim7600"),
         ("/dev/ttyUSB7", "at", "huawei-me909s"),
+        ("/dev/ttyUSB8", "nmea", "telit-le910c1"),
+        ("/dev/ttyUSB9", "at", "telit-le910c1"),
     ]
     assert found[1].candidates == ("quectel-ec25", "quectel-eg25g")
     print("this machine:", find_ports())  # real comports(): must not fail without modems
