@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from agent.commands.main import main
 from agent.unit.config import DEVICE_ID_MISSING, Config, ConfigError, DeviceConfig, load_config, parse_config
+from agent.unit.config_schema import line_of, toml_error
 from agent.shared.quantities import parse_duration, parse_size
 
 
@@ -120,6 +122,39 @@ def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value) == f"{path}:3: not valid TOML: Invalid value at column 8"
+
+
+# (file text, dotted key, enclosing, the line line_of finds)
+KEY_LINES = [
+    ("[uplink]\nhost = 'h'\nport = 1\n", "uplink.port", False, 3),
+    ("uplink.port = 1\n", "uplink.port", False, 1),
+    ("uplink = { port = 1 }\n", "uplink.port", False, 1),
+    ("[uplnk]\nhost = 'x'\n", "uplnk", False, 1),
+    ('[ "uplink" ]\n"port" = 1\n', "uplink.port", False, 2),
+    ("[uplink] # the broker\nport = 1  # plain MQTT\n", "uplink.port", False, 2),
+    ("[buffer]\nport = 1\n[uplink]\nport = 2\n", "uplink.port", False, 4),
+    ("[uplink]\nport = 1\n", "port", False, None),
+    ("", "uplink.port", False, None),
+    ("[device]\n", "device.id", False, None),
+    ("[device]\n", "device.id", True, 1),
+    ("[latency]\ntargets = ['a', 2]\n", "latency.targets[1]", False, None),
+    ("[latency]\ntargets = ['a', 2]\n", "latency.targets[1]", True, 2),
+    ("[[usb]]\nvid = 1\n[[usb]]\nvid = 2\n", "usb[1].vid", False, 4),
+    ("[[usb]]\nvid = 1\n[[usb]]\npid = 2\n", "usb[1].vid", True, 3),
+    ("[at]\ntimeout = 1\n", "at.timeout.seconds", True, 2),
+    ("[uplink]\n", "buffer.path", True, None),
+]
+
+
+@pytest.mark.parametrize("text,key,enclosing,line", KEY_LINES)
+def test_line_of_finds_the_line_a_key_is_on(text: str, key: str, enclosing: bool, line: int | None) -> None:
+    assert line_of(text, key, enclosing=enclosing) == line
+
+
+def test_a_toml_error_gives_its_line_apart_from_its_message() -> None:
+    with pytest.raises(tomllib.TOMLDecodeError) as info:
+        tomllib.loads("[device]\nid = \n")
+    assert toml_error(info.value) == ("Invalid value at column 6", 2)
 
 
 @pytest.mark.parametrize("text", BAD_CONFIGS[:6], ids=lambda t: t[1][:30])

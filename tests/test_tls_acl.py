@@ -26,21 +26,9 @@ from agent.sim.broker import LocalBroker, free_port
 from agent.shared.polling import wait_until as wait
 from tests.support.broker import require_mosquitto
 from tests.support.mqtt_sink import ReadingSink
-from tests.support.tls import Pki, TestCA, Unit, unit_config
+from tests.support.tls import Pki, Unit, pki, tls_listener, unit_config  # noqa: F401  (pki: a fixture, a throwaway PKI)
 
 PREFIX = "blankspot/v1"
-
-
-# -- a throwaway PKI -------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    folder = tmp_path_factory.mktemp("pki")
-    ca = TestCA(folder, "fleet")
-    # Signs nothing the broker uses: a unit that trusts it cannot verify the broker.
-    rogue = TestCA(folder, "rogue")
-    return Pki(ca=ca, rogue_ca=rogue, server=ca.issue("broker", server=True),
-               unit_a=ca.issue("unit-a"), collector=ca.issue("collector"))
 
 
 # -- the broker and the collector's subscription ----------------------------------------------
@@ -59,14 +47,7 @@ def tls_broker(tmp_path: Path, pki: Pki):
         f"topic read {PREFIX}/#\n"
     )
     port = free_port()
-    listener = (
-        f"listener {port} 127.0.0.1\n"
-        f"cafile {pki.ca.cert_path}\n"
-        f"certfile {pki.server.cert}\n"
-        f"keyfile {pki.server.key}\n"
-        "require_certificate true\n"
-        "use_identity_as_username true\n"
-    )
+    listener = tls_listener(port, pki) + "use_identity_as_username true\n"
     broker = LocalBroker("mosquitto", port=port, workdir=work, listener=listener,
                          extra_config=f"acl_file {acl}\n").start()
     yield broker

@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 import queue
 import socket
-import ssl
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -40,7 +39,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -49,6 +48,7 @@ from agent.centre.store.base import (
     QUARANTINE_RAW_BYTES, Quarantined, Store, StoreDataError, StoreError, UnitStatus, Work, now_utc,
 )
 from agent.shared import seq_ranges
+from agent.shared.mqtt import new_client, secure
 from agent.centre.ledger import LedgerChange
 from agent.shared.protocol import (
     DEFAULT_PREFIX, Confirmation, PayloadError, confirm_topic, decode_batch, decode_status, encode_confirmation,
@@ -336,17 +336,12 @@ class Collector:
 
     def _make_client(self) -> mqtt.Client:
         s = self.settings
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id,
-                             protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)
-        if s.username is not None:
-            client.username_pw_set(s.username, s.password)
-        if s.broker.tls or s.tls_ca or s.tls_cert:
-            client.tls_set(
-                ca_certs=str(s.tls_ca) if s.tls_ca else None,
-                certfile=str(s.tls_cert) if s.tls_cert else None,
-                keyfile=str(s.tls_key) if s.tls_key else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
+        # MQTT 5 for shared subscriptions; acknowledged by hand once committed.
+        client = new_client(s.client_id, protocol="5", manual_ack=True)
+        # A CA or a client certificate given means TLS, even with an mqtt:// broker.
+        secure(client, username=s.username, password=s.password,
+               tls=s.broker.tls or s.tls_ca is not None or s.tls_cert is not None,
+               ca_file=s.tls_ca, cert_file=s.tls_cert, key_file=s.tls_key)
         client.reconnect_delay_set(1, 30)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail

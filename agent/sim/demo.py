@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Callable
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from agent.unit.buffer import read_stats
 from agent.centre.coverage import Thresholds
@@ -32,6 +31,7 @@ from agent.centre.store import open_store
 from agent.centre.store.base import Store, StoreError
 from agent.centre.survey import NEEDS_H3, Survey, map_page
 from agent.unit.config import parse_config
+from agent.shared.mqtt import new_client
 from agent.shared.protocol import PayloadError, decode_batch, split_topic
 from agent.shared.reading import Event
 from agent.unit.service import AgentService
@@ -62,8 +62,7 @@ class PlainSubscriber:
     ready: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="demo-centre", clean_session=False,
-                                  protocol=MQTTProtocolVersion.MQTTv311)
+        self.client = new_client("demo-centre", protocol="3.1.1", persistent=True)
         self.client.on_connect = lambda c, *_: c.subscribe(f"{PREFIX}/+/readings", qos=1)
         self.client.on_subscribe = lambda *_: self.ready.set()
         self.client.on_message = self._on_message

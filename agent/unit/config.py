@@ -5,7 +5,6 @@ and ``deploy/agent.example.toml`` describe the same keys, and a test keeps them 
 """
 from __future__ import annotations
 
-import re
 import shlex
 import tomllib
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from agent.shared.reading import DEVICE_RE
-from agent.unit.config_schema import SettingError, build, section, setting
+from agent.unit.config_schema import SettingError, build, line_of, section, setting, toml_error
 
 DEFAULT_PATH = Path("/etc/blankspot/agent.toml")
 
@@ -322,30 +321,6 @@ class Config:
         return self.uplink.client_id or f"blankspot-{self.device_id}"
 
 
-def line_of(text: str, dotted_key: str) -> int | None:
-    """Best-effort line number of ``dotted_key`` (``section.key``) in TOML ``text``."""
-    parts = dotted_key.split(".")
-    *tables, key = parts
-    current: list[str] = []
-    header = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]\s*(#.*)?$")
-    assign = re.compile(r"^\s*([A-Za-z0-9_.\"-]+)\s*=")
-    for number, line in enumerate(text.splitlines(), start=1):
-        m = header.match(line)
-        if m:
-            current = [p.strip().strip('"') for p in m.group(1).split(".")]
-            continue
-        m = assign.match(line)
-        if m:
-            full = current + [p.strip().strip('"') for p in m.group(1).split(".")]
-            if full == tables + [key] or full == tables:
-                return number
-    for number, line in enumerate(text.splitlines(), start=1):
-        m = header.match(line)
-        if m and [p.strip() for p in m.group(1).split(".")] == parts:
-            return number
-    return None
-
-
 def parse_config(text: str, path: Path | str = "<config>", *, require_device_id: bool = True) -> Config:
     """Validate TOML ``text`` into a :class:`Config`; ``path`` only names the file in errors.
 
@@ -355,11 +330,8 @@ def parse_config(text: str, path: Path | str = "<config>", *, require_device_id:
     try:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        msg = str(exc)
-        m = re.search(r"\s*\(at line (\d+), column (\d+)\)", msg)
-        if m:
-            msg = f"{msg[: m.start()]} at column {m.group(2)}"
-        raise ConfigError(path, f"not valid TOML: {msg}", int(m.group(1)) if m else None) from None
+        message, line = toml_error(exc)
+        raise ConfigError(path, f"not valid TOML: {message}", line) from None
     try:
         config = build(Config, table)
         _check(config, require_device_id)

@@ -21,7 +21,8 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.unit.config import Config, ConfigError, UplinkConfig, line_of
+from agent.unit.config import Config, ConfigError, UplinkConfig
+from agent.unit.config_schema import line_of
 
 log = logging.getLogger(__name__)
 

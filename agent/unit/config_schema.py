@@ -4,11 +4,14 @@ Each config field is declared with :func:`setting`, which carries its type, boun
 one-line description that ``docs/configuration.md`` must repeat.  :func:`build` turns a
 parsed TOML table into the dataclass, rejecting unknown keys (with a "did you mean"
 suggestion), wrong types and impossible values through :class:`SettingError`.
+:func:`line_of` and :func:`toml_error` find the line a mistake is on, for the message.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -197,3 +200,75 @@ def walk(cls: type, prefix: str = "") -> Iterator[tuple[str, Spec, Any]]:
             yield from walk(spec.item, f"{prefix}{f.name}.")  # type: ignore[arg-type]
         else:
             yield f"{prefix}{f.name}", spec, f.default
+
+
+# -- where in the file a mistake is ---------------------------------------------------------
+
+_HEADER_RE = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_ASSIGN_RE = re.compile(r"^\s*([A-Za-z0-9_\"'.-]+?)\s*=")
+_LAST_PART_RE = re.compile(r"^(.*?)(\.[^.\[\]]+|\[\d+\])$")
+_POSITION_RE = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
+
+
+def toml_error(exc: tomllib.TOMLDecodeError) -> tuple[str, int | None]:
+    """``exc``'s message ending ``at column M`` instead of ``(at line N, column M)``, and N.
+
+    The line goes where the file is named (``agent.toml:3: ...``); None when tomllib gave none.
+    """
+    message = str(exc)
+    m = _POSITION_RE.search(message)
+    if m is None:
+        return message, None
+    return f"{message[: m.start()]} at column {m.group(2)}", int(m.group(1))
+
+
+def line_of(text: str, dotted_key: str, *, enclosing: bool = False) -> int | None:
+    """The line of ``dotted_key`` (``uplink.port``, ``usb[1].vid``) in TOML ``text``, or None.
+
+    Best effort, line by line, looked for in this order: the key's own assignment; its
+    table's assignment as an inline table (``uplink = {port = 1}``); a table header equal to
+    the key.  With ``enclosing``, then the nearest enclosing key or header that is in the file
+    (``[device]`` for a missing ``device.id``).  The n-th ``[[name]]`` table is ``name[n-1]``.
+    """
+    assignments, headers = _key_lines(text)
+    table = dotted_key.rpartition(".")[0]
+    for line in (assignments.get(dotted_key), assignments.get(table) if table else None, headers.get(dotted_key)):
+        if line is not None:
+            return line
+    candidate = dotted_key
+    while enclosing and (m := _LAST_PART_RE.match(candidate)):
+        candidate = m.group(1)
+        line = assignments.get(candidate, headers.get(candidate))
+        if line is not None:
+            return line
+    return None
+
+
+def _key_lines(text: str) -> tuple[dict[str, int], dict[str, int]]:
+    """The first line of each assigned dotted key, and of each table header."""
+    assignments: dict[str, int] = {}
+    headers: dict[str, int] = {}
+    table = ""
+    counts: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        m = _HEADER_RE.match(line)
+        if m:
+            name = _dotted(m.group(2))
+            if m.group(1) == "[[":
+                index = counts.get(name, 0)
+                counts[name] = index + 1
+                table = f"{name}[{index}]"
+            else:
+                table = name
+            headers.setdefault(table, number)
+            continue
+        m = _ASSIGN_RE.match(line)
+        if m:
+            name = _dotted(m.group(1))
+            assignments.setdefault(f"{table}.{name}" if table else name, number)
+    return assignments, headers
+
+
+def _dotted(key: str) -> str:
+    """``"a" . 'b'`` as ``a.b``."""
+    return ".".join(part.strip().strip("\"'") for part in key.split("."))

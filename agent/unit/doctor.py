@@ -727,8 +727,7 @@ def check_broker(ctx: Context) -> CheckResult | None:
 
 def probe_broker(config: Config, password: str | None, timeout: float) -> BrokerOutcome:
     """Connect once as the unit would (TLS, credentials, protocol), with its own client id."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+    from agent.shared.mqtt import new_client, secure
 
     up = config.uplink
     try:
@@ -737,23 +736,19 @@ def probe_broker(config: Config, password: str | None, timeout: float) -> Broker
         return BrokerOutcome("dns", exc.strerror or str(exc))
     v5 = up.protocol == "5"
     name = config.device_id or "unnamed"
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"blankspot-doctor-{name}-{os.getpid()}",
-                         protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-                         clean_session=None if v5 else True, reconnect_on_failure=False)
+    # A one-off client: a kept session would linger on the broker under an id never used again.
+    client = new_client(f"blankspot-doctor-{name}-{os.getpid()}", protocol=up.protocol, persistent=False,
+                        reconnect=False)
     client.connect_timeout = timeout
-    if up.username:
-        client.username_pw_set(up.username, password)
     events: dict[str, Any] = {}
     client.on_connect = lambda c, u, flags, rc, props: events.setdefault("connack", rc)
     client.on_disconnect = lambda c, u, flags, rc, props: events.setdefault("disconnect", rc)
     client.on_publish = lambda c, u, mid, rc, props: events.setdefault("puback", rc)
-    if up.tls:
-        try:
-            client.tls_set(ca_certs=str(up.ca_file) if up.ca_file else None,
-                           certfile=str(up.cert_file) if up.cert_file else None,
-                           keyfile=str(up.key_file) if up.key_file else None, cert_reqs=ssl.CERT_REQUIRED)
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            return BrokerOutcome("tls_files", str(exc))
+    try:
+        secure(client, username=up.username or None, password=password, tls=up.tls,
+               ca_file=up.ca_file, cert_file=up.cert_file, key_file=up.key_file)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        return BrokerOutcome("tls_files", str(exc))
     try:
         client.connect(up.host, up.port, keepalive=max(5, int(timeout) * 2))
     except ConnectionRefusedError:

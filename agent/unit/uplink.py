@@ -37,11 +37,12 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent.shared import seq_ranges
+from agent.shared.mqtt import new_client, secure
 from agent.unit.buffer import Batch, BufferError, ReadingBuffer
 from agent.unit.config import UplinkConfig
 from agent.unit.config_files import check_tls_files
@@ -216,34 +217,22 @@ class MqttUplink:
     def _connect(self) -> None:
         cfg = self.config
         v5 = cfg.protocol == "5"
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            clean_session=None if v5 else False,
-            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-            reconnect_on_failure=False,
-        )
-        client.connect_timeout = cfg.connect_timeout
-        client.max_inflight_messages_set(cfg.max_inflight + 4)
-        client.max_queued_messages_set(0)
-        if cfg.username:
-            client.username_pw_set(cfg.username, self.password)
         if cfg.tls:
             # Read again at every attempt: a certificate copied in later is used without a restart.
             problems = check_tls_files(cfg)
             if problems:
                 self._failed("cannot connect with TLS: " + "; ".join(problems))
                 return
-            try:
-                client.tls_set(
-                    ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
-                    certfile=str(cfg.cert_file) if cfg.cert_file else None,
-                    keyfile=str(cfg.key_file) if cfg.key_file else None,
-                    cert_reqs=ssl.CERT_REQUIRED,
-                )
-            except (OSError, ssl.SSLError, ValueError) as exc:  # changed between the check and here
-                self._failed(f"cannot connect with TLS: {exc}")
-                return
+        client = new_client(self.client_id, protocol=cfg.protocol, persistent=True, reconnect=False)
+        client.connect_timeout = cfg.connect_timeout
+        client.max_inflight_messages_set(cfg.max_inflight + 4)
+        client.max_queued_messages_set(0)
+        try:
+            secure(client, username=cfg.username or None, password=self.password, tls=cfg.tls,
+                   ca_file=cfg.ca_file, cert_file=cfg.cert_file, key_file=cfg.key_file)
+        except (OSError, ssl.SSLError, ValueError) as exc:  # changed between the check and here
+            self._failed(f"cannot connect with TLS: {exc}")
+            return
         client.will_set(self._status_topic, encode_status(self.device, "offline", reason="connection lost"), qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -251,7 +240,7 @@ class MqttUplink:
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         options: dict[str, Any] = {}
-        if v5:  # 3.1.1 keeps the session through clean_session=False above
+        if v5:  # 3.1.1 keeps the session through new_client(persistent=True) above
             properties = Properties(PacketTypes.CONNECT)
             properties.SessionExpiryInterval = int(cfg.session_expiry)
             options = {"clean_start": False, "properties": properties}

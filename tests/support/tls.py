@@ -1,5 +1,6 @@
-"""TLS for tests: a throwaway CA that issues broker and unit certificates, and a unit that
-connects over TLS (its config, its buffer and its uplink)."""
+"""TLS for tests: a throwaway CA that issues broker and unit certificates (the ``pki``
+fixture), Mosquitto's TLS listener, and a unit that connects over TLS (its config, its
+buffer and its uplink)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -11,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+import pytest
 
 from agent.unit.buffer import ReadingBuffer
 from agent.unit.config import Config, load_config
@@ -97,6 +99,28 @@ class Pki:
     server: Issued
     unit_a: Issued
     collector: Issued
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """The fleet's CA with the broker's, unit-a's and the collector's certificates, and a
+    rogue CA that signs nothing the broker shows: who trusts it cannot verify the broker."""
+    folder = tmp_path_factory.mktemp("pki")
+    ca = TestCA(folder, "fleet")
+    return Pki(ca=ca, rogue_ca=TestCA(folder, "rogue"), server=ca.issue("broker", server=True),
+               unit_a=ca.issue("unit-a"), collector=ca.issue("collector"))
+
+
+def tls_listener(port: int, pki: Pki) -> str:
+    """Mosquitto's listener on loopback: TLS with the broker's certificate, and a client
+    certificate of the fleet CA required."""
+    return (
+        f"listener {port} 127.0.0.1\n"
+        f"cafile {pki.ca.cert_path}\n"
+        f"certfile {pki.server.cert}\n"
+        f"keyfile {pki.server.key}\n"
+        "require_certificate true\n"
+    )
 
 
 def unit_config(tmp_path: Path, port: int, device: str, name: str, **tls: object) -> Config:

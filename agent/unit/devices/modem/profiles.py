@@ -29,7 +29,7 @@ from typing import Any, Iterable
 import agent
 from agent.unit.devices.modem.errors import ProfileError
 from agent.unit.devices.modem.transcript import Transcript, load_transcript
-from agent.unit.config_schema import SettingError, build, section, setting, tables, walk
+from agent.unit.config_schema import SettingError, build, line_of, section, setting, tables, toml_error, walk
 
 ENV_VAR = "BLANKSPOT_FIRMWARE_CONFIGS"
 LOCAL_DIR = Path("/etc/blankspot/firmware_configs")
@@ -266,17 +266,14 @@ def parse_profile(text: str, path: Path | str) -> ModemProfile:
     try:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        message = str(exc)
-        m = re.search(r"\s*\(at line (\d+), column (\d+)\)", message)
-        where = f"{path}:{m.group(1)}" if m else str(path)
-        if m:
-            message = f"{message[: m.start()]} at column {m.group(2)}"
+        message, line = toml_error(exc)
+        where = f"{path}:{line}" if line else str(path)
         raise ProfileError(f"{where}: not valid TOML: {message}") from None
     try:
         spec: ProfileSpec = build(ProfileSpec, table)
         usb = _check(spec, path)
     except SettingError as exc:
-        line = _line_of(text, exc.key)
+        line = line_of(text, exc.key, enclosing=True)
         where = f"{path}:{line}" if line else str(path)
         raise ProfileError(f"{where}: {exc.key}: {exc.message}") from None
     transcript = load_transcript(path.parent / spec.transcript)
@@ -365,46 +362,6 @@ def _commands(key: str, commands: Iterable[str], indexed: bool = True) -> None:
         where = f"{key}[{index}]" if indexed else key
         if not command.upper().startswith("AT") or any(c in command for c in "\r\n"):
             raise SettingError(where, f"expected one AT command on one line, got {command!r}")
-
-
-_HEADER_RE = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
-_ASSIGN_RE = re.compile(r"^\s*([A-Za-z0-9_\"'.-]+?)\s*=")
-
-
-def _line_of(text: str, key: str) -> int | None:
-    """Best-effort line of dotted ``key`` (``at.timeout``, ``usb[1].vid``) in TOML ``text``.
-
-    Falls back to the nearest enclosing key or table header that is in the file.
-    """
-    assignments: dict[str, int] = {}
-    headers: dict[str, int] = {}
-    table = ""
-    counts: dict[str, int] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        m = _HEADER_RE.match(line)
-        if m:
-            name = ".".join(part.strip().strip("\"'") for part in m.group(2).split("."))
-            if m.group(1) == "[[":
-                index = counts.get(name, 0)
-                counts[name] = index + 1
-                table = f"{name}[{index}]"
-            else:
-                table = name
-            headers.setdefault(table, number)
-            continue
-        m = _ASSIGN_RE.match(line)
-        if m:
-            name = ".".join(part.strip().strip("\"'") for part in m.group(1).split("."))
-            assignments.setdefault(f"{table}.{name}" if table else name, number)
-    candidate = key
-    while candidate:
-        if candidate in assignments:
-            return assignments[candidate]
-        if candidate in headers:
-            return headers[candidate]
-        m = re.match(r"^(.*?)(\.[^.\[\]]+|\[\d+\])$", candidate)
-        candidate = m.group(1) if m else ""
-    return None
 
 
 # -- detection --------------------------------------------------------------------------------
