@@ -3,18 +3,45 @@
 It stands in for the modem and GPS probes in demos and tests of the delivery path; its
 readings go through the same buffer and uplink as real ones.  Time is compressed: the
 boat moves at ``speed_kmh`` of wall-clock time, turning back at each end of the route.
+
+Its signal is what a Quectel EC25 there would report: the simulated modem's answers to the
+profile's signal commands, read by the agent's own parsers.  So its readings carry what a
+modem prints (whole dB, quantised levels), not the scenario's exact figures.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable
 
 from agent.shared.clock import Clock, TimeKeeper
-from agent.shared.quality import signal_quality
 from agent.shared.reading import Position, Reading, Signal
+from agent.sim.modem_answers import AnswerModes, dynamic_answer
 from agent.sim.scenario import CoverageScenario, Radio
 from agent.sim.route import Route, RoutePoint
+from agent.unit.devices.modem.profiles import ModemProfile, load_profile
+from agent.unit.devices.modem.signal import facts_from_answer, signal_from_facts
+
+MODEL = "quectel-ec25"
+# What the EC25 profile's init sets (AT+CREG=2, AT+CEREG=2): the read answers carry the cell.
+MODES = AnswerModes(creg=2, cereg=2)
+
+
+@lru_cache(maxsize=1)
+def _profile() -> ModemProfile:
+    return load_profile(MODEL)
+
+
+def modem_signal(radio: Radio) -> Signal:
+    """The signal an EC25 reports under ``radio``: its answers, read as the agent reads a modem's."""
+    profile = _profile()
+    facts = []
+    for command in profile.signal_commands:
+        answer = dynamic_answer(profile.driver, command, radio, MODES)
+        assert answer is not None, f"{MODEL}: {command} is not a dynamic command of {profile.driver}"
+        facts.append(facts_from_answer(command, "\n".join(answer[:-1])))  # the lines before OK
+    return signal_from_facts(facts)
 
 
 @dataclass
@@ -55,16 +82,4 @@ class SyntheticSource:
             lat=round(point.lat, 6), lon=round(point.lon, 6), alt_m=12.0, hdop=0.9, sats=9,
             speed_kmh=round(self.speed_kmh, 1), course_deg=round(course, 1), fix="3d",
         )
-        return Reading.taken(self.device, stamp, signal_from_radio(radio), position)
-
-
-def signal_from_radio(radio: Radio) -> Signal:
-    tower = radio.tower
-    if tower is None:
-        return Signal(registration="searching", rat="NONE", quality="none")
-    return Signal(
-        registration="home", operator=tower.operator, mcc=tower.mcc, mnc=tower.mnc, rat=tower.rat,
-        band=tower.band, earfcn=tower.earfcn, pci=tower.pci, cell_id=tower.cell_id, tac=tower.tac,
-        rssi_dbm=radio.rssi_dbm, rsrp_dbm=radio.rsrp_dbm, rsrq_db=radio.rsrq_db, sinr_db=radio.sinr_db,
-        quality=signal_quality(tower.rat, rsrp_dbm=radio.rsrp_dbm) or "poor",
-    )
+        return Reading.taken(self.device, stamp, modem_signal(radio), position)
