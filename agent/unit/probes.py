@@ -87,7 +87,8 @@ def position_of(fix: Fix) -> Position | None:
     return Position(fix.lat, fix.lon, fix.alt_m, fix.hdop, fix.sats, fix.speed_kmh, fix.course_deg, fix.fix)
 
 
-def cell_of(signal: Signal) -> tuple | None:
+def serving_cell(signal: Signal) -> tuple | None:
+    """The serving cell's identity (network, technology, cell, PCI); None without service or an answer."""
     if signal.error is not None or signal.rat in (None, "NONE"):
         return None
     return (signal.mcc, signal.mnc, signal.rat, signal.cell_id, signal.pci)
@@ -239,7 +240,7 @@ class FieldProbes:
             now=self.clock() - self.started_at,
             distance_m=self.gps.distance_m() if self.gps else 0.0,
             speed_kmh=self.gps.speed_kmh() if self.gps else None,
-            cell=None if last is None else cell_of(last),
+            cell=None if last is None else serving_cell(last),
             quality=None if last is None or last.error else last.quality,
         )
 
