@@ -4,37 +4,22 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from time import monotonic
 
 import pytest
 
 from agent.commands.unit import make_service
-from agent.shared.clock import Timestamp
 from agent.shared.reading import Signal
 from agent.sim.route import mahakam_route
 from agent.sim.scenario import CoverageScenario, mahakam_scenario
-from agent.sim.synthetic import SyntheticSource
+from agent.sim.synthetic import SteppedTime, SyntheticSource
 from agent.unit.config import load_config
 from agent.unit.service import AgentService
 from tests.support.unit_config import write_config
 
 START = datetime(2026, 11, 24, 0, 0, 0, tzinfo=timezone.utc)
-
-
-@dataclass
-class SteppedTime:
-    """Wall and monotonic time that move only when a test moves them."""
-
-    elapsed: float = 0.0
-
-    def monotonic(self) -> float:
-        return self.elapsed
-
-    def now(self) -> Timestamp:
-        return Timestamp(START + timedelta(seconds=self.elapsed), "gps")
 
 
 def boat(scenario: CoverageScenario, time: SteppedTime, *, interval: float = 10.0) -> SyntheticSource:
@@ -47,7 +32,7 @@ def half_away_from_zero(value: float) -> int:
 
 
 def test_a_reading_in_a_blank_spot_is_searching_with_no_technology_and_no_quality() -> None:
-    reading = boat(CoverageScenario(towers=()), SteppedTime()).read()
+    reading = boat(CoverageScenario(towers=()), SteppedTime(START)).read()
     assert isinstance(reading.part, Signal)
     assert (reading.part.registration, reading.part.rat, reading.part.quality, reading.part.error) == (
         "searching", "NONE", "none", None)
@@ -55,7 +40,7 @@ def test_a_reading_in_a_blank_spot_is_searching_with_no_technology_and_no_qualit
 
 
 def test_in_service_the_operator_cell_and_levels_are_what_the_modem_prints() -> None:
-    time = SteppedTime()
+    time = SteppedTime(START)
     source = boat(mahakam_scenario(), time)
     served = 0
     for _ in range(300):  # the whole route, both ways, in and out of coverage
@@ -82,7 +67,7 @@ def test_in_service_the_operator_cell_and_levels_are_what_the_modem_prints() -> 
 # -- as the main loop's probes -----------------------------------------------------------------
 
 def test_a_reading_is_due_at_once_then_every_interval() -> None:
-    time = SteppedTime()
+    time = SteppedTime(START)
     source = boat(mahakam_scenario(), time, interval=0.02)
     taken = []
     for step in range(10):  # every 5 ms for 45 ms
@@ -94,7 +79,7 @@ def test_a_reading_is_due_at_once_then_every_interval() -> None:
 
 
 def test_after_a_long_pause_one_reading_then_the_interval_again() -> None:
-    time = SteppedTime()
+    time = SteppedTime(START)
     source = boat(mahakam_scenario(), time, interval=0.02)
     source.tick()
     time.elapsed = 60.0  # the unit was suspended

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Callable
 
-from agent.shared.clock import Clock, TimeKeeper
+from agent.shared.clock import Clock, TimeKeeper, Timestamp
 from agent.shared.reading import Position, Reading, Signal
 from agent.sim.modem_answers import AnswerModes, dynamic_answer
 from agent.sim.scenario import CoverageScenario, Radio
@@ -45,6 +46,20 @@ def modem_signal(radio: Radio) -> Signal:
         assert answer is not None, f"{MODEL}: {command} is not a dynamic command of {profile.driver}"
         facts.append(facts_from_answer(command, "\n".join(answer[:-1])))  # the lines before OK
     return signal_from_facts(facts)
+
+
+@dataclass
+class SteppedTime:
+    """Wall and monotonic time that move only when told, so a whole trip is made at once."""
+
+    start: datetime
+    elapsed: float = 0.0
+
+    def monotonic(self) -> float:
+        return self.elapsed
+
+    def now(self) -> Timestamp:
+        return Timestamp(self.start + timedelta(seconds=self.elapsed), "gps")
 
 
 @dataclass
