@@ -6,7 +6,7 @@ import platform
 import sqlite3
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -14,33 +14,19 @@ if str(REPO) not in sys.path:
     # `python bench/x.py` puts bench/ first on sys.path, not the repo root.
     sys.path.insert(0, str(REPO))
 
-from agent.shared.clock import Timestamp  # noqa: E402
 from agent.shared.reading import Reading  # noqa: E402
 from agent.sim.scenario import mahakam_scenario  # noqa: E402
 from agent.sim.route import mahakam_route  # noqa: E402
-from agent.sim.synthetic import SyntheticSource  # noqa: E402
+from agent.sim.synthetic import SteppedTime, SyntheticSource  # noqa: E402
 
 DEVICE = "bench-unit-1"
 DEFAULT_DIR = REPO / "bench" / "results"
 START = datetime(2026, 11, 24, 0, 0, 0, tzinfo=timezone.utc)
 
 
-@dataclass
-class _SteppedTime:
-    """Wall and monotonic time that move only when told, so a whole trip is generated at once."""
-
-    elapsed: float = 0.0
-
-    def monotonic(self) -> float:
-        return self.elapsed
-
-    def now(self) -> Timestamp:
-        return Timestamp(START + timedelta(seconds=self.elapsed), "gps")
-
-
 def synthetic_readings(count: int, interval_s: float = 10.0, speed_kmh: float = 15.0) -> list[Reading]:
     """``count`` readings of a boat on the Mahakam, one every ``interval_s``, in and out of coverage."""
-    time = _SteppedTime()
+    time = SteppedTime(START)
     source = SyntheticSource(DEVICE, mahakam_route(), mahakam_scenario(), speed_kmh, time, time.monotonic)
     readings = []
     for _ in range(count):

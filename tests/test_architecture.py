@@ -16,9 +16,6 @@ The rules:
 - only ``__init__.py``, ``__main__.py`` and ``cli.py`` sit directly in ``agent/``.
 
 A failure names the file, the line and the rule broken, one line each.
-
-One set of imports still breaks the table: the unit's main loop importing the simulator
-(``SERVICE_IMPORTS_OF_THE_SIMULATOR``); it is checked apart, as an expected failure.
 """
 from __future__ import annotations
 
@@ -27,8 +24,6 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "agent"
@@ -39,17 +34,6 @@ DEVICES = "agent.unit.devices"
 COMMANDS = "agent.commands"
 SIM = "agent.sim"
 UNIT_SERVICE = "agent.unit.service"
-
-# agent/unit/service.py still builds the synthetic source itself (``build_synthetic``) and so
-# imports the simulator.  These imports, and only these, are left out of the table's check
-# until AgentService takes its probes from a factory and the synthetic source goes through the
-# modem parsers (docs/architecture-moves.md, S16); test_the_unit_service_imports_no_simulator
-# fails when they are gone, so this exemption goes with them.
-SERVICE_IMPORTS_OF_THE_SIMULATOR = frozenset({
-    (UNIT_SERVICE, "agent.sim.scenario"),
-    (UNIT_SERVICE, "agent.sim.route"),
-    (UNIT_SERVICE, "agent.sim.synthetic"),
-})
 
 
 # -- the import graph ----------------------------------------------------------------------
@@ -237,15 +221,10 @@ def _against_the_table() -> list[tuple[Import, str]]:
 
 
 def test_each_package_imports_only_what_the_architecture_allows() -> None:
-    broken = [says for found, says in _against_the_table()
-              if (found.source, found.target) not in SERVICE_IMPORTS_OF_THE_SIMULATOR]
+    broken = [says for _, says in _against_the_table()]
     assert not broken, "\n".join(broken)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "agent/unit/service.py (build_synthetic) imports agent.sim.scenario, agent.sim.route and "
-    "agent.sim.synthetic; they go when AgentService takes its probes from a factory and the "
-    "synthetic source goes through the modem parsers (docs/architecture-moves.md, S16)"))
 def test_the_unit_service_imports_no_simulator() -> None:
     broken = [says for found, says in _against_the_table()
               if found.source == UNIT_SERVICE and covers(SIM, found.target)]

@@ -41,7 +41,7 @@ from agent.shared.protocol import DEFAULT_PREFIX, decode_batch, encode_batch, en
 from agent.shared.reading import (
     PART_TYPES, Position, Reading, ReadingError, Signal, reading_from_dict, reading_from_json,
 )
-from agent.unit.service import AgentService
+from agent.commands.unit import make_service
 from agent.unit.config_schema import SettingError, Spec, build, walk
 from agent.shared.quantities import format_duration, format_size
 from agent.shared.polling import wait_until as wait_for
@@ -226,11 +226,10 @@ def test_status_payloads_validate(tmp_path: Path) -> None:
     """The status the uplink builds (before the first reading, after signal and other readings,
     online and offline) and the last will follow status.schema.json."""
     config = load_config(write_config(tmp_path / "agent.toml", 1, tmp_path / "buffer.db", device="boat-07"))
-    service = AgentService(config)
+    service = make_service(config)
     assert service.uplink is not None
     payloads = [service.uplink._status_payload("online")]
-    for _ in range(3):
-        service.take_reading()
+    service.store(service.probes.tick())  # the first tick takes a reading at once
     payloads += [service.uplink._status_payload("online"), service.uplink._status_payload("offline")]
     # The only source today makes signal readings; a latency reading last means "signal": null.
     service.last = service.buffer.append(replace(latency_reading(), device="boat-07"))

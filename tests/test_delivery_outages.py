@@ -24,7 +24,7 @@ import pytest
 from agent.unit.buffer import ReadingBuffer, read_stats
 from agent.unit.config import Config, load_config
 from agent.shared.reading import Reading
-from agent.unit.service import AgentService
+from agent.commands.unit import make_service
 from agent.sim.broker import LocalBroker
 from agent.sim.scenario import mahakam_scenario
 from agent.sim.link import LinkFaults, LinkProxy
@@ -100,7 +100,7 @@ def test_broker_down_at_start_every_reading_arrives_in_order(tmp_path: Path, bro
     """
     broker.stop()
     config = agent_config(tmp_path, broker.port)
-    service = AgentService(config)
+    service = make_service(config)
     uplink = service.uplink
     assert uplink is not None
     stop = threading.Event()

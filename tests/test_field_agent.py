@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 
+from agent.commands.unit import make_service
 from agent.shared.clock import TimeKeeper
 from agent.unit.config import load_config
 from agent.shared.geo import haversine_m
@@ -91,7 +92,7 @@ def test_a_modem_that_stops_answering_is_reset_and_the_outage_recorded(tmp_path:
             boat.modem.mute(True)  # the firmware hangs: it reads commands and answers none
 
             def resetting() -> bool:
-                modem = service.field.modem.modem
+                modem = service.probes.modem.modem
                 return modem is not None and any(r.action == "reopen" and not r.ok for r in modem.recoveries)
 
             # A hung EC25 takes AT+CFUN=1,1 once its command parser frees; the simulated one
@@ -144,7 +145,7 @@ def test_the_watchdog_is_fed_while_healthy_and_starved_when_the_loop_hangs(tmp_p
     listener.settimeout(0.2)
     env = {"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": str(os.getpid())}
     path = write_config(tmp_path / "agent.toml", broker.port, tmp_path / "buffer.db", device="unit-w")
-    service = AgentService(load_config(path), environ=env)
+    service = make_service(load_config(path), environ=env)
     hang = threading.Event()
     release = threading.Event()
     real_store = service.store
@@ -195,7 +196,7 @@ def test_panel_button_tags_the_spot_with_its_position(tmp_path: Path, broker) ->
         service = AgentService(load_config(path), pin_factory=factory)
         stop, thread = run_in_thread(service)
         try:
-            assert wait_until(lambda: service.field.gps is not None and service.field.gps.state == "3d", 15)
+            assert wait_until(lambda: service.probes.gps is not None and service.probes.gps.state == "3d", 15)
             assert wait_until(lambda: service.panel.showing().get("gps") == "on", 10), service.panel.showing()
             button = factory.pin(26)
             button.drive_low()
@@ -263,7 +264,7 @@ def test_power_failing_flushes_and_powers_off(tmp_path: Path, broker, sink) -> N
     path = write_config(tmp_path / "agent.toml", broker.port, tmp_path / "buffer.db", {
         "panel": {"enabled": True, "power_pin": 21, "power_fail_delay": "1s", "shutdown_command": f"touch {marker}"}},
         device="unit-p")
-    service = AgentService(load_config(path), pin_factory=factory)
+    service = make_service(load_config(path), pin_factory=factory)
     stop, thread = run_in_thread(service)
     assert wait_until(lambda: service.taken >= 20, 10)
     factory.pin(21).drive_low()  # external power gone

@@ -1,4 +1,4 @@
-"""``blankspot run``, ``status`` and ``doctor``: the commands of a field unit."""
+"""``blankspot run``, ``status`` and ``doctor``: the commands of a field unit; ``make_service``, the agent they run."""
 from __future__ import annotations
 
 import argparse
@@ -7,12 +7,37 @@ import logging
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING, Any
 
 from agent.commands.common import config_arg, load_config_arg, setup_logging
 from agent.commands.exit_status import EXIT_USAGE, RuntimeFailure, UsageError
-from agent.unit.config import DEFAULT_PATH, load_config
+from agent.unit.config import DEFAULT_PATH, Config, load_config
+
+if TYPE_CHECKING:
+    from agent.shared.clock import TimeKeeper
+    from agent.sim.synthetic import SyntheticSource
+    from agent.unit.service import AgentService
 
 log = logging.getLogger(__name__)
+
+
+def make_service(config: Config, **options: Any) -> "AgentService":
+    """The agent with the probes ``source.kind`` names; ``options`` go to :class:`AgentService`."""
+    from agent.unit.service import AgentService
+
+    if config.source.kind == "synthetic":
+        options.setdefault("probes", synthetic_probes)
+    return AgentService(config, **options)
+
+
+def synthetic_probes(config: Config, device: str, clock: "TimeKeeper") -> "SyntheticSource":
+    """A boat on the Mahakam route, one reading every ``source.interval``."""
+    from agent.sim.route import mahakam_route
+    from agent.sim.scenario import mahakam_scenario
+    from agent.sim.synthetic import SyntheticSource
+
+    return SyntheticSource(device, mahakam_route(), mahakam_scenario(), config.source.speed_kmh, clock,
+                           interval=config.source.interval)
 
 
 def add_run(sub: argparse._SubParsersAction) -> None:
@@ -45,10 +70,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # still missing, and a buffer folder that cannot be written stops the service anyway.
     for problem in problems:
         log.warning("%s", problem)
-    from agent.unit.service import AgentService
-
     try:
-        service = AgentService(config, config_path=str(args.config or DEFAULT_PATH))
+        service = make_service(config, config_path=str(args.config or DEFAULT_PATH))
     except (BufferError, PanelError) as exc:
         raise RuntimeFailure(str(exc)) from None
     stop = threading.Event()

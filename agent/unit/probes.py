@@ -1,5 +1,8 @@
 """FieldProbes: the modem, the GPS and the network measurements of a unit, on the schedule.
 
+The main loop (:mod:`agent.unit.service`) knows only the :class:`Probes` interface, which
+FieldProbes fulfils and so does the simulator's synthetic source.
+
 The main loop calls :meth:`FieldProbes.tick` a few times a second.  It collects the readings
 of measurements that finished (or were abandoned), asks the :class:`~agent.unit.schedule.Scheduler`
 what is due, and starts it on its own :class:`~agent.unit.probe_runner.ProbeRunner`.  Every
@@ -16,9 +19,10 @@ test that takes a minute on a moving boat belongs where it began.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 from agent.shared.clock import Timestamp, TimeKeeper
 from agent.unit.config import Config
@@ -39,6 +43,36 @@ log = logging.getLogger(__name__)
 Measure = Callable[[], Part]
 
 
+class Probes(Protocol):
+    """What the main loop asks of whatever takes the readings."""
+
+    @property
+    def gps(self) -> GpsFeed | None:
+        """The GPS feed whose state the panel and ``blankspot status`` show; None without a GPS."""
+
+    @property
+    def last_signal_reading(self) -> Reading | None:
+        """The latest signal reading taken, for the panel and ``blankspot status``."""
+
+    def start(self) -> "Probes":
+        """Open what runs in the background (the GPS feed); before the first ``tick``."""
+
+    def tick(self) -> list[Reading]:
+        """The readings ready to buffer; called by the loop a few times a second."""
+
+    def next_in(self) -> float:
+        """Seconds until it wants the next ``tick`` (``math.inf``: the loop's own pace is enough)."""
+
+    def fix(self) -> Fix | None:
+        """The current GPS fix, for placing events; None without one."""
+
+    def collect(self) -> list[Reading]:
+        """The readings finished since the last ``tick``, starting nothing new (when stopping)."""
+
+    def stop(self, wait: float = 5.0) -> None:
+        """Give running measurements up to ``wait`` seconds, then let go of the devices."""
+
+
 @dataclass(frozen=True)
 class Started:
     """What a measurement is stamped with: the moment and the place it began."""
@@ -53,7 +87,8 @@ def position_of(fix: Fix) -> Position | None:
     return Position(fix.lat, fix.lon, fix.alt_m, fix.hdop, fix.sats, fix.speed_kmh, fix.course_deg, fix.fix)
 
 
-def cell_of(signal: Signal) -> tuple | None:
+def serving_cell(signal: Signal) -> tuple | None:
+    """The serving cell's identity (network, technology, cell, PCI); None without service or an answer."""
     if signal.error is not None or signal.rat in (None, "NONE"):
         return None
     return (signal.mcc, signal.mnc, signal.rat, signal.cell_id, signal.pci)
@@ -205,7 +240,7 @@ class FieldProbes:
             now=self.clock() - self.started_at,
             distance_m=self.gps.distance_m() if self.gps else 0.0,
             speed_kmh=self.gps.speed_kmh() if self.gps else None,
-            cell=None if last is None else cell_of(last),
+            cell=None if last is None else serving_cell(last),
             quality=None if last is None or last.error else last.quality,
         )
 
@@ -231,6 +266,10 @@ class FieldProbes:
             runner.start(Started(self.keeper.now(), None if fix is None else position_of(fix)))
             self.scheduler.started(kind, state)
         return readings
+
+    def next_in(self) -> float:
+        # The schedule is asked what is due at every tick: the loop's own pace is the one it needs.
+        return math.inf
 
     def _taken(self, started: Started, part: Part) -> Reading:
         return Reading.taken(self.device, started.stamp, part, started.position)

@@ -5,6 +5,10 @@ One loop, a few turns a second, that never blocks: measurements run on their own
 the readings that are ready, shows the state on the panel, tells systemd's watchdog it is
 alive, and every few seconds writes the state file ``blankspot status`` reads.
 
+The readings come from a :class:`~agent.unit.probes.Probes`: the unit's devices
+(``source.kind = "devices"``), or whatever a factory passed in builds (the simulator's
+synthetic source, through ``agent.commands.unit.make_service``).
+
 Stopping (SIGTERM, the panel's long press, power failing): measurements in flight get a few
 seconds to finish and are otherwise abandoned; everything already buffered stays buffered;
 the uplink publishes ``offline`` and disconnects; with ``drain_timeout`` the backlog first
@@ -24,8 +28,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from agent.unit.buffer import BufferError, ReadingBuffer
-from agent.shared.clock import Clock, TimeKeeper, boot_id
+from agent.shared.clock import TimeKeeper, boot_id
 from agent.unit.config import Config, read_password
+from agent.unit.probes import FieldProbes, Probes, default_latency, default_throughput, position_of
 from agent.shared.reading import Event, Reading, format_time, part_dict
 from agent.unit.uplink import MqttUplink
 from agent.shared.watchdog import SystemdNotifier, Watchdog
@@ -43,21 +48,26 @@ def state_path(config: Config) -> Path:
     return config.buffer.path.with_name(config.buffer.path.stem + ".state.json")
 
 
-def build_synthetic(config: Config, device: str, clock: Clock):
-    from agent.sim.scenario import mahakam_scenario
-    from agent.sim.route import mahakam_route
-    from agent.sim.synthetic import SyntheticSource
-
-    return SyntheticSource(device, mahakam_route(), mahakam_scenario(), config.source.speed_kmh, clock)
+# What builds the probes: (config, device id, the service's clock) -> Probes.
+ProbesFactory = Callable[[Config, str, TimeKeeper], Probes]
 
 
 class AgentService:
-    def __init__(self, config: Config, *, clock: TimeKeeper | None = None, config_path: str = "<config>",
-                 pin_factory: Any = None, latency: Callable | None = None, throughput: Callable | None = None,
-                 notifier: SystemdNotifier | None = None, environ: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Config, *, probes: ProbesFactory | None = None, clock: TimeKeeper | None = None,
+                 config_path: str = "<config>", pin_factory: Any = None, latency: Callable | None = None,
+                 throughput: Callable | None = None, notifier: SystemdNotifier | None = None,
+                 environ: dict[str, str] | None = None) -> None:
         self.config = config
         self.device = config.device_id
         self.clock = clock or TimeKeeper()
+        if probes is not None:
+            self.probes: Probes = probes(config, self.device, self.clock)
+        elif config.source.kind == "devices":
+            self.probes = FieldProbes(config, self.device, self.clock, latency=latency or default_latency(config),
+                                      throughput=throughput or default_throughput(config))
+        else:
+            raise ValueError(f"source.kind {config.source.kind!r} needs its probes passed in: "
+                             "build the service with agent.commands.unit.make_service")
         self.buffer = ReadingBuffer(
             config.buffer.path, self.device, max_bytes=config.buffer.max_size,
             keep_delivered=config.buffer.keep_delivered, clock=self.clock,
@@ -68,15 +78,6 @@ class AgentService:
         self.started = time.monotonic()
         self.stop_event: threading.Event | None = None
         self.shutdown_requested: str | None = None  # "button" | "power" after the panel asked
-        self.source = None
-        self.field = None
-        if config.source.kind == "synthetic":
-            self.source = build_synthetic(config, self.device, self.clock)
-        else:
-            from agent.unit.probes import FieldProbes, default_latency, default_throughput
-
-            self.field = FieldProbes(config, self.device, self.clock, latency=latency or default_latency(config),
-                                     throughput=throughput or default_throughput(config))
         self.uplink: MqttUplink | None = None
         if config.uplink.enabled:
             self.uplink = MqttUplink(
@@ -136,20 +137,12 @@ class AgentService:
         self.last = stored[-1]
         self.taken += len(stored)
 
-    def take_reading(self) -> Reading | None:
-        """Synthetic source: one reading, buffered."""
-        assert self.source is not None
-        self.store([self.source.read()])
-        return self.last
-
     def _events_from_panel(self) -> list[Reading]:
         with self._parts_lock:
             parts, self._pending_parts = self._pending_parts, []
         if not parts:
             return []
-        fix = self.field.fix() if self.field is not None else None
-        from agent.unit.probes import position_of
-
+        fix = self.probes.fix()
         position = None if fix is None else position_of(fix)
         return [Reading.taken(self.device, self.clock.now(), part, position) for part in parts]
 
@@ -166,44 +159,30 @@ class AgentService:
                  self.config.source.kind, self.config.buffer.path, self.buffer.pending_count())
         if self.uplink is not None:
             self.uplink.start()
-        if self.field is not None:
-            self.field.start()
+        self.probes.start()
         self.watchdog.start()
         self.notifier.ready(f"taking readings, {self.buffer.pending_count()} waiting")
         next_state = 0.0
         next_usage = time.monotonic() + USAGE_EVERY_S
-        due = time.monotonic()
         try:
             while not stop.is_set():
                 self.watchdog.heartbeat()
                 now = time.monotonic()
-                if self.field is not None:
-                    self.store(self.field.tick() + self._events_from_panel())
-                    wait = TICK_S
-                else:
-                    self.store(self._events_from_panel())
-                    if now >= due:
-                        self.take_reading()
-                        interval = self.config.source.interval
-                        due += interval
-                        if due < now - interval:  # fell far behind (suspend, slow disk): do not burst
-                            due = now
-                    wait = max(0.0, min(TICK_S, due - time.monotonic()))
+                self.store(self.probes.tick() + self._events_from_panel())
                 if now >= next_state:
                     self._show_state()
                     next_state = now + STATE_EVERY_S
                 if now >= next_usage:
                     self._account_usage()
                     next_usage = now + USAGE_EVERY_S
-                stop.wait(wait)
+                stop.wait(max(0.0, min(TICK_S, self.probes.next_in())))
         finally:
             self._stop(drain_timeout if not self.shutdown_requested else max(drain_timeout, 30.0))
 
     def _stop(self, drain_timeout: float) -> None:
         self.notifier.stopping("stopping: finishing measurements, keeping the buffer")
-        if self.field is not None:
-            self.field.stop(STOP_WAIT_S)
-            self.store(self.field.collect())
+        self.probes.stop(STOP_WAIT_S)
+        self.store(self.probes.collect())
         if self.uplink is not None:
             if drain_timeout > 0 and self.uplink.connected:
                 self.uplink.wait_until(lambda: self.buffer.pending_count() == 0, drain_timeout)
@@ -254,10 +233,9 @@ class AgentService:
     # -- state for the panel and for `blankspot status` -----------------------------------
 
     def state(self, running: bool = True) -> dict[str, Any]:
-        fix = self.field.fix() if self.field is not None else None
-        gps_state = self.field.gps.state if self.field is not None and self.field.gps is not None else "absent"
-        signal_reading = self.field.last_signal_reading if self.field is not None else (
-            self.last if self.last is not None and self.last.kind == "signal" else None)
+        fix = self.probes.fix()
+        gps_state = "absent" if self.probes.gps is None else self.probes.gps.state
+        signal_reading = self.probes.last_signal_reading
         uplink = "disabled" if self.uplink is None else ("connected" if self.uplink.connected else "connecting")
         return {
             "running": running,
@@ -265,7 +243,7 @@ class AgentService:
             "boot_id": boot_id(),
             "device": self.device,
             "source": self.config.source.kind,
-            "mode": self.config.schedule.mode if self.field is not None else None,
+            "mode": self.config.schedule.mode if self.config.source.kind == "devices" else None,
             "started": format_time_epoch(self.started_wall),
             "uptime_s": round(time.monotonic() - self.started, 1),
             "written": format_time_epoch(time.time()),

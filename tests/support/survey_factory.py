@@ -1,8 +1,9 @@
 """Survey readings for tests of the collector's analysis: a boat on the Mahakam, step by step.
 
 Deterministic: the boat moves ``speed_kmh`` along the shipped route and takes a signal
-reading every ``interval_s`` seconds of trip time from :func:`mahakam_scenario`, so the
-blank stretch between Sebulu and Muara Kaman is where the tests expect it.
+reading every ``interval_s`` seconds of trip time from :func:`mahakam_scenario` (as an EC25
+reports it, through the agent's parsers), so the blank stretch between Sebulu and Muara
+Kaman is where the tests expect it.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from agent.shared.reading import Event, Latency, Position, Reading, Signal
 from agent.sim.scenario import CoverageScenario, mahakam_scenario
 from agent.sim.route import Route, mahakam_route
-from agent.sim.synthetic import signal_from_radio
+from agent.sim.synthetic import modem_signal
 
 T0 = datetime(2026, 11, 24, 0, 0, 0, tzinfo=timezone.utc)
 
@@ -36,7 +37,7 @@ def boat_trip(device: str = "boat-1", *, interval_s: float = 10.0, speed_kmh: fl
         if d > route.length_m:
             break
         point = route.at(d)
-        signal = signal_from_radio(scenario.radio_at(point.lat, point.lon, t))
+        signal = modem_signal(scenario.radio_at(point.lat, point.lon, t))
         when = start + timedelta(seconds=t)
         readings.append(Reading(device, when, "gps", signal, position(point.lat, point.lon), seq))
         seq += 1
