@@ -512,12 +512,9 @@ def _port_check(ctx: Context, name: str, role: str, device: str) -> CheckResult:
 
 
 def modem_port(config: Config) -> str | None:
-    if config.modem.port:
-        return config.modem.port
-    from agent.unit.devices.modem.profiles import find_ports
+    from agent.unit.devices.modem.profiles import port_for
 
-    at = [p for p in find_ports() if p.role == "at"]
-    return at[0].device if at else None
+    return port_for("at", config.modem.port)
 
 
 def check_modem(ctx: Context) -> list[CheckResult]:
@@ -614,12 +611,9 @@ def switch_gnss_on(modem: Any) -> CheckResult:
 
 
 def nmea_port(config: Config) -> str | None:
-    if config.gps.port:
-        return config.gps.port
-    from agent.unit.devices.modem.profiles import find_ports
+    from agent.unit.devices.modem.profiles import port_for
 
-    ports = [p for p in find_ports() if p.role == "nmea"]
-    return ports[0].device if ports else None
+    return port_for("nmea", config.gps.port)
 
 
 def check_gps(ctx: Context) -> list[CheckResult]:

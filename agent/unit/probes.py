@@ -27,7 +27,7 @@ from agent.unit.devices.gps.reader import GpsError, enable_modem_gnss
 from agent.unit.devices.modem.device import Modem, ModemUnavailable
 from agent.unit.devices.modem.errors import ModemError
 from agent.shared.operators import operator_name
-from agent.unit.devices.modem.profiles import find_ports, load_profile
+from agent.unit.devices.modem.profiles import load_profile, port_for
 from agent.unit.devices.modem.signal import error_signal
 from agent.unit.gps_feed import GpsFeed
 from agent.unit.probe_runner import Outcome, ProbeRunner
@@ -69,13 +69,11 @@ class FieldModem:
         self._failing = False
 
     def _port(self) -> str:
-        if self.config.modem.port:
-            return self.config.modem.port
-        at = [p for p in find_ports() if p.role == "at"]
-        if not at:
+        port = port_for("at", self.config.modem.port)
+        if port is None:
             raise ModemUnavailable("no modem found: no USB serial port matches a profile in firmware_configs/ "
                                    "(plug it in, or set modem.port)")
-        return at[0].device
+        return port
 
     def connected(self) -> Modem:
         if self.modem is None:
@@ -154,12 +152,10 @@ def open_gps_reader(config: Config) -> tuple[Callable[[], object], str]:
     from agent.unit.devices.gps.reader import GpsPortGone, GpsReader
 
     def nmea_port() -> str:
-        if gps.port:
-            return gps.port
-        ports = [p for p in find_ports() if p.role == "nmea"]
-        if not ports:
+        port = port_for("nmea", gps.port)
+        if port is None:
             raise GpsPortGone("no modem NMEA port found by USB id (set gps.port)")
-        return ports[0].device
+        return port
 
     return (lambda: GpsReader(nmea_port(), gps.baud, max_age_s=gps.max_age)), gps.port or "the modem's NMEA port"
 

@@ -487,6 +487,15 @@ def find_ports(ports: Iterable[Any] | None = None) -> list[ModemPort]:
     return sorted(found, key=lambda port: port.device)
 
 
+def port_for(role: str, configured: str = "", ports: Iterable[Any] | None = None) -> str | None:
+    """The port to open for ``role`` ("at" or "nmea"): ``configured`` when set, else the first
+    such port :func:`find_ports` finds (among ``ports``, by default this machine's); None when none is.
+    """
+    if configured:
+        return configured
+    return next((port.device for port in find_ports(ports) if port.role == role), None)
+
+
 def profile_keys() -> list[str]:
     """Every key a profile file may hold, dotted (``usb.vid`` for keys of a [[usb]] block)."""
     return [key for key, spec, _ in walk(ProfileSpec) if spec.kind not in ("section", "tables")]
