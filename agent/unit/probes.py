@@ -24,10 +24,10 @@ from agent.shared.clock import Timestamp, TimeKeeper
 from agent.unit.config import Config
 from agent.unit.devices.gps.fix import Fix
 from agent.unit.devices.gps.reader import GpsError, enable_modem_gnss
-from agent.unit.devices.modem.device import Modem, ModemUnavailable
+from agent.unit.devices.modem.device import Modem, ModemUnavailable, open_modem
 from agent.unit.devices.modem.errors import ModemError
 from agent.shared.operators import operator_name
-from agent.unit.devices.modem.profiles import load_profile, port_for
+from agent.unit.devices.modem.profiles import port_for
 from agent.unit.devices.modem.signal import error_signal
 from agent.unit.gps_feed import GpsFeed
 from agent.unit.probe_runner import Outcome, ProbeRunner
@@ -77,13 +77,7 @@ class FieldModem:
 
     def connected(self) -> Modem:
         if self.modem is None:
-            profile = load_profile(self.config.modem.model) if self.config.modem.model else None
-            modem = Modem(self._port(), profile, self.config.modem.baud, recover=True)
-            try:
-                modem.connect()
-            except ModemError:
-                modem.close()
-                raise
+            modem = open_modem(self._port(), self.config.modem.model, self.config.modem.baud, recover=True)
             self.modem = modem
             log.info("modem: %s on %s", modem.profile.name if modem.profile else "?", modem.port)
             self._enable_gnss()
