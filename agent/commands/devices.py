@@ -65,15 +65,9 @@ def cmd_modem(args: argparse.Namespace) -> int:
 
 
 def _print_scan(modem, as_json: bool) -> int:
-    from agent.shared.operators import operator_name
-
-    choices = modem.scan()
     rows = [
-        {
-            "operator": c.long_name or (operator_name(c.mcc, c.mnc) if c.mcc is not None and c.mnc is not None else None),
-            "short": c.short_name, "mcc": c.mcc, "mnc": c.mnc, "rat": c.rat, "status": c.status,
-        }
-        for c in choices
+        {"operator": c.operator, "short": c.short_name, "mcc": c.mcc, "mnc": c.mnc, "rat": c.rat, "status": c.status}
+        for c in modem.scan()
     ]
     if as_json:
         print(json.dumps(rows))

@@ -26,7 +26,6 @@ from agent.unit.devices.gps.fix import Fix
 from agent.unit.devices.gps.reader import GpsError, enable_modem_gnss
 from agent.unit.devices.modem.device import Modem, ModemUnavailable, open_modem
 from agent.unit.devices.modem.errors import ModemError
-from agent.shared.operators import operator_name
 from agent.unit.devices.modem.profiles import port_for
 from agent.unit.devices.modem.signal import error_signal
 from agent.unit.gps_feed import GpsFeed
@@ -124,8 +123,7 @@ class FieldModem:
         modem = self.connected()
         choices = modem.scan()
         operators = [
-            {"operator": c.long_name or (operator_name(c.mcc, c.mnc) if c.mcc is not None and c.mnc is not None else None),
-             "mcc": c.mcc, "mnc": c.mnc, "rat": c.rat, "status": c.status}
+            {"operator": c.operator, "mcc": c.mcc, "mnc": c.mnc, "rat": c.rat, "status": c.status}
             for c in choices
         ][:20]
         names = ", ".join(sorted({o["operator"] or f"{o['mcc']}-{o['mnc']}" for o in operators})) or "none"
