@@ -101,7 +101,12 @@ class ProfileSpec:
     name: str = setting("", "Profile name; must equal the file name without .toml.", "str")
     vendor: str = setting("", "Manufacturer as people call it.", "str")
     model: str = setting("", "Model as people call it.", "str")
-    driver: str = setting("generic", "Vendor command set the probe uses.", "choice", choices=DRIVERS)
+    driver: str = setting(
+        "generic",
+        "Vendor family whose answers the simulator gives to the dynamic signal commands (blankspot demo, tests); "
+        "the agent itself sends the commands of [signal].",
+        "choice", choices=DRIVERS,
+    )
     cgmm: tuple[str, ...] = setting(
         (), "Substrings of the AT+CGMM answer that identify this model (case-insensitive); empty for the fallback.", "strings"
     )
