@@ -167,6 +167,8 @@ BAD = [
     ("no signal commands", lambda t: re.sub(r"\[signal\]\ncommands = \[.*?\]\n", "[signal]\n", t, flags=re.S),
      "signal.commands", "missing", "[signal]"),
     ("not an AT command", sub('"AT+CSQ",', '"CSQ",'), "signal.commands[2]", "one AT command", "commands ="),
+    ("signal command without a parser", sub('"AT+CSQ",', '"AT+CSQN",'), "signal.commands[2]",
+     "no parser for AT+CSQN; see firmware_configs/README.md", "commands ="),
     ("transcript missing", sub('transcript = "bad-one.transcript"', 'transcript = "nowhere.transcript"'), "transcript", "not found", "transcript ="),
     ("empty cgmm pattern", sub('cgmm = ["EC25"]', 'cgmm = [""]'), "cgmm[0]", "must not be empty", "cgmm ="),
 ]

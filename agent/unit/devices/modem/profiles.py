@@ -28,6 +28,7 @@ from typing import Any, Iterable
 
 import agent
 from agent.unit.devices.modem.errors import ProfileError
+from agent.unit.devices.modem.signal import has_parser
 from agent.unit.devices.modem.transcript import Transcript, load_transcript
 from agent.unit.config_schema import SettingError, build, section, setting, tables, walk
 
@@ -213,10 +214,6 @@ def _profile_files() -> dict[str, Path]:
     return found
 
 
-def known_names() -> list[str]:
-    return sorted(_profile_files())
-
-
 def load_profile(name: str) -> ModemProfile:
     """The profile called ``name``; ProfileError when there is none or it is wrong."""
     files = _profile_files()
@@ -352,6 +349,9 @@ def _check(spec: ProfileSpec, path: Path) -> tuple[UsbIdentity, ...]:
     _commands("signal.commands", spec.signal.commands)
     _commands("reset.commands", spec.reset.commands)
     _commands("scan.command", (spec.scan.command,), indexed=False)
+    for index, command in enumerate(spec.signal.commands):
+        if not has_parser(command):
+            raise SettingError(f"signal.commands[{index}]", f"no parser for {command}; see firmware_configs/README.md")
     for index, final in enumerate(spec.at.extra_final):
         if not final.strip() or final.strip() != final:
             raise SettingError(f"at.extra_final[{index}]", f"expected the result text without surrounding blanks, got {final!r}")
