@@ -1,4 +1,4 @@
-"""PLMN codes and the Indonesian operator table."""
+"""PLMN codes, the Indonesian operator table, and the names an operator scan shows."""
 from __future__ import annotations
 
 import pytest
@@ -14,6 +14,7 @@ from agent.shared.operators import (
     operator_name,
 )
 from agent.unit.devices.modem.parse_simcom import parse_cpsi
+from agent.unit.devices.modem.values import OperatorChoice
 
 
 def test_indonesian_networks() -> None:
@@ -38,6 +39,23 @@ def test_indonesian_networks() -> None:
 )
 def test_operator_name(mcc: int | None, mnc: int | None, name: str | None) -> None:
     assert operator_name(mcc, mnc) == name
+
+
+@pytest.mark.parametrize(
+    "long_name, mcc, mnc, operator",
+    [
+        ("TELKOMSEL", 510, 10, "TELKOMSEL"),    # the network's own name wins
+        ("IND XL", 510, 99, "IND XL"),           # even for a code the table does not know
+        (None, 510, 89, "Tri"),                  # a numeric-only entry: the table's name
+        ("", 510, 1, "Indosat"),                 # an empty name is no name
+        (None, 510, 99, None),                   # unknown code, no name: nothing invented
+        (None, None, None, None),                # no code given at all
+    ],
+)
+def test_operator_named_in_a_scan(long_name: str | None, mcc: int | None, mnc: int | None,
+                                  operator: str | None) -> None:
+    choice = OperatorChoice("available", long_name, None, mcc, mnc, "LTE")
+    assert choice.operator == operator
 
 
 def test_operator_of_a_real_answer() -> None:

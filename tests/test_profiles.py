@@ -7,7 +7,8 @@
   EG25-G), by AT+CGMM alone, and generic-3gpp when nothing matches.
 - Folders on $BLANKSPOT_FIRMWARE_CONFIGS come first: a local profile is found and a local
   copy of a shipped one replaces it.
-- ``find_ports`` tells the AT and NMEA ports apart by USB interface number.
+- ``find_ports`` tells the AT and NMEA ports apart by USB interface number; ``port_for``
+  picks the configured port, else the first found for its role.
 - The README documents every key, and its recording recipe (pyserial spy:// plus the
   converter) really turns a modem session into a transcript.
 """
@@ -37,6 +38,7 @@ from agent.unit.devices.modem.profiles import (
     interface_number,
     load_profile,
     load_profile_file,
+    port_for,
     profile_keys,
     search_path,
 )
@@ -166,6 +168,8 @@ BAD = [
     ("no signal commands", lambda t: re.sub(r"\[signal\]\ncommands = \[.*?\]\n", "[signal]\n", t, flags=re.S),
      "signal.commands", "missing", "[signal]"),
     ("not an AT command", sub('"AT+CSQ",', '"CSQ",'), "signal.commands[2]", "one AT command", "commands ="),
+    ("signal command without a parser", sub('"AT+CSQ",', '"AT+CSQN",'), "signal.commands[2]",
+     "no parser for AT+CSQN; see firmware_configs/README.md", "commands ="),
     ("transcript missing", sub('transcript = "bad-one.transcript"', 'transcript = "nowhere.transcript"'), "transcript", "not found", "transcript ="),
     ("empty cgmm pattern", sub('cgmm = ["EC25"]', 'cgmm = [""]'), "cgmm[0]", "must not be empty", "cgmm ="),
 ]
@@ -365,6 +369,31 @@ def test_find_ports_tells_at_and_nmea_ports_apart() -> None:
     ]
     assert found[1].candidates == ("quectel-ec25", "quectel-eg25g")
     print("this machine:", find_ports())  # real comports(): must not fail without modems
+
+
+EC25_PORTS = [
+    usb_port("/dev/ttyUSB0", 0x2C7C, 0x0125, "1-1.2:1.0"),   # diag
+    usb_port("/dev/ttyUSB1", 0x2C7C, 0x0125, "1-1.2:1.1"),   # NMEA
+    usb_port("/dev/ttyUSB2", 0x2C7C, 0x0125, "1-1.2:1.2"),   # AT
+    usb_port("/dev/ttyUSB3", 0x2C7C, 0x0125, "1-1.2:1.3"),   # PPP
+]
+NO_MODEM_PORTS = [
+    usb_port("/dev/ttyUSB0", 0x0403, 0x6001, "1-1.4"),        # an FTDI adapter
+    ListPortInfo("/dev/ttyAMA0", skip_link_detection=True),   # the Pi's UART
+]
+
+
+@pytest.mark.parametrize("role,configured,ports,expected", [
+    ("at", "/dev/blankspot-at", EC25_PORTS, "/dev/blankspot-at"),
+    ("nmea", "/dev/blankspot-nmea", NO_MODEM_PORTS, "/dev/blankspot-nmea"),
+    ("at", "", EC25_PORTS, "/dev/ttyUSB2"),
+    ("nmea", "", EC25_PORTS, "/dev/ttyUSB1"),
+    ("at", "", NO_MODEM_PORTS, None),
+    ("nmea", "", [], None),
+], ids=["configured AT port wins", "configured NMEA port wins without a modem", "AT port of the modem",
+        "NMEA port of the modem", "no modem, no AT port", "no ports at all"])
+def test_port_for_a_role_is_the_configured_one_else_the_first_found(role, configured, ports, expected) -> None:
+    assert port_for(role, configured, ports) == expected
 
 
 # -- documentation and packaging -------------------------------------------------------------

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from agent.unit.devices.modem import levels
 from agent.unit.devices.modem.parse_telit import parse_rfsts
+from agent.unit.devices.modem.profiles import DRIVERS
 from agent.unit.devices.modem.transcript import parse_transcript
 from agent.unit.devices.modem.values import SignalFacts
 from agent.sim import modem_answers as answers
@@ -440,6 +441,10 @@ def test_nsa_and_sa_forms() -> None:
     modes = answers.AnswerModes(c5greg=2, cereg=2)
     assert answers.dynamic_answer("quectel", "AT+C5GREG?", sa, modes) == ['+C5GREG: 2,1,"000010","123456789",11', "OK"]
     assert answers.dynamic_answer("quectel", "AT+CEREG?", sa, modes) == ["+CEREG: 2,0", "OK"]
+
+
+def test_vendor_commands_are_listed_for_exactly_the_drivers_a_profile_may_name() -> None:
+    assert set(answers._VENDOR) == set(DRIVERS)
 
 
 def test_only_dynamic_commands_have_dynamic_answers() -> None:

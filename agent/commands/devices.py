@@ -26,30 +26,30 @@ def add_modem(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_modem(args: argparse.Namespace) -> int:
-    from agent.unit.devices.modem.device import Modem, ModemUnavailable
+    from agent.unit.devices.modem.device import Modem, open_modem
     from agent.unit.devices.modem.errors import ModemError, PortGone, ProfileError
-    from agent.unit.devices.modem.profiles import load_profile
 
     if args.baud <= 0:
         raise UsageError(f"blankspot modem: --baud must be a positive number, got {args.baud}")
     setup_logging("debug" if args.raw else "error")
-    try:
-        profile = load_profile(args.model) if args.model else None
-    except ProfileError as exc:
-        raise UsageError(f"blankspot modem: {exc}") from None
     raw = (lambda direction, text: print(f"{direction} {text}", file=sys.stderr)) if args.raw else None
-    modem = Modem(args.port, profile, args.baud, raw_log=raw, recover=False)
+    modem: Modem | None = None
     try:
-        modem.connect()
+        modem = open_modem(args.port, args.model, args.baud, raw_log=raw)
         if args.scan:
             return _print_scan(modem, args.json)
         signal = modem.signal()
-    except PortGone as exc:
-        raise RuntimeFailure(str(exc)) from None
-    except (ModemUnavailable, ModemError) as exc:
+    except ModemError as exc:
+        # With --model, a ProfileError is that profile's: a usage error.  Without it, a broken
+        # profile met while detecting the model is reported like any other failure of the modem.
+        if isinstance(exc, ProfileError) and args.model:
+            raise UsageError(f"blankspot modem: {exc}") from None
+        if isinstance(exc, PortGone):
+            raise RuntimeFailure(str(exc)) from None
         raise RuntimeFailure(f"modem on {args.port} does not answer: {exc}") from None
     finally:
-        modem.close()
+        if modem is not None:
+            modem.close()
     body = part_dict(signal)
     if args.json:
         print(json.dumps(body))
@@ -65,15 +65,9 @@ def cmd_modem(args: argparse.Namespace) -> int:
 
 
 def _print_scan(modem, as_json: bool) -> int:
-    from agent.shared.operators import operator_name
-
-    choices = modem.scan()
     rows = [
-        {
-            "operator": c.long_name or (operator_name(c.mcc, c.mnc) if c.mcc is not None and c.mnc is not None else None),
-            "short": c.short_name, "mcc": c.mcc, "mnc": c.mnc, "rat": c.rat, "status": c.status,
-        }
-        for c in choices
+        {"operator": c.operator, "short": c.short_name, "mcc": c.mcc, "mnc": c.mnc, "rat": c.rat, "status": c.status}
+        for c in modem.scan()
     ]
     if as_json:
         print(json.dumps(rows))

@@ -19,8 +19,7 @@ import math
 from dataclasses import dataclass
 
 from agent.sim.scenario import Radio, Tower
-
-DRIVERS = ("generic", "quectel", "simcom", "huawei", "telit")
+from agent.unit.devices.modem.profiles import DRIVERS  # _VENDOR has an entry for each, and no other
 
 # Registration stat in a blank spot: real modems keep searching (2) rather than giving up (0).
 SEARCHING = 2

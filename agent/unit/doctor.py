@@ -512,12 +512,9 @@ def _port_check(ctx: Context, name: str, role: str, device: str) -> CheckResult:
 
 
 def modem_port(config: Config) -> str | None:
-    if config.modem.port:
-        return config.modem.port
-    from agent.unit.devices.modem.profiles import find_ports
+    from agent.unit.devices.modem.profiles import port_for
 
-    at = [p for p in find_ports() if p.role == "at"]
-    return at[0].device if at else None
+    return port_for("at", config.modem.port)
 
 
 def check_modem(ctx: Context) -> list[CheckResult]:
@@ -555,29 +552,29 @@ def modem_from_state(ctx: Context) -> list[CheckResult]:
 
 
 def talk_to_modem(ctx: Context, port: str) -> list[CheckResult]:
-    from agent.unit.devices.modem.device import Modem, ModemUnavailable
+    from agent.unit.devices.modem.device import ModemUnavailable, open_modem
     from agent.unit.devices.modem.errors import ModemError, PortGone, ProfileError
-    from agent.unit.devices.modem.profiles import FALLBACK, load_profile
+    from agent.unit.devices.modem.profiles import FALLBACK
     from agent.shared.reading import part_dict
 
-    config, timeout = ctx.config, ctx.options.modem_timeout
+    config = ctx.config
     try:
-        profile = load_profile(config.modem.model) if config.modem.model else None
-    except ProfileError as exc:
-        return [fail("modem", f"modem.model: {exc}", "set modem.model to a file name in firmware_configs/, or leave it "
-                                                     "empty to detect the model")]
-    modem = Modem(port, profile, config.modem.baud, recover=False)
-    modem.channel.timeout = min(modem.channel.timeout, timeout)
+        modem = open_modem(port, config.modem.model, config.modem.baud, command_timeout=ctx.options.modem_timeout)
+    except PortGone as exc:
+        return [fail("modem", f"cannot open {port}: {exc}", _PORT_GONE_ADVICE["at"])]
+    except ModemUnavailable:
+        return [fail("modem", f"no answer to AT on {port}",
+                     "is this the AT port (not the NMEA or diagnostic port)? A modem still booting answers after "
+                     "~20 s; a hung one needs a power cycle")]
+    except ModemError as exc:
+        # With modem.model set, a ProfileError is that profile's; without, one met while
+        # detecting the model is reported like any other failure of the modem.
+        if isinstance(exc, ProfileError) and config.modem.model:
+            return [fail("modem", f"modem.model: {exc}", "set modem.model to a file name in firmware_configs/, or "
+                                                         "leave it empty to detect the model")]
+        return [_modem_failed(port, exc)]
     try:
-        try:
-            found = modem.connect()
-        except PortGone as exc:
-            return [fail("modem", f"cannot open {port}: {exc}", _PORT_GONE_ADVICE["at"])]
-        except ModemUnavailable:
-            return [fail("modem", f"no answer to AT on {port}",
-                         "is this the AT port (not the NMEA or diagnostic port)? A modem still booting answers after "
-                         "~20 s; a hung one needs a power cycle")]
-        modem.channel.timeout = min(modem.channel.timeout, timeout)
+        found = modem.profile
         if found.name == FALLBACK and not config.modem.model:
             results = [warn("modem", f"answers AT on {port}, model not recognised: using the generic 3GPP profile",
                             "set modem.model, or add firmware_configs/<model>.toml for it (firmware_configs/README.md)")]
@@ -594,10 +591,14 @@ def talk_to_modem(ctx: Context, port: str) -> list[CheckResult]:
             results.append(switch_gnss_on(modem))
         return results
     except ModemError as exc:
-        return [fail("modem", f"{port}: {exc}", "power-cycle the modem; 'blankspot modem --port PORT --raw' shows "
-                                                "the conversation")]
+        return [_modem_failed(port, exc)]
     finally:
         modem.close()
+
+
+def _modem_failed(port: str, exc: Exception) -> CheckResult:
+    return fail("modem", f"{port}: {exc}", "power-cycle the modem; 'blankspot modem --port PORT --raw' shows "
+                                           "the conversation")
 
 
 def switch_gnss_on(modem: Any) -> CheckResult:
@@ -614,12 +615,9 @@ def switch_gnss_on(modem: Any) -> CheckResult:
 
 
 def nmea_port(config: Config) -> str | None:
-    if config.gps.port:
-        return config.gps.port
-    from agent.unit.devices.modem.profiles import find_ports
+    from agent.unit.devices.modem.profiles import port_for
 
-    ports = [p for p in find_ports() if p.role == "nmea"]
-    return ports[0].device if ports else None
+    return port_for("nmea", config.gps.port)
 
 
 def check_gps(ctx: Context) -> list[CheckResult]:

@@ -16,11 +16,9 @@ from typing import Callable
 from agent.shared.clock import TimeKeeper, boottime
 from agent.unit.devices.gps.fix import NO_FIX, Fix
 from agent.unit.devices.gps.motion import Odometer
-from agent.unit.devices.gps.reader import GpsError, GpsReader
+from agent.unit.devices.gps.reader import GpsError
 
 log = logging.getLogger(__name__)
-
-Opener = Callable[[], "GpsReader"]
 
 
 @dataclass

@@ -28,10 +28,9 @@ from agent.shared.clock import Timestamp, TimeKeeper
 from agent.unit.config import Config
 from agent.unit.devices.gps.fix import Fix
 from agent.unit.devices.gps.reader import GpsError, enable_modem_gnss
-from agent.unit.devices.modem.device import Modem, ModemUnavailable
+from agent.unit.devices.modem.device import Modem, ModemUnavailable, open_modem
 from agent.unit.devices.modem.errors import ModemError
-from agent.shared.operators import operator_name
-from agent.unit.devices.modem.profiles import find_ports, load_profile
+from agent.unit.devices.modem.profiles import port_for
 from agent.unit.devices.modem.signal import error_signal
 from agent.unit.gps_feed import GpsFeed
 from agent.unit.probe_runner import Outcome, ProbeRunner
@@ -104,23 +103,15 @@ class FieldModem:
         self._failing = False
 
     def _port(self) -> str:
-        if self.config.modem.port:
-            return self.config.modem.port
-        at = [p for p in find_ports() if p.role == "at"]
-        if not at:
+        port = port_for("at", self.config.modem.port)
+        if port is None:
             raise ModemUnavailable("no modem found: no USB serial port matches a profile in firmware_configs/ "
                                    "(plug it in, or set modem.port)")
-        return at[0].device
+        return port
 
     def connected(self) -> Modem:
         if self.modem is None:
-            profile = load_profile(self.config.modem.model) if self.config.modem.model else None
-            modem = Modem(self._port(), profile, self.config.modem.baud, recover=True)
-            try:
-                modem.connect()
-            except ModemError:
-                modem.close()
-                raise
+            modem = open_modem(self._port(), self.config.modem.model, self.config.modem.baud, recover=True)
             self.modem = modem
             log.info("modem: %s on %s", modem.profile.name if modem.profile else "?", modem.port)
             self._enable_gnss()
@@ -167,8 +158,7 @@ class FieldModem:
         modem = self.connected()
         choices = modem.scan()
         operators = [
-            {"operator": c.long_name or (operator_name(c.mcc, c.mnc) if c.mcc is not None and c.mnc is not None else None),
-             "mcc": c.mcc, "mnc": c.mnc, "rat": c.rat, "status": c.status}
+            {"operator": c.operator, "mcc": c.mcc, "mnc": c.mnc, "rat": c.rat, "status": c.status}
             for c in choices
         ][:20]
         names = ", ".join(sorted({o["operator"] or f"{o['mcc']}-{o['mnc']}" for o in operators})) or "none"
@@ -189,12 +179,10 @@ def open_gps_reader(config: Config) -> tuple[Callable[[], object], str]:
     from agent.unit.devices.gps.reader import GpsPortGone, GpsReader
 
     def nmea_port() -> str:
-        if gps.port:
-            return gps.port
-        ports = [p for p in find_ports() if p.role == "nmea"]
-        if not ports:
+        port = port_for("nmea", gps.port)
+        if port is None:
             raise GpsPortGone("no modem NMEA port found by USB id (set gps.port)")
-        return ports[0].device
+        return port
 
     return (lambda: GpsReader(nmea_port(), gps.baud, max_age_s=gps.max_age)), gps.port or "the modem's NMEA port"
 

@@ -228,9 +228,27 @@ def _sim_reason(state: str) -> str:
     return f"SIM not ready ({state})"
 
 
-def open_modem(port: str, model: str | None = None, baud: int = 115200, raw_log: RawLog | None = None) -> Modem:
-    """Connect to the modem on ``port``; ``model`` names a profile and skips detection."""
+def open_modem(port: str, model: str | None = None, baud: int = 115200, *, raw_log: RawLog | None = None,
+               recover: bool = False, command_timeout: float | None = None) -> Modem:
+    """The modem on ``port``, connected: its model found (or the profile ``model`` names), its init sent.
+
+    ``recover`` lets its queries climb the reopen/reset ladder (the agent does; a one-shot
+    query reports instead).  ``command_timeout`` caps the profile's command timeout, for a
+    caller that must not wait long.  A failure (ProfileError for ``model``, PortGone,
+    ModemUnavailable, ...) is raised with the port closed again.
+    """
     profile = load_profile(model) if model else None
-    modem = Modem(port, profile, baud, raw_log=raw_log)
-    modem.connect()
+    modem = Modem(port, profile, baud, raw_log=raw_log, recover=recover)
+
+    def cap_timeout() -> None:
+        if command_timeout is not None:
+            modem.channel.timeout = min(modem.channel.timeout, command_timeout)
+
+    try:
+        cap_timeout()
+        modem.connect()
+        cap_timeout()  # a detected model brings its own timeout
+    except BaseException:
+        modem.close()
+        raise
     return modem

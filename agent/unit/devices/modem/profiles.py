@@ -28,6 +28,7 @@ from typing import Any, Iterable
 
 import agent
 from agent.unit.devices.modem.errors import ProfileError
+from agent.unit.devices.modem.signal import has_parser
 from agent.unit.devices.modem.transcript import Transcript, load_transcript
 from agent.unit.config_schema import SettingError, build, line_of, section, setting, tables, toml_error, walk
 
@@ -101,7 +102,12 @@ class ProfileSpec:
     name: str = setting("", "Profile name; must equal the file name without .toml.", "str")
     vendor: str = setting("", "Manufacturer as people call it.", "str")
     model: str = setting("", "Model as people call it.", "str")
-    driver: str = setting("generic", "Vendor command set the probe uses.", "choice", choices=DRIVERS)
+    driver: str = setting(
+        "generic",
+        "Vendor family whose answers the simulator gives to the dynamic signal commands (blankspot demo, tests); "
+        "the agent itself sends the commands of [signal].",
+        "choice", choices=DRIVERS,
+    )
     cgmm: tuple[str, ...] = setting(
         (), "Substrings of the AT+CGMM answer that identify this model (case-insensitive); empty for the fallback.", "strings"
     )
@@ -206,10 +212,6 @@ def _profile_files() -> dict[str, Path]:
         for path in files:
             found.setdefault(path.stem, path)
     return found
-
-
-def known_names() -> list[str]:
-    return sorted(_profile_files())
 
 
 def load_profile(name: str) -> ModemProfile:
@@ -344,6 +346,9 @@ def _check(spec: ProfileSpec, path: Path) -> tuple[UsbIdentity, ...]:
     _commands("signal.commands", spec.signal.commands)
     _commands("reset.commands", spec.reset.commands)
     _commands("scan.command", (spec.scan.command,), indexed=False)
+    for index, command in enumerate(spec.signal.commands):
+        if not has_parser(command):
+            raise SettingError(f"signal.commands[{index}]", f"no parser for {command}; see firmware_configs/README.md")
     for index, final in enumerate(spec.at.extra_final):
         if not final.strip() or final.strip() != final:
             raise SettingError(f"at.extra_final[{index}]", f"expected the result text without surrounding blanks, got {final!r}")
@@ -442,6 +447,15 @@ def find_ports(ports: Iterable[Any] | None = None) -> list[ModemPort]:
             continue
         found.append(ModemPort(info.device, vid, pid, number, matching[0], role, tuple(p.name for p in matching)))
     return sorted(found, key=lambda port: port.device)
+
+
+def port_for(role: str, configured: str = "", ports: Iterable[Any] | None = None) -> str | None:
+    """The port to open for ``role`` ("at" or "nmea"): ``configured`` when set, else the first
+    such port :func:`find_ports` finds (among ``ports``, by default this machine's); None when none is.
+    """
+    if configured:
+        return configured
+    return next((port.device for port in find_ports(ports) if port.role == role), None)
 
 
 def profile_keys() -> list[str]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
+from agent.shared.operators import operator_name
+
 
 @dataclass(frozen=True)
 class SignalFacts:
@@ -67,6 +69,11 @@ class OperatorChoice:
     mcc: int | None
     mnc: int | None
     rat: str | None                # GSM | WCDMA | LTE | NR5G-NSA | NR5G-SA, None when not given
+
+    @property
+    def operator(self) -> str | None:
+        """The name to show: the long name the network gives, else the operator table's, else None."""
+        return self.long_name or operator_name(self.mcc, self.mnc)
 
 
 @dataclass(frozen=True)
