@@ -50,7 +50,7 @@ import sqlite_utils
 from agent.shared import seq_ranges
 from agent.shared.clock import Clock, Timestamp, TimeKeeper, boot_id
 from agent.shared.protocol import Confirmation
-from agent.shared.reading import Event, Reading, format_time
+from agent.shared.reading import Event, Reading, format_time, format_time_epoch
 
 log = logging.getLogger(__name__)
 
@@ -716,7 +716,8 @@ def _stats(conn: sqlite3.Connection, max_bytes: int) -> BufferStats:
     return BufferStats(
         pending=pending, delivered_kept=kept, oldest_pending_time=oldest, last_seq=last_seq,
         dropped_total=int(meta.get("dropped_total", 0)), delivered_total=int(meta.get("delivered_total", 0)),
-        used_bytes=(pages - free) * size, max_bytes=max_bytes, last_delivered_at=_delivered_time(last_confirmed),
+        used_bytes=(pages - free) * size, max_bytes=max_bytes,
+        last_delivered_at=None if last_confirmed is None else format_time_epoch(last_confirmed),
         unconfirmed=unconfirmed, kept_from=kept_from if kept_from is not None else last_seq + 1,
         confirm_rev=int(meta.get("confirm_rev", 0)),
     )
@@ -740,7 +741,3 @@ def read_stats(path: Path | str) -> BufferStats:
         raise BufferError(f"cannot read the buffer {path}: {exc}") from None
     finally:
         conn.close()
-
-
-def _delivered_time(epoch: float | None) -> str | None:
-    return None if epoch is None else format_time(datetime.fromtimestamp(epoch, timezone.utc))

@@ -26,7 +26,7 @@ from typing import Any, Callable
 from agent.unit.buffer import BufferError, ReadingBuffer
 from agent.shared.clock import Clock, TimeKeeper, boot_id
 from agent.unit.config import Config, read_password
-from agent.shared.reading import Event, Reading, format_time, part_dict
+from agent.shared.reading import Event, Reading, format_time, format_time_epoch, part_dict
 from agent.unit.uplink import MqttUplink
 from agent.shared.watchdog import SystemdNotifier, Watchdog
 
@@ -305,9 +305,3 @@ class AgentService:
             os.replace(tmp, path)
         except OSError as exc:
             log.debug("cannot write %s: %s", path, exc)
-
-
-def format_time_epoch(seconds: float) -> str:
-    from datetime import datetime, timezone
-
-    return format_time(datetime.fromtimestamp(seconds, timezone.utc))
