@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from agent.shared import seq_ranges
-from agent.unit.buffer import BufferError, ConfirmOutcome, ReadingBuffer, read_stats
+from agent.unit.buffer import BufferError, ConfirmOutcome, ReadingBuffer, read_stats, sqlite_files
 from agent.shared.protocol import Confirmation
 from agent.shared.reading import reading_from_json
 from tests.support.readings_factory import event_reading, latency_reading, signal_reading
@@ -298,10 +298,17 @@ def test_a_deleted_database_does_not_restart_numbering(tmp_path: Path) -> None:
     path = tmp_path / "b.db"
     with open_buffer(path) as buf:
         buf.append_many([signal_reading()] * 3)
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
+    for file in sqlite_files(path):
+        file.unlink(missing_ok=True)
     with open_buffer(path) as buf:
         assert buf.append(signal_reading()).seq > 3
+
+
+def test_sqlite_files_are_every_file_of_an_open_buffer_but_its_reservation(tmp_path: Path) -> None:
+    path = tmp_path / "buffer.db"
+    with open_buffer(path) as buf:
+        buf.append(signal_reading())
+        assert set(tmp_path.iterdir()) == {*sqlite_files(path), tmp_path / "buffer.db.seq"}
 
 
 def test_take_can_cap_the_batch_in_bytes(tmp_path: Path) -> None:
@@ -349,6 +356,15 @@ def test_an_unusable_file_is_kept_aside_and_numbering_continues_above_the_reserv
     assert event.part.type == "buffer_corrupt"
     assert event.part.data == {"kept_as": str(kept[0]), "next_seq": reserved + 1}
     assert any(r.levelname == "CRITICAL" and str(kept[0]) in r.getMessage() for r in caplog.records)
+
+
+def test_an_unusable_file_is_kept_aside_with_its_wal_and_shm(tmp_path: Path) -> None:
+    path = tmp_path / "buffer.db"
+    for file, text in zip(sqlite_files(path), ("not a database", "its wal", "its shm")):
+        file.write_text(text)
+    open_buffer(path).close()
+    [kept] = [p for p in tmp_path.iterdir() if re.fullmatch(r"buffer\.db\.corrupt-\d{8}T\d{6}Z", p.name)]
+    assert [file.read_text() for file in sqlite_files(kept)] == ["not a database", "its wal", "its shm"]
 
 
 def test_an_sqlite_file_that_is_not_a_buffer_is_kept_aside_unchanged(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from referencing import Registry, Resource
 
 from agent.shared import reading as reading_module
-from agent.unit.buffer import SEQ_BLOCK, ReadingBuffer
+from agent.unit.buffer import SEQ_BLOCK, ReadingBuffer, sqlite_files
 from agent.commands.main import build_parser, main
 from agent.unit.config import Config, DeviceConfig, load_config
 from agent.shared.protocol import DEFAULT_PREFIX, decode_batch, encode_batch, encode_status
@@ -165,8 +165,8 @@ def overflow_and_corrupt_events(tmp_path: Path) -> list[dict[str, Any]]:
     path.write_bytes(b"not a database " * 500)
     with ReadingBuffer(path, "unit-1") as buffer:
         events += [json.loads(body) for body in buffer.take(10).bodies]
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
+    for file in sqlite_files(path):
+        file.unlink(missing_ok=True)
     with ReadingBuffer(path, "unit-1") as buffer:
         events += [json.loads(body) for body in buffer.take(10).bodies]
     return events

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from agent.shared import seq_ranges
-from agent.unit.buffer import ReadingBuffer
+from agent.unit.buffer import ReadingBuffer, sqlite_files
 from agent.centre.store import open_store
 from agent.unit.config import Config, load_config, read_password
 from agent.shared.polling import wait_until
@@ -308,8 +308,8 @@ def test_a_full_buffer_and_an_unusable_buffer_leave_explained_holes(tmp_path: Pa
     with ReadingBuffer(tmp_path / "buffer.db", DEVICE) as buffer:
         buffer.append_many([signal_reading(DEVICE)] * 50)
         waiting = buffer.stats()
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(tmp_path / "buffer.db") + suffix).unlink(missing_ok=True)
+    for file in sqlite_files(tmp_path / "buffer.db"):
+        file.unlink(missing_ok=True)
     run_until_the_centre_has_everything(tmp_path, broker.port, db, collector)
     replaced = [h for h in units_json(db)[DEVICE]["holes"] if h["reason"] == "replaced"]
     assert replaced and replaced[0]["first"] == waiting.last_seq - 49, "the 50 waiting readings are explained"

@@ -64,6 +64,11 @@ class BufferError(RuntimeError):
     """The buffer cannot be used (disk full, read-only, unusable path)."""
 
 
+def sqlite_files(path: Path) -> tuple[Path, Path, Path]:
+    """The files a buffer at ``path`` occupies: the database, its ``-wal`` and its ``-shm``."""
+    return path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
+
+
 @dataclass(frozen=True)
 class Batch:
     """Readings leased for one delivery attempt, oldest first."""
@@ -254,10 +259,9 @@ class ReadingBuffer:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         kept = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
         try:
-            for suffix in ("", "-wal", "-shm"):
-                src = Path(str(self.path) + suffix)
+            for src, dst in zip(sqlite_files(self.path), sqlite_files(kept)):
                 if src.exists():
-                    os.replace(src, Path(str(kept) + suffix))
+                    os.replace(src, dst)
         except OSError as move_exc:
             raise BufferError(f"buffer {self.path} is unusable ({exc}) and cannot be moved aside: {move_exc}") from None
         log.critical(
