@@ -485,32 +485,113 @@ def test_the_odometer_runs_on_across_restarts(tmp_path: Path) -> None:
         assert states(buf) == {"pending": [], "unconfirmed": [2], "confirmed": []}
 
 
-# The buffer's schema before confirmations (``confirmed_at``, ``confirmed_odo``).
-OLD_SCHEMA = (
-    "CREATE TABLE [readings] ([seq] INTEGER PRIMARY KEY, [kind] TEXT NOT NULL, [time] TEXT NOT NULL,"
-    " [body] TEXT NOT NULL, [delivered_at] FLOAT, [boot] TEXT, [boottime] FLOAT)",
-    "CREATE INDEX readings_unsynced ON readings(boot) WHERE boot IS NOT NULL",
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID",
-    "CREATE INDEX readings_pending ON readings(seq) WHERE delivered_at IS NULL",
-)
+# -- the file's layout and its upgrades -------------------------------------------------------
+# These tests are about the file format itself, so they read and write it with SQL.
+
+# What a new buffer's readings table is: (name, type, not null, primary key), in order.
+FRESH_COLUMNS = [
+    ("seq", "INTEGER", 0, 1), ("kind", "TEXT", 1, 0), ("time", "TEXT", 1, 0), ("body", "TEXT", 1, 0),
+    ("delivered_at", "REAL", 0, 0), ("boot", "TEXT", 0, 0), ("boottime", "REAL", 0, 0),
+    ("confirmed_at", "REAL", 0, 0), ("confirmed_odo", "REAL", 0, 0),
+]
 
 
-def test_a_buffer_from_before_confirmations_counts_what_the_broker_acknowledged_as_confirmed(tmp_path: Path) -> None:
-    path = tmp_path / "b.db"
+def columns_of(path: Path) -> list[tuple]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("PRAGMA table_info(readings)").fetchall()
+    conn.close()
+    return [(name, kind, notnull, pk) for _, name, kind, notnull, _, pk in rows]
+
+
+def user_version_of(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    conn.close()
+    return version
+
+
+def test_a_new_buffer_has_the_readings_columns_in_order(tmp_path: Path) -> None:
+    open_buffer(tmp_path / "b.db").close()
+    assert columns_of(tmp_path / "b.db") == FRESH_COLUMNS
+    assert user_version_of(tmp_path / "b.db") == 3
+
+
+# The layouts buffers were written in before their version was kept (PRAGMA user_version 0),
+# as sqlite-utils 3 wrote them: the table, then each column added later.
+_READINGS_V1 = ("CREATE TABLE [readings] ([seq] INTEGER PRIMARY KEY, [kind] TEXT NOT NULL, [time] TEXT NOT NULL,"
+                " [body] TEXT NOT NULL, [delivered_at] FLOAT)")
+_META = "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID"
+_PENDING = "CREATE INDEX readings_pending ON readings(seq) WHERE delivered_at IS NULL"
+_CLOCK = ("ALTER TABLE [readings] ADD COLUMN [boot] TEXT", "ALTER TABLE [readings] ADD COLUMN [boottime] FLOAT",
+          "CREATE INDEX readings_unsynced ON readings(boot) WHERE boot IS NOT NULL")
+_CONFIRM = ("ALTER TABLE [readings] ADD COLUMN [confirmed_at] FLOAT",
+            "ALTER TABLE [readings] ADD COLUMN [confirmed_odo] FLOAT",
+            "CREATE INDEX readings_unconfirmed ON readings(seq) WHERE confirmed_at IS NULL")
+BEFORE_CLOCK_CORRECTION = (_READINGS_V1, _META, _PENDING)
+BEFORE_CONFIRMATIONS = (*BEFORE_CLOCK_CORRECTION, *_CLOCK)
+BEFORE_VERSIONS = (*BEFORE_CONFIRMATIONS, *_CONFIRM)
+
+
+def has_confirmations(layout: tuple[str, ...]) -> bool:
+    return any("confirmed_at" in statement for statement in layout)
+
+
+def write_old_buffer(path: Path, layout: tuple[str, ...], delivered: int, confirmed: int = 0) -> None:
+    """Five signal readings; the first ``delivered`` acknowledged a day ago, the first ``confirmed`` confirmed.
+
+    ``delivered_total`` counts what the broker acknowledged before confirmations, what the
+    centre confirmed since.
+    """
     conn = sqlite3.connect(path)
-    for statement in OLD_SCHEMA:
+    for statement in layout:
         conn.execute(statement)
     acked = time.time() - 86400
     for seq in range(1, 6):
         body = replace(signal_reading(), seq=seq).to_json()
         conn.execute("INSERT INTO readings (seq, kind, time, body, delivered_at) VALUES (?, 'signal', ?, ?, ?)",
-                     (seq, json.loads(body)["time"], body, acked if seq <= 3 else None))
+                     (seq, json.loads(body)["time"], body, acked if seq <= delivered else None))
+        if seq <= confirmed:
+            conn.execute("UPDATE readings SET confirmed_at = ?, confirmed_odo = 0 WHERE seq = ?", (acked, seq))
     conn.executemany("INSERT INTO meta VALUES (?, ?)",
-                     [("next_seq", 6), ("dropped_total", 0), ("delivered_total", 3), ("db_id", 12345)])
+                     [("next_seq", 6), ("dropped_total", 0),
+                      ("delivered_total", confirmed if has_confirmations(layout) else delivered), ("db_id", 12345)])
     conn.commit()
     conn.close()
-    with pytest.raises(BufferError, match="older blankspot"):
-        read_stats(path)
+
+
+# (layout, whether blankspot status can read it before the agent upgraded it, the states after)
+OLD_LAYOUTS = {
+    "before clock correction": (BEFORE_CLOCK_CORRECTION, False,
+                                {"pending": [4, 5], "unconfirmed": [], "confirmed": [1, 2, 3]}),
+    "before confirmations": (BEFORE_CONFIRMATIONS, False,
+                             {"pending": [4, 5], "unconfirmed": [], "confirmed": [1, 2, 3]}),
+    "today's, before its version was kept": (BEFORE_VERSIONS, True,
+                                             {"pending": [4, 5], "unconfirmed": [3], "confirmed": [1, 2]}),
+}
+
+
+@pytest.mark.parametrize("layout, readable, after", OLD_LAYOUTS.values(), ids=OLD_LAYOUTS)
+def test_a_buffer_written_in_an_older_layout_is_upgraded_in_place(
+        tmp_path: Path, layout: tuple[str, ...], readable: bool, after: dict) -> None:
+    path = tmp_path / "b.db"
+    write_old_buffer(path, layout, delivered=3, confirmed=2 if has_confirmations(layout) else 0)
+    if not readable:
+        with pytest.raises(BufferError, match="older blankspot: start the agent once"):
+            read_stats(path)
+    with open_buffer(path) as buf:
+        assert states(buf) == after
+        assert buf.append(signal_reading()).seq == 6
+    # sqlite-utils 3 wrote FLOAT where a new buffer says REAL: the same column affinity
+    assert [(name, notnull, pk) for name, _, notnull, pk in columns_of(path)] == \
+        [(name, notnull, pk) for name, _, notnull, pk in FRESH_COLUMNS]
+    assert user_version_of(path) == 3
+    assert read_stats(path).last_seq == 6
+    assert not [p for p in tmp_path.iterdir() if ".corrupt-" in p.name]
+
+
+def test_a_buffer_from_before_confirmations_counts_what_the_broker_acknowledged_as_confirmed(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    write_old_buffer(path, BEFORE_CONFIRMATIONS, delivered=3)
     with open_buffer(path) as buf:
         assert states(buf) == {"pending": [4, 5], "unconfirmed": [], "confirmed": [1, 2, 3]}
         assert buf.awaiting_confirmation() == []
@@ -521,3 +602,20 @@ def test_a_buffer_from_before_confirmations_counts_what_the_broker_acknowledged_
     stats = read_stats(path)
     assert (stats.delivered_kept, stats.delivered_total, stats.confirm_rev) == (2, 2, 1), \
         "a re-opened reading leaves the count"
+
+
+def test_a_buffer_newer_than_the_code_is_refused_in_one_line_and_left_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    with open_buffer(path) as buf:
+        buf.append(signal_reading())
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 4")
+    conn.close()
+    before = path.read_bytes()
+    for opening in (open_buffer, read_stats):
+        with pytest.raises(BufferError) as refused:
+            opening(path)
+        assert str(refused.value) == (f"buffer {path}: database schema version 4 is newer than this blankspot "
+                                      "knows (3): upgrade blankspot on this machine, or use another database")
+    assert path.read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if ".corrupt-" in p.name]

@@ -45,12 +45,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable
 
-import sqlite_utils
-
 from agent.shared import seq_ranges
 from agent.shared.clock import Clock, Timestamp, TimeKeeper, boot_id
 from agent.shared.protocol import Confirmation
 from agent.shared.reading import Event, Reading, format_time, format_time_epoch
+from agent.unit import buffer_schema
 
 log = logging.getLogger(__name__)
 
@@ -205,9 +204,8 @@ class ReadingBuffer:
             conn.execute(f"PRAGMA journal_mode={journal_mode}").fetchone()
             conn.execute(f"PRAGMA synchronous={synchronous}")
             conn.execute("PRAGMA journal_size_limit=8388608")
-            self.db = sqlite_utils.Database(conn)
             with self._transaction():
-                self._create_schema()
+                self._upgrade_schema()
             self._db_id = self._meta("db_id")
             self._odometer_base = float(self._meta("odometer"))
             self._odometer_start = time.monotonic()
@@ -224,36 +222,18 @@ class ReadingBuffer:
             conn.close()
             raise sqlite3.DatabaseError(str(exc)) from None
 
-    def _create_schema(self) -> None:
-        conn = self.conn
-        self.db["readings"].create(
-            {"seq": int, "kind": str, "time": str, "body": str, "delivered_at": float,
-             "boot": str, "boottime": float, "confirmed_at": float, "confirmed_odo": float},
-            pk="seq",
-            not_null={"kind", "time", "body"},
-            if_not_exists=True,
-        )
-        columns = self.db["readings"].columns_dict
-        for name, kind in (("boot", str), ("boottime", float)):  # buffers from before these
-            if name not in columns:
-                self.db["readings"].add_column(name, kind)
-        if "confirmed_at" not in columns:
-            # A buffer from before confirmations: what the broker acknowledged then counts as
-            # confirmed (sending a month of it again would cost a village SIM its quota); the
-            # centre's confirmations re-open whatever it turns out not to hold.
-            self.db["readings"].add_column("confirmed_at", float)
-            self.db["readings"].add_column("confirmed_odo", float)
-            conn.execute("UPDATE readings SET confirmed_at = delivered_at, confirmed_odo = 0 "
-                         "WHERE delivered_at IS NOT NULL")
-        conn.execute("CREATE INDEX IF NOT EXISTS readings_unsynced ON readings(boot) WHERE boot IS NOT NULL")
-        # WITHOUT ROWID: one b-tree, so bumping next_seq writes one page per commit, not two.
-        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID")
-        conn.execute("CREATE INDEX IF NOT EXISTS readings_pending ON readings(seq) WHERE delivered_at IS NULL")
-        conn.execute("CREATE INDEX IF NOT EXISTS readings_unconfirmed ON readings(seq) WHERE confirmed_at IS NULL")
+    def _upgrade_schema(self) -> None:
+        try:
+            applied = buffer_schema.upgrade(self.conn)
+        except ValueError as exc:  # written by a newer blankspot: never written with the wrong columns
+            raise BufferError(f"buffer {self.path}: {exc}") from None
+        if applied and applied[0].version > 1:  # an existing file, not a new one
+            for step in applied:
+                log.info("buffer %s: applied schema step %d (%s)", self.path, step.version, step.description)
         initial = {"next_seq": 1, "dropped_total": 0, "delivered_total": 0, "db_id": secrets.randbits(62),
                    "confirm_rev": 0, "odometer": 0}
         for key, value in initial.items():
-            conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (key, value))
+            self.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     def _move_aside(self, exc: Exception) -> Path:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -737,9 +717,11 @@ def read_stats(path: Path | str) -> BufferStats:
     except sqlite3.Error as exc:
         raise BufferError(f"cannot open the buffer {path}: {exc}") from None
     try:
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(readings)")}
-        if "confirmed_at" not in columns:
-            raise BufferError(f"buffer {path} was written by an older blankspot: start the agent once to upgrade it")
+        try:
+            if buffer_schema.pending(conn):
+                raise BufferError(f"buffer {path} was written by an older blankspot: start the agent once to upgrade it")
+        except ValueError as exc:
+            raise BufferError(f"buffer {path}: {exc}") from None
         return _stats(conn, 0)
     except sqlite3.Error as exc:
         raise BufferError(f"cannot read the buffer {path}: {exc}") from None
