@@ -35,12 +35,16 @@ def test_append_assigns_increasing_seq_and_survives_reopen(tmp_path: Path) -> No
         assert buf.pending_count() == 6
 
 
-def test_stored_body_is_the_reading_json(tmp_path: Path) -> None:
+def test_the_stored_body_is_the_readings_json_and_its_time_is_the_bodys(tmp_path: Path) -> None:
+    """The body is sent as it is stored; the time column (the stats' oldest pending time) is the same text."""
     with open_buffer(tmp_path / "b.db") as buf:
         stored = buf.append(signal_reading())
         batch = buf.take(10)
+        oldest = buf.stats().oldest_pending_time
     assert batch is not None and batch.seqs == (1,)
+    assert batch.bodies[0] == stored.to_json()
     assert reading_from_json(batch.bodies[0]) == stored
+    assert oldest == json.loads(batch.bodies[0])["time"]
 
 
 def test_take_ack_nack(tmp_path: Path) -> None:

@@ -121,12 +121,30 @@ def test_readings_taken_before_a_gps_fix_are_re_stamped_with_gps_time(tmp_path: 
         assert trusted.time_source == "gps" and trusted.time == GPS_NOW + timedelta(seconds=2)
 
         bodies = pending_bodies(buffer)
+        oldest = buffer.stats().oldest_pending_time
+    assert oldest == bodies[0]["time"], "the time column is re-stamped with the body"
     assert [b["seq"] for b in bodies] == [1, 2, 3, 4], "seq is untouched by the correction"
     assert [b["time_source"] for b in bodies] == ["gps"] * 4
     times = [parse_time(b["time"]) for b in bodies]
     assert times[:3] == [GPS_NOW - timedelta(seconds=29 - 7.5 * n) for n in range(3)]
     for body in bodies:
         reading_from_json(json.dumps(body))  # still valid readings
+
+
+def test_a_stored_reading_the_schema_refuses_keeps_its_unsynced_time(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Re-stamping decodes each reading; one the schema refuses (data over 4 KB) is left as it
+    was, to be sent and judged at the centre, and the others are corrected all the same."""
+    boot = FakeBoot(100.0)
+    keeper = TimeKeeper(synchronised=lambda: False, wall=lambda: EPOCH_1970, boot=boot)
+    oversized = Reading.taken("unit-1", keeper.now(), Event("probe", "too much", {"x": "y" * 5000}))
+    with ReadingBuffer(tmp_path / "b.db", "unit-1", clock=keeper) as buffer:
+        buffer.append_many([event(keeper, 0), oversized, event(keeper, 2)])
+        keeper.gps_fix(fix_at(GPS_NOW, received=100.0))
+        assert buffer.correct_times(keeper.now()) == 2
+        bodies = pending_bodies(buffer)
+    assert [b["time_source"] for b in bodies] == ["gps", "unsynced", "gps"]
+    assert any(r.levelname == "ERROR" and "seq 2 cannot be re-stamped" in r.getMessage() for r in caplog.records)
 
 
 def test_correction_survives_a_crash_in_the_same_boot(tmp_path: Path) -> None:

@@ -33,7 +33,6 @@
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -48,7 +47,9 @@ from typing import Iterable
 from agent.shared import seq_ranges
 from agent.shared.clock import Clock, Timestamp, TimeKeeper, boot_id
 from agent.shared.protocol import Confirmation
-from agent.shared.reading import Event, Reading, format_time, format_time_epoch
+from agent.shared.reading import (
+    Event, Reading, ReadingError, format_time, format_time_epoch, reading_from_json,
+)
 from agent.unit import buffer_schema
 
 log = logging.getLogger(__name__)
@@ -346,7 +347,7 @@ class ReadingBuffer:
                 unsynced = numbered.time_source == "unsynced" and numbered.boottime is not None
                 self.conn.execute(
                     "INSERT INTO readings(seq, kind, time, body, boot, boottime) VALUES (?, ?, ?, ?, ?, ?)",
-                    (numbered.seq, numbered.kind, numbered.to_dict()["time"], numbered.to_json(),
+                    (numbered.seq, numbered.kind, format_time(numbered.time), numbered.to_json(),
                      self._boot if unsynced else None, numbered.boottime if unsynced else None),
                 )
                 self._uncorrected = self._uncorrected or unsynced
@@ -383,20 +384,26 @@ class ReadingBuffer:
             "SELECT seq, body, boottime FROM readings WHERE boot = ? AND delivered_at IS NULL ORDER BY seq",
             (self._boot,),
         ).fetchall()
+        corrected = 0
         with self._transaction():
             for seq, body, taken_at in rows:
-                moment = format_time(now.time - timedelta(seconds=now.boottime - taken_at))
-                table = json.loads(body)
-                table["time"], table["time_source"] = moment, now.source
+                moment = now.time - timedelta(seconds=now.boottime - taken_at)
+                try:
+                    stamped = replace(reading_from_json(body), time=moment, time_source=now.source)
+                except ReadingError as exc:  # stored, but not a valid reading: sent as it is, the centre judges it
+                    log.error("clock: reading seq %d cannot be re-stamped and keeps its unsynced time: %s", seq, exc)
+                    self.conn.execute("UPDATE readings SET boot = NULL, boottime = NULL WHERE seq = ?", (seq,))
+                    continue
                 self.conn.execute(
                     "UPDATE readings SET time = ?, body = ?, boot = NULL, boottime = NULL WHERE seq = ?",
-                    (moment, json.dumps(table, separators=(",", ":"), ensure_ascii=False), seq),
+                    (format_time(stamped.time), stamped.to_json(), seq),
                 )
+                corrected += 1
         self._uncorrected = False
         if rows:
             log.info("clock: %d readings taken before the clock was trusted (seq %d-%d) re-stamped from %s time",
-                     len(rows), rows[0][0], rows[-1][0], now.source)
-        return len(rows)
+                     corrected, rows[0][0], rows[-1][0], now.source)
+        return corrected
 
     def _record_event(self, kind: str, message: str, data: dict) -> Reading:
         stamp = self.clock.now()

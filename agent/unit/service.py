@@ -104,8 +104,8 @@ class AgentService:
             return {}
         return {
             "position": None if last.position is None else asdict(last.position),
-            "last_reading": last.to_dict()["time"],
-            "signal": last.to_dict().get("signal"),
+            "last_reading": format_time(last.time),
+            "signal": part_dict(last.part) if last.kind == "signal" else None,
         }
 
     def tag(self, event: Event) -> None:
