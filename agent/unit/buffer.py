@@ -414,10 +414,7 @@ class ReadingBuffer:
     # -- space ---------------------------------------------------------------------------
 
     def used_bytes(self) -> int:
-        page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
-        pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
-        free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
-        return (pages - free) * page_size
+        return _used_bytes(self.conn)
 
     def _enforce_limit(self) -> None:
         if self.used_bytes() <= self.max_bytes:
@@ -631,12 +628,8 @@ class ReadingBuffer:
         with self._lock:
             return self.conn.execute("SELECT count(*) FROM readings WHERE delivered_at IS NULL").fetchone()[0]
 
-    def unconfirmed_count(self) -> int:
-        """Readings the centre has not confirmed yet (pending ones included)."""
-        with self._lock:
-            return self.conn.execute("SELECT count(*) FROM readings WHERE confirmed_at IS NULL").fetchone()[0]
-
     def stats(self) -> BufferStats:
+        """The buffer's figures; :func:`read_stats` gives the same from the file alone."""
         with self._lock:
             return _stats(self.conn, self.max_bytes)
 
@@ -700,18 +693,23 @@ def _stats(conn: sqlite3.Connection, max_bytes: int) -> BufferStats:
         "SELECT count(*), max(confirmed_at) FROM readings WHERE confirmed_at IS NOT NULL").fetchone()
     kept_from = conn.execute("SELECT min(seq) FROM readings").fetchone()[0]
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-    pages = conn.execute("PRAGMA page_count").fetchone()[0]
-    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-    size = conn.execute("PRAGMA page_size").fetchone()[0]
     last_seq = int(meta.get("next_seq", 1)) - 1
     return BufferStats(
         pending=pending, delivered_kept=kept, oldest_pending_time=oldest, last_seq=last_seq,
         dropped_total=int(meta.get("dropped_total", 0)), delivered_total=int(meta.get("delivered_total", 0)),
-        used_bytes=(pages - free) * size, max_bytes=max_bytes,
+        used_bytes=_used_bytes(conn), max_bytes=max_bytes,
         last_delivered_at=None if last_confirmed is None else format_time_epoch(last_confirmed),
         unconfirmed=unconfirmed, kept_from=kept_from if kept_from is not None else last_seq + 1,
         confirm_rev=int(meta.get("confirm_rev", 0)),
     )
+
+
+def _used_bytes(conn: sqlite3.Connection) -> int:
+    """The bytes of the pages in use: what ``max_bytes`` bounds."""
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    return (pages - free) * page_size
 
 
 def read_stats(path: Path | str) -> BufferStats:
