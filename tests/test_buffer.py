@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from agent.shared import seq_ranges
-from agent.unit.buffer import BufferError, ConfirmOutcome, ReadingBuffer, read_stats, sqlite_files
+from agent.unit.buffer import BufferError, ConfirmOutcome, ReadingBuffer, read_readings, read_stats, sqlite_files
 from agent.shared.protocol import Confirmation
 from agent.shared.reading import reading_from_json
 from tests.support.readings_factory import event_reading, latency_reading, signal_reading
@@ -94,13 +94,10 @@ def test_delivered_readings_are_kept_for_inspection(tmp_path: Path) -> None:
 
 
 def test_durable_settings(tmp_path: Path) -> None:
+    """About the file itself (its journal and its fsyncs), so asked of SQLite directly."""
     with open_buffer(tmp_path / "b.db") as buf:
         assert buf.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert buf.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-
-
-def _used_by_pending(buf: ReadingBuffer) -> int:
-    return buf.conn.execute("SELECT count(*) FROM readings WHERE delivered_at IS NULL").fetchone()[0]
 
 
 BIG = replace(signal_reading(), part=replace(signal_reading().part, operator="X" * 200))  # ~850 bytes on disk
@@ -127,8 +124,9 @@ def test_full_buffer_drops_oldest_undelivered_and_says_so(tmp_path: Path) -> Non
         for _ in range(40):
             buf.append_many([BIG] * 200)
         stats = buf.stats()
-        kept = [r[0] for r in buf.conn.execute("SELECT seq FROM readings ORDER BY seq")]
-        events = [json.loads(r[0]) for r in buf.conn.execute("SELECT body FROM readings WHERE kind='event' ORDER BY seq")]
+    stored = list(read_readings(path))
+    kept = [r.seq for r in stored]
+    events = [json.loads(r.body) for r in stored if r.kind == "event"]
     dropped = stats.last_seq - len(kept)
     print(f"readings stored {stats.last_seq}, kept {len(kept)}, dropped {dropped}, overflow events kept {len(events)}")
     assert stats.used_bytes <= 1_000_000
@@ -143,6 +141,7 @@ def test_full_buffer_drops_oldest_undelivered_and_says_so(tmp_path: Path) -> Non
 
 
 def test_corrupt_file_is_moved_aside_and_numbering_continues(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The new file passes SQLite's integrity check: that is about the file itself, so asked in SQL."""
     path = tmp_path / "b.db"
     with open_buffer(path) as buf:
         buf.append_many([signal_reading()] * 5)
@@ -158,11 +157,23 @@ def test_corrupt_file_is_moved_aside_and_numbering_continues(tmp_path: Path, cap
     assert any(r.levelname == "CRITICAL" and "corrupt" in r.getMessage() for r in caplog.records)
 
 
-def test_read_stats_of_missing_buffer_is_a_clear_error(tmp_path: Path) -> None:
-    from agent.unit.buffer import BufferError
-
+@pytest.mark.parametrize("look", [read_stats, lambda path: list(read_readings(path))],
+                         ids=["read_stats", "read_readings"])
+def test_a_read_only_look_at_a_missing_buffer_is_a_clear_error(tmp_path: Path, look) -> None:
     with pytest.raises(BufferError, match="no buffer at"):
-        read_stats(tmp_path / "nope.db")
+        look(tmp_path / "nope.db")
+
+
+def test_read_readings_gives_each_reading_with_its_state_while_the_buffer_is_open(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    with open_buffer(path) as buf:
+        stored = buf.append_many([signal_reading(), latency_reading(), event_reading()])
+        buf.ack(buf.take(2))
+        buf.apply_confirmation(confirm(1, upto=1, top=1))
+        seen = list(read_readings(path))
+    assert [(r.seq, r.kind, r.state) for r in seen] == [
+        (1, "signal", "confirmed"), (2, "latency", "delivered"), (3, "event", "pending")]
+    assert [r.body for r in seen] == [r.to_json() for r in stored]
 
 
 class BufferMachine(RuleBasedStateMachine):
@@ -258,14 +269,11 @@ class BufferMachine(RuleBasedStateMachine):
 
     @invariant()
     def nothing_lost(self) -> None:
-        rows = self.buf.conn.execute(
-            "SELECT seq, delivered_at IS NOT NULL, confirmed_at IS NOT NULL FROM readings").fetchall()
-        assert all(delivered for _, delivered, confirmed in rows if confirmed), "confirmed means delivered too"
-        actual = {seq: "confirmed" if confirmed else "delivered" if delivered else "pending"
-                  for seq, delivered, confirmed in rows}
+        actual = {r.seq: r.state for r in read_readings(self.path)}
         assert actual == self.state and set(actual) == set(self.appended)
         stats = self.buf.stats()
         counts = {state: list(self.state.values()).count(state) for state in ("pending", "delivered", "confirmed")}
+        # counted apart from the states, so a confirmed reading still pending would show here
         assert (stats.pending, stats.unconfirmed, stats.delivered_kept) == (
             counts["pending"], counts["delivered"], counts["confirmed"])
         # every reading confirmed now counts once; a re-opened one left the count
@@ -327,7 +335,8 @@ def test_take_can_cap_the_batch_in_bytes(tmp_path: Path) -> None:
 # -- an unusable buffer file ---------------------------------------------------------------
 
 def _foreign_sqlite(path: Path) -> None:
-    path.unlink()  # another program's database in its place
+    """Another program's database in the buffer's place: a file format, so written in SQL."""
+    path.unlink()
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE notes (line TEXT)")
         conn.execute("INSERT INTO notes VALUES ('not a buffer')")
@@ -388,12 +397,9 @@ def confirm(rev: int, upto: int, top: int = 0, holes: tuple = ()) -> Confirmatio
 
 
 def states(buf: ReadingBuffer) -> dict[str, list[int]]:
-    rows = buf.conn.execute("SELECT seq, delivered_at, confirmed_at FROM readings ORDER BY seq").fetchall()
-    return {
-        "pending": [seq for seq, delivered, _ in rows if delivered is None],
-        "unconfirmed": [seq for seq, delivered, confirmed in rows if delivered is not None and confirmed is None],
-        "confirmed": [seq for seq, _, confirmed in rows if confirmed is not None],
-    }
+    """The seqs the buffer holds in each state, ascending."""
+    stored = list(read_readings(buf.path))
+    return {state: [r.seq for r in stored if r.state == state] for state in ("pending", "delivered", "confirmed")}
 
 
 def test_a_confirmation_marks_what_the_centre_holds(tmp_path: Path) -> None:
@@ -402,7 +408,7 @@ def test_a_confirmation_marks_what_the_centre_holds(tmp_path: Path) -> None:
         buf.ack(buf.take(10))
         outcome = buf.apply_confirmation(confirm(1, upto=4, top=10, holes=((6, 7),)))
         assert outcome == ConfirmOutcome(True, confirmed=8, reopened=[])
-        assert states(buf) == {"pending": [11, 12], "unconfirmed": [6, 7], "confirmed": [1, 2, 3, 4, 5, 8, 9, 10]}
+        assert states(buf) == {"pending": [11, 12], "delivered": [6, 7], "confirmed": [1, 2, 3, 4, 5, 8, 9, 10]}
         stats = buf.stats()
         assert (stats.delivered_total, stats.unconfirmed, stats.delivered_kept, stats.confirm_rev) == (8, 2, 8, 1)
         assert stats.last_delivered_at is not None
@@ -439,9 +445,7 @@ def test_a_confirmation_that_no_longer_covers_confirmed_readings_reopens_them(tm
         buf.append_many([signal_reading()] * 2)  # 11, 12
         outcome = buf.apply_confirmation(confirm(2, upto=2, top=10, holes=((3, 5),)))
         assert outcome == ConfirmOutcome(True, confirmed=0, reopened=[(3, 5)])
-        rows = buf.conn.execute(
-            "SELECT delivered_at, confirmed_at, confirmed_odo FROM readings WHERE seq BETWEEN 3 AND 5").fetchall()
-        assert rows == [(None, None, None)] * 3
+        assert states(buf) == {"pending": [3, 4, 5, 11, 12], "delivered": [], "confirmed": [1, 2, 6, 7, 8, 9, 10]}
         assert buf.take(10).seqs == (3, 4, 5, 11, 12)
         stats = buf.stats()
         assert (stats.delivered_kept, stats.unconfirmed, stats.pending) == (7, 0, 5)
@@ -454,7 +458,7 @@ def test_resend_makes_acknowledged_unconfirmed_readings_pending_again(tmp_path: 
         buf.apply_confirmation(confirm(1, upto=3, top=3))
         assert buf.awaiting_confirmation() == [4, 5, 6]
         assert buf.resend([1, 2, 4, 5, 7, 99]) == 2           # confirmed, pending and unknown seqs are no matter
-        assert states(buf) == {"pending": [4, 5, 7, 8], "unconfirmed": [6], "confirmed": [1, 2, 3]}
+        assert states(buf) == {"pending": [4, 5, 7, 8], "delivered": [6], "confirmed": [1, 2, 3]}
         assert buf.awaiting_confirmation() == [6]
         assert buf.take(10).seqs == (4, 5, 7, 8)
         assert buf.resend([]) == 0
@@ -471,7 +475,7 @@ def test_confirmed_readings_age_on_the_buffers_odometer_not_the_wall_clock(tmp_p
         assert states(buf)["confirmed"] == [1, 2], "a jump of the wall clock prunes nothing"
         time.sleep(0.5)                                       # the odometer runs on 0.5 s
         buf._prune_now_and_then(time.time() + 2 * 365 * 86400)  # `now` is only for the once-a-minute limit
-        assert states(buf) == {"pending": [4], "unconfirmed": [3], "confirmed": []}, "only confirmed readings age"
+        assert states(buf) == {"pending": [4], "delivered": [3], "confirmed": []}, "only confirmed readings age"
         assert buf.stats().kept_from == 3
 
 
@@ -486,7 +490,7 @@ def test_the_odometer_runs_on_across_restarts(tmp_path: Path) -> None:
     with open_buffer(path, keep_delivered=0.5) as buf:
         assert 1.0 <= buf.odometer() < 2.0, "whole seconds are kept"
         buf._prune_now_and_then(time.time() + 3600)
-        assert states(buf) == {"pending": [], "unconfirmed": [2], "confirmed": []}
+        assert states(buf) == {"pending": [], "delivered": [2], "confirmed": []}
 
 
 # -- the file's layout and its upgrades -------------------------------------------------------
@@ -566,11 +570,11 @@ def write_old_buffer(path: Path, layout: tuple[str, ...], delivered: int, confir
 # (layout, whether blankspot status can read it before the agent upgraded it, the states after)
 OLD_LAYOUTS = {
     "before clock correction": (BEFORE_CLOCK_CORRECTION, False,
-                                {"pending": [4, 5], "unconfirmed": [], "confirmed": [1, 2, 3]}),
+                                {"pending": [4, 5], "delivered": [], "confirmed": [1, 2, 3]}),
     "before confirmations": (BEFORE_CONFIRMATIONS, False,
-                             {"pending": [4, 5], "unconfirmed": [], "confirmed": [1, 2, 3]}),
+                             {"pending": [4, 5], "delivered": [], "confirmed": [1, 2, 3]}),
     "today's, before its version was kept": (BEFORE_VERSIONS, True,
-                                             {"pending": [4, 5], "unconfirmed": [3], "confirmed": [1, 2]}),
+                                             {"pending": [4, 5], "delivered": [3], "confirmed": [1, 2]}),
 }
 
 
@@ -597,7 +601,7 @@ def test_a_buffer_from_before_confirmations_counts_what_the_broker_acknowledged_
     path = tmp_path / "b.db"
     write_old_buffer(path, BEFORE_CONFIRMATIONS, delivered=3)
     with open_buffer(path) as buf:
-        assert states(buf) == {"pending": [4, 5], "unconfirmed": [], "confirmed": [1, 2, 3]}
+        assert states(buf) == {"pending": [4, 5], "delivered": [], "confirmed": [1, 2, 3]}
         assert buf.awaiting_confirmation() == []
         assert buf.append(signal_reading()).seq == 6
         # the centre's first confirmation re-opens what it turns out not to hold

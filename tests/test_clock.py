@@ -3,7 +3,6 @@ earlier readings re-stamped once a trusted time appears, seq untouched by clock 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.unit.buffer import ReadingBuffer
+from agent.unit.buffer import ReadingBuffer, read_readings
 from agent.shared.clock import EARLIEST_PLAUSIBLE, TimeKeeper, boottime
 from agent.unit.devices.gps.fix import Fix
 from agent.unit.devices.gps.reader import GpsReader
@@ -101,8 +100,7 @@ def event(keeper: TimeKeeper, n: int) -> Reading:
 
 def pending_bodies(buffer: ReadingBuffer) -> list[dict]:
     """What the uplink would send next, oldest first."""
-    rows = buffer.conn.execute("SELECT body FROM readings WHERE delivered_at IS NULL ORDER BY seq").fetchall()
-    return [json.loads(body) for (body,) in rows]
+    return [json.loads(r.body) for r in read_readings(buffer.path) if r.state == "pending"]
 
 
 def test_readings_taken_before_a_gps_fix_are_re_stamped_with_gps_time(tmp_path: Path) -> None:
@@ -164,10 +162,8 @@ def test_correction_survives_a_crash_in_the_same_boot(tmp_path: Path) -> None:
 def test_readings_of_an_earlier_boot_stay_unsynced(tmp_path: Path) -> None:
     boot = FakeBoot(50.0)
     keeper = TimeKeeper(synchronised=lambda: False, wall=lambda: EPOCH_1970, boot=boot)
-    with ReadingBuffer(tmp_path / "b.db", "unit-1", clock=keeper) as buffer:
+    with ReadingBuffer(tmp_path / "b.db", "unit-1", clock=keeper, this_boot="an-earlier-boot") as buffer:
         buffer.append(event(keeper, 0))
-    with sqlite3.connect(tmp_path / "b.db") as db:  # what a reboot leaves: another boot id
-        db.execute("UPDATE readings SET boot = 'an-earlier-boot'")
     keeper.gps_fix(fix_at(GPS_NOW, received=50.0))
     with ReadingBuffer(tmp_path / "b.db", "unit-1", clock=keeper) as buffer:
         buffer.append(event(keeper, 1))

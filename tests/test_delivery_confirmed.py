@@ -386,7 +386,8 @@ def test_a_full_disk_for_30s_sends_nothing_twice_and_loses_nothing(tmp_path: Pat
     what the broker acknowledges nor what the centre confirms: it holds back (one log line, its
     status says why) instead of reconnecting and sending the backlog again.  Over 30 s: a few
     connections at most, at most two copies of any reading on the wire; once space returns,
-    every reading is in the centre's database and confirmed."""
+    every reading is in the centre's database and confirmed.  Where the buffer's pages sit on
+    the card is about the file itself, so the test empties its WAL in SQL."""
     db = f"sqlite:///{tmp_path}/collector.db"
     collector = start_collector(tmp_path, broker.port, db, collectors)
     copies = ReadingSink(broker.port, client_id="wire-watch", persistent=False).start()

@@ -30,6 +30,8 @@
   re-stamps every such reading still pending: ``time = trusted - (boottime now - boottime
   then)``, ``time_source`` the trusted source.  Readings of an earlier boot cannot be placed
   in time and stay ``unsynced``; readings already delivered stay as they were sent.
+- :func:`read_stats` and :func:`read_readings` look into a buffer file read-only, safe while
+  the agent writes it: its figures, and its readings each with its state.
 """
 from __future__ import annotations
 
@@ -39,13 +41,15 @@ import secrets
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator, Literal
 
 from agent.shared import seq_ranges
 from agent.shared.clock import Clock, Timestamp, TimeKeeper, boot_id
+from agent.shared.migrations import Step
 from agent.shared.protocol import Confirmation
 from agent.shared.reading import (
     Event, Reading, ReadingError, format_time, format_time_epoch, reading_from_json,
@@ -104,6 +108,21 @@ class BufferStats:
     confirm_rev: int = 0  # rev of the last confirmation applied
 
 
+ReadingState = Literal["pending", "delivered", "confirmed"]
+
+
+@dataclass(frozen=True)
+class StoredReading:
+    """A reading as the buffer holds it (see :func:`read_readings`)."""
+
+    seq: int
+    kind: str
+    # pending: the broker has not acknowledged it; delivered: acknowledged, not yet confirmed
+    # by the centre; confirmed: the centre holds it, and it is kept for keep_delivered
+    state: ReadingState
+    body: str  # its JSON form, as it is sent
+
+
 @dataclass(frozen=True)
 class ConfirmOutcome:
     """What applying one confirmation changed in the buffer."""
@@ -124,14 +143,18 @@ class ReadingBuffer:
         max_bytes: int = 200_000_000,
         keep_delivered: float = 30 * 86400.0,
         clock: Clock | None = None,
+        this_boot: str | None = None,
         synchronous: str = "FULL",
         journal_mode: str = "WAL",
     ) -> None:
+        """``this_boot`` is the id of the boot the buffer runs in (the kernel's when not given):
+        readings stamped ``unsynced`` are re-stamped only in the boot that took them."""
         self.path = Path(path)
         self.device = device
         self.max_bytes = max_bytes
         self.keep_delivered = keep_delivered
         self.clock = clock or TimeKeeper()
+        self._boot = this_boot or boot_id()
         self._lock = threading.RLock()
         self._leased: dict[int, Batch] = {}
         self._leased_seqs: set[int] = set()
@@ -210,7 +233,6 @@ class ReadingBuffer:
             self._db_id = self._meta("db_id")
             self._odometer_base = float(self._meta("odometer"))
             self._odometer_start = time.monotonic()
-            self._boot = boot_id()
             self._uncorrected = self._count_unsynced(self._boot) > 0
             earlier = self._count_unsynced(None) - self._count_unsynced(self._boot)
             if earlier:
@@ -224,12 +246,10 @@ class ReadingBuffer:
             raise sqlite3.DatabaseError(str(exc)) from None
 
     def _upgrade_schema(self) -> None:
-        try:
-            applied = buffer_schema.upgrade(self.conn)
-        except ValueError as exc:  # written by a newer blankspot: never written with the wrong columns
-            raise BufferError(f"buffer {self.path}: {exc}") from None
-        if applied and applied[0].version > 1:  # an existing file, not a new one
-            for step in applied:
+        todo = _steps_lacking(self.conn, self.path)
+        buffer_schema.upgrade(self.conn, todo)
+        if todo and todo[0].version > 1:  # an existing file, not a new one
+            for step in todo:
                 log.info("buffer %s: applied schema step %d (%s)", self.path, step.version, step.description)
         initial = {"next_seq": 1, "dropped_total": 0, "delivered_total": 0, "db_id": secrets.randbits(62),
                    "confirm_rev": 0, "odometer": 0}
@@ -714,6 +734,34 @@ def _used_bytes(conn: sqlite3.Connection) -> int:
 
 def read_stats(path: Path | str) -> BufferStats:
     """Stats of a buffer file opened read-only (safe while the agent is writing it)."""
+    with _read_only(path) as conn:
+        return _stats(conn, 0)
+
+
+def read_readings(path: Path | str) -> Iterator[StoredReading]:
+    """The readings a buffer file holds, oldest first, each with its state.
+
+    The file is opened read-only, so this is safe while the agent is writing it; the readings
+    are one consistent view of the file, and the file is closed once they are all read.  A file
+    that cannot be read raises :class:`BufferError`, as :func:`read_stats` does.
+    """
+    with _read_only(path) as conn:
+        yield from (StoredReading(*row) for row in conn.execute(
+            "SELECT seq, kind, CASE WHEN confirmed_at IS NOT NULL THEN 'confirmed' "
+            "WHEN delivered_at IS NOT NULL THEN 'delivered' ELSE 'pending' END, body FROM readings ORDER BY seq"))
+
+
+def _steps_lacking(conn: sqlite3.Connection, path: Path) -> tuple[Step, ...]:
+    """The schema steps the buffer file on ``conn`` lacks; a file newer than this code is refused."""
+    try:
+        return buffer_schema.pending(conn)
+    except ValueError as exc:  # never written, nor read, with the wrong idea of its columns
+        raise BufferError(f"buffer {path}: {exc}") from None
+
+
+@contextmanager
+def _read_only(path: Path | str) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to a buffer file of the current layout; every failure a :class:`BufferError`."""
     path = Path(path)
     if not path.exists():
         raise BufferError(f"no buffer at {path} (has the agent run with this config?)")
@@ -722,12 +770,9 @@ def read_stats(path: Path | str) -> BufferStats:
     except sqlite3.Error as exc:
         raise BufferError(f"cannot open the buffer {path}: {exc}") from None
     try:
-        try:
-            if buffer_schema.pending(conn):
-                raise BufferError(f"buffer {path} was written by an older blankspot: start the agent once to upgrade it")
-        except ValueError as exc:
-            raise BufferError(f"buffer {path}: {exc}") from None
-        return _stats(conn, 0)
+        if _steps_lacking(conn, path):
+            raise BufferError(f"buffer {path} was written by an older blankspot: start the agent once to upgrade it")
+        yield conn
     except sqlite3.Error as exc:
         raise BufferError(f"cannot read the buffer {path}: {exc}") from None
     finally:

@@ -74,17 +74,11 @@ def pending(conn: sqlite3.Connection) -> tuple[Step, ...]:
     return pending_steps(version_of(conn), STEPS)
 
 
-def upgrade(conn: sqlite3.Connection) -> tuple[Step, ...]:
-    """Apply the steps the file on ``conn`` lacks and record its version; returns them.
-
-    Call it inside a transaction.  Raises ``ValueError``, before writing anything, when the
-    file is newer than this code.
-    """
-    todo = pending(conn)
+def upgrade(conn: sqlite3.Connection, todo: tuple[Step, ...]) -> None:
+    """Apply ``todo`` (what :func:`pending` gave) and record the file's version; call it in a transaction."""
     for step in todo:
         for statement in step.statements("sqlite"):
             conn.execute(statement)
     # Also for a file adopted by its columns with no step to apply: its version is kept from now on.
     if conn.execute("PRAGMA user_version").fetchone()[0] != LATEST:
         conn.execute(f"PRAGMA user_version = {LATEST}")
-    return todo
