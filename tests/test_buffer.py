@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from agent.shared import seq_ranges
-from agent.unit.buffer import BufferError, ConfirmOutcome, ReadingBuffer, read_stats
+from agent.unit.buffer import BufferError, ConfirmOutcome, ReadingBuffer, read_readings, read_stats, sqlite_files
 from agent.shared.protocol import Confirmation
 from agent.shared.reading import reading_from_json
 from tests.support.readings_factory import event_reading, latency_reading, signal_reading
@@ -35,12 +35,16 @@ def test_append_assigns_increasing_seq_and_survives_reopen(tmp_path: Path) -> No
         assert buf.pending_count() == 6
 
 
-def test_stored_body_is_the_reading_json(tmp_path: Path) -> None:
+def test_the_stored_body_is_the_readings_json_and_its_time_is_the_bodys(tmp_path: Path) -> None:
+    """The body is sent as it is stored; the time column (the stats' oldest pending time) is the same text."""
     with open_buffer(tmp_path / "b.db") as buf:
         stored = buf.append(signal_reading())
         batch = buf.take(10)
+        oldest = buf.stats().oldest_pending_time
     assert batch is not None and batch.seqs == (1,)
+    assert batch.bodies[0] == stored.to_json()
     assert reading_from_json(batch.bodies[0]) == stored
+    assert oldest == json.loads(batch.bodies[0])["time"]
 
 
 def test_take_ack_nack(tmp_path: Path) -> None:
@@ -90,13 +94,10 @@ def test_delivered_readings_are_kept_for_inspection(tmp_path: Path) -> None:
 
 
 def test_durable_settings(tmp_path: Path) -> None:
+    """About the file itself (its journal and its fsyncs), so asked of SQLite directly."""
     with open_buffer(tmp_path / "b.db") as buf:
         assert buf.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert buf.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-
-
-def _used_by_pending(buf: ReadingBuffer) -> int:
-    return buf.conn.execute("SELECT count(*) FROM readings WHERE delivered_at IS NULL").fetchone()[0]
 
 
 BIG = replace(signal_reading(), part=replace(signal_reading().part, operator="X" * 200))  # ~850 bytes on disk
@@ -123,8 +124,9 @@ def test_full_buffer_drops_oldest_undelivered_and_says_so(tmp_path: Path) -> Non
         for _ in range(40):
             buf.append_many([BIG] * 200)
         stats = buf.stats()
-        kept = [r[0] for r in buf.conn.execute("SELECT seq FROM readings ORDER BY seq")]
-        events = [json.loads(r[0]) for r in buf.conn.execute("SELECT body FROM readings WHERE kind='event' ORDER BY seq")]
+    stored = list(read_readings(path))
+    kept = [r.seq for r in stored]
+    events = [json.loads(r.body) for r in stored if r.kind == "event"]
     dropped = stats.last_seq - len(kept)
     print(f"readings stored {stats.last_seq}, kept {len(kept)}, dropped {dropped}, overflow events kept {len(events)}")
     assert stats.used_bytes <= 1_000_000
@@ -139,6 +141,7 @@ def test_full_buffer_drops_oldest_undelivered_and_says_so(tmp_path: Path) -> Non
 
 
 def test_corrupt_file_is_moved_aside_and_numbering_continues(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The new file passes SQLite's integrity check: that is about the file itself, so asked in SQL."""
     path = tmp_path / "b.db"
     with open_buffer(path) as buf:
         buf.append_many([signal_reading()] * 5)
@@ -154,11 +157,23 @@ def test_corrupt_file_is_moved_aside_and_numbering_continues(tmp_path: Path, cap
     assert any(r.levelname == "CRITICAL" and "corrupt" in r.getMessage() for r in caplog.records)
 
 
-def test_read_stats_of_missing_buffer_is_a_clear_error(tmp_path: Path) -> None:
-    from agent.unit.buffer import BufferError
-
+@pytest.mark.parametrize("look", [read_stats, lambda path: list(read_readings(path))],
+                         ids=["read_stats", "read_readings"])
+def test_a_read_only_look_at_a_missing_buffer_is_a_clear_error(tmp_path: Path, look) -> None:
     with pytest.raises(BufferError, match="no buffer at"):
-        read_stats(tmp_path / "nope.db")
+        look(tmp_path / "nope.db")
+
+
+def test_read_readings_gives_each_reading_with_its_state_while_the_buffer_is_open(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    with open_buffer(path) as buf:
+        stored = buf.append_many([signal_reading(), latency_reading(), event_reading()])
+        buf.ack(buf.take(2))
+        buf.apply_confirmation(confirm(1, upto=1, top=1))
+        seen = list(read_readings(path))
+    assert [(r.seq, r.kind, r.state) for r in seen] == [
+        (1, "signal", "confirmed"), (2, "latency", "delivered"), (3, "event", "pending")]
+    assert [r.body for r in seen] == [r.to_json() for r in stored]
 
 
 class BufferMachine(RuleBasedStateMachine):
@@ -254,14 +269,11 @@ class BufferMachine(RuleBasedStateMachine):
 
     @invariant()
     def nothing_lost(self) -> None:
-        rows = self.buf.conn.execute(
-            "SELECT seq, delivered_at IS NOT NULL, confirmed_at IS NOT NULL FROM readings").fetchall()
-        assert all(delivered for _, delivered, confirmed in rows if confirmed), "confirmed means delivered too"
-        actual = {seq: "confirmed" if confirmed else "delivered" if delivered else "pending"
-                  for seq, delivered, confirmed in rows}
+        actual = {r.seq: r.state for r in read_readings(self.path)}
         assert actual == self.state and set(actual) == set(self.appended)
         stats = self.buf.stats()
         counts = {state: list(self.state.values()).count(state) for state in ("pending", "delivered", "confirmed")}
+        # counted apart from the states, so a confirmed reading still pending would show here
         assert (stats.pending, stats.unconfirmed, stats.delivered_kept) == (
             counts["pending"], counts["delivered"], counts["confirmed"])
         # every reading confirmed now counts once; a re-opened one left the count
@@ -298,10 +310,17 @@ def test_a_deleted_database_does_not_restart_numbering(tmp_path: Path) -> None:
     path = tmp_path / "b.db"
     with open_buffer(path) as buf:
         buf.append_many([signal_reading()] * 3)
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
+    for file in sqlite_files(path):
+        file.unlink(missing_ok=True)
     with open_buffer(path) as buf:
         assert buf.append(signal_reading()).seq > 3
+
+
+def test_sqlite_files_are_every_file_of_an_open_buffer_but_its_reservation(tmp_path: Path) -> None:
+    path = tmp_path / "buffer.db"
+    with open_buffer(path) as buf:
+        buf.append(signal_reading())
+        assert set(tmp_path.iterdir()) == {*sqlite_files(path), tmp_path / "buffer.db.seq"}
 
 
 def test_take_can_cap_the_batch_in_bytes(tmp_path: Path) -> None:
@@ -316,7 +335,8 @@ def test_take_can_cap_the_batch_in_bytes(tmp_path: Path) -> None:
 # -- an unusable buffer file ---------------------------------------------------------------
 
 def _foreign_sqlite(path: Path) -> None:
-    path.unlink()  # another program's database in its place
+    """Another program's database in the buffer's place: a file format, so written in SQL."""
+    path.unlink()
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE notes (line TEXT)")
         conn.execute("INSERT INTO notes VALUES ('not a buffer')")
@@ -351,6 +371,15 @@ def test_an_unusable_file_is_kept_aside_and_numbering_continues_above_the_reserv
     assert any(r.levelname == "CRITICAL" and str(kept[0]) in r.getMessage() for r in caplog.records)
 
 
+def test_an_unusable_file_is_kept_aside_with_its_wal_and_shm(tmp_path: Path) -> None:
+    path = tmp_path / "buffer.db"
+    for file, text in zip(sqlite_files(path), ("not a database", "its wal", "its shm")):
+        file.write_text(text)
+    open_buffer(path).close()
+    [kept] = [p for p in tmp_path.iterdir() if re.fullmatch(r"buffer\.db\.corrupt-\d{8}T\d{6}Z", p.name)]
+    assert [file.read_text() for file in sqlite_files(kept)] == ["not a database", "its wal", "its shm"]
+
+
 def test_an_sqlite_file_that_is_not_a_buffer_is_kept_aside_unchanged(tmp_path: Path) -> None:
     path = tmp_path / "buffer.db"
     path.touch()
@@ -368,12 +397,9 @@ def confirm(rev: int, upto: int, top: int = 0, holes: tuple = ()) -> Confirmatio
 
 
 def states(buf: ReadingBuffer) -> dict[str, list[int]]:
-    rows = buf.conn.execute("SELECT seq, delivered_at, confirmed_at FROM readings ORDER BY seq").fetchall()
-    return {
-        "pending": [seq for seq, delivered, _ in rows if delivered is None],
-        "unconfirmed": [seq for seq, delivered, confirmed in rows if delivered is not None and confirmed is None],
-        "confirmed": [seq for seq, _, confirmed in rows if confirmed is not None],
-    }
+    """The seqs the buffer holds in each state, ascending."""
+    stored = list(read_readings(buf.path))
+    return {state: [r.seq for r in stored if r.state == state] for state in ("pending", "delivered", "confirmed")}
 
 
 def test_a_confirmation_marks_what_the_centre_holds(tmp_path: Path) -> None:
@@ -382,7 +408,7 @@ def test_a_confirmation_marks_what_the_centre_holds(tmp_path: Path) -> None:
         buf.ack(buf.take(10))
         outcome = buf.apply_confirmation(confirm(1, upto=4, top=10, holes=((6, 7),)))
         assert outcome == ConfirmOutcome(True, confirmed=8, reopened=[])
-        assert states(buf) == {"pending": [11, 12], "unconfirmed": [6, 7], "confirmed": [1, 2, 3, 4, 5, 8, 9, 10]}
+        assert states(buf) == {"pending": [11, 12], "delivered": [6, 7], "confirmed": [1, 2, 3, 4, 5, 8, 9, 10]}
         stats = buf.stats()
         assert (stats.delivered_total, stats.unconfirmed, stats.delivered_kept, stats.confirm_rev) == (8, 2, 8, 1)
         assert stats.last_delivered_at is not None
@@ -419,9 +445,7 @@ def test_a_confirmation_that_no_longer_covers_confirmed_readings_reopens_them(tm
         buf.append_many([signal_reading()] * 2)  # 11, 12
         outcome = buf.apply_confirmation(confirm(2, upto=2, top=10, holes=((3, 5),)))
         assert outcome == ConfirmOutcome(True, confirmed=0, reopened=[(3, 5)])
-        rows = buf.conn.execute(
-            "SELECT delivered_at, confirmed_at, confirmed_odo FROM readings WHERE seq BETWEEN 3 AND 5").fetchall()
-        assert rows == [(None, None, None)] * 3
+        assert states(buf) == {"pending": [3, 4, 5, 11, 12], "delivered": [], "confirmed": [1, 2, 6, 7, 8, 9, 10]}
         assert buf.take(10).seqs == (3, 4, 5, 11, 12)
         stats = buf.stats()
         assert (stats.delivered_kept, stats.unconfirmed, stats.pending) == (7, 0, 5)
@@ -434,7 +458,7 @@ def test_resend_makes_acknowledged_unconfirmed_readings_pending_again(tmp_path: 
         buf.apply_confirmation(confirm(1, upto=3, top=3))
         assert buf.awaiting_confirmation() == [4, 5, 6]
         assert buf.resend([1, 2, 4, 5, 7, 99]) == 2           # confirmed, pending and unknown seqs are no matter
-        assert states(buf) == {"pending": [4, 5, 7, 8], "unconfirmed": [6], "confirmed": [1, 2, 3]}
+        assert states(buf) == {"pending": [4, 5, 7, 8], "delivered": [6], "confirmed": [1, 2, 3]}
         assert buf.awaiting_confirmation() == [6]
         assert buf.take(10).seqs == (4, 5, 7, 8)
         assert buf.resend([]) == 0
@@ -451,7 +475,7 @@ def test_confirmed_readings_age_on_the_buffers_odometer_not_the_wall_clock(tmp_p
         assert states(buf)["confirmed"] == [1, 2], "a jump of the wall clock prunes nothing"
         time.sleep(0.5)                                       # the odometer runs on 0.5 s
         buf._prune_now_and_then(time.time() + 2 * 365 * 86400)  # `now` is only for the once-a-minute limit
-        assert states(buf) == {"pending": [4], "unconfirmed": [3], "confirmed": []}, "only confirmed readings age"
+        assert states(buf) == {"pending": [4], "delivered": [3], "confirmed": []}, "only confirmed readings age"
         assert buf.stats().kept_from == 3
 
 
@@ -466,37 +490,118 @@ def test_the_odometer_runs_on_across_restarts(tmp_path: Path) -> None:
     with open_buffer(path, keep_delivered=0.5) as buf:
         assert 1.0 <= buf.odometer() < 2.0, "whole seconds are kept"
         buf._prune_now_and_then(time.time() + 3600)
-        assert states(buf) == {"pending": [], "unconfirmed": [2], "confirmed": []}
+        assert states(buf) == {"pending": [], "delivered": [2], "confirmed": []}
 
 
-# The buffer's schema before confirmations (``confirmed_at``, ``confirmed_odo``).
-OLD_SCHEMA = (
-    "CREATE TABLE [readings] ([seq] INTEGER PRIMARY KEY, [kind] TEXT NOT NULL, [time] TEXT NOT NULL,"
-    " [body] TEXT NOT NULL, [delivered_at] FLOAT, [boot] TEXT, [boottime] FLOAT)",
-    "CREATE INDEX readings_unsynced ON readings(boot) WHERE boot IS NOT NULL",
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID",
-    "CREATE INDEX readings_pending ON readings(seq) WHERE delivered_at IS NULL",
-)
+# -- the file's layout and its upgrades -------------------------------------------------------
+# These tests are about the file format itself, so they read and write it with SQL.
+
+# What a new buffer's readings table is: (name, type, not null, primary key), in order.
+FRESH_COLUMNS = [
+    ("seq", "INTEGER", 0, 1), ("kind", "TEXT", 1, 0), ("time", "TEXT", 1, 0), ("body", "TEXT", 1, 0),
+    ("delivered_at", "REAL", 0, 0), ("boot", "TEXT", 0, 0), ("boottime", "REAL", 0, 0),
+    ("confirmed_at", "REAL", 0, 0), ("confirmed_odo", "REAL", 0, 0),
+]
 
 
-def test_a_buffer_from_before_confirmations_counts_what_the_broker_acknowledged_as_confirmed(tmp_path: Path) -> None:
-    path = tmp_path / "b.db"
+def columns_of(path: Path) -> list[tuple]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("PRAGMA table_info(readings)").fetchall()
+    conn.close()
+    return [(name, kind, notnull, pk) for _, name, kind, notnull, _, pk in rows]
+
+
+def user_version_of(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    conn.close()
+    return version
+
+
+def test_a_new_buffer_has_the_readings_columns_in_order(tmp_path: Path) -> None:
+    open_buffer(tmp_path / "b.db").close()
+    assert columns_of(tmp_path / "b.db") == FRESH_COLUMNS
+    assert user_version_of(tmp_path / "b.db") == 3
+
+
+# The layouts buffers were written in before their version was kept (PRAGMA user_version 0),
+# as sqlite-utils 3 wrote them: the table, then each column added later.
+_READINGS_V1 = ("CREATE TABLE [readings] ([seq] INTEGER PRIMARY KEY, [kind] TEXT NOT NULL, [time] TEXT NOT NULL,"
+                " [body] TEXT NOT NULL, [delivered_at] FLOAT)")
+_META = "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID"
+_PENDING = "CREATE INDEX readings_pending ON readings(seq) WHERE delivered_at IS NULL"
+_CLOCK = ("ALTER TABLE [readings] ADD COLUMN [boot] TEXT", "ALTER TABLE [readings] ADD COLUMN [boottime] FLOAT",
+          "CREATE INDEX readings_unsynced ON readings(boot) WHERE boot IS NOT NULL")
+_CONFIRM = ("ALTER TABLE [readings] ADD COLUMN [confirmed_at] FLOAT",
+            "ALTER TABLE [readings] ADD COLUMN [confirmed_odo] FLOAT",
+            "CREATE INDEX readings_unconfirmed ON readings(seq) WHERE confirmed_at IS NULL")
+BEFORE_CLOCK_CORRECTION = (_READINGS_V1, _META, _PENDING)
+BEFORE_CONFIRMATIONS = (*BEFORE_CLOCK_CORRECTION, *_CLOCK)
+BEFORE_VERSIONS = (*BEFORE_CONFIRMATIONS, *_CONFIRM)
+
+
+def has_confirmations(layout: tuple[str, ...]) -> bool:
+    return any("confirmed_at" in statement for statement in layout)
+
+
+def write_old_buffer(path: Path, layout: tuple[str, ...], delivered: int, confirmed: int = 0) -> None:
+    """Five signal readings; the first ``delivered`` acknowledged a day ago, the first ``confirmed`` confirmed.
+
+    ``delivered_total`` counts what the broker acknowledged before confirmations, what the
+    centre confirmed since.
+    """
     conn = sqlite3.connect(path)
-    for statement in OLD_SCHEMA:
+    for statement in layout:
         conn.execute(statement)
     acked = time.time() - 86400
     for seq in range(1, 6):
         body = replace(signal_reading(), seq=seq).to_json()
         conn.execute("INSERT INTO readings (seq, kind, time, body, delivered_at) VALUES (?, 'signal', ?, ?, ?)",
-                     (seq, json.loads(body)["time"], body, acked if seq <= 3 else None))
+                     (seq, json.loads(body)["time"], body, acked if seq <= delivered else None))
+        if seq <= confirmed:
+            conn.execute("UPDATE readings SET confirmed_at = ?, confirmed_odo = 0 WHERE seq = ?", (acked, seq))
     conn.executemany("INSERT INTO meta VALUES (?, ?)",
-                     [("next_seq", 6), ("dropped_total", 0), ("delivered_total", 3), ("db_id", 12345)])
+                     [("next_seq", 6), ("dropped_total", 0),
+                      ("delivered_total", confirmed if has_confirmations(layout) else delivered), ("db_id", 12345)])
     conn.commit()
     conn.close()
-    with pytest.raises(BufferError, match="older blankspot"):
-        read_stats(path)
+
+
+# (layout, whether blankspot status can read it before the agent upgraded it, the states after)
+OLD_LAYOUTS = {
+    "before clock correction": (BEFORE_CLOCK_CORRECTION, False,
+                                {"pending": [4, 5], "delivered": [], "confirmed": [1, 2, 3]}),
+    "before confirmations": (BEFORE_CONFIRMATIONS, False,
+                             {"pending": [4, 5], "delivered": [], "confirmed": [1, 2, 3]}),
+    "today's, before its version was kept": (BEFORE_VERSIONS, True,
+                                             {"pending": [4, 5], "delivered": [3], "confirmed": [1, 2]}),
+}
+
+
+@pytest.mark.parametrize("layout, readable, after", OLD_LAYOUTS.values(), ids=OLD_LAYOUTS)
+def test_a_buffer_written_in_an_older_layout_is_upgraded_in_place(
+        tmp_path: Path, layout: tuple[str, ...], readable: bool, after: dict) -> None:
+    path = tmp_path / "b.db"
+    write_old_buffer(path, layout, delivered=3, confirmed=2 if has_confirmations(layout) else 0)
+    if not readable:
+        with pytest.raises(BufferError, match="older blankspot: start the agent once"):
+            read_stats(path)
     with open_buffer(path) as buf:
-        assert states(buf) == {"pending": [4, 5], "unconfirmed": [], "confirmed": [1, 2, 3]}
+        assert states(buf) == after
+        assert buf.append(signal_reading()).seq == 6
+    # sqlite-utils 3 wrote FLOAT where a new buffer says REAL: the same column affinity
+    assert [(name, notnull, pk) for name, _, notnull, pk in columns_of(path)] == \
+        [(name, notnull, pk) for name, _, notnull, pk in FRESH_COLUMNS]
+    assert user_version_of(path) == 3
+    assert read_stats(path).last_seq == 6
+    assert not [p for p in tmp_path.iterdir() if ".corrupt-" in p.name]
+
+
+def test_a_buffer_from_before_confirmations_counts_what_the_broker_acknowledged_as_confirmed(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    write_old_buffer(path, BEFORE_CONFIRMATIONS, delivered=3)
+    with open_buffer(path) as buf:
+        assert states(buf) == {"pending": [4, 5], "delivered": [], "confirmed": [1, 2, 3]}
         assert buf.awaiting_confirmation() == []
         assert buf.append(signal_reading()).seq == 6
         # the centre's first confirmation re-opens what it turns out not to hold
@@ -505,3 +610,20 @@ def test_a_buffer_from_before_confirmations_counts_what_the_broker_acknowledged_
     stats = read_stats(path)
     assert (stats.delivered_kept, stats.delivered_total, stats.confirm_rev) == (2, 2, 1), \
         "a re-opened reading leaves the count"
+
+
+def test_a_buffer_newer_than_the_code_is_refused_in_one_line_and_left_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    with open_buffer(path) as buf:
+        buf.append(signal_reading())
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 4")
+    conn.close()
+    before = path.read_bytes()
+    for opening in (open_buffer, read_stats):
+        with pytest.raises(BufferError) as refused:
+            opening(path)
+        assert str(refused.value) == (f"buffer {path}: database schema version 4 is newer than this blankspot "
+                                      "knows (3): upgrade blankspot on this machine, or use another database")
+    assert path.read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if ".corrupt-" in p.name]

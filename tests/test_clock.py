@@ -3,7 +3,6 @@ earlier readings re-stamped once a trusted time appears, seq untouched by clock 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.unit.buffer import ReadingBuffer
+from agent.unit.buffer import ReadingBuffer, read_readings
 from agent.shared.clock import EARLIEST_PLAUSIBLE, TimeKeeper, boottime
 from agent.unit.devices.gps.fix import Fix
 from agent.unit.devices.gps.reader import GpsReader
@@ -101,8 +100,7 @@ def event(keeper: TimeKeeper, n: int) -> Reading:
 
 def pending_bodies(buffer: ReadingBuffer) -> list[dict]:
     """What the uplink would send next, oldest first."""
-    rows = buffer.conn.execute("SELECT body FROM readings WHERE delivered_at IS NULL ORDER BY seq").fetchall()
-    return [json.loads(body) for (body,) in rows]
+    return [json.loads(r.body) for r in read_readings(buffer.path) if r.state == "pending"]
 
 
 def test_readings_taken_before_a_gps_fix_are_re_stamped_with_gps_time(tmp_path: Path) -> None:
@@ -121,12 +119,30 @@ def test_readings_taken_before_a_gps_fix_are_re_stamped_with_gps_time(tmp_path: 
         assert trusted.time_source == "gps" and trusted.time == GPS_NOW + timedelta(seconds=2)
 
         bodies = pending_bodies(buffer)
+        oldest = buffer.stats().oldest_pending_time
+    assert oldest == bodies[0]["time"], "the time column is re-stamped with the body"
     assert [b["seq"] for b in bodies] == [1, 2, 3, 4], "seq is untouched by the correction"
     assert [b["time_source"] for b in bodies] == ["gps"] * 4
     times = [parse_time(b["time"]) for b in bodies]
     assert times[:3] == [GPS_NOW - timedelta(seconds=29 - 7.5 * n) for n in range(3)]
     for body in bodies:
         reading_from_json(json.dumps(body))  # still valid readings
+
+
+def test_a_stored_reading_the_schema_refuses_keeps_its_unsynced_time(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Re-stamping decodes each reading; one the schema refuses (data over 4 KB) is left as it
+    was, to be sent and judged at the centre, and the others are corrected all the same."""
+    boot = FakeBoot(100.0)
+    keeper = TimeKeeper(synchronised=lambda: False, wall=lambda: EPOCH_1970, boot=boot)
+    oversized = Reading.taken("unit-1", keeper.now(), Event("probe", "too much", {"x": "y" * 5000}))
+    with ReadingBuffer(tmp_path / "b.db", "unit-1", clock=keeper) as buffer:
+        buffer.append_many([event(keeper, 0), oversized, event(keeper, 2)])
+        keeper.gps_fix(fix_at(GPS_NOW, received=100.0))
+        assert buffer.correct_times(keeper.now()) == 2
+        bodies = pending_bodies(buffer)
+    assert [b["time_source"] for b in bodies] == ["gps", "unsynced", "gps"]
+    assert any(r.levelname == "ERROR" and "seq 2 cannot be re-stamped" in r.getMessage() for r in caplog.records)
 
 
 def test_correction_survives_a_crash_in_the_same_boot(tmp_path: Path) -> None:
@@ -146,10 +162,8 @@ def test_correction_survives_a_crash_in_the_same_boot(tmp_path: Path) -> None:
 def test_readings_of_an_earlier_boot_stay_unsynced(tmp_path: Path) -> None:
     boot = FakeBoot(50.0)
     keeper = TimeKeeper(synchronised=lambda: False, wall=lambda: EPOCH_1970, boot=boot)
-    with ReadingBuffer(tmp_path / "b.db", "unit-1", clock=keeper) as buffer:
+    with ReadingBuffer(tmp_path / "b.db", "unit-1", clock=keeper, this_boot="an-earlier-boot") as buffer:
         buffer.append(event(keeper, 0))
-    with sqlite3.connect(tmp_path / "b.db") as db:  # what a reboot leaves: another boot id
-        db.execute("UPDATE readings SET boot = 'an-earlier-boot'")
     keeper.gps_fix(fix_at(GPS_NOW, received=50.0))
     with ReadingBuffer(tmp_path / "b.db", "unit-1", clock=keeper) as buffer:
         buffer.append(event(keeper, 1))

@@ -30,6 +30,7 @@ from agent.commands.main import main
 from agent.shared.protocol import encode_batch
 from agent.shared.reading import Event, Reading, Signal
 from agent.sim.broker import LocalBroker, free_port
+from agent.unit.buffer import read_readings
 from tests.support.collector import CollectorProcess, stored_keys, wait_counts
 from tests.support.postgres import postgres_url  # noqa: F401  (fixture)
 from tests.support.readings_factory import ALL_KINDS, T0, signal_reading
@@ -239,8 +240,7 @@ def test_a_real_agents_readings_and_status_are_stored(tmp_path: Path, broker: Lo
         agent.send_signal(signal.SIGTERM)
         _, err = agent.communicate(timeout=15)
     assert agent.returncode == 0, err.decode(errors="replace")[-2000:]
-    with sqlite3.connect(buffer) as conn:
-        delivered = dict(conn.execute("SELECT seq, body FROM readings WHERE delivered_at IS NOT NULL"))
+    delivered = {r.seq: r.body for r in read_readings(buffer) if r.state != "pending"}
     final = wait_counts(db, lambda c: c["readings"] >= len(delivered) and c["units_online"] == 0, 15,
                         "all delivered readings and the unit offline", collector)
     with open_store(db) as store:

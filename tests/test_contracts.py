@@ -34,7 +34,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from referencing import Registry, Resource
 
 from agent.shared import reading as reading_module
-from agent.unit.buffer import SEQ_BLOCK, ReadingBuffer
+from agent.unit.buffer import SEQ_BLOCK, ReadingBuffer, read_readings, sqlite_files
 from agent.commands.main import build_parser, main
 from agent.unit.config import Config, DeviceConfig, load_config
 from agent.shared.protocol import DEFAULT_PREFIX, decode_batch, encode_batch, encode_status
@@ -161,12 +161,12 @@ def overflow_and_corrupt_events(tmp_path: Path) -> list[dict[str, Any]]:
     with ReadingBuffer(path, "unit-1", max_bytes=150_000) as buffer:
         for _ in range(12):
             buffer.append_many([signal_reading()] * 50)
-        events = [json.loads(row[0]) for row in buffer.conn.execute("SELECT body FROM readings WHERE kind = 'event'")]
+        events = [json.loads(r.body) for r in read_readings(path) if r.kind == "event"]
     path.write_bytes(b"not a database " * 500)
     with ReadingBuffer(path, "unit-1") as buffer:
         events += [json.loads(body) for body in buffer.take(10).bodies]
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
+    for file in sqlite_files(path):
+        file.unlink(missing_ok=True)
     with ReadingBuffer(path, "unit-1") as buffer:
         events += [json.loads(body) for body in buffer.take(10).bodies]
     return events
@@ -656,7 +656,8 @@ def test_protocol_doc_lists_every_reading_field() -> None:
 
 
 def test_buffer_doc_states_the_settings_in_force(tmp_path: Path) -> None:
-    """The pragmas and the seq reservation buffer.md describes are the ones a buffer has."""
+    """The pragmas and the seq reservation buffer.md describes are the ones a buffer has (the
+    file's own settings, so asked of SQLite directly)."""
     text = BUFFER_DOC.read_text()
     with ReadingBuffer(tmp_path / "buffer.db", "unit-1") as buffer:
         buffer.append(signal_reading())

@@ -34,7 +34,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.unit.buffer import BufferError, read_stats
+from agent.unit.buffer import BufferError, read_readings, read_stats
 from agent.shared.protocol import decode_batch, decode_status, readings_topic, status_topic
 from agent.shared.reading import Event, Reading
 from agent.sim.broker import LocalBroker
@@ -153,20 +153,24 @@ class BufferSnapshot:
 
 
 def inspect_buffer(path: Path) -> BufferSnapshot:
-    """Integrity and rows of the buffer file, opened read-only with the sqlite3 module."""
+    """Integrity and readings of the buffer file.
+
+    Whether SQLite finds the file intact, and whether it holds a buffer yet (a kill before the
+    schema was committed leaves an empty database), are about the file itself, so asked in SQL,
+    read-only; the readings are what ``read_readings`` gives.
+    """
     if not path.exists():
         return BufferSnapshot("absent")
     conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=10)
     try:
-        integrity = "\n".join(row[0] for row in conn.execute("PRAGMA integrity_check"))
-        snap = BufferSnapshot(integrity)
+        snap = BufferSnapshot("\n".join(row[0] for row in conn.execute("PRAGMA integrity_check")))
         has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'readings'").fetchone()
-        if has_table:  # a kill before the schema was committed leaves an empty database
-            for seq, delivered_at in conn.execute("SELECT seq, delivered_at FROM readings"):
-                (snap.pending if delivered_at is None else snap.delivered).add(seq)
-        return snap
     finally:
         conn.close()
+    if has_table:
+        for stored in read_readings(path):
+            (snap.pending if stored.state == "pending" else snap.delivered).add(stored.seq)
+    return snap
 
 
 def pending_count(path: Path) -> int | None:

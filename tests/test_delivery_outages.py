@@ -13,7 +13,6 @@ subscriber, standing where the collector stands, actually received:
 """
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from itertools import pairwise
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.unit.buffer import ReadingBuffer, read_stats
+from agent.unit.buffer import ReadingBuffer, read_readings, read_stats
 from agent.unit.config import Config, load_config
 from agent.shared.reading import Reading
 from agent.commands.unit import make_service
@@ -55,12 +54,8 @@ def synthetic_readings(count: int) -> list[Reading]:
 
 
 def pending_seqs(path: Path) -> set[int]:
-    """Seqs still waiting in a buffer file (read-only; the agent has closed it)."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    try:
-        return {row[0] for row in conn.execute("SELECT seq FROM readings WHERE delivered_at IS NULL")}
-    finally:
-        conn.close()
+    """Seqs still waiting in a buffer file."""
+    return {r.seq for r in read_readings(path) if r.state == "pending"}
 
 
 def wait_for_autosave(broker: LocalBroker, after: float, timeout: float = 5.0) -> bool:

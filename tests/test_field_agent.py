@@ -16,6 +16,7 @@ from pathlib import Path
 
 from agent.commands.unit import make_service
 from agent.shared.clock import TimeKeeper
+from agent.unit.buffer import read_readings
 from agent.unit.config import load_config
 from agent.shared.geo import haversine_m
 from agent.shared.polling import wait_until
@@ -42,10 +43,10 @@ def test_boat_through_a_blank_spot_delivers_every_reading_later_in_order(tmp_pat
         thread.join(40)
     link.close()
     assert not thread.is_alive()
-    with sqlite3.connect(config.buffer.path) as db:
-        taken = db.execute("SELECT max(seq) FROM readings").fetchone()[0]
-        blank = [json.loads(b) for (b,) in db.execute(
-            "SELECT body FROM readings WHERE kind='signal' AND json_extract(body, '$.signal.rat') = 'NONE' ORDER BY seq")]
+    stored = list(read_readings(config.buffer.path))
+    taken = stored[-1].seq
+    blank = [body for body in (json.loads(r.body) for r in stored if r.kind == "signal")
+             if body["signal"]["rat"] == "NONE"]
     assert wait_until(lambda: len(sink.unique("boat-1")) >= taken, 20)
     got = sink.readings("boat-1")
     seqs = sorted({r.seq for r in got})
@@ -105,8 +106,7 @@ def test_a_modem_that_stops_answering_is_reset_and_the_outage_recorded(tmp_path:
         finally:
             stop.set()
             thread.join(30)
-    with sqlite3.connect(config.buffer.path) as db:
-        bodies = [json.loads(b) for (b,) in db.execute("SELECT body FROM readings ORDER BY seq")]
+    bodies = [json.loads(r.body) for r in read_readings(config.buffer.path)]
     events = [b["event"] for b in bodies if b["kind"] == "event"]
     recoveries = [e for e in events if e["type"] == "modem_recovery"]
     assert [(e["data"]["action"], e["data"]["ok"]) for e in recoveries] == [("reopen", False), ("reset", True)]
@@ -130,8 +130,7 @@ def test_unsynchronised_clock_gives_readings_gps_time(tmp_path: Path) -> None:
         finally:
             stop.set()
             thread.join(30)
-    with sqlite3.connect(config.buffer.path) as db:
-        bodies = [json.loads(b) for (b,) in db.execute("SELECT body FROM readings ORDER BY seq")]
+    bodies = [json.loads(r.body) for r in read_readings(config.buffer.path)]
     assert bodies and all(b["time_source"] == "gps" for b in bodies), "none left in 1970"
     for body in bodies:
         moment = dt.datetime.strptime(body["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
@@ -212,12 +211,12 @@ def test_panel_button_tags_the_spot_with_its_position(tmp_path: Path, broker) ->
 
 
 def _events(service: AgentService, kind: str) -> list[dict]:
-    with sqlite3.connect(service.config.buffer.path) as db:
-        return [json.loads(b) for (b,) in db.execute(
-            "SELECT body FROM readings WHERE kind='event' AND json_extract(body, '$.event.type') = ? ORDER BY seq", (kind,))]
+    events = (json.loads(r.body) for r in read_readings(service.config.buffer.path) if r.kind == "event")
+    return [body for body in events if body["event"]["type"] == kind]
 
 
 def test_sigterm_stops_cleanly_keeping_every_reading(tmp_path: Path, broker) -> None:
+    """The buffer file is left intact: SQLite's integrity check is about the file itself, so asked in SQL."""
     with SimulatedBoat(TOWN, SCENARIO, 20.0, time_scale=5, rate_hz=5, workdir=tmp_path / "dev") as boat:
         path = field_config(tmp_path, 1, boat)  # no broker: everything stays buffered
         proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(path)],
@@ -230,9 +229,10 @@ def test_sigterm_stops_cleanly_keeping_every_reading(tmp_path: Path, broker) -> 
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     state = json.loads(state_path(config).read_text())
-    with sqlite3.connect(config.buffer.path) as db:
+    with sqlite3.connect(f"file:{config.buffer.path}?mode=ro", uri=True) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        stored = db.execute("SELECT count(*) FROM readings").fetchone()[0]
+    db.close()
+    stored = len(list(read_readings(config.buffer.path)))
     assert state["running"] is False and stored == state["readings_this_run"] >= 5
 
 
@@ -271,6 +271,6 @@ def test_power_failing_flushes_and_powers_off(tmp_path: Path, broker, sink) -> N
     thread.join(40)
     assert not thread.is_alive() and stop.is_set(), "the agent stopped by itself"
     assert marker.exists(), "and ran the shutdown command"
-    with sqlite3.connect(tmp_path / "buffer.db") as db:
-        taken, waiting = db.execute("SELECT max(seq), sum(delivered_at IS NULL) FROM readings").fetchone()
+    stored = list(read_readings(tmp_path / "buffer.db"))
+    taken, waiting = stored[-1].seq, sum(r.state == "pending" for r in stored)
     assert waiting == 0 and sink.wait_for_seqs("unit-p", set(range(1, taken + 1)), 10), "nothing left behind"

@@ -10,7 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.shared.protocol import PayloadError, decode_batch, decode_status, encode_batch, encode_status, split_topic
-from agent.shared.reading import ReadingError, format_time, parse_time, reading_from_dict, reading_from_json
+from agent.shared.reading import (
+    ReadingError,
+    format_time,
+    format_time_epoch,
+    parse_time,
+    reading_from_dict,
+    reading_from_json,
+)
 from tests.support.readings_factory import ALL_KINDS, T0, signal_reading
 
 
@@ -68,6 +75,19 @@ def test_times_format_time_never_writes_are_refused(text: str) -> None:
     with pytest.raises(ReadingError, match="time: "):
         parse_time(text)
 
+
+# (seconds since the epoch, its text): milliseconds truncated, never rounded, as format_time does
+EPOCHS = [
+    (0.0, "1970-01-01T00:00:00.000Z"),
+    (0.0009, "1970-01-01T00:00:00.000Z"),
+    (1795489445.6789, "2026-11-24T03:04:05.678Z"),
+    (1795489445.9999, "2026-11-24T03:04:05.999Z"),
+]
+
+
+@pytest.mark.parametrize("seconds,text", EPOCHS, ids=[t for _, t in EPOCHS])
+def test_epoch_seconds_are_written_like_reading_times(seconds: float, text: str) -> None:
+    assert format_time_epoch(seconds) == text
 
 def test_a_reading_of_year_1_round_trips() -> None:
     reading = replace(signal_reading(), seq=3, time=datetime(1, 1, 1, tzinfo=timezone.utc))

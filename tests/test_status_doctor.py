@@ -607,7 +607,7 @@ def test_status_of_an_agent_that_was_killed(tmp_path: Path, capsys: pytest.Captu
     gone = subprocess.Popen(["true"])
     gone.wait()
     from agent.shared.clock import boot_id
-    from agent.unit.status import format_time_epoch
+    from agent.shared.reading import format_time_epoch
 
     state_path(config).write_text(json.dumps({"running": True, "pid": gone.pid, "boot_id": boot_id(),
                                               "written": format_time_epoch(time.time() - 300)}))

@@ -49,6 +49,11 @@ def format_time(moment: datetime) -> str:
             f".{utc.microsecond // 1000:03d}Z")
 
 
+
+def format_time_epoch(seconds: float) -> str:
+    """A POSIX timestamp (``time.time()``) as :func:`format_time` writes it."""
+    return format_time(datetime.fromtimestamp(seconds, timezone.utc))
+
 def parse_time(text: str) -> datetime:
     """The time :func:`format_time` wrote; anything else raises :class:`ReadingError`."""
     match = _TIME_RE.fullmatch(text) if isinstance(text, str) else None

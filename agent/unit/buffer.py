@@ -30,27 +30,31 @@
   re-stamps every such reading still pending: ``time = trusted - (boottime now - boottime
   then)``, ``time_source`` the trusted source.  Readings of an earlier boot cannot be placed
   in time and stay ``unsynced``; readings already delivered stay as they were sent.
+- :func:`read_stats` and :func:`read_readings` look into a buffer file read-only, safe while
+  the agent writes it: its figures, and its readings each with its state.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterable
-
-import sqlite_utils
+from typing import Iterable, Iterator, Literal
 
 from agent.shared import seq_ranges
 from agent.shared.clock import Clock, Timestamp, TimeKeeper, boot_id
+from agent.shared.migrations import Step
 from agent.shared.protocol import Confirmation
-from agent.shared.reading import Event, Reading, format_time
+from agent.shared.reading import (
+    Event, Reading, ReadingError, format_time, format_time_epoch, reading_from_json,
+)
+from agent.unit import buffer_schema
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,11 @@ _RANGES_PER_EVENT = 100
 
 class BufferError(RuntimeError):
     """The buffer cannot be used (disk full, read-only, unusable path)."""
+
+
+def sqlite_files(path: Path) -> tuple[Path, Path, Path]:
+    """The files a buffer at ``path`` occupies: the database, its ``-wal`` and its ``-shm``."""
+    return path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,21 @@ class BufferStats:
     confirm_rev: int = 0  # rev of the last confirmation applied
 
 
+ReadingState = Literal["pending", "delivered", "confirmed"]
+
+
+@dataclass(frozen=True)
+class StoredReading:
+    """A reading as the buffer holds it (see :func:`read_readings`)."""
+
+    seq: int
+    kind: str
+    # pending: the broker has not acknowledged it; delivered: acknowledged, not yet confirmed
+    # by the centre; confirmed: the centre holds it, and it is kept for keep_delivered
+    state: ReadingState
+    body: str  # its JSON form, as it is sent
+
+
 @dataclass(frozen=True)
 class ConfirmOutcome:
     """What applying one confirmation changed in the buffer."""
@@ -119,14 +143,18 @@ class ReadingBuffer:
         max_bytes: int = 200_000_000,
         keep_delivered: float = 30 * 86400.0,
         clock: Clock | None = None,
+        this_boot: str | None = None,
         synchronous: str = "FULL",
         journal_mode: str = "WAL",
     ) -> None:
+        """``this_boot`` is the id of the boot the buffer runs in (the kernel's when not given):
+        readings stamped ``unsynced`` are re-stamped only in the boot that took them."""
         self.path = Path(path)
         self.device = device
         self.max_bytes = max_bytes
         self.keep_delivered = keep_delivered
         self.clock = clock or TimeKeeper()
+        self._boot = this_boot or boot_id()
         self._lock = threading.RLock()
         self._leased: dict[int, Batch] = {}
         self._leased_seqs: set[int] = set()
@@ -200,13 +228,11 @@ class ReadingBuffer:
             conn.execute(f"PRAGMA journal_mode={journal_mode}").fetchone()
             conn.execute(f"PRAGMA synchronous={synchronous}")
             conn.execute("PRAGMA journal_size_limit=8388608")
-            self.db = sqlite_utils.Database(conn)
             with self._transaction():
-                self._create_schema()
+                self._upgrade_schema()
             self._db_id = self._meta("db_id")
             self._odometer_base = float(self._meta("odometer"))
             self._odometer_start = time.monotonic()
-            self._boot = boot_id()
             self._uncorrected = self._count_unsynced(self._boot) > 0
             earlier = self._count_unsynced(None) - self._count_unsynced(self._boot)
             if earlier:
@@ -219,45 +245,24 @@ class ReadingBuffer:
             conn.close()
             raise sqlite3.DatabaseError(str(exc)) from None
 
-    def _create_schema(self) -> None:
-        conn = self.conn
-        self.db["readings"].create(
-            {"seq": int, "kind": str, "time": str, "body": str, "delivered_at": float,
-             "boot": str, "boottime": float, "confirmed_at": float, "confirmed_odo": float},
-            pk="seq",
-            not_null={"kind", "time", "body"},
-            if_not_exists=True,
-        )
-        columns = self.db["readings"].columns_dict
-        for name, kind in (("boot", str), ("boottime", float)):  # buffers from before these
-            if name not in columns:
-                self.db["readings"].add_column(name, kind)
-        if "confirmed_at" not in columns:
-            # A buffer from before confirmations: what the broker acknowledged then counts as
-            # confirmed (sending a month of it again would cost a village SIM its quota); the
-            # centre's confirmations re-open whatever it turns out not to hold.
-            self.db["readings"].add_column("confirmed_at", float)
-            self.db["readings"].add_column("confirmed_odo", float)
-            conn.execute("UPDATE readings SET confirmed_at = delivered_at, confirmed_odo = 0 "
-                         "WHERE delivered_at IS NOT NULL")
-        conn.execute("CREATE INDEX IF NOT EXISTS readings_unsynced ON readings(boot) WHERE boot IS NOT NULL")
-        # WITHOUT ROWID: one b-tree, so bumping next_seq writes one page per commit, not two.
-        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID")
-        conn.execute("CREATE INDEX IF NOT EXISTS readings_pending ON readings(seq) WHERE delivered_at IS NULL")
-        conn.execute("CREATE INDEX IF NOT EXISTS readings_unconfirmed ON readings(seq) WHERE confirmed_at IS NULL")
+    def _upgrade_schema(self) -> None:
+        todo = _steps_lacking(self.conn, self.path)
+        buffer_schema.upgrade(self.conn, todo)
+        if todo and todo[0].version > 1:  # an existing file, not a new one
+            for step in todo:
+                log.info("buffer %s: applied schema step %d (%s)", self.path, step.version, step.description)
         initial = {"next_seq": 1, "dropped_total": 0, "delivered_total": 0, "db_id": secrets.randbits(62),
                    "confirm_rev": 0, "odometer": 0}
         for key, value in initial.items():
-            conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (key, value))
+            self.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     def _move_aside(self, exc: Exception) -> Path:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         kept = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
         try:
-            for suffix in ("", "-wal", "-shm"):
-                src = Path(str(self.path) + suffix)
+            for src, dst in zip(sqlite_files(self.path), sqlite_files(kept)):
                 if src.exists():
-                    os.replace(src, Path(str(kept) + suffix))
+                    os.replace(src, dst)
         except OSError as move_exc:
             raise BufferError(f"buffer {self.path} is unusable ({exc}) and cannot be moved aside: {move_exc}") from None
         log.critical(
@@ -362,7 +367,7 @@ class ReadingBuffer:
                 unsynced = numbered.time_source == "unsynced" and numbered.boottime is not None
                 self.conn.execute(
                     "INSERT INTO readings(seq, kind, time, body, boot, boottime) VALUES (?, ?, ?, ?, ?, ?)",
-                    (numbered.seq, numbered.kind, numbered.to_dict()["time"], numbered.to_json(),
+                    (numbered.seq, numbered.kind, format_time(numbered.time), numbered.to_json(),
                      self._boot if unsynced else None, numbered.boottime if unsynced else None),
                 )
                 self._uncorrected = self._uncorrected or unsynced
@@ -399,20 +404,26 @@ class ReadingBuffer:
             "SELECT seq, body, boottime FROM readings WHERE boot = ? AND delivered_at IS NULL ORDER BY seq",
             (self._boot,),
         ).fetchall()
+        corrected = 0
         with self._transaction():
             for seq, body, taken_at in rows:
-                moment = format_time(now.time - timedelta(seconds=now.boottime - taken_at))
-                table = json.loads(body)
-                table["time"], table["time_source"] = moment, now.source
+                moment = now.time - timedelta(seconds=now.boottime - taken_at)
+                try:
+                    stamped = replace(reading_from_json(body), time=moment, time_source=now.source)
+                except ReadingError as exc:  # stored, but not a valid reading: sent as it is, the centre judges it
+                    log.error("clock: reading seq %d cannot be re-stamped and keeps its unsynced time: %s", seq, exc)
+                    self.conn.execute("UPDATE readings SET boot = NULL, boottime = NULL WHERE seq = ?", (seq,))
+                    continue
                 self.conn.execute(
                     "UPDATE readings SET time = ?, body = ?, boot = NULL, boottime = NULL WHERE seq = ?",
-                    (moment, json.dumps(table, separators=(",", ":"), ensure_ascii=False), seq),
+                    (format_time(stamped.time), stamped.to_json(), seq),
                 )
+                corrected += 1
         self._uncorrected = False
         if rows:
             log.info("clock: %d readings taken before the clock was trusted (seq %d-%d) re-stamped from %s time",
-                     len(rows), rows[0][0], rows[-1][0], now.source)
-        return len(rows)
+                     corrected, rows[0][0], rows[-1][0], now.source)
+        return corrected
 
     def _record_event(self, kind: str, message: str, data: dict) -> Reading:
         stamp = self.clock.now()
@@ -423,10 +434,7 @@ class ReadingBuffer:
     # -- space ---------------------------------------------------------------------------
 
     def used_bytes(self) -> int:
-        page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
-        pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
-        free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
-        return (pages - free) * page_size
+        return _used_bytes(self.conn)
 
     def _enforce_limit(self) -> None:
         if self.used_bytes() <= self.max_bytes:
@@ -640,12 +648,8 @@ class ReadingBuffer:
         with self._lock:
             return self.conn.execute("SELECT count(*) FROM readings WHERE delivered_at IS NULL").fetchone()[0]
 
-    def unconfirmed_count(self) -> int:
-        """Readings the centre has not confirmed yet (pending ones included)."""
-        with self._lock:
-            return self.conn.execute("SELECT count(*) FROM readings WHERE confirmed_at IS NULL").fetchone()[0]
-
     def stats(self) -> BufferStats:
+        """The buffer's figures; :func:`read_stats` gives the same from the file alone."""
         with self._lock:
             return _stats(self.conn, self.max_bytes)
 
@@ -709,21 +713,55 @@ def _stats(conn: sqlite3.Connection, max_bytes: int) -> BufferStats:
         "SELECT count(*), max(confirmed_at) FROM readings WHERE confirmed_at IS NOT NULL").fetchone()
     kept_from = conn.execute("SELECT min(seq) FROM readings").fetchone()[0]
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-    pages = conn.execute("PRAGMA page_count").fetchone()[0]
-    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-    size = conn.execute("PRAGMA page_size").fetchone()[0]
     last_seq = int(meta.get("next_seq", 1)) - 1
     return BufferStats(
         pending=pending, delivered_kept=kept, oldest_pending_time=oldest, last_seq=last_seq,
         dropped_total=int(meta.get("dropped_total", 0)), delivered_total=int(meta.get("delivered_total", 0)),
-        used_bytes=(pages - free) * size, max_bytes=max_bytes, last_delivered_at=_delivered_time(last_confirmed),
+        used_bytes=_used_bytes(conn), max_bytes=max_bytes,
+        last_delivered_at=None if last_confirmed is None else format_time_epoch(last_confirmed),
         unconfirmed=unconfirmed, kept_from=kept_from if kept_from is not None else last_seq + 1,
         confirm_rev=int(meta.get("confirm_rev", 0)),
     )
 
 
+def _used_bytes(conn: sqlite3.Connection) -> int:
+    """The bytes of the pages in use: what ``max_bytes`` bounds."""
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    return (pages - free) * page_size
+
+
 def read_stats(path: Path | str) -> BufferStats:
     """Stats of a buffer file opened read-only (safe while the agent is writing it)."""
+    with _read_only(path) as conn:
+        return _stats(conn, 0)
+
+
+def read_readings(path: Path | str) -> Iterator[StoredReading]:
+    """The readings a buffer file holds, oldest first, each with its state.
+
+    The file is opened read-only, so this is safe while the agent is writing it; the readings
+    are one consistent view of the file, and the file is closed once they are all read.  A file
+    that cannot be read raises :class:`BufferError`, as :func:`read_stats` does.
+    """
+    with _read_only(path) as conn:
+        yield from (StoredReading(*row) for row in conn.execute(
+            "SELECT seq, kind, CASE WHEN confirmed_at IS NOT NULL THEN 'confirmed' "
+            "WHEN delivered_at IS NOT NULL THEN 'delivered' ELSE 'pending' END, body FROM readings ORDER BY seq"))
+
+
+def _steps_lacking(conn: sqlite3.Connection, path: Path) -> tuple[Step, ...]:
+    """The schema steps the buffer file on ``conn`` lacks; a file newer than this code is refused."""
+    try:
+        return buffer_schema.pending(conn)
+    except ValueError as exc:  # never written, nor read, with the wrong idea of its columns
+        raise BufferError(f"buffer {path}: {exc}") from None
+
+
+@contextmanager
+def _read_only(path: Path | str) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to a buffer file of the current layout; every failure a :class:`BufferError`."""
     path = Path(path)
     if not path.exists():
         raise BufferError(f"no buffer at {path} (has the agent run with this config?)")
@@ -732,15 +770,10 @@ def read_stats(path: Path | str) -> BufferStats:
     except sqlite3.Error as exc:
         raise BufferError(f"cannot open the buffer {path}: {exc}") from None
     try:
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(readings)")}
-        if "confirmed_at" not in columns:
+        if _steps_lacking(conn, path):
             raise BufferError(f"buffer {path} was written by an older blankspot: start the agent once to upgrade it")
-        return _stats(conn, 0)
+        yield conn
     except sqlite3.Error as exc:
         raise BufferError(f"cannot read the buffer {path}: {exc}") from None
     finally:
         conn.close()
-
-
-def _delivered_time(epoch: float | None) -> str | None:
-    return None if epoch is None else format_time(datetime.fromtimestamp(epoch, timezone.utc))

@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from agent.unit.buffer import BufferError, BufferStats, read_stats
+from agent.unit.buffer import BufferError, BufferStats, read_stats, sqlite_files
 from agent.shared.clock import EARLIEST_PLAUSIBLE, boot_id, kernel_clock_synchronised
 from agent.unit.config import Config, ConfigError, read_password
 from agent.unit.status import AgentLiveness, age_of, agent_liveness, format_age, pid_alive, read_state
@@ -813,9 +813,9 @@ def check_disk(ctx: Context) -> CheckResult:
     where = _existing(buffer.path.parent)
     usage = shutil.disk_usage(where)
     used = 0
-    for suffix in ("", "-wal"):
+    for file in sqlite_files(buffer.path):
         try:
-            used += Path(str(buffer.path) + suffix).stat().st_size
+            used += file.stat().st_size
         except OSError:
             pass
     return disk_verdict(where, usage.free, usage.total, used, buffer.max_size)

@@ -31,7 +31,7 @@ from agent.unit.buffer import BufferError, ReadingBuffer
 from agent.shared.clock import TimeKeeper, boot_id
 from agent.unit.config import Config, read_password
 from agent.unit.probes import FieldProbes, Probes, default_latency, default_throughput, position_of
-from agent.shared.reading import Event, Reading, format_time, part_dict
+from agent.shared.reading import Event, Reading, format_time, format_time_epoch, part_dict
 from agent.unit.uplink import MqttUplink
 from agent.shared.watchdog import SystemdNotifier, Watchdog
 
@@ -105,8 +105,8 @@ class AgentService:
             return {}
         return {
             "position": None if last.position is None else asdict(last.position),
-            "last_reading": last.to_dict()["time"],
-            "signal": last.to_dict().get("signal"),
+            "last_reading": format_time(last.time),
+            "signal": part_dict(last.part) if last.kind == "signal" else None,
         }
 
     def tag(self, event: Event) -> None:
@@ -283,9 +283,3 @@ class AgentService:
             os.replace(tmp, path)
         except OSError as exc:
             log.debug("cannot write %s: %s", path, exc)
-
-
-def format_time_epoch(seconds: float) -> str:
-    from datetime import datetime, timezone
-
-    return format_time(datetime.fromtimestamp(seconds, timezone.utc))

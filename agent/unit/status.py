@@ -24,7 +24,7 @@ from typing import Any, Callable
 from agent.unit.buffer import BufferError, read_stats
 from agent.shared.clock import boot_id, kernel_clock_synchronised
 from agent.unit.config import Config
-from agent.shared.reading import ReadingError, format_time, parse_time
+from agent.shared.reading import ReadingError, format_time_epoch, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -171,12 +171,6 @@ def build_status(config: Config, state: dict[str, Any] | None, stats: dict[str, 
         "data": usage,
         "errors": errors,
     }
-
-
-def format_time_epoch(seconds: float) -> str:
-    from datetime import datetime, timezone
-
-    return format_time(datetime.fromtimestamp(seconds, timezone.utc))
 
 
 # -- text ------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from agent.centre.store.base import (
     StoreDataError, StoreError, StoreUrlError, Work, clean_text, counter_deltas, now_utc, reading_row, redact,
     readings_query, status_json,
 )
+from agent.shared.migrations import Step, pending_steps
 from agent.shared.reading import format_time
 
 try:
@@ -48,7 +49,7 @@ _COPY_FROM = 100
 class PostgresStore(Store):
     backend = "postgres"
 
-    def __init__(self, url: str, steps: tuple[schema.Step, ...] = schema.MIGRATIONS) -> None:
+    def __init__(self, url: str, steps: tuple[Step, ...] = schema.MIGRATIONS) -> None:
         if psycopg is None:
             raise StoreError("PostgreSQL needs the psycopg package: pip install 'blankspot[postgres]' "
                              "(or 'psycopg[binary]')")
@@ -90,7 +91,7 @@ class PostgresStore(Store):
 
     # -- schema ------------------------------------------------------------------------
 
-    def _migrate(self, steps: tuple[schema.Step, ...]) -> None:
+    def _migrate(self, steps: tuple[Step, ...]) -> None:
         self._ledger = schema.has_ledger(steps)
         conn = self._conn
         with conn.transaction():
@@ -98,7 +99,7 @@ class PostgresStore(Store):
             conn.execute(schema.VERSION_TABLE["postgres"])
             current = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
             try:
-                todo = schema.pending_steps(current, steps)
+                todo = pending_steps(current, steps)
             except ValueError as exc:
                 raise SchemaTooNew(f"{self.url}: {exc}") from None
             for step in todo:

@@ -5,23 +5,12 @@ a store applies the missing steps in order, each in its own transaction, so a da
 by an older blankspot is upgraded in place; a database newer than this code refuses to open
 rather than being written with the wrong idea of its columns.
 
-Steps are append-only: once released, a step's SQL never changes; a change is a new step.
+Steps are append-only (:mod:`agent.shared.migrations`, which also says which are pending).
 The column list of ``readings`` is documented in ``docs/collector.md``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class Step:
-    version: int
-    description: str
-    sqlite: tuple[str, ...]
-    postgres: tuple[str, ...]
-
-    def statements(self, backend: str) -> tuple[str, ...]:
-        return self.sqlite if backend == "sqlite" else self.postgres
+from agent.shared.migrations import Step
 
 
 # The per-reading columns besides the key and the JSON body: what maps and reports query.
@@ -125,14 +114,3 @@ VERSION_TABLE = {
     "postgres": "CREATE TABLE IF NOT EXISTS schema_version ("
                 " version integer PRIMARY KEY, description text NOT NULL, applied_at timestamptz NOT NULL)",
 }
-
-
-def pending_steps(current: int, steps: tuple[Step, ...] = MIGRATIONS) -> tuple[Step, ...]:
-    """The steps to apply to a database at ``current``; raises ``ValueError`` if it is newer."""
-    known = steps[-1].version if steps else 0
-    if current > known:
-        raise ValueError(
-            f"database schema version {current} is newer than this blankspot knows ({known}): "
-            "upgrade blankspot on this machine, or use another database"
-        )
-    return tuple(step for step in steps if step.version > current)

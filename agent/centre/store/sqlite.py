@@ -19,6 +19,7 @@ from agent.centre.store.base import (
     MAX_REASON_CHARS, MAX_TOPIC_CHARS, QUARANTINE_RAW_BYTES, READING_COLUMNS, CommitResult, SchemaTooNew, Store,
     StoreDataError, StoreError, Work, clean_text, counter_deltas, now_utc, reading_row, readings_query, status_json,
 )
+from agent.shared.migrations import Step, pending_steps
 from agent.shared.reading import format_time, parse_time
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ _INSERT = (
 class SqliteStore(Store):
     backend = "sqlite"
 
-    def __init__(self, path: str | Path, steps: tuple[schema.Step, ...] = schema.MIGRATIONS) -> None:
+    def __init__(self, path: str | Path, steps: tuple[Step, ...] = schema.MIGRATIONS) -> None:
         self.path = Path(path)
         self.url = f"sqlite:///{self.path.resolve().as_posix().lstrip('/')}"
         if self.path.is_dir():
@@ -59,7 +60,7 @@ class SqliteStore(Store):
 
     # -- schema ------------------------------------------------------------------------
 
-    def _migrate(self, steps: tuple[schema.Step, ...]) -> None:
+    def _migrate(self, steps: tuple[Step, ...]) -> None:
         self._ledger = schema.has_ledger(steps)
         db = self._db
         db.execute("BEGIN IMMEDIATE")  # one migrator at a time
@@ -67,7 +68,7 @@ class SqliteStore(Store):
             db.execute(schema.VERSION_TABLE["sqlite"])
             current = db.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
             try:
-                todo = schema.pending_steps(current, steps)
+                todo = pending_steps(current, steps)
             except ValueError as exc:
                 raise SchemaTooNew(f"{self.path}: {exc}") from None
             for step in todo:
