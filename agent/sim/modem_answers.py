@@ -19,7 +19,6 @@ import math
 from dataclasses import dataclass
 
 from agent.sim.scenario import Radio, Tower
-from agent.unit.devices.modem.profiles import DRIVERS  # _VENDOR has an entry for each, and no other
 
 # Registration stat in a blank spot: real modems keep searching (2) rather than giving up (0).
 SEARCHING = 2
@@ -44,7 +43,7 @@ def normalise(command: str) -> str:
 _COMMON = frozenset({
     "AT+CSQ", "AT+CESQ", "AT+CREG?", "AT+CGREG?", "AT+CEREG?", "AT+C5GREG?", "AT+COPS?", "AT+COPS=?",
 })
-_VENDOR = {
+_VENDOR = {  # one entry per profiles.DRIVERS (tests/test_sim_modem.py holds them in step)
     "generic": frozenset(),
     "telit": frozenset({"AT#RFSTS"}),
     "quectel": frozenset({'AT+QENG="SERVINGCELL"', "AT+QNWINFO", "AT+QCSQ", "AT+QSPN"}),
