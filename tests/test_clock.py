@@ -246,7 +246,7 @@ def test_gps_receiver_gives_the_time_and_corrects_readings_taken_under_canopy(tm
                 taken_at[stored.seq] = stamp.boottime  # type: ignore[assignment]
                 if stamp.source == "gps" and len(taken_at) > 20:
                     break
-                time.sleep(0.1)
+                time.sleep(0.1)  # readings paced in real time: the simulated receiver runs on it
         finally:
             stop.set()
             feeder.join(2)
