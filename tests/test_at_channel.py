@@ -76,7 +76,7 @@ def test_silence_times_out_then_the_channel_recovers(sim: SimulatedModem, channe
 
 def test_garbage_before_an_answer_does_not_confuse_the_channel(sim: SimulatedModem, channel: AtChannel) -> None:
     sim.send_garbage(b"\xb5b\x01\x07\x5c\x00\xff\xfe\r\n\x00garbage\r\n")
-    time.sleep(0.1)
+    time.sleep(0.1)  # let it cross the pseudo-terminal, in the kernel's own time, before the command goes out
     assert channel.command("AT+CSQ").lines[0].startswith("+CSQ:")
 
 

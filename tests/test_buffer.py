@@ -6,6 +6,7 @@ import re
 import sqlite3
 import time
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,11 @@ from agent.shared import seq_ranges
 from agent.unit.buffer import BufferError, ConfirmOutcome, ReadingBuffer, read_readings, read_stats, sqlite_files
 from agent.shared.protocol import Confirmation
 from agent.shared.reading import reading_from_json
+from agent.sim.synthetic import SteppedTime
 from tests.support.readings_factory import event_reading, latency_reading, signal_reading
+
+
+START = datetime(2026, 3, 1, tzinfo=timezone.utc)
 
 
 def open_buffer(path: Path, **kw) -> ReadingBuffer:
@@ -467,13 +472,14 @@ def test_resend_makes_acknowledged_unconfirmed_readings_pending_again(tmp_path: 
 
 
 def test_confirmed_readings_age_on_the_buffers_odometer_not_the_wall_clock(tmp_path: Path) -> None:
-    with open_buffer(tmp_path / "b.db", keep_delivered=0.2) as buf:
+    clock = SteppedTime(START)
+    with open_buffer(tmp_path / "b.db", keep_delivered=0.2, clock=clock) as buf:
         buf.append_many([signal_reading()] * 4)
         buf.ack(buf.take(3))
         buf.apply_confirmation(confirm(1, upto=2, top=2))    # 1, 2 confirmed; 3 acknowledged; 4 pending
         buf._prune_now_and_then(time.time() + 365 * 86400)   # the wall clock jumps a year ahead
         assert states(buf)["confirmed"] == [1, 2], "a jump of the wall clock prunes nothing"
-        time.sleep(0.5)                                       # the odometer runs on 0.5 s
+        clock.elapsed += 0.5                                  # the odometer runs on 0.5 s
         buf._prune_now_and_then(time.time() + 2 * 365 * 86400)  # `now` is only for the once-a-minute limit
         assert states(buf) == {"pending": [4], "delivered": [3], "confirmed": []}, "only confirmed readings age"
         assert buf.stats().kept_from == 3
@@ -481,14 +487,15 @@ def test_confirmed_readings_age_on_the_buffers_odometer_not_the_wall_clock(tmp_p
 
 def test_the_odometer_runs_on_across_restarts(tmp_path: Path) -> None:
     path = tmp_path / "b.db"
-    with open_buffer(path, keep_delivered=0.5) as buf:
+    first_run = SteppedTime(START)
+    with open_buffer(path, keep_delivered=0.5, clock=first_run) as buf:
         buf.append_many([signal_reading()] * 2)
         buf.ack(buf.take(2))
         buf.apply_confirmation(confirm(1, upto=1, top=1))
-        assert buf.odometer() < 0.5
-        time.sleep(1.1)
-    with open_buffer(path, keep_delivered=0.5) as buf:
-        assert 1.0 <= buf.odometer() < 2.0, "whole seconds are kept"
+        assert buf.odometer() == 0.0
+        first_run.elapsed += 1.1
+    with open_buffer(path, keep_delivered=0.5, clock=SteppedTime(START)) as buf:  # a new boot's monotonic clock
+        assert buf.odometer() == 1.0, "whole seconds are kept"
         buf._prune_now_and_then(time.time() + 3600)
         assert states(buf) == {"pending": [], "delivered": [2], "confirmed": []}
 

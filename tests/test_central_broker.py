@@ -125,7 +125,7 @@ def test_unit_cannot_read_other_units(central: CentralBroker, clients) -> None:
     granted = spy.subscribe(f"{PREFIX}/#")
     other = connected(clients, central, "unit-2")
     assert other.publish(f"{PREFIX}/unit-2/readings", b"private") == "Success"
-    time.sleep(0.5)
+    time.sleep(0.5)  # a window on the real broker in which a message the ACL let through would arrive
     print(f"\nunit-1 subscribing to {PREFIX}/#: {granted}; messages received: {len(spy.messages)}")
     assert spy.messages == []
 
@@ -227,7 +227,7 @@ def test_a_packet_over_the_limit_ends_the_connection_while_a_units_largest_batch
     # see the connection end.  (paho would send the packet again at every reconnection.)
     assert wait(lambda: unit.disconnects != [], timeout=10), "the connection goes on"
     unit.close()
-    time.sleep(0.5)
+    time.sleep(0.5)  # a window on the real broker in which an oversized packet passed on would arrive
     sizes = sorted({len(payload) for _, payload in collector.messages})
     print(f"\n{len(largest):,} bytes: delivered; {limit:,} bytes: connection ended ({unit.disconnects[0]}); "
           f"the collector received sizes {sizes}")
@@ -274,7 +274,7 @@ def test_unit_reads_its_own_confirmation_and_no_other(central: CentralBroker, cl
     assert collector.publish(confirm_topic("unit-2"), confirmation("unit-2", "live"), retain=True) in KEPT
     assert collector.publish(confirm_topic("unit-1"), confirmation("unit-1", "live"), retain=True) in KEPT
     assert wait(lambda: (confirm_topic("unit-1"), confirmation("unit-1", "live")) in unit.messages)
-    time.sleep(0.3)
+    time.sleep(0.3)  # and a window on the real broker: MQTT orders messages per publisher, not across them
     print(f"\nunit-1 subscribing to {granted}: received {sorted(set(unit.messages))}")
     assert {topic for topic, _ in unit.messages} == {confirm_topic("unit-1")}
 
@@ -310,7 +310,7 @@ def test_unit_cannot_write_a_confirmation(central: CentralBroker, clients, confi
     assert wait(lambda: (f"{PREFIX}/unit-1/status", b"marker") in collector.messages)
     reader = connected(clients, central, "unit-1", client_id="unit-1-reader")
     reader.subscribe(confirm_topic("unit-1"))
-    time.sleep(0.3)
+    time.sleep(0.3)  # a window on the real broker in which a forged confirmation it kept would arrive
     print(f"\nunit-1 writing confirmations: {refused}; its own topics: {allowed}")
     assert set(refused) == {"Not authorized"}
     assert set(allowed.values()) <= KEPT, allowed

@@ -1,7 +1,6 @@
 """Config files are validated once, strictly, with one clear line per mistake."""
 from __future__ import annotations
 
-import time
 import tomllib
 from pathlib import Path
 
@@ -318,8 +317,9 @@ def test_a_buffer_folder_is_checked_for_what_sqlite_writes_beside_the_file(tmp_p
 
 
 def run_with_a_missing_ca_file(tmp_path: Path) -> tuple[int, str, int]:
-    """The agent run for a few seconds with uplink.tls and a CA file that is not there:
-    (exit status after SIGTERM, its stderr, readings it buffered meanwhile)."""
+    """The agent run with uplink.tls and a CA file that is not there, until it has tried to
+    connect a few times: (exit status after SIGTERM, its stderr at debug level, readings it
+    buffered meanwhile)."""
     import signal
     import subprocess
     import sys
@@ -333,16 +333,18 @@ def run_with_a_missing_ca_file(tmp_path: Path) -> tuple[int, str, int]:
     path = write_config(tmp_path / "agent.toml", free_port(), tmp_path / "buffer.db",
                         {"uplink": {"tls": True, "ca_file": str(ca)}})
     with open(tmp_path / "agent.log", "wb") as log:
-        agent = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(path)], stderr=log,
-                                 cwd=Path(__file__).parent.parent)
+        agent = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(path), "--log-level", "debug"],
+                                 stderr=log, cwd=Path(__file__).parent.parent)
     try:
         def buffered() -> int:
             try:
                 return read_stats(tmp_path / "buffer.db").pending
             except Exception:  # not created yet
                 return 0
+        def attempts() -> int:  # each one logged, after the first at debug level
+            return (tmp_path / "agent.log").read_text(errors="replace").count("cannot connect with TLS")
         wait_until(lambda: buffered() >= 20, 20)
-        time.sleep(1.0)  # several reconnection attempts (backoff 50-500 ms)
+        assert wait_until(lambda: attempts() >= 3, 20), "the uplink kept trying to connect"
         agent.send_signal(signal.SIGTERM)
         status = agent.wait(30)
     finally:

@@ -161,7 +161,7 @@ def test_broker_restarts_during_a_drain_lose_nothing(tmp_path: Path, collectors:
     try:
         producer = unit.produce(3_000, per_second=120)
         for restart in range(12):
-            time.sleep(1.5)
+            time.sleep(1.5)  # the faults follow a schedule in real time, as the drain runs on the real broker
             if restart % 2:
                 # The collectors are away (restarting, say): what the broker acknowledged and
                 # queued for their sessions is in its memory only, and the kill takes it.
@@ -403,7 +403,7 @@ def test_a_full_disk_for_30s_sends_nothing_twice_and_loses_nothing(tmp_path: Pat
         filler = fill(small_card)
         connects_before = unit.uplink.stats.connects
         link.set_up(True)
-        time.sleep(30)
+        time.sleep(30)  # an observation window: what the unit does with the real broker over 30 s
         connects = unit.uplink.stats.connects - connects_before
         fault = unit.uplink.buffer_fault
         most_copies = max(Counter(copies.seqs(DEVICE)).values(), default=0)
@@ -441,7 +441,7 @@ def test_a_persistent_fault_costs_a_bounded_number_of_attempts_and_bytes(tmp_pat
     link.set_up(fault != "dead link")
     unit.start()
     try:
-        time.sleep(20)
+        time.sleep(20)  # an observation window: what the unit's attempts cost over 20 s of real time
         stats = unit.uplink.stats
         attempts = stats.connects + stats.connection_failures
         sent, received = link.bytes_up, link.bytes_down

@@ -192,14 +192,15 @@ def test_panel_button_tags_the_spot_with_its_position(tmp_path: Path, broker) ->
         path = field_config(tmp_path, broker.port, boat, panel={
             "enabled": True, "gps_led": 5, "signal_led": 6, "uplink_led": 13, "backlog_led": 19, "button_pin": 26,
             "tag_label": "kantor desa"})
-        service = AgentService(load_config(path), pin_factory=factory)
+        steady = [0.0]
+        service = AgentService(load_config(path), pin_factory=factory, clock=TimeKeeper(steady=lambda: steady[0]))
         stop, thread = run_in_thread(service)
         try:
             assert wait_until(lambda: service.probes.gps is not None and service.probes.gps.state == "3d", 15)
             assert wait_until(lambda: service.panel.showing().get("gps") == "on", 10), service.panel.showing()
             button = factory.pin(26)
             button.drive_low()
-            time.sleep(0.3)
+            steady[0] += 0.3  # a short press
             button.drive_high()
             assert wait_until(lambda: _events(service, "tag"), 10)
         finally:

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent.shared.clock import boottime
 from agent.unit.devices.gps.fix import NO_FIX
 from agent.unit.devices.gps.reader import (
     WRONG_BAUD_BYTES,
@@ -236,12 +237,13 @@ def test_silence_returns_none_in_time_and_fixes_resume(receiver: FakeReceiver) -
 def test_current_is_the_latest_fix_until_it_is_stale(receiver: FakeReceiver) -> None:
     """current() gives the last completed fix while it is younger than max_age_s, and a
     "none" fix after that (a position from minutes ago must not be stamped on a reading)."""
-    with GpsReader(receiver.path, max_age_s=0.6) as reader:
+    ahead = [0.0]
+    with GpsReader(receiver.path, max_age_s=0.6, clock=lambda: boottime() + ahead[0]) as reader:
         assert reader.current() == NO_FIX
         receiver.send(crlf(MT3339_EPOCHS[:8]))
         fix = reader.read_fix(5.0)
         fresh = reader.current()
-        time.sleep(0.8)
+        ahead[0] = 0.8  # the clock jumps past max_age_s
         stale = reader.current()
     print(f"\nfresh={fresh.fix} stale={stale.fix}")
     assert fix is not None and fresh == fix

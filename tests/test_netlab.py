@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from agent.shared.polling import wait_until
 from tests.support.netlab import NetLab, remove_stale_namespaces, require_netlab
 
 CONNECT_TIMES = """
@@ -58,6 +59,10 @@ GOODPUT_SHARE = 1448 / 1514
 def namespaces() -> set[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def namespace_pids(name: str) -> list[str]:
+    return subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
 
 
 def test_round_trip_across_the_lab_is_the_configured_delay() -> None:
@@ -134,7 +139,7 @@ def test_namespaces_of_a_killed_run_are_removed_at_the_next_start() -> None:
     stale = f"bslab-{dead.pid}-1-m"
     subprocess.run(["ip", "netns", "add", stale], check=True)
     sleeper = subprocess.Popen(["ip", "netns", "exec", stale, "sleep", "60"])
-    time.sleep(0.2)
+    assert wait_until(lambda: str(sleeper.pid) in namespace_pids(stale), 5), "the sleeper is inside"
     assert stale in remove_stale_namespaces()
     assert sleeper.wait(timeout=5) != 0  # its processes were killed with it
     assert stale not in namespaces()

@@ -12,6 +12,7 @@ import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from gpiozero import LED, Device
@@ -213,12 +214,36 @@ def full(**changes) -> PanelConfig:
     return replace(config, **changes)
 
 
+class FakeTimer:
+    def __init__(self, due: float, action: Callable[[], None]) -> None:
+        self.due, self.action, self.cancelled = due, action, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
 class FakeClock:
+    """The panel's time, moved by the test: what its clock reads, and timers that fire as it passes them."""
+
     def __init__(self) -> None:
         self.now = 1000.0
+        self._timers: list[FakeTimer] = []
 
     def __call__(self) -> float:
         return self.now
+
+    def timer(self, seconds: float, action: Callable[[], None]) -> FakeTimer:
+        timer = FakeTimer(self.now + seconds, action)
+        self._timers.append(timer)
+        return timer
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        due = sorted((t for t in self._timers if t.due <= self.now), key=lambda t: t.due)
+        self._timers = [t for t in self._timers if t not in due]
+        for timer in due:
+            if not timer.cancelled:
+                timer.action()
 
 
 class Calls:
@@ -409,19 +434,19 @@ def test_callback_errors_are_logged_and_the_button_keeps_working(factory, make_p
 def test_power_gone_longer_than_the_delay_calls_power_fail_once(factory, make_panel) -> None:
     """Power leaves, returns after a moment (cancelled), then leaves for good: on_power_fail
     comes once, a full delay after the second loss, and the lights all stay lit."""
-    calls = Calls()
-    panel = make_panel(calls=calls)
+    clock, calls = FakeClock(), Calls()
+    panel = make_panel(calls=calls, clock=clock, timer=clock.timer)
     power = factory.pin(POWER)
     assert not panel.power_fail_pending
     power.drive_low()
     assert panel.power_fail_pending
     power.drive_high()
     assert not panel.power_fail_pending
-    time.sleep(0.15)  # power stays back for half the delay
-    lost_at = time.monotonic()
+    clock.advance(0.15)  # power stays back for half the delay
     power.drive_low()
-    assert wait_until(lambda: calls.power_fails, 10)
-    assert calls.power_fails[0] - lost_at >= 0.3 * 0.95, "the first loss's delay was cancelled"
+    clock.advance(0.29)
+    assert calls.power_fails == [], "the first loss's delay was cancelled"
+    clock.advance(0.01)  # a full delay after the second loss
     assert not panel.power_fail_pending and len(calls.power_fails) == 1
     assert panel.showing() == dict.fromkeys(LIGHTS, "on")
     assert calls.shutdowns == [] and calls.tags == []
@@ -479,12 +504,13 @@ def test_blankspot_run_with_a_pin_taken_says_which_and_exits_1(factory, tmp_path
 
 
 def test_close_releases_the_pins_and_stops_the_timers(factory) -> None:
-    calls = Calls()
-    panel = Panel.from_config(full(power_fail_delay=0.2), pin_factory=factory, time_scale=SCALE, **calls.kwargs())
+    clock, calls = FakeClock(), Calls()
+    panel = Panel.from_config(full(power_fail_delay=0.2), pin_factory=factory, time_scale=SCALE, clock=clock,
+                              timer=clock.timer, **calls.kwargs())
     panel.show(PanelState(gps_fix="none"))
     factory.pin(POWER).drive_low()
     panel.close()
     panel.close()
     assert all(pin.function == "input" for pin in factory.pins.values())
-    time.sleep(0.3)  # past the power-fail delay: the timer was cancelled
+    clock.advance(0.3)  # past the power-fail delay: the timer was cancelled
     assert calls.power_fails == []

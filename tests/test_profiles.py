@@ -313,7 +313,7 @@ def test_override_folder_adds_a_model_and_replaces_a_shipped_one(tmp_path: Path,
     assert ec25.timeout == 9.0 and ec25.path.parent == local
 
     # an edit is seen at the next load, not hidden by a cache
-    time.sleep(0.01)
+    time.sleep(0.01)  # the file system's clock moves on, so the edit (same size) gets another mtime
     write_profile(local, "quectel-ec25", sub('timeout = "5s"', 'timeout = "7s"'))
     assert load_profile("quectel-ec25").timeout == 7.0
 

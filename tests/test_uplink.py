@@ -5,7 +5,6 @@ import json
 import random
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -78,11 +77,11 @@ def test_last_will_says_offline_when_the_link_dies(tmp_path: Path, broker: Local
         buffer.close()
 
 
-def test_status_is_retained_for_late_subscribers(tmp_path: Path, broker: LocalBroker) -> None:
+def test_status_is_retained_for_late_subscribers(tmp_path: Path, broker: LocalBroker, sink: ReadingSink) -> None:
     config, buffer, uplink = make_uplink(tmp_path, broker.port)
     uplink.start()
-    assert uplink.wait_until(lambda: uplink.connected, 10)
-    time.sleep(0.3)
+    # Once a subscriber has it, the broker has stored it.
+    assert sink.wait_for(lambda: any(s["state"] == "online" for s in sink.statuses), 10)
     late = ReadingSink(broker.port, client_id="late", persistent=False).start()
     try:
         assert late.wait_for(lambda: bool(late.statuses), 5)
@@ -147,7 +146,8 @@ def test_mosquitto_sub_and_a_json_parser_can_read_the_feed(tmp_path: Path, broke
         pytest.fail("mosquitto_sub is missing; install mosquitto-clients (the test command does)")
     sub = subprocess.Popen([exe, "-h", "127.0.0.1", "-p", str(broker.port), "-t", "blankspot/v1/+/readings",
                             "-q", "1", "-C", "1", "-W", "15"], stdout=subprocess.PIPE, text=True)
-    time.sleep(0.5)
+    # No need to wait for its subscription: until then the broker answers a batch with PUBACK
+    # 0x10 (no matching subscribers) and the uplink sends it again.
     config, buffer, uplink = make_uplink(tmp_path, broker.port)
     buffer.append_many([signal_reading()] * 3)
     uplink.start()

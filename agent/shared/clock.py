@@ -55,7 +55,13 @@ class Timestamp:
 
 
 class Clock(Protocol):
+    """What readings are stamped with, and what time spans are measured on."""
+
     def now(self) -> Timestamp: ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never steps (no epoch): for spans, never for stamps."""
+        ...
 
 
 class GpsTime(Protocol):
@@ -124,12 +130,13 @@ class TimeKeeper:
 
     ``gps_fix`` is fed every fix from the GPS reader, which records the boottime at which each
     epoch's first sentence arrived (``GpsTime.received``).  The injected functions are for tests and for the
-    simulator's compressed time.
+    simulator's compressed time; ``steady`` is what :meth:`monotonic` reads.
     """
 
     synchronised: Callable[[], bool | None] = kernel_clock_synchronised
     wall: Callable[[], float] = time.time
     boot: Callable[[], float] = boottime
+    steady: Callable[[], float] = time.monotonic
     _gps: tuple[datetime, float] | None = field(default=None, init=False)
     _warned_implausible: bool = field(default=False, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
@@ -165,6 +172,9 @@ class TimeKeeper:
         if gps is not None:
             return Timestamp(gps[0] + timedelta(seconds=b - gps[1]), "gps", b)
         return Timestamp(wall, "unsynced", b)
+
+    def monotonic(self) -> float:
+        return self.steady()
 
     @property
     def source(self) -> str:

@@ -232,7 +232,7 @@ class ReadingBuffer:
                 self._upgrade_schema()
             self._db_id = self._meta("db_id")
             self._odometer_base = float(self._meta("odometer"))
-            self._odometer_start = time.monotonic()
+            self._odometer_start = self.clock.monotonic()
             self._uncorrected = self._count_unsynced(self._boot) > 0
             earlier = self._count_unsynced(None) - self._count_unsynced(self._boot)
             if earlier:
@@ -332,7 +332,7 @@ class ReadingBuffer:
 
     def odometer(self) -> float:
         """Seconds this buffer has been open, over all runs: the clock that ages confirmed readings."""
-        return self._odometer_base + (time.monotonic() - self._odometer_start)
+        return self._odometer_base + (self.clock.monotonic() - self._odometer_start)
 
     # -- appending -----------------------------------------------------------------------
 

@@ -92,7 +92,7 @@ class AgentService:
 
             self.panel = Panel.from_config(config.panel, pin_factory, on_tag=self.tag,
                                            on_shutdown=lambda: self._halt("button"),
-                                           on_power_fail=lambda: self._halt("power"))
+                                           on_power_fail=lambda: self._halt("power"), clock=self.clock.monotonic)
         self._pending_parts: list[Event] = []
         self._uplink_bytes_counted = 0
         self._parts_lock = threading.Lock()

@@ -7,12 +7,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from agent.shared.polling import wait_until
 from agent.sim.broker import LocalBroker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,10 +122,5 @@ class Client:
         self.client.loop_stop()
 
 
-def wait(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
+def wait(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    return wait_until(predicate, timeout, interval=0.02)

@@ -5,6 +5,8 @@ import socket
 import threading
 import time
 
+from agent.shared.polling import wait_until
+
 
 class FakeSystemd:
     """A notify socket that records every datagram with its arrival time."""
@@ -34,9 +36,7 @@ class FakeSystemd:
             self.messages.append((time.monotonic(), data.decode()))
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while len(self.messages) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(self.messages) >= count, timeout, interval=0.01)
         return [m for _, m in self.messages]
 
     def pings(self) -> list[float]:

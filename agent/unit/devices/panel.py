@@ -31,10 +31,11 @@ Use::
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
-from typing import Callable
+from typing import Callable, Protocol
 
 from gpiozero import LED, Button, DigitalInputDevice, Factory
 from gpiozero.exc import GPIOZeroError
@@ -51,6 +52,22 @@ log = logging.getLogger(__name__)
 
 TagCallback = Callable[[Event], None]
 Callback = Callable[[], None]
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+# Runs the callback once after so many seconds unless cancelled first.
+StartTimer = Callable[[float, Callback], Cancellable]
+
+
+def start_timer(seconds: float, action: Callback) -> threading.Timer:
+    """A daemon ``threading.Timer``, started: the panel's timers in the field."""
+    timer = threading.Timer(seconds, action)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 class PanelError(RuntimeError):
@@ -71,6 +88,7 @@ class Panel:
         on_shutdown: Callback | None = None,
         on_power_fail: Callback | None = None,
         clock: Callable[[], float] = time.monotonic,
+        timer: StartTimer = start_timer,
         time_scale: float = 1.0,
     ) -> None:
         self.config = config
@@ -81,16 +99,18 @@ class Panel:
         self._on_shutdown = on_shutdown
         self._on_power_fail = on_power_fail
         self._clock = clock
+        self._start_timer = timer
         self._scale = time_scale
         self._lock = threading.Lock()
         self._closed = False
         self._state = PanelState()
         self._showing: dict[str, Pattern] = {}
         self._acknowledging = 0  # generation of the running acknowledgement; 0 when none
-        self._ack_timer: threading.Timer | None = None
+        self._ack_timer: Cancellable | None = None
         self._halting = False
         self._presses = PressTracker(config.hold_time, config.bounce_time)
-        self._power_timer: threading.Timer | None = None
+        self._power_timer: Cancellable | None = None
+        self._power_losses = 0  # counts the losses, so a timer knows whether it is the current one
         with self._lock:
             self._apply(led_patterns(self._state))
         if button is not None:
@@ -112,10 +132,12 @@ class Panel:
         on_shutdown: Callback | None = None,
         on_power_fail: Callback | None = None,
         clock: Callable[[], float] = time.monotonic,
+        timer: StartTimer = start_timer,
         time_scale: float = 1.0,
     ) -> Panel:
-        """Open the fitted parts (pin 0: not fitted).  ``time_scale`` multiplies every light
-        pattern's times; tests run them faster."""
+        """Open the fitted parts (pin 0: not fitted).  ``clock`` times the button's presses and
+        ``timer`` runs the panel's delays; tests give their own.  ``time_scale`` multiplies
+        every light pattern's times; tests run them faster."""
         opened: list = []
         leds: dict[str, LED] = {}
         button = power = None
@@ -150,7 +172,8 @@ class Panel:
                      {light: getattr(config, f"{light}_led") for light in leds} or "none",
                      config.button_pin or "none", config.power_pin or "none")
         return cls(config, leds, button, power, on_tag=on_tag,  # type: ignore[arg-type]
-                   on_shutdown=on_shutdown, on_power_fail=on_power_fail, clock=clock, time_scale=time_scale)
+                   on_shutdown=on_shutdown, on_power_fail=on_power_fail, clock=clock, timer=timer,
+                   time_scale=time_scale)
 
     # -- lights -----------------------------------------------------------------------------
 
@@ -194,9 +217,8 @@ class Panel:
         self._apply({light: ACKNOWLEDGE for light in LIGHTS}, restart=True)
         if self._ack_timer is not None:
             self._ack_timer.cancel()
-        self._ack_timer = threading.Timer(ACKNOWLEDGE_S * self._scale, self._end_acknowledge, args=(generation,))
-        self._ack_timer.daemon = True
-        self._ack_timer.start()
+        self._ack_timer = self._start_timer(ACKNOWLEDGE_S * self._scale,
+                                            functools.partial(self._end_acknowledge, generation))
 
     def _end_acknowledge(self, generation: int) -> None:
         with self._lock:
@@ -259,18 +281,18 @@ class Panel:
             if lost and self._power_timer is None:
                 log.warning("panel: external power lost; shutting down in %ss unless it returns",
                             self.config.power_fail_delay)
-                self._power_timer = threading.Timer(self.config.power_fail_delay, self._power_timeout)
-                self._power_timer.daemon = True
-                self._power_timer.start()
+                self._power_losses += 1
+                self._power_timer = self._start_timer(self.config.power_fail_delay,
+                                                      functools.partial(self._power_timeout, self._power_losses))
             elif not lost and self._power_timer is not None:
                 log.info("panel: external power is back; no shutdown")
                 self._power_timer.cancel()
                 self._power_timer = None
 
-    def _power_timeout(self) -> None:
+    def _power_timeout(self, loss: int) -> None:
         with self._lock:
-            # A timer cancelled just as it fired is no longer the current one.
-            if self._closed or self._power_timer is not threading.current_thread():
+            # A timer cancelled just as it fired belongs to an earlier loss.
+            if self._closed or self._power_timer is None or loss != self._power_losses:
                 return
             self._power_timer = None
             log.warning("panel: external power gone for %ss, asking for a safe shutdown", self.config.power_fail_delay)

@@ -94,12 +94,13 @@ def pass_raw(raw: Callable[[str], None] | None, text: str) -> None:
         log.exception("raw line handler failed")
 
 
-def fixes_from(read_fix: Callable[[float], Fix | None], count: int | None, seconds: float | None) -> Iterator[Fix]:
+def fixes_from(read_fix: Callable[[float], Fix | None], count: int | None, seconds: float | None,
+               clock: Callable[[], float] = boottime) -> Iterator[Fix]:
     """Fixes from ``read_fix(timeout)`` until ``count`` are yielded or ``seconds`` have passed."""
-    deadline = None if seconds is None else boottime() + seconds
+    deadline = None if seconds is None else clock() + seconds
     produced = 0
     while count is None or produced < count:
-        wait = 1.0 if deadline is None else deadline - boottime()
+        wait = 1.0 if deadline is None else deadline - clock()
         if wait <= 0:
             return
         fix = read_fix(wait)
@@ -131,6 +132,7 @@ class GpsReader:
     """Reads NMEA from ``port`` and turns it into fixes; see the module docstring.
 
     ``max_age_s`` is how old the last fix may be before ``current()`` says ``"none"``.
+    ``clock`` is ``CLOCK_BOOTTIME``, which stamps each fix's ``received`` and ages it; tests give their own.
     ``raw`` is called with every complete line as received (binary shown as escapes), for a
     capture file or a debug log; its exceptions are logged and do not stop the reader.
     """
@@ -142,18 +144,20 @@ class GpsReader:
         *,
         max_age_s: float = 5.0,
         raw: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = boottime,
     ) -> None:
         self.port = port
         self.baud = baud
         self.max_age_s = max_age_s
         self.raw = raw
+        self._clock = clock
         self.stats = GpsStats()
         self._state = FixState()
         self._state_lock = threading.Lock()  # current() may be called from another thread
         self._pending = b""
         self._ready: deque[Fix] = deque()
         self._epoch_open = False
-        self._last_byte_at = boottime()
+        self._last_byte_at = clock()
         try:
             self._serial: serial.SerialBase | None = serial.serial_for_url(port, baud, timeout=READ_TIMEOUT_S)
         except (serial.SerialException, OSError, ValueError) as exc:
@@ -180,10 +184,10 @@ class GpsReader:
         still takes what has already arrived.  Raises
         ``GpsPortGone`` when the port vanishes; silence is never an error.
         """
-        deadline = boottime() + timeout
+        deadline = self._clock() + timeout
         while not self._ready:
             data = self._read_chunk()
-            now = boottime()
+            now = self._clock()
             if data:
                 self._last_byte_at = now
                 self._feed(data, now)
@@ -196,12 +200,12 @@ class GpsReader:
     def fixes(self, count: int | None = None, seconds: float | None = None) -> Iterator[Fix]:
         """Fixes as they complete, until ``count`` have been yielded or ``seconds`` have passed
         (either, both or neither: without both it runs until the port vanishes)."""
-        return fixes_from(self.read_fix, count, seconds)
+        return fixes_from(self.read_fix, count, seconds, self._clock)
 
     def current(self) -> Fix:
         """The latest completed fix, or a ``"none"`` fix when there is none younger than ``max_age_s``."""
         with self._state_lock:
-            return self._state.current(boottime(), self.max_age_s)
+            return self._state.current(self._clock(), self.max_age_s)
 
     @property
     def likely_wrong_baud(self) -> bool:
