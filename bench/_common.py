@@ -27,7 +27,7 @@ START = datetime(2026, 11, 24, 0, 0, 0, tzinfo=timezone.utc)
 def synthetic_readings(count: int, interval_s: float = 10.0, speed_kmh: float = 15.0) -> list[Reading]:
     """``count`` readings of a boat on the Mahakam, one every ``interval_s``, in and out of coverage."""
     time = SteppedTime(START)
-    source = SyntheticSource(DEVICE, mahakam_route(), mahakam_scenario(), speed_kmh, time, time.monotonic)
+    source = SyntheticSource(DEVICE, mahakam_route(), mahakam_scenario(), speed_kmh, time)
     readings = []
     for _ in range(count):
         readings.append(source.read())

@@ -23,7 +23,7 @@ START = datetime(2026, 11, 24, 0, 0, 0, tzinfo=timezone.utc)
 
 
 def boat(scenario: CoverageScenario, time: SteppedTime, *, interval: float = 10.0) -> SyntheticSource:
-    return SyntheticSource("boat-1", mahakam_route(), scenario, 400.0, time, time.monotonic, interval=interval)
+    return SyntheticSource("boat-1", mahakam_route(), scenario, 400.0, time, interval=interval)
 
 
 def half_away_from_zero(value: float) -> int:

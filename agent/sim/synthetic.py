@@ -11,11 +11,9 @@ modem prints (whole dB, quantised levels), not the scenario's exact figures.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Callable
 
 from agent.shared.clock import Clock, TimeKeeper, Timestamp
 from agent.shared.reading import Position, Reading, Signal
@@ -71,17 +69,16 @@ class SyntheticSource:
     scenario: CoverageScenario
     speed_kmh: float
     clock: Clock = field(default_factory=TimeKeeper)
-    monotonic: Callable[[], float] = time.monotonic
     interval: float = 10.0
     gps: GpsFeed | None = field(default=None, init=False)
     last_signal_reading: Reading | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self._t0 = self.monotonic()
+        self._t0 = self.clock.monotonic()
         self._due = self._t0
 
     def elapsed(self) -> float:
-        return self.monotonic() - self._t0
+        return self.clock.monotonic() - self._t0
 
     def where(self) -> tuple[RoutePoint, float]:
         """Where the boat is now, and its course (reversed on the way back)."""
@@ -115,7 +112,7 @@ class SyntheticSource:
 
     def tick(self) -> list[Reading]:
         """One reading when ``interval`` has passed since the last one was due, else none."""
-        now = self.monotonic()
+        now = self.clock.monotonic()
         if now < self._due:
             return []
         self._due += self.interval
@@ -126,7 +123,7 @@ class SyntheticSource:
         return [reading]
 
     def next_in(self) -> float:
-        return self._due - self.monotonic()
+        return self._due - self.clock.monotonic()
 
     def fix(self) -> Fix | None:
         # Its positions are the boat's own; there is no receiver to place other readings.
