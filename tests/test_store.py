@@ -190,6 +190,27 @@ def test_many_readings_stream_back_in_steps(store) -> None:
     assert seqs == list(range(1, 2501))
 
 
+def test_each_units_first_home_registration_naming_its_network(store) -> None:
+    def home(device: str, seq: int, **changed) -> Reading:
+        part = dataclasses.replace(Signal(registration="home", operator="TELKOMSEL", mcc=510, mnc=10, rat="LTE",
+                                          quality="good"), **changed)
+        return Reading(device, T0, "gps", part, None, seq=seq)
+
+    store.insert_readings([
+        numbered(no_service_reading, "boat-07", 1),
+        home("boat-07", 2, error="modem did not answer"),
+        home("boat-07", 3, registration="roaming"),
+        home("boat-07", 4, mcc=None, mnc=None, operator=" "),   # names no network
+        home("boat-07", 5, mcc=0, operator=None),               # no PLMN, no name
+        home("boat-07", 6, mnc=11, operator="XL"),
+        home("boat-07", 7),
+        home("village-2", 9, mcc=None, mnc=None, operator="Telkomsel"),
+        numbered(latency_reading, "village-2", 10),
+        numbered(no_service_reading, "probe-3", 1),             # never at home
+    ])
+    assert store.first_home_signals() == [("boat-07", 6, 510, 11, "XL"), ("village-2", 9, None, None, "Telkomsel")]
+
+
 def test_columns_for_queries(store, db_url: str) -> None:
     store.insert_readings([
         numbered(signal_reading, "boat-07", 1),
