@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from agent.shared.operators import format_plmn, operator_name
+from agent.shared.quality import QUALITY_ORDER
 from agent.shared.reading import Latency, Reading, Signal, Throughput
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,6 @@ log = logging.getLogger(__name__)
 DEFAULT_RESOLUTION = 8
 CLASSES = ("blank", "weak", "covered", "unknown")
 UNKNOWN_OPERATOR = "unknown"
-# Worst first: the median of a cell's classes is taken on this scale.
-QUALITY_ORDER = ("none", "poor", "fair", "good", "excellent")
 
 
 @dataclass(frozen=True)
@@ -233,7 +232,8 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def median_quality(classes: Sequence[str]) -> str | None:
-    """The median quality class; with an even count, the worse of the middle two."""
+    """The median quality class, on the scale of ``QUALITY_ORDER``; with an even count, the
+    worse of the middle two."""
     if not classes:
         return None
     ranks = sorted(QUALITY_ORDER.index(c) for c in classes)
