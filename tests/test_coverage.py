@@ -15,10 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.centre.coverage import (
-    UNKNOWN_OPERATOR, Attribution, HomeOperators, Thresholds, aggregate, attribute, cell_of, cell_ring, classify,
+    CLASSES, UNKNOWN_OPERATOR, Attribution, HomeOperators, Thresholds, aggregate, attribute, cell_of, cell_ring, classify,
     median_quality, operator_key, percentile,
 )
 from agent.shared.geo import haversine_m
+from agent.shared.quality import QUALITY_ORDER
 from agent.shared.reading import Latency, Signal, Throughput, Reading
 from agent.sim.route import mahakam_route
 from tests.support.survey_factory import T0, boat_trip, in_service, no_answer, no_service, position, tag
@@ -65,9 +66,15 @@ def test_thresholds_refuse_nonsense(kwargs):
 def test_never_blank_under_min_samples(samples, data, min_samples, quality):
     no_service = data.draw(st.integers(0, samples))
     result = classify(samples, no_service, quality, Thresholds(min_samples=min_samples))
-    assert result in ("blank", "weak", "covered", "unknown")
     if samples < min_samples:
         assert result == "unknown"
+
+
+@given(samples=st.integers(0, 200), data=st.data(), quality=st.sampled_from([None, *QUALITY_ORDER]),
+       thresholds=st.builds(Thresholds, min_samples=st.integers(1, 50), blank_share=st.floats(0.5, 1.0),
+                            weak_share=st.floats(0.01, 0.5)))
+def test_classify_gives_only_the_classes(samples, data, quality, thresholds):
+    assert classify(samples, data.draw(st.integers(0, samples)), quality, thresholds) in CLASSES
 
 
 @given(samples=st.integers(5, 100), data=st.data())

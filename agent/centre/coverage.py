@@ -41,6 +41,7 @@ from agent.shared.reading import Latency, Reading, Signal, Throughput
 log = logging.getLogger(__name__)
 
 DEFAULT_RESOLUTION = 8
+# Every class a cell can have; the map's titles and colours (mapview, export, static/map.js) key them.
 CLASSES = ("blank", "weak", "covered", "unknown")
 UNKNOWN_OPERATOR = "unknown"
 

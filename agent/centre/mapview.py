@@ -32,7 +32,6 @@ CLASS_TITLES = {
     "covered": "Tercakup / Covered",
     "unknown": "Data belum cukup / Not enough readings",
 }
-_PLACEHOLDERS = ("VERSION", "TITLE", "LEAFLET_LICENSE", "LEAFLET_CSS", "MAP_CSS", "DATA", "LEAFLET_JS", "MAP_JS")
 
 
 @dataclass(frozen=True)

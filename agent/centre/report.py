@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from agent.centre.coverage import Coverage
+from agent.centre.coverage import CLASSES, Coverage
 from agent.centre.segments import Segment
 from agent.shared.geo import bearing_deg, haversine_m
 from agent.shared.reading import Event, Reading, format_time
@@ -180,7 +180,7 @@ def format_report(coverage: Coverage, rows: Sequence[ReportRow], segments: Itera
     keys = [operator] if operator is not None else list(coverage.operators)
     for key in keys:
         cells = coverage.for_operator(key)
-        counts = {cls: sum(1 for c in cells if c.coverage_class == cls) for cls in ("blank", "weak", "covered", "unknown")}
+        counts = {cls: sum(1 for c in cells if c.coverage_class == cls) for cls in CLASSES}
         mine = stretches.get(key, [])
         out.write(f"\n{coverage.operators.get(key, key)} ({key}): {counts['blank']} blank, {counts['weak']} weak, "
                   f"{counts['covered']} covered, {counts['unknown']} with too few readings")
