@@ -15,10 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.centre.coverage import (
-    UNKNOWN_OPERATOR, HomeOperators, Thresholds, aggregate, attribute, cell_of, cell_ring, classify,
+    CLASSES, UNKNOWN_OPERATOR, Attribution, HomeOperators, Thresholds, aggregate, attribute, cell_of, cell_ring, classify,
     median_quality, operator_key, percentile,
 )
 from agent.shared.geo import haversine_m
+from agent.shared.quality import QUALITY_ORDER
 from agent.shared.reading import Latency, Signal, Throughput, Reading
 from agent.sim.route import mahakam_route
 from tests.support.survey_factory import T0, boat_trip, in_service, no_answer, no_service, position, tag
@@ -65,9 +66,15 @@ def test_thresholds_refuse_nonsense(kwargs):
 def test_never_blank_under_min_samples(samples, data, min_samples, quality):
     no_service = data.draw(st.integers(0, samples))
     result = classify(samples, no_service, quality, Thresholds(min_samples=min_samples))
-    assert result in ("blank", "weak", "covered", "unknown")
     if samples < min_samples:
         assert result == "unknown"
+
+
+@given(samples=st.integers(0, 200), data=st.data(), quality=st.sampled_from([None, *QUALITY_ORDER]),
+       thresholds=st.builds(Thresholds, min_samples=st.integers(1, 50), blank_share=st.floats(0.5, 1.0),
+                            weak_share=st.floats(0.01, 0.5)))
+def test_classify_gives_only_the_classes(samples, data, quality, thresholds):
+    assert classify(samples, data.draw(st.integers(0, samples)), quality, thresholds) in CLASSES
 
 
 @given(samples=st.integers(5, 100), data=st.data())
@@ -266,6 +273,37 @@ def test_sim_swap_changes_the_home_operator_from_then_on():
     ]
     home = HomeOperators.learn(readings)
     assert [a.operator for a in attribute(readings, home)] == ["510-10", "510-10", "510-11", "510-11"]
+
+
+def test_home_operators_learnt_while_attributing_give_what_learning_first_gives():
+    readings = [
+        no_service("u", 1, LAT, LON),                                     # before the first home reading
+        in_service("u", 2, LAT, LON, mcc=510, mnc=10, registration="roaming"),
+        no_service("u", 3, LAT, LON),
+        in_service("u", 4, LAT, LON, mcc=510, mnc=1, operator="INDOSAT"),
+        no_service("u", 5, LAT, LON),
+        in_service("u", 6, LAT, LON, mcc=510, mnc=11, operator="XL"),     # a SIM swap
+        no_service("u", 7, LAT, LON),
+        no_service("v", 1, LAT, LON),                                     # never at home
+    ]
+    home = HomeOperators()
+    home.expect_first("u", readings[3].part)
+    attribution = Attribution(home)
+    keys = []
+    for reading in readings:
+        home.add(reading)
+        keys.append(attribution(reading).operator)
+    assert keys == [a.operator for a in attribute(readings, HomeOperators.learn(readings))]
+    assert keys == ["510-01", "510-10", "510-01", "510-01", "510-01", "510-11", "510-11", UNKNOWN_OPERATOR]
+
+
+def test_a_home_operator_told_ahead_counts_until_one_is_learnt():
+    home = HomeOperators()
+    home.expect_first("u", Signal(registration="home", operator="INDOSAT", mcc=510, mnc=1))
+    home.expect_first("w", Signal(registration="home"))  # names no network: tells nothing
+    assert (home.at("u", 1), home.at("u", None), home.at("w", 1)) == ("510-01", "510-01", UNKNOWN_OPERATOR)
+    home.add(in_service("u", 5, LAT, LON, mcc=510, mnc=11, operator="XL"))
+    assert (home.at("u", 1), home.at("u", 9)) == ("510-11", "510-11")
 
 
 def test_unit_never_at_home_counts_for_unknown():

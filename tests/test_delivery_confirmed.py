@@ -108,7 +108,7 @@ class Unit:
 
 def stored(db: str) -> list[int]:
     with open_store(db) as store:
-        return [r.seq for r in store.iter_readings(device=DEVICE)]
+        return [seq for _, seq in store.reading_keys(DEVICE)]
 
 
 def everything_stored_once(db: str, unit: Unit, timeout: float, *collectors: CollectorProcess) -> list[int]:

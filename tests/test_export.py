@@ -10,12 +10,14 @@ import csv
 import io
 import json
 import math
+import re
+from importlib.resources import files
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
 
-from agent.centre.coverage import HomeOperators, aggregate, attribute
+from agent.centre.coverage import CLASSES, HomeOperators, aggregate, attribute
 from agent.centre.export import CLASS_COLORS, LAYERS, Layers, kml_color, write_csv, write_geojson, write_kml
 from agent.centre.segments import segments, tracks
 from agent.commands.main import main
@@ -175,6 +177,13 @@ def test_kml_escapes_what_units_send(tmp_path):
     assert export(db, out, "--what", "points") == 0
     names = [m.find(f"{K}name").text for m in ET.parse(out).getroot().iter(f"{K}Placemark")]
     assert 'Desa <"A&B"> ]]>' in names
+
+
+def test_every_class_has_the_colour_the_map_gives_it():
+    script = files("agent.centre").joinpath("static", "map.js").read_text(encoding="utf-8")
+    colors = re.search(r"var COLORS = \{([^}]*)\}", script).group(1)
+    assert tuple(CLASS_COLORS) == CLASSES
+    assert CLASS_COLORS == dict(re.findall(r'(\w+): "(#[0-9a-f]{6})"', colors))
 
 
 # -- CSV ----------------------------------------------------------------------------------

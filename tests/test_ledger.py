@@ -8,11 +8,9 @@ SQLite collector database, through :class:`SqliteStore`.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import shutil
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
@@ -434,10 +432,7 @@ def test_in_the_database_the_ledger_is_what_the_readings_table_holds(tmp_path_fa
             units = [status(kept_from=kept_from, minutes=minute)] if kept_from is not None else []
             kept = max(kept, kept_from or 0)
             result = store.commit(Work(readings=items, units=units, batches=1))
-            held = {row[1] for row in store.iter_rows("unit-1")}
+            held = {seq for _, seq in store.reading_keys("unit-1")}
             claimed = as_set(result.changes[0].confirmation.covered()) if result.changes else set()
             assert claimed <= held | said_gone | set(range(1, kept)), "a confirmation claims what is not there"
-            with contextlib.closing(sqlite3.connect(path)) as side:
-                ranges = side.execute("SELECT first_seq, last_seq FROM seq_ranges WHERE device = 'unit-1' "
-                                      "ORDER BY first_seq").fetchall()
-            assert ranges == seq_ranges.from_seqs(held)
+            assert store.stored_ranges("unit-1") == seq_ranges.from_seqs(held)

@@ -118,6 +118,7 @@ BAD = [
     (lambda d: d.update(device="+"), "device"),
     (lambda d: d.update(extra=1), "extra"),
     (lambda d: d["signal"].update(rsrp_dbm="-99"), "signal.rsrp_dbm"),
+    (lambda d: d["signal"].update(rsrp_dbm=10**400), "signal.rsrp_dbm"),  # JSON allows it; no float holds it
     (lambda d: d["signal"].update(rat="LTE-A"), "signal.rat"),
     (lambda d: d["signal"].update(bogus=1), "bogus"),
     (lambda d: d["signal"].update(cell_id=True), "signal.cell_id"),

@@ -1,15 +1,23 @@
 """Stored readings as the map, report and export read them: a row that does not decode is
 skipped, counted once however many passes meet it, and named with the reason; the rest are
-read as ``Store.iter_readings`` reads them, from SQLite and from PostgreSQL alike."""
+read as ``Store.iter_readings`` reads them, from SQLite and from PostgreSQL alike, and as
+strictly as the collector read them when they came in."""
 from __future__ import annotations
 
+import dataclasses
 import json
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.centre.store import open_store
 from agent.centre.stored_readings import StoredReadings, decode_row
+from agent.shared import reading as schema
+from agent.shared.reading import ReadingError, reading_from_dict
 from tests.support.postgres import postgres_url  # noqa: F401  (fixture)
+from tests.support.readings_factory import ALL_KINDS
 from tests.support.survey_factory import damage, in_service, no_service, tag, year_one_body
 
 COVERED = (-0.5030, 117.1460)
@@ -58,6 +66,65 @@ def test_rows_as_the_drivers_give_them() -> None:
     assert decode_row("boat-1", 1, reading.to_dict()) == reading              # PostgreSQL: jsonb, decoded
     with pytest.raises(ValueError, match="body is not UTF-8"):
         decode_row("boat-1", 1, b"\xff\xfe")
+
+
+@pytest.mark.parametrize("make", ALL_KINDS, ids=lambda f: f.__name__)
+def test_a_body_as_the_store_writes_it_reads_back_as_the_reading(make) -> None:
+    reading = dataclasses.replace(make(), seq=7)
+    assert decode_row("unit-1", 7, reading.to_json()) == reading
+
+
+def strictly(device: str, seq: int, body: Any) -> Any:
+    """What the collector's strict reader makes of a row: the reading, or why there is none."""
+    try:
+        reading = reading_from_dict(body)
+    except ReadingError as exc:
+        return str(exc)
+    return reading if (reading.device, reading.seq) == (device, seq) else "another row's reading"
+
+
+def as_decoded(device: str, seq: int, body: Any) -> Any:
+    try:
+        return decode_row(device, seq, body)
+    except ReadingError as exc:
+        return "another row's reading" if str(exc).startswith("body is reading ") else str(exc)
+
+
+# Values a field of a stored body could be changed to: those of the schema's choices, numbers
+# at the edges of what it takes, and anything else JSON holds.
+CHOICES = schema.TIME_SOURCES + schema.KINDS + schema.FIXES + schema.REGISTRATIONS + schema.RATS + schema.QUALITIES
+FIELD_VALUES = (
+    st.none() | st.booleans() | st.sampled_from(CHOICES)
+    | st.sampled_from([2**53, 2**53 + 1, -2**53 - 1, 2**63, 0, -1, 1.5, 91.0, -181.0, float("inf"), 10**400])
+    | st.integers() | st.floats() | st.text(max_size=300)
+    | st.lists(st.integers(), max_size=2) | st.dictionaries(st.text(max_size=5), st.integers(), max_size=2)
+)
+
+
+@st.composite
+def changed_bodies(draw: st.DrawFn) -> dict:
+    """A stored body with one field, at any depth, changed, dropped or added."""
+    body = dataclasses.replace(draw(st.sampled_from(ALL_KINDS))(), seq=7).to_dict()
+    objects = [body] + [value for value in body.values() if isinstance(value, dict)]
+    target = draw(st.sampled_from(objects))
+    name = draw(st.sampled_from(sorted(target)) | st.text(max_size=8))
+    if draw(st.booleans()) and name in target:
+        del target[name]
+    else:
+        target[name] = draw(FIELD_VALUES)
+    return body
+
+
+@settings(max_examples=1000, deadline=None)
+@given(changed_bodies())
+def test_a_row_is_read_and_refused_exactly_as_the_strict_reader_would(body: dict) -> None:
+    assert as_decoded("unit-1", 7, body) == strictly("unit-1", 7, body)
+
+
+def test_a_stored_reading_is_made_of_plain_frozen_dataclasses() -> None:
+    """Rows are assembled without running the classes' ``__init__``: nothing may hide there."""
+    for cls in (schema.Reading, schema.Position, *schema.PART_TYPES.values()):
+        assert cls.__dataclass_params__.frozen and not hasattr(cls, "__post_init__") and "__slots__" not in vars(cls)
 
 
 def test_a_bad_row_met_by_several_passes_is_counted_once() -> None:

@@ -35,15 +35,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from agent.shared.operators import format_plmn, operator_name
+from agent.shared.quality import QUALITY_ORDER
 from agent.shared.reading import Latency, Reading, Signal, Throughput
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RESOLUTION = 8
+# Every class a cell can have; the map's titles and colours (mapview, export, static/map.js) key them.
 CLASSES = ("blank", "weak", "covered", "unknown")
 UNKNOWN_OPERATOR = "unknown"
-# Worst first: the median of a cell's classes is taken on this scale.
-QUALITY_ORDER = ("none", "poor", "fair", "good", "excellent")
 
 
 @dataclass(frozen=True)
@@ -99,11 +99,17 @@ class HomeOperators:
 
     Kept as change points per device (``seq`` where the home network was first seen or
     changed, e.g. after a SIM swap), so it is small however many readings there are.
+
+    It can be learnt while the readings are attributed, in one pass: a reading's home
+    operator depends only on the change points up to its ``seq``, which the pass has met,
+    except before the unit's first ``home`` registration, which :meth:`expect_first` tells
+    ahead.
     """
 
     def __init__(self) -> None:
         self._changes: dict[str, list[tuple[int, str]]] = {}
         self._names: dict[str, Counter[str]] = defaultdict(Counter)
+        self._first: dict[str, str] = {}  # device -> its first home operator, told ahead
 
     @classmethod
     def learn(cls, readings: Iterable[Reading]) -> "HomeOperators":
@@ -127,11 +133,17 @@ class HomeOperators:
         if not changes or changes[-1][1] != key:
             changes.append((reading.seq, key))
 
+    def expect_first(self, device: str, signal: Signal) -> None:
+        """``signal`` is ``device``'s first ``home`` registration, before its readings are met."""
+        key = operator_key(signal)
+        if key is not None:
+            self._first[device] = key
+
     def at(self, device: str, seq: int | None) -> str:
         """The home operator of ``device`` at ``seq``."""
         changes = self._changes.get(device)
         if not changes:
-            return UNKNOWN_OPERATOR
+            return self._first.get(device, UNKNOWN_OPERATOR)
         if seq is None:
             return changes[-1][1]
         current = changes[0][1]
@@ -155,21 +167,29 @@ class Attributed:
     operator: str | None  # None for events
 
 
-def attribute(readings: Iterable[Reading], home: HomeOperators) -> Iterator[Attributed]:
-    """Each reading with the operator it counts for (readings ordered by device, then seq)."""
-    last: dict[str, str] = {}
-    for reading in readings:
+class Attribution:
+    """The operator each reading counts for, one reading at a time (ordered by device, then seq)."""
+
+    def __init__(self, home: HomeOperators) -> None:
+        self.home = home
+        self._last: dict[str, str] = {}  # device -> the operator of its last signal reading
+
+    def __call__(self, reading: Reading) -> Attributed:
         part = reading.part
         if isinstance(part, Signal):
             key = operator_key(part) if part.error is None and not is_no_service(part) else None
             if key is None:
-                key = home.at(reading.device, reading.seq)
-            last[reading.device] = key
-            yield Attributed(reading, key)
-        elif isinstance(part, (Latency, Throughput)):
-            yield Attributed(reading, last.get(reading.device) or home.at(reading.device, reading.seq))
-        else:
-            yield Attributed(reading, None)
+                key = self.home.at(reading.device, reading.seq)
+            self._last[reading.device] = key
+            return Attributed(reading, key)
+        if isinstance(part, (Latency, Throughput)):
+            return Attributed(reading, self._last.get(reading.device) or self.home.at(reading.device, reading.seq))
+        return Attributed(reading, None)
+
+
+def attribute(readings: Iterable[Reading], home: HomeOperators) -> Iterator[Attributed]:
+    """Each reading with the operator it counts for (readings ordered by device, then seq)."""
+    return map(Attribution(home), readings)
 
 
 # -- grid ---------------------------------------------------------------------------------
@@ -213,7 +233,8 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def median_quality(classes: Sequence[str]) -> str | None:
-    """The median quality class; with an even count, the worse of the middle two."""
+    """The median quality class, on the scale of ``QUALITY_ORDER``; with an even count, the
+    worse of the middle two."""
     if not classes:
         return None
     ranks = sorted(QUALITY_ORDER.index(c) for c in classes)
@@ -364,28 +385,24 @@ class Coverage:
         return None
 
 
-def aggregate(readings: Iterable[Reading], *, home: HomeOperators | None = None,
-              resolution: int = DEFAULT_RESOLUTION, thresholds: Thresholds = Thresholds()) -> Coverage:
-    """The coverage grid of ``readings`` (ordered by device, then seq, as the store yields them).
+class Grid:
+    """The coverage grid filled one attributed reading at a time; :meth:`coverage` once all are in."""
 
-    ``home`` is learnt from the readings themselves when not given (which then reads them
-    twice: pass a list, or learn it from a first pass over the store).
-    """
-    if home is None:
-        readings = list(readings)
-        home = HomeOperators.learn(readings)
-    buckets: dict[tuple[str, str], _Bucket] = defaultdict(_Bucket)
-    operators: set[str] = set()
-    unplaced = 0
-    for item in attribute(readings, home):
+    def __init__(self, resolution: int = DEFAULT_RESOLUTION) -> None:
+        self.resolution = resolution
+        self._buckets: dict[tuple[str, str], _Bucket] = defaultdict(_Bucket)
+        self._operators: set[str] = set()
+        self._unplaced = 0
+
+    def add(self, item: Attributed) -> None:
         reading, key = item.reading, item.operator
         if key is None:
-            continue
-        operators.add(key)
+            return
+        self._operators.add(key)
         if reading.position is None:
-            unplaced += 1
-            continue
-        bucket = buckets[(cell_of(reading.position.lat, reading.position.lon, resolution), key)]
+            self._unplaced += 1
+            return
+        bucket = self._buckets[(cell_of(reading.position.lat, reading.position.lon, self.resolution), key)]
         bucket.seen(reading)
         part = reading.part
         if isinstance(part, Signal):
@@ -394,9 +411,30 @@ def aggregate(readings: Iterable[Reading], *, home: HomeOperators | None = None,
             bucket.add_latency(part)
         elif isinstance(part, Throughput):
             bucket.add_throughput(part)
-    cells = tuple(_cell(cell, key, b, home, thresholds) for (cell, key), b in sorted(buckets.items()))
-    log.debug("%d cell-operator pairs at resolution %d, %d readings unplaced", len(cells), resolution, unplaced)
-    return Coverage(cells, {k: home.name(k) for k in sorted(operators)}, resolution, thresholds, unplaced)
+
+    def coverage(self, home: HomeOperators, thresholds: Thresholds = Thresholds()) -> Coverage:
+        """The grid's figures and classes; ``home`` names the operators."""
+        cells = tuple(_cell(cell, key, b, home, thresholds) for (cell, key), b in sorted(self._buckets.items()))
+        log.debug("%d cell-operator pairs at resolution %d, %d readings unplaced",
+                  len(cells), self.resolution, self._unplaced)
+        return Coverage(cells, {k: home.name(k) for k in sorted(self._operators)}, self.resolution, thresholds,
+                        self._unplaced)
+
+
+def aggregate(readings: Iterable[Reading], *, home: HomeOperators | None = None,
+              resolution: int = DEFAULT_RESOLUTION, thresholds: Thresholds = Thresholds()) -> Coverage:
+    """The coverage grid of ``readings`` (ordered by device, then seq, as the store yields them).
+
+    ``home`` is learnt from the readings themselves when not given (which then reads them
+    twice: pass a list; ``agent.centre.survey`` reads a store once).
+    """
+    if home is None:
+        readings = list(readings)
+        home = HomeOperators.learn(readings)
+    grid = Grid(resolution)
+    for item in attribute(readings, home):
+        grid.add(item)
+    return grid.coverage(home, thresholds)
 
 
 def _cell(cell: str, key: str, b: _Bucket, home: HomeOperators, thresholds: Thresholds) -> CellCoverage:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any, TextIO
 from xml.etree import ElementTree as ET
@@ -52,13 +52,21 @@ CELL_COLUMNS = ("cell", "resolution", "operator", "operator_name", "class", "sam
 
 @dataclass
 class Layers:
-    """What to write; a layer left empty is not written."""
+    """What to write; a layer left empty is not written.
+
+    The layers are written in the order of :data:`LAYERS`, each consumed once.  The grid may
+    be given as a function, called only when the cells are written: the survey fills it in
+    the same pass that yields the points (``agent.centre.survey.export_layers``).
+    """
 
     points: Iterable[Attributed] = ()
     tracks: Iterable[Track] = ()
     segments: Iterable[Segment] = ()
-    coverage: Coverage | None = None
+    coverage: Coverage | Callable[[], Coverage] | None = None
     what: tuple[str, ...] = field(default=LAYERS)
+
+    def grid(self) -> Coverage | None:
+        return self.coverage() if callable(self.coverage) else self.coverage
 
 
 # -- properties ----------------------------------------------------------------------------
@@ -144,11 +152,12 @@ def geojson_features(layers: Layers) -> Iterator[dict[str, Any]]:
     if "segments" in layers.what:
         for segment in layers.segments:
             yield _feature("segments", _segment_geometry(segment), segment_properties(segment))
-    if "cells" in layers.what and layers.coverage is not None:
-        for cell in layers.coverage.cells:
+    coverage = layers.grid() if "cells" in layers.what else None
+    if coverage is not None:
+        for cell in coverage.cells:
             ring = [[round(lon, 7), round(lat, 7)] for lon, lat in cell_ring(cell.cell)]
             yield _feature("cells", {"type": "Polygon", "coordinates": [ring]},
-                           cell_properties(cell, layers.coverage.resolution))
+                           cell_properties(cell, coverage.resolution))
 
 
 def _segment_geometry(segment: Segment) -> dict[str, Any]:
@@ -313,8 +322,8 @@ def write_kml(layers: Layers, out: TextIO, title: str = "blankspot survey") -> i
         folder("segments", (_line_mark(f"{s.device}: {s.length_km:.2f} km without service", "segment",
                                        segment_properties(s), [(p.lat, p.lon) for p in s.points])
                             for s in layers.segments))
-    if "cells" in layers.what and layers.coverage is not None:
-        coverage = layers.coverage
+    coverage = layers.grid() if "cells" in layers.what else None
+    if coverage is not None:
         out.write(f"<Folder>{text(_named('name', 'cells'))}")
         for key, operator_name in coverage.operators.items():
             cells = coverage.for_operator(key)
@@ -362,7 +371,7 @@ def write_csv(layers: Layers, out: TextIO) -> int:
                 for s in layers.segments)
     elif layer == "cells":
         columns = CELL_COLUMNS + ("wkt",)
-        coverage = layers.coverage
+        coverage = layers.grid()
         rows = () if coverage is None else (
             {**cell_properties(c, coverage.resolution), "wkt": _wkt_cell(c.cell)} for c in coverage.cells
         )

@@ -32,7 +32,6 @@ CLASS_TITLES = {
     "covered": "Tercakup / Covered",
     "unknown": "Data belum cukup / Not enough readings",
 }
-_PLACEHOLDERS = ("VERSION", "TITLE", "LEAFLET_LICENSE", "LEAFLET_CSS", "MAP_CSS", "DATA", "LEAFLET_JS", "MAP_JS")
 
 
 @dataclass(frozen=True)
@@ -106,9 +105,19 @@ def _line(points: Sequence[TrackPoint]) -> list[list[float]]:
     return [[round(p.lat, 6), round(p.lon, 6)] for p in points]
 
 
-def map_data(coverage: Coverage, tracks: Iterable[Track], segments: Iterable[Segment], tags: Iterable[Place],
-             options: MapOptions = MapOptions(), generated: datetime | None = None) -> dict[str, Any]:
-    """Everything the page draws, as the JSON object embedded in it."""
+def drawn_track(track: Track) -> dict[str, Any]:
+    """A track piece as the page draws it: its line, thinned, and its popup."""
+    return {"line": _line(thin(track.points)),
+            "popup": [["Unit", track.device], ["Bagian / Part", str(track.part)],
+                      ["Panjang / Length", f"{track.length_km:.1f} km"],
+                      ["Waktu / Time", f"{_time(track.points[0].time)} – {_time(track.points[-1].time)}"]]}
+
+
+def map_data(coverage: Coverage, tracks: Iterable[dict[str, Any]], segments: Iterable[Segment],
+             tags: Iterable[Place], options: MapOptions = MapOptions(), generated: datetime | None = None
+             ) -> dict[str, Any]:
+    """Everything the page draws, as the JSON object embedded in it; ``tracks`` are the track
+    pieces as :func:`drawn_track` gives them."""
     generated = generated or datetime.now(timezone.utc)
     samples: dict[str, int] = {key: 0 for key in coverage.operators}
     blank: dict[str, int] = {key: 0 for key in coverage.operators}
@@ -130,12 +139,6 @@ def map_data(coverage: Coverage, tracks: Iterable[Track], segments: Iterable[Seg
         for key, name in coverage.operators.items()
     ]
     th = coverage.thresholds
-    track_list = [
-        {"line": _line(thin(t.points)),
-         "popup": [["Unit", t.device], ["Bagian / Part", str(t.part)], ["Panjang / Length", f"{t.length_km:.1f} km"],
-                   ["Waktu / Time", f"{_time(t.points[0].time)} – {_time(t.points[-1].time)}"]]}
-        for t in tracks
-    ]
     segment_list = [
         {"op": s.operator, "line": _line(s.points),
          "popup": [["Ruas tanpa layanan / No service", f"{s.length_km:.2f} km, {s.no_service} pengukuran / readings"],
@@ -160,7 +163,7 @@ def map_data(coverage: Coverage, tracks: Iterable[Track], segments: Iterable[Seg
         "operators": operators,
         "default_operator": default,
         "cells": cells,
-        "tracks": track_list,
+        "tracks": list(tracks),
         "segments": segment_list,
         "tags": tag_list,
     }

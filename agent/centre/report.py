@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from agent.centre.coverage import Coverage
+from agent.centre.coverage import CLASSES, Coverage
 from agent.centre.segments import Segment
 from agent.shared.geo import bearing_deg, haversine_m
 from agent.shared.reading import Event, Reading, format_time
@@ -45,18 +45,19 @@ class Place:
     time: str | None = None
 
 
+def tagged_place(reading: Reading) -> Place | None:
+    """The place a ``tag`` event with a position marks (its name empty when it has no message)."""
+    part = reading.part
+    if not isinstance(part, Event) or part.type != "tag" or reading.position is None:
+        return None
+    name = (part.message or "").strip()
+    return Place(name, reading.position.lat, reading.position.lon, "tag", reading.device, format_time(reading.time))
+
+
 def tagged_places(readings: Iterable[Reading], named_only: bool = True) -> list[Place]:
     """``tag`` events with a position (and, if ``named_only``, a message)."""
-    places = []
-    for r in readings:
-        part = r.part
-        if not isinstance(part, Event) or part.type != "tag" or r.position is None:
-            continue
-        name = (part.message or "").strip()
-        if named_only and not name:
-            continue
-        places.append(Place(name, r.position.lat, r.position.lon, "tag", r.device, format_time(r.time)))
-    return places
+    places = (tagged_place(r) for r in readings)
+    return [p for p in places if p is not None and (p.name or not named_only)]
 
 
 def parse_places_csv(text: str, source: str = "<places>") -> list[Place]:
@@ -179,7 +180,7 @@ def format_report(coverage: Coverage, rows: Sequence[ReportRow], segments: Itera
     keys = [operator] if operator is not None else list(coverage.operators)
     for key in keys:
         cells = coverage.for_operator(key)
-        counts = {cls: sum(1 for c in cells if c.coverage_class == cls) for cls in ("blank", "weak", "covered", "unknown")}
+        counts = {cls: sum(1 for c in cells if c.coverage_class == cls) for cls in CLASSES}
         mine = stretches.get(key, [])
         out.write(f"\n{coverage.operators.get(key, key)} ({key}): {counts['blank']} blank, {counts['weak']} weak, "
                   f"{counts['covered']} covered, {counts['unknown']} with too few readings")

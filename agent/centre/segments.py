@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol, TypeVar
 
 from agent.centre.coverage import Attributed, is_no_service
 from agent.shared.geo import haversine_m
@@ -42,7 +43,7 @@ class TrackRules:
     min_readings: int = 2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a survey keeps one per positioned reading
 class TrackPoint:
     seq: int | None
     time: datetime
@@ -107,31 +108,67 @@ def _gap(a: TrackPoint, b: TrackPoint, rules: TrackRules) -> bool:
             or haversine_m(a.lat, a.lon, b.lat, b.lon) > rules.max_gap_m)
 
 
+class TrackBuilder:
+    """Cuts a unit's track into pieces one reading at a time (readings ordered by device, then
+    seq); :meth:`add` and :meth:`finish` give each piece when it is complete.  Pieces of one
+    point are left out."""
+
+    def __init__(self, rules: TrackRules = TrackRules()) -> None:
+        self.rules = rules
+        self._device: str | None = None
+        self._points: list[TrackPoint] = []
+        self._part = 0
+
+    def add(self, reading: Reading) -> Track | None:
+        """The piece ``reading`` ends, if it ends one."""
+        if reading.position is None:
+            return None
+        point = _point(reading)
+        if reading.device != self._device:
+            done = self.finish()
+            self._device, self._points, self._part = reading.device, [point], 1
+            return done
+        done = None
+        points = self._points
+        if points and _gap(points[-1], point, self.rules):
+            done = self.finish()
+            self._points, self._part = [], self._part + (1 if len(points) >= 2 else 0)
+        elif points and (point.lat, point.lon) == (points[-1].lat, points[-1].lon):
+            return None  # a unit standing still adds nothing to the line
+        self._points.append(point)
+        return done
+
+    def finish(self) -> Track | None:
+        """The piece being built, once no more readings come."""
+        if self._device is None or len(self._points) < 2:
+            return None
+        return Track(self._device, self._part, tuple(self._points))
+
+
+In = TypeVar("In", contravariant=True)
+Out = TypeVar("Out", covariant=True)
+
+
+class _Builder(Protocol[In, Out]):
+    """A :class:`TrackBuilder` or a :class:`SegmentFinder`: takes items, gives what they complete."""
+
+    def add(self, item: In) -> Out | None: ...
+
+    def finish(self) -> Out | None: ...
+
+
+def _built(builder: _Builder[In, Out], items: Iterable[In]) -> Iterator[Out]:
+    """What ``builder`` completes from ``items``, in order."""
+    for item in items:
+        if (done := builder.add(item)) is not None:
+            yield done
+    if (done := builder.finish()) is not None:
+        yield done
+
+
 def tracks(readings: Iterable[Reading], rules: TrackRules = TrackRules()) -> Iterator[Track]:
     """Each unit's track in pieces (readings ordered by device, then seq); pieces of one point are left out."""
-    device: str | None = None
-    points: list[TrackPoint] = []
-    part = 0
-
-    def flush() -> Iterator[Track]:
-        if device is not None and len(points) >= 2:
-            yield Track(device, part, tuple(points))
-
-    for reading in readings:
-        if reading.position is None:
-            continue
-        point = _point(reading)
-        if reading.device != device:
-            yield from flush()
-            device, points, part = reading.device, [point], 1
-            continue
-        if points and _gap(points[-1], point, rules):
-            yield from flush()
-            points, part = [], part + (1 if len(points) >= 2 else 0)
-        if points and (point.lat, point.lon) == (points[-1].lat, points[-1].lon):
-            continue  # a unit standing still adds nothing to the line
-        points.append(point)
-    yield from flush()
+    return _built(TrackBuilder(rules), readings)
 
 
 class _Run:
@@ -157,40 +194,55 @@ class _Run:
         return path_length_m([self.points[-1], *self.pending]) > rules.bridge_m
 
 
-def segments(attributed: Iterable[Attributed], rules: TrackRules = TrackRules()) -> Iterator[Segment]:
-    """Blank-spot segments along each unit's track (input ordered by device, then seq)."""
-    device: str | None = None
-    run: _Run | None = None
-    previous: TrackPoint | None = None
+class SegmentFinder:
+    """Finds blank-spot segments one attributed reading at a time (ordered by device, then
+    seq); :meth:`add` and :meth:`finish` give each segment when it is complete."""
 
-    def close() -> Iterator[Segment]:
-        if run is not None and device is not None and run.no_service >= rules.min_readings:
-            yield Segment(device, run.operator, tuple(run.points), run.no_service, run.bridged)
+    def __init__(self, rules: TrackRules = TrackRules()) -> None:
+        self.rules = rules
+        self._device: str | None = None
+        self._run: _Run | None = None
+        self._previous: TrackPoint | None = None
 
-    for item in attributed:
+    def add(self, item: Attributed) -> Segment | None:
+        """The segment ``item`` ends, if it ends one."""
         reading = item.reading
         part = reading.part
         if not isinstance(part, Signal) or part.error is not None or reading.position is None or item.operator is None:
-            continue
+            return None
         point = _point(reading)
-        if reading.device != device:
-            yield from close()
-            device, run, previous = reading.device, None, None
-        if previous is not None and _gap(previous, point, rules):
-            yield from close()
-            run = None
-        previous = point
+        done = None
+        if reading.device != self._device:
+            done = self.finish()
+            self._device, self._run, self._previous = reading.device, None, None
+        if self._previous is not None and _gap(self._previous, point, self.rules):
+            done = self.finish()
+            self._run = None
+        self._previous = point
+        run = self._run
         if is_no_service(part):
             if run is not None and run.operator != item.operator:
-                yield from close()
+                done = self.finish()
                 run = None
             if run is None:
-                run = _Run(item.operator, point)
+                self._run = _Run(item.operator, point)
             else:
                 run.extend(point)
         elif run is not None:
             run.pending.append(point)
-            if run.bridge_too_long(rules):
-                yield from close()
-                run = None
-    yield from close()
+            if run.bridge_too_long(self.rules):
+                done = self.finish()
+                self._run = None
+        return done
+
+    def finish(self) -> Segment | None:
+        """The segment being built, if it is one, once no more readings come."""
+        run = self._run
+        if run is None or self._device is None or run.no_service < self.rules.min_readings:
+            return None
+        return Segment(self._device, run.operator, tuple(run.points), run.no_service, run.bridged)
+
+
+def segments(attributed: Iterable[Attributed], rules: TrackRules = TrackRules()) -> Iterator[Segment]:
+    """Blank-spot segments along each unit's track (input ordered by device, then seq)."""
+    return _built(SegmentFinder(rules), attributed)

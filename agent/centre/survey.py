@@ -1,24 +1,35 @@
-"""The survey a collector's database holds: its readings, the SIMs' home operators and the
-coverage grid, read once for the map, the report and the export.
+"""The survey a collector's database holds, read in one pass for the map, the report and the export.
 
-Every pass over the stored readings goes through :attr:`Survey.readings`, which skips a row
-that does not decode (one bad row must not cost the whole map) and counts it once.  The
-survey reads a store it is given and never closes it: whoever opened the store closes it.
+One pass over the stored readings, in device and seq order, decodes each reading once and
+hands it to everything the commands draw from it: the SIMs' home operators, the coverage
+grid, the tracks, the blank-spot segments and the tagged spots.  Only the results are kept
+(the grid's figures, each track piece as its user needs it, the segments, the tags), never
+the readings.  The home operators are learnt as the pass goes; what a reading before its unit's first ``home``
+registration counts for is told ahead by one small query on the rows' columns
+(``Store.first_home_signals``).
+
+The pass goes through :attr:`Survey.readings`, which skips a row that does not decode (one
+bad row must not cost the whole map) and counts it once.  The survey reads a store it is
+given and never closes it: whoever opened the store closes it.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
-from agent.centre.coverage import Attributed, HomeOperators, Thresholds, aggregate, attribute
-from agent.centre.mapview import MapOptions, map_data, render_map
-from agent.centre.report import tagged_places
-from agent.centre.segments import segments, tracks
+from agent.centre.coverage import Attributed, Attribution, Coverage, Grid, HomeOperators, Thresholds, attribute
+from agent.centre.export import Layers
+from agent.centre.mapview import MapOptions, drawn_track, map_data, render_map
+from agent.centre.report import Place, tagged_place
+from agent.centre.segments import Segment, SegmentFinder, Track, TrackBuilder
 from agent.centre.store.base import Store
 from agent.centre.stored_readings import StoredReadings
+from agent.shared.reading import Signal
 
 # Units in the field install without the grid library; only the central side needs it.
 NEEDS_H3 = "the coverage grid needs h3: pip install 'blankspot[collector]'"
+
+T = TypeVar("T")
 
 
 class UnknownOperator(LookupError):
@@ -31,24 +42,107 @@ class UnknownOperator(LookupError):
         super().__init__(f"no readings of operator {text!r}; operators: {names}")
 
 
+def whole_track(track: Track) -> Track:
+    """Keeps a track piece as it is, every point (what the export writes)."""
+    return track
+
+
 class Survey:
     """The readings of ``store`` on an H3 grid of ``resolution``, classed by ``thresholds``.
 
-    Reads the whole store when made (twice: the home operators first, then the grid); a
-    ``StoreError``, or ``ModuleNotFoundError`` for h3 where the grid library is missing,
-    passes through.
+    Nothing is read when it is made.  The one pass runs when a result is first asked for
+    (:attr:`coverage`, :attr:`tracks`, :attr:`segments`, :attr:`tags`), or as the caller
+    takes the items of the first :meth:`attributed`.  ``tracks`` is what is kept of each
+    track piece as the pass completes it: by default what the map draws of it
+    (:func:`~agent.centre.mapview.drawn_track`), :func:`whole_track` for the export, None for
+    nothing (the report draws no track).  A ``StoreError``, or ``ModuleNotFoundError`` for h3
+    where the grid library is missing, passes through.
     """
 
-    def __init__(self, store: Store, resolution: int, thresholds: Thresholds) -> None:
+    def __init__(self, store: Store, resolution: int, thresholds: Thresholds, *,
+                 tracks: Callable[[Track], Any] | None = drawn_track) -> None:
         self.store = store
         self.readings = StoredReadings.of(store)
-        self.home = HomeOperators.learn(self.readings.iter_readings(kind="signal"))
-        self.coverage = aggregate(self.readings.iter_readings(), home=self.home, resolution=resolution,
-                                  thresholds=thresholds)
+        self.resolution = resolution
+        self.thresholds = thresholds
+        self.home = HomeOperators()
+        self._track_view = tracks
+        self._tracks: list[Any] = []
+        self._segments: list[Segment] = []
+        self._tags: list[Place] = []
+        self._pass: Iterator[Attributed] | None = None
+        self._coverage: Coverage | None = None
 
     def attributed(self) -> Iterator[Attributed]:
-        """Each stored reading with the operator its figures count for (one more pass)."""
+        """Each stored reading with the operator its figures count for.
+
+        The first call gives the survey's one pass: every result is filled as its items are
+        taken.  A later call reads the store again.
+        """
+        if self._pass is None:
+            self._pass = self._scan()
+            return self._pass
+        self._complete()
         return attribute(self.readings.iter_readings(), self.home)
+
+    def _scan(self) -> Iterator[Attributed]:
+        for device, _seq, mcc, mnc, operator in self.store.first_home_signals():
+            self.home.expect_first(device, Signal(registration="home", operator=operator, mcc=mcc, mnc=mnc))
+        # The accumulators live only as long as the pass: their figures go once the results are made.
+        attribution = Attribution(self.home)
+        grid = Grid(self.resolution)
+        tracks = TrackBuilder() if self._track_view is not None else None
+        segments = SegmentFinder()
+        for reading in self.readings.iter_readings():
+            self.home.add(reading)
+            item = attribution(reading)
+            grid.add(item)
+            if tracks is not None and (track := tracks.add(reading)) is not None:
+                self._keep(track)
+            if (segment := segments.add(item)) is not None:
+                self._segments.append(segment)
+            if (place := tagged_place(reading)) is not None:
+                self._tags.append(place)
+            yield item
+        if tracks is not None and (track := tracks.finish()) is not None:
+            self._keep(track)
+        if (segment := segments.finish()) is not None:
+            self._segments.append(segment)
+        self._coverage = grid.coverage(self.home, self.thresholds)
+
+    def _keep(self, track: Track) -> None:
+        assert self._track_view is not None
+        self._tracks.append(self._track_view(track))
+
+    def _complete(self) -> None:
+        if self._pass is None:
+            self._pass = self._scan()
+        for _ in self._pass:  # what the caller of attributed() left, if anything
+            pass
+
+    @property
+    def coverage(self) -> Coverage:
+        self._complete()
+        assert self._coverage is not None
+        return self._coverage
+
+    @property
+    def tracks(self) -> list[Any]:
+        """Each unit's track in pieces, each as the ``tracks`` function the survey was made with kept it."""
+        self._complete()
+        return self._tracks
+
+    @property
+    def segments(self) -> list[Segment]:
+        """The blank-spot segments along the tracks."""
+        self._complete()
+        return self._segments
+
+    @property
+    def tags(self) -> list[Place]:
+        """Every tagged spot with a position, with a name or not."""
+        self._complete()
+        return self._tags
 
     def summary(self) -> str | None:
         """One line naming the stored readings skipped so far, or None when none were."""
@@ -68,8 +162,18 @@ class Survey:
 
 
 def map_page(survey: Survey, options: MapOptions = MapOptions()) -> tuple[str, dict[str, Any]]:
-    """The blank-spot map of ``survey``: the HTML page, and the data embedded in it."""
-    readings = survey.readings
-    data = map_data(survey.coverage, tracks(readings.iter_readings()), segments(survey.attributed()),
-                    tagged_places(readings.iter_readings(kind="event"), named_only=False), options)
+    """The blank-spot map of ``survey`` (made with the default ``tracks``): the HTML page, and the data embedded in it."""
+    data = map_data(survey.coverage, survey.tracks, survey.segments, survey.tags, options)
     return render_map(data), data
+
+
+def export_layers(survey: Survey, what: tuple[str, ...]) -> Layers:
+    """The layers ``what`` names, from the survey's one pass (made with ``tracks=whole_track``
+    when ``what`` has tracks): the points stream out as the pass reads them, and the tracks,
+    segments and cells it fills are written after them."""
+    def after(results: Callable[[], Iterable[T]]) -> Iterator[T]:
+        yield from results()  # a generator: asks for the results only when its layer is written
+
+    return Layers(points=survey.attributed() if "points" in what else (),
+                  tracks=after(lambda: survey.tracks), segments=after(lambda: survey.segments),
+                  coverage=lambda: survey.coverage, what=what)

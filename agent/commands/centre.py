@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent.commands.exit_status import RuntimeFailure, UsageError
 
@@ -252,9 +252,10 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
 
 
 @contextmanager
-def _survey(args: argparse.Namespace, command: str) -> Iterator[Survey]:
-    """The survey of ``--db`` on the grid of ``--resolution`` and ``--min-samples``; the store
-    is closed when the block ends."""
+def _survey(args: argparse.Namespace, command: str, **options: Any) -> Iterator[Survey]:
+    """The survey of ``--db`` on the grid of ``--resolution`` and ``--min-samples``, made with
+    ``options`` (read when its results are first asked for, so inside the block); the store is
+    closed when the block ends."""
     from agent.centre.coverage import Thresholds
     from agent.centre.survey import Survey
 
@@ -264,7 +265,7 @@ def _survey(args: argparse.Namespace, command: str) -> Iterator[Survey]:
         raise UsageError(f"blankspot {command}: --min-samples must be at least 1, got {args.min_samples}")
     store = _open_existing_store(args.db, command)
     try:
-        yield Survey(store, args.resolution, Thresholds(min_samples=args.min_samples))
+        yield Survey(store, args.resolution, Thresholds(min_samples=args.min_samples), **options)
     finally:
         store.close()
 
@@ -367,8 +368,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     import os
     import sys
 
-    from agent.centre.export import LAYERS, WRITERS, Layers
-    from agent.centre.segments import segments, tracks
+    from agent.centre.export import LAYERS, WRITERS
+    from agent.centre.survey import export_layers, whole_track
 
     fmt = args.format or _EXPORT_SUFFIXES.get(os.path.splitext(args.out)[1].lower())
     if fmt is None:
@@ -385,13 +386,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     def work() -> int:
         written = []
-        with _survey(args, "export") as survey:
-            layers = Layers(
-                points=survey.attributed() if "points" in what else (),
-                tracks=tracks(survey.readings.iter_readings()) if "tracks" in what else (),
-                segments=segments(survey.attributed()) if "segments" in what else (),
-                coverage=survey.coverage, what=what,
-            )
+        with _survey(args, "export", tracks=whole_track if "tracks" in what else None) as survey:
+            layers = export_layers(survey, what)
             _write_atomically(args.out, lambda out: written.append(WRITERS[fmt](layers, out)))
         if args.out != "-":
             print(f"{args.out}: {written[0]} {'rows' if fmt == 'csv' else 'features'} ({', '.join(what)})",
@@ -427,10 +423,7 @@ def cmd_map(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from agent.centre.report import (
-        PlacesError, blank_spot_rows, format_report, parse_places_csv, tagged_places, write_report_csv,
-    )
-    from agent.centre.segments import segments
+    from agent.centre.report import PlacesError, blank_spot_rows, format_report, parse_places_csv, write_report_csv
 
     def holes_section(store) -> str:
         import io
@@ -453,11 +446,11 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise UsageError(f"blankspot report: {exc}") from None
 
     def work() -> int:
-        with _survey(args, "report") as survey:
+        with _survey(args, "report", tracks=None) as survey:
             operator = _operator(survey, args.operator, "report")
-            places.extend(tagged_places(survey.readings.iter_readings(kind="event")))
+            places.extend(place for place in survey.tags if place.name)
             rows = blank_spot_rows(survey.coverage, places, operator)
-            text = format_report(survey.coverage, rows, segments(survey.attributed()), operator)
+            text = format_report(survey.coverage, rows, survey.segments, operator)
             text += holes_section(survey.store)
         summary = survey.summary()
         if summary:  # in the report itself too: its figures leave these readings out

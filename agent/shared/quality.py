@@ -6,6 +6,12 @@ a level was unknown.
 """
 from __future__ import annotations
 
+from agent.shared.reading import QUALITIES
+
+# The quality classes worst first, the scale on which they compare (QUALITIES, the schema's
+# list of values, is best first).
+QUALITY_ORDER: tuple[str, ...] = tuple(reversed(QUALITIES))
+
 # (excellent, good, fair) lower bounds; anything below "fair" is "poor".
 RSRP_LTE = (-80.0, -90.0, -100.0)       # Teltonika Networks wiki, 4G RSRP
 SS_RSRP_NR = (-85.0, -95.0, -105.0)     # SOTI XSight legend, 5G NR SS-RSRP (good: midpoint of "average")
@@ -38,3 +44,8 @@ def signal_quality(rat: str, rsrp_dbm: float | None = None, rscp_dbm: float | No
     if rssi_dbm is not None:
         return _classify(rssi_dbm, RSSI_GSM)
     return None
+
+
+def quality_at_least(quality: str | None, floor: str) -> bool:
+    """Whether ``quality`` is ``floor`` or better; an unknown quality (None) never is."""
+    return quality in QUALITY_ORDER and QUALITY_ORDER.index(quality) >= QUALITY_ORDER.index(floor)

@@ -242,7 +242,7 @@ def _check_value(where: str, kind: Any, value: Any) -> Any:
             raise ReadingError(f"{where}: integer out of range")
         return value
     if kind == "num":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
             raise ReadingError(f"{where}: expected a number or null, got {_short(value)}")
         return value
     if kind == "str":
@@ -258,6 +258,15 @@ def _check_value(where: str, kind: Any, value: Any) -> Any:
             raise ReadingError(f"{where}: object larger than 4096 bytes")
         return value
     raise AssertionError(kind)
+
+
+def _finite(number: int | float) -> bool:
+    """Whether a float holds ``number``: an integer past a float's range is not a number here
+    (``math.isfinite`` raises ``OverflowError`` for it)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
 
 
 def _short(value: Any) -> str:

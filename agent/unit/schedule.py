@@ -22,11 +22,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from agent.shared.quality import quality_at_least
 from agent.unit.config import ScheduleConfig
 
 KINDS = ("signal", "latency", "throughput", "scan")
 COSTLY = ("throughput", "scan")
-QUALITY_ORDER = ("none", "poor", "fair", "good", "excellent")
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,6 @@ class _Last:
     at: float
     distance_m: float
     cell: tuple | None
-
-
-def quality_at_least(quality: str | None, floor: str) -> bool:
-    return quality in QUALITY_ORDER and QUALITY_ORDER.index(quality) >= QUALITY_ORDER.index(floor)
 
 
 @dataclass

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from agent.centre.store import open_store
-from agent.centre.store.base import parse_db_url
 from agent.shared.polling import wait_until
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -80,14 +78,8 @@ def collectors():
 
 
 def stored_keys(db: str) -> list[tuple[str, int]]:
-    parsed = parse_db_url(db)
-    if parsed.backend == "sqlite":
-        with sqlite3.connect(parsed.target) as conn:
-            return conn.execute("SELECT device, seq FROM readings").fetchall()
-    import psycopg
-
-    with psycopg.connect(parsed.target) as conn:
-        return conn.execute("SELECT device, seq FROM readings").fetchall()
+    with open_store(db) as store:
+        return store.reading_keys()
 
 
 def counts(db: str) -> dict[str, int]:

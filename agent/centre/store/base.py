@@ -7,6 +7,9 @@ extra).  Opening applies the schema migrations (``agent.centre.store.schema``).
 - ``insert_readings(readings) -> (inserted, duplicates)``: one transaction; a reading whose
   ``(device, seq)`` is already stored is a duplicate and is left as it was.
 - ``iter_readings(device=None, kind=None)``: stored readings, ordered by device then seq.
+- ``reading_keys(device=None)``: their ``(device, seq)`` only; ``stored_ranges(device)``: the
+  same seqs as the seq ledger keeps them, in runs.
+- ``first_home_signals()``: each unit's first reading registered at home, from the columns.
 - ``quarantine(topic, raw, reason)`` / ``quarantined()``: messages that were refused, with
   their first ``QUARANTINE_RAW_BYTES`` bytes.
 - ``update_unit(device, state, when, payload)`` / ``units()``: each unit's last status.
@@ -35,7 +38,8 @@ from typing import Any, Iterable, Iterator
 from urllib.parse import urlsplit
 
 from agent.shared import seq_ranges
-from agent.centre.ledger import Hole, LedgerChange, UnitWork, holes_of, unit_work_of
+from agent.shared.seq_ranges import Range
+from agent.centre.ledger import Hole, LedgerChange, SeqLedger, UnitWork, holes_of, unit_work_of
 from agent.shared.reading import Event, Latency, Reading, Signal, Throughput, format_time, reading_from_dict
 
 QUARANTINE_RAW_BYTES = 65_536
@@ -258,6 +262,36 @@ class Store(abc.ABC):
         ``ReadingError`` (``agent.centre.stored_readings`` skips such rows instead)."""
         for _device, _seq, body in self.iter_rows(device, kind):
             yield reading_from_dict(json.loads(body) if isinstance(body, (str, bytes)) else body)
+
+    def reading_keys(self, device: str | None = None) -> list[tuple[str, int]]:
+        """``(device, seq)`` of every stored reading (of ``device`` only, if given), ordered by
+        device then seq; no body is read."""
+        sql, params = "SELECT device, seq FROM readings", ()
+        if device is not None:
+            sql, params = sql + " WHERE device = ?", (device,)
+        with self._reading() as conn:
+            return [(row[0], row[1]) for row in self._runner(conn)(sql + " ORDER BY device, seq", params)]
+
+    def stored_ranges(self, device: str) -> list[Range]:
+        """The runs of consecutive seqs of ``device`` stored, as the seq ledger keeps them (in the
+        same transaction as the readings)."""
+        with self._reading() as conn:
+            stored, _gone, _ledger = SeqLedger(self._runner(conn)).load(device)
+        return stored
+
+    def first_home_signals(self) -> list[tuple[str, int, int | None, int | None, str | None]]:
+        """Per device, its first signal reading registered ``home``, answered and naming its
+        network (codes or a name): ``(device, seq, mcc, mnc, operator)``, ordered by device.
+        One small query on the rows' columns; no body is read."""
+        with self._reading() as conn:
+            rows = self._runner(conn)(
+                "SELECT r.device, r.seq, r.mcc, r.mnc, r.operator FROM readings AS r JOIN"
+                " (SELECT device, min(seq) AS seq FROM readings"
+                "  WHERE kind = 'signal' AND registration = 'home' AND error IS NULL"
+                "  AND ((mcc BETWEEN 1 AND 999 AND mnc BETWEEN 0 AND 999) OR trim(operator) <> '')"
+                "  GROUP BY device) AS earliest ON r.device = earliest.device AND r.seq = earliest.seq"
+                " ORDER BY r.device", ())
+        return [tuple(row) for row in rows]
 
     @abc.abstractmethod
     def quarantined(self) -> list[dict[str, Any]]:

@@ -1,0 +1,128 @@
+"""How long the centre's analysis commands take on a survey, and their peak memory: `map`, `report`, `export`.
+
+A SQLite collector database is filled with the readings of a few boats on the Mahakam (the
+synthetic trip of ``bench/_common.py``, each boat under its own device id and a day apart,
+with a latency reading every tenth reading and a tagged spot every thousandth), then each
+command runs as a real ``python -m agent`` process and is timed from start to exit.
+
+With ``--against DIR`` the same commands also run on the code checked out in DIR (an older
+checkout, say), on the same database, and the output compares the two.
+
+    python bench/survey.py                                  # the figures in docs/benchmarks.md
+    python bench/survey.py --against /path/to/older/checkout
+    python bench/survey.py --quick                          # a smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+from _common import REPO, machine_lines, ratio, synthetic_readings, work_dir
+
+from agent.centre.store import open_store
+from agent.shared.reading import Event, Latency, Reading
+
+COMMANDS = (
+    ("map", ["map", "--out", "{dir}/survey-map.html"]),
+    ("report", ["report"]),
+    ("export geojson", ["export", "--format", "geojson", "--out", "{dir}/survey.geojson"]),
+)
+LATENCY_EVERY = 10
+TAG_EVERY = 1000
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--readings", type=int, default=200_000, help="readings in the database (default 200000)")
+    parser.add_argument("--boats", type=int, default=4, help="units the readings are spread over (default 4)")
+    parser.add_argument("--against", type=Path, default=None, metavar="DIR",
+                        help="also time the commands of the checkout in DIR, on the same database")
+    parser.add_argument("--runs", type=int, default=1, help="runs of each command; the best is kept (default 1)")
+    parser.add_argument("--dir", type=Path, default=None, help="where the database goes (default bench/results/)")
+    parser.add_argument("--quick", action="store_true", help="20,000 readings, for a smoke run")
+    return parser.parse_args()
+
+
+def boat_readings(boat: int, count: int) -> list[Reading]:
+    """``count`` readings of one boat: the synthetic trip, a latency reading and a tag now and then."""
+    device = f"boat-{boat}"
+    shift = timedelta(days=boat)
+    readings = []
+    for index, signal in enumerate(synthetic_readings(count), start=1):
+        reading = replace(signal, device=device, seq=index, time=signal.time + shift)
+        if index % TAG_EVERY == 0:
+            reading = replace(reading, part=Event("tag", f"spot {boat}-{index // TAG_EVERY}", {"button": "short"}))
+        elif index % LATENCY_EVERY == 0:
+            served = signal.part.rat != "NONE"
+            reading = replace(reading, part=Latency(
+                target="8.8.8.8", method="icmp", sent=5, received=5 if served else 0,
+                loss_pct=0.0 if served else 100.0, rtt_avg_ms=85.0 if served else None))
+        readings.append(reading)
+    return readings
+
+
+def fill(path: Path, readings: int, boats: int) -> None:
+    if path.exists():
+        path.unlink()
+    with open_store(f"sqlite:///{path}") as store:
+        for boat in range(1, boats + 1):
+            share = readings // boats + (1 if boat <= readings % boats else 0)
+            made = boat_readings(boat, share)
+            for start in range(0, len(made), 5_000):
+                store.insert_readings(made[start:start + 5_000])
+
+
+def timed(code: Path, args: list[str], db: Path, folder: Path) -> tuple[float, float]:
+    """Seconds from start to exit, and the peak resident memory in MB, of one command."""
+    command = [sys.executable, "-m", "agent", *(a.format(dir=folder) for a in args), "--db", f"sqlite:///{db}"]
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    start = time.perf_counter()
+    process = subprocess.Popen(command, cwd=code, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)  # this child's own peak memory
+    seconds = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, command)
+    return seconds, usage.ru_maxrss / 1024
+
+
+def main() -> int:
+    args = parse_args()
+    if args.quick:
+        args.readings = 20_000
+    folder = work_dir(args.dir)
+    db = folder / "survey.db"
+    started = time.perf_counter()
+    # Filled by another process: a command's peak memory counts from the size of the process
+    # that starts it, and this one stays small.
+    filler = multiprocessing.Process(target=fill, args=(db, args.readings, args.boats))
+    filler.start()
+    filler.join()
+    if filler.exitcode:
+        raise SystemExit(f"filling {db} failed")
+    print(f"{args.readings:,} readings of {args.boats} boats in {db} "
+          f"({db.stat().st_size / 1e6:.0f} MB, filled in {time.perf_counter() - started:.0f} s)")
+    for line in machine_lines():
+        print(line)
+    checkouts = [("this checkout", REPO)] + ([("--against", args.against.resolve())] if args.against else [])
+    print()
+    print(f"{'command':<16}" + "".join(f"{name + ': s, MB':>26}" for name, _ in checkouts)
+          + ("   time ratio" if args.against else ""))
+    for name, command in COMMANDS:
+        runs = [min(timed(code, command, db, folder) for _ in range(args.runs)) for _, code in checkouts]
+        row = f"{name:<16}" + "".join(f"{seconds:>19.1f}{peak:>7.0f}" for seconds, peak in runs)
+        if args.against:
+            row += f"   {ratio(runs[0][0], runs[1][0]):>10}"
+        print(row, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
