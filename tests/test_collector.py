@@ -115,7 +115,7 @@ def test_killed_in_the_middle_of_a_stream_stores_every_reading_exactly_once(
         collector.kill()
         if threshold == 3_000:
             assert not published.is_set(), "the stream ended before the first kill: it must be cut in the middle"
-        time.sleep(0.3)
+        time.sleep(0.3)  # a deliberate time away before the restart
         collector.start()
     publisher.join(60)
     assert published.is_set()
@@ -266,7 +266,7 @@ def test_a_locked_sqlite_database_makes_the_collector_wait(tmp_path: Path, broke
     blocker.execute("BEGIN EXCLUSIVE")
     for payload in batches("boat-07", range(1, 501), 100):
         units.publish(f"{PREFIX}/boat-07/readings", payload)
-    time.sleep(2)
+    time.sleep(2)  # a window with the lock held (SQLite's busy wait hides it from the log): real time
     assert collector.alive()
     blocker.execute("COMMIT")
     blocker.close()
