@@ -18,7 +18,9 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from agent.centre.coverage import CLASSES, HomeOperators, aggregate, attribute
-from agent.centre.export import CLASS_COLORS, LAYERS, Layers, kml_color, write_csv, write_geojson, write_kml
+from agent.centre.export import (
+    CLASS_COLORS, COLUMNS, LAYERS, Layers, default_operator_name, kml_color, write_csv, write_geojson, write_kml,
+)
 from agent.centre.segments import segments, tracks
 from agent.commands.main import main
 from tests.support.survey_factory import damaged_survey, no_answer, survey_db, trip_with_tags
@@ -128,6 +130,60 @@ def test_geojson_of_an_empty_database(tmp_path):
     out = tmp_path / "empty.geojson"
     assert export(db, out) == 0
     assert strict_json(out.read_text()) == {"type": "FeatureCollection", "features": []}
+
+
+# -- the same columns and operators in every layer and format ----------------------------------
+
+def geojson_layer(db: str, out: Path, layer: str) -> list[dict]:
+    assert export(db, out, "--what", layer) == 0
+    return [f["properties"] for f in strict_json(out.read_text(encoding="utf-8"))["features"]]
+
+
+def csv_layer(db: str, out: Path, layer: str) -> list[dict]:
+    assert export(db, out, "--what", layer) == 0
+    with out.open(encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        assert len(header) == len(set(header)), f"{layer}: a column twice in {header}"
+        return [dict(zip(header, row)) for row in reader]
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_every_layer_has_each_column_once_and_the_same_in_csv_and_geojson(db, tmp_path, layer):
+    names = [c.name for c in COLUMNS[layer]]
+    assert len(names) == len(set(names))
+    (first_csv, *_) = csv_layer(db, tmp_path / f"{layer}.csv", layer)
+    (first_json, *_) = geojson_layer(db, tmp_path / f"{layer}.geojson", layer)
+    assert list(first_csv) == names + ([] if layer == "points" else ["wkt"])
+    assert list(first_json) == ["layer"] + [n for n in names if n in first_json]
+    assert set(first_json) - {"layer"} <= set(names)
+
+
+def test_a_no_service_point_counts_for_its_sims_home_operator(db, tmp_path):
+    points = geojson_layer(db, tmp_path / "points.geojson", "points")
+    blank = [p for p in points if p["kind"] == "signal" and p["rat"] == "NONE" and p["error"] is None]
+    assert blank
+    assert {(p["operator"], p["operator_name"]) for p in blank} == {("510-10", "Telkomsel")}
+    assert {p["modem_operator"] for p in blank} == {None}   # what the modem said: nothing
+
+
+def test_every_kind_of_point_names_its_operator_the_same_way(db, tmp_path):
+    points = geojson_layer(db, tmp_path / "points.geojson", "points")
+    by_kind = {(p["kind"], p["operator"], p["operator_name"]) for p in points}
+    assert by_kind == {("signal", "510-10", "Telkomsel"), ("latency", "510-10", "Telkomsel"), ("event", None, None)}
+    in_service = next(p for p in points if p["kind"] == "signal" and p["rat"] == "LTE")
+    assert in_service["modem_operator"] == "TELKOMSEL"
+
+
+def test_segments_and_cells_name_operators_as_points_do(db, tmp_path):
+    for layer in ("segments", "cells"):
+        rows = csv_layer(db, tmp_path / f"{layer}.csv", layer)
+        assert {(r["operator"], r["operator_name"]) for r in rows} == {("510-10", "Telkomsel")}, layer
+
+
+def test_an_operator_key_is_named_by_its_brand_when_nothing_better_is_known():
+    assert [default_operator_name(k) for k in ("510-10", "510-89", "999-99", "unknown", "MyNet")] == \
+        ["Telkomsel", "Tri", "999-99", "unknown SIM", "MyNet"]
 
 
 # -- KML 2.2 ------------------------------------------------------------------------------

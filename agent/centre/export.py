@@ -5,6 +5,12 @@ pieces), ``segments`` (blank-spot stretches along the tracks) and ``cells`` (the
 grid, one polygon per cell and operator).  Layers are iterables and are consumed once, so
 points stream from the database instead of sitting in memory.
 
+Every layer has the same columns in every format (:data:`COLUMNS`, each with its type), and
+the same operator vocabulary: ``operator`` is the key the figures count for (``510-10``, as
+:mod:`agent.centre.coverage` attributes it: a no-service reading counts for its SIM's home
+operator) and ``operator_name`` its brand (``Telkomsel``).  What the modem itself called the
+network is a signal point's ``modem_operator``.
+
 - GeoJSON: one FeatureCollection; every feature's ``layer`` property names its layer.
   Positions are ``[lon, lat]``; polygon rings are closed and counter-clockwise.
 - KML: one Document with a Folder per layer (cells in a sub-folder per operator), a style
@@ -18,12 +24,13 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 from xml.etree import ElementTree as ET
 
-from agent.centre.coverage import Attributed, CellCoverage, Coverage, cell_ring
+from agent.centre.coverage import UNKNOWN_OPERATOR, Attributed, CellCoverage, Coverage, cell_ring
 from agent.centre.segments import Segment, Track
+from agent.shared.operators import operator_name
 from agent.shared.reading import Event, Latency, Signal, Throughput, format_time, part_dict
 
 LAYERS = ("points", "tracks", "segments", "cells")
@@ -36,18 +43,59 @@ TRACK_COLOR = "#2b6cb0"
 SEGMENT_COLOR = "#7f0000"
 TAG_COLOR = "#6a1b9a"
 
-_PART_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(
-    f.name for cls in (Signal, Latency, Throughput, Event) for f in fields(cls)
-))
-POINT_COLUMNS = ("device", "seq", "time", "time_source", "kind", "operator", "lat", "lon", "fix") + _PART_COLUMNS
-TRACK_COLUMNS = ("device", "part", "points", "length_km", "start_time", "end_time")
-SEGMENT_COLUMNS = ("device", "operator", "start_time", "end_time", "duration_s", "length_km", "no_service",
-                   "bridged", "start_seq", "end_seq", "start_lat", "start_lon", "end_lat", "end_lon")
-CELL_COLUMNS = ("cell", "resolution", "operator", "operator_name", "class", "samples", "no_service",
-                "no_service_pct", "no_answer", "quality_median", "rsrp_median_dbm", "rsrp_p10_dbm",
-                "rssi_median_dbm", "rssi_p10_dbm", "by_rat", "latency_samples", "latency_median_ms",
-                "throughput_samples", "down_median_mbps", "up_median_mbps", "devices", "first_seen",
-                "last_seen", "lat", "lon")
+@dataclass(frozen=True)
+class Column:
+    """One attribute of a layer: its name and its KML 2.2 ``SimpleField`` type (``string``,
+    ``int`` or ``double``), which GDAL and QGIS read it as."""
+
+    name: str
+    type: str = "string"
+
+
+def _columns(*spec: str) -> tuple[Column, ...]:
+    """``"seq:int"``, ``"lat:double"``, ``"device"`` (a string) -> columns."""
+    return tuple(Column(*item.split(":")) for item in spec)
+
+
+# A reading's part fields by their schema type (agent/shared/reading.py): integers stay
+# integers, numbers are doubles, strings, choices and event data (JSON text) are strings.
+_FIELD_TYPES = {"int": "int", "num": "double"}
+# The modem's own name of the network it is on, beside the operator the reading counts for.
+MODEM_OPERATOR = "modem_operator"
+
+
+def _part_columns() -> tuple[Column, ...]:
+    columns: dict[str, Column] = {}
+    for part in (Signal, Latency, Throughput, Event):
+        for name, kind in part.FIELDS:
+            name = MODEM_OPERATOR if part is Signal and name == "operator" else name
+            column = Column(name, _FIELD_TYPES.get(kind.rstrip("!"), "string") if isinstance(kind, str) else "string")
+            if columns.setdefault(name, column) != column:
+                raise TypeError(f"field {name} has two types in the reading's parts")
+    return tuple(columns.values())
+
+
+POINT_COLUMNS = _columns("device", "seq:int", "time", "time_source", "kind", "operator", "operator_name",
+                         "lat:double", "lon:double", "fix") + _part_columns()
+TRACK_COLUMNS = _columns("device", "part:int", "points:int", "length_km:double", "start_time", "end_time")
+SEGMENT_COLUMNS = _columns("device", "operator", "operator_name", "start_time", "end_time", "duration_s:double",
+                           "length_km:double", "no_service:int", "bridged:int", "start_seq:int", "end_seq:int",
+                           "start_lat:double", "start_lon:double", "end_lat:double", "end_lon:double")
+CELL_COLUMNS = _columns("cell", "resolution:int", "operator", "operator_name", "class", "samples:int",
+                        "no_service:int", "no_service_pct:double", "no_answer:int", "quality_median",
+                        "rsrp_median_dbm:double", "rsrp_p10_dbm:double", "rssi_median_dbm:double",
+                        "rssi_p10_dbm:double", "by_rat", "latency_samples:int", "latency_median_ms:double",
+                        "throughput_samples:int", "down_median_mbps:double", "up_median_mbps:double", "devices",
+                        "first_seen", "last_seen", "lat:double", "lon:double")
+COLUMNS = {"points": POINT_COLUMNS, "tracks": TRACK_COLUMNS, "segments": SEGMENT_COLUMNS, "cells": CELL_COLUMNS}
+
+
+def default_operator_name(key: str) -> str:
+    """The brand of an operator key when nothing better is known: ``510-10`` -> ``Telkomsel``."""
+    mcc, _, mnc = key.partition("-")
+    if mcc.isdigit() and mnc.isdigit():
+        return operator_name(int(mcc), int(mnc)) or key
+    return "unknown SIM" if key == UNKNOWN_OPERATOR else key
 
 
 @dataclass
@@ -57,6 +105,8 @@ class Layers:
     The layers are written in the order of :data:`LAYERS`, each consumed once.  The grid may
     be given as a function, called only when the cells are written: the survey fills it in
     the same pass that yields the points (``agent.centre.survey.export_layers``).
+    ``operator_names`` names the operator keys of points and segments as the grid names its
+    cells' (``Telkomsel`` for ``510-10``).
     """
 
     points: Iterable[Attributed] = ()
@@ -64,6 +114,7 @@ class Layers:
     segments: Iterable[Segment] = ()
     coverage: Coverage | Callable[[], Coverage] | None = None
     what: tuple[str, ...] = field(default=LAYERS)
+    operator_names: Callable[[str], str] = default_operator_name
 
     def grid(self) -> Coverage | None:
         return self.coverage() if callable(self.coverage) else self.coverage
@@ -71,14 +122,21 @@ class Layers:
 
 # -- properties ----------------------------------------------------------------------------
 
-def point_properties(item: Attributed) -> dict[str, Any]:
+def point_properties(item: Attributed, names: Callable[[str], str] = default_operator_name) -> dict[str, Any]:
+    """The reading's fields, with ``operator`` the one its figures count for (a no-service
+    reading's is its SIM's home operator, as in the grid) and the modem's own name for the
+    network in ``modem_operator``."""
     r = item.reading
     assert r.position is not None
     props: dict[str, Any] = {
         "device": r.device, "seq": r.seq, "time": format_time(r.time), "time_source": r.time_source,
-        "kind": r.kind, "operator": item.operator, "lat": r.position.lat, "lon": r.position.lon, "fix": r.position.fix,
+        "kind": r.kind, "operator": item.operator,
+        "operator_name": None if item.operator is None else names(item.operator),
+        "lat": r.position.lat, "lon": r.position.lon, "fix": r.position.fix,
     }
     for name, value in part_dict(r.part).items():
+        if name == "operator" and isinstance(r.part, Signal):
+            name = MODEM_OPERATOR
         props[name] = json.dumps(value, ensure_ascii=False, sort_keys=True) if isinstance(value, dict) else value
     return props
 
@@ -91,9 +149,9 @@ def track_properties(track: Track) -> dict[str, Any]:
     }
 
 
-def segment_properties(segment: Segment) -> dict[str, Any]:
+def segment_properties(segment: Segment, names: Callable[[str], str] = default_operator_name) -> dict[str, Any]:
     return {
-        "device": segment.device, "operator": segment.operator,
+        "device": segment.device, "operator": segment.operator, "operator_name": names(segment.operator),
         "start_time": format_time(segment.start.time), "end_time": format_time(segment.end.time),
         "duration_s": round(segment.duration_s, 1), "length_km": round(segment.length_km, 3),
         "no_service": segment.no_service, "bridged": segment.bridged,
@@ -144,14 +202,15 @@ def geojson_features(layers: Layers) -> Iterator[dict[str, Any]]:
         for item in layers.points:
             p = item.reading.position
             if p is not None:
-                yield _feature("points", {"type": "Point", "coordinates": _lonlat(p.lat, p.lon)}, point_properties(item))
+                yield _feature("points", {"type": "Point", "coordinates": _lonlat(p.lat, p.lon)},
+                               point_properties(item, layers.operator_names))
     if "tracks" in layers.what:
         for track in layers.tracks:
             line = [_lonlat(p.lat, p.lon) for p in track.points]
             yield _feature("tracks", {"type": "LineString", "coordinates": line}, track_properties(track))
     if "segments" in layers.what:
         for segment in layers.segments:
-            yield _feature("segments", _segment_geometry(segment), segment_properties(segment))
+            yield _feature("segments", _segment_geometry(segment), segment_properties(segment, layers.operator_names))
     coverage = layers.grid() if "cells" in layers.what else None
     if coverage is not None:
         for cell in coverage.cells:
@@ -249,7 +308,7 @@ def _coordinates(pairs: Iterable[tuple[float, float]]) -> str:
     return " ".join(f"{round(lon, 7)},{round(lat, 7)},0" for lat, lon in pairs)
 
 
-def _point_mark(item: Attributed) -> ET.Element:
+def _point_mark(item: Attributed, names: Callable[[str], str]) -> ET.Element:
     r = item.reading
     assert r.position is not None
     part = r.part
@@ -262,7 +321,7 @@ def _point_mark(item: Attributed) -> ET.Element:
     else:
         style = "point"
     label = part.message if isinstance(part, Event) and part.message else f"{r.device} #{r.seq}"
-    mark = _placemark(label, style, point_properties(item), when=format_time(r.time))
+    mark = _placemark(label, style, point_properties(item, names), when=format_time(r.time))
     point = _sub(mark, "Point")
     _sub(point, "coordinates", _coordinates([(r.position.lat, r.position.lon)]))
     return mark
@@ -314,13 +373,13 @@ def write_kml(layers: Layers, out: TextIO, title: str = "blankspot survey") -> i
         out.write("</Folder>\n")
 
     if "points" in layers.what:
-        folder("points", (_point_mark(i) for i in layers.points if i.reading.position is not None))
+        folder("points", (_point_mark(i, layers.operator_names) for i in layers.points if i.reading.position is not None))
     if "tracks" in layers.what:
         folder("tracks", (_line_mark(f"{t.device} ({t.part})", "track", track_properties(t),
                                      [(p.lat, p.lon) for p in t.points]) for t in layers.tracks))
     if "segments" in layers.what:
         folder("segments", (_line_mark(f"{s.device}: {s.length_km:.2f} km without service", "segment",
-                                       segment_properties(s), [(p.lat, p.lon) for p in s.points])
+                                       segment_properties(s, layers.operator_names), [(p.lat, p.lon) for p in s.points])
                             for s in layers.segments))
     coverage = layers.grid() if "cells" in layers.what else None
     if coverage is not None:
@@ -360,24 +419,22 @@ def write_csv(layers: Layers, out: TextIO) -> int:
     layer = layers.what[0]
     rows: Iterable[dict[str, Any]]
     if layer == "points":
-        columns = POINT_COLUMNS
-        rows = (point_properties(i) for i in layers.points if i.reading.position is not None)
+        rows = (point_properties(i, layers.operator_names) for i in layers.points if i.reading.position is not None)
     elif layer == "tracks":
-        columns = TRACK_COLUMNS + ("wkt",)
         rows = ({**track_properties(t), "wkt": _wkt_line([(p.lat, p.lon) for p in t.points])} for t in layers.tracks)
     elif layer == "segments":
-        columns = SEGMENT_COLUMNS + ("wkt",)
-        rows = ({**segment_properties(s), "wkt": _wkt_line([(p.lat, p.lon) for p in s.points])}
+        rows = ({**segment_properties(s, layers.operator_names), "wkt": _wkt_line([(p.lat, p.lon) for p in s.points])}
                 for s in layers.segments)
     elif layer == "cells":
-        columns = CELL_COLUMNS + ("wkt",)
         coverage = layers.grid()
         rows = () if coverage is None else (
             {**cell_properties(c, coverage.resolution), "wkt": _wkt_cell(c.cell)} for c in coverage.cells
         )
     else:
         raise ValueError(f"unknown layer {layer!r}")
-    writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    # Points carry their position in lat/lon; the other layers' shapes are WKT.
+    names = [c.name for c in COLUMNS[layer]] + ([] if layer == "points" else ["wkt"])
+    writer = csv.DictWriter(out, fieldnames=names, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     count = 0
     for row in rows:

@@ -176,4 +176,4 @@ def export_layers(survey: Survey, what: tuple[str, ...]) -> Layers:
 
     return Layers(points=survey.attributed() if "points" in what else (),
                   tracks=after(lambda: survey.tracks), segments=after(lambda: survey.segments),
-                  coverage=lambda: survey.coverage, what=what)
+                  coverage=lambda: survey.coverage, what=what, operator_names=survey.home.name)
