@@ -11,6 +11,8 @@ import io
 import json
 import math
 import re
+import shutil
+import subprocess
 from importlib.resources import files
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -19,13 +21,14 @@ import pytest
 
 from agent.centre.coverage import CLASSES, HomeOperators, aggregate, attribute
 from agent.centre.export import (
-    CLASS_COLORS, COLUMNS, LAYERS, Layers, default_operator_name, kml_color, write_csv, write_geojson, write_kml,
+    CELL_COLUMNS, CLASS_COLORS, COLUMNS, LAYERS, Layers, default_operator_name, kml_color, write_csv, write_geojson, write_kml,
 )
 from agent.centre.segments import segments, tracks
 from agent.commands.main import main
 from tests.support.survey_factory import damaged_survey, no_answer, survey_db, trip_with_tags
 
-K = "{http://www.opengis.net/kml/2.2}"
+KML_NS_URL = "http://www.opengis.net/kml/2.2"
+K = "{" + KML_NS_URL + "}"
 
 
 @pytest.fixture(scope="module")
@@ -213,8 +216,6 @@ def test_kml_is_valid_kml_2_2(db, tmp_path):
         for ring in mark.iter(f"{K}LinearRing"):
             tuples = [tuple(float(v) for v in t.split(",")) for t in ring.find(f"{K}coordinates").text.split()]
             assert tuples[0] == tuples[-1] and len(tuples) == 7 and signed_area(tuples) > 0
-        for data in mark.iter(f"{K}Data"):
-            assert data.get("name") and data.find(f"{K}value") is not None
     names = [m.find(f"{K}name").text for m in placemarks]
     assert "kantor desa Muara Kaman" in names
     # Children of a Placemark in the order of the KML 2.2 schema (Google Earth forgives, validators do not).
@@ -223,6 +224,72 @@ def test_kml_is_valid_kml_2_2(db, tmp_path):
         tags = [child.tag.replace(K, "") for child in mark]
         assert tags == sorted(tags, key=schema_order.index), tags
         assert tags[-1] in ("Point", "LineString", "Polygon")
+
+
+def test_kml_has_a_typed_schema_per_layer_and_each_placemark_uses_its_own(db, tmp_path):
+    out = tmp_path / "survey.kml"
+    assert export(db, out, "--format", "kml") == 0
+    document = ET.parse(out).getroot().find(f"{K}Document")
+    schemas = {s.get("id"): s for s in document.findall(f"{K}Schema")}
+    assert set(schemas) == set(LAYERS)
+    for layer, schema in schemas.items():
+        assert schema.get("name") == layer
+        assert [(f.get("name"), f.get("type")) for f in schema.findall(f"{K}SimpleField")] == \
+            [(c.name, c.type) for c in COLUMNS[layer]]
+    convert = {"int": int, "double": float, "string": str}
+    for folder, layer in zip(document.findall(f"{K}Folder"), LAYERS):
+        marks = list(folder.iter(f"{K}Placemark"))
+        assert marks, layer
+        types = {c.name: convert[c.type] for c in COLUMNS[layer]}
+        for mark in marks:
+            (data,) = mark.findall(f"{K}ExtendedData/{K}SchemaData")
+            assert data.get("schemaUrl") == f"#{layer}"
+            for value in data.findall(f"{K}SimpleData"):
+                types[value.get("name")](value.text)   # each value reads as its field's type
+
+
+def test_kml_fetches_nothing_from_the_web(db, tmp_path):
+    out = tmp_path / "survey.kml"
+    assert export(db, out, "--format", "kml") == 0
+    text = out.read_text(encoding="utf-8")
+    assert "href" not in text and "http://" not in text.replace(KML_NS_URL, "") and "https://" not in text
+
+
+OGR_TYPES = {"int": "Integer", "double": "Real", "string": "String"}
+
+
+def ogr_fields(path: Path, layer: str) -> dict[str, str]:
+    """The fields GDAL reads in ``layer`` of ``path``: name -> OGR type."""
+    text = subprocess.run(["ogrinfo", "-ro", "-so", str(path), layer], capture_output=True, text=True,
+                          check=True).stdout
+    return dict(re.findall(r"^(\w+): (\w+) \(", text, re.MULTILINE))
+
+
+needs_gdal = pytest.mark.skipif(shutil.which("ogrinfo") is None, reason="GDAL's ogrinfo is not installed (gdal-bin)")
+
+
+@needs_gdal
+def test_gdal_reads_kml_figures_as_numbers(db, tmp_path):
+    out = tmp_path / "survey.kml"
+    assert export(db, out, "--format", "kml") == 0
+    # GDAL makes a layer of each folder: the cells are in their operator's.
+    for layer, ogr_layer in (("points", "points"), ("tracks", "tracks"), ("segments", "segments"),
+                             ("cells", "Telkomsel (510-10)")):
+        fields = ogr_fields(out, ogr_layer)
+        assert {c.name: fields.get(c.name) for c in COLUMNS[layer]} == \
+            {c.name: OGR_TYPES[c.type] for c in COLUMNS[layer]}, layer
+
+
+@needs_gdal
+def test_gdal_reads_geojson_figures_as_numbers(db, tmp_path):
+    out = tmp_path / "cells.geojson"
+    assert export(db, out, "--what", "cells") == 0
+    fields = ogr_fields(out, "cells")
+    # GeoJSON has no schema: GDAL guesses from the values, so a column that is null in every
+    # row reads as a string, and a time as a date.
+    valued = {k for f in strict_json(out.read_text())["features"] for k, v in f["properties"].items() if v is not None}
+    numeric = [c for c in CELL_COLUMNS if c.type != "string" and c.name in valued]
+    assert numeric and {c.name: fields[c.name] for c in numeric} == {c.name: OGR_TYPES[c.type] for c in numeric}
 
 
 def test_kml_escapes_what_units_send(tmp_path):

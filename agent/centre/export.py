@@ -14,7 +14,8 @@ network is a signal point's ``modem_operator``.
 - GeoJSON: one FeatureCollection; every feature's ``layer`` property names its layer.
   Positions are ``[lon, lat]``; polygon rings are closed and counter-clockwise.
 - KML: one Document with a Folder per layer (cells in a sub-folder per operator), a style
-  per coverage class, ``ExtendedData`` holding the same figures as the GeoJSON properties.
+  per coverage class and no icon from the web, a typed ``Schema`` per layer, and each
+  placemark's ``SchemaData`` holding the same figures as the GeoJSON properties.
 - CSV: one layer per file (a CSV holds one table).  Points carry ``lat``/``lon``; tracks,
   segments and cells carry their shape as WKT in ``wkt`` (QGIS: *Delimited Text*, geometry
   definition *WKT*).
@@ -60,6 +61,8 @@ def _columns(*spec: str) -> tuple[Column, ...]:
 # A reading's part fields by their schema type (agent/shared/reading.py): integers stay
 # integers, numbers are doubles, strings, choices and event data (JSON text) are strings.
 _FIELD_TYPES = {"int": "int", "num": "double"}
+# KML's int has 32 bits: a count that may pass 2**31 is a double (exact up to 2**53).
+_WIDE_INTEGERS = frozenset({"bytes_used"})
 # The modem's own name of the network it is on, beside the operator the reading counts for.
 MODEM_OPERATOR = "modem_operator"
 
@@ -69,7 +72,8 @@ def _part_columns() -> tuple[Column, ...]:
     for part in (Signal, Latency, Throughput, Event):
         for name, kind in part.FIELDS:
             name = MODEM_OPERATOR if part is Signal and name == "operator" else name
-            column = Column(name, _FIELD_TYPES.get(kind.rstrip("!"), "string") if isinstance(kind, str) else "string")
+            kind = kind.rstrip("!") if isinstance(kind, str) else "str"
+            column = Column(name, "double" if name in _WIDE_INTEGERS else _FIELD_TYPES.get(kind, "string"))
             if columns.setdefault(name, column) != column:
                 raise TypeError(f"field {name} has two types in the reading's parts")
     return tuple(columns.values())
@@ -274,19 +278,30 @@ def _styles() -> list[ET.Element]:
         _sub(line, "color", kml_color(color))
         _sub(line, "width", width)
         styles.append(style)
+    # No Icon: a viewer draws its own built-in placemark in the style's colour; an icon fetched
+    # from a web host would leave the points invisible offline.
     for name, color, scale in (("point", TRACK_COLOR, "0.5"), ("point-none", CLASS_COLORS["blank"], "0.6"),
                                ("point-no-answer", CLASS_COLORS["unknown"], "0.5"), ("tag", TAG_COLOR, "0.9")):
         style = ET.Element("Style", id=name)
         icon_style = _sub(style, "IconStyle")
         _sub(icon_style, "color", kml_color(color))
         _sub(icon_style, "scale", scale)
-        icon = _sub(icon_style, "Icon")
-        _sub(icon, "href", "http://maps.google.com/mapfiles/kml/shapes/placemark_circle.png")
         styles.append(style)
     return styles
 
 
-def _placemark(name: str, style: str, properties: dict[str, Any], when: str | None = None) -> ET.Element:
+def _schemas() -> list[ET.Element]:
+    """A typed ``Schema`` per layer, so that GDAL and QGIS read numbers as numbers."""
+    schemas = []
+    for layer, columns in COLUMNS.items():
+        schema = ET.Element("Schema", name=layer, id=layer)
+        for column in columns:
+            _sub(schema, "SimpleField", type=column.type, name=column.name)
+        schemas.append(schema)
+    return schemas
+
+
+def _placemark(name: str, style: str, layer: str, properties: dict[str, Any], when: str | None = None) -> ET.Element:
     # Children in the order the KML 2.2 schema gives them: name, TimePrimitive, styleUrl,
     # ExtendedData, then the geometry.
     mark = ET.Element("Placemark")
@@ -295,11 +310,10 @@ def _placemark(name: str, style: str, properties: dict[str, Any], when: str | No
         stamp = _sub(mark, "TimeStamp")
         _sub(stamp, "when", when)
     _sub(mark, "styleUrl", f"#{style}")
-    data = _sub(mark, "ExtendedData")
+    data = _sub(_sub(mark, "ExtendedData"), "SchemaData", schemaUrl=f"#{layer}")
     for key, value in properties.items():
-        if value is not None:
-            item = _sub(data, "Data", name=key)
-            _sub(item, "value", str(value))
+        if value is not None:  # an absent SimpleData is a null field
+            _sub(data, "SimpleData", str(value), name=key)
     return mark
 
 
@@ -321,14 +335,15 @@ def _point_mark(item: Attributed, names: Callable[[str], str]) -> ET.Element:
     else:
         style = "point"
     label = part.message if isinstance(part, Event) and part.message else f"{r.device} #{r.seq}"
-    mark = _placemark(label, style, point_properties(item, names), when=format_time(r.time))
+    mark = _placemark(label, style, "points", point_properties(item, names), when=format_time(r.time))
     point = _sub(mark, "Point")
     _sub(point, "coordinates", _coordinates([(r.position.lat, r.position.lon)]))
     return mark
 
 
-def _line_mark(name: str, style: str, properties: dict[str, Any], pairs: list[tuple[float, float]]) -> ET.Element:
-    mark = _placemark(name, style, properties)
+def _line_mark(name: str, style: str, layer: str, properties: dict[str, Any],
+               pairs: list[tuple[float, float]]) -> ET.Element:
+    mark = _placemark(name, style, layer, properties)
     if len(set(pairs)) < 2:
         geometry = _sub(mark, "Point")
         pairs = pairs[:1]
@@ -342,7 +357,7 @@ def _line_mark(name: str, style: str, properties: dict[str, Any], pairs: list[tu
 def _cell_mark(cell: CellCoverage, resolution: int) -> ET.Element:
     share = cell.no_service_share
     label = f"{cell.coverage_class}: {cell.no_service}/{cell.samples} no service" if share is not None else cell.coverage_class
-    mark = _placemark(label, f"cell-{cell.coverage_class}", cell_properties(cell, resolution))
+    mark = _placemark(label, f"cell-{cell.coverage_class}", "cells", cell_properties(cell, resolution))
     polygon = _sub(mark, "Polygon")
     outer = _sub(polygon, "outerBoundaryIs")
     ring = _sub(outer, "LinearRing")
@@ -360,8 +375,8 @@ def write_kml(layers: Layers, out: TextIO, title: str = "blankspot survey") -> i
     name = ET.Element("name")
     name.text = title
     out.write(text(name))
-    for style in _styles():
-        out.write(text(style))
+    for element in _styles() + _schemas():
+        out.write(text(element))
     count = 0
 
     def folder(title: str, marks: Iterable[ET.Element]) -> None:
@@ -375,10 +390,10 @@ def write_kml(layers: Layers, out: TextIO, title: str = "blankspot survey") -> i
     if "points" in layers.what:
         folder("points", (_point_mark(i, layers.operator_names) for i in layers.points if i.reading.position is not None))
     if "tracks" in layers.what:
-        folder("tracks", (_line_mark(f"{t.device} ({t.part})", "track", track_properties(t),
+        folder("tracks", (_line_mark(f"{t.device} ({t.part})", "track", "tracks", track_properties(t),
                                      [(p.lat, p.lon) for p in t.points]) for t in layers.tracks))
     if "segments" in layers.what:
-        folder("segments", (_line_mark(f"{s.device}: {s.length_km:.2f} km without service", "segment",
+        folder("segments", (_line_mark(f"{s.device}: {s.length_km:.2f} km without service", "segment", "segments",
                                        segment_properties(s, layers.operator_names), [(p.lat, p.lon) for p in s.points])
                             for s in layers.segments))
     coverage = layers.grid() if "cells" in layers.what else None
