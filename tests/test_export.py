@@ -21,7 +21,8 @@ import pytest
 
 from agent.centre.coverage import CLASSES, HomeOperators, aggregate, attribute
 from agent.centre.export import (
-    CELL_COLUMNS, CLASS_COLORS, COLUMNS, LAYERS, Layers, default_operator_name, kml_color, write_csv, write_geojson, write_kml,
+    CELL_COLUMNS, CLASS_COLORS, COLUMNS, LAYERS, Layers, default_operator_name, inert_cell, kml_color, write_csv,
+    write_geojson, write_kml,
 )
 from agent.centre.segments import segments, tracks
 from agent.commands.main import main
@@ -424,3 +425,56 @@ def test_map_skips_unreadable_stored_readings_and_says_so(damaged, tmp_path, cap
     assert err[0].startswith(f"{out}: ") and "cells" in err[0]
     assert err[-1].startswith(f"blankspot map: warning: 2 stored readings skipped: unreadable "
                               f"(first: boat-1#{year_one.seq}: time: ")
+
+
+# -- CSV a spreadsheet does not run ------------------------------------------------------------
+
+@pytest.mark.parametrize("value, cell", [
+    ("=cmd|' /C calc'!A0", "'=cmd|' /C calc'!A0"),
+    ("+1+cmd|' /C calc'!A0", "'+1+cmd|' /C calc'!A0"),
+    ("-2+3", "'-2+3"),
+    ("@SUM(A1:A9)", "'@SUM(A1:A9)"),
+    ("\tTAB", "'\tTAB"),
+    ("\rCR", "'\rCR"),
+    ("-97.5", "-97.5"),
+    ("+62", "+62"),
+    ("-1e3", "-1e3"),
+    ("Muara Kaman", "Muara Kaman"),
+    ("LTE 20 (RSRP -97/-104 dBm)", "LTE 20 (RSRP -97/-104 dBm)"),
+    ("", ""),
+    (-97.5, -97.5),
+    (12, 12),
+    (None, ""),
+])
+def test_a_cell_that_starts_as_a_formula_is_written_as_text(value, cell):
+    assert inert_cell(value) == cell
+
+
+HOSTILE = "=cmd|' /C calc'!A0"
+
+
+@pytest.fixture(scope="module")
+def hostile_db(tmp_path_factory) -> str:
+    """A unit whose modem names its network with a formula and whose technician tagged a spot with one."""
+    from tests.support.survey_factory import in_service, no_service, tag
+    readings = [in_service("u", 1, -0.30, 116.80, operator=HOSTILE, mcc=None, mnc=None)]
+    readings += [no_service("u", seq, -0.30, 116.80) for seq in range(2, 8)]
+    readings.append(tag("u", 8, -0.30, 116.80, "@SUM(1+1)*cmd|' /C calc'!A0"))
+    return survey_db(tmp_path_factory.mktemp("hostile") / "c.db", readings)
+
+
+@pytest.mark.parametrize("layer", ["points", "segments", "cells"])
+def test_what_a_unit_sent_comes_out_of_a_csv_export_inert(hostile_db, tmp_path, layer):
+    rows = csv_layer(hostile_db, tmp_path / f"{layer}.csv", layer)
+    cells = [v for row in rows for v in row.values()]
+    assert "'" + HOSTILE in cells
+    assert not [v for v in cells if v.startswith(("=", "+", "@", "\t", "\r"))
+                or (v.startswith("-") and not re.fullmatch(r"-[\d.]+", v))]
+
+
+def test_what_a_unit_sent_comes_out_of_the_report_csv_inert(hostile_db, tmp_path):
+    out = tmp_path / "report.csv"
+    assert main(["report", "--db", hostile_db, "--csv", str(out)]) == 0
+    (row,) = list(csv.DictReader(out.open(encoding="utf-8", newline="")))
+    assert row["operator"] == row["operator_name"] == "'" + HOSTILE
+    assert row["nearest_place"] == "'@SUM(1+1)*cmd|' /C calc'!A0"

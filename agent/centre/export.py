@@ -18,12 +18,14 @@ network is a signal point's ``modem_operator``.
   placemark's ``SchemaData`` holding the same figures as the GeoJSON properties.
 - CSV: one layer per file (a CSV holds one table).  Points carry ``lat``/``lon``; tracks,
   segments and cells carry their shape as WKT in ``wkt`` (QGIS: *Delimited Text*, geometry
-  definition *WKT*).
+  definition *WKT*).  Text a unit sent (a tag's message, a modem's operator name) could
+  start as a spreadsheet formula does: such a cell is written inert (:func:`inert_cell`).
 """
 from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -427,6 +429,22 @@ def _wkt_cell(cell: str) -> str:
     return "POLYGON ((" + ", ".join(f"{round(lon, 7)} {round(lat, 7)}" for lon, lat in cell_ring(cell)) + "))"
 
 
+# What a spreadsheet takes for the start of a formula (OWASP, "CSV Injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def inert_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text instead of running it: a string that starts
+    as a formula does (``=cmd|' /C calc'!A0``, ``@SUM(...)``) gets a leading apostrophe,
+    unless it is a plain number (``-97.5``); None is an empty cell; anything else is kept."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
 def write_csv(layers: Layers, out: TextIO) -> int:
     """One layer (``layers.what`` must name exactly one) as CSV; returns the number of rows."""
     if len(layers.what) != 1:
@@ -453,7 +471,7 @@ def write_csv(layers: Layers, out: TextIO) -> int:
     writer.writeheader()
     count = 0
     for row in rows:
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        writer.writerow({k: inert_cell(v) for k, v in row.items()})
         count += 1
     return count
 

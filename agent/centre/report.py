@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from agent.centre.coverage import CLASSES, Coverage
+from agent.centre.export import inert_cell
 from agent.centre.segments import Segment
 from agent.shared.geo import bearing_deg, haversine_m
 from agent.shared.reading import Event, Reading, format_time
@@ -207,6 +208,6 @@ def write_report_csv(rows: Iterable[ReportRow], out: TextIO) -> int:
     writer.writeheader()
     count = 0
     for row in rows:
-        writer.writerow({k: "" if v is None else v for k, v in row.as_dict().items()})
+        writer.writerow({k: inert_cell(v) for k, v in row.as_dict().items()})
         count += 1
     return count
