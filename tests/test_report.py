@@ -49,6 +49,23 @@ def test_places_csv():
         ("Muara Kaman Ulu", -0.18, 116.72, "desa.csv"), ("Sido, Mukti", -0.2, 116.75, "desa.csv")]
 
 
+@pytest.mark.parametrize("text", [
+    "nama;lintang;bujur\nMuara Kaman Ulu;-0,18;116,72\nSido, Mukti;-0,2;116,75\n",
+    "\ufeffnama;lintang;bujur\r\nMuara Kaman Ulu;-0,18;116,72\r\nSido, Mukti;-0,2;116,75\r\n",
+    "Nama;Lintang;Bujur;Kecamatan\nMuara Kaman Ulu;-0.18;116.72;Muara Kaman\n\"Sido, Mukti\";-0,2;116,75;Muara Kaman\n",
+    "name;lat;lon\nMuara Kaman Ulu;-0,18;116,72\nSido, Mukti;-0,2;116,75\n",
+    "\ufeffnama,lintang,bujur\nMuara Kaman Ulu,-0.18,116.72\n\"Sido, Mukti\",-0.2,116.75\n",
+])
+def test_places_csv_as_an_indonesian_spreadsheet_saves_it(text):
+    places = parse_places_csv(text, "desa.csv")
+    assert [(p.name, p.lat, p.lon) for p in places] == [("Muara Kaman Ulu", -0.18, 116.72), ("Sido, Mukti", -0.2, 116.75)]
+
+
+def test_places_csv_with_commas_takes_no_decimal_comma():
+    with pytest.raises(PlacesError, match=":2: expected numeric"):
+        parse_places_csv('name,lat,lon\nA,"-0,18",116\n', "p.csv")
+
+
 def test_the_shipped_route_file_is_a_places_file():
     from importlib.resources import files
     text = files("agent.sim").joinpath("routes/mahakam.csv").read_text(encoding="utf-8")

@@ -5,7 +5,8 @@ What a Diskominfo officer pastes into a letter to an operator: where (cell centr
 
 Places are the spots technicians tagged with a message on the unit (``tag`` events, such
 as "kantor desa Muara Kaman Ulu"), plus any list given as CSV (``name,lat,lon``, ``#``
-comments, the format of ``agent/sim/routes/mahakam.csv``).  A deployment brings its own
+comments, the format of ``agent/sim/routes/mahakam.csv``; or ``nama;lintang;bujur`` with
+decimal commas, as an Indonesian-locale spreadsheet saves it).  A deployment brings its own
 list of villages; no built-in list is assumed, because a nearest "town" from another
 district would mislead.
 """
@@ -61,30 +62,51 @@ def tagged_places(readings: Iterable[Reading], named_only: bool = True) -> list[
     return [p for p in places if p is not None and (p.name or not named_only)]
 
 
+# Header names a places file may use for each column: English, or Bahasa Indonesia as an
+# Indonesian office's own list has them.
+PLACE_HEADERS = {"name": ("name", "nama"), "lat": ("lat", "lintang"), "lon": ("lon", "bujur")}
+
+
 def parse_places_csv(text: str, source: str = "<places>") -> list[Place]:
-    """Places from CSV with a header naming ``name``, ``lat`` and ``lon``; ``#`` lines are comments."""
+    """Places from CSV with a header naming ``name``, ``lat`` and ``lon``; ``#`` lines are comments.
+
+    Also what a spreadsheet set to Indonesian writes: semicolons between cells, decimal
+    commas (``-0,18``) and the header ``nama;lintang;bujur``.  The separator is the header's:
+    a semicolon when it has one and no comma.  A byte order mark at the start is ignored.
+    """
+    text = text.removeprefix("\ufeff")
     rows = [(n, line) for n, line in enumerate(text.splitlines(), start=1)
             if line.strip() and not line.lstrip().startswith("#")]
     if not rows:
         raise PlacesError(f"{source}: no places")
-    header = [h.strip().lower() for h in next(csv.reader([rows[0][1]]))]
-    if not {"name", "lat", "lon"} <= set(header):
-        raise PlacesError(f"{source}:{rows[0][0]}: expected a header with name, lat and lon, got {rows[0][1]!r}")
+    first = rows[0][1]
+    delimiter = ";" if ";" in first and "," not in first else ","
+    header = [h.strip().lower() for h in next(csv.reader([first], delimiter=delimiter))]
+    columns = {key: next((h for h in header if h in names), None) for key, names in PLACE_HEADERS.items()}
+    if None in columns.values():
+        raise PlacesError(f"{source}:{rows[0][0]}: expected a header with name, lat and lon "
+                          f"(or nama, lintang and bujur), got {first!r}")
     places = []
     for number, line in rows[1:]:
-        cells = dict(zip(header, (c.strip() for c in next(csv.reader([line])))))
+        cells = dict(zip(header, (c.strip() for c in next(csv.reader([line], delimiter=delimiter)))))
         try:
-            lat, lon = float(cells["lat"]), float(cells["lon"])
+            lat, lon = (_coordinate(cells[columns[key]], delimiter) for key in ("lat", "lon"))
         except (KeyError, ValueError):
             raise PlacesError(f"{source}:{number}: expected numeric lat and lon, got {line!r}") from None
         if not (-90 <= lat <= 90 and -180 <= lon <= 180):
             raise PlacesError(f"{source}:{number}: lat/lon out of range: {line!r}")
-        if not cells.get("name"):
+        name = cells.get(columns["name"])
+        if not name:
             raise PlacesError(f"{source}:{number}: a place needs a name: {line!r}")
-        places.append(Place(cells["name"], lat, lon, source))
+        places.append(Place(name, lat, lon, source))
     if not places:
         raise PlacesError(f"{source}: no places after the header")
     return places
+
+
+def _coordinate(text: str, delimiter: str) -> float:
+    # Beside semicolons a comma is the decimal mark; beside commas it cannot be one.
+    return float(text.replace(",", ".") if delimiter == ";" else text)
 
 
 def compass(bearing: float) -> str:
