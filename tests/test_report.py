@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 import pytest
 from hypothesis import given
@@ -175,6 +176,45 @@ def test_report_command_with_places_and_csv(db, tmp_path, capsys):
     names = {r["nearest_place"] for r in rows}
     assert names <= {"Sebulu", "Muara Kaman", "kantor desa Muara Kaman"} and len(names) >= 2
     assert all(float(r["place_km"]) < 30 for r in rows)
+
+
+def test_report_json_holds_what_the_text_and_csv_say(db, tmp_path, capsys):
+    out = tmp_path / "blank.csv"
+    assert main(["report", "--db", db, "--csv", str(out)]) == 0
+    text = capsys.readouterr().out
+    csv_rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert main(["report", "--db", db, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) == {"resolution", "thresholds", "operators", "unplaced", "missing", "skipped"}
+    assert report["resolution"] == 8 and report["thresholds"]["min_samples"] == 5
+    assert [o["operator"] for o in report["operators"]] == ["510-01", "510-10"]
+    for o in report["operators"]:
+        c = o["cells"]
+        assert (f"{o['operator_name']} ({o['operator']}): {c['blank']} blank, {c['weak']} weak, {c['covered']} "
+                f"covered, {c['unknown']} with too few readings") in text
+        if o["stretches"]:
+            assert f"{o['km_without_service']:.1f} km without service along tracks in {o['stretches']} stretch" in text
+    blank = [row for o in report["operators"] for row in o["blank_cells"]]
+    assert [{k: "" if v is None else str(v) for k, v in row.items()} for row in blank] == csv_rows
+    assert report["missing"] == [] and report["skipped"] is None and report["unplaced"] == 0
+
+
+def test_report_json_of_a_damaged_database_names_what_was_skipped_and_missing(damaged, capsys):
+    db, _clean, (year_one, _truncated) = damaged
+    assert main(["report", "--db", db, "--json"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["skipped"].startswith(f"2 stored readings skipped: unreadable (first: boat-1#{year_one.seq}")
+    assert captured.err == f"blankspot report: warning: {report['skipped']}\n"
+    assert main(["report", "--db", _clean, "--json"]) == 0   # the clean copy lacks those two rows
+    (unit,) = json.loads(capsys.readouterr().out)["missing"]
+    assert (unit["device"], unit["missing"]) == ("boat-1", 2) and sum(h["count"] for h in unit["holes"]) == 2
+
+
+def test_report_json_of_one_operator(db, capsys):
+    assert main(["report", "--db", db, "--operator", "indosat", "--json"]) == 0
+    (only,) = json.loads(capsys.readouterr().out)["operators"]
+    assert (only["operator"], only["operator_name"], only["cells"]["blank"]) == ("510-01", "Indosat", 1)
 
 
 def test_report_one_operator_by_name(db, capsys):

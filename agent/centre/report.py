@@ -187,35 +187,68 @@ def blank_spot_rows(coverage: Coverage, places: Sequence[Place], operator: str |
     return rows
 
 
-def format_report(coverage: Coverage, rows: Sequence[ReportRow], segments: Iterable[Segment] = (),
-                  operator: str | None = None) -> str:
-    """The report as text: one block per operator, its blank cells and its stretches without service."""
+@dataclass(frozen=True)
+class OperatorSummary:
+    """One operator's part of the report: its cells per class, its stretches, its blank cells."""
+
+    operator: str
+    operator_name: str
+    classes: dict[str, int]
+    stretches: tuple[Segment, ...]
+    rows: tuple[ReportRow, ...]
+
+    @property
+    def km_without_service(self) -> float:
+        return sum(s.length_km for s in self.stretches)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "operator": self.operator, "operator_name": self.operator_name, "cells": self.classes,
+            "stretches": len(self.stretches), "km_without_service": round(self.km_without_service, 3),
+            "blank_cells": [row.as_dict() for row in self.rows],
+        }
+
+
+def operator_summaries(coverage: Coverage, rows: Sequence[ReportRow], segments: Iterable[Segment] = (),
+                       operator: str | None = None) -> list[OperatorSummary]:
+    """Each operator's summary (only ``operator``'s when given), in the grid's order of operators."""
     stretches: dict[str, list[Segment]] = defaultdict(list)
     for s in segments:
         stretches[s.operator].append(s)
     by_operator: dict[str, list[ReportRow]] = defaultdict(list)
     for row in rows:
         by_operator[row.operator].append(row)
+    summaries = []
+    for key in [operator] if operator is not None else list(coverage.operators):
+        cells = coverage.for_operator(key)
+        summaries.append(OperatorSummary(
+            operator=key, operator_name=coverage.operators.get(key, key),
+            classes={cls: sum(1 for c in cells if c.coverage_class == cls) for cls in CLASSES},
+            stretches=tuple(stretches.get(key, ())), rows=tuple(by_operator.get(key, ())),
+        ))
+    return summaries
+
+
+def format_report(coverage: Coverage, rows: Sequence[ReportRow], segments: Iterable[Segment] = (),
+                  operator: str | None = None) -> str:
+    """The report as text: one block per operator, its blank cells and its stretches without service."""
     th = coverage.thresholds
     out = io.StringIO()
     out.write(f"Blank spots (H3 resolution {coverage.resolution}; a cell is blank when at least "
               f"{th.blank_share:.0%} of at least {th.min_samples} readings had no service)\n")
-    keys = [operator] if operator is not None else list(coverage.operators)
-    for key in keys:
-        cells = coverage.for_operator(key)
-        counts = {cls: sum(1 for c in cells if c.coverage_class == cls) for cls in CLASSES}
-        mine = stretches.get(key, [])
-        out.write(f"\n{coverage.operators.get(key, key)} ({key}): {counts['blank']} blank, {counts['weak']} weak, "
+    for summary in operator_summaries(coverage, rows, segments, operator):
+        counts, mine = summary.classes, summary.stretches
+        out.write(f"\n{summary.operator_name} ({summary.operator}): {counts['blank']} blank, {counts['weak']} weak, "
                   f"{counts['covered']} covered, {counts['unknown']} with too few readings")
         if mine:
-            out.write(f"; {sum(s.length_km for s in mine):.1f} km without service along tracks in {len(mine)} "
+            out.write(f"; {summary.km_without_service:.1f} km without service along tracks in {len(mine)} "
                       + ("stretch" if len(mine) == 1 else "stretches"))
         out.write("\n")
-        if not by_operator.get(key):
+        if not summary.rows:
             out.write("  no blank cells\n")
             continue
         out.write(f"  {'cell':<16} {'lat':>9} {'lon':>10} {'readings':>8} {'no service':>12}  {'last seen':<10}  nearest place\n")
-        for row in by_operator[key]:
+        for row in summary.rows:
             where = row.nearest.describe() + (" (tag)" if row.nearest.place.source == "tag" else "") \
                 if row.nearest else "-"
             out.write(f"  {row.cell:<16} {row.lat:>9.5f} {row.lon:>10.5f} {row.samples:>8} "
@@ -223,6 +256,18 @@ def format_report(coverage: Coverage, rows: Sequence[ReportRow], segments: Itera
     if coverage.unplaced:
         out.write(f"\n{coverage.unplaced} readings had no position and are not on the grid.\n")
     return out.getvalue()
+
+
+def report_dict(coverage: Coverage, rows: Sequence[ReportRow], segments: Iterable[Segment] = (),
+                operator: str | None = None) -> dict[str, object]:
+    """What :func:`format_report` writes, as one JSON object (``blankspot report --json``)."""
+    th = coverage.thresholds
+    return {
+        "resolution": coverage.resolution,
+        "thresholds": {"min_samples": th.min_samples, "blank_share": th.blank_share, "weak_share": th.weak_share},
+        "operators": [s.as_dict() for s in operator_summaries(coverage, rows, segments, operator)],
+        "unplaced": coverage.unplaced,
+    }
 
 
 def write_report_csv(rows: Iterable[ReportRow], out: TextIO) -> int:

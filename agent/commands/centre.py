@@ -225,6 +225,7 @@ def add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--operator", help="only this operator: mcc-mnc (510-10) or name")
     p.add_argument("--places", metavar="FILE", help="CSV of named places (name,lat,lon) besides the tagged spots")
     p.add_argument("--csv", metavar="FILE", help="also write the rows as CSV to FILE")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object instead of text")
     _grid_args(p)
     p.set_defaults(func=cmd_report)
 
@@ -423,15 +424,20 @@ def cmd_map(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from agent.centre.report import PlacesError, blank_spot_rows, format_report, parse_places_csv, write_report_csv
+    import json
 
-    def holes_section(store) -> str:
+    from agent.centre.fleet import fleet
+    from agent.centre.report import (
+        PlacesError, blank_spot_rows, format_report, parse_places_csv, report_dict, write_report_csv,
+    )
+
+    def holes_section(views) -> str:
         import io
 
-        from agent.centre.fleet import fleet, write_holes_section
+        from agent.centre.fleet import write_holes_section
 
         out = io.StringIO()
-        write_holes_section(fleet(store), out)
+        write_holes_section(views, out)
         return out.getvalue()
 
     places = []
@@ -450,10 +456,18 @@ def cmd_report(args: argparse.Namespace) -> int:
             operator = _operator(survey, args.operator, "report")
             places.extend(place for place in survey.tags if place.name)
             rows = blank_spot_rows(survey.coverage, places, operator)
-            text = format_report(survey.coverage, rows, survey.segments, operator)
-            text += holes_section(survey.store)
+            views = fleet(survey.store)
+            if args.json:
+                report = report_dict(survey.coverage, rows, survey.segments, operator)
+            else:
+                text = format_report(survey.coverage, rows, survey.segments, operator) + holes_section(views)
         summary = survey.summary()
-        if summary:  # in the report itself too: its figures leave these readings out
+        if args.json:
+            report["missing"] = [{"device": v.device, "top": v.top, "missing": v.missing,
+                                  "holes": v.as_dict()["holes"]} for v in views if v.holes]
+            report["skipped"] = summary
+            text = json.dumps(report, indent=1, ensure_ascii=False) + "\n"
+        elif summary:  # in the report itself too: its figures leave these readings out
             text += f"\n{summary}\n"
         if args.csv:
             _write_atomically(args.csv, lambda out: write_report_csv(rows, out))
