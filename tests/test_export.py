@@ -345,6 +345,31 @@ def test_writers_stream_to_text(readings):
     assert write_kml(Layers(what=()), io.StringIO()) == 0
 
 
+# -- one file per layer --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["geojson", "csv", "kml"])
+def test_split_writes_each_layer_to_its_own_file_as_a_one_layer_export_would(db, tmp_path, capsys, fmt):
+    assert export(db, tmp_path / f"survey.{fmt}", "--split") == 0
+    err = capsys.readouterr().err.splitlines()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"survey-{layer}.{fmt}" for layer in LAYERS)
+    assert [line.split(":")[0] for line in err] == [str(tmp_path / f"survey-{layer}.{fmt}") for layer in LAYERS]
+    for layer in LAYERS:
+        alone = tmp_path / "alone" / f"{layer}.{fmt}"
+        alone.parent.mkdir(exist_ok=True)
+        assert export(db, alone, "--what", layer) == 0
+        assert (tmp_path / f"survey-{layer}.{fmt}").read_bytes() == alone.read_bytes(), layer
+
+
+def test_split_writes_only_the_layers_asked_for(db, tmp_path):
+    assert export(db, tmp_path / "s.csv", "--split", "--what", "cells,points") == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s-cells.csv", "s-points.csv"]
+
+
+def test_split_needs_a_file_name(db, capsys):
+    assert main(["export", "--db", db, "--out", "-", "--format", "geojson", "--split"]) == 2
+    assert "--split" in capsys.readouterr().err
+
+
 # -- command errors -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, message", [

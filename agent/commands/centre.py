@@ -195,6 +195,10 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="file to write, or - for standard output")
     p.add_argument("--what", metavar="LAYERS",
                    help=f"comma-separated layers out of {','.join(LAYERS)} (default: all; for csv: cells)")
+    p.add_argument("--split", action="store_true",
+                   help="one file per layer, named after --out with the layer before the suffix "
+                        "(survey.geojson: survey-points.geojson, survey-cells.geojson, ...); with csv, "
+                        "--what may then name several layers (default all)")
     _grid_args(p)
     p.set_defaults(func=cmd_export)
 
@@ -368,6 +372,7 @@ def cmd_units(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     import os
     import sys
+    from dataclasses import replace
 
     from agent.centre.export import LAYERS, WRITERS
     from agent.centre.survey import export_layers, whole_track
@@ -375,24 +380,33 @@ def cmd_export(args: argparse.Namespace) -> int:
     fmt = args.format or _EXPORT_SUFFIXES.get(os.path.splitext(args.out)[1].lower())
     if fmt is None:
         raise UsageError(f"blankspot export: cannot tell the format from {args.out!r}: give --format geojson, kml or csv")
+    if args.split and args.out == "-":
+        raise UsageError("blankspot export: --split writes one file per layer: give --out a file name, not -")
     if args.what:
         what = tuple(dict.fromkeys(w.strip() for w in args.what.split(",") if w.strip()))
         unknown = [w for w in what if w not in LAYERS]
         if unknown or not what:
             raise UsageError(f"blankspot export: --what takes {', '.join(LAYERS)}, got {args.what!r}")
     else:
-        what = ("cells",) if fmt == "csv" else LAYERS
-    if fmt == "csv" and len(what) != 1:
-        raise UsageError(f"blankspot export: a CSV file holds one layer; choose one of --what {','.join(what)}")
+        what = ("cells",) if fmt == "csv" and not args.split else LAYERS
+    if fmt == "csv" and len(what) != 1 and not args.split:
+        raise UsageError(f"blankspot export: a CSV file holds one layer; choose one of --what {','.join(what)} "
+                         f"or give --split")
+    # The layers come from one pass over the readings, so they are written in its order.
+    what = tuple(layer for layer in LAYERS if layer in what)
+    stem, suffix = os.path.splitext(args.out)
+    files = [(f"{stem}-{layer}{suffix}", (layer,)) for layer in what] if args.split else [(args.out, what)]
+    unit = "rows" if fmt == "csv" else "features"
 
     def work() -> int:
         written = []
         with _survey(args, "export", tracks=whole_track if "tracks" in what else None) as survey:
             layers = export_layers(survey, what)
-            _write_atomically(args.out, lambda out: written.append(WRITERS[fmt](layers, out)))
+            for path, part in files:
+                _write_atomically(path, lambda out: written.append(WRITERS[fmt](replace(layers, what=part), out)))
         if args.out != "-":
-            print(f"{args.out}: {written[0]} {'rows' if fmt == 'csv' else 'features'} ({', '.join(what)})",
-                  file=sys.stderr)
+            for (path, part), count in zip(files, written):
+                print(f"{path}: {count} {unit} ({', '.join(part)})", file=sys.stderr)
         _warn_skipped(survey, "export")
         return 0
 
