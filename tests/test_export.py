@@ -503,3 +503,37 @@ def test_what_a_unit_sent_comes_out_of_the_report_csv_inert(hostile_db, tmp_path
     (row,) = list(csv.DictReader(out.open(encoding="utf-8", newline="")))
     assert row["operator"] == row["operator_name"] == "'" + HOSTILE
     assert row["nearest_place"] == "'@SUM(1+1)*cmd|' /C calc'!A0"
+
+
+# -- progress ---------------------------------------------------------------------------------
+
+def test_progress_prints_a_line_every_few_seconds_of_reading():
+    from agent.commands.centre import Progress
+    now = [0.0]
+    out = io.StringIO()
+    progress = Progress("export", out, every_s=5.0, clock=lambda: now[0])
+    for done, at in ((10_000, 1.0), (20_000, 5.5), (30_000, 7.0), (40_000, 10.6)):
+        now[0] = at
+        progress(done)
+    assert out.getvalue().splitlines() == ["blankspot export: 20,000 readings read",
+                                           "blankspot export: 40,000 readings read"]
+
+
+def test_the_survey_tells_progress_as_it_reads(tmp_path, monkeypatch):
+    import agent.centre.survey as survey_module
+    from agent.centre.coverage import Thresholds
+    from agent.centre.store import open_store
+    monkeypatch.setattr(survey_module, "PROGRESS_EVERY", 100)
+    db = survey_db(tmp_path / "c.db", trip_with_tags())
+    calls: list[int] = []
+    store = open_store(db)
+    try:
+        survey_module.Survey(store, 8, Thresholds(), progress=calls.append).coverage
+    finally:
+        store.close()
+    assert calls == list(range(100, len(trip_with_tags()) + 1, 100))
+
+
+def test_progress_is_not_printed_to_a_file_unless_asked(db, tmp_path, capsys):
+    assert export(db, tmp_path / "s.geojson") == 0
+    assert "readings read" not in capsys.readouterr().err

@@ -30,6 +30,8 @@ from agent.shared.reading import Signal
 NEEDS_H3 = "the coverage grid needs h3: pip install 'blankspot[collector]'"
 
 T = TypeVar("T")
+# Readings between two calls of a survey's ``progress``: rare enough to cost nothing per reading.
+PROGRESS_EVERY = 10_000
 
 
 class UnknownOperator(LookupError):
@@ -55,13 +57,16 @@ class Survey:
     takes the items of the first :meth:`attributed`.  ``tracks`` is what is kept of each
     track piece as the pass completes it: by default what the map draws of it
     (:func:`~agent.centre.mapview.drawn_track`), :func:`whole_track` for the export, None for
-    nothing (the report draws no track).  A ``StoreError``, or ``ModuleNotFoundError`` for h3
+    nothing (the report draws no track).  ``progress``, when given, is called with the number
+    of readings read so far every :data:`PROGRESS_EVERY` readings.  A ``StoreError``, or ``ModuleNotFoundError`` for h3
     where the grid library is missing, passes through.
     """
 
     def __init__(self, store: Store, resolution: int, thresholds: Thresholds, *,
-                 tracks: Callable[[Track], Any] | None = drawn_track) -> None:
+                 tracks: Callable[[Track], Any] | None = drawn_track,
+                 progress: Callable[[int], None] | None = None) -> None:
         self.store = store
+        self._progress = progress
         self.readings = StoredReadings.of(store)
         self.resolution = resolution
         self.thresholds = thresholds
@@ -93,7 +98,11 @@ class Survey:
         grid = Grid(self.resolution)
         tracks = TrackBuilder() if self._track_view is not None else None
         segments = SegmentFinder()
+        done = 0
         for reading in self.readings.iter_readings():
+            done += 1
+            if self._progress is not None and done % PROGRESS_EVERY == 0:
+                self._progress(done)
             self.home.add(reading)
             item = attribution(reading)
             grid.add(item)

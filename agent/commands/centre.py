@@ -178,6 +178,26 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 # -- export, map, report: the analysis of stored readings ---------------------------------
 
+class Progress:
+    """A line on ``stream`` every ``every_s`` seconds with the readings read so far; called
+    by the survey as it reads.  Always stderr: stdout may be the export itself (``--out -``)."""
+
+    def __init__(self, command: str, stream, every_s: float = 5.0, clock=None) -> None:
+        import time
+
+        self.command = command
+        self.stream = stream
+        self.every_s = every_s
+        self.clock = clock or time.monotonic
+        self._last = self.clock()
+
+    def __call__(self, done: int) -> None:
+        now = self.clock()
+        if now - self._last >= self.every_s:
+            self._last = now
+            print(f"blankspot {self.command}: {done:,} readings read", file=self.stream, flush=True)
+
+
 _DB_HELP = "collector database: a file path, sqlite:///path.db or postgresql://user@host/db"
 _EXPORT_SUFFIXES = {".geojson": "geojson", ".json": "geojson", ".kml": "kml", ".csv": "csv"}
 
@@ -199,6 +219,9 @@ def add_export(sub: argparse._SubParsersAction) -> None:
                    help="one file per layer, named after --out with the layer before the suffix "
                         "(survey.geojson: survey-points.geojson, survey-cells.geojson, ...); with csv, "
                         "--what may then name several layers (default all)")
+    p.add_argument("--progress", action="store_true",
+                   help="print the readings read so far on stderr every few seconds, also when stderr is not "
+                        "a terminal (default: only on a terminal)")
     _grid_args(p)
     p.set_defaults(func=cmd_export)
 
@@ -400,7 +423,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     def work() -> int:
         written = []
-        with _survey(args, "export", tracks=whole_track if "tracks" in what else None) as survey:
+        progress = Progress("export", sys.stderr) if args.progress or sys.stderr.isatty() else None
+        with _survey(args, "export", tracks=whole_track if "tracks" in what else None, progress=progress) as survey:
             layers = export_layers(survey, what)
             for path, part in files:
                 _write_atomically(path, lambda out: written.append(WRITERS[fmt](replace(layers, what=part), out)))
