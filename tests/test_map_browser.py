@@ -22,6 +22,7 @@ from agent.centre.mapview import map_data, render_map
 from agent.commands.main import main
 from tests.support.survey_factory import in_service, no_service, survey_db, trip_with_tags
 
+ROUTE_PLACES = Path(__file__).resolve().parent.parent / "agent" / "sim" / "routes" / "mahakam.csv"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
@@ -73,6 +74,9 @@ class Dom(HTMLParser):
     def paths(self, css_class: str) -> int:
         return sum(1 for tag, a in self.elements if tag == "path" and css_class in a.get("class", "").split())
 
+    def with_class(self, css_class: str) -> int:
+        return sum(1 for _, a in self.elements if css_class in a.get("class", "").split())
+
     def attribute(self, tag: str, name: str) -> str | None:
         return next((a.get(name) for t, a in self.elements if t == tag and name in a), None)
 
@@ -100,7 +104,7 @@ def survey(tmp_path_factory):
     readings = trip_with_tags() + indosat_unit()
     db = survey_db(folder / "collector.db", readings)
     page = folder / "map.html"
-    assert main(["map", "--db", db, "--out", str(page)]) == 0
+    assert main(["map", "--db", db, "--out", str(page), "--places", str(ROUTE_PLACES)]) == 0
     return folder, page, aggregate(readings)
 
 
@@ -123,6 +127,16 @@ def test_map_draws_offline_without_errors(survey, tmp_path):
         assert words in text, words
     options = [a.get("value") for t, a in dom.elements if t == "option"]
     assert options == ["510-01", "510-10"]
+
+
+def test_place_names_are_written_on_the_map(survey, tmp_path):
+    _, page, _ = survey
+    dom = load(tmp_path, page)
+    assert dom.errors == []
+    assert dom.with_class("bs-place") == 7          # every town of the places file
+    text = " ".join(dom.text)
+    for town in ("Samarinda", "Tenggarong", "Sebulu", "Muara Kaman", "Kota Bangun"):
+        assert town in text, town
 
 
 def test_operator_filter(survey, tmp_path):

@@ -4,7 +4,7 @@ Leaflet 1.9.4 (BSD-2-Clause, vendored in ``static/leaflet/`` with its licence) a
 page's own script and style are inlined, and the survey is embedded as JSON, so the file
 can be mailed or copied to a laptop in a kantor desa and opened without a network.  Only
 the background tiles are fetched, when the browser is online; the map draws cells, tracks,
-stretches without service and tagged spots without them.
+stretches without service, tagged spots and the names of places without them.
 """
 from __future__ import annotations
 
@@ -114,10 +114,11 @@ def drawn_track(track: Track) -> dict[str, Any]:
 
 
 def map_data(coverage: Coverage, tracks: Iterable[dict[str, Any]], segments: Iterable[Segment],
-             tags: Iterable[Place], options: MapOptions = MapOptions(), generated: datetime | None = None
-             ) -> dict[str, Any]:
+             tags: Iterable[Place], options: MapOptions = MapOptions(), generated: datetime | None = None,
+             *, places: Iterable[Place] = ()) -> dict[str, Any]:
     """Everything the page draws, as the JSON object embedded in it; ``tracks`` are the track
-    pieces as :func:`drawn_track` gives them."""
+    pieces as :func:`drawn_track` gives them, ``places`` the named places (a places file's
+    towns and villages) written on the map as labels."""
     generated = generated or datetime.now(timezone.utc)
     samples: dict[str, int] = {key: 0 for key in coverage.operators}
     blank: dict[str, int] = {key: 0 for key in coverage.operators}
@@ -166,7 +167,18 @@ def map_data(coverage: Coverage, tracks: Iterable[dict[str, Any]], segments: Ite
         "tracks": list(tracks),
         "segments": segment_list,
         "tags": tag_list,
+        "places": place_labels(places),
     }
+
+
+def place_labels(places: Iterable[Place]) -> list[dict[str, Any]]:
+    """Each named place once (the first of a name wins), as the page labels it."""
+    labels: dict[str, dict[str, Any]] = {}
+    for place in places:
+        name = place.name.strip()
+        if name and name.casefold() not in labels:
+            labels[name.casefold()] = {"name": name, "lat": round(place.lat, 6), "lon": round(place.lon, 6)}
+    return list(labels.values())
 
 
 def _script_json(data: dict[str, Any]) -> str:
@@ -208,4 +220,4 @@ def map_summary(data: dict[str, Any]) -> str:
     """What a page of ``data`` (from :func:`map_data`) shows, in one line: cells, tracks, tags."""
     blank = sum(1 for c in data["cells"] if c["class"] == "blank")
     return (f"{len(data['cells'])} cells ({blank} blank), {len(data['tracks'])} track pieces, "
-            f"{len(data['tags'])} tagged spots")
+            f"{len(data['tags'])} tagged spots, {len(data['places'])} place names")

@@ -132,6 +132,16 @@
     bounds.extend([t.lat, t.lon]);
   });
 
+  // Names of towns and villages: labels drawn by the page itself, readable without tiles.
+  var places = L.layerGroup().addTo(map);
+  (data.places || []).forEach(function (p) {
+    L.marker([p.lat, p.lon], {
+      interactive: false, keyboard: false,
+      icon: L.divIcon({ className: "bs-place", iconSize: null, iconAnchor: [4, 4],
+        html: '<span class="bs-place-dot"></span><span class="bs-place-name">' + esc(p.name) + "</span>" })
+    }).addTo(places);
+  });
+
   function show(key) {
     Object.keys(cellsByOperator).forEach(function (k) {
       var on = k === key;
