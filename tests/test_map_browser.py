@@ -55,6 +55,7 @@ class Dom(HTMLParser):
         self.errors_text = ""
         self._in_errors = False
         self.text: list[str] = []
+        self._texts: dict[int, str] = {}
         self.feed(html)
 
     def handle_starttag(self, tag, attrs):
@@ -67,6 +68,9 @@ class Dom(HTMLParser):
             self._in_errors = False
 
     def handle_data(self, data):
+        if self.elements:
+            last = len(self.elements) - 1
+            self._texts[last] = self._texts.get(last, "") + data
         if self._in_errors:
             self.errors_text += data
         self.text.append(data)
@@ -76,6 +80,14 @@ class Dom(HTMLParser):
 
     def with_class(self, css_class: str) -> int:
         return sum(1 for _, a in self.elements if css_class in a.get("class", "").split())
+
+    def spans(self, css_class: str) -> list[tuple[dict[str, str], str]]:
+        """Each element of ``css_class`` with its own text (elements without children)."""
+        return [(a, self._texts.get(i, "")) for i, (_, a) in enumerate(self.elements)
+                if css_class in a.get("class", "").split()]
+
+    def text_of(self, css_class: str) -> str:
+        return next(text for a, text in self.spans(css_class))
 
     def attribute(self, tag: str, name: str) -> str | None:
         return next((a.get(name) for t, a in self.elements if t == tag and name in a), None)
@@ -88,6 +100,24 @@ class Dom(HTMLParser):
 def load(workdir: Path, page: Path, fragment: str = "") -> Dom:
     result = run_chromium(workdir, page.as_uri() + fragment, "--dump-dom")
     return Dom(result.stdout)
+
+
+def load_with_script(workdir: Path, page: Path, script: str, fragment: str = "") -> Dom:
+    """The page with ``script`` run after the page's own (as a user's clicks would), then dumped."""
+    copy = workdir / "scripted.html"
+    copy.write_text(page.read_text(encoding="utf-8").replace("</body>", f"<script>{script}</script>\n</body>"),
+                    encoding="utf-8")
+    return load(workdir, copy, fragment)
+
+
+def click(selector: str) -> str:
+    """Script: a click in the middle of the first element ``selector`` matches."""
+    return (f"(function () {{ var el = document.querySelector({json.dumps(selector)});"
+            "var box = el.getBoundingClientRect();"
+            "var at = {bubbles: true, cancelable: true, clientX: box.left + box.width / 2,"
+            " clientY: box.top + box.height / 2};"
+            "el.dispatchEvent(new MouseEvent('mousedown', at)); el.dispatchEvent(new MouseEvent('mouseup', at));"
+            "el.dispatchEvent(new MouseEvent('click', at)); })();")
 
 
 def indosat_unit() -> list:
@@ -137,6 +167,19 @@ def test_place_names_are_written_on_the_map(survey, tmp_path):
     text = " ".join(dom.text)
     for town in ("Samarinda", "Tenggarong", "Sebulu", "Muara Kaman", "Kota Bangun"):
         assert town in text, town
+
+
+def test_times_are_shown_in_wita_with_utc_on_hover(survey, tmp_path):
+    _, page, _ = survey
+    dom = load_with_script(tmp_path, page, click("path.bs-track"))
+    assert dom.errors == []
+    times = [(a["title"], dom_text) for a, dom_text in dom.spans("bs-time")]
+    assert times, "the track's popup shows its time"
+    utc, wita = times[0]
+    # The trip starts at 00:00 UTC on 24 November: 08:00 in Kalimantan Timur.
+    assert wita.startswith("2026-11-24 08:00 WITA – ") and wita.endswith(" WITA")
+    assert utc.startswith("2026-11-24 00:00 UTC – ") and utc.endswith(" UTC")
+    assert "WITA" in dom.text_of("bs-sub")
 
 
 def test_operator_filter(survey, tmp_path):

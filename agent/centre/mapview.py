@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from importlib.resources import files
 from typing import Any
 
@@ -20,8 +20,10 @@ from agent.centre.coverage import CellCoverage, Coverage, cell_ring
 from agent.centre.report import Place
 from agent.centre.segments import Segment, Track, TrackPoint
 from agent.shared.geo import haversine_m
-from agent.shared.reading import format_time
+from agent.shared.reading import format_time, parse_time
 
+# Kalimantan Timur's clock, UTC+8 all year: a fixed offset, so no time-zone database is needed.
+WITA = timezone(timedelta(hours=8), "WITA")
 OSM_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 OSM_ATTRIBUTION = '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
 MAHAKAM_CENTER = (-0.42, 116.95)
@@ -50,13 +52,28 @@ def _dbm(value: float | None) -> str:
     return "-" if value is None else f"{value:g} dBm"
 
 
-def _time(moment: datetime) -> str:
+def _minutes(moment: datetime, zone: timezone, name: str) -> str:
     # Not strftime("%Y"): it writes year 1 as "1", and popups show the year as readings have it.
-    return format_time(moment)[:16].replace("T", " ") + " UTC"
+    local = moment.astimezone(zone)
+    return f"{local.year:04d}-{local.month:02d}-{local.day:02d} {local.hour:02d}:{local.minute:02d} {name}"
+
+
+def _time(moment: datetime) -> str:
+    """``moment`` as people in Kutai Kartanegara read a clock: WITA."""
+    return _minutes(moment, WITA, "WITA")
+
+
+def _utc(moment: datetime) -> str:
+    return _minutes(moment, timezone.utc, "UTC")
+
+
+def time_row(label: str, *moments: datetime) -> list[str]:
+    """A popup row of one time or a range: WITA shown, UTC as the third item (the page's hover text)."""
+    return [label, " – ".join(map(_time, moments)), " – ".join(map(_utc, moments))]
 
 
 def cell_popup(cell: CellCoverage) -> list[list[str]]:
-    """Rows of a cell's popup: label (Indonesian / English), value."""
+    """Rows of a cell's popup: label (Indonesian / English), value, and for times the value in UTC."""
     share = cell.no_service_share
     rows = [
         ["Operator", f"{cell.operator_name} ({cell.operator})"],
@@ -81,8 +98,8 @@ def cell_popup(cell: CellCoverage) -> list[list[str]]:
         up = "-" if cell.up_median_mbps is None else f"{cell.up_median_mbps:g}"
         rows.append(["Unduh / unggah, Down / up", f"{down} / {up} Mbit/s ({cell.throughput_samples})"])
     rows += [
-        ["Pertama / First seen", _time(cell.first_seen)],
-        ["Terakhir / Last seen", _time(cell.last_seen)],
+        time_row("Pertama / First seen", cell.first_seen),
+        time_row("Terakhir / Last seen", cell.last_seen),
         ["Unit", ", ".join(cell.devices)],
         ["Sel H3 / H3 cell", cell.cell],
     ]
@@ -110,7 +127,7 @@ def drawn_track(track: Track) -> dict[str, Any]:
     return {"line": _line(thin(track.points)),
             "popup": [["Unit", track.device], ["Bagian / Part", str(track.part)],
                       ["Panjang / Length", f"{track.length_km:.1f} km"],
-                      ["Waktu / Time", f"{_time(track.points[0].time)} – {_time(track.points[-1].time)}"]]}
+                      time_row("Waktu / Time", track.points[0].time, track.points[-1].time)]}
 
 
 def map_data(coverage: Coverage, tracks: Iterable[dict[str, Any]], segments: Iterable[Segment],
@@ -144,12 +161,13 @@ def map_data(coverage: Coverage, tracks: Iterable[dict[str, Any]], segments: Ite
         {"op": s.operator, "line": _line(s.points),
          "popup": [["Ruas tanpa layanan / No service", f"{s.length_km:.2f} km, {s.no_service} pengukuran / readings"],
                    ["Operator", f"{coverage.operators.get(s.operator, s.operator)} ({s.operator})"],
-                   ["Unit", s.device], ["Mulai / Start", _time(s.start.time)], ["Selesai / End", _time(s.end.time)]]}
+                   ["Unit", s.device], time_row("Mulai / Start", s.start.time), time_row("Selesai / End", s.end.time)]}
         for s in segments if s.operator in coverage.operators
     ]
     tag_list = [
         {"lat": t.lat, "lon": t.lon, "label": t.name,
-         "popup": [["Tanda / Tag", t.name or "-"], ["Unit", t.device or "-"], ["Waktu / Time", t.time or "-"]]}
+         "popup": [["Tanda / Tag", t.name or "-"], ["Unit", t.device or "-"],
+                   time_row("Waktu / Time", parse_time(t.time)) if t.time else ["Waktu / Time", "-"]]}
         for t in tags
     ]
     return {

@@ -19,9 +19,12 @@
     });
   }
 
+  // A row is [label, value] or, for times, [label, WITA, UTC]: UTC shows on hover.
   function table(rows) {
     return "<table>" + rows.map(function (row) {
-      return "<tr><th>" + esc(row[0]) + "</th><td>" + esc(row[1]) + "</td></tr>";
+      var value = row.length > 2 ? '<span class="bs-time" title="' + esc(row[2]) + '">' + esc(row[1]) + "</span>"
+        : esc(row[1]);
+      return "<tr><th>" + esc(row[0]) + "</th><td>" + value + "</td></tr>";
     }).join("") + "</table>";
   }
 
