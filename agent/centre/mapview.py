@@ -9,6 +9,7 @@ stretches without service, tagged spots and the names of places without them.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -27,7 +28,15 @@ WITA = timezone(timedelta(hours=8), "WITA")
 OSM_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 OSM_ATTRIBUTION = '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
 MAHAKAM_CENTER = (-0.42, 116.95)
-TRACK_SPACING_M = 15.0  # tracks are thinned to this spacing: a day on the river stays a small file
+TRACK_SPACING_M = 15.0  # tracks are thinned to this spacing first: a probe standing still is one point
+# Tracks are simplified for a zoom: a point that moves the line by less than a screen pixel
+# there is left out. The page keeps at most TRACK_BUDGET points of track (about 21 bytes
+# each in the page): beyond it the zoom drawn for goes down one step at a time, to at
+# least MIN_TRACK_ZOOM, and then the shortest pieces are left out (the page says how many).
+FINEST_TRACK_ZOOM = 16
+MIN_TRACK_ZOOM = 8
+TRACK_BUDGET = 60_000
+PIECE_COST = 10  # a piece's popup weighs about as much as this many points
 CLASS_TITLES = {
     "blank": "Blank spot: tidak ada sinyal / no service",
     "weak": "Lemah / Weak",
@@ -118,13 +127,90 @@ def thin(points: Sequence[TrackPoint], spacing_m: float = TRACK_SPACING_M) -> li
     return kept
 
 
+def pixel_m(zoom: int) -> float:
+    """Metres a screen pixel covers at ``zoom`` on the equator (Kutai Kartanegara is on it)."""
+    return 156_543.034 / 2 ** zoom
+
+
+def simplify(line: Sequence[Sequence[float]], tolerance_m: float) -> list[list[float]]:
+    """Douglas-Peucker: the points of ``line`` (``[lat, lon]``) that keep every left-out point
+    within ``tolerance_m`` of the simplified line; the first and last are always kept."""
+    n = len(line)
+    if n <= 2:
+        return [list(p) for p in line]
+    # A local flat projection in metres: exact enough over a track piece at this latitude.
+    cos_lat = math.cos(math.radians(line[0][0]))
+    ys = [p[0] * 110_574.0 for p in line]
+    xs = [p[1] * 111_320.0 * cos_lat for p in line]
+    keep = [False] * n
+    keep[0] = keep[-1] = True
+    spans = [(0, n - 1)]
+    while spans:  # iterative: a long track would go past Python's recursion limit
+        first, last = spans.pop()
+        ax, ay = xs[first], ys[first]
+        dx, dy = xs[last] - ax, ys[last] - ay
+        length2 = dx * dx + dy * dy
+        worst, worst_at = -1.0, -1
+        for i in range(first + 1, last):
+            px, py = xs[i] - ax, ys[i] - ay
+            if length2 == 0.0:
+                d2 = px * px + py * py
+            else:
+                t = max(0.0, min(1.0, (px * dx + py * dy) / length2))
+                ex, ey = px - t * dx, py - t * dy
+                d2 = ex * ex + ey * ey
+            if d2 > worst:
+                worst, worst_at = d2, i
+        if worst > tolerance_m * tolerance_m:
+            keep[worst_at] = True
+            spans.append((first, worst_at))
+            spans.append((worst_at, last))
+    return [list(line[i]) for i in range(n) if keep[i]]
+
+
+@dataclass(frozen=True)
+class FittedTracks:
+    pieces: list[dict[str, Any]]
+    zoom: int          # the zoom the lines are simplified for
+    left_out: int      # pieces left out to stay within the budget
+
+
+def fit_tracks(pieces: Sequence[dict[str, Any]], budget: int = TRACK_BUDGET) -> FittedTracks:
+    """Track pieces (from :func:`drawn_track`) simplified for the finest zoom at which all of
+    them fit in ``budget`` points (each piece costing :data:`PIECE_COST` more); below
+    :data:`MIN_TRACK_ZOOM`, the shortest pieces are left out instead."""
+    def cost(lines: Sequence[dict[str, Any]]) -> int:
+        return sum(len(p["line"]) + PIECE_COST for p in lines)
+
+    zoom = FINEST_TRACK_ZOOM
+    fitted = list(pieces)
+    while cost(fitted) > budget and zoom > MIN_TRACK_ZOOM:
+        zoom -= 1
+        # Simplifying the simplified line again: each step at least doubles the tolerance,
+        # so the error stays within twice the last step's pixel.
+        fitted = [{**p, "line": simplify(p["line"], pixel_m(zoom))} for p in fitted]
+    if cost(fitted) <= budget:
+        return FittedTracks(fitted, zoom, 0)
+    spent = 0
+    chosen: set[int] = set()
+    for i in sorted(range(len(fitted)), key=lambda i: -len(fitted[i]["line"])):
+        price = len(fitted[i]["line"]) + PIECE_COST
+        if spent + price <= budget:
+            chosen.add(i)
+            spent += price
+    kept = [p for i, p in enumerate(fitted) if i in chosen]
+    return FittedTracks(kept, zoom, len(fitted) - len(kept))
+
+
 def _line(points: Sequence[TrackPoint]) -> list[list[float]]:
     return [[round(p.lat, 6), round(p.lon, 6)] for p in points]
 
 
 def drawn_track(track: Track) -> dict[str, Any]:
-    """A track piece as the page draws it: its line, thinned, and its popup."""
-    return {"line": _line(thin(track.points)),
+    """A track piece as the page draws it: its line, thinned and simplified for the finest
+    zoom the page draws tracks at, and its popup."""
+    line = [[round(p.lat, 5), round(p.lon, 5)] for p in thin(track.points)]
+    return {"line": simplify(line, pixel_m(FINEST_TRACK_ZOOM)),
             "popup": [["Unit", track.device], ["Bagian / Part", str(track.part)],
                       ["Panjang / Length", f"{track.length_km:.1f} km"],
                       time_row("Waktu / Time", track.points[0].time, track.points[-1].time)]}
@@ -132,11 +218,13 @@ def drawn_track(track: Track) -> dict[str, Any]:
 
 def map_data(coverage: Coverage, tracks: Iterable[dict[str, Any]], segments: Iterable[Segment],
              tags: Iterable[Place], options: MapOptions = MapOptions(), generated: datetime | None = None,
-             *, places: Iterable[Place] = ()) -> dict[str, Any]:
+             *, places: Iterable[Place] = (), track_budget: int = TRACK_BUDGET) -> dict[str, Any]:
     """Everything the page draws, as the JSON object embedded in it; ``tracks`` are the track
     pieces as :func:`drawn_track` gives them, ``places`` the named places (a places file's
-    towns and villages) written on the map as labels."""
+    towns and villages) written on the map as labels; the tracks are fitted to
+    ``track_budget`` points (:func:`fit_tracks`)."""
     generated = generated or datetime.now(timezone.utc)
+    fitted = fit_tracks(list(tracks), track_budget)
     samples: dict[str, int] = {key: 0 for key in coverage.operators}
     blank: dict[str, int] = {key: 0 for key in coverage.operators}
     cells = []
@@ -182,7 +270,9 @@ def map_data(coverage: Coverage, tracks: Iterable[dict[str, Any]], segments: Ite
         "operators": operators,
         "default_operator": default,
         "cells": cells,
-        "tracks": list(tracks),
+        "tracks": fitted.pieces,
+        "track_zoom": fitted.zoom,
+        "tracks_left_out": fitted.left_out,
         "segments": segment_list,
         "tags": tag_list,
         "places": place_labels(places),

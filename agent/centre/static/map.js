@@ -204,6 +204,9 @@
     select.value = wanted.operator;
   }
 
+  if (data.tracks_left_out) {
+    notice.textContent = data.tracks_left_out + " lintasan pendek tidak digambar / short track pieces not drawn";
+  }
   if (bounds.isValid()) {
     // Keep the drawing clear of the panels on the right when the window is wide enough.
     var right = Math.max(panel.getContainer().offsetWidth, legend.getContainer().offsetWidth);
