@@ -25,7 +25,7 @@ def distance_to_line_m(point, line) -> float:
 
 
 def test_a_straight_line_keeps_its_ends_only():
-    line = [[-0.4, 116.9 + i * 1e-4] for i in range(1000)]
+    line = [[-0.4, 116.9 + i * 1e-4] for i in range(200)]
     assert simplify(line, 1.0) == [line[0], line[-1]]
 
 
@@ -68,3 +68,13 @@ def test_too_many_pieces_leave_the_shortest_out():
     assert fitted.left_out > 0
     assert sum(len(p["line"]) + PIECE_COST for p in fitted.pieces) <= 1000
     assert any(len(p["line"]) > 2 for p in fitted.pieces), "the long piece is kept"
+
+
+def test_a_page_of_many_long_tracks_stays_within_its_bound():
+    from agent.centre.coverage import aggregate
+    from agent.centre.mapview import TRACK_BUDGET, map_data, render_map
+
+    pieces = [piece([[round(lat, 5), round(lon, 5)] for lat, lon in zigzag(2000, 20.0)]) for _ in range(40)]
+    page = render_map(map_data(aggregate([]), pieces, [], []))
+    assert sum(len(p["line"]) for p in pieces) > TRACK_BUDGET
+    assert len(page.encode()) < 250_000 + 22 * TRACK_BUDGET

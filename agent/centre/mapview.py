@@ -36,6 +36,7 @@ TRACK_SPACING_M = 15.0  # tracks are thinned to this spacing first: a probe stan
 FINEST_TRACK_ZOOM = 16
 MIN_TRACK_ZOOM = 8
 TRACK_BUDGET = 60_000
+SIMPLIFY_SPAN = 256
 PIECE_COST = 10  # a piece's popup weighs about as much as this many points
 CLASS_TITLES = {
     "blank": "Blank spot: tidak ada sinyal / no service",
@@ -134,7 +135,8 @@ def pixel_m(zoom: int) -> float:
 
 def simplify(line: Sequence[Sequence[float]], tolerance_m: float) -> list[list[float]]:
     """Douglas-Peucker: the points of ``line`` (``[lat, lon]``) that keep every left-out point
-    within ``tolerance_m`` of the simplified line; the first and last are always kept."""
+    within ``tolerance_m`` of the simplified line; the first and last are always kept, and
+    every SIMPLIFY_SPAN-th."""
     n = len(line)
     if n <= 2:
         return [list(p) for p in line]
@@ -143,8 +145,11 @@ def simplify(line: Sequence[Sequence[float]], tolerance_m: float) -> list[list[f
     ys = [p[0] * 110_574.0 for p in line]
     xs = [p[1] * 111_320.0 * cos_lat for p in line]
     keep = [False] * n
-    keep[0] = keep[-1] = True
-    spans = [(0, n - 1)]
+    # Spans of at most SIMPLIFY_SPAN points: on a line that zigzags more than the tolerance
+    # every point (GPS scatter), Douglas-Peucker takes time quadratic in the span's length.
+    spans = [(first, min(first + SIMPLIFY_SPAN, n - 1)) for first in range(0, n - 1, SIMPLIFY_SPAN)]
+    for first, last in spans:
+        keep[first] = keep[last] = True
     while spans:  # iterative: a long track would go past Python's recursion limit
         first, last = spans.pop()
         ax, ay = xs[first], ys[first]
