@@ -22,6 +22,7 @@ from agent.centre.mapview import map_data, render_map
 from agent.commands.main import main
 from tests.support.survey_factory import in_service, no_service, survey_db, trip_with_tags
 
+ROUTE_PLACES = Path(__file__).resolve().parent.parent / "agent" / "sim" / "routes" / "mahakam.csv"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
@@ -34,10 +35,14 @@ def chromium() -> str:
                 "(deploy/quickstart.sh installs it)")
 
 
-def run_chromium(workdir: Path, url: str, *flags: str) -> subprocess.CompletedProcess:
+DESKTOP = (1280, 900)
+PHONE = (390, 844)
+
+
+def run_chromium(workdir: Path, url: str, *flags: str, size: tuple[int, int] = DESKTOP) -> subprocess.CompletedProcess:
     command = [
         chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
-        "--hide-scrollbars", f"--user-data-dir={workdir / 'chromium-profile'}", "--window-size=1280,900",
+        "--hide-scrollbars", f"--user-data-dir={workdir / 'chromium-profile'}", f"--window-size={size[0]},{size[1]}",
         "--virtual-time-budget=5000", *flags, url,
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
@@ -54,6 +59,7 @@ class Dom(HTMLParser):
         self.errors_text = ""
         self._in_errors = False
         self.text: list[str] = []
+        self._texts: dict[int, str] = {}
         self.feed(html)
 
     def handle_starttag(self, tag, attrs):
@@ -66,12 +72,29 @@ class Dom(HTMLParser):
             self._in_errors = False
 
     def handle_data(self, data):
+        if self.elements:
+            last = len(self.elements) - 1
+            self._texts[last] = self._texts.get(last, "") + data
         if self._in_errors:
             self.errors_text += data
         self.text.append(data)
 
     def paths(self, css_class: str) -> int:
         return sum(1 for tag, a in self.elements if tag == "path" and css_class in a.get("class", "").split())
+
+    def with_class(self, css_class: str) -> int:
+        return sum(1 for _, a in self.elements if css_class in a.get("class", "").split())
+
+    def spans(self, css_class: str) -> list[tuple[dict[str, str], str]]:
+        """Each element of ``css_class`` with its own text (elements without children)."""
+        return [(a, self._texts.get(i, "")) for i, (_, a) in enumerate(self.elements)
+                if css_class in a.get("class", "").split()]
+
+    def text_of(self, css_class: str) -> str:
+        return next(text for a, text in self.spans(css_class))
+
+    def attribute_of(self, element_id: str, name: str) -> str | None:
+        return next((a.get(name) for _, a in self.elements if a.get("id") == element_id), None)
 
     def attribute(self, tag: str, name: str) -> str | None:
         return next((a.get(name) for t, a in self.elements if t == tag and name in a), None)
@@ -81,9 +104,37 @@ class Dom(HTMLParser):
         return json.loads(self.errors_text)
 
 
-def load(workdir: Path, page: Path, fragment: str = "") -> Dom:
-    result = run_chromium(workdir, page.as_uri() + fragment, "--dump-dom")
+def load(workdir: Path, page: Path, fragment: str = "", size: tuple[int, int] = DESKTOP) -> Dom:
+    result = run_chromium(workdir, page.as_uri() + fragment, "--dump-dom", size=size)
     return Dom(result.stdout)
+
+
+def load_with_script(workdir: Path, page: Path, script: str, fragment: str = "",
+                     size: tuple[int, int] = DESKTOP) -> Dom:
+    """The page with ``script`` run after the page's own (as a user's clicks would), then dumped."""
+    copy = workdir / "scripted.html"
+    copy.write_text(page.read_text(encoding="utf-8").replace("</body>", f"<script>{script}</script>\n</body>"),
+                    encoding="utf-8")
+    return load(workdir, copy, fragment, size)
+
+
+def click(selector: str) -> str:
+    """Script: a click in the middle of the first element ``selector`` matches."""
+    return (f"(function () {{ var el = document.querySelector({json.dumps(selector)});"
+            "var box = el.getBoundingClientRect();"
+            "var at = {bubbles: true, cancelable: true, clientX: box.left + box.width / 2,"
+            " clientY: box.top + box.height / 2};"
+            "el.dispatchEvent(new MouseEvent('mousedown', at)); el.dispatchEvent(new MouseEvent('mouseup', at));"
+            "el.dispatchEvent(new MouseEvent('click', at)); })();")
+
+
+# Script: the share of the map each panel covers, written on <body> as data-covered-<panel>.
+MEASURE_PANELS = (
+    "(function () { var map = document.getElementById('map').getBoundingClientRect();"
+    "[['controls', '.bs-controls'], ['legend', '.bs-legend']].forEach(function (p) {"
+    " var box = document.querySelector(p[1]).getBoundingClientRect();"
+    " document.body.setAttribute('data-covered-' + p[0], String(box.width * box.height / (map.width * map.height)));"
+    "}); })();")
 
 
 def indosat_unit() -> list:
@@ -100,7 +151,7 @@ def survey(tmp_path_factory):
     readings = trip_with_tags() + indosat_unit()
     db = survey_db(folder / "collector.db", readings)
     page = folder / "map.html"
-    assert main(["map", "--db", db, "--out", str(page)]) == 0
+    assert main(["map", "--db", db, "--out", str(page), "--places", str(ROUTE_PLACES)]) == 0
     return folder, page, aggregate(readings)
 
 
@@ -123,6 +174,62 @@ def test_map_draws_offline_without_errors(survey, tmp_path):
         assert words in text, words
     options = [a.get("value") for t, a in dom.elements if t == "option"]
     assert options == ["510-01", "510-10"]
+
+
+def test_place_names_are_written_on_the_map(survey, tmp_path):
+    _, page, _ = survey
+    dom = load(tmp_path, page)
+    assert dom.errors == []
+    assert dom.with_class("bs-place") == 7          # every town of the places file
+    text = " ".join(dom.text)
+    for town in ("Samarinda", "Tenggarong", "Sebulu", "Muara Kaman", "Kota Bangun"):
+        assert town in text, town
+
+
+def test_times_are_shown_in_wita_with_utc_on_hover(survey, tmp_path):
+    _, page, _ = survey
+    dom = load_with_script(tmp_path, page, click("path.bs-track"))
+    assert dom.errors == []
+    times = [(a["title"], dom_text) for a, dom_text in dom.spans("bs-time")]
+    assert times, "the track's popup shows its time"
+    utc, wita = times[0]
+    # The trip starts at 00:00 UTC on 24 November: 08:00 in Kalimantan Timur.
+    assert wita.startswith("2026-11-24 08:00 WITA – ") and wita.endswith(" WITA")
+    assert utc.startswith("2026-11-24 00:00 UTC – ") and utc.endswith(" UTC")
+    assert "WITA" in dom.text_of("bs-sub")
+
+
+def test_legend_folds_away_on_a_phone(survey, tmp_path):
+    _, page, _ = survey
+    dom = load_with_script(tmp_path, page, MEASURE_PANELS, size=PHONE)
+    assert dom.errors == []
+    assert float(dom.attribute("body", "data-covered-legend")) <= 0.03
+    assert float(dom.attribute("body", "data-covered-controls")) <= 0.08
+    assert dom.paths("bs-cell") > 50                  # the map itself is all there
+
+
+def test_legend_is_open_on_a_desktop(survey, tmp_path):
+    _, page, _ = survey
+    dom = load(tmp_path, page)
+    assert dom.attribute_of("bs-legend-box", "open") is not None
+    assert dom.attribute_of("bs-filters", "open") is not None
+
+
+def test_layer_switches_hide_tracks_and_stretches(survey, tmp_path):
+    _, page, coverage = survey
+    dom = load(tmp_path, page, "#hide=tracks,segments")
+    assert dom.errors == []
+    assert dom.paths("bs-track") == dom.paths("bs-segment") == 0
+    assert dom.paths("bs-cell") == sum(c.operator == "510-10" for c in coverage.cells)
+    assert dom.paths("bs-tag") == 2
+
+
+def test_unticking_a_layer_removes_it(survey, tmp_path):
+    _, page, _ = survey
+    dom = load_with_script(tmp_path, page, "document.getElementById('bs-layer-places').click();")
+    assert dom.errors == []
+    assert dom.with_class("bs-place") == 0
+    assert dom.paths("bs-track") == 1
 
 
 def test_operator_filter(survey, tmp_path):

@@ -4,14 +4,15 @@ Leaflet 1.9.4 (BSD-2-Clause, vendored in ``static/leaflet/`` with its licence) a
 page's own script and style are inlined, and the survey is embedded as JSON, so the file
 can be mailed or copied to a laptop in a kantor desa and opened without a network.  Only
 the background tiles are fetched, when the browser is online; the map draws cells, tracks,
-stretches without service and tagged spots without them.
+stretches without service, tagged spots and the names of places without them.
 """
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from importlib.resources import files
 from typing import Any
 
@@ -20,12 +21,23 @@ from agent.centre.coverage import CellCoverage, Coverage, cell_ring
 from agent.centre.report import Place
 from agent.centre.segments import Segment, Track, TrackPoint
 from agent.shared.geo import haversine_m
-from agent.shared.reading import format_time
+from agent.shared.reading import format_time, parse_time
 
+# Kalimantan Timur's clock, UTC+8 all year: a fixed offset, so no time-zone database is needed.
+WITA = timezone(timedelta(hours=8), "WITA")
 OSM_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 OSM_ATTRIBUTION = '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
 MAHAKAM_CENTER = (-0.42, 116.95)
-TRACK_SPACING_M = 15.0  # tracks are thinned to this spacing: a day on the river stays a small file
+TRACK_SPACING_M = 15.0  # tracks are thinned to this spacing first: a probe standing still is one point
+# Tracks are simplified for a zoom: a point that moves the line by less than a screen pixel
+# there is left out. The page keeps at most TRACK_BUDGET points of track (about 21 bytes
+# each in the page): beyond it the zoom drawn for goes down one step at a time, to at
+# least MIN_TRACK_ZOOM, and then the shortest pieces are left out (the page says how many).
+FINEST_TRACK_ZOOM = 16
+MIN_TRACK_ZOOM = 8
+TRACK_BUDGET = 60_000
+SIMPLIFY_SPAN = 256
+PIECE_COST = 10  # a piece's popup weighs about as much as this many points
 CLASS_TITLES = {
     "blank": "Blank spot: tidak ada sinyal / no service",
     "weak": "Lemah / Weak",
@@ -50,13 +62,28 @@ def _dbm(value: float | None) -> str:
     return "-" if value is None else f"{value:g} dBm"
 
 
-def _time(moment: datetime) -> str:
+def _minutes(moment: datetime, zone: timezone, name: str) -> str:
     # Not strftime("%Y"): it writes year 1 as "1", and popups show the year as readings have it.
-    return format_time(moment)[:16].replace("T", " ") + " UTC"
+    local = moment.astimezone(zone)
+    return f"{local.year:04d}-{local.month:02d}-{local.day:02d} {local.hour:02d}:{local.minute:02d} {name}"
+
+
+def _time(moment: datetime) -> str:
+    """``moment`` as people in Kutai Kartanegara read a clock: WITA."""
+    return _minutes(moment, WITA, "WITA")
+
+
+def _utc(moment: datetime) -> str:
+    return _minutes(moment, timezone.utc, "UTC")
+
+
+def time_row(label: str, *moments: datetime) -> list[str]:
+    """A popup row of one time or a range: WITA shown, UTC as the third item (the page's hover text)."""
+    return [label, " – ".join(map(_time, moments)), " – ".join(map(_utc, moments))]
 
 
 def cell_popup(cell: CellCoverage) -> list[list[str]]:
-    """Rows of a cell's popup: label (Indonesian / English), value."""
+    """Rows of a cell's popup: label (Indonesian / English), value, and for times the value in UTC."""
     share = cell.no_service_share
     rows = [
         ["Operator", f"{cell.operator_name} ({cell.operator})"],
@@ -81,8 +108,8 @@ def cell_popup(cell: CellCoverage) -> list[list[str]]:
         up = "-" if cell.up_median_mbps is None else f"{cell.up_median_mbps:g}"
         rows.append(["Unduh / unggah, Down / up", f"{down} / {up} Mbit/s ({cell.throughput_samples})"])
     rows += [
-        ["Pertama / First seen", _time(cell.first_seen)],
-        ["Terakhir / Last seen", _time(cell.last_seen)],
+        time_row("Pertama / First seen", cell.first_seen),
+        time_row("Terakhir / Last seen", cell.last_seen),
         ["Unit", ", ".join(cell.devices)],
         ["Sel H3 / H3 cell", cell.cell],
     ]
@@ -101,24 +128,108 @@ def thin(points: Sequence[TrackPoint], spacing_m: float = TRACK_SPACING_M) -> li
     return kept
 
 
+def pixel_m(zoom: int) -> float:
+    """Metres a screen pixel covers at ``zoom`` on the equator (Kutai Kartanegara is on it)."""
+    return 156_543.034 / 2 ** zoom
+
+
+def simplify(line: Sequence[Sequence[float]], tolerance_m: float) -> list[list[float]]:
+    """Douglas-Peucker: the points of ``line`` (``[lat, lon]``) that keep every left-out point
+    within ``tolerance_m`` of the simplified line; the first and last are always kept, and
+    every SIMPLIFY_SPAN-th."""
+    n = len(line)
+    if n <= 2:
+        return [list(p) for p in line]
+    # A local flat projection in metres: exact enough over a track piece at this latitude.
+    cos_lat = math.cos(math.radians(line[0][0]))
+    ys = [p[0] * 110_574.0 for p in line]
+    xs = [p[1] * 111_320.0 * cos_lat for p in line]
+    keep = [False] * n
+    # Spans of at most SIMPLIFY_SPAN points: on a line that zigzags more than the tolerance
+    # every point (GPS scatter), Douglas-Peucker takes time quadratic in the span's length.
+    spans = [(first, min(first + SIMPLIFY_SPAN, n - 1)) for first in range(0, n - 1, SIMPLIFY_SPAN)]
+    for first, last in spans:
+        keep[first] = keep[last] = True
+    while spans:  # iterative: a long track would go past Python's recursion limit
+        first, last = spans.pop()
+        ax, ay = xs[first], ys[first]
+        dx, dy = xs[last] - ax, ys[last] - ay
+        length2 = dx * dx + dy * dy
+        worst, worst_at = -1.0, -1
+        for i in range(first + 1, last):
+            px, py = xs[i] - ax, ys[i] - ay
+            if length2 == 0.0:
+                d2 = px * px + py * py
+            else:
+                t = max(0.0, min(1.0, (px * dx + py * dy) / length2))
+                ex, ey = px - t * dx, py - t * dy
+                d2 = ex * ex + ey * ey
+            if d2 > worst:
+                worst, worst_at = d2, i
+        if worst > tolerance_m * tolerance_m:
+            keep[worst_at] = True
+            spans.append((first, worst_at))
+            spans.append((worst_at, last))
+    return [list(line[i]) for i in range(n) if keep[i]]
+
+
+@dataclass(frozen=True)
+class FittedTracks:
+    pieces: list[dict[str, Any]]
+    zoom: int          # the zoom the lines are simplified for
+    left_out: int      # pieces left out to stay within the budget
+
+
+def fit_tracks(pieces: Sequence[dict[str, Any]], budget: int = TRACK_BUDGET) -> FittedTracks:
+    """Track pieces (from :func:`drawn_track`) simplified for the finest zoom at which all of
+    them fit in ``budget`` points (each piece costing :data:`PIECE_COST` more); below
+    :data:`MIN_TRACK_ZOOM`, the shortest pieces are left out instead."""
+    def cost(lines: Sequence[dict[str, Any]]) -> int:
+        return sum(len(p["line"]) + PIECE_COST for p in lines)
+
+    zoom = FINEST_TRACK_ZOOM
+    fitted = list(pieces)
+    while cost(fitted) > budget and zoom > MIN_TRACK_ZOOM:
+        zoom -= 1
+        # Simplifying the simplified line again: each step at least doubles the tolerance,
+        # so the error stays within twice the last step's pixel.
+        fitted = [{**p, "line": simplify(p["line"], pixel_m(zoom))} for p in fitted]
+    if cost(fitted) <= budget:
+        return FittedTracks(fitted, zoom, 0)
+    spent = 0
+    chosen: set[int] = set()
+    for i in sorted(range(len(fitted)), key=lambda i: -len(fitted[i]["line"])):
+        price = len(fitted[i]["line"]) + PIECE_COST
+        if spent + price <= budget:
+            chosen.add(i)
+            spent += price
+    kept = [p for i, p in enumerate(fitted) if i in chosen]
+    return FittedTracks(kept, zoom, len(fitted) - len(kept))
+
+
 def _line(points: Sequence[TrackPoint]) -> list[list[float]]:
     return [[round(p.lat, 6), round(p.lon, 6)] for p in points]
 
 
 def drawn_track(track: Track) -> dict[str, Any]:
-    """A track piece as the page draws it: its line, thinned, and its popup."""
-    return {"line": _line(thin(track.points)),
+    """A track piece as the page draws it: its line, thinned and simplified for the finest
+    zoom the page draws tracks at, and its popup."""
+    line = [[round(p.lat, 5), round(p.lon, 5)] for p in thin(track.points)]
+    return {"line": simplify(line, pixel_m(FINEST_TRACK_ZOOM)),
             "popup": [["Unit", track.device], ["Bagian / Part", str(track.part)],
                       ["Panjang / Length", f"{track.length_km:.1f} km"],
-                      ["Waktu / Time", f"{_time(track.points[0].time)} – {_time(track.points[-1].time)}"]]}
+                      time_row("Waktu / Time", track.points[0].time, track.points[-1].time)]}
 
 
 def map_data(coverage: Coverage, tracks: Iterable[dict[str, Any]], segments: Iterable[Segment],
-             tags: Iterable[Place], options: MapOptions = MapOptions(), generated: datetime | None = None
-             ) -> dict[str, Any]:
+             tags: Iterable[Place], options: MapOptions = MapOptions(), generated: datetime | None = None,
+             *, places: Iterable[Place] = (), track_budget: int = TRACK_BUDGET) -> dict[str, Any]:
     """Everything the page draws, as the JSON object embedded in it; ``tracks`` are the track
-    pieces as :func:`drawn_track` gives them."""
+    pieces as :func:`drawn_track` gives them, ``places`` the named places (a places file's
+    towns and villages) written on the map as labels; the tracks are fitted to
+    ``track_budget`` points (:func:`fit_tracks`)."""
     generated = generated or datetime.now(timezone.utc)
+    fitted = fit_tracks(list(tracks), track_budget)
     samples: dict[str, int] = {key: 0 for key in coverage.operators}
     blank: dict[str, int] = {key: 0 for key in coverage.operators}
     cells = []
@@ -143,12 +254,13 @@ def map_data(coverage: Coverage, tracks: Iterable[dict[str, Any]], segments: Ite
         {"op": s.operator, "line": _line(s.points),
          "popup": [["Ruas tanpa layanan / No service", f"{s.length_km:.2f} km, {s.no_service} pengukuran / readings"],
                    ["Operator", f"{coverage.operators.get(s.operator, s.operator)} ({s.operator})"],
-                   ["Unit", s.device], ["Mulai / Start", _time(s.start.time)], ["Selesai / End", _time(s.end.time)]]}
+                   ["Unit", s.device], time_row("Mulai / Start", s.start.time), time_row("Selesai / End", s.end.time)]}
         for s in segments if s.operator in coverage.operators
     ]
     tag_list = [
         {"lat": t.lat, "lon": t.lon, "label": t.name,
-         "popup": [["Tanda / Tag", t.name or "-"], ["Unit", t.device or "-"], ["Waktu / Time", t.time or "-"]]}
+         "popup": [["Tanda / Tag", t.name or "-"], ["Unit", t.device or "-"],
+                   time_row("Waktu / Time", parse_time(t.time)) if t.time else ["Waktu / Time", "-"]]}
         for t in tags
     ]
     return {
@@ -163,10 +275,23 @@ def map_data(coverage: Coverage, tracks: Iterable[dict[str, Any]], segments: Ite
         "operators": operators,
         "default_operator": default,
         "cells": cells,
-        "tracks": list(tracks),
+        "tracks": fitted.pieces,
+        "track_zoom": fitted.zoom,
+        "tracks_left_out": fitted.left_out,
         "segments": segment_list,
         "tags": tag_list,
+        "places": place_labels(places),
     }
+
+
+def place_labels(places: Iterable[Place]) -> list[dict[str, Any]]:
+    """Each named place once (the first of a name wins), as the page labels it."""
+    labels: dict[str, dict[str, Any]] = {}
+    for place in places:
+        name = place.name.strip()
+        if name and name.casefold() not in labels:
+            labels[name.casefold()] = {"name": name, "lat": round(place.lat, 6), "lon": round(place.lon, 6)}
+    return list(labels.values())
 
 
 def _script_json(data: dict[str, Any]) -> str:
@@ -208,4 +333,4 @@ def map_summary(data: dict[str, Any]) -> str:
     """What a page of ``data`` (from :func:`map_data`) shows, in one line: cells, tracks, tags."""
     blank = sum(1 for c in data["cells"] if c["class"] == "blank")
     return (f"{len(data['cells'])} cells ({blank} blank), {len(data['tracks'])} track pieces, "
-            f"{len(data['tags'])} tagged spots")
+            f"{len(data['tags'])} tagged spots, {len(data['places'])} place names")

@@ -170,9 +170,14 @@ class Survey:
         return key
 
 
-def map_page(survey: Survey, options: MapOptions = MapOptions()) -> tuple[str, dict[str, Any]]:
-    """The blank-spot map of ``survey`` (made with the default ``tracks``): the HTML page, and the data embedded in it."""
-    data = map_data(survey.coverage, survey.tracks, survey.segments, survey.tags, options)
+def map_page(survey: Survey, options: MapOptions = MapOptions(), places: Iterable[Place] = ()
+             ) -> tuple[str, dict[str, Any]]:
+    """The blank-spot map of ``survey`` (made with the default ``tracks``): the HTML page, and the data embedded in it.
+
+    ``places`` (a places file's towns and villages) are written on it by name, as the tagged
+    spots are by their message.
+    """
+    data = map_data(survey.coverage, survey.tracks, survey.segments, survey.tags, options, places=places)
     return render_map(data), data
 
 

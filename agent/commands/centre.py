@@ -238,6 +238,7 @@ def add_map(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--title", help="page title")
     p.add_argument("--tiles", metavar="URL",
                    help="background tile URL template, or 'none' (default: OpenStreetMap, when online)")
+    p.add_argument("--places", metavar="FILE", help="CSV of named places (name,lat,lon) to write on the map")
     _grid_args(p)
     p.set_defaults(func=cmd_map)
 
@@ -371,6 +372,22 @@ def _guarded(command: str, work) -> int:
         raise RuntimeFailure(f"blankspot {command}: {NEEDS_H3}") from None
 
 
+def _read_places(path: str | None, command: str) -> list:
+    """The places of a ``--places`` file (none without one); a file that cannot be used is a usage error."""
+    from agent.centre.report import PlacesError, parse_places_csv
+
+    if not path:
+        return []
+    try:
+        return parse_places_csv(Path(path).read_text(encoding="utf-8"), path)
+    except OSError as exc:
+        raise UsageError(f"blankspot {command}: cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"blankspot {command}: {path} is not UTF-8 text") from None
+    except PlacesError as exc:
+        raise UsageError(f"blankspot {command}: {exc}") from None
+
+
 def cmd_units(args: argparse.Namespace) -> int:
     import json
     import sys
@@ -444,6 +461,8 @@ def cmd_map(args: argparse.Namespace) -> int:
     from agent.centre.mapview import MapOptions, map_summary
     from agent.centre.survey import map_page
 
+    places = _read_places(args.places, "map")
+
     def work() -> int:
         with _survey(args, "map") as survey:
             options = MapOptions(operator=_operator(survey, args.operator, "map"))
@@ -452,7 +471,7 @@ def cmd_map(args: argparse.Namespace) -> int:
             if args.tiles:
                 options = replace(options, tiles=None) if args.tiles.lower() == "none" else \
                     replace(options, tiles=args.tiles, tiles_attribution="")
-            html, data = map_page(survey, options)
+            html, data = map_page(survey, options, places)
         _write_atomically(args.out, lambda out: out.write(html))
         print(f"{args.out}: {map_summary(data)}", file=sys.stderr)
         _warn_skipped(survey, "map")
@@ -466,7 +485,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from agent.centre.fleet import fleet
     from agent.centre.report import (
-        PlacesError, blank_spot_rows, format_report, parse_places_csv, report_dict, write_report_csv,
+        blank_spot_rows, format_report, report_dict, write_report_csv,
     )
 
     def holes_section(views) -> str:
@@ -478,16 +497,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         write_holes_section(views, out)
         return out.getvalue()
 
-    places = []
-    if args.places:
-        try:
-            places = parse_places_csv(Path(args.places).read_text(encoding="utf-8"), args.places)
-        except OSError as exc:
-            raise UsageError(f"blankspot report: cannot read {args.places}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise UsageError(f"blankspot report: {args.places} is not UTF-8 text") from None
-        except PlacesError as exc:
-            raise UsageError(f"blankspot report: {exc}") from None
+    places = _read_places(args.places, "report")
 
     def work() -> int:
         with _survey(args, "report", tracks=None) as survey:

@@ -19,25 +19,54 @@
     });
   }
 
+  // A row is [label, value] or, for times, [label, WITA, UTC]: UTC shows on hover.
   function table(rows) {
     return "<table>" + rows.map(function (row) {
-      return "<tr><th>" + esc(row[0]) + "</th><td>" + esc(row[1]) + "</td></tr>";
+      var value = row.length > 2 ? '<span class="bs-time" title="' + esc(row[2]) + '">' + esc(row[1]) + "</span>"
+        : esc(row[1]);
+      return "<tr><th>" + esc(row[0]) + "</th><td>" + value + "</td></tr>";
     }).join("") + "</table>";
   }
 
   var map = L.map("map", { preferCanvas: false, zoomControl: true });
   L.control.scale({ imperial: false }).addTo(map);
 
-  // -- title, operator filter, notices --
+  // On a phone the panels start folded: open, they would cover most of the map.
+  var PHONE = !!(window.matchMedia && window.matchMedia("(max-width: 600px), (max-height: 500px)").matches);
+  var LAYERS = [
+    ["tracks", "Lintasan unit", "Unit tracks"],
+    ["segments", "Ruas tanpa layanan", "Stretches without service"],
+    ["tags", "Titik yang ditandai", "Tagged spots"],
+    ["places", "Nama tempat", "Place names"]
+  ];
+  // map.html#operator=510-01&hide=tracks,segments: a link can open a chosen view.
+  var wanted = {};
+  window.location.hash.replace(/^#/, "").split("&").forEach(function (pair) {
+    var at = pair.indexOf("=");
+    if (at > 0) { wanted[decodeURIComponent(pair.slice(0, at))] = decodeURIComponent(pair.slice(at + 1)); }
+  });
+  var hidden = (wanted.hide || "").split(",");
+  var layerOn = {};
+  LAYERS.forEach(function (layer) { layerOn[layer[0]] = hidden.indexOf(layer[0]) < 0; });
+
+  // -- title, filters, layers, notices --
   var panel = L.control({ position: "topright" });
   var select, notice;
   panel.onAdd = function () {
-    var div = L.DomUtil.create("div", "bs-panel");
-    div.innerHTML = "<h1>" + esc(data.title) + "</h1>" +
+    var div = L.DomUtil.create("div", "bs-panel bs-controls");
+    var html = "<h1>" + esc(data.title) + "</h1>" +
+      '<details id="bs-filters"' + (PHONE ? "" : " open") + "><summary>Filter dan lapisan / Filters and layers</summary>" +
       '<div class="bs-sub">' + esc(data.subtitle) + "</div>" +
-      '<label for="bs-operator">Operator</label>';
-    select = L.DomUtil.create("select", "", div);
-    select.id = "bs-operator";
+      '<label for="bs-operator">Operator</label><select id="bs-operator"></select>' +
+      '<fieldset class="bs-layers"><legend>Lapisan / Layers</legend>';
+    LAYERS.forEach(function (layer) {
+      html += '<label class="bs-check"><input type="checkbox" id="bs-layer-' + layer[0] + '"' +
+        (layerOn[layer[0]] ? " checked" : "") + "> " + esc(layer[1]) + ' <span class="en">' + esc(layer[2]) +
+        "</span></label>";
+    });
+    html += "</fieldset></details>";
+    div.innerHTML = html;
+    select = div.querySelector("#bs-operator");
     data.operators.forEach(function (op) {
       var option = document.createElement("option");
       option.value = op.key;
@@ -53,11 +82,12 @@
   };
   panel.addTo(map);
 
-  // -- legend, in Indonesian and English --
+  // -- legend, in Indonesian and English; folded on a phone --
   var legend = L.control({ position: "bottomright" });
   legend.onAdd = function () {
     var div = L.DomUtil.create("div", "bs-panel bs-legend");
-    var html = "<strong>Keterangan / Legend</strong>";
+    var html = '<details id="bs-legend-box"' + (PHONE ? "" : " open") +
+      "><summary><strong>Keterangan / Legend</strong></summary>";
     LEGEND.forEach(function (row) {
       html += '<div class="bs-row"><span class="bs-swatch" style="background:' + COLORS[row[0]] + '"></span>' +
         "<span>" + esc(row[1]) + '<br><span class="en">' + esc(row[2]) + "</span></span></div>";
@@ -68,8 +98,10 @@
       '<span>Ruas tanpa layanan<br><span class="en">Stretch without service</span></span></div>';
     html += '<div class="bs-row"><span class="bs-dot" style="background:' + TAG + '"></span>' +
       '<span>Titik yang ditandai<br><span class="en">Tagged spot</span></span></div>';
-    html += '<div class="bs-sub">' + esc(data.legend_note) + "</div>";
+    html += '<div class="bs-sub">' + esc(data.legend_note) + "</div></details>";
     div.innerHTML = html;
+    L.DomEvent.disableClickPropagation(div);
+    L.DomEvent.disableScrollPropagation(div);
     return div;
   };
   legend.addTo(map);
@@ -91,7 +123,7 @@
 
   // -- layers --
   var bounds = L.latLngBounds([]);
-  var tracks = L.layerGroup().addTo(map);
+  var tracks = L.layerGroup();
   data.tracks.forEach(function (t) {
     var line = L.polyline(t.line, { color: TRACK, weight: 2, opacity: 0.8, className: "bs-track" });
     line.bindPopup('<div class="bs-popup">' + table(t.popup) + "</div>");
@@ -120,7 +152,7 @@
     line.addTo(segmentsByOperator[s.op]);
   });
 
-  var tags = L.layerGroup().addTo(map);
+  var tags = L.layerGroup();
   data.tags.forEach(function (t) {
     var dot = L.circleMarker([t.lat, t.lon], { radius: 6, color: "#fff", weight: 2, fillColor: TAG, fillOpacity: 1,
       className: "bs-tag" });
@@ -132,27 +164,49 @@
     bounds.extend([t.lat, t.lon]);
   });
 
-  function show(key) {
+  // Names of towns and villages: labels drawn by the page itself, readable without tiles.
+  var places = L.layerGroup();
+  (data.places || []).forEach(function (p) {
+    L.marker([p.lat, p.lon], {
+      interactive: false, keyboard: false,
+      icon: L.divIcon({ className: "bs-place", iconSize: null, iconAnchor: [4, 4],
+        html: '<span class="bs-place-dot"></span><span class="bs-place-name">' + esc(p.name) + "</span>" })
+    }).addTo(places);
+  });
+
+  function shown(group, on) {
+    if (on && !map.hasLayer(group)) { group.addTo(map); }
+    if (!on && map.hasLayer(group)) { map.removeLayer(group); }
+  }
+
+  // Draws what the operator choice and the layer switches ask for.
+  function redraw() {
+    var key = select.value;
     Object.keys(cellsByOperator).forEach(function (k) {
-      var on = k === key;
-      [cellsByOperator[k], segmentsByOperator[k]].forEach(function (group) {
-        if (on && !map.hasLayer(group)) { group.addTo(map); }
-        if (!on && map.hasLayer(group)) { map.removeLayer(group); }
-      });
+      shown(cellsByOperator[k], k === key);
+      shown(segmentsByOperator[k], k === key && layerOn.segments);
     });
+    shown(tracks, layerOn.tracks);
+    shown(tags, layerOn.tags);
+    shown(places, layerOn.places);
     // Drawing order, bottom to top: cells, tracks, stretches without service, tags.
     [tracks, segmentsByOperator[key], tags].forEach(function (group) {
-      if (group) { group.eachLayer(function (l) { l.bringToFront(); }); }
+      if (group && map.hasLayer(group)) { group.eachLayer(function (l) { l.bringToFront(); }); }
     });
     document.body.setAttribute("data-operator", key);
   }
-  select.addEventListener("change", function () { show(select.value); });
-  // map.html#operator=510-01 opens on that operator: a link can point at one operator's map.
-  var wanted = /(?:^#|&)operator=([^&]+)/.exec(window.location.hash);
-  if (wanted && cellsByOperator[decodeURIComponent(wanted[1])]) {
-    select.value = decodeURIComponent(wanted[1]);
+  select.addEventListener("change", redraw);
+  LAYERS.forEach(function (layer) {
+    var box = document.getElementById("bs-layer-" + layer[0]);
+    box.addEventListener("change", function () { layerOn[layer[0]] = box.checked; redraw(); });
+  });
+  if (wanted.operator && cellsByOperator[wanted.operator]) {
+    select.value = wanted.operator;
   }
 
+  if (data.tracks_left_out) {
+    notice.textContent = data.tracks_left_out + " lintasan pendek tidak digambar / short track pieces not drawn";
+  }
   if (bounds.isValid()) {
     // Keep the drawing clear of the panels on the right when the window is wide enough.
     var right = Math.max(panel.getContainer().offsetWidth, legend.getContainer().offsetWidth);
@@ -162,6 +216,6 @@
     map.setView(data.center, 9);
     notice.textContent = "Belum ada data / No readings yet";
   }
-  show(select.value);
+  redraw();
   document.body.setAttribute("data-ready", "1");
 })();
