@@ -380,6 +380,33 @@ def test_shellcheck(script: str) -> None:
     assert done.returncode == 0, done.stdout
 
 
+# -- the package -----------------------------------------------------------------------------
+
+def test_package_builds_without_warnings_and_carries_its_licence(tmp_path: Path) -> None:
+    """setuptools' own build steps on a clean copy: every folder of data files is a package it
+    knows (no "absent from the packages configuration"), and the licence goes into the metadata."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, source / name)
+    for name in ("agent", "firmware_configs"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (source / "agent/centre/__pycache__").mkdir()   # as a checkout that has run has them
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    done = subprocess.run([sys.executable, "-c", "import setuptools; setuptools.setup()", "-q",
+                           "egg_info", "--egg-base", str(meta), "build_py", "--build-lib", str(tmp_path / "lib")],
+                          cwd=source, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Warning" not in done.stderr, done.stderr[-3000:]
+    assert "License-File: LICENSE" in (meta / "blankspot.egg-info/PKG-INFO").read_text().splitlines()
+    built = tmp_path / "lib/agent"
+    for data in ("centre/static/map.html", "centre/static/leaflet/leaflet.js", "sim/routes/mahakam.csv"):
+        assert (built / data).is_file(), data
+    assert not list(built.rglob("__pycache__"))
+    assert "MIT" in (ROOT / "LICENSE").read_text() and "the blankspot authors" in (ROOT / "LICENSE").read_text()
+
+
 # -- the offline bundle ----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
