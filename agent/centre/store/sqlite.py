@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -32,6 +33,26 @@ _INSERT = (
 )
 
 
+def _switch_to_wal(db: sqlite3.Connection) -> None:
+    """Put the file in WAL mode, waiting for another opener as long as any other writer would.
+
+    The switch takes an exclusive lock without calling SQLite's busy handler, so a second
+    collector starting on the same new file gets "database is locked" at once instead of
+    waiting; it runs outside any transaction, so the migration's lock cannot cover it.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)  # the other opener holds the file for milliseconds
+        pause = min(pause * 2, 0.1)
+
+
 class SqliteStore(Store):
     backend = "sqlite"
 
@@ -48,7 +69,7 @@ class SqliteStore(Store):
             raise StoreError(f"cannot open SQLite database {self.path}: {exc}{hint}") from None
         try:
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._db.execute("PRAGMA journal_mode = WAL")
+            _switch_to_wal(self._db)
             self._db.execute("PRAGMA synchronous = FULL")
             self._migrate(steps)
         except sqlite3.Error as exc:
