@@ -11,6 +11,9 @@ import io
 import json
 import math
 import re
+import signal
+import subprocess
+import sys
 from importlib.resources import files
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -256,6 +259,17 @@ def test_unwritable_output_is_a_runtime_failure(db, tmp_path, capsys):
 def test_export_to_stdout(db, capsys):
     assert main(["export", "--db", db, "--out", "-", "--format", "geojson", "--what", "tracks"]) == 0
     check_feature_collection(strict_json(capsys.readouterr().out))
+
+
+@pytest.mark.parametrize("fmt, what", [("csv", "points"), ("geojson", "points,cells"), ("kml", "tracks")])
+def test_export_to_a_reader_that_stops_early_ends_quietly(db, fmt, what):
+    """``export --out - | head``: the reader goes away; the command ends as a Unix tool does on
+    SIGPIPE, with nothing on stderr (no BrokenPipeError, no closed-database complaint)."""
+    export = subprocess.Popen([sys.executable, "-m", "agent", "export", "--db", db, "--out", "-",
+                               "--format", fmt, "--what", what], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    export.stdout.close()  # before it writes a byte: its first write finds no reader
+    err = export.stderr.read().decode()
+    assert export.wait(60) == 128 + signal.SIGPIPE and err == ""
 
 
 # -- a damaged database ------------------------------------------------------------------------

@@ -58,6 +58,7 @@ class SqliteStore(Store):
 
     def __init__(self, path: str | Path, steps: tuple[Step, ...] = schema.MIGRATIONS) -> None:
         self.path = Path(path)
+        self._closed = False
         self.url = f"sqlite:///{self.path.resolve().as_posix().lstrip('/')}"
         if self.path.is_dir():
             raise StoreError(f"cannot open SQLite database {self.path}: it is a folder")
@@ -176,7 +177,8 @@ class SqliteStore(Store):
                 while rows := cursor.fetchmany(1000):
                     yield from rows
             finally:
-                cursor.close()
+                if not self._closed:  # closing the store closed its cursors: nothing is left to free
+                    cursor.close()
 
     def quarantined(self) -> list[dict[str, Any]]:
         with self._reading() as db:
@@ -195,4 +197,5 @@ class SqliteStore(Store):
         return [{"device": r[0], "state": r[1], "last_seen": parse_time(r[2]), "status": json.loads(r[3])} for r in rows]
 
     def close(self) -> None:
+        self._closed = True
         self._db.close()
