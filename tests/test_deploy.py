@@ -406,7 +406,7 @@ def test_package_builds_without_warnings_and_carries_its_licence(tmp_path: Path)
     source.mkdir()
     for name in ("setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, source / name)
-    for name in ("agent", "firmware_configs"):
+    for name in ("agent", "firmware_configs", "docs", "deploy"):
         shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     (source / "agent/centre/__pycache__").mkdir()   # as a checkout that has run has them
     meta = tmp_path / "meta"
@@ -493,6 +493,14 @@ def test_offline_bundle_installs_a_working_agent(tmp_path: Path, bundle: Path) -
     installed.write_text(installed.read_text().replace('\nid = ""\n', '\nid = "boat-07"\n'))
     check = run_booted(root, [blankspot, "run", "--check", "--config", str(installed)], env)
     assert check.returncode == 0, check.stderr[-2000:]
+    # Advice printed on the unit names the example config and documents installed there.
+    missing = run_booted(root, [blankspot, "run", "--check", "--config", str(tmp_path / "none.toml")], env)
+    example = re.search(r"copy (\S+) there", missing.stderr)
+    assert missing.returncode == 2 and example, missing.stderr
+    named = run_booted(root, ["/opt/blankspot/venv/bin/python", "-c",
+                              "from agent.shared.installed import doc; print(doc('buffer.md'))"], env)
+    for path in (example.group(1), named.stdout.strip()):
+        assert path.startswith("/opt/blankspot/venv/") and (root / path.lstrip("/")).is_file(), path
     print(f"\noffline install from {len(list((bundle / 'wheels').glob('*.whl')))} wheels: {version.stdout.strip()}; "
           f"{check.stdout.strip()}")
 

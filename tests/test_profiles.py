@@ -493,7 +493,7 @@ def test_setup_installs_the_profiles_as_data_files(tmp_path: Path) -> None:
     source.mkdir()
     for name in ("setup.cfg", "pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    for name in ("agent", "firmware_configs"):
+    for name in ("agent", "firmware_configs", "docs", "deploy"):  # every folder setup.cfg names
         shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     target = tmp_path / "prefix"
     run = subprocess.run(
