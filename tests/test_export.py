@@ -272,6 +272,23 @@ def test_export_to_a_reader_that_stops_early_ends_quietly(db, fmt, what):
     assert export.wait(60) == 128 + signal.SIGPIPE and err == ""
 
 
+WITHOUT_H3 = "import sys; sys.modules['h3'] = None; from agent.commands.main import main; sys.exit(main(sys.argv[1:]))"
+
+
+@pytest.mark.parametrize("what, status, err", [
+    ("points,tracks,segments", 0, "features (points, tracks, segments)"),
+    ("cells", 1, "blankspot: blankspot export: the coverage grid needs h3: pip install 'blankspot[collector]'"),
+])
+def test_without_the_grid_library_only_the_cells_stop(db, tmp_path, what, status, err):
+    """A collector host without the ``collector`` extra: the layers that need no H3 grid are
+    exported; cells stop with one line naming the extra, and nothing else on stderr."""
+    out = tmp_path / "survey.geojson"
+    done = subprocess.run([sys.executable, "-c", WITHOUT_H3, "export", "--db", db, "--out", str(out), "--what", what],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == status and len(done.stderr.splitlines()) == 1 and err in done.stderr, done.stderr
+    assert out.exists() == (status == 0)
+
+
 # -- a damaged database ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -386,7 +386,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     def work() -> int:
         written = []
-        with _survey(args, "export", tracks=whole_track if "tracks" in what else None) as survey:
+        with _survey(args, "export", tracks=whole_track if "tracks" in what else None,
+                     cells="cells" in what) as survey:
             layers = export_layers(survey, what)
             _write_atomically(args.out, lambda out: written.append(WRITERS[fmt](layers, out)))
         if args.out != "-":
