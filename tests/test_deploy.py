@@ -48,6 +48,7 @@ from tests.support.broker import require_mosquitto
 from tests.support.central_broker import CentralBroker, Client, shipped_config, wait
 from tests.support.systemd import FakeSystemd
 from tests.support.tls import TestCA
+from tests.support.source_tree import copy_source
 from tests.support.survey_factory import survey_db, trip_with_tags
 from tests.support.unit_config import write_config
 
@@ -402,12 +403,7 @@ def test_shellcheck(script: str) -> None:
 def test_package_builds_without_warnings_and_carries_its_licence(tmp_path: Path) -> None:
     """setuptools' own build steps on a clean copy: every folder of data files is a package it
     knows (no "absent from the packages configuration"), and the licence goes into the metadata."""
-    source = tmp_path / "src"
-    source.mkdir()
-    for name in ("setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy(ROOT / name, source / name)
-    for name in ("agent", "firmware_configs", "docs", "deploy"):
-        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    source = copy_source(tmp_path / "src")
     (source / "agent/centre/__pycache__").mkdir()   # as a checkout that has run has them
     meta = tmp_path / "meta"
     meta.mkdir()

@@ -2,7 +2,6 @@
 docs/ and deploy/ (an install's copies are checked in tests/test_deploy.py, in a booted image)."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.shared.installed import doc, example_config
+from tests.support.source_tree import copy_source
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,12 +30,7 @@ def test_a_document_that_is_nowhere_is_named_where_an_install_puts_it() -> None:
 def test_setup_installs_the_documents_and_the_example_where_they_are_looked_for(tmp_path: Path) -> None:
     """setup.cfg's data_files, installed under a prefix as pip does: the places
     :func:`doc` and :func:`example_config` look in below ``sys.prefix``."""
-    source = tmp_path / "src"
-    source.mkdir()
-    for name in ("setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy(ROOT / name, source / name)
-    for name in ("agent", "firmware_configs", "docs", "deploy"):
-        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    source = copy_source(tmp_path / "src")
     prefix = tmp_path / "prefix"
     done = subprocess.run([sys.executable, "-c", "import setuptools; setuptools.setup()", "-q", "install_data",
                            "--install-dir", str(prefix)], cwd=source, capture_output=True, text=True, timeout=120)
