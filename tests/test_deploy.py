@@ -19,7 +19,8 @@ Required behaviour:
   reachable; under --root the virtualenv works once the image boots (run in a mount
   namespace with the build folder gone): the installed command checks the installed
   config, and a collector draws a map, a report and an export of a database with readings;
-  a bundle without the collector's extras is named as the reason the install stops;
+  a bundle without the collector's extras is named as the reason the install stops; the
+  same collector installed from a checkout (pip with the package index) draws them too;
 - the playbook gives each unit its own device id, account and password, the broker the
   matching hashed password file, the collector what it needs to draw maps, and a second run
   changes nothing; Mosquitto started from the broker's files lets a unit in with the
@@ -536,6 +537,17 @@ def test_offline_bundle_installs_a_collector_that_draws_maps_once_the_image_boot
 
     again = install(root, "--collector", "--python", SYSTEM_PYTHON, script=bundle / "deploy" / "install.sh", env=env)
     assert "installed blankspot-" not in again.stdout, "an unchanged wheel with its extras is not installed again"
+
+
+def test_collector_installed_from_a_checkout_draws_maps_once_the_image_boots(tmp_path: Path) -> None:
+    """install.sh --collector run from a checkout: pip takes blankspot and its extras from the
+    package index this machine is set up with."""
+    checkout = copy_source(tmp_path / "checkout")
+    root = pi_root(tmp_path / "server", gpio=False)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    done = install(root, "--collector", "--python", SYSTEM_PYTHON, script=checkout / "deploy/install.sh", env=env)
+    assert f"install: installed blankspot[collector,postgres] from {checkout} into /opt/blankspot/venv" in done.stdout
+    check_collector_draws(root, tmp_path, env)
 
 
 def test_a_bundle_without_the_collectors_extras_is_named_as_the_reason(tmp_path: Path, bundle: Path) -> None:

@@ -1,4 +1,6 @@
-"""A clean copy of what setup.cfg builds the package from, for tests that run setuptools on it."""
+"""A clean copy of a checkout: what setup.cfg builds the package from, and what deploy/install.sh
+installs beside it, for tests that run setuptools or the installer on it (and leave their
+build/ and *.egg-info there, not in the checkout)."""
 from __future__ import annotations
 
 import shutil
@@ -6,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FILES = ("setup.cfg", "pyproject.toml", "README.md", "LICENSE")
-FOLDERS = ("agent", "firmware_configs", "docs", "deploy")  # the code and every folder of data files
+FOLDERS = ("agent", "firmware_configs", "docs", "deploy", "systemd")  # the code, its data files, the units
 
 
 def copy_source(dest: Path) -> Path:
