@@ -3,18 +3,22 @@
 #
 #   sudo deploy/install.sh                        field agent, Python packages from PyPI
 #   sudo deploy/install.sh --bundle DIR           field agent, offline: wheels made by make-bundle.sh
-#   sudo deploy/install.sh --collector            central collector instead of the agent
+#   sudo deploy/install.sh --collector            central collector instead of the agent, with
+#                                                 what it needs to draw maps and use PostgreSQL
 #
 # Options:
 #   --bundle DIR     install blankspot and its dependencies from the wheels in DIR (or in
 #                    DIR/wheels) without touching the network; run from an unpacked
 #                    bundle, its own wheels/ are used without this option
-#   --collector      install blankspot-collector.service and /etc/blankspot/collector.env
+#   --collector      install blankspot-collector.service and /etc/blankspot/collector.env,
+#                    and blankspot with its collector and postgres extras (h3, psycopg);
+#                    a bundle for it is made with make-bundle.sh --extras collector,postgres
 #   --share-modem    udev rules that keep ModemManager off the AT and NMEA ports only, so it
 #                    can still run the data connection (default: it keeps off the whole modem)
 #   --start          start (or restart) the service when done; otherwise it is only enabled
 #   --root DIR       install into DIR as if it were / (an image being built, or tests):
-#                    nothing is started, udev is not reloaded
+#                    nothing is started, udev is not reloaded; the virtualenv names
+#                    /opt/blankspot/venv, where it is once the image boots
 #   --no-pip         leave /opt/blankspot/venv alone: users, folders, config, units and rules only
 #   --python PATH    interpreter for the virtualenv (default: python3; 3.11 or newer)
 #   --dry-run        print what would be done and change nothing
@@ -36,7 +40,7 @@ pip=yes
 python=python3
 dry_run=no
 
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 die() { echo "install: $*" >&2; exit 1; }
 say() { echo "install: $*"; }
 
@@ -60,6 +64,9 @@ root=$(cd "$root" 2>/dev/null && pwd) || die "--root: no such folder"
 venv=/opt/blankspot/venv
 user=blankspot
 if [ "$collector" = yes ]; then unit=blankspot-collector.service; else unit=blankspot-agent.service; fi
+# What the role needs besides blankspot itself (setup.cfg's extras): the collector draws
+# maps on the H3 grid and may keep its readings in PostgreSQL.
+if [ "$collector" = yes ]; then extras=collector,postgres; else extras=""; fi
 
 if [ "$dry_run" = no ] && [ "$(id -u)" != 0 ]; then
   die "run as root (sudo $0 ...), or with --dry-run to see what it would do"
@@ -170,23 +177,52 @@ if [ "$pip" = yes ]; then
   fi
   vpython="$prefix$venv/bin/python"
   pipq="-m pip --disable-pip-version-check --no-input"
+  if [ "$dry_run" = yes ]; then did="would install"; else did="installed"; fi
+  pip_ran=no
   if [ -n "$wheels" ]; then
-    # Offline: only the bundle's wheels, never an index.  The wheel's hash is kept beside the
-    # venv, so that a rebuilt wheel of the same version is installed and an unchanged one is not.
+    # Offline: only the bundle's wheels, never an index.  The stamp beside the venv holds the
+    # wheel's hash, then the extras installed with it, one a line: a rebuilt wheel of the same
+    # version is installed, an unchanged one is not, and a role needing more extras adds them.
     stamp="$prefix$venv/.blankspot-wheel.sha256"
     sum=$(sha256sum "$wheel" | cut -d' ' -f1)
-    if [ "$(cat "$stamp" 2>/dev/null || true)" != "$sum" ]; then
+    had=""
+    if [ "$(head -n 1 "$stamp" 2>/dev/null || true)" = "$sum" ]; then had=$(tail -n +2 "$stamp"); fi
+    missing=no
+    for extra in $(echo "$extras" | tr , ' '); do
+      echo "$had" | grep -qx "$extra" || missing=yes
+    done
+    if [ "$(head -n 1 "$stamp" 2>/dev/null || true)" != "$sum" ] || [ "$missing" = yes ]; then
+      want=$wheel${extras:+[$extras]}
       # shellcheck disable=SC2086
-      run "$vpython" $pipq install --quiet --no-index --find-links "$wheels" "$wheel"
+      run "$vpython" $pipq install --quiet --no-index --find-links "$wheels" "$want" \
+        || die "the wheels in $wheels do not hold everything blankspot${extras:+[$extras]} needs: make the bundle with deploy/make-bundle.sh${extras:+ --extras $extras}"
       # shellcheck disable=SC2086
       run "$vpython" $pipq install --quiet --no-index --find-links "$wheels" --force-reinstall --no-deps "$wheel"
-      if [ "$dry_run" = no ]; then echo "$sum" > "$stamp"; fi
-      say "installed $(basename "$wheel") into $venv"
+      if [ "$dry_run" = no ]; then
+        { echo "$sum"; { echo "$had"; echo "$extras" | tr , '\n'; } | grep -v '^$' | sort -u; } > "$stamp"
+      fi
+      say "$did $(basename "$wheel")${extras:+ with $extras} into $venv"
+      pip_ran=yes
     fi
   else
     # shellcheck disable=SC2086
-    run "$vpython" $pipq install --quiet --upgrade "$source_root"
-    say "installed blankspot from $source_root into $venv"
+    run "$vpython" $pipq install --quiet --upgrade "$source_root${extras:+[$extras]}"
+    say "$did blankspot${extras:+[$extras]} from $source_root into $venv"
+    pip_ran=yes
+  fi
+  if [ -n "$prefix" ] && [ "$dry_run" = no ] && [ "$pip_ran" = yes ]; then
+    # pip wrote the build folder's path into the scripts it made, venv into its own files,
+    # and both into the compiled modules (the paths tracebacks show): name the venv where it
+    # is once the image boots.
+    grep -rlsF "$prefix$venv" "$prefix$venv/bin" "$prefix$venv/pyvenv.cfg" | while IFS= read -r file; do
+      [ -L "$file" ] || sed -i "s|$prefix$venv|$venv|g" "$file"
+    done
+    "$vpython" -m compileall -q -f -s "$prefix" -p / "$prefix$venv/lib" >/dev/null
+  fi
+  if [ -n "$prefix" ] && [ "$dry_run" = no ]; then
+    interpreter=$(readlink -f "$prefix$venv/bin/python")
+    [ -x "$prefix$interpreter" ] \
+      || say "note: $root has no $interpreter, which $venv/bin/python runs: install it there, or give --python"
   fi
 fi
 

@@ -2,13 +2,17 @@
 # Make an offline install bundle: blankspot and every Python package it needs, as wheels
 # for the Raspberry Pi, plus the installer, units, udev rules and example config.
 #
-#   deploy/make-bundle.sh [--arch aarch64|armv7l|host] [--python-version 3.11] OUT
+#   deploy/make-bundle.sh [--arch aarch64|armv7l|host] [--python-version 3.11] [--extras LIST] OUT
 #
 # Run it where there is Internet (a Linux machine with Python 3.11+, pip and GNU tar); copy
 # OUT (or OUT.tar.gz, the same in one file) to the unit (USB stick, scp) and there, without
 # any network:
 #
 #   sudo OUT/deploy/install.sh            (finds OUT/wheels by itself)
+#
+# For a collector (install.sh --collector), which draws maps and may use PostgreSQL:
+#
+#   deploy/make-bundle.sh --arch host --extras collector,postgres OUT
 #
 #   --arch aarch64          64-bit Raspberry Pi OS (Pi 3, 4, 5, Zero 2 W); the default
 #   --arch armv7l           32-bit Raspberry Pi OS on a Pi 2 or newer
@@ -18,6 +22,9 @@
 #   --extra-index-url URL   also look there for wheels, e.g. https://www.piwheels.org/simple,
 #                           which builds wheels for 32-bit Raspberry Pi OS that PyPI lacks
 #   --find-links DIR        also take wheels from DIR
+#   --extras LIST           also the wheels of these extras of blankspot (setup.cfg), comma
+#                           separated: collector (h3, for map, report, export), postgres
+#                           (psycopg), demo; a bundle with collector,postgres serves both roles
 #
 # A dependency that publishes no wheel for the target stops the script with its name: build
 # that wheel on a Pi (pip wheel NAME -w DIR), bring DIR here and give --find-links DIR.
@@ -29,9 +36,10 @@ arch=aarch64
 pyver=3.11
 python=python3
 sources=""
+extras=""
 out=""
 
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 die() { echo "make-bundle: $*" >&2; exit 1; }
 
 while [ $# -gt 0 ]; do
@@ -41,6 +49,7 @@ while [ $# -gt 0 ]; do
     --python) [ $# -ge 2 ] || usage; python=$2; shift 2 ;;
     --extra-index-url) [ $# -ge 2 ] || usage; sources="$sources --extra-index-url $2"; shift 2 ;;
     --find-links) [ $# -ge 2 ] || usage; sources="$sources --find-links $2"; shift 2 ;;
+    --extras) [ $# -ge 2 ] || usage; extras=$2; shift 2 ;;
     -h|--help) usage ;;
     -*) echo "make-bundle: unknown option $1" >&2; usage ;;
     *) [ -z "$out" ] || usage; out=$1; shift ;;
@@ -49,6 +58,7 @@ done
 [ -n "$out" ] || usage
 case "$arch" in aarch64|armv7l|host) ;; *) die "--arch must be aarch64, armv7l or host, not $arch" ;; esac
 case "$pyver" in 3.[0-9]*) ;; *) die "--python-version looks like 3.11, not $pyver" ;; esac
+case "$extras" in *[!a-z,]*) die "--extras is a comma-separated list such as collector,postgres, not $extras" ;; esac
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -70,12 +80,13 @@ SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-315532800} \
   $pip wheel --quiet --no-deps --wheel-dir "$out/wheels" "$clean"
 set -- "$out"/wheels/blankspot-*.whl
 wheel=$1
+want=$wheel${extras:+[$extras]}
 
 # 2. Its dependencies, resolved for the unit's platform and Python, wheels only: the unit
 #    has no compiler to build an sdist, and no network to fetch one.
 if [ "$arch" = host ]; then
   # shellcheck disable=SC2086
-  $pip download --quiet --only-binary=:all: $sources --dest "$out/wheels" "$wheel"
+  $pip download --quiet --only-binary=:all: $sources --dest "$out/wheels" "$want"
 else
   nodot=$(echo "$pyver" | tr -d .)
   # Bookworm has glibc 2.36: any manylinux wheel up to 2_36 runs there.
@@ -83,7 +94,7 @@ else
   for glibc in 17 24 27 28 31 34 35 36; do platforms="$platforms --platform manylinux_2_${glibc}_$arch"; done
   # shellcheck disable=SC2086
   $pip download --quiet --only-binary=:all: $sources --dest "$out/wheels" $platforms \
-    --python-version "$pyver" --implementation cp --abi "cp$nodot" --abi abi3 --abi none "$wheel" \
+    --python-version "$pyver" --implementation cp --abi "cp$nodot" --abi abi3 --abi none "$want" \
     || die "a dependency has no wheel for $arch / Python $pyver (see above): try --extra-index-url or --find-links (see --help)"
 fi
 
@@ -105,5 +116,5 @@ for profile in "$source_root"/firmware_configs/*; do copy "firmware_configs/$(ba
 name=$(basename "$out")
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$(dirname "$out")" -cf - "$name" \
   | gzip -n > "$out.tar.gz"
-echo "make-bundle: $out: $(find "$out/wheels" -name '*.whl' | wc -l) wheels for $arch, Python $pyver; also $out.tar.gz"
-echo "make-bundle: on the unit: sudo $name/deploy/install.sh"
+echo "make-bundle: $out: $(find "$out/wheels" -name '*.whl' | wc -l) wheels for $arch, Python $pyver${extras:+, with $extras}; also $out.tar.gz"
+echo "make-bundle: on the unit: sudo $name/deploy/install.sh${extras:+ (a collector: sudo $name/deploy/install.sh --collector)}"

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from agent.sim.demo import run_demo
+from agent.commands.main import main
+from agent.sim.demo import MIN_TRIP_SECONDS, run_demo
 from tests.support.broker import require_mosquitto
 
 
@@ -27,3 +30,27 @@ def test_demo_trip_delivers_every_blank_spot_reading(broker_kind: str, tmp_path:
     assert page.startswith("<!DOCTYPE html>") and "blankspot demo" in page
     assert any("NO SERVICE" in line and "DOWN" in line for line in lines)
     assert lines[-1].strip().endswith("every reading arrived exactly once after dedup")
+
+
+@pytest.mark.parametrize("seconds", ["0", "-5", "14.9", "nan", "inf"])
+def test_a_trip_too_short_to_configure_is_a_usage_error(seconds: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", f"--seconds={seconds}"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"blankspot demo: --seconds must be at least {MIN_TRIP_SECONDS:g}, not {float(seconds):g}\n"
+
+
+def test_without_the_collector_extra_the_demo_delivers_and_names_the_map_as_what_failed(tmp_path: Path) -> None:
+    """As after a plain ``pip install blankspot``: no h3, so the trip runs, every reading
+    arrives, and only the map is missing; the last line says so rather than blaming delivery."""
+    require_mosquitto()
+    without_h3 = ("import sys; sys.modules['h3'] = None; from agent.commands.main import main; "
+                  "sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", without_h3, "demo", f"--seconds={MIN_TRIP_SECONDS:g}",
+                           "--broker", "mosquitto", "--workdir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert done.stderr == "blankspot: blankspot map: the coverage grid needs h3: pip install 'blankspot[collector]'\n"
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["delivered_unique"] == summary["readings_taken"] and summary["map"] is None
+    assert done.stdout.splitlines()[-1].split(None, 1)[1] == \
+        "every reading arrived exactly once after dedup; the map step failed (reason above)"

@@ -13,16 +13,23 @@ Required behaviour:
   the notify protocol the unit expects (READY=1, WATCHDOG=1, STOPPING=1, exit 0 on SIGTERM);
 - install.sh makes the user (dialout, gpio when it exists), folders, config, units, udev
   rules and the enable link; run twice it leaves the same tree; it never overwrites an
-  operator's agent.toml; --dry-run changes nothing;
-- the offline bundle installs with no package index reachable, and the installed command
-  checks the installed config;
+  operator's agent.toml; --dry-run changes nothing and never says "installed";
+- the package builds without a warning and carries its licence;
+- the offline bundle (made with the collector's extras) installs with no package index
+  reachable; under --root the virtualenv works once the image boots (run in a mount
+  namespace with the build folder gone): the installed command checks the installed
+  config, and a collector draws a map, a report and an export of a database with readings;
+  a bundle without the collector's extras is named as the reason the install stops; the
+  same collector installed from a checkout (pip with the package index) draws them too;
 - the playbook gives each unit its own device id, account and password, the broker the
-  matching hashed password file, and a second run changes nothing; Mosquitto started from
-  the broker's files lets a unit in with the password the playbook gave it.
+  matching hashed password file, the collector what it needs to draw maps, and a second run
+  changes nothing; Mosquitto started from the broker's files lets a unit in with the
+  password the playbook gave it.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -42,6 +49,8 @@ from tests.support.broker import require_mosquitto
 from tests.support.central_broker import CentralBroker, Client, shipped_config, wait
 from tests.support.systemd import FakeSystemd
 from tests.support.tls import TestCA
+from tests.support.source_tree import copy_source
+from tests.support.survey_factory import survey_db, trip_with_tags
 from tests.support.unit_config import write_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -348,6 +357,16 @@ def test_dry_run_changes_nothing(tmp_path: Path) -> None:
     assert "would: Creating user 'blankspot'" in done.stdout
 
 
+def test_dry_run_never_says_installed(tmp_path: Path) -> None:
+    root = pi_root(tmp_path / "server", gpio=False)
+    done = install(root, "--dry-run", "--collector")
+    assert not re.search(r"install: (installed|folder)", done.stdout), done.stdout
+    assert f"install: would install blankspot[collector,postgres] from {ROOT} into /opt/blankspot/venv" in done.stdout
+    assert re.search(r"would run: \S+ -m pip .* install --quiet --upgrade " + re.escape(f"{ROOT}[collector,postgres]"),
+                     done.stdout), done.stdout
+    assert not (root / "opt").exists()
+
+
 def test_collector_install(tmp_path: Path) -> None:
     root = pi_root(tmp_path / "server", gpio=False)
     install(root, "--collector", "--no-pip")
@@ -380,13 +399,37 @@ def test_shellcheck(script: str) -> None:
     assert done.returncode == 0, done.stdout
 
 
+# -- the package -----------------------------------------------------------------------------
+
+def test_package_builds_without_warnings_and_carries_its_licence(tmp_path: Path) -> None:
+    """setuptools' own build steps on a clean copy: every folder of data files is a package it
+    knows (no "absent from the packages configuration"), and the licence goes into the metadata."""
+    source = copy_source(tmp_path / "src")
+    (source / "agent/centre/__pycache__").mkdir()   # as a checkout that has run has them
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    done = subprocess.run([sys.executable, "-c", "import setuptools; setuptools.setup()", "-q",
+                           "egg_info", "--egg-base", str(meta), "build_py", "--build-lib", str(tmp_path / "lib")],
+                          cwd=source, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Warning" not in done.stderr, done.stderr[-3000:]
+    assert "License-File: LICENSE" in (meta / "blankspot.egg-info/PKG-INFO").read_text().splitlines()
+    built = tmp_path / "lib/agent"
+    for data in ("centre/static/map.html", "centre/static/leaflet/leaflet.js", "sim/routes/mahakam.csv"):
+        assert (built / data).is_file(), data
+    assert not list(built.rglob("__pycache__"))
+    assert "MIT" in (ROOT / "LICENSE").read_text() and "the blankspot authors" in (ROOT / "LICENSE").read_text()
+
+
 # -- the offline bundle ----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """deploy/make-bundle.sh for this machine's platform (a Pi's, aarch64, differs only in tags)."""
+    """deploy/make-bundle.sh for this machine's platform (a Pi's, aarch64, differs only in tags),
+    with the collector's extras: one bundle for both roles."""
     out = tmp_path_factory.mktemp("dist") / "bundle"
-    done = subprocess.run([str(MAKE_BUNDLE), "--arch", "host", "--python", sys.executable, str(out)],
+    done = subprocess.run([str(MAKE_BUNDLE), "--arch", "host", "--python", sys.executable,
+                           "--extras", "collector,postgres", str(out)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     return out
@@ -404,12 +447,29 @@ def offline_env(tmp_path: Path) -> dict[str, str]:
 def test_bundle_holds_everything_install_needs(bundle: Path) -> None:
     wheels = sorted(p.name for p in (bundle / "wheels").glob("*.whl"))
     assert any(w.startswith("blankspot-") for w in wheels)
+    for extra in ("h3-", "psycopg-", "psycopg_binary-"):
+        assert any(w.startswith(extra) for w in wheels), f"the collector's {extra.rstrip('-')} is in the bundle"
     assert (bundle.parent / "bundle.tar.gz").is_file()
     for needed in ("deploy/install.sh", "deploy/agent.example.toml", "deploy/udev/90-blankspot.rules",
                    "systemd/blankspot-agent.service", "docs/install.md", "firmware_configs/quectel-ec25.toml"):
         assert (bundle / needed).is_file(), needed
     listed = [line.split()[1].removeprefix("./") for line in (bundle / "SHA256SUMS").read_text().splitlines()]
     assert sorted(listed) == wheels
+
+
+def run_booted(root: Path, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``args`` run as on the image once it boots: the root's /opt/blankspot is at /opt/blankspot
+    (a mount namespace of its own), and the folder the image was built in has gone (renamed
+    for the while), so nothing can still point into it."""
+    unshare = require("unshare", "util-linux")
+    built = root.with_name(root.name + "-image")
+    root.rename(built)
+    mount = 'mount -t tmpfs none /opt && mkdir /opt/blankspot && mount --bind "$0/opt/blankspot" /opt/blankspot && exec "$@"'
+    try:
+        return subprocess.run([unshare, "--mount", "sh", "-c", mount, str(built), *args],
+                              capture_output=True, text=True, timeout=120, env=env)
+    finally:
+        built.rename(root)
 
 
 def test_offline_bundle_installs_a_working_agent(tmp_path: Path, bundle: Path) -> None:
@@ -419,17 +479,25 @@ def test_offline_bundle_installs_a_working_agent(tmp_path: Path, bundle: Path) -
     env = offline_env(tmp_path)
     done = install(root, "--python", SYSTEM_PYTHON, script=bundle / "deploy" / "install.sh", env=env)
     assert "installed blankspot-" in done.stdout
-    blankspot = root / "opt/blankspot/venv/bin/blankspot"
-    version = subprocess.run([str(blankspot), "--version"], capture_output=True, text=True, env=env)
+    blankspot = "/opt/blankspot/venv/bin/blankspot"
+    version = run_booted(root, [blankspot, "--version"], env)
     assert version.returncode == 0 and version.stdout.startswith("blankspot "), version.stderr[-2000:]
-    installed = root / "etc/blankspot/agent.toml"
-    check = subprocess.run([str(blankspot), "run", "--check", "--config", str(installed)],
-                           capture_output=True, text=True, env=env)
+    # The installed config, beside the image (whose /etc the booted command does not see).
+    installed = tmp_path / "agent.toml"
+    shutil.copy(root / "etc/blankspot/agent.toml", installed)
+    check = run_booted(root, [blankspot, "run", "--check", "--config", str(installed)], env)
     assert check.returncode == 2 and "device.id: required" in check.stderr, "the unit is not named yet"
     installed.write_text(installed.read_text().replace('\nid = ""\n', '\nid = "boat-07"\n'))
-    check = subprocess.run([str(blankspot), "run", "--check", "--config", str(installed)],
-                           capture_output=True, text=True, env=env)
+    check = run_booted(root, [blankspot, "run", "--check", "--config", str(installed)], env)
     assert check.returncode == 0, check.stderr[-2000:]
+    # Advice printed on the unit names the example config and documents installed there.
+    missing = run_booted(root, [blankspot, "run", "--check", "--config", str(tmp_path / "none.toml")], env)
+    example = re.search(r"copy (\S+) there", missing.stderr)
+    assert missing.returncode == 2 and example, missing.stderr
+    named = run_booted(root, ["/opt/blankspot/venv/bin/python", "-c",
+                              "from agent.shared.installed import doc; print(doc('buffer.md'))"], env)
+    for path in (example.group(1), named.stdout.strip()):
+        assert path.startswith("/opt/blankspot/venv/") and (root / path.lstrip("/")).is_file(), path
     print(f"\noffline install from {len(list((bundle / 'wheels').glob('*.whl')))} wheels: {version.stdout.strip()}; "
           f"{check.stdout.strip()}")
 
@@ -437,6 +505,62 @@ def test_offline_bundle_installs_a_working_agent(tmp_path: Path, bundle: Path) -
     again = install(root, "--python", SYSTEM_PYTHON, script=bundle / "deploy" / "install.sh", env=env)
     assert "installed blankspot-" not in again.stdout, "an unchanged wheel is not installed again"
     assert snapshot(root / "opt/blankspot/venv") == venv
+
+
+def check_collector_draws(root: Path, tmp_path: Path, env: dict[str, str]) -> None:
+    """The collector installed under ``root`` reads a database with readings into a map, a
+    report and an export, and has PostgreSQL's driver, all from /opt/blankspot once booted."""
+    db = survey_db(tmp_path / "collector.db", trip_with_tags())
+    blankspot = "/opt/blankspot/venv/bin/blankspot"
+    out = tmp_path / "drawn"
+    out.mkdir()
+    for command in (["map", "--out", str(out / "map.html")], ["report"],
+                    ["export", "--what", "cells", "--out", str(out / "cells.geojson")]):
+        done = run_booted(root, [blankspot, *command, "--db", db], env)
+        assert done.returncode == 0, f"{command[0]}: {done.stdout[-1000:]}{done.stderr[-2000:]}"
+    assert (out / "map.html").read_text().startswith("<!DOCTYPE html>")
+    assert json.loads((out / "cells.geojson").read_text())["features"]
+    done = run_booted(root, ["/opt/blankspot/venv/bin/python", "-c", "import psycopg, h3"], env)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_offline_bundle_installs_a_collector_that_draws_maps_once_the_image_boots(tmp_path: Path, bundle: Path) -> None:
+    root = pi_root(tmp_path / "server", gpio=False)
+    env = offline_env(tmp_path)
+    done = install(root, "--collector", "--python", SYSTEM_PYTHON, script=bundle / "deploy" / "install.sh", env=env)
+    assert re.search(r"install: installed blankspot-\S+ with collector,postgres into /opt/blankspot/venv", done.stdout)
+    venv = root / "opt/blankspot/venv"
+    built_here = [str(p.relative_to(root)) for p in venv.rglob("*")
+                  if p.is_file() and not p.is_symlink() and p.name != "direct_url.json" and str(root).encode() in p.read_bytes()]
+    assert built_here == [], "files naming the folder the image was built in"
+    check_collector_draws(root, tmp_path, env)
+
+    again = install(root, "--collector", "--python", SYSTEM_PYTHON, script=bundle / "deploy" / "install.sh", env=env)
+    assert "installed blankspot-" not in again.stdout, "an unchanged wheel with its extras is not installed again"
+
+
+def test_collector_installed_from_a_checkout_draws_maps_once_the_image_boots(tmp_path: Path) -> None:
+    """install.sh --collector run from a checkout: pip takes blankspot and its extras from the
+    package index this machine is set up with."""
+    checkout = copy_source(tmp_path / "checkout")
+    root = pi_root(tmp_path / "server", gpio=False)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    done = install(root, "--collector", "--python", SYSTEM_PYTHON, script=checkout / "deploy/install.sh", env=env)
+    assert f"install: installed blankspot[collector,postgres] from {checkout} into /opt/blankspot/venv" in done.stdout
+    check_collector_draws(root, tmp_path, env)
+
+
+def test_a_bundle_without_the_collectors_extras_is_named_as_the_reason(tmp_path: Path, bundle: Path) -> None:
+    agent_only = tmp_path / "bundle"
+    shutil.copytree(bundle, agent_only)
+    for wheel in (agent_only / "wheels").glob("h3-*.whl"):
+        wheel.unlink()
+    root = pi_root(tmp_path / "server", gpio=False)
+    done = install(root, "--collector", "--python", SYSTEM_PYTHON, script=agent_only / "deploy" / "install.sh",
+                   env=offline_env(tmp_path), expect=1)
+    assert done.stderr.splitlines()[-1].endswith(
+        "do not hold everything blankspot[collector,postgres] needs: make the bundle with "
+        "deploy/make-bundle.sh --extras collector,postgres"), done.stderr
 
 
 # -- Ansible ---------------------------------------------------------------------------------
@@ -465,6 +589,7 @@ all:
       hosts:
         central:
           blankspot_root: {tmp_path / 'central'}
+          blankspot_install_args: [--python, {SYSTEM_PYTHON}]
     collectors:
       hosts:
         central: {{}}
@@ -514,6 +639,9 @@ def test_playbook_provisions_units_and_broker(tmp_path: Path, bundle: Path) -> N
 
     first = recap(run_playbook(inventory, tmp_path))
     assert set(first) == {"central", "boat-07", "desa-3"} and all(r["failed"] == 0 for r in first.values())
+
+    # The collector, installed from the bundle with its extras, draws a map once booted.
+    check_collector_draws(tmp_path / "central", tmp_path, offline_env(tmp_path))
 
     # Each unit: its own id, account and password; TLS with the fleet CA; settings merged.
     for host, device, level in (("boat-07", "boat-07", "info"), ("desa-3", "desa-muara-kaman", "debug")):

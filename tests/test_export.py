@@ -12,7 +12,9 @@ import json
 import math
 import re
 import shutil
+import signal
 import subprocess
+import sys
 from importlib.resources import files
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -405,6 +407,34 @@ def test_unwritable_output_is_a_runtime_failure(db, tmp_path, capsys):
 def test_export_to_stdout(db, capsys):
     assert main(["export", "--db", db, "--out", "-", "--format", "geojson", "--what", "tracks"]) == 0
     check_feature_collection(strict_json(capsys.readouterr().out))
+
+
+@pytest.mark.parametrize("fmt, what", [("csv", "points"), ("geojson", "points,cells"), ("kml", "tracks")])
+def test_export_to_a_reader_that_stops_early_ends_quietly(db, fmt, what):
+    """``export --out - | head``: the reader goes away; the command ends as a Unix tool does on
+    SIGPIPE, with nothing on stderr (no BrokenPipeError, no closed-database complaint)."""
+    export = subprocess.Popen([sys.executable, "-m", "agent", "export", "--db", db, "--out", "-",
+                               "--format", fmt, "--what", what], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    export.stdout.close()  # before it writes a byte: its first write finds no reader
+    err = export.stderr.read().decode()
+    assert export.wait(60) == 128 + signal.SIGPIPE and err == ""
+
+
+WITHOUT_H3 = "import sys; sys.modules['h3'] = None; from agent.commands.main import main; sys.exit(main(sys.argv[1:]))"
+
+
+@pytest.mark.parametrize("what, status, err", [
+    ("points,tracks,segments", 0, "features (points, tracks, segments)"),
+    ("cells", 1, "blankspot: blankspot export: the coverage grid needs h3: pip install 'blankspot[collector]'"),
+])
+def test_without_the_grid_library_only_the_cells_stop(db, tmp_path, what, status, err):
+    """A collector host without the ``collector`` extra: the layers that need no H3 grid are
+    exported; cells stop with one line naming the extra, and nothing else on stderr."""
+    out = tmp_path / "survey.geojson"
+    done = subprocess.run([sys.executable, "-c", WITHOUT_H3, "export", "--db", db, "--out", str(out), "--what", what],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == status and len(done.stderr.splitlines()) == 1 and err in done.stderr, done.stderr
+    assert out.exists() == (status == 0)
 
 
 # -- a damaged database ------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from agent.shared.installed import doc
 from tests.support.netlab import NetLab
 
 ALL_GROUPS = "0 2147483647"
@@ -140,7 +141,7 @@ def test_without_any_icmp_permission_the_reading_says_why_and_auto_uses_tcp() ->
         auto = measure(lab, "--target", lab.server_ip, "--count", "3", "--interval", "0.02", privileged=False)
     assert (icmp["sent"], icmp["loss_pct"]) == (0, 100.0)
     assert icmp["error"] == ("ICMP not permitted: net.ipv4.ping_group_range (1 0) does not include group 0 "
-                             "and no CAP_NET_RAW for a raw socket (see docs/measurement.md)")
+                             f"and no CAP_NET_RAW for a raw socket (see {doc('measurement.md')})")
     assert dgram["error"].startswith("ICMP not permitted: net.ipv4.ping_group_range (1 0)")
     assert (auto["method"], auto["target"], auto["received"]) == ("tcp", f"{lab.server_ip}:443", 3)
 

@@ -43,6 +43,7 @@ from agent.unit.devices.modem.profiles import (
     search_path,
 )
 from agent.unit.devices.modem.transcript import Transcript, load_transcript, parse_transcript
+from tests.support.source_tree import copy_source
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "firmware_configs"
@@ -489,12 +490,7 @@ def test_readme_recipe_records_a_transcript_through_spy(tmp_path: Path) -> None:
 
 def test_setup_installs_the_profiles_as_data_files(tmp_path: Path) -> None:
     """setup.cfg's data_files put every .toml and .transcript in share/blankspot/firmware_configs, which is on the search path."""
-    source = tmp_path / "src"
-    source.mkdir()
-    for name in ("setup.cfg", "pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
-    for name in ("agent", "firmware_configs"):
-        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    source = copy_source(tmp_path / "src")
     target = tmp_path / "prefix"
     run = subprocess.run(
         [sys.executable, "-c", "import setuptools; setuptools.setup()", "-q", "install_data", "--install-dir", str(target)],

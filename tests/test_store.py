@@ -3,13 +3,16 @@
 Every behaviour is checked on both backends: readings stored once per (device, seq) and
 duplicates counted, streamed back in order, columns for queries, quarantine with capped raw
 bytes, unit statuses where the later one wins, data the database cannot hold refused whole,
-concurrent writers, schema migrations up from an old version and refusal of a newer one.
+concurrent writers, collectors starting together on a new file, schema migrations up from an old version and refusal of a newer one.
 """
 from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -183,6 +186,17 @@ def test_readings_come_back_ordered_by_device_then_seq_and_filtered(store) -> No
     assert [r.seq for r in store.iter_readings(kind="latency")] == list(range(11, 16))
     assert [r.seq for r in store.iter_readings(device="boat-07", kind="signal")] == list(range(1, 11))
     assert list(store.iter_readings(device="nobody")) == []
+
+
+def test_a_pass_left_unfinished_when_the_store_closes_ends_quietly(db_url: str) -> None:
+    """A reader that stops early (``export --out - | head``, a missing grid library) closes
+    the store with a pass still open: that pass is let go without an error."""
+    s = open_store(db_url)
+    s.insert_readings(run({"boat-07": range(1, 3001)}))
+    rows = s.iter_rows()
+    assert next(rows)[:2] == ("boat-07", 1)
+    s.close()
+    rows.close()  # what the garbage collector does later, where an error would only be printed
 
 
 def test_the_keys_of_the_stored_readings_and_their_runs_in_the_ledger(store) -> None:
@@ -371,6 +385,24 @@ def test_opening_again_changes_nothing(db_url: str) -> None:
     with open_store(db_url) as again:
         assert again.schema_version() == schema.LATEST
     assert len(sql(db_url, "SELECT version FROM schema_version")) == len(schema.MIGRATIONS)
+
+
+def test_two_collectors_starting_together_on_a_new_sqlite_file_both_open_it(tmp_path: Path) -> None:
+    """Separate processes, as two collectors on one machine: the first to switch the new
+    file to WAL makes the other wait, not fail with "database is locked"."""
+    # Both wait, imports done, for one agreed moment: a start-up takes longer than the race.
+    opener = ("import sys, time; from agent.centre.store import open_store; "
+              "time.sleep(max(0.0, float(sys.argv[2]) - time.time())); "
+              "s = open_store('sqlite:///' + sys.argv[1]); print(s.schema_version()); s.close()")
+    for attempt in range(8):
+        path = tmp_path / f"collector-{attempt}.db"
+        at = str(time.time() + 0.5)
+        starts = [subprocess.Popen([sys.executable, "-c", opener, str(path), at], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        for start in starts:
+            out, err = start.communicate(timeout=60)
+            assert start.returncode == 0 and out.strip() == str(schema.LATEST), f"start-up {attempt}: {err[-1000:]}"
+        assert len(sql(f"sqlite:///{path}", "SELECT version FROM schema_version")) == len(schema.MIGRATIONS)
 
 
 def test_a_newer_database_is_refused_clearly(db_url: str) -> None:

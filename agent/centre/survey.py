@@ -57,13 +57,15 @@ class Survey:
     takes the items of the first :meth:`attributed`.  ``tracks`` is what is kept of each
     track piece as the pass completes it: by default what the map draws of it
     (:func:`~agent.centre.mapview.drawn_track`), :func:`whole_track` for the export, None for
-    nothing (the report draws no track).  ``progress``, when given, is called with the number
-    of readings read so far every :data:`PROGRESS_EVERY` readings.  A ``StoreError``, or ``ModuleNotFoundError`` for h3
-    where the grid library is missing, passes through.
+    nothing (the report draws no track).  ``cells=False`` leaves the grid out (no
+    :attr:`coverage`): what needs no grid then needs no h3 either.  ``progress``, when given,
+    is called with the number of readings read so far every :data:`PROGRESS_EVERY` readings.
+    A ``StoreError``, or ``ModuleNotFoundError`` for h3 where the grid library is missing,
+    passes through.
     """
 
     def __init__(self, store: Store, resolution: int, thresholds: Thresholds, *,
-                 tracks: Callable[[Track], Any] | None = drawn_track,
+                 tracks: Callable[[Track], Any] | None = drawn_track, cells: bool = True,
                  progress: Callable[[int], None] | None = None) -> None:
         self.store = store
         self._progress = progress
@@ -72,6 +74,7 @@ class Survey:
         self.thresholds = thresholds
         self.home = HomeOperators()
         self._track_view = tracks
+        self._cells = cells
         self._tracks: list[Any] = []
         self._segments: list[Segment] = []
         self._tags: list[Place] = []
@@ -95,7 +98,7 @@ class Survey:
             self.home.expect_first(device, Signal(registration="home", operator=operator, mcc=mcc, mnc=mnc))
         # The accumulators live only as long as the pass: their figures go once the results are made.
         attribution = Attribution(self.home)
-        grid = Grid(self.resolution)
+        grid = Grid(self.resolution) if self._cells else None
         tracks = TrackBuilder() if self._track_view is not None else None
         segments = SegmentFinder()
         done = 0
@@ -105,7 +108,8 @@ class Survey:
                 self._progress(done)
             self.home.add(reading)
             item = attribution(reading)
-            grid.add(item)
+            if grid is not None:
+                grid.add(item)
             if tracks is not None and (track := tracks.add(reading)) is not None:
                 self._keep(track)
             if (segment := segments.add(item)) is not None:
@@ -117,7 +121,8 @@ class Survey:
             self._keep(track)
         if (segment := segments.finish()) is not None:
             self._segments.append(segment)
-        self._coverage = grid.coverage(self.home, self.thresholds)
+        if grid is not None:
+            self._coverage = grid.coverage(self.home, self.thresholds)
 
     def _keep(self, track: Track) -> None:
         assert self._track_view is not None
@@ -131,6 +136,8 @@ class Survey:
 
     @property
     def coverage(self) -> Coverage:
+        if not self._cells:
+            raise ValueError("this survey was made without cells")
         self._complete()
         assert self._coverage is not None
         return self._coverage

@@ -441,7 +441,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     def work() -> int:
         written = []
         progress = Progress("export", sys.stderr) if args.progress or sys.stderr.isatty() else None
-        with _survey(args, "export", tracks=whole_track if "tracks" in what else None, progress=progress) as survey:
+        with _survey(args, "export", tracks=whole_track if "tracks" in what else None,
+                     cells="cells" in what, progress=progress) as survey:
             layers = export_layers(survey, what)
             for path, part in files:
                 _write_atomically(path, lambda out: written.append(WRITERS[fmt](replace(layers, what=part), out)))

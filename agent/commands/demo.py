@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from agent.commands.common import setup_logging
-from agent.commands.exit_status import RuntimeFailure
+from agent.commands.exit_status import RuntimeFailure, UsageError
 
 
 def add_demo(sub: argparse._SubParsersAction) -> None:
@@ -19,8 +19,12 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from agent.sim.demo import DemoError, run_demo
+    import math
 
+    from agent.sim.demo import MIN_TRIP_SECONDS, DemoError, run_demo
+
+    if not (math.isfinite(args.seconds) and args.seconds >= MIN_TRIP_SECONDS):
+        raise UsageError(f"blankspot demo: --seconds must be at least {MIN_TRIP_SECONDS:g}, not {args.seconds:g}")
     setup_logging("error" if not args.verbose else "info")
     try:
         return run_demo(trip_seconds=args.seconds, workdir=args.workdir, broker_kind=args.broker, out=print)

@@ -2,12 +2,17 @@
 
 Errors a user can fix (bad arguments, bad config, bad input file) are :class:`UsageError`
 and exit 2; a command that was right but could not do its job raises :class:`RuntimeFailure`
-and exits 1.  Either prints one line, never a traceback.
+and exits 1.  Either prints one line, never a traceback.  A reader that closes the output
+early (``blankspot export --out - | head``) ends the command quietly with the status a
+Unix tool killed by SIGPIPE has.
 """
 from __future__ import annotations
 
+import signal
+
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
+EXIT_READER_GONE = 128 + signal.SIGPIPE
 
 
 class UsageError(Exception):

@@ -8,12 +8,13 @@ runtime failures exit 1.  No tracebacks for either.  Each subcommand's module ha
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Callable, Sequence
 
 from agent import __version__
 from agent.commands import centre, demo, devices, measure, unit
-from agent.commands.exit_status import EXIT_RUNTIME, EXIT_USAGE, RuntimeFailure, UsageError
+from agent.commands.exit_status import EXIT_READER_GONE, EXIT_RUNTIME, EXIT_USAGE, RuntimeFailure, UsageError
 from agent.unit.config import ConfigError
 
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
@@ -59,3 +60,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_RUNTIME
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_READER_GONE
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered for the reader that left would fail
+    again when Python flushes it on the way out."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (a test's capture): nothing is flushed to a pipe
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)

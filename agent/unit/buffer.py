@@ -49,6 +49,7 @@ from typing import Iterable, Iterator, Literal
 
 from agent.shared import seq_ranges
 from agent.shared.clock import Clock, Timestamp, TimeKeeper, boot_id
+from agent.shared.installed import doc
 from agent.shared.migrations import Step
 from agent.shared.protocol import Confirmation
 from agent.shared.reading import (
@@ -267,8 +268,8 @@ class ReadingBuffer:
             raise BufferError(f"buffer {self.path} is unusable ({exc}) and cannot be moved aside: {move_exc}") from None
         log.critical(
             "buffer database %s is unusable (%s); kept it as %s and started a new one. "
-            "Readings in the old file were not delivered; docs/buffer.md says how to recover them.",
-            self.path, exc, kept,
+            "Readings in the old file were not delivered; %s says how to recover them.",
+            self.path, exc, kept, doc("buffer.md"),
         )
         return kept
 

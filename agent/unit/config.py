@@ -12,6 +12,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from agent.shared.reading import DEVICE_RE
+from agent.shared.installed import example_config
 from agent.unit.config_schema import SettingError, build, line_of, section, setting, toml_error
 
 DEFAULT_PATH = Path("/etc/blankspot/agent.toml")
@@ -406,7 +407,7 @@ def load_config(path: Path | str, *, require_device_id: bool = True) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(path, "no such file (give --config PATH, or copy deploy/agent.example.toml there)") from None
+        raise ConfigError(path, f"no such file (give --config PATH, or copy {example_config()} there)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(path, f"cannot read: {exc}") from None
     return parse_config(text, path, require_device_id=require_device_id)

@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable
 
 from agent.unit.buffer import BufferError, BufferStats, read_stats, sqlite_files
 from agent.shared.clock import EARLIEST_PLAUSIBLE, boot_id, kernel_clock_synchronised
+from agent.shared.installed import doc
 from agent.unit.config import Config, ConfigError, read_password
 from agent.unit.status import AgentLiveness, age_of, agent_liveness, format_age, pid_alive, read_state
 from agent.unit.identity import CPUINFO, DEVICETREE_SERIAL, pi_serial, proposed_device_id
@@ -343,16 +344,16 @@ def clock_verdict(synchronised: bool | None, agent_source: str | None, wall: flo
                                                           if agent_source else ""))
     if synchronised is None:
         return warn("clock", "cannot ask the kernel whether the clock is synchronised (adjtimex)",
-                    "readings fall back to GPS time; see docs/time.md")
+                    f"readings fall back to GPS time; see {doc('time.md')}")
     if agent_source == "gps":
         return warn("clock", "kernel clock not synchronised; the agent stamps readings with GPS time",
-                    "fine in the field; for NTP time run chrony (with gpsd's refclock if gpsd is used), docs/time.md")
+                    f"fine in the field; for NTP time run chrony (with gpsd's refclock if gpsd is used), {doc('time.md')}")
     if agent_source == "unsynced":
         return warn("clock", "kernel clock not synchronised and no GPS time yet: readings are stamped 'unsynced'",
                     "they are re-stamped once a GPS fix or NTP arrives in this boot; get the GPS a fix (see "
                     "above) and run chrony or systemd-timesyncd")
     return warn("clock", "kernel clock not synchronised (NTP/chrony)",
-                "the agent uses GPS time while it has a fix; run chrony or systemd-timesyncd for NTP (docs/time.md)")
+                f"the agent uses GPS time while it has a fix; run chrony or systemd-timesyncd for NTP ({doc('time.md')})")
 
 
 @dataclass(frozen=True)
@@ -440,7 +441,7 @@ def disk_verdict(path: Path, free: int, total: int, buffer_used: int, buffer_max
 
 def buffer_verdict(path: Path, stats: BufferStats | None, error: str | None, now: float) -> CheckResult:
     if error is not None:
-        return fail("buffer", error, "docs/buffer.md, 'A damaged database', says how to recover its readings")
+        return fail("buffer", error, f"{doc('buffer.md')}, 'A damaged database', says how to recover its readings")
     if stats is None:
         return ok("buffer", f"none yet at {path}: the agent creates it when it first runs")
     waiting = f"{stats.pending} readings waiting" + (

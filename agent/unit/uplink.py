@@ -42,6 +42,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent.shared import seq_ranges
+from agent.shared.installed import doc
 from agent.shared.mqtt import new_client, secure
 from agent.unit.buffer import Batch, BufferError, ReadingBuffer
 from agent.unit.config import UplinkConfig
@@ -316,7 +317,7 @@ class MqttUplink:
             if getattr(code, "is_failure", False) or code == 0x80:
                 log.error("broker refused the subscription to %s (%s): the centre's confirmations cannot reach this "
                           "unit, so it keeps every reading; let the unit read its confirm topic in the broker's ACL "
-                          "(docs/collector.md)", self._confirm_topic, code)
+                          "(%s)", self._confirm_topic, code, doc("collector.md"))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if client is not self._client:

@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -32,11 +33,32 @@ _INSERT = (
 )
 
 
+def _switch_to_wal(db: sqlite3.Connection) -> None:
+    """Put the file in WAL mode, waiting for another opener as long as any other writer would.
+
+    The switch takes an exclusive lock without calling SQLite's busy handler, so a second
+    collector starting on the same new file gets "database is locked" at once instead of
+    waiting; it runs outside any transaction, so the migration's lock cannot cover it.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)  # the other opener holds the file for milliseconds
+        pause = min(pause * 2, 0.1)
+
+
 class SqliteStore(Store):
     backend = "sqlite"
 
     def __init__(self, path: str | Path, steps: tuple[Step, ...] = schema.MIGRATIONS) -> None:
         self.path = Path(path)
+        self._closed = False
         self.url = f"sqlite:///{self.path.resolve().as_posix().lstrip('/')}"
         if self.path.is_dir():
             raise StoreError(f"cannot open SQLite database {self.path}: it is a folder")
@@ -48,7 +70,7 @@ class SqliteStore(Store):
             raise StoreError(f"cannot open SQLite database {self.path}: {exc}{hint}") from None
         try:
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._db.execute("PRAGMA journal_mode = WAL")
+            _switch_to_wal(self._db)
             self._db.execute("PRAGMA synchronous = FULL")
             self._migrate(steps)
         except sqlite3.Error as exc:
@@ -155,7 +177,8 @@ class SqliteStore(Store):
                 while rows := cursor.fetchmany(1000):
                     yield from rows
             finally:
-                cursor.close()
+                if not self._closed:  # closing the store closed its cursors: nothing is left to free
+                    cursor.close()
 
     def quarantined(self) -> list[dict[str, Any]]:
         with self._reading() as db:
@@ -174,4 +197,5 @@ class SqliteStore(Store):
         return [{"device": r[0], "state": r[1], "last_seen": parse_time(r[2]), "status": json.loads(r[3])} for r in rows]
 
     def close(self) -> None:
+        self._closed = True
         self._db.close()

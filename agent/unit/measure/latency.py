@@ -39,6 +39,7 @@ from agent.unit.measure.interface import bind_to_interface
 from agent.unit.measure.rtt_stats import summarize
 from agent.unit.measure.target import Target, parse_target
 from agent.shared.reading import Latency
+from agent.shared.installed import doc
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,8 @@ class IcmpProber:
                 if exc.errno not in (errno.EACCES, errno.EPERM):
                     raise ProbeError(f"cannot open a raw ICMP socket: {exc.strerror}") from None
                 problems.append("no CAP_NET_RAW for a raw socket")
-        raise ProbeError("ICMP not permitted: " + " and ".join(problems) + " (see docs/measurement.md)", icmp_only=True)
+        raise ProbeError("ICMP not permitted: " + " and ".join(problems) + f" (see {doc('measurement.md')})",
+                         icmp_only=True)
 
     def send(self, seq: int) -> None:
         payload = self.token + seq.to_bytes(2, "big") + bytes(PAYLOAD_SIZE - len(self.token) - 2)
