@@ -174,6 +174,11 @@ class Attribution:
         self.home = home
         self._last: dict[str, str] = {}  # device -> the operator of its last signal reading
 
+    def follows(self, device: str, operator: str) -> None:
+        """The readings to come of ``device`` follow a signal reading counted for ``operator``
+        (attributing a run of seqs that does not start at the unit's first reading)."""
+        self._last[device] = operator
+
     def __call__(self, reading: Reading) -> Attributed:
         part = reading.part
         if isinstance(part, Signal):
