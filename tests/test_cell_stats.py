@@ -173,3 +173,21 @@ def test_a_log_bucket_holds_its_value_within_one_percent(value: float) -> None:
 def test_the_day_is_the_day_in_kalimantan() -> None:
     assert wita_day(T0.replace(hour=15, minute=59)) == "2026-11-24"
     assert wita_day(T0.replace(hour=16)) == "2026-11-25"
+
+
+def test_the_rebuild_command_computes_the_figures_again(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "c.db"
+    trip = boat_trip("boat-1")[:80]
+    with open_store(str(path)) as store:
+        store.insert_readings(trip)
+        before = kept(store)
+    sqlite3.connect(path).execute("DELETE FROM cell_stats").connection.commit()
+    done = subprocess.run([sys.executable, "-m", "agent", "aggregate", "--db", f"sqlite:///{path}", "--rebuild"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "coverage figures rebuilt from 80 stored readings\n"
+    with open_store(str(path)) as store:
+        assert kept(store) == before

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
+from agent.centre.cell_stats import STATS_RESOLUTION
 from agent.centre.coverage import Attributed, Attribution, Coverage, Grid, HomeOperators, Thresholds, attribute
 from agent.centre.export import Layers
 from agent.centre.mapview import MapOptions, drawn_track, map_data, render_map
@@ -108,7 +109,8 @@ class Survey:
             self._keep(track)
         if (segment := segments.finish()) is not None:
             self._segments.append(segment)
-        self._coverage = grid.coverage(self.home, self.thresholds)
+        if self._coverage is None:
+            self._coverage = grid.coverage(self.home, self.thresholds)
 
     def _keep(self, track: Track) -> None:
         assert self._track_view is not None
@@ -122,6 +124,11 @@ class Survey:
 
     @property
     def coverage(self) -> Coverage:
+        """The grid: from the figures the collector keeps, without reading a reading, where the
+        database keeps them and they are fine enough for the resolution; else from the pass."""
+        if self._coverage is None and self.store.keeps_figures() and self.resolution <= STATS_RESOLUTION:
+            self._coverage = self.store.coverage(self.resolution, self.thresholds)
+            return self._coverage
         self._complete()
         assert self._coverage is not None
         return self._coverage
