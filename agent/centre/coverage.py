@@ -206,6 +206,17 @@ def _h3():  # type: ignore[no-untyped-def]
     return h3
 
 
+def has_grid_library() -> bool:
+    """Whether h3 can be imported (the ``collector`` extra is installed)."""
+    try:
+        _h3()
+    except ModuleNotFoundError as exc:
+        if exc.name != "h3":
+            raise
+        return False
+    return True
+
+
 def cell_of(lat: float, lon: float, resolution: int = DEFAULT_RESOLUTION) -> str:
     return _h3().latlng_to_cell(lat, lon, resolution)
 

@@ -61,8 +61,10 @@ class Survey:
     """
 
     def __init__(self, store: Store, resolution: int, thresholds: Thresholds, *,
-                 tracks: Callable[[Track], Any] | None = drawn_track) -> None:
+                 tracks: Callable[[Track], Any] | None = drawn_track,
+                 warn: Callable[[str], None] = lambda _text: None) -> None:
         self.store = store
+        self.warn = warn  # told, once, when the kept figures are stale and the pass draws the grid
         self.readings = StoredReadings.of(store)
         self.resolution = resolution
         self.thresholds = thresholds
@@ -73,6 +75,7 @@ class Survey:
         self._tags: list[Place] = []
         self._pass: Iterator[Attributed] | None = None
         self._coverage: Coverage | None = None
+        self._stale: str | None = None  # why the kept figures are out of date ("" when they are not), once read
 
     def attributed(self) -> Iterator[Attributed]:
         """Each stored reading with the operator its figures count for.
@@ -87,6 +90,8 @@ class Survey:
         return attribute(self.readings.iter_readings(), self.home)
 
     def _scan(self) -> Iterator[Attributed]:
+        if self._coverage is None:
+            self._figures_usable()  # the pass draws the grid if they are out of date: said before it
         for device, _seq, mcc, mnc, operator in self.store.first_home_signals():
             self.home.expect_first(device, Signal(registration="home", operator=operator, mcc=mcc, mnc=mnc))
         # The accumulators live only as long as the pass: their figures go once the results are made.
@@ -112,6 +117,17 @@ class Survey:
         if self._coverage is None:
             self._coverage = grid.coverage(self.home, self.thresholds)
 
+    def _figures_usable(self) -> bool:
+        """Whether the kept figures can draw this grid; when they are out of date, says so (once)."""
+        if not (self.store.keeps_figures() and self.resolution <= STATS_RESOLUTION):
+            return False
+        if self._stale is None:
+            self._stale = self.store.figures_stale() or ""
+            if self._stale:
+                self.warn(f"the kept coverage figures are out of date ({self._stale}); the cells are drawn from"
+                          " every stored reading until 'blankspot aggregate --rebuild' computes them again")
+        return not self._stale
+
     def _keep(self, track: Track) -> None:
         assert self._track_view is not None
         self._tracks.append(self._track_view(track))
@@ -125,8 +141,9 @@ class Survey:
     @property
     def coverage(self) -> Coverage:
         """The grid: from the figures the collector keeps, without reading a reading, where the
-        database keeps them and they are fine enough for the resolution; else from the pass."""
-        if self._coverage is None and self.store.keeps_figures() and self.resolution <= STATS_RESOLUTION:
+        database keeps them, they are up to date and fine enough for the resolution; else from
+        the pass."""
+        if self._coverage is None and self._figures_usable():
             self._coverage = self.store.coverage(self.resolution, self.thresholds)
             return self._coverage
         self._complete()

@@ -283,6 +283,8 @@ def _survey(args: argparse.Namespace, command: str, **options: Any) -> Iterator[
     """The survey of ``--db`` on the grid of ``--resolution`` and ``--min-samples``, made with
     ``options`` (read when its results are first asked for, so inside the block); the store is
     closed when the block ends."""
+    import sys
+
     from agent.centre.coverage import Thresholds
     from agent.centre.survey import Survey
 
@@ -292,7 +294,8 @@ def _survey(args: argparse.Namespace, command: str, **options: Any) -> Iterator[
         raise UsageError(f"blankspot {command}: --min-samples must be at least 1, got {args.min_samples}")
     store = _open_existing_store(args.db, command)
     try:
-        yield Survey(store, args.resolution, Thresholds(min_samples=args.min_samples), **options)
+        yield Survey(store, args.resolution, Thresholds(min_samples=args.min_samples),
+                     warn=lambda text: print(f"blankspot {command}: warning: {text}", file=sys.stderr), **options)
     finally:
         store.close()
 

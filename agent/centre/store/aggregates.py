@@ -19,12 +19,18 @@ the other, and keys that lost a reading have their first and last seen read agai
 
 The figures therefore always equal a full recomputation (:func:`rebuild`, also the schema
 step that builds them for an older database).
+
+Without h3 no reading can be placed in its cell: a collector installed without the
+``collector`` extra stores the readings without their figures and marks the figures stale
+(:meth:`Figures.mark_stale`); map, report and export then read every stored reading, and no
+figure is kept again until ``blankspot aggregate --rebuild`` computes them all, with h3.
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from agent.centre.cell_stats import (
@@ -33,7 +39,7 @@ from agent.centre.cell_stats import (
 from agent.centre.coverage import Attribution, Coverage, HomeOperators, Thresholds, operator_key
 from agent.centre.stored_readings import StoredReadings, decode_row
 from agent.shared.operators import operator_name
-from agent.shared.reading import Reading, ReadingError, Signal, parse_time
+from agent.shared.reading import Reading, ReadingError, Signal, format_time, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,10 @@ _UPSERT = (
 )
 _SELECT = (f"SELECT {', '.join(_STATS_COLUMNS[4:])} FROM cell_stats"
            " WHERE cell = ? AND operator = ? AND day = ? AND device = ?")
+_STALE = "figures_stale"
+NO_GRID_NOTICE = ("h3 is not installed (pip install 'blankspot[collector]'): readings are stored without their"
+                  " coverage figures, and map, report and export read every stored reading until, with h3"
+                  " installed, 'blankspot aggregate --db URL --rebuild' computes the figures")
 _HOME = ("kind = 'signal' AND registration = 'home' AND error IS NULL"
          " AND ((mcc IS NOT NULL AND mnc IS NOT NULL) OR trim(operator) <> '')")
 
@@ -100,6 +110,27 @@ class Figures:
 
     def __init__(self, run: Run) -> None:
         self.run = run
+
+    # -- kept or stale -------------------------------------------------------------------
+
+    def stale(self) -> str | None:
+        """Why the figures are stale (readings stored without them), or None while they are kept."""
+        rows = self.run("SELECT value FROM figures_state WHERE name = ?", (_STALE,))
+        return rows[0][0] if rows else None
+
+    def mark_stale(self, why: str) -> None:
+        """From now on no figure is kept, until :meth:`rebuild` (the first reason stays)."""
+        self.run("INSERT INTO figures_state (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                 (_STALE, f"{why}, {format_time(datetime.now(timezone.utc))}"))
+
+    def kept_now(self, grid: bool) -> bool:
+        """Whether readings stored now are counted in (``grid``: h3 can be imported)."""
+        return grid and self.stale() is None
+
+    def stored_without(self, grid: bool, inserted: int) -> None:
+        """After ``inserted`` readings were stored without their figures."""
+        if inserted and not grid:
+            self.mark_stale("readings were stored by a collector without h3")
 
     # -- at ingest -----------------------------------------------------------------------
 
@@ -277,6 +308,7 @@ class Figures:
             run(_UPSERT, (key.cell, key.operator, key.day, key.device, *kept[key].row()))
         for (key, name), n in sorted(names.items()):
             run("INSERT INTO operator_names (operator, name, n) VALUES (?, ?, ?)", (key, name, n))
+        run("DELETE FROM figures_state WHERE name = ?", (_STALE,))
         return count
 
     def _place(self, placed: list[tuple[str | None, str | None, str, int]]) -> None:
@@ -315,6 +347,4 @@ def _merged(stored: Iterator[tuple[Reading, Any]], new: list[Reading]) -> Iterat
 
 
 def _format(moment: Any) -> str:
-    from agent.shared.reading import format_time
-
     return format_time(moment)

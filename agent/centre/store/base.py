@@ -303,6 +303,32 @@ class Store(abc.ABC):
         """Whether the coverage figures are kept as readings arrive (schema step 4 on)."""
         return self._figures  # type: ignore[attr-defined,no-any-return]
 
+    def figures_stale(self) -> str | None:
+        """Why the kept coverage figures are out of date (readings were stored without them,
+        as h3 was missing), or None: then map, report and export may read them."""
+        from agent.centre.store.aggregates import Figures
+
+        if not self.keeps_figures():
+            return None
+        with self._reading() as conn:
+            return Figures(self._runner(conn)).stale()
+
+    def figures_notice(self) -> str | None:
+        """What a collector says at start when it will not keep the coverage figures."""
+        from agent.centre.coverage import has_grid_library
+        from agent.centre.store.aggregates import NO_GRID_NOTICE
+
+        if not self.keeps_figures():
+            return None
+        if not has_grid_library():
+            return NO_GRID_NOTICE
+        stale = self.figures_stale()
+        if stale is None:
+            return None
+        return (f"the coverage figures are out of date ({stale}): readings are stored without them, and map,"
+                " report and export read every stored reading, until 'blankspot aggregate --db URL --rebuild'"
+                " computes them again")
+
     def coverage(self, resolution: int, thresholds: "Thresholds") -> "Coverage":
         """The coverage grid from the kept figures, at ``resolution`` (8 or coarser); no reading is read."""
         from agent.centre.store.aggregates import Figures

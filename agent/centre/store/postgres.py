@@ -15,6 +15,7 @@ from datetime import timezone
 from typing import Any, Iterator
 
 from agent.centre.store import schema
+from agent.centre.coverage import has_grid_library
 from agent.centre.store.aggregates import Figures
 from agent.centre.ledger import SeqLedger
 from agent.centre.store.base import (
@@ -97,6 +98,7 @@ class PostgresStore(Store):
     def _migrate(self, steps: tuple[Step, ...]) -> None:
         self._ledger = schema.has_ledger(steps)
         self._figures = schema.has_figures(steps)
+        self._grid = has_grid_library()
         conn = self._conn
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
@@ -152,12 +154,18 @@ class PostgresStore(Store):
             inserted = 0
             columns = READING_COLUMNS
             figures = changes = None
+            kept = None
             if self._figures and rows:
                 # One writer per unit at a time: what a reading counts for depends on the
                 # unit's other readings, which another collector may be storing now.
                 for device in sorted({row[0] for row in rows}):
                     cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("blankspot unit " + device,))
-                figures = Figures(self._runner(cur))
+                # Taken before the figures are read: a rebuild (which holds a stronger lock
+                # until it commits) is then either wholly before this commit or wholly after.
+                cur.execute("LOCK TABLE readings IN ROW EXCLUSIVE MODE")
+                kept = Figures(self._runner(cur))
+            if kept is not None and kept.kept_now(self._grid):
+                figures = kept
                 changes = figures.plan(figures.new_only(work.readings))
                 columns = READING_COLUMNS + FIGURE_COLUMNS
                 rows = [row + changes.placed.get((row[0], row[1]), (None, None)) for row in rows]
@@ -181,6 +189,8 @@ class PostgresStore(Store):
                 inserted = cur.rowcount  # psycopg sums it over the rows
             if figures is not None and changes is not None:
                 figures.apply(changes)
+            elif kept is not None:
+                kept.stored_without(self._grid, inserted)
             result = CommitResult(inserted, len(rows) - inserted)
             if quarantine:
                 cur.executemany(

@@ -103,9 +103,14 @@ MIGRATIONS += (
 
 def _build_figures(run, stream) -> None:  # type: ignore[no-untyped-def]
     # Imported here: the schema is data, the figures need the grid library.
+    from agent.centre.coverage import has_grid_library
     from agent.centre.store.aggregates import Figures
 
-    Figures(run).rebuild(stream("SELECT device, seq, body FROM readings ORDER BY device, seq", ()))
+    figures = Figures(run)
+    if not has_grid_library() and run("SELECT 1 FROM readings LIMIT 1", ()):
+        figures.mark_stale("the database was upgraded without h3")
+        return
+    figures.rebuild(stream("SELECT device, seq, body FROM readings ORDER BY device, seq", ()))
 
 
 _FIGURES = (
@@ -119,6 +124,8 @@ _FIGURES = (
     " last_unsynced {text}, histograms {text} NOT NULL, PRIMARY KEY (cell, operator, day, device))",
     "CREATE TABLE operator_names (operator {text} NOT NULL, name {text} NOT NULL, n {bigint} NOT NULL,"
     " PRIMARY KEY (operator, name))",
+    # A row 'figures_stale' while readings are stored without their figures (no h3).
+    "CREATE TABLE figures_state (name {text} PRIMARY KEY, value {text} NOT NULL)",
 )
 
 MIGRATIONS += (

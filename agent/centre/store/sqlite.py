@@ -13,6 +13,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Iterator
 
+from agent.centre.coverage import has_grid_library
 from agent.centre.store import schema
 from agent.centre.store.aggregates import Figures
 from agent.centre.ledger import SeqLedger
@@ -65,6 +66,7 @@ class SqliteStore(Store):
     def _migrate(self, steps: tuple[Step, ...]) -> None:
         self._ledger = schema.has_ledger(steps)
         self._figures = schema.has_figures(steps)
+        self._grid = has_grid_library()
         db = self._db
         db.execute("BEGIN IMMEDIATE")  # one migrator at a time
         try:
@@ -107,9 +109,9 @@ class SqliteStore(Store):
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                if self._figures:
+                figures = Figures(self._runner(db)) if self._figures and rows else None
+                if figures is not None and figures.kept_now(self._grid):
                     # Attributed before they are stored: each new row is written with its operator.
-                    figures = Figures(self._runner(db))
                     changes = figures.plan(figures.new_only(work.readings))
                     before = db.total_changes
                     db.executemany(_insert(READING_COLUMNS + FIGURE_COLUMNS),
@@ -120,6 +122,8 @@ class SqliteStore(Store):
                     before = db.total_changes
                     db.executemany(_insert(READING_COLUMNS), rows)
                     inserted = db.total_changes - before
+                    if figures is not None:
+                        figures.stored_without(self._grid, inserted)
                 result = CommitResult(inserted, len(rows) - inserted)
                 db.executemany(
                     "INSERT INTO quarantine (received_at, collector, topic, reason, size, raw) VALUES (?, ?, ?, ?, ?, ?)",
