@@ -6,7 +6,9 @@ live: batches of 10) and each database (SQLite, PostgreSQL), three set-ups run i
 - one ``blankspot collect`` (as shipped: up to 100 messages per transaction);
 - two collectors in one shared-subscription group, writing to the same database;
 - the obvious alternative: one collector committing every MQTT message on its own
-  (``--max-messages-per-commit 1``).
+  (``--max-messages-per-commit 1``);
+- with ``--against DIR``: one collector running the code checked out in DIR (the commit
+  before the coverage figures were kept at ingest, say), to give what keeping them costs.
 
 Each run: start the collectors and let them subscribe, freeze them (SIGSTOP), let 200
 simulated units (one MQTT connection each, QoS 1) publish all their batches so the broker
@@ -16,6 +18,7 @@ competing for the CPU while it is measured.
 
     python bench/ingest.py            # the figures in docs/benchmarks.md
     python bench/ingest.py --quick    # a smoke run
+    python bench/ingest.py --setups one --against /tmp/before   # with the figures against without
 """
 from __future__ import annotations
 
@@ -46,6 +49,8 @@ SETUPS = (
     ("two collectors, one group", 2, []),
     ("one commit per message", 1, ["--max-messages-per-commit", "1"]),
 )
+SETUP_NAMES = {"one": SETUPS[0], "two": SETUPS[1], "per-message": SETUPS[2]}
+AGAINST = "one collector, --against"
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dir", type=Path, default=None, help="where SQLite files go (default bench/results/)")
     parser.add_argument("--quick", action="store_true", help="50 readings per unit, for a smoke run")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up a run after this many seconds")
+    parser.add_argument("--setups", nargs="+", choices=tuple(SETUP_NAMES), default=list(SETUP_NAMES),
+                        help="set-ups to run (default: all three)")
+    parser.add_argument("--backends", nargs="+", choices=("sqlite", "postgres"), default=["sqlite", "postgres"],
+                        help="databases to run on (default both)")
+    parser.add_argument("--against", type=Path, default=None, metavar="DIR",
+                        help="also run one collector with the code checked out in DIR, on a database of its own")
     args = parser.parse_args()
     if args.quick:
         args.readings = min(args.readings, 50)
@@ -141,13 +152,15 @@ def publish_all(port: int, payloads: list[tuple[str, list[bytes]]], processes: i
 # -- the collectors -----------------------------------------------------------------------
 
 class Collector:
-    def __init__(self, port: int, db: str, group: str, client_id: str, extra: list[str], log: Path) -> None:
+    def __init__(self, port: int, db: str, group: str, client_id: str, extra: list[str], log: Path,
+                 code: Path = REPO) -> None:
         self.log = log
         with open(log, "wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "agent", "collect", "--broker", f"mqtt://127.0.0.1:{port}", "--db", db,
                  "--group", group, "--client-id", client_id, "--log-level", "info", *extra],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=REPO,
+                stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=code,
+                env={**os.environ, "PYTHONPATH": str(code)},
             )
 
     def wait_subscribed(self, timeout: float = 30.0) -> None:
@@ -173,9 +186,10 @@ def inserted(store) -> int:
 def one_run(broker: LocalBroker, db: str, folder: Path, label: tuple[str, int, list[str]],
             payloads: list[tuple[str, list[bytes]]], args: argparse.Namespace) -> tuple[float, float]:
     setup, count, extra = label
+    code = args.against.resolve() if setup == AGAINST else REPO
     total = sum(len(json.loads(b)["readings"]) for _, batches in payloads for b in batches)
     group = f"bench-{uuid.uuid4().hex[:8]}"
-    collectors = [Collector(broker.port, db, group, f"{group}-{n}", extra, folder / f"{group}-{n}.log")
+    collectors = [Collector(broker.port, db, group, f"{group}-{n}", extra, folder / f"{group}-{n}.log", code)
                   for n in range(count)]
     try:
         for c in collectors:
@@ -224,17 +238,24 @@ def drop_schema(base: str, schema: str) -> None:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-def report(runs: list[Run]) -> None:
+def report(runs: list[Run], setups: list[tuple[str, int, list[str]]]) -> None:
     print()
     print(f"{'workload':<22} {'database':<10} {'set-up':<27} {'readings/s':>11} {'vs one collector':>17}")
     for run in runs:
-        base = next(r for r in runs if r.workload == run.workload and r.backend == run.backend
-                    and r.setup == SETUPS[0][0])
+        base = next((r for r in runs if r.workload == run.workload and r.backend == run.backend
+                     and r.setup == SETUPS[0][0]), run)
         print(f"{run.workload:<22} {run.backend:<10} {run.setup:<27} {run.per_second:>11,.0f} "
               f"{ratio(run.per_second, base.per_second):>17}")
     print()
+    for run in runs:
+        if run.setup == AGAINST:
+            ours = next((r for r in runs if r.workload == run.workload and r.backend == run.backend
+                         and r.setup == SETUPS[0][0]), None)
+            if ours is not None:
+                print(f"this checkout vs --against, {run.workload}, {run.backend}: "
+                      f"{ours.per_second / run.per_second:.0%} of its rate")
     for workload in dict.fromkeys(r.workload for r in runs):
-        for setup, _, _ in SETUPS:
+        for setup, _, _ in setups:
             pair = {r.backend: r for r in runs if r.workload == workload and r.setup == setup}
             if len(pair) == 2:
                 print(f"PostgreSQL vs SQLite, {workload}, {setup}: "
@@ -246,11 +267,15 @@ def main() -> None:
     folder = work_dir(args.dir)
     for line in machine_lines():
         print(line)
-    import psycopg
+    setups = [SETUP_NAMES[name] for name in args.setups] + ([(AGAINST, 1, [])] if args.against else [])
+    if args.against:
+        print(f"--against: {args.against.resolve()}")
+    if "postgres" in args.backends:
+        import psycopg
 
-    with psycopg.connect(args.postgres, connect_timeout=5) as conn:
-        print(f"PostgreSQL {conn.info.server_version // 10000}.{conn.info.server_version % 10000} at "
-              f"{conn.info.host}:{conn.info.port}, psycopg {psycopg.__version__}")
+        with psycopg.connect(args.postgres, connect_timeout=5) as conn:
+            print(f"PostgreSQL {conn.info.server_version // 10000}.{conn.info.server_version % 10000} at "
+                  f"{conn.info.host}:{conn.info.port}, psycopg {psycopg.__version__}")
     mount = mount_of(folder)
     print(f"SQLite files in {folder} ({mount.fstype} on {mount.source})")
     runs: list[Run] = []
@@ -264,8 +289,8 @@ def main() -> None:
                 workload = f"batches of {batch_size}"
                 print(f"{workload}: {args.units} units x {args.readings} readings = "
                       f"{args.units * args.readings:,} readings in {messages:,} messages")
-                for backend in ("sqlite", "postgres"):
-                    for label in SETUPS:
+                for backend in args.backends:
+                    for label in setups:
                         schema = None
                         if backend == "sqlite":
                             db = f"sqlite:///{Path(tmp).resolve()}/{uuid.uuid4().hex[:8]}.db"
@@ -282,7 +307,7 @@ def main() -> None:
                               f"({seconds:.1f}s; loading the broker took {published:.1f}s)")
         finally:
             broker.stop()
-    report(runs)
+    report(runs, setups)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ COMMANDS = (
     ("map", ["map", "--out", "{dir}/survey-map.html"]),
     ("report", ["report"]),
     ("export geojson", ["export", "--format", "geojson", "--out", "{dir}/survey.geojson"]),
+    ("export cells", ["export", "--format", "csv", "--what", "cells", "--out", "{dir}/survey-cells.csv"]),
 )
 LATENCY_EVERY = 10
 TAG_EVERY = 1000

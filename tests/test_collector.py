@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import signal
 import socket
 import sqlite3
@@ -34,6 +35,7 @@ from agent.unit.buffer import read_readings
 from tests.support.collector import CollectorProcess, stored_keys, wait_counts
 from tests.support.postgres import postgres_url  # noqa: F401  (fixture)
 from tests.support.readings_factory import ALL_KINDS, T0, signal_reading
+from tests.support.survey_factory import boat_trip
 from tests.support.unit_config import write_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -252,6 +254,62 @@ def test_a_real_agents_readings_and_status_are_stored(tmp_path: Path, broker: Lo
     assert final["quarantined"] == 0
     assert collector.stop() == 0
     assert "unit boat-07 is online" in collector.log() and "unit boat-07 is offline" in collector.log()
+
+
+def python_without_h3(tmp_path: Path) -> dict[str, str]:
+    """The environment of a Python that cannot import h3, as where the ``collector`` extra
+    is not installed (a ``None`` in ``sys.modules`` makes ``import h3`` fail)."""
+    site = tmp_path / "without-h3"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text("import sys\nsys.modules['h3'] = None\n")
+    return {"PYTHONPATH": os.pathsep.join(filter(None, (str(site), os.environ.get("PYTHONPATH"))))}
+
+
+def test_without_h3_every_reading_is_stored_and_the_figures_wait_for_a_rebuild(
+        tmp_path: Path, broker: LocalBroker, units: Units, collectors: list, capsys) -> None:
+    """A collector whose Python has no h3 stores every reading, says once at start what is
+    missing and what computes the figures later, and marks them stale: map and report then
+    draw the cells from the readings and say so, until ``aggregate --rebuild``."""
+    db = f"sqlite:///{tmp_path}/collector.db"
+    env = python_without_h3(tmp_path)
+    collector = CollectorProcess(tmp_path, broker.port, db, env=env)
+    collectors.append(collector)
+    collector.start()
+    trip = boat_trip("boat-07")[:120]
+    for i in range(0, len(trip), 40):
+        units.publish(f"{PREFIX}/boat-07/readings", encode_batch("boat-07", [r.to_json() for r in trip[i:i + 40]]))
+    final = wait_counts(db, lambda c: c["batches"] >= 3, 30, "3 batches", collector)
+    assert collector.stop() == 0
+    assert final["readings"] == final["readings_inserted"] == len(trip) and final["quarantined"] == 0
+    assert collector.log().count("pip install 'blankspot[collector]'") == 1
+    assert "'blankspot aggregate --db URL --rebuild' computes the figures" in collector.log()
+
+    out = tmp_path / "map.html"
+    no_grid = subprocess.run([sys.executable, "-m", "agent", "map", "--db", db, "--out", str(out)], cwd=REPO,
+                             env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    assert no_grid.returncode == 1 and not out.exists()
+    warning, failure = no_grid.stderr.splitlines()
+    assert warning == (
+        "blankspot map: warning: the kept coverage figures are out of date (readings were stored by a collector"
+        f" without h3, {stale_since(db)}); the cells are drawn from every stored reading until 'blankspot"
+        " aggregate --rebuild' computes them again")
+    assert failure.endswith("blankspot map: the coverage grid needs h3: pip install 'blankspot[collector]'")
+    assert main(["report", "--db", db]) == 0
+    drawn = capsys.readouterr()
+    assert "warning: the kept coverage figures are out of date" in drawn.err
+
+    assert main(["aggregate", "--db", db, "--rebuild"]) == 0
+    capsys.readouterr()
+    assert main(["report", "--db", db]) == 0
+    kept = capsys.readouterr()
+    assert kept.out == drawn.out and "warning" not in kept.err
+    with open_store(db) as store:
+        assert store.figures_stale() is None and store.figures_notice() is None
+
+
+def stale_since(db: str) -> str:
+    with open_store(db) as store:
+        return str(store.figures_stale()).rsplit(", ", 1)[1]
 
 
 def test_a_locked_sqlite_database_makes_the_collector_wait(tmp_path: Path, broker: LocalBroker, units: Units,

@@ -174,6 +174,11 @@ class Attribution:
         self.home = home
         self._last: dict[str, str] = {}  # device -> the operator of its last signal reading
 
+    def follows(self, device: str, operator: str) -> None:
+        """The readings to come of ``device`` follow a signal reading counted for ``operator``
+        (attributing a run of seqs that does not start at the unit's first reading)."""
+        self._last[device] = operator
+
     def __call__(self, reading: Reading) -> Attributed:
         part = reading.part
         if isinstance(part, Signal):
@@ -199,6 +204,17 @@ def _h3():  # type: ignore[no-untyped-def]
     import h3
 
     return h3
+
+
+def has_grid_library() -> bool:
+    """Whether h3 can be imported (the ``collector`` extra is installed)."""
+    try:
+        _h3()
+    except ModuleNotFoundError as exc:
+        if exc.name != "h3":
+            raise
+        return False
+    return True
 
 
 def cell_of(lat: float, lon: float, resolution: int = DEFAULT_RESOLUTION) -> str:

@@ -311,6 +311,8 @@ class Collector:
         s = self.settings
         log.info("collecting from %s as %r, shared group %r, topics %s; storing into %s",
                  s.broker, s.client_id, s.group, ", ".join(s.topics()), self.store.url)
+        if (notice := self.store.figures_notice()) is not None:
+            log.warning("%s", notice)
         client.connect_async(s.broker.host, s.broker.port, keepalive=s.keepalive_s,
                              clean_start=False, properties=self._connect_properties())
         client.loop_start()

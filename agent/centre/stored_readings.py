@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from agent.centre.store.base import Store
 from agent.shared.reading import (
     DEVICE_RE, MAX_STRING, PART_TYPES, SCHEMA, TIME_SOURCES, Event, Position, Reading, ReadingError, parse_time,
     reading_from_dict,
@@ -183,8 +182,9 @@ class StoredReadings:
         self.first: list[SkippedRow] = []  # the first ``named`` rows skipped, in the order met
 
     @classmethod
-    def of(cls, store: Store) -> "StoredReadings":
-        """The readings of ``store``."""
+    def of(cls, store: Any) -> "StoredReadings":
+        """The readings of ``store`` (an ``agent.centre.store.base.Store``: named, not imported,
+        as the store reads its own rows through this module)."""
         return cls(store.iter_rows)
 
     def iter_readings(self, device: str | None = None, kind: str | None = None) -> Iterator[Reading]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
+from agent.centre.cell_stats import STATS_RESOLUTION
 from agent.centre.coverage import Attributed, Attribution, Coverage, Grid, HomeOperators, Thresholds, attribute
 from agent.centre.export import Layers
 from agent.centre.mapview import MapOptions, drawn_track, map_data, render_map
@@ -66,9 +67,11 @@ class Survey:
 
     def __init__(self, store: Store, resolution: int, thresholds: Thresholds, *,
                  tracks: Callable[[Track], Any] | None = drawn_track, cells: bool = True,
-                 progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None,
+                 warn: Callable[[str], None] = lambda _text: None) -> None:
         self.store = store
         self._progress = progress
+        self.warn = warn  # told, once, when the kept figures are stale and the pass draws the grid
         self.readings = StoredReadings.of(store)
         self.resolution = resolution
         self.thresholds = thresholds
@@ -80,6 +83,7 @@ class Survey:
         self._tags: list[Place] = []
         self._pass: Iterator[Attributed] | None = None
         self._coverage: Coverage | None = None
+        self._stale: str | None = None  # why the kept figures are out of date ("" when they are not), once read
 
     def attributed(self) -> Iterator[Attributed]:
         """Each stored reading with the operator its figures count for.
@@ -94,11 +98,13 @@ class Survey:
         return attribute(self.readings.iter_readings(), self.home)
 
     def _scan(self) -> Iterator[Attributed]:
+        # The pass draws the grid only where the kept figures cannot (said before it starts).
+        drawn = self._cells and self._coverage is None and not self._figures_usable()
         for device, _seq, mcc, mnc, operator in self.store.first_home_signals():
             self.home.expect_first(device, Signal(registration="home", operator=operator, mcc=mcc, mnc=mnc))
         # The accumulators live only as long as the pass: their figures go once the results are made.
         attribution = Attribution(self.home)
-        grid = Grid(self.resolution) if self._cells else None
+        grid = Grid(self.resolution) if drawn else None
         tracks = TrackBuilder() if self._track_view is not None else None
         segments = SegmentFinder()
         done = 0
@@ -124,6 +130,17 @@ class Survey:
         if grid is not None:
             self._coverage = grid.coverage(self.home, self.thresholds)
 
+    def _figures_usable(self) -> bool:
+        """Whether the kept figures can draw this grid; when they are out of date, says so (once)."""
+        if not (self.store.keeps_figures() and self.resolution <= STATS_RESOLUTION):
+            return False
+        if self._stale is None:
+            self._stale = self.store.figures_stale() or ""
+            if self._stale:
+                self.warn(f"the kept coverage figures are out of date ({self._stale}); the cells are drawn from"
+                          " every stored reading until 'blankspot aggregate --rebuild' computes them again")
+        return not self._stale
+
     def _keep(self, track: Track) -> None:
         assert self._track_view is not None
         self._tracks.append(self._track_view(track))
@@ -136,8 +153,14 @@ class Survey:
 
     @property
     def coverage(self) -> Coverage:
+        """The grid: from the figures the collector keeps, without reading a reading, where the
+        database keeps them, they are up to date and fine enough for the resolution; else from
+        the pass."""
         if not self._cells:
             raise ValueError("this survey was made without cells")
+        if self._coverage is None and self._figures_usable():
+            self._coverage = self.store.coverage(self.resolution, self.thresholds)
+            return self._coverage
         self._complete()
         assert self._coverage is not None
         return self._coverage

@@ -271,6 +271,33 @@ def add_units(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_units)
 
 
+def add_aggregate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "aggregate", help="the coverage figures the collector keeps: compute them again from the stored readings",
+        description="The collector keeps per-cell coverage figures up to date as readings arrive (map, report "
+                    "and export --what cells read them). --rebuild computes them again from every stored "
+                    "reading, in one transaction (collectors wait meanwhile). "
+                    "Example: blankspot aggregate --db sqlite:///var/lib/blankspot/collector.db --rebuild",
+    )
+    p.add_argument("--db", required=True, metavar="URL", help=_DB_HELP)
+    p.add_argument("--rebuild", action="store_true", required=True,
+                   help="compute every figure again from the stored readings")
+    p.set_defaults(func=cmd_aggregate)
+
+
+def cmd_aggregate(args: argparse.Namespace) -> int:
+    def work() -> int:
+        store = _open_existing_store(args.db, "aggregate")
+        try:
+            counted = store.rebuild_figures()
+        finally:
+            store.close()
+        print(f"coverage figures rebuilt from {counted} stored readings")
+        return 0
+
+    return _guarded("aggregate", work)
+
+
 def _grid_args(p: argparse.ArgumentParser) -> None:
     from agent.centre.coverage import DEFAULT_RESOLUTION, Thresholds
 
@@ -285,6 +312,8 @@ def _survey(args: argparse.Namespace, command: str, **options: Any) -> Iterator[
     """The survey of ``--db`` on the grid of ``--resolution`` and ``--min-samples``, made with
     ``options`` (read when its results are first asked for, so inside the block); the store is
     closed when the block ends."""
+    import sys
+
     from agent.centre.coverage import Thresholds
     from agent.centre.survey import Survey
 
@@ -294,7 +323,8 @@ def _survey(args: argparse.Namespace, command: str, **options: Any) -> Iterator[
         raise UsageError(f"blankspot {command}: --min-samples must be at least 1, got {args.min_samples}")
     store = _open_existing_store(args.db, command)
     try:
-        yield Survey(store, args.resolution, Thresholds(min_samples=args.min_samples), **options)
+        yield Survey(store, args.resolution, Thresholds(min_samples=args.min_samples),
+                     warn=lambda text: print(f"blankspot {command}: warning: {text}", file=sys.stderr), **options)
     finally:
         store.close()
 

@@ -9,7 +9,9 @@ new step.  Where each database keeps its version is its own affair (the collecto
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,10 @@ class Step:
     description: str
     sqlite: tuple[str, ...]
     postgres: tuple[str, ...] = ()
+    # Run after the SQL, in the same transaction, for what SQL alone cannot compute:
+    # ``build(run, stream)``, ``run(sql, params) -> rows`` and ``stream(sql, params) -> rows``
+    # (read in steps), both with ``?`` placeholders.
+    build: Callable[[Any, Any], None] | None = None
 
     def statements(self, backend: str) -> tuple[str, ...]:
         return self.sqlite if backend == "sqlite" else self.postgres

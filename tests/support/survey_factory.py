@@ -106,7 +106,16 @@ def year_one_body(reading: Reading) -> str:
 
 
 def damage(url: str, bodies: dict[tuple[str, int], str]) -> None:
-    """Overwrite the stored body of each ``(device, seq)`` by hand, as a damaged database would hold it."""
+    """Overwrite the stored body of each ``(device, seq)`` by hand, as a damaged database would
+    hold it, then rebuild the coverage figures (what docs/collector.md asks after editing rows)."""
+    _overwrite(url, bodies)
+    from agent.centre.store import open_store
+
+    with open_store(url) as store:
+        store.rebuild_figures()
+
+
+def _overwrite(url: str, bodies: dict[tuple[str, int], str]) -> None:
     from agent.centre.store.base import parse_db_url
 
     parsed = parse_db_url(url)

@@ -34,13 +34,16 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from urllib.parse import urlsplit
 
 from agent.shared import seq_ranges
 from agent.shared.seq_ranges import Range
 from agent.centre.ledger import Hole, LedgerChange, SeqLedger, UnitWork, holes_of, unit_work_of
 from agent.shared.reading import Event, Latency, Reading, Signal, Throughput, format_time, reading_from_dict
+
+if TYPE_CHECKING:
+    from agent.centre.coverage import Coverage, Thresholds
 
 QUARANTINE_RAW_BYTES = 65_536
 MAX_TOPIC_CHARS = 1024
@@ -54,6 +57,9 @@ READING_COLUMNS = (
     "error", "rtt_avg_ms", "loss_pct", "down_mbps", "up_mbps", "event_type", "event_message",
     "body", "received_at",
 )
+
+# Each reading row's place in the coverage figures (agent.centre.store.aggregates).
+FIGURE_COLUMNS = ("cell", "counts_for")
 
 # Counter names kept per collector in the ``counters`` table.
 COUNTERS = ("batches", "readings_inserted", "duplicates", "quarantined", "statuses", "readings_refused",
@@ -292,6 +298,48 @@ class Store(abc.ABC):
                 "  GROUP BY device) AS earliest ON r.device = earliest.device AND r.seq = earliest.seq"
                 " ORDER BY r.device", ())
         return [tuple(row) for row in rows]
+
+    def keeps_figures(self) -> bool:
+        """Whether the coverage figures are kept as readings arrive (schema step 4 on)."""
+        return self._figures  # type: ignore[attr-defined,no-any-return]
+
+    def figures_stale(self) -> str | None:
+        """Why the kept coverage figures are out of date (readings were stored without them,
+        as h3 was missing), or None: then map, report and export may read them."""
+        from agent.centre.store.aggregates import Figures
+
+        if not self.keeps_figures():
+            return None
+        with self._reading() as conn:
+            return Figures(self._runner(conn)).stale()
+
+    def figures_notice(self) -> str | None:
+        """What a collector says at start when it will not keep the coverage figures."""
+        from agent.centre.coverage import has_grid_library
+        from agent.centre.store.aggregates import NO_GRID_NOTICE
+
+        if not self.keeps_figures():
+            return None
+        if not has_grid_library():
+            return NO_GRID_NOTICE
+        stale = self.figures_stale()
+        if stale is None:
+            return None
+        return (f"the coverage figures are out of date ({stale}): readings are stored without them, and map,"
+                " report and export read every stored reading, until 'blankspot aggregate --db URL --rebuild'"
+                " computes them again")
+
+    def coverage(self, resolution: int, thresholds: "Thresholds") -> "Coverage":
+        """The coverage grid from the kept figures, at ``resolution`` (8 or coarser); no reading is read."""
+        from agent.centre.store.aggregates import Figures
+
+        with self._reading() as conn:
+            return Figures(self._runner(conn)).coverage(resolution, thresholds)
+
+    @abc.abstractmethod
+    def rebuild_figures(self) -> int:
+        """Every kept coverage figure computed again from the stored readings, in one
+        transaction; returns the readings counted."""
 
     @abc.abstractmethod
     def quarantined(self) -> list[dict[str, Any]]:

@@ -15,9 +15,11 @@ from datetime import timezone
 from typing import Any, Iterator
 
 from agent.centre.store import schema
+from agent.centre.coverage import has_grid_library
+from agent.centre.store.aggregates import Figures
 from agent.centre.ledger import SeqLedger
 from agent.centre.store.base import (
-    MAX_REASON_CHARS, MAX_TOPIC_CHARS, QUARANTINE_RAW_BYTES, READING_COLUMNS, CommitResult, SchemaTooNew, Store,
+    FIGURE_COLUMNS, MAX_REASON_CHARS, MAX_TOPIC_CHARS, QUARANTINE_RAW_BYTES, READING_COLUMNS, CommitResult, SchemaTooNew, Store,
     StoreDataError, StoreError, StoreUrlError, Work, clean_text, counter_deltas, now_utc, reading_row, redact,
     readings_query, status_json,
 )
@@ -38,9 +40,11 @@ CONNECT_TIMEOUT_S = 10
 _MIGRATION_LOCK = 0x626C616E6B73706F  # "blankspo"
 _RETRIES = 5
 _cursor_names = itertools.count(1)
-_COLUMNS = ", ".join(READING_COLUMNS)
-_INSERT = (f"INSERT INTO readings ({_COLUMNS}) VALUES ({', '.join(['%s'] * len(READING_COLUMNS))}) "
-           "ON CONFLICT (device, seq) DO NOTHING")
+
+
+def _insert(columns: tuple[str, ...]) -> str:
+    return (f"INSERT INTO readings ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
+            "ON CONFLICT (device, seq) DO NOTHING")
 # From this many readings in one commit, COPY through a temporary table beats a batch of
 # INSERTs (bench/ingest.py; measured in docs/benchmarks.md).
 _COPY_FROM = 100
@@ -93,6 +97,8 @@ class PostgresStore(Store):
 
     def _migrate(self, steps: tuple[Step, ...]) -> None:
         self._ledger = schema.has_ledger(steps)
+        self._figures = schema.has_figures(steps)
+        self._grid = has_grid_library()
         conn = self._conn
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
@@ -105,6 +111,8 @@ class PostgresStore(Store):
             for step in todo:
                 for statement in step.statements("postgres"):
                     conn.execute(statement)
+                if step.build is not None:
+                    step.build(self._runner(conn), self._streamer(conn))
                 conn.execute("INSERT INTO schema_version VALUES (%s, %s, now())", (step.version, step.description))
                 log.info("database %s: applied schema step %d (%s)", self.url, step.version, step.description)
 
@@ -144,23 +152,45 @@ class PostgresStore(Store):
         conn = self._usable()
         with conn.transaction(), conn.cursor() as cur:
             inserted = 0
+            columns = READING_COLUMNS
+            figures = changes = None
+            kept = None
+            if self._figures and rows:
+                # One writer per unit at a time: what a reading counts for depends on the
+                # unit's other readings, which another collector may be storing now.
+                for device in sorted({row[0] for row in rows}):
+                    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("blankspot unit " + device,))
+                # Taken before the figures are read: a rebuild (which holds a stronger lock
+                # until it commits) is then either wholly before this commit or wholly after.
+                cur.execute("LOCK TABLE readings IN ROW EXCLUSIVE MODE")
+                kept = Figures(self._runner(cur))
+            if kept is not None and kept.kept_now(self._grid):
+                figures = kept
+                changes = figures.plan(figures.new_only(work.readings))
+                columns = READING_COLUMNS + FIGURE_COLUMNS
+                rows = [row + changes.placed.get((row[0], row[1]), (None, None)) for row in rows]
+            listed = ", ".join(columns)
             if len(rows) >= _COPY_FROM:
                 if not self._prepared_incoming:
                     # Emptied at every commit (a DELETE would leave dead rows that no vacuum
                     # ever clears from a temporary table, and every later INSERT would scan them).
                     cur.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (LIKE readings) ON COMMIT DELETE ROWS")
                     self._prepared_incoming = True
-                with cur.copy(f"COPY incoming ({_COLUMNS}) FROM STDIN") as copy:
+                with cur.copy(f"COPY incoming ({listed}) FROM STDIN") as copy:
                     for row in rows:
                         copy.write_row(row)
                 cur.execute(
-                    f"INSERT INTO readings ({_COLUMNS}) SELECT {_COLUMNS} FROM incoming "
+                    f"INSERT INTO readings ({listed}) SELECT {listed} FROM incoming "
                     "ORDER BY device, seq ON CONFLICT (device, seq) DO NOTHING"
                 )
                 inserted = cur.rowcount
             elif rows:
-                cur.executemany(_INSERT, sorted(rows, key=lambda row: (row[0], row[1])))
+                cur.executemany(_insert(columns), sorted(rows, key=lambda row: (row[0], row[1])))
                 inserted = cur.rowcount  # psycopg sums it over the rows
+            if figures is not None and changes is not None:
+                figures.apply(changes)
+            elif kept is not None:
+                kept.stored_without(self._grid, inserted)
             result = CommitResult(inserted, len(rows) - inserted)
             if quarantine:
                 cur.executemany(
@@ -200,6 +230,26 @@ class PostgresStore(Store):
             return cursor.fetchall() if cursor.description else []
 
         return run
+
+    def _streamer(self, conn: Any) -> Any:
+        def stream(sql: str, params: Any) -> Iterator[tuple[Any, ...]]:
+            with conn.cursor(name=f"blankspot_rows_{next(_cursor_names)}") as cur:
+                cur.itersize = 2000
+                cur.execute(sql.replace("?", "%s"), params)
+                yield from cur
+
+        return stream
+
+    def rebuild_figures(self) -> int:
+        try:
+            conn = self._usable()
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                conn.execute("LOCK TABLE readings IN SHARE ROW EXCLUSIVE MODE")
+                return Figures(self._runner(conn)).rebuild(
+                    self._streamer(conn)("SELECT device, seq, body FROM readings ORDER BY device, seq", ()))
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL {self.url}: {_one_line(exc)}") from None
 
     def iter_rows(self, device: str | None = None, kind: str | None = None) -> Iterator[tuple[str, int, Any]]:
         sql, params = readings_query(device, kind, "%s")

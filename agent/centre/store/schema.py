@@ -100,6 +100,44 @@ MIGRATIONS += (
     ),
 )
 
+
+def _build_figures(run, stream) -> None:  # type: ignore[no-untyped-def]
+    # Imported here: the schema is data, the figures need the grid library.
+    from agent.centre.coverage import has_grid_library
+    from agent.centre.store.aggregates import Figures
+
+    figures = Figures(run)
+    if not has_grid_library() and run("SELECT 1 FROM readings LIMIT 1", ()):
+        figures.mark_stale("the database was upgraded without h3")
+        return
+    figures.rebuild(stream("SELECT device, seq, body FROM readings ORDER BY device, seq", ()))
+
+
+_FIGURES = (
+    "ALTER TABLE readings ADD COLUMN cell {text}",
+    "ALTER TABLE readings ADD COLUMN counts_for {text}",
+    "CREATE INDEX readings_home ON readings (device, seq) WHERE kind = 'signal' AND registration = 'home'",
+    "CREATE TABLE cell_stats (cell {text} NOT NULL, operator {text} NOT NULL, day {text} NOT NULL,"
+    " device {text} NOT NULL, samples {bigint} NOT NULL, no_service {bigint} NOT NULL, no_answer {bigint} NOT NULL,"
+    " latency_samples {bigint} NOT NULL, throughput_samples {bigint} NOT NULL, trusted {bigint} NOT NULL,"
+    " unsynced {bigint} NOT NULL, first_trusted {text}, last_trusted {text}, first_unsynced {text},"
+    " last_unsynced {text}, histograms {text} NOT NULL, PRIMARY KEY (cell, operator, day, device))",
+    "CREATE TABLE operator_names (operator {text} NOT NULL, name {text} NOT NULL, n {bigint} NOT NULL,"
+    " PRIMARY KEY (operator, name))",
+    # A row 'figures_stale' while readings are stored without their figures (no h3).
+    "CREATE TABLE figures_state (name {text} PRIMARY KEY, value {text} NOT NULL)",
+)
+
+MIGRATIONS += (
+    Step(
+        4,
+        "coverage figures per cell, operator, day and unit, kept as readings arrive",
+        sqlite=tuple(q.format(**_SQLITE_TYPES) for q in _FIGURES),
+        postgres=tuple(q.format(**_PG_TYPES) for q in _FIGURES),
+        build=_build_figures,
+    ),
+)
+
 LATEST = MIGRATIONS[-1].version
 
 
@@ -107,6 +145,12 @@ def has_ledger(steps: tuple[Step, ...]) -> bool:
     """Whether a database built by ``steps`` keeps the seq ledger (a store held at an older
     schema, as a test of upgrades does, stores readings without it)."""
     return any(step.version == 3 for step in steps)
+
+
+def has_figures(steps: tuple[Step, ...]) -> bool:
+    """Whether a database built by ``steps`` keeps the coverage figures as readings arrive."""
+    return any(step.version == 4 for step in steps)
+
 
 VERSION_TABLE = {
     "sqlite": "CREATE TABLE IF NOT EXISTS schema_version ("

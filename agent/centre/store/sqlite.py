@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from agent.centre.coverage import has_grid_library
 from agent.centre.store import schema
+from agent.centre.store.aggregates import Figures
 from agent.centre.ledger import SeqLedger
 from agent.centre.store.base import (
-    MAX_REASON_CHARS, MAX_TOPIC_CHARS, QUARANTINE_RAW_BYTES, READING_COLUMNS, CommitResult, SchemaTooNew, Store,
+    FIGURE_COLUMNS, MAX_REASON_CHARS, MAX_TOPIC_CHARS, QUARANTINE_RAW_BYTES, READING_COLUMNS, CommitResult, SchemaTooNew, Store,
     StoreDataError, StoreError, Work, clean_text, counter_deltas, now_utc, reading_row, readings_query, status_json,
 )
 from agent.shared.migrations import Step, pending_steps
@@ -27,10 +29,11 @@ log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
 
-_INSERT = (
-    f"INSERT INTO readings ({', '.join(READING_COLUMNS)}) VALUES ({', '.join('?' * len(READING_COLUMNS))}) "
-    "ON CONFLICT (device, seq) DO NOTHING"
-)
+
+
+def _insert(columns: tuple[str, ...]) -> str:
+    return (f"INSERT INTO readings ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+            "ON CONFLICT (device, seq) DO NOTHING")
 
 
 def _switch_to_wal(db: sqlite3.Connection) -> None:
@@ -84,6 +87,8 @@ class SqliteStore(Store):
 
     def _migrate(self, steps: tuple[Step, ...]) -> None:
         self._ledger = schema.has_ledger(steps)
+        self._figures = schema.has_figures(steps)
+        self._grid = has_grid_library()
         db = self._db
         db.execute("BEGIN IMMEDIATE")  # one migrator at a time
         try:
@@ -96,6 +101,8 @@ class SqliteStore(Store):
             for step in todo:
                 for statement in step.statements("sqlite"):
                     db.execute(statement)
+                if step.build is not None:
+                    step.build(self._runner(db), self._streamer(db))
                 db.execute("INSERT INTO schema_version VALUES (?, ?, ?)",
                            (step.version, step.description, format_time(now_utc())))
                 log.info("database %s: applied schema step %d (%s)", self.path, step.version, step.description)
@@ -124,9 +131,21 @@ class SqliteStore(Store):
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                before = db.total_changes
-                db.executemany(_INSERT, rows)
-                inserted = db.total_changes - before
+                figures = Figures(self._runner(db)) if self._figures and rows else None
+                if figures is not None and figures.kept_now(self._grid):
+                    # Attributed before they are stored: each new row is written with its operator.
+                    changes = figures.plan(figures.new_only(work.readings))
+                    before = db.total_changes
+                    db.executemany(_insert(READING_COLUMNS + FIGURE_COLUMNS),
+                                   (row + changes.placed.get((row[0], row[1]), (None, None)) for row in rows))
+                    inserted = db.total_changes - before
+                    figures.apply(changes)
+                else:
+                    before = db.total_changes
+                    db.executemany(_insert(READING_COLUMNS), rows)
+                    inserted = db.total_changes - before
+                    if figures is not None:
+                        figures.stored_without(self._grid, inserted)
                 result = CommitResult(inserted, len(rows) - inserted)
                 db.executemany(
                     "INSERT INTO quarantine (received_at, collector, topic, reason, size, raw) VALUES (?, ?, ?, ?, ?, ?)",
@@ -168,17 +187,39 @@ class SqliteStore(Store):
     def _runner(self, conn: sqlite3.Connection) -> Any:
         return lambda sql, params: conn.execute(sql, params).fetchall()
 
-    def iter_rows(self, device: str | None = None, kind: str | None = None) -> Iterator[tuple[str, int, Any]]:
-        sql, params = readings_query(device, kind, "?")
-        # Its own cursor, read in steps, so a large table never sits in memory at once.
-        with self._reading() as db:
-            cursor = db.execute(sql, params)
+    def _streamer(self, conn: sqlite3.Connection) -> Any:
+        def stream(sql: str, params: Any) -> Iterator[tuple[Any, ...]]:
+            cursor = conn.execute(sql, params)
             try:
                 while rows := cursor.fetchmany(1000):
                     yield from rows
             finally:
                 if not self._closed:  # closing the store closed its cursors: nothing is left to free
                     cursor.close()
+
+        return stream
+
+    def iter_rows(self, device: str | None = None, kind: str | None = None) -> Iterator[tuple[str, int, Any]]:
+        sql, params = readings_query(device, kind, "?")
+        # Its own cursor, read in steps, so a large table never sits in memory at once.
+        with self._reading() as db:
+            yield from self._streamer(db)(sql, params)
+
+    def rebuild_figures(self) -> int:
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                count = Figures(self._runner(db)).rebuild(
+                    self._streamer(db)("SELECT device, seq, body FROM readings ORDER BY device, seq", ()))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite database {self.path}: {exc}") from None
+        return count
 
     def quarantined(self) -> list[dict[str, Any]]:
         with self._reading() as db:

@@ -1,0 +1,370 @@
+"""Coverage figures kept as counts and histograms, so that they add up as readings arrive.
+
+The collector keeps one :class:`CellStats` per *key*: H3 cell at :data:`STATS_RESOLUTION`,
+the operator a reading counts for (:mod:`agent.centre.coverage` attributes it), the WITA day
+and the unit.  Coarser cells, whole periods and all units are sums of keys, and every figure
+of :class:`~agent.centre.coverage.CellCoverage` follows from a sum:
+
+- counts (answered signals, no service, no answer, latency and throughput tests);
+- histograms of RSRP and RSSI in 0.5 dB bins (modems report whole or half dB, so the
+  medians and percentiles are exactly those of the readings), per radio technology too;
+- quality classes counted, so the median class is exact;
+- latency and throughput on log buckets of 2 % (:func:`log_bucket`): their medians are those
+  of the readings to within 1 %;
+- first and last seen, over trusted times, and over unsynced times apart (a cell is dated by
+  unsynced times only while no trusted one has).
+
+Why resolution 8 and the WITA day: resolution 8 is the map's default (``docs/map.md``) and
+the finest a cell can be classed at with a river boat's readings; 9 and finer would hold a
+few readings each.  The day is the day in Kalimantan (WITA, UTC+8, no daylight saving): a
+district office asks "before and after the tower went up on the 12th", in its own dates, and
+the boats are moored at midnight WITA, so a trip stays in one day.
+
+Readings without a position are kept under the cell ``""``: they count for their operator
+and as unplaced, as the one-pass grid counts them.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from agent.centre.coverage import (
+    CellCoverage, Coverage, RatFigures, Thresholds, cell_center, cell_of, classify, is_no_service,
+)
+from agent.shared.quality import QUALITY_ORDER
+from agent.shared.reading import Latency, Reading, Signal, Throughput, format_time, parse_time
+
+STATS_RESOLUTION = 8
+WITA = timezone(timedelta(hours=8), "WITA")
+UNPLACED = ""
+LOG_STEP = 1.02  # log buckets 2 % wide: a median read from them is within 1 % of the readings'
+
+
+@dataclass(frozen=True, order=True)
+class StatsKey:
+    cell: str       # at STATS_RESOLUTION, or UNPLACED
+    operator: str
+    day: str        # YYYY-MM-DD in WITA
+    device: str
+
+
+def wita_day(moment: datetime) -> str:
+    try:
+        return moment.astimezone(WITA).date().isoformat()
+    except OverflowError:  # the last hours of year 9999 in UTC are past it in WITA
+        return moment.date().isoformat()
+
+
+def half_db(value: float) -> int:
+    """The 0.5 dB bin of a level, as a whole number of half dB."""
+    return int(round(value * 2))
+
+
+def log_bucket(value: float) -> int:
+    """The log bucket of a positive latency or rate; 0 and below share one bucket."""
+    if value <= 0:
+        return -10_000
+    return int(round(math.log(value) / math.log(LOG_STEP)))
+
+
+def log_value(bucket: int) -> float:
+    return 0.0 if bucket == -10_000 else LOG_STEP ** bucket
+
+
+def _add(hist: dict[int, int], bin_: int, n: int) -> None:
+    count = hist.get(bin_, 0) + n
+    if count:
+        hist[bin_] = count
+    else:
+        hist.pop(bin_, None)
+
+
+@dataclass
+class CellStats:
+    """The figures of one key; :meth:`add` a reading's (``sign`` -1 takes one away)."""
+
+    samples: int = 0
+    no_service: int = 0
+    no_answer: int = 0
+    latency_samples: int = 0
+    throughput_samples: int = 0
+    quality: dict[str, int] = field(default_factory=dict)
+    rsrp: dict[int, int] = field(default_factory=dict)           # in service only
+    rssi: dict[int, int] = field(default_factory=dict)
+    rat_samples: dict[str, int] = field(default_factory=dict)
+    rat_rsrp: dict[str, dict[int, int]] = field(default_factory=dict)  # in service or not
+    rat_rssi: dict[str, dict[int, int]] = field(default_factory=dict)
+    latency: dict[int, int] = field(default_factory=dict)
+    down: dict[int, int] = field(default_factory=dict)
+    up: dict[int, int] = field(default_factory=dict)
+    first_trusted: str | None = None
+    last_trusted: str | None = None
+    first_unsynced: str | None = None
+    last_unsynced: str | None = None
+    trusted: int = 0
+    unsynced: int = 0
+
+    @property
+    def readings(self) -> int:
+        return self.trusted + self.unsynced
+
+    def add(self, reading: Reading, sign: int = 1) -> None:
+        """Count ``reading`` in (or, with ``sign`` -1, out: then first/last may need :meth:`redate`)."""
+        time = format_time(reading.time)
+        if reading.time_source == "unsynced":
+            self.unsynced += sign
+            if sign > 0:
+                self.first_unsynced = min(filter(None, (self.first_unsynced, time)))
+                self.last_unsynced = max(filter(None, (self.last_unsynced, time)))
+        else:
+            self.trusted += sign
+            if sign > 0:
+                self.first_trusted = min(filter(None, (self.first_trusted, time)))
+                self.last_trusted = max(filter(None, (self.last_trusted, time)))
+        part = reading.part
+        if isinstance(part, Signal):
+            self._signal(part, sign)
+        elif isinstance(part, Latency):
+            self.latency_samples += sign
+            if part.error is None and part.received > 0 and part.rtt_avg_ms is not None:
+                _add(self.latency, log_bucket(part.rtt_avg_ms), sign)
+        elif isinstance(part, Throughput):
+            self.throughput_samples += sign
+            if part.error is None:
+                if part.down_mbps is not None:
+                    _add(self.down, log_bucket(part.down_mbps), sign)
+                if part.up_mbps is not None:
+                    _add(self.up, log_bucket(part.up_mbps), sign)
+
+    def _signal(self, s: Signal, sign: int) -> None:
+        if s.error is not None:
+            self.no_answer += sign
+            return
+        self.samples += sign
+        rat = s.rat or "unknown"
+        _add(self.rat_samples, rat, sign)  # type: ignore[arg-type]
+        if s.rsrp_dbm is not None:
+            _add(self.rat_rsrp.setdefault(rat, {}), half_db(s.rsrp_dbm), sign)
+        if s.rssi_dbm is not None:
+            _add(self.rat_rssi.setdefault(rat, {}), half_db(s.rssi_dbm), sign)
+        for table in (self.rat_rsrp, self.rat_rssi):
+            if rat in table and not table[rat]:
+                del table[rat]
+        if is_no_service(s):
+            self.no_service += sign
+            _add(self.quality, "none", sign)  # type: ignore[arg-type]
+            return
+        if s.quality in QUALITY_ORDER:
+            _add(self.quality, s.quality, sign)  # type: ignore[arg-type]
+        if s.rsrp_dbm is not None:
+            _add(self.rsrp, half_db(s.rsrp_dbm), sign)
+        if s.rssi_dbm is not None:
+            _add(self.rssi, half_db(s.rssi_dbm), sign)
+
+    def redate(self, times: Iterable[tuple[str, str]]) -> None:
+        """First and last seen again from ``(time, time_source)`` of every reading the key holds."""
+        self.first_trusted = self.last_trusted = self.first_unsynced = self.last_unsynced = None
+        for time, source in times:
+            if source == "unsynced":
+                self.first_unsynced = min(filter(None, (self.first_unsynced, time)))
+                self.last_unsynced = max(filter(None, (self.last_unsynced, time)))
+            else:
+                self.first_trusted = min(filter(None, (self.first_trusted, time)))
+                self.last_trusted = max(filter(None, (self.last_trusted, time)))
+
+    def merge(self, other: "CellStats") -> None:
+        for name in ("samples", "no_service", "no_answer", "latency_samples", "throughput_samples", "trusted",
+                     "unsynced"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in ("quality", "rsrp", "rssi", "rat_samples", "latency", "down", "up"):
+            mine = getattr(self, name)
+            for bin_, n in getattr(other, name).items():
+                _add(mine, bin_, n)
+        for name in ("rat_rsrp", "rat_rssi"):
+            mine = getattr(self, name)
+            for rat, hist in other.__dict__[name].items():
+                target = mine.setdefault(rat, {})
+                for bin_, n in hist.items():
+                    _add(target, bin_, n)
+                if not target:
+                    del mine[rat]
+        for first in ("first_trusted", "first_unsynced"):
+            setattr(self, first, min(filter(None, (getattr(self, first), getattr(other, first))), default=None))
+        for last in ("last_trusted", "last_unsynced"):
+            setattr(self, last, max(filter(None, (getattr(self, last), getattr(other, last))), default=None))
+
+    # -- stored form: counts in columns, histograms in one JSON text ---------------------
+
+    COUNT_COLUMNS = ("samples", "no_service", "no_answer", "latency_samples", "throughput_samples", "trusted",
+                     "unsynced")
+    TIME_COLUMNS = ("first_trusted", "last_trusted", "first_unsynced", "last_unsynced")
+
+    def histograms_json(self) -> str:
+        return json.dumps({
+            "quality": self.quality, "rsrp": self.rsrp, "rssi": self.rssi, "rat_samples": self.rat_samples,
+            "rat_rsrp": self.rat_rsrp, "rat_rssi": self.rat_rssi, "latency": self.latency, "down": self.down,
+            "up": self.up,
+        }, separators=(",", ":"), sort_keys=True)
+
+    def row(self) -> tuple[object, ...]:
+        return (*(getattr(self, c) for c in self.COUNT_COLUMNS), *(getattr(self, c) for c in self.TIME_COLUMNS),
+                self.histograms_json())
+
+    @classmethod
+    def from_row(cls, row: tuple[object, ...]) -> "CellStats":
+        counts = row[:len(cls.COUNT_COLUMNS)]
+        times = row[len(cls.COUNT_COLUMNS):len(cls.COUNT_COLUMNS) + len(cls.TIME_COLUMNS)]
+        hist = json.loads(row[-1])  # type: ignore[arg-type]
+        ints = lambda table: {int(k): v for k, v in table.items()}  # noqa: E731
+        return cls(
+            **dict(zip(cls.COUNT_COLUMNS, counts)),  # type: ignore[arg-type]
+            quality=dict(hist["quality"]), rsrp=ints(hist["rsrp"]), rssi=ints(hist["rssi"]),
+            rat_samples=dict(hist["rat_samples"]),
+            rat_rsrp={r: ints(h) for r, h in hist["rat_rsrp"].items()},
+            rat_rssi={r: ints(h) for r, h in hist["rat_rssi"].items()},
+            latency=ints(hist["latency"]), down=ints(hist["down"]), up=ints(hist["up"]),
+            **{name: (None if value is None else _text_time(value)) for name, value in zip(cls.TIME_COLUMNS, times)},
+        )
+
+
+def _text_time(value: object) -> str:
+    return value if isinstance(value, str) else format_time(value)  # type: ignore[arg-type]
+
+
+def key_of(reading: Reading, operator: str) -> StatsKey:
+    """Where a reading counted for ``operator`` is kept."""
+    position = reading.position
+    cell = UNPLACED if position is None else cell_of(position.lat, position.lon, STATS_RESOLUTION)
+    return StatsKey(cell, operator, wita_day(reading.time), reading.device)
+
+
+# -- figures from sums --------------------------------------------------------------------
+
+def hist_percentile(hist: Mapping[int, int], q: float, value=lambda b: b / 2) -> float | None:  # type: ignore[no-untyped-def]
+    """:func:`agent.centre.coverage.percentile` of the values a histogram holds."""
+    total = sum(hist.values())
+    if total == 0:
+        return None
+    rank = (total - 1) * q / 100.0
+    low = math.floor(rank)
+    high = min(low + 1, total - 1)
+    low_value = high_value = None
+    seen = 0
+    for bin_ in sorted(hist):
+        seen += hist[bin_]
+        if low_value is None and seen > low:
+            low_value = value(bin_)
+        if seen > high:
+            high_value = value(bin_)
+            break
+    assert low_value is not None and high_value is not None
+    return low_value + (high_value - low_value) * (rank - low)
+
+
+def quality_median_of(counts: Mapping[str, int]) -> str | None:
+    """:func:`agent.centre.coverage.median_quality` of the classes counted."""
+    total = sum(counts.values())
+    middle, seen = (total - 1) // 2, 0
+    for c in QUALITY_ORDER:
+        seen += counts.get(c, 0)
+        if total and seen > middle:
+            return c
+    return None
+
+
+def _r(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def cell_figures(cell: str, operator: str, name: str, stats: CellStats, devices: Iterable[str],
+                 thresholds: Thresholds) -> CellCoverage:
+    lat, lon = cell_center(cell)
+    quality = quality_median_of(stats.quality)
+    dated = stats.trusted > 0
+    first = stats.first_trusted if dated else stats.first_unsynced
+    last = stats.last_trusted if dated else stats.last_unsynced
+    assert first is not None and last is not None
+    log_median = lambda hist, digits: _r(hist_percentile(hist, 50, log_value), digits)  # noqa: E731
+    return CellCoverage(
+        cell=cell, operator=operator, operator_name=name, lat=round(lat, 6), lon=round(lon, 6),
+        coverage_class=classify(stats.samples, stats.no_service, quality, thresholds),
+        samples=stats.samples, no_service=stats.no_service, no_answer=stats.no_answer, quality_median=quality,
+        rsrp_median_dbm=_r(hist_percentile(stats.rsrp, 50)), rsrp_p10_dbm=_r(hist_percentile(stats.rsrp, 10)),
+        rssi_median_dbm=_r(hist_percentile(stats.rssi, 50)), rssi_p10_dbm=_r(hist_percentile(stats.rssi, 10)),
+        by_rat=tuple(
+            RatFigures(rat, n, _r(hist_percentile(stats.rat_rsrp.get(rat, {}), 50)),
+                       _r(hist_percentile(stats.rat_rsrp.get(rat, {}), 10)),
+                       _r(hist_percentile(stats.rat_rssi.get(rat, {}), 50)),
+                       _r(hist_percentile(stats.rat_rssi.get(rat, {}), 10)))
+            for rat, n in sorted(stats.rat_samples.items())
+        ),
+        latency_samples=stats.latency_samples, latency_median_ms=log_median(stats.latency, 1),
+        throughput_samples=stats.throughput_samples, down_median_mbps=log_median(stats.down, 2),
+        up_median_mbps=log_median(stats.up, 2),
+        devices=tuple(sorted(devices)), first_seen=parse_time(first), last_seen=parse_time(last),
+    )
+
+
+def coverage_of(keyed: Iterable[tuple[StatsKey, CellStats]], names: Mapping[str, str], resolution: int,
+                thresholds: Thresholds) -> Coverage:
+    """The coverage grid at ``resolution`` (at most :data:`STATS_RESOLUTION`) from kept keys.
+
+    ``names``: operator key to the name people know it by.  Keys are summed over days and
+    units into their cell at ``resolution`` (its parent, for a coarser one).
+    """
+    if resolution > STATS_RESOLUTION:
+        raise ValueError(f"figures are kept at H3 resolution {STATS_RESOLUTION}; cannot draw {resolution}")
+    from agent.centre.coverage import _h3
+
+    parent = (lambda cell: cell) if resolution == STATS_RESOLUTION else \
+        (lambda cell: _h3().cell_to_parent(cell, resolution))
+    sums: dict[tuple[str, str], CellStats] = {}
+    devices: dict[tuple[str, str], set[str]] = {}
+    parents: dict[str, str] = {}
+    operators: set[str] = set()
+    unplaced = 0
+    for key, stats in keyed:
+        operators.add(key.operator)
+        if key.cell == UNPLACED:
+            unplaced += stats.readings
+            continue
+        cell = parents.get(key.cell)
+        if cell is None:
+            cell = parents[key.cell] = parent(key.cell)
+        pair = (cell, key.operator)
+        total = sums.get(pair)
+        if total is None:
+            sums[pair], devices[pair] = stats, {key.device}
+        else:
+            total.merge(stats)
+            devices[pair].add(key.device)
+    name = lambda k: names.get(k) or ("unknown SIM" if k == "unknown" else k)  # noqa: E731
+    cells = tuple(cell_figures(cell, op, name(op), sums[(cell, op)], devices[(cell, op)], thresholds)
+                  for cell, op in sorted(sums))
+    return Coverage(cells, {k: name(k) for k in sorted(operators)}, resolution, thresholds, unplaced)
+
+
+def grid_of(readings: Iterable[tuple[Reading, str | None]]) -> dict[StatsKey, CellStats]:
+    """The kept figures of attributed readings (``(reading, operator)``; events have None), in memory."""
+    kept: dict[StatsKey, CellStats] = {}
+    for reading, operator in readings:
+        if operator is None:
+            continue
+        key = key_of(reading, operator)
+        stats = kept.get(key)
+        if stats is None:
+            stats = kept[key] = CellStats()
+        stats.add(reading)
+    return kept
+
+
+def operator_names(counts: Iterable[tuple[str, str, int]]) -> dict[str, str]:
+    """Per operator key, the name most often seen (ties: the first counted), from ``(key, name, n)``."""
+    best: dict[str, Counter[str]] = {}
+    for key, name, n in counts:
+        best.setdefault(key, Counter())[name] += n
+    return {key: names.most_common(1)[0][0] for key, names in best.items() if +names}

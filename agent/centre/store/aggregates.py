@@ -1,0 +1,350 @@
+"""The coverage figures kept in the database, updated in the transaction that stores the readings.
+
+``cell_stats`` holds one row per key of :mod:`agent.centre.cell_stats` (cell, operator the
+readings count for, WITA day, unit); ``operator_names`` counts the names each operator key
+was seen with.  Every reading row keeps its ``cell`` and the operator it ``counts_for``, so
+that the figures can always be put right when that operator changes.
+
+Why it changes: what a reading counts for depends on readings of the same unit around it
+(:mod:`agent.centre.coverage`): a reading without service counts for the unit's home
+operator at its seq, learnt from ``home`` registrations (before the first one, from the
+first one); a latency or throughput test counts for the unit's last signal reading before
+it.  Readings arrive late and out of order, so a reading that arrives can change what
+stored readings count for, but only in one run of seqs of its unit (:func:`window`): from
+the earliest new seq (from the unit's start when the new readings hold its first home
+registration) up to the next stored home registration after the last new one, or the next
+stored signal reading after the last new signal.  That run is attributed again from the
+state just before it, the stored readings whose operator changed are moved from one key to
+the other, and keys that lost a reading have their first and last seen read again.
+
+The figures therefore always equal a full recomputation (:func:`rebuild`, also the schema
+step that builds them for an older database).
+
+Without h3 no reading can be placed in its cell: a collector installed without the
+``collector`` extra stores the readings without their figures and marks the figures stale
+(:meth:`Figures.mark_stale`); map, report and export then read every stored reading, and no
+figure is kept again until ``blankspot aggregate --rebuild`` computes them all, with h3.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from agent.centre.cell_stats import (
+    CellStats, StatsKey, UNPLACED, coverage_of, key_of, operator_names, wita_day,
+)
+from agent.centre.coverage import Attribution, Coverage, HomeOperators, Thresholds, operator_key
+from agent.centre.stored_readings import StoredReadings, decode_row
+from agent.shared.operators import operator_name
+from agent.shared.reading import Reading, ReadingError, Signal, format_time, parse_time
+
+log = logging.getLogger(__name__)
+
+Run = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
+
+_STATS_COLUMNS = ("cell", "operator", "day", "device") + CellStats.COUNT_COLUMNS + CellStats.TIME_COLUMNS \
+    + ("histograms",)
+_UPSERT = (
+    f"INSERT INTO cell_stats ({', '.join(_STATS_COLUMNS)}) VALUES ({', '.join('?' * len(_STATS_COLUMNS))})"
+    " ON CONFLICT (cell, operator, day, device) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _STATS_COLUMNS[4:])
+)
+_SELECT = (f"SELECT {', '.join(_STATS_COLUMNS[4:])} FROM cell_stats"
+           " WHERE cell = ? AND operator = ? AND day = ? AND device = ?")
+_STALE = "figures_stale"
+NO_GRID_NOTICE = ("h3 is not installed (pip install 'blankspot[collector]'): readings are stored without their"
+                  " coverage figures, and map, report and export read every stored reading until, with h3"
+                  " installed, 'blankspot aggregate --db URL --rebuild' computes the figures")
+_HOME = ("kind = 'signal' AND registration = 'home' AND error IS NULL"
+         " AND ((mcc IS NOT NULL AND mnc IS NOT NULL) OR trim(operator) <> '')")
+
+
+def is_home(reading: Reading) -> bool:
+    """Whether ``reading`` is a home registration that :class:`HomeOperators` learns from."""
+    part = reading.part
+    return (isinstance(part, Signal) and part.error is None and part.registration == "home"
+            and operator_key(part) is not None)
+
+
+def name_of(signal: Signal) -> tuple[str, str] | None:
+    """``(operator key, name)`` a signal reading names, as :class:`HomeOperators` counts them."""
+    if signal.error is not None:
+        return None
+    key = operator_key(signal)
+    if key is None:
+        return None
+    return key, operator_name(signal.mcc, signal.mnc) or (signal.operator or "").strip() or key
+
+
+def _home_signal(row: tuple[Any, ...]) -> Signal:
+    mcc, mnc, operator = row
+    return Signal(registration="home", operator=operator, mcc=mcc, mnc=mnc)
+
+
+@dataclass
+class Changes:
+    """What one commit does to the kept figures: per key the counts to add (negative to take
+    away), the keys whose first and last seen must be read again, the readings that count
+    for another operator now, and the operator names seen."""
+
+    deltas: dict[StatsKey, CellStats] = field(default_factory=dict)
+    redate: set[StatsKey] = field(default_factory=set)
+    moved: list[tuple[str, str, int]] = field(default_factory=list)  # (counts_for, device, seq)
+    placed: dict[tuple[str, int], tuple[str | None, str | None]] = field(default_factory=dict)  # new: (cell, counts_for)
+    names: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def count(self, key: StatsKey, reading: Reading, sign: int = 1) -> None:
+        delta = self.deltas.get(key)
+        if delta is None:
+            delta = self.deltas[key] = CellStats()
+        delta.add(reading, sign)
+        if sign < 0:
+            self.redate.add(key)
+
+
+class Figures:
+    """The kept figures of one database, through ``run(sql, params) -> rows`` (SQL with ``?``)."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+
+    # -- kept or stale -------------------------------------------------------------------
+
+    def stale(self) -> str | None:
+        """Why the figures are stale (readings stored without them), or None while they are kept."""
+        rows = self.run("SELECT value FROM figures_state WHERE name = ?", (_STALE,))
+        return rows[0][0] if rows else None
+
+    def mark_stale(self, why: str) -> None:
+        """From now on no figure is kept, until :meth:`rebuild` (the first reason stays)."""
+        self.run("INSERT INTO figures_state (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                 (_STALE, f"{why}, {format_time(datetime.now(timezone.utc))}"))
+
+    def kept_now(self, grid: bool) -> bool:
+        """Whether readings stored now are counted in (``grid``: h3 can be imported)."""
+        return grid and self.stale() is None
+
+    def stored_without(self, grid: bool, inserted: int) -> None:
+        """After ``inserted`` readings were stored without their figures."""
+        if inserted and not grid:
+            self.mark_stale("readings were stored by a collector without h3")
+
+    # -- at ingest -----------------------------------------------------------------------
+
+    def new_only(self, readings: Iterable[Reading]) -> list[Reading]:
+        """The readings not stored yet, each ``(device, seq)`` once (the first given)."""
+        by_device: dict[str, dict[int, Reading]] = {}
+        for reading in readings:
+            assert reading.seq is not None
+            by_device.setdefault(reading.device, {}).setdefault(reading.seq, reading)
+        new = []
+        for device, by_seq in sorted(by_device.items()):
+            seqs = sorted(by_seq)
+            stored = {row[0] for row in self.run(
+                "SELECT seq FROM readings WHERE device = ? AND seq BETWEEN ? AND ?", (device, seqs[0], seqs[-1]))}
+            new.extend(by_seq[s] for s in seqs if s not in stored)
+        return new
+
+    def plan(self, new: Sequence[Reading]) -> Changes:
+        """What storing ``new`` (readings not stored yet, ordered by device then seq) changes;
+        nothing is written until :meth:`apply`."""
+        changes = Changes()
+        by_device: dict[str, list[Reading]] = {}
+        for reading in new:
+            by_device.setdefault(reading.device, []).append(reading)
+            if isinstance(reading.part, Signal) and (named := name_of(reading.part)) is not None:
+                changes.names[named] = changes.names.get(named, 0) + 1
+        for device, readings in by_device.items():
+            self._plan_unit(device, readings, changes)
+        return changes
+
+    def _plan_unit(self, device: str, new: list[Reading], changes: Changes) -> None:
+        run = self.run
+        seqs = [r.seq for r in new]
+        homes = [r.seq for r in new if is_home(r)]
+        signals = [r.seq for r in new if isinstance(r.part, Signal)]
+        first_home = run(f"SELECT seq, mcc, mnc, operator FROM readings WHERE device = ? AND {_HOME}"
+                         " ORDER BY seq LIMIT 1", (device,))
+        first_home_seq = first_home[0][0] if first_home else None
+        # Where the run of seqs to attribute again starts and ends (see the module docstring).
+        start: int | None = min(seqs)  # type: ignore[type-var]
+        if homes and (first_home_seq is None or homes[0] < first_home_seq):
+            start = None
+        ends: list[int | None] = [max(seqs) + 1]  # type: ignore[type-var]
+        for wanted, condition in ((homes, _HOME), (signals, "kind = 'signal'")):
+            if wanted:
+                after = run(f"SELECT min(seq) FROM readings WHERE device = ? AND seq > ? AND {condition}",
+                            (device, max(wanted)))
+                ends.append(after[0][0] if after and after[0][0] is not None else None)
+        end = None if None in ends else max(ends)  # type: ignore[type-var]
+
+        home = HomeOperators()
+        first = [(r.seq, r.part) for r in new if is_home(r)][:1]
+        if first_home and (not first or first_home_seq < first[0][0]):  # type: ignore[operator]
+            home.expect_first(device, _home_signal(first_home[0][1:]))
+        elif first:
+            home.expect_first(device, first[0][1])  # type: ignore[arg-type]
+        attribution = Attribution(home)
+        if start is not None:
+            before = run(f"SELECT seq, mcc, mnc, operator FROM readings WHERE device = ? AND seq < ? AND {_HOME}"
+                         " ORDER BY seq DESC LIMIT 1", (device, start))
+            if before:
+                home.add(Reading(device, parse_time("1970-01-01T00:00:00.000Z"), "unsynced",
+                                 _home_signal(before[0][1:]), seq=before[0][0]))
+            last_signal = run("SELECT counts_for FROM readings WHERE device = ? AND seq < ? AND kind = 'signal'"
+                              " AND counts_for IS NOT NULL ORDER BY seq DESC LIMIT 1", (device, start))
+            if last_signal:
+                attribution.follows(device, last_signal[0][0])
+
+        stored = self._stored_run(device, start, end) if start is None or start <= self._top(device) else iter(())
+        for reading, old in _merged(stored, new):
+            home.add(reading)
+            operator = attribution(reading).operator
+            if old is _NEW:
+                key = key_of(reading, operator) if operator is not None else None
+                changes.placed[(device, reading.seq)] = (  # type: ignore[index]
+                    None if key is None or key.cell == UNPLACED else key.cell, operator)
+                if key is not None:
+                    changes.count(key, reading)
+                continue
+            cell, was = old  # type: ignore[misc]
+            if was == operator:
+                continue
+            changes.moved.append((operator, device, reading.seq))  # type: ignore[arg-type]
+            day = wita_day(reading.time)
+            if was is not None:
+                changes.count(StatsKey(cell or UNPLACED, was, day, device), reading, -1)
+            if operator is not None:
+                changes.count(StatsKey(cell or UNPLACED, operator, day, device), reading)
+
+    def _top(self, device: str) -> int:
+        rows = self.run("SELECT max(seq) FROM readings WHERE device = ?", (device,))
+        return -1 if not rows or rows[0][0] is None else rows[0][0]
+
+    def _stored_run(self, device: str, start: int | None, end: int | None) -> Iterator[tuple[Reading, Any]]:
+        sql, params = "SELECT seq, body, cell, counts_for FROM readings WHERE device = ?", [device]
+        if start is not None:
+            sql, params = sql + " AND seq >= ?", params + [start]
+        if end is not None:
+            sql, params = sql + " AND seq < ?", params + [end]
+        for seq, body, cell, counts_for in self.run(sql + " ORDER BY seq", params):
+            try:
+                yield decode_row(device, seq, body), (cell, counts_for)
+            except ReadingError:
+                continue  # left out of every figure, as the survey leaves it out
+
+    def apply(self, changes: Changes) -> None:
+        """Write ``changes`` (after the new readings are stored with their cell and operator)."""
+        run = self.run
+        for operator, device, seq in changes.moved:
+            run("UPDATE readings SET counts_for = ? WHERE device = ? AND seq = ?", (operator, device, seq))
+        for key in sorted(changes.deltas):
+            delta = changes.deltas[key]
+            rows = run(_SELECT, (key.cell, key.operator, key.day, key.device))
+            stats = CellStats.from_row(rows[0]) if rows else CellStats()
+            stats.merge(delta)
+            if stats.readings <= 0:
+                run("DELETE FROM cell_stats WHERE cell = ? AND operator = ? AND day = ? AND device = ?",
+                    (key.cell, key.operator, key.day, key.device))
+                continue
+            if key in changes.redate:
+                stats.redate(self._times(key))
+            run(_UPSERT, (key.cell, key.operator, key.day, key.device, *stats.row()))
+        for (key, name), n in sorted(changes.names.items()):
+            run("INSERT INTO operator_names (operator, name, n) VALUES (?, ?, ?)"
+                " ON CONFLICT (operator, name) DO UPDATE SET n = operator_names.n + excluded.n", (key, name, n))
+
+    def _times(self, key: StatsKey) -> Iterator[tuple[str, str]]:
+        cell = "cell IS NULL" if key.cell == UNPLACED else "cell = ?"
+        params = (key.device, key.operator) + (() if key.cell == UNPLACED else (key.cell,))
+        for time, source in self.run(f"SELECT time, time_source FROM readings WHERE device = ? AND counts_for = ?"
+                                     f" AND {cell}", params):
+            moment = time if not isinstance(time, str) else parse_time(time)
+            if wita_day(moment) == key.day:
+                yield (time if isinstance(time, str) else _format(moment)), source
+
+    # -- whole ---------------------------------------------------------------------------
+
+    def rebuild(self, rows: Iterable[tuple[str, int, Any]], progress: Callable[[int], None] | None = None) -> int:
+        """Every figure again from the stored ``rows`` (``(device, seq, body)`` in device and
+        seq order, as ``Store.iter_rows`` streams them); returns the readings counted.
+        Memory grows with the keys, not the readings."""
+        run = self.run
+        homes = {row[0]: _home_signal(row[1:]) for row in run(
+            f"SELECT r.device, r.mcc, r.mnc, r.operator FROM readings AS r JOIN (SELECT device, min(seq) AS seq"
+            f" FROM readings WHERE {_HOME} GROUP BY device) AS f ON r.device = f.device AND r.seq = f.seq", ())}
+        home = HomeOperators()
+        for device, signal in homes.items():
+            home.expect_first(device, signal)
+        attribution = Attribution(home)
+        kept: dict[StatsKey, CellStats] = {}
+        names: dict[tuple[str, str], int] = {}
+        placed: list[tuple[str | None, str | None, str, int]] = []
+        count = 0
+        run("UPDATE readings SET cell = NULL, counts_for = NULL", ())
+        for reading in StoredReadings(lambda _d, _k: rows).iter_readings():
+            home.add(reading)
+            operator = attribution(reading).operator
+            if isinstance(reading.part, Signal) and (named := name_of(reading.part)) is not None:
+                names[named] = names.get(named, 0) + 1
+            cell = None
+            if operator is not None:
+                key = key_of(reading, operator)
+                cell = None if key.cell == UNPLACED else key.cell
+                kept.setdefault(key, CellStats()).add(reading)
+            placed.append((cell, operator, reading.device, reading.seq))  # type: ignore[arg-type]
+            count += 1
+            if len(placed) == 10_000:
+                self._place(placed)
+            if progress is not None and count % 100_000 == 0:
+                progress(count)
+        self._place(placed)
+        run("DELETE FROM cell_stats", ())
+        run("DELETE FROM operator_names", ())
+        for key in sorted(kept):
+            run(_UPSERT, (key.cell, key.operator, key.day, key.device, *kept[key].row()))
+        for (key, name), n in sorted(names.items()):
+            run("INSERT INTO operator_names (operator, name, n) VALUES (?, ?, ?)", (key, name, n))
+        run("DELETE FROM figures_state WHERE name = ?", (_STALE,))
+        return count
+
+    def _place(self, placed: list[tuple[str | None, str | None, str, int]]) -> None:
+        for row in placed:
+            self.run("UPDATE readings SET cell = ?, counts_for = ? WHERE device = ? AND seq = ?", row)
+        placed.clear()
+
+    # -- reading -------------------------------------------------------------------------
+
+    def keyed(self) -> Iterator[tuple[StatsKey, CellStats]]:
+        for row in self.run(f"SELECT {', '.join(_STATS_COLUMNS)} FROM cell_stats ORDER BY cell, operator, day, device",
+                            ()):
+            yield StatsKey(*row[:4]), CellStats.from_row(row[4:])
+
+    def names(self) -> dict[str, str]:
+        return operator_names(self.run("SELECT operator, name, n FROM operator_names ORDER BY operator, name", ()))
+
+    def coverage(self, resolution: int, thresholds: Thresholds) -> Coverage:
+        return coverage_of(self.keyed(), self.names(), resolution, thresholds)
+
+
+_NEW = object()
+
+
+def _merged(stored: Iterator[tuple[Reading, Any]], new: list[Reading]) -> Iterator[tuple[Reading, Any]]:
+    """Stored and new readings of one unit in seq order; a new one is marked :data:`_NEW`."""
+    pending = next(stored, None)
+    for reading in new:
+        while pending is not None and pending[0].seq < reading.seq:  # type: ignore[operator]
+            yield pending
+            pending = next(stored, None)
+        yield reading, _NEW
+    while pending is not None:
+        yield pending
+        pending = next(stored, None)
+
+
+def _format(moment: Any) -> str:
+    return format_time(moment)

@@ -1,0 +1,193 @@
+"""Coverage figures kept as readings arrive: whatever order, batches, duplicates and re-sends
+the readings come in, the kept figures are those a full recomputation from the stored readings
+gives, and the grid drawn from them is the one-pass grid's."""
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from datetime import timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agent.centre.cell_stats import hist_percentile, log_bucket, log_value, wita_day
+from agent.centre.coverage import Thresholds, aggregate, percentile
+from agent.centre.store import open_store
+from agent.centre.store.schema import MIGRATIONS
+from agent.centre.store.sqlite import SqliteStore
+from agent.shared.reading import Latency, Reading, Signal, Throughput
+from tests.support.postgres import postgres_url  # noqa: F401  (fixture)
+from tests.support.survey_factory import T0, boat_trip, position
+
+# Three cells a few km apart on the Mahakam, and no position at all.
+PLACES = ((-0.5030, 117.1460), (-0.4500, 117.0500), (-0.3300, 116.9900), None)
+NETWORKS = ((510, 10, "TELKOMSEL"), (510, 1, "INDOSAT OOREDOO"), (510, 11, "XL Axiata"))
+
+
+@st.composite
+def unit_readings(draw, device: str) -> list[Reading]:
+    """One unit's readings, seq 1..n: home and roaming signals (the SIM may change), no
+    service, no answer, latency, throughput and events, over two WITA days."""
+    n = draw(st.integers(1, 30))
+    home = draw(st.sampled_from(NETWORKS))
+    readings = []
+    for seq in range(1, n + 1):
+        if draw(st.integers(0, 20)) == 0:
+            home = draw(st.sampled_from(NETWORKS))  # a SIM swap
+        place = draw(st.sampled_from(PLACES))
+        when = T0 + timedelta(hours=draw(st.integers(0, 40)))
+        source = draw(st.sampled_from(("gps", "gps", "ntp", "unsynced")))
+        kind = draw(st.sampled_from(("home", "home", "roaming", "none", "none", "error", "latency", "throughput",
+                                     "event")))
+        rsrp = draw(st.integers(-240, -120)) / 2
+        if kind in ("home", "roaming"):
+            mcc, mnc, name = home if kind == "home" else draw(st.sampled_from(NETWORKS))
+            part = Signal(registration=kind, operator=name, mcc=mcc, mnc=mnc, rat=draw(st.sampled_from(("LTE", "WCDMA"))),
+                          rsrp_dbm=rsrp, rssi_dbm=rsrp + 28, quality=draw(st.sampled_from(("good", "fair", "poor"))))
+        elif kind == "none":
+            part = Signal(registration="searching", rat="NONE", quality="none",
+                          rssi_dbm=draw(st.sampled_from((None, -110.0))))
+        elif kind == "error":
+            part = Signal(registration="unknown", rat="NONE", quality=None, error="no answer")
+        elif kind == "latency":
+            part = Latency(target="8.8.8.8", method="icmp", sent=5, received=5, loss_pct=0.0,
+                           rtt_avg_ms=log_value(draw(st.integers(150, 400))))
+        elif kind == "throughput":
+            part = Throughput(backend="http", server="c", down_mbps=log_value(draw(st.integers(-50, 150))), up_mbps=None)
+        else:
+            from agent.shared.reading import Event
+            part = Event("tag", "kantor desa", {})
+        readings.append(Reading(device, when, source, part, None if place is None else position(*place), seq))
+    return readings
+
+
+@st.composite
+def arrivals(draw) -> tuple[list[Reading], list[list[Reading]]]:
+    """Readings of several units, and the batches they arrive in: shuffled, with re-sends."""
+    readings = [r for device in ("boat-1", "boat-2", "probe-3")[:draw(st.integers(1, 3))]
+                for r in draw(unit_readings(device))]
+    order = draw(st.permutations(readings))
+    resent = draw(st.lists(st.sampled_from(readings), max_size=10))
+    sent = list(order) + resent
+    cuts = sorted(draw(st.lists(st.integers(0, len(sent)), max_size=8)))
+    batches = [sent[a:b] for a, b in zip([0] + cuts, cuts + [len(sent)]) if sent[a:b]]
+    return readings, batches
+
+
+def kept(store) -> tuple[list, dict, list]:
+    """Everything the database keeps of the figures, as comparable values."""
+    from agent.centre.store.aggregates import Figures
+
+    with store._reading() as conn:
+        run = store._runner(conn)
+        figures = Figures(run)
+        rows = [(key, dataclasses.asdict(stats)) for key, stats in figures.keyed()]
+        places = run("SELECT device, seq, cell, counts_for FROM readings ORDER BY device, seq", ())
+        return rows, figures.names(), [tuple(p) for p in places]
+
+
+def without_log_medians(coverage):
+    """The grid with the figures read from log buckets left out (the one-pass grid has the exact ones)."""
+    return [dataclasses.replace(c, latency_median_ms=None, down_median_mbps=None, up_median_mbps=None)
+            for c in coverage.cells]
+
+
+def check_against_recomputation(store, readings: list[Reading]) -> None:
+    incremental = kept(store)
+    assert store.rebuild_figures() == len(readings)
+    assert kept(store) == incremental
+    grid = store.coverage(8, Thresholds(min_samples=2))
+    one_pass = aggregate(list(store.iter_readings()), thresholds=Thresholds(min_samples=2))
+    assert without_log_medians(grid) == without_log_medians(one_pass)
+    assert (grid.operators, grid.unplaced) == (one_pass.operators, one_pass.unplaced)
+    assert [c.latency_median_ms for c in grid.cells] == [c.latency_median_ms for c in one_pass.cells]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(arrivals())
+def test_figures_kept_as_readings_arrive_equal_a_full_recomputation(tmp_path_factory, case) -> None:
+    readings, batches = case
+    with open_store(str(tmp_path_factory.mktemp("kept") / "c.db")) as store:
+        for batch in batches:
+            store.insert_readings(batch)
+        check_against_recomputation(store, readings)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=arrivals())
+def test_postgresql_keeps_the_same_figures(postgres_url, case) -> None:  # noqa: F811
+    readings, batches = case
+    with open_store(postgres_url) as store:
+        with store._reading() as conn:
+            conn.execute("DELETE FROM readings; DELETE FROM cell_stats; DELETE FROM operator_names;"
+                         " DELETE FROM seq_ranges; DELETE FROM gone; DELETE FROM unit_ledger")
+        for batch in batches:
+            store.insert_readings(batch)
+        check_against_recomputation(store, readings)
+
+
+def test_readings_before_the_first_home_registration_move_to_the_home_operator_when_it_arrives(tmp_path) -> None:
+    trip = boat_trip("boat-1")[:60]
+    blank = [r for r in trip if isinstance(r.part, Signal) and r.part.rat == "NONE"][:3]
+    with open_store(str(tmp_path / "c.db")) as store:
+        store.insert_readings(trip[30:])
+        store.insert_readings(trip[:30])
+        operators = {c.operator for c in store.coverage(8, Thresholds()).cells}
+        check_against_recomputation(store, trip)
+    assert "unknown" not in operators or not blank
+
+
+def test_an_older_database_gets_its_figures_when_it_is_upgraded(tmp_path) -> None:
+    path = tmp_path / "old.db"
+    trip = boat_trip("boat-1", latency_every=5)
+    old = SqliteStore(path, steps=MIGRATIONS[:3])
+    old.insert_readings(trip)
+    old.close()
+    with open_store(str(path)) as store:
+        assert store.schema_version() == 4
+        assert store.coverage(8, Thresholds()).cells
+        incremental = kept(store)
+        store.rebuild_figures()
+        assert kept(store) == incremental
+        assert without_log_medians(store.coverage(8, Thresholds())) == \
+            without_log_medians(aggregate(list(store.iter_readings())))
+    assert sqlite3.connect(path).execute("SELECT count(*) FROM readings WHERE counts_for IS NULL"
+                                         " AND kind <> 'event'").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("values", [[-97.0], [-97.0, -96.5], [-120.0, -80.5, -99.0, -99.0, -100.5]])
+def test_levels_on_half_db_give_the_exact_percentiles(values) -> None:
+    hist: dict[int, int] = {}
+    for v in values:
+        hist[int(v * 2)] = hist.get(int(v * 2), 0) + 1
+    for q in (10, 50, 90):
+        assert hist_percentile(hist, q) == pytest.approx(percentile(values, q))
+
+
+@pytest.mark.parametrize("value", [0.3, 1.0, 55.0, 80.0, 1234.5])
+def test_a_log_bucket_holds_its_value_within_one_percent(value: float) -> None:
+    assert log_value(log_bucket(value)) == pytest.approx(value, rel=0.01)
+
+
+def test_the_day_is_the_day_in_kalimantan() -> None:
+    assert wita_day(T0.replace(hour=15, minute=59)) == "2026-11-24"
+    assert wita_day(T0.replace(hour=16)) == "2026-11-25"
+
+
+def test_the_rebuild_command_computes_the_figures_again(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "c.db"
+    trip = boat_trip("boat-1")[:80]
+    with open_store(str(path)) as store:
+        store.insert_readings(trip)
+        before = kept(store)
+    sqlite3.connect(path).execute("DELETE FROM cell_stats").connection.commit()
+    done = subprocess.run([sys.executable, "-m", "agent", "aggregate", "--db", f"sqlite:///{path}", "--rebuild"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "coverage figures rebuilt from 80 stored readings\n"
+    with open_store(str(path)) as store:
+        assert kept(store) == before
