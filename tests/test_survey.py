@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.centre.cell_stats import STATS_RESOLUTION
 from agent.centre.coverage import DEFAULT_RESOLUTION, HomeOperators, Thresholds, aggregate, attribute
 from agent.centre.export import LAYERS, Layers, write_geojson
 from agent.centre.report import tagged_places
@@ -125,13 +126,17 @@ def test_each_stored_reading_is_read_once(tmp_path: Path, command, options: dict
     assert store.rows_read == len(readings)
 
 
+# Finer than the figures the collector keeps, so that the pass itself draws the grid.
+PASS_RESOLUTION = STATS_RESOLUTION + 1
+
+
 def test_the_one_pass_gives_what_separate_passes_over_the_readings_give(tmp_path: Path) -> None:
     readings = fleet_survey()
     home = HomeOperators.learn(readings)
     with open_store(survey_db(tmp_path / "survey.db", readings)) as store:
-        survey = Survey(store, DEFAULT_RESOLUTION, Thresholds(), tracks=whole_track)
+        survey = Survey(store, PASS_RESOLUTION, Thresholds(), tracks=whole_track)
         assert list(survey.attributed()) == list(attribute(readings, home))
-        assert survey.coverage == aggregate(readings, home=home)
+        assert survey.coverage == aggregate(readings, home=home, resolution=PASS_RESOLUTION)
         assert survey.tracks == list(tracks(readings))
         assert survey.segments == list(segments(attribute(readings, home)))
         assert survey.tags == tagged_places(readings, named_only=False)
@@ -142,10 +147,11 @@ def test_the_export_streams_the_points_of_the_one_pass_and_writes_the_rest_after
     readings = trip_with_tags()
     home = HomeOperators.learn(readings)
     separate = Layers(points=attribute(readings, home), tracks=tracks(readings),
-                      segments=segments(attribute(readings, home)), coverage=aggregate(readings, home=home))
+                      segments=segments(attribute(readings, home)),
+                      coverage=aggregate(readings, home=home, resolution=PASS_RESOLUTION))
     expected = io.StringIO()
     write_geojson(separate, expected)
     with open_store(survey_db(tmp_path / "survey.db", readings)) as store:
         out = io.StringIO()
-        write_geojson(export_layers(Survey(store, DEFAULT_RESOLUTION, Thresholds(), tracks=whole_track), LAYERS), out)
+        write_geojson(export_layers(Survey(store, PASS_RESOLUTION, Thresholds(), tracks=whole_track), LAYERS), out)
     assert out.getvalue() == expected.getvalue()
