@@ -191,3 +191,38 @@ def test_the_rebuild_command_computes_the_figures_again(tmp_path) -> None:
     assert done.stdout == "coverage figures rebuilt from 80 stored readings\n"
     with open_store(str(path)) as store:
         assert kept(store) == before
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=arrivals(), days=st.sampled_from((None, ("2026-11-24", "2026-11-24"), ("2026-11-25", "2026-12-31"), ("2026-03-01", "2026-03-01"))),
+       devices=st.sampled_from((None, frozenset(), frozenset({"boat-2"}), frozenset({"boat-1", "probe-3"}))),
+       area=st.sampled_from((None, (-0.52, 117.0, -0.44, 117.2), (-1.0, 110.0, 1.0, 120.0))))
+def test_a_filtered_grid_sums_exactly_the_keys_of_its_days_units_and_area(tmp_path_factory, case, days, devices,
+                                                                           area) -> None:
+    from agent.centre.cell_stats import FiguresFilter, UNPLACED, cell_center, coverage_of
+    from agent.centre.store.aggregates import Figures
+
+    _readings, batches = case
+    where = FiguresFilter(days=days, devices=devices, area=area)
+
+    def taken(key) -> bool:
+        if days is not None and not days[0] <= key.day <= days[1]:
+            return False
+        if devices is not None and key.device not in devices:
+            return False
+        if area is None:
+            return True
+        if key.cell == UNPLACED:
+            return False
+        lat, lon = cell_center(key.cell)
+        return area[0] <= lat <= area[2] and area[1] <= lon <= area[3]
+
+    thresholds = Thresholds(min_samples=2)
+    with open_store(str(tmp_path_factory.mktemp("filtered") / "c.db")) as store:
+        for batch in batches:
+            store.insert_readings(batch)
+        with store._reading() as conn:
+            figures = Figures(store._runner(conn))
+            expected = coverage_of([(k, s) for k, s in figures.keyed() if taken(k)], figures.names(), 8, thresholds)
+        assert store.coverage(8, thresholds, where) == expected
+        assert store.coverage(8, thresholds) == store.coverage(8, thresholds, FiguresFilter())

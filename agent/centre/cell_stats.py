@@ -52,6 +52,47 @@ class StatsKey:
     device: str
 
 
+@dataclass(frozen=True)
+class FiguresFilter:
+    """Which kept figures a view sums: WITA days (first and last, inclusive, ``YYYY-MM-DD``),
+    units, an area (south, west, north, east in degrees; a cell is in it by its centre).
+
+    The default takes everything.  Days and units are columns of the key, so they are asked
+    of the database; the area is tested on each cell's centre as the rows are read.
+    """
+
+    days: tuple[str, str] | None = None
+    devices: frozenset[str] | None = None
+    area: tuple[float, float, float, float] | None = None
+
+    @property
+    def everything(self) -> bool:
+        return self.days is None and self.devices is None and self.area is None
+
+    def sql(self) -> tuple[str, list[object]]:
+        """The ``WHERE`` clause (empty, or starting with `` WHERE``) over cell_stats, and its parameters."""
+        terms: list[str] = []
+        params: list[object] = []
+        if self.days is not None:
+            terms.append("day >= ? AND day <= ?")
+            params += list(self.days)
+        if self.devices is not None:
+            devices = sorted(self.devices)
+            terms.append(f"device IN ({', '.join('?' * len(devices))})" if devices else "1 = 0")
+            params += devices
+        return (" WHERE " + " AND ".join(terms) if terms else ""), params
+
+    def takes(self, cell: str) -> bool:
+        """Whether a cell at :data:`STATS_RESOLUTION` (or :data:`UNPLACED`) is in the area."""
+        if self.area is None:
+            return True
+        if cell == UNPLACED:
+            return False
+        lat, lon = cell_center(cell)
+        south, west, north, east = self.area
+        return south <= lat <= north and west <= lon <= east
+
+
 def wita_day(moment: datetime) -> str:
     try:
         return moment.astimezone(WITA).date().isoformat()

@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from agent.centre.cell_stats import (
-    CellStats, StatsKey, UNPLACED, coverage_of, key_of, operator_names, wita_day,
+    CellStats, FiguresFilter, StatsKey, UNPLACED, coverage_of, key_of, operator_names, wita_day,
 )
 from agent.centre.coverage import Attribution, Coverage, HomeOperators, Thresholds, operator_key
 from agent.centre.stored_readings import StoredReadings, decode_row
@@ -318,16 +318,23 @@ class Figures:
 
     # -- reading -------------------------------------------------------------------------
 
-    def keyed(self) -> Iterator[tuple[StatsKey, CellStats]]:
-        for row in self.run(f"SELECT {', '.join(_STATS_COLUMNS)} FROM cell_stats ORDER BY cell, operator, day, device",
-                            ()):
-            yield StatsKey(*row[:4]), CellStats.from_row(row[4:])
+    def keyed(self, where: FiguresFilter = FiguresFilter()) -> Iterator[tuple[StatsKey, CellStats]]:
+        clause, params = where.sql()
+        inside: dict[str, bool] = {}
+        for row in self.run(f"SELECT {', '.join(_STATS_COLUMNS)} FROM cell_stats{clause}"
+                            " ORDER BY cell, operator, day, device", params):
+            cell = row[0]
+            taken = inside.get(cell)
+            if taken is None:
+                taken = inside[cell] = where.takes(cell)
+            if taken:
+                yield StatsKey(*row[:4]), CellStats.from_row(row[4:])
 
     def names(self) -> dict[str, str]:
         return operator_names(self.run("SELECT operator, name, n FROM operator_names ORDER BY operator, name", ()))
 
-    def coverage(self, resolution: int, thresholds: Thresholds) -> Coverage:
-        return coverage_of(self.keyed(), self.names(), resolution, thresholds)
+    def coverage(self, resolution: int, thresholds: Thresholds, where: FiguresFilter = FiguresFilter()) -> Coverage:
+        return coverage_of(self.keyed(where), self.names(), resolution, thresholds)
 
 
 _NEW = object()

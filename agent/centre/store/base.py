@@ -43,6 +43,7 @@ from agent.centre.ledger import Hole, LedgerChange, SeqLedger, UnitWork, holes_o
 from agent.shared.reading import Event, Latency, Reading, Signal, Throughput, format_time, reading_from_dict
 
 if TYPE_CHECKING:
+    from agent.centre.cell_stats import FiguresFilter
     from agent.centre.coverage import Coverage, Thresholds
 
 QUARANTINE_RAW_BYTES = 65_536
@@ -329,12 +330,14 @@ class Store(abc.ABC):
                 " report and export read every stored reading, until 'blankspot aggregate --db URL --rebuild'"
                 " computes them again")
 
-    def coverage(self, resolution: int, thresholds: "Thresholds") -> "Coverage":
-        """The coverage grid from the kept figures, at ``resolution`` (8 or coarser); no reading is read."""
+    def coverage(self, resolution: int, thresholds: "Thresholds", where: "FiguresFilter | None" = None) -> "Coverage":
+        """The coverage grid from the kept figures, at ``resolution`` (8 or coarser), of the
+        days, units and area ``where`` takes (everything by default); no reading is read."""
+        from agent.centre.cell_stats import FiguresFilter
         from agent.centre.store.aggregates import Figures
 
         with self._reading() as conn:
-            return Figures(self._runner(conn)).coverage(resolution, thresholds)
+            return Figures(self._runner(conn)).coverage(resolution, thresholds, where or FiguresFilter())
 
     @abc.abstractmethod
     def rebuild_figures(self) -> int:
