@@ -18,7 +18,7 @@ from agent.centre.store.schema import MIGRATIONS
 from agent.centre.store.sqlite import SqliteStore
 from agent.shared.reading import Latency, Reading, Signal, Throughput
 from tests.support.postgres import postgres_url  # noqa: F401  (fixture)
-from tests.support.survey_factory import T0, boat_trip, position
+from tests.support.survey_factory import T0, boat_trip, in_service, no_service, position
 
 # Three cells a few km apart on the Mahakam, and no position at all.
 PLACES = ((-0.5030, 117.1460), (-0.4500, 117.0500), (-0.3300, 116.9900), None)
@@ -75,16 +75,30 @@ def arrivals(draw) -> tuple[list[Reading], list[list[Reading]]]:
     return readings, batches
 
 
-def kept(store) -> tuple[list, dict, list]:
+def kept(store) -> tuple[list, dict, list, list]:
     """Everything the database keeps of the figures, as comparable values."""
     from agent.centre.store.aggregates import Figures
 
     with store._reading() as conn:
         run = store._runner(conn)
-        figures = Figures(run)
+        figures = Figures(run, totals=True)
         rows = [(key, dataclasses.asdict(stats)) for key, stats in figures.keyed()]
         places = run("SELECT device, seq, cell, counts_for FROM readings ORDER BY device, seq", ())
-        return rows, figures.names(), [tuple(p) for p in places]
+        totals = [(cell, op, dataclasses.asdict(stats), units) for cell, op, stats, units in figures.summed()]
+        return rows, figures.names(), [tuple(p) for p in places], totals
+
+
+def check_totals_are_the_sum_of_their_keys(store) -> None:
+    """Each cell's and operator's total is the sum of its keys over days and units, and names
+    exactly the units that have readings in them."""
+    from agent.centre.store.aggregates import Figures, totals_of
+
+    with store._reading() as conn:
+        figures = Figures(store._runner(conn), totals=True)
+        summed = {(cell, op): (dataclasses.asdict(stats), units) for cell, op, stats, units in figures.summed()}
+        expected = {pair: (dataclasses.asdict(stats), sorted(units))
+                    for pair, (stats, units) in totals_of(figures.keyed()).items()}
+    assert summed == expected
 
 
 def without_log_medians(coverage):
@@ -94,6 +108,7 @@ def without_log_medians(coverage):
 
 
 def check_against_recomputation(store, readings: list[Reading]) -> None:
+    check_totals_are_the_sum_of_their_keys(store)
     incremental = kept(store)
     assert store.rebuild_figures() == len(readings)
     assert kept(store) == incremental
@@ -120,7 +135,7 @@ def test_postgresql_keeps_the_same_figures(postgres_url, case) -> None:  # noqa:
     readings, batches = case
     with open_store(postgres_url) as store:
         with store._reading() as conn:
-            conn.execute("DELETE FROM readings; DELETE FROM cell_stats; DELETE FROM operator_names;"
+            conn.execute("DELETE FROM readings; DELETE FROM cell_stats; DELETE FROM cell_totals; DELETE FROM operator_names;"
                          " DELETE FROM seq_ranges; DELETE FROM gone; DELETE FROM unit_ledger")
         for batch in batches:
             store.insert_readings(batch)
@@ -145,7 +160,8 @@ def test_an_older_database_gets_its_figures_when_it_is_upgraded(tmp_path) -> Non
     old.insert_readings(trip)
     old.close()
     with open_store(str(path)) as store:
-        assert store.schema_version() == 4
+        assert store.schema_version() == MIGRATIONS[-1].version
+        check_totals_are_the_sum_of_their_keys(store)
         assert store.coverage(8, Thresholds()).cells
         incremental = kept(store)
         store.rebuild_figures()
@@ -226,3 +242,71 @@ def test_a_filtered_grid_sums_exactly_the_keys_of_its_days_units_and_area(tmp_pa
             expected = coverage_of([(k, s) for k, s in figures.keyed() if taken(k)], figures.names(), 8, thresholds)
         assert store.coverage(8, thresholds, where) == expected
         assert store.coverage(8, thresholds) == store.coverage(8, thresholds, FiguresFilter())
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=arrivals(), technology=st.sampled_from((None, "LTE", "WCDMA", "NONE", "GSM")),
+       area=st.sampled_from((None, (-0.52, 117.0, -0.44, 117.2))), resolution=st.sampled_from((8, 7, 6)))
+def test_the_grid_of_every_day_and_unit_from_the_totals_is_the_grid_summed_from_the_keys(
+        tmp_path_factory, case, technology, area, resolution) -> None:
+    from agent.centre.cell_stats import FiguresFilter, coverage_of
+    from agent.centre.store.aggregates import Figures
+
+    _readings, batches = case
+    where = FiguresFilter(area=area, technology=technology)
+    thresholds = Thresholds(min_samples=2)
+    with open_store(str(tmp_path_factory.mktemp("totals") / "c.db")) as store:
+        for batch in batches:
+            store.insert_readings(batch)
+        with store._reading() as conn:
+            figures = Figures(store._runner(conn))  # without the totals: from the keys
+            from_keys = coverage_of(figures.keyed(where), figures.names(), resolution, thresholds, technology)
+        assert store.coverage(resolution, thresholds, where) == from_keys
+
+
+def test_a_technology_grid_counts_that_technology_and_every_reading_without_service(tmp_path) -> None:
+    from agent.centre.cell_stats import FiguresFilter
+
+    def gsm(seq: int, lat: float, lon: float) -> Reading:
+        part = Signal(registration="home", operator="TELKOMSEL", mcc=510, mnc=10, rat="GSM", rssi_dbm=-95.0,
+                      quality="poor")
+        return Reading("boat-1", T0, "gps", part, position(lat, lon), seq)
+
+    lte_cell, gsm_cell, blank_cell = PLACES[:3]
+    readings = [in_service("boat-1", 1, *lte_cell, rsrp=-90.0), in_service("boat-1", 2, *lte_cell, rsrp=-100.0),
+                gsm(3, *lte_cell), no_service("boat-1", 4, *lte_cell),
+                gsm(5, *gsm_cell), gsm(6, *gsm_cell),
+                no_service("boat-1", 7, *blank_cell), no_service("boat-1", 8, *blank_cell)]
+    with open_store(str(tmp_path / "c.db")) as store:
+        store.insert_readings(readings)
+        lte = {(c.lat, c.lon): c for c in store.coverage(8, Thresholds(min_samples=2), FiguresFilter(technology="LTE")).cells}
+        everything = {(c.lat, c.lon): c for c in store.coverage(8, Thresholds(min_samples=2)).cells}
+    by_place = {place: min(everything, key=lambda c: abs(c[0] - place[0]) + abs(c[1] - place[1]))
+                for place in (lte_cell, gsm_cell, blank_cell)}
+    mixed = lte[by_place[lte_cell]]
+    assert (mixed.samples, mixed.no_service, mixed.rsrp_median_dbm) == (3, 1, -95.0)
+    assert [r.rat for r in mixed.by_rat] == ["LTE"] and everything[by_place[lte_cell]].samples == 4
+    assert by_place[gsm_cell] not in lte  # service there, but none on LTE
+    assert lte[by_place[blank_cell]].coverage_class == everything[by_place[blank_cell]].coverage_class == "blank"
+
+
+def test_a_database_of_step_4_gets_its_totals_and_technology_figures_when_it_is_upgraded(tmp_path) -> None:
+    from agent.centre.cell_stats import FiguresFilter, coverage_of
+    from agent.centre.store.aggregates import Figures
+
+    path = tmp_path / "step4.db"
+    trip = boat_trip("boat-1", latency_every=5)
+    old = SqliteStore(path, steps=MIGRATIONS[:next(i for i, s in enumerate(MIGRATIONS) if s.version == 4) + 1])
+    old.insert_readings(trip)
+    old.close()
+    with open_store(str(path)) as store:
+        assert store.schema_version() == MIGRATIONS[-1].version
+        check_totals_are_the_sum_of_their_keys(store)
+        incremental = kept(store)
+        store.rebuild_figures()
+        assert kept(store) == incremental
+        lte = store.coverage(8, Thresholds(), FiguresFilter(technology="LTE"))
+        with store._reading() as conn:
+            figures = Figures(store._runner(conn))
+            assert lte == coverage_of(figures.keyed(), figures.names(), 8, Thresholds(), "LTE")
+    assert any(c.quality_median for c in lte.cells)

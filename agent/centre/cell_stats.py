@@ -8,7 +8,8 @@ of :class:`~agent.centre.coverage.CellCoverage` follows from a sum:
 - counts (answered signals, no service, no answer, latency and throughput tests);
 - histograms of RSRP and RSSI in 0.5 dB bins (modems report whole or half dB, so the
   medians and percentiles are exactly those of the readings), per radio technology too;
-- quality classes counted, so the median class is exact;
+- quality classes counted, so the median class is exact, per radio technology too (a
+  no-service reading is counted under its own ``rat``, usually ``NONE``);
 - latency and throughput on log buckets of 2 % (:func:`log_bucket`): their medians are those
   of the readings to within 1 %;
 - first and last seen, over trusted times, and over unsynced times apart (a cell is dated by
@@ -22,6 +23,13 @@ the boats are moored at midnight WITA, so a trip stays in one day.
 
 Readings without a position are kept under the cell ``""``: they count for their operator
 and as unplaced, as the one-pass grid counts them.
+
+Beside the keys the collector keeps their *totals* per cell and operator over every day and
+unit (:mod:`agent.centre.store.aggregates`): a view of everything reads one row per cell and
+operator instead of one per day and unit.
+
+A view of one radio technology (:func:`of_technology`) is a linear function of the figures,
+so it is the same whether taken of each key or of their sum.
 """
 from __future__ import annotations
 
@@ -64,10 +72,16 @@ class FiguresFilter:
     days: tuple[str, str] | None = None
     devices: frozenset[str] | None = None
     area: tuple[float, float, float, float] | None = None
+    technology: str | None = None  # a ``rat`` of the readings: LTE, WCDMA, GSM, NR5G-NSA, ...
 
     @property
     def everything(self) -> bool:
-        return self.days is None and self.devices is None and self.area is None
+        return self.days is None and self.devices is None and self.area is None and self.technology is None
+
+    @property
+    def per_key(self) -> bool:
+        """Whether the view needs the figures of each day or unit (not only their totals)."""
+        return self.days is not None or self.devices is not None
 
     def sql(self) -> tuple[str, list[object]]:
         """The ``WHERE`` clause (empty, or starting with `` WHERE``) over cell_stats, and its parameters."""
@@ -139,6 +153,7 @@ class CellStats:
     rat_samples: dict[str, int] = field(default_factory=dict)
     rat_rsrp: dict[str, dict[int, int]] = field(default_factory=dict)  # in service or not
     rat_rssi: dict[str, dict[int, int]] = field(default_factory=dict)
+    rat_quality: dict[str, dict[str, int]] = field(default_factory=dict)  # "none": no service
     latency: dict[int, int] = field(default_factory=dict)
     down: dict[int, int] = field(default_factory=dict)
     up: dict[int, int] = field(default_factory=dict)
@@ -192,7 +207,11 @@ class CellStats:
             _add(self.rat_rsrp.setdefault(rat, {}), half_db(s.rsrp_dbm), sign)
         if s.rssi_dbm is not None:
             _add(self.rat_rssi.setdefault(rat, {}), half_db(s.rssi_dbm), sign)
-        for table in (self.rat_rsrp, self.rat_rssi):
+        if is_no_service(s):
+            _add(self.rat_quality.setdefault(rat, {}), "none", sign)  # type: ignore[arg-type]
+        elif s.quality in QUALITY_ORDER:
+            _add(self.rat_quality.setdefault(rat, {}), s.quality, sign)  # type: ignore[arg-type]
+        for table in (self.rat_rsrp, self.rat_rssi, self.rat_quality):
             if rat in table and not table[rat]:
                 del table[rat]
         if is_no_service(s):
@@ -225,7 +244,7 @@ class CellStats:
             mine = getattr(self, name)
             for bin_, n in getattr(other, name).items():
                 _add(mine, bin_, n)
-        for name in ("rat_rsrp", "rat_rssi"):
+        for name in ("rat_rsrp", "rat_rssi", "rat_quality"):
             mine = getattr(self, name)
             for rat, hist in other.__dict__[name].items():
                 target = mine.setdefault(rat, {})
@@ -247,8 +266,8 @@ class CellStats:
     def histograms_json(self) -> str:
         return json.dumps({
             "quality": self.quality, "rsrp": self.rsrp, "rssi": self.rssi, "rat_samples": self.rat_samples,
-            "rat_rsrp": self.rat_rsrp, "rat_rssi": self.rat_rssi, "latency": self.latency, "down": self.down,
-            "up": self.up,
+            "rat_rsrp": self.rat_rsrp, "rat_rssi": self.rat_rssi, "rat_quality": self.rat_quality,
+            "latency": self.latency, "down": self.down, "up": self.up,
         }, separators=(",", ":"), sort_keys=True)
 
     def row(self) -> tuple[object, ...]:
@@ -267,6 +286,7 @@ class CellStats:
             rat_samples=dict(hist["rat_samples"]),
             rat_rsrp={r: ints(h) for r, h in hist["rat_rsrp"].items()},
             rat_rssi={r: ints(h) for r, h in hist["rat_rssi"].items()},
+            rat_quality={r: dict(q) for r, q in hist.get("rat_quality", {}).items()},
             latency=ints(hist["latency"]), down=ints(hist["down"]), up=ints(hist["up"]),
             **{name: (None if value is None else _text_time(value)) for name, value in zip(cls.TIME_COLUMNS, times)},
         )
@@ -350,13 +370,54 @@ def cell_figures(cell: str, operator: str, name: str, stats: CellStats, devices:
     )
 
 
+def of_technology(stats: CellStats, rat: str) -> CellStats | None:
+    """The figures of one radio technology's readings (``rat``), or None when there are none.
+
+    A no-service reading has no technology to speak of (its ``rat`` is ``NONE``): it is counted
+    as what it is, a reading without service, under every technology, so a blank spot stays
+    blank whichever technology is asked for.  Readings in service on another technology are
+    left out.  Unanswered readings, latency and throughput are not per technology and stay
+    the cell's, as do first and last seen.
+    """
+    own = stats.rat_quality.get(rat, {})
+    elsewhere_blank = stats.no_service - own.get("none", 0)
+    samples = stats.rat_samples.get(rat, 0) + elsewhere_blank
+    if samples <= 0:
+        return None
+    quality = dict(own)
+    if elsewhere_blank:
+        quality["none"] = quality.get("none", 0) + elsewhere_blank
+    mine = stats.rat_samples.get(rat, 0)
+    return CellStats(
+        samples=samples, no_service=stats.no_service, no_answer=stats.no_answer,
+        latency_samples=stats.latency_samples, throughput_samples=stats.throughput_samples, quality=quality,
+        rsrp=dict(stats.rat_rsrp.get(rat, {})), rssi=dict(stats.rat_rssi.get(rat, {})),
+        rat_samples={rat: mine} if mine else {},
+        rat_rsrp={rat: dict(stats.rat_rsrp[rat])} if rat in stats.rat_rsrp else {},
+        rat_rssi={rat: dict(stats.rat_rssi[rat])} if rat in stats.rat_rssi else {},
+        rat_quality={rat: dict(own)} if own else {},
+        latency=dict(stats.latency), down=dict(stats.down), up=dict(stats.up),
+        first_trusted=stats.first_trusted, last_trusted=stats.last_trusted, first_unsynced=stats.first_unsynced,
+        last_unsynced=stats.last_unsynced, trusted=stats.trusted, unsynced=stats.unsynced,
+    )
+
+
 def coverage_of(keyed: Iterable[tuple[StatsKey, CellStats]], names: Mapping[str, str], resolution: int,
-                thresholds: Thresholds) -> Coverage:
+                thresholds: Thresholds, technology: str | None = None) -> Coverage:
     """The coverage grid at ``resolution`` (at most :data:`STATS_RESOLUTION`) from kept keys.
 
     ``names``: operator key to the name people know it by.  Keys are summed over days and
-    units into their cell at ``resolution`` (its parent, for a coarser one).
+    units into their cell at ``resolution`` (its parent, for a coarser one); ``technology``
+    (a ``rat``) draws that technology's grid (:func:`of_technology`).
     """
+    return coverage_of_totals(((key.cell, key.operator, stats, (key.device,)) for key, stats in keyed), names,
+                              resolution, thresholds, technology)
+
+
+def coverage_of_totals(totals: Iterable[tuple[str, str, CellStats, Iterable[str]]], names: Mapping[str, str],
+                       resolution: int, thresholds: Thresholds, technology: str | None = None) -> Coverage:
+    """:func:`coverage_of` from figures already summed, ``(cell, operator, stats, devices)``:
+    a cell at :data:`STATS_RESOLUTION` (or :data:`UNPLACED`) may come more than once."""
     if resolution > STATS_RESOLUTION:
         raise ValueError(f"figures are kept at H3 resolution {STATS_RESOLUTION}; cannot draw {resolution}")
     from agent.centre.coverage import _h3
@@ -368,21 +429,24 @@ def coverage_of(keyed: Iterable[tuple[StatsKey, CellStats]], names: Mapping[str,
     parents: dict[str, str] = {}
     operators: set[str] = set()
     unplaced = 0
-    for key, stats in keyed:
-        operators.add(key.operator)
-        if key.cell == UNPLACED:
+    for cell8, operator, stats, seen in totals:
+        operators.add(operator)
+        if cell8 == UNPLACED:
             unplaced += stats.readings
             continue
-        cell = parents.get(key.cell)
+        cell = parents.get(cell8)
         if cell is None:
-            cell = parents[key.cell] = parent(key.cell)
-        pair = (cell, key.operator)
+            cell = parents[cell8] = parent(cell8)
+        pair = (cell, operator)
         total = sums.get(pair)
         if total is None:
-            sums[pair], devices[pair] = stats, {key.device}
+            sums[pair], devices[pair] = stats, set(seen)
         else:
             total.merge(stats)
-            devices[pair].add(key.device)
+            devices[pair].update(seen)
+    if technology is not None:
+        views = {pair: of_technology(stats, technology) for pair, stats in sums.items()}
+        sums = {pair: view for pair, view in views.items() if view is not None}
     name = lambda k: names.get(k) or ("unknown SIM" if k == "unknown" else k)  # noqa: E731
     cells = tuple(cell_figures(cell, op, name(op), sums[(cell, op)], devices[(cell, op)], thresholds)
                   for cell, op in sorted(sums))

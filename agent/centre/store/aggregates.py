@@ -20,6 +20,14 @@ the other, and keys that lost a reading have their first and last seen read agai
 The figures therefore always equal a full recomputation (:func:`rebuild`, also the schema
 step that builds them for an older database).
 
+``cell_totals`` (schema step 6) holds the sum of every day and unit of each cell and operator,
+with the readings each unit has in it (so the units seen are exact when a unit's readings
+move away) and first and last seen.  It is updated after the keys, in the same transaction
+(:meth:`Figures.apply`): per cell and operator one read and one write, the row locked first
+on PostgreSQL, where collectors of different units meet on it.  A view of all days and
+units reads it instead of the keys: one row per cell and operator, whatever the fleet and
+the year.
+
 Without h3 no reading can be placed in its cell: a collector installed without the
 ``collector`` extra stores the readings without their figures and marks the figures stale
 (:meth:`Figures.mark_stale`); map, report and export then read every stored reading, and no
@@ -27,6 +35,7 @@ figure is kept again until ``blankspot aggregate --rebuild`` computes them all, 
 """
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +43,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from agent.centre.cell_stats import (
-    CellStats, FiguresFilter, StatsKey, UNPLACED, coverage_of, key_of, operator_names, wita_day,
+    CellStats, FiguresFilter, StatsKey, UNPLACED, coverage_of, coverage_of_totals, key_of, operator_names, wita_day,
 )
 from agent.centre.coverage import Attribution, Coverage, HomeOperators, Thresholds, operator_key
 from agent.centre.stored_readings import StoredReadings, decode_row
@@ -54,6 +63,12 @@ _UPSERT = (
 )
 _SELECT = (f"SELECT {', '.join(_STATS_COLUMNS[4:])} FROM cell_stats"
            " WHERE cell = ? AND operator = ? AND day = ? AND device = ?")
+_TOTAL_COLUMNS = ("cell", "operator") + CellStats.COUNT_COLUMNS + CellStats.TIME_COLUMNS + ("histograms", "devices")
+_TOTAL_SELECT = (f"SELECT {', '.join(_TOTAL_COLUMNS[2:])} FROM cell_totals WHERE cell = ? AND operator = ?")
+_TOTAL_INSERT = (f"INSERT INTO cell_totals ({', '.join(_TOTAL_COLUMNS)})"
+                 f" VALUES ({', '.join('?' * len(_TOTAL_COLUMNS))})")
+_TOTAL_UPDATE = (f"UPDATE cell_totals SET {', '.join(f'{c} = ?' for c in _TOTAL_COLUMNS[2:])}"
+                 " WHERE cell = ? AND operator = ?")
 _STALE = "figures_stale"
 NO_GRID_NOTICE = ("h3 is not installed (pip install 'blankspot[collector]'): readings are stored without their"
                   " coverage figures, and map, report and export read every stored reading until, with h3"
@@ -106,10 +121,17 @@ class Changes:
 
 
 class Figures:
-    """The kept figures of one database, through ``run(sql, params) -> rows`` (SQL with ``?``)."""
+    """The kept figures of one database, through ``run(sql, params) -> rows`` (SQL with ``?``).
 
-    def __init__(self, run: Run) -> None:
+    ``totals``: the database has ``cell_totals`` (schema step 6) and it is kept too;
+    ``lock``: what a ``SELECT`` of a total ends with to hold its row until the commit
+    (`` FOR UPDATE`` on PostgreSQL; SQLite has one writer at a time).
+    """
+
+    def __init__(self, run: Run, totals: bool = False, lock: str = "") -> None:
         self.run = run
+        self.totals = totals
+        self.lock = lock
 
     # -- kept or stale -------------------------------------------------------------------
 
@@ -256,6 +278,52 @@ class Figures:
         for (key, name), n in sorted(changes.names.items()):
             run("INSERT INTO operator_names (operator, name, n) VALUES (?, ?, ?)"
                 " ON CONFLICT (operator, name) DO UPDATE SET n = operator_names.n + excluded.n", (key, name, n))
+        if self.totals:
+            self._apply_totals(changes)
+
+    def _apply_totals(self, changes: Changes) -> None:
+        """The keys' changes added to their cell's and operator's totals (after the keys are written)."""
+        groups: dict[tuple[str, str], tuple[CellStats, dict[str, int]]] = {}
+        redate: set[tuple[str, str]] = set()
+        for key in sorted(changes.deltas):
+            pair = (key.cell, key.operator)
+            delta, units = groups.setdefault(pair, (CellStats(), {}))
+            delta.merge(changes.deltas[key])
+            units[key.device] = units.get(key.device, 0) + changes.deltas[key].readings
+            if key in changes.redate:
+                redate.add(pair)
+        for pair in sorted(groups):
+            self._add_to_total(pair, *groups[pair], redate=pair in redate)
+
+    def _add_to_total(self, pair: tuple[str, str], delta: CellStats, units: dict[str, int], redate: bool) -> None:
+        run = self.run
+        for _attempt in range(2):
+            rows = run(_TOTAL_SELECT + self.lock, pair)
+            if not rows:
+                if delta.readings <= 0:
+                    return
+                # Another writer may insert the same new total at once: the loser adds to it.
+                if run(_TOTAL_INSERT + " ON CONFLICT (cell, operator) DO NOTHING RETURNING cell",
+                       (*pair, *delta.row(), _units_json(units))):
+                    return
+                continue
+            total = CellStats.from_row(rows[0][:-1])
+            total.merge(delta)
+            seen: dict[str, int] = json.loads(rows[0][-1])
+            for device, n in units.items():
+                seen[device] = seen.get(device, 0) + n
+            if total.readings <= 0:
+                run("DELETE FROM cell_totals WHERE cell = ? AND operator = ?", pair)
+                return
+            if redate:
+                first_trusted, last_trusted, first_unsynced, last_unsynced = run(
+                    "SELECT min(first_trusted), max(last_trusted), min(first_unsynced), max(last_unsynced)"
+                    " FROM cell_stats WHERE cell = ? AND operator = ?", pair)[0]
+                total.first_trusted, total.last_trusted = first_trusted, last_trusted
+                total.first_unsynced, total.last_unsynced = first_unsynced, last_unsynced
+            run(_TOTAL_UPDATE, (*total.row(), _units_json(seen), *pair))
+            return
+        raise AssertionError(f"the total of {pair} was neither found nor inserted")
 
     def _times(self, key: StatsKey) -> Iterator[tuple[str, str]]:
         cell = "cell IS NULL" if key.cell == UNPLACED else "cell = ?"
@@ -308,6 +376,10 @@ class Figures:
             run(_UPSERT, (key.cell, key.operator, key.day, key.device, *kept[key].row()))
         for (key, name), n in sorted(names.items()):
             run("INSERT INTO operator_names (operator, name, n) VALUES (?, ?, ?)", (key, name, n))
+        if self.totals:
+            run("DELETE FROM cell_totals", ())
+            for (cell, operator), (total, units) in sorted(totals_of(kept.items()).items()):
+                run(_TOTAL_INSERT, (cell, operator, *total.row(), _units_json(units)))
         run("DELETE FROM figures_state WHERE name = ?", (_STALE,))
         return count
 
@@ -330,11 +402,41 @@ class Figures:
             if taken:
                 yield StatsKey(*row[:4]), CellStats.from_row(row[4:])
 
+    def summed(self, where: FiguresFilter = FiguresFilter()) -> Iterator[tuple[str, str, CellStats, list[str]]]:
+        """The totals of every day and unit, ``(cell, operator, stats, units)``, of the cells in
+        ``where``'s area (its days and units are not asked: see :meth:`coverage`)."""
+        inside: dict[str, bool] = {}
+        for row in self.run(f"SELECT {', '.join(_TOTAL_COLUMNS)} FROM cell_totals ORDER BY cell, operator", ()):
+            cell = row[0]
+            taken = inside.get(cell)
+            if taken is None:
+                taken = inside[cell] = where.takes(cell)
+            if taken:
+                yield cell, row[1], CellStats.from_row(row[2:-1]), sorted(json.loads(row[-1]))
+
     def names(self) -> dict[str, str]:
         return operator_names(self.run("SELECT operator, name, n FROM operator_names ORDER BY operator, name", ()))
 
     def coverage(self, resolution: int, thresholds: Thresholds, where: FiguresFilter = FiguresFilter()) -> Coverage:
-        return coverage_of(self.keyed(where), self.names(), resolution, thresholds)
+        """The grid of ``where``: from the totals where it takes every day and unit and the
+        database keeps them, else summed from the keys of its days and units."""
+        if self.totals and not where.per_key:
+            return coverage_of_totals(self.summed(where), self.names(), resolution, thresholds, where.technology)
+        return coverage_of(self.keyed(where), self.names(), resolution, thresholds, where.technology)
+
+
+def totals_of(keyed: Iterable[tuple[StatsKey, CellStats]]) -> dict[tuple[str, str], tuple[CellStats, dict[str, int]]]:
+    """Per cell and operator, the sum of its keys and the readings each unit has in it."""
+    totals: dict[tuple[str, str], tuple[CellStats, dict[str, int]]] = {}
+    for key, stats in keyed:
+        total, units = totals.setdefault((key.cell, key.operator), (CellStats(), {}))
+        total.merge(stats)
+        units[key.device] = units.get(key.device, 0) + stats.readings
+    return totals
+
+
+def _units_json(units: dict[str, int]) -> str:
+    return json.dumps({device: n for device, n in sorted(units.items()) if n > 0}, separators=(",", ":"))
 
 
 _NEW = object()

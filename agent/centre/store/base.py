@@ -332,12 +332,14 @@ class Store(abc.ABC):
 
     def coverage(self, resolution: int, thresholds: "Thresholds", where: "FiguresFilter | None" = None) -> "Coverage":
         """The coverage grid from the kept figures, at ``resolution`` (8 or coarser), of the
-        days, units and area ``where`` takes (everything by default); no reading is read."""
+        days, units, area and radio technology ``where`` takes (everything by default); no
+        reading is read.  Without days or units, from the totals per cell and operator."""
         from agent.centre.cell_stats import FiguresFilter
         from agent.centre.store.aggregates import Figures
 
         with self._reading() as conn:
-            return Figures(self._runner(conn)).coverage(resolution, thresholds, where or FiguresFilter())
+            figures = Figures(self._runner(conn), self._totals)  # type: ignore[attr-defined]
+            return figures.coverage(resolution, thresholds, where or FiguresFilter())
 
     @abc.abstractmethod
     def rebuild_figures(self) -> int:

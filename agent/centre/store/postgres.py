@@ -98,6 +98,7 @@ class PostgresStore(Store):
     def _migrate(self, steps: tuple[Step, ...]) -> None:
         self._ledger = schema.has_ledger(steps)
         self._figures = schema.has_figures(steps)
+        self._totals = schema.has_totals(steps)
         self._grid = has_grid_library()
         conn = self._conn
         with conn.transaction():
@@ -163,7 +164,7 @@ class PostgresStore(Store):
                 # Taken before the figures are read: a rebuild (which holds a stronger lock
                 # until it commits) is then either wholly before this commit or wholly after.
                 cur.execute("LOCK TABLE readings IN ROW EXCLUSIVE MODE")
-                kept = Figures(self._runner(cur))
+                kept = Figures(self._runner(cur), self._totals, lock=" FOR UPDATE")
             if kept is not None and kept.kept_now(self._grid):
                 figures = kept
                 changes = figures.plan(figures.new_only(work.readings))
@@ -246,7 +247,7 @@ class PostgresStore(Store):
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
                 conn.execute("LOCK TABLE readings IN SHARE ROW EXCLUSIVE MODE")
-                return Figures(self._runner(conn)).rebuild(
+                return Figures(self._runner(conn), self._totals).rebuild(
                     self._streamer(conn)("SELECT device, seq, body FROM readings ORDER BY device, seq", ()))
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL {self.url}: {_one_line(exc)}") from None

@@ -101,12 +101,12 @@ MIGRATIONS += (
 )
 
 
-def _build_figures(run, stream) -> None:  # type: ignore[no-untyped-def]
+def _build_figures(run, stream, totals: bool = False) -> None:  # type: ignore[no-untyped-def]
     # Imported here: the schema is data, the figures need the grid library.
     from agent.centre.coverage import has_grid_library
     from agent.centre.store.aggregates import Figures
 
-    figures = Figures(run)
+    figures = Figures(run, totals=totals)
     if not has_grid_library() and run("SELECT 1 FROM readings LIMIT 1", ()):
         figures.mark_stale("the database was upgraded without h3")
         return
@@ -138,6 +138,26 @@ MIGRATIONS += (
     ),
 )
 
+# Step 5 is the kept tracks.  Step 6 computes every figure again, not only the totals: the
+# figures of step 4 did not count the quality classes per radio technology.
+_TOTALS = (
+    "CREATE TABLE cell_totals (cell {text} NOT NULL, operator {text} NOT NULL, samples {bigint} NOT NULL,"
+    " no_service {bigint} NOT NULL, no_answer {bigint} NOT NULL, latency_samples {bigint} NOT NULL,"
+    " throughput_samples {bigint} NOT NULL, trusted {bigint} NOT NULL, unsynced {bigint} NOT NULL,"
+    " first_trusted {text}, last_trusted {text}, first_unsynced {text}, last_unsynced {text},"
+    " histograms {text} NOT NULL, devices {text} NOT NULL, PRIMARY KEY (cell, operator))",
+)
+
+MIGRATIONS += (
+    Step(
+        6,
+        "coverage totals per cell and operator over every day and unit; quality per radio technology",
+        sqlite=tuple(q.format(**_SQLITE_TYPES) for q in _TOTALS),
+        postgres=tuple(q.format(**_PG_TYPES) for q in _TOTALS),
+        build=lambda run, stream: _build_figures(run, stream, totals=True),
+    ),
+)
+
 LATEST = MIGRATIONS[-1].version
 
 
@@ -150,6 +170,11 @@ def has_ledger(steps: tuple[Step, ...]) -> bool:
 def has_figures(steps: tuple[Step, ...]) -> bool:
     """Whether a database built by ``steps`` keeps the coverage figures as readings arrive."""
     return any(step.version == 4 for step in steps)
+
+
+def has_totals(steps: tuple[Step, ...]) -> bool:
+    """Whether a database built by ``steps`` keeps the coverage totals per cell and operator."""
+    return any(step.version == 6 for step in steps)
 
 
 VERSION_TABLE = {

@@ -88,6 +88,7 @@ class SqliteStore(Store):
     def _migrate(self, steps: tuple[Step, ...]) -> None:
         self._ledger = schema.has_ledger(steps)
         self._figures = schema.has_figures(steps)
+        self._totals = schema.has_totals(steps)
         self._grid = has_grid_library()
         db = self._db
         db.execute("BEGIN IMMEDIATE")  # one migrator at a time
@@ -131,7 +132,7 @@ class SqliteStore(Store):
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                figures = Figures(self._runner(db)) if self._figures and rows else None
+                figures = Figures(self._runner(db), self._totals) if self._figures and rows else None
                 if figures is not None and figures.kept_now(self._grid):
                     # Attributed before they are stored: each new row is written with its operator.
                     changes = figures.plan(figures.new_only(work.readings))
@@ -210,7 +211,7 @@ class SqliteStore(Store):
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                count = Figures(self._runner(db)).rebuild(
+                count = Figures(self._runner(db), self._totals).rebuild(
                     self._streamer(db)("SELECT device, seq, body FROM readings ORDER BY device, seq", ()))
                 db.execute("COMMIT")
             except BaseException:
