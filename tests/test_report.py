@@ -185,7 +185,7 @@ def test_report_json_holds_what_the_text_and_csv_say(db, tmp_path, capsys):
     csv_rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert main(["report", "--db", db, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert set(report) == {"resolution", "thresholds", "operators", "unplaced", "missing", "skipped"}
+    assert set(report) == {"resolution", "thresholds", "operators", "unplaced", "missing", "skipped", "of"}
     assert report["resolution"] == 8 and report["thresholds"]["min_samples"] == 5
     assert [o["operator"] for o in report["operators"]] == ["510-01", "510-10"]
     for o in report["operators"]:
@@ -196,7 +196,7 @@ def test_report_json_holds_what_the_text_and_csv_say(db, tmp_path, capsys):
             assert f"{o['km_without_service']:.1f} km without service along tracks in {o['stretches']} stretch" in text
     blank = [row for o in report["operators"] for row in o["blank_cells"]]
     assert [{k: "" if v is None else str(v) for k, v in row.items()} for row in blank] == csv_rows
-    assert report["missing"] == [] and report["skipped"] is None and report["unplaced"] == 0
+    assert report["missing"] == [] and report["of"] is None and report["skipped"] is None and report["unplaced"] == 0
 
 
 def test_report_json_of_a_damaged_database_names_what_was_skipped_and_missing(damaged, capsys):

@@ -49,6 +49,7 @@ from agent.shared.reading import Latency, Reading, Signal, Throughput, format_ti
 STATS_RESOLUTION = 8
 WITA = timezone(timedelta(hours=8), "WITA")
 UNPLACED = ""
+FIRST_DAY, LAST_DAY = "0001-01-01", "9999-12-31"  # the ends of a range of days open on one side
 LOG_STEP = 1.02  # log buckets 2 % wide: a median read from them is within 1 % of the readings'
 
 
@@ -82,6 +83,42 @@ class FiguresFilter:
     def per_key(self) -> bool:
         """Whether the view needs the figures of each day or unit (not only their totals)."""
         return self.days is not None or self.devices is not None
+
+    def describe(self) -> str:
+        """What the view takes, in a few words for a title ("" for everything)."""
+        parts = []
+        if self.technology is not None:
+            parts.append(self.technology)
+        if self.days is not None:
+            first, last = self.days
+            if first == last:
+                parts.append(f"{first} WITA")
+            elif last >= LAST_DAY:
+                parts.append(f"from {first} WITA")
+            elif first <= FIRST_DAY:
+                parts.append(f"until {last} WITA")
+            else:
+                parts.append(f"{first} to {last} WITA")
+        if self.devices is not None:
+            parts.append(("unit " if len(self.devices) == 1 else "units ") + ", ".join(sorted(self.devices)))
+        return " · ".join(parts)
+
+    def takes_unit_and_day(self, reading: Reading) -> bool:
+        """Whether a stored reading is of the view's units and WITA days."""
+        if self.devices is not None and reading.device not in self.devices:
+            return False
+        return self.days is None or self.days[0] <= wita_day(reading.time) <= self.days[1]
+
+    def takes_reading(self, reading: Reading) -> bool:
+        """Whether a stored reading is in the view's figures (area aside): of its units and days,
+        and for a technology, unless it is a signal reading in service on another one
+        (:func:`of_technology`)."""
+        if not self.takes_unit_and_day(reading):
+            return False
+        part = reading.part
+        if self.technology is None or not isinstance(part, Signal) or part.error is not None or is_no_service(part):
+            return True
+        return (part.rat or "unknown") == self.technology
 
     def sql(self) -> tuple[str, list[object]]:
         """The ``WHERE`` clause (empty, or starting with `` WHERE``) over cell_stats, and its parameters."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from agent.centre.cell_stats import STATS_RESOLUTION
+from agent.centre.cell_stats import STATS_RESOLUTION, FiguresFilter
 from agent.centre.coverage import Attributed, Attribution, Coverage, Grid, HomeOperators, Thresholds, attribute
 from agent.centre.export import Layers
 from agent.centre.mapview import MapOptions, drawn_track, map_data, render_map
@@ -63,13 +63,20 @@ class Survey:
     is called with the number of readings read so far every :data:`PROGRESS_EVERY` readings.
     A ``StoreError``, or ``ModuleNotFoundError`` for h3 where the grid library is missing,
     passes through.
+
+    ``where`` chooses WITA days, units and a radio technology: the cells are those of its
+    figures (:meth:`Store.coverage`, or the pass's grid of the readings it takes); the tracks,
+    stretches without service and tags are those of its units and days (every technology:
+    a track is where a unit went); :meth:`attributed` gives the readings it takes.  Its area
+    is asked of the kept figures only.
     """
 
     def __init__(self, store: Store, resolution: int, thresholds: Thresholds, *,
                  tracks: Callable[[Track], Any] | None = drawn_track, cells: bool = True,
                  progress: Callable[[int], None] | None = None,
-                 warn: Callable[[str], None] = lambda _text: None) -> None:
+                 warn: Callable[[str], None] = lambda _text: None, where: FiguresFilter = FiguresFilter()) -> None:
         self.store = store
+        self.where = where
         self._progress = progress
         self.warn = warn  # told, once, when the kept figures are stale and the pass draws the grid
         self.readings = StoredReadings.of(store)
@@ -95,7 +102,8 @@ class Survey:
             self._pass = self._scan()
             return self._pass
         self._complete()
-        return attribute(self.readings.iter_readings(), self.home)
+        return (item for item in attribute(self.readings.iter_readings(), self.home)
+                if self.where.takes_reading(item.reading))
 
     def _scan(self) -> Iterator[Attributed]:
         # The pass draws the grid only where the kept figures cannot (said before it starts).
@@ -108,13 +116,19 @@ class Survey:
         tracks = TrackBuilder() if self._track_view is not None else None
         segments = SegmentFinder()
         done = 0
+        where = self.where
+        everything = where.everything
         for reading in self.readings.iter_readings():
             done += 1
             if self._progress is not None and done % PROGRESS_EVERY == 0:
                 self._progress(done)
+            # Every reading is attributed: what one counts for depends on its unit's others.
             self.home.add(reading)
             item = attribution(reading)
-            if grid is not None:
+            if not everything and not where.takes_unit_and_day(reading):
+                continue
+            taken = everything or where.takes_reading(reading)
+            if grid is not None and taken:
                 grid.add(item)
             if tracks is not None and (track := tracks.add(reading)) is not None:
                 self._keep(track)
@@ -122,7 +136,8 @@ class Survey:
                 self._segments.append(segment)
             if (place := tagged_place(reading)) is not None:
                 self._tags.append(place)
-            yield item
+            if taken:
+                yield item
         if tracks is not None and (track := tracks.finish()) is not None:
             self._keep(track)
         if (segment := segments.finish()) is not None:
@@ -159,7 +174,7 @@ class Survey:
         if not self._cells:
             raise ValueError("this survey was made without cells")
         if self._coverage is None and self._figures_usable():
-            self._coverage = self.store.coverage(self.resolution, self.thresholds)
+            self._coverage = self.store.coverage(self.resolution, self.thresholds, self.where)
             return self._coverage
         self._complete()
         assert self._coverage is not None

@@ -219,10 +219,9 @@ def add_export(sub: argparse._SubParsersAction) -> None:
                    help="one file per layer, named after --out with the layer before the suffix "
                         "(survey.geojson: survey-points.geojson, survey-cells.geojson, ...); with csv, "
                         "--what may then name several layers (default all)")
-    p.add_argument("--progress", action="store_true",
-                   help="print the readings read so far on stderr every few seconds, also when stderr is not "
-                        "a terminal (default: only on a terminal)")
     _grid_args(p)
+    _filter_args(p, points=True)
+    _progress_arg(p)
     p.set_defaults(func=cmd_export)
 
 
@@ -240,6 +239,8 @@ def add_map(sub: argparse._SubParsersAction) -> None:
                    help="background tile URL template, or 'none' (default: OpenStreetMap, when online)")
     p.add_argument("--places", metavar="FILE", help="CSV of named places (name,lat,lon) to write on the map")
     _grid_args(p)
+    _filter_args(p)
+    _progress_arg(p)
     p.set_defaults(func=cmd_map)
 
 
@@ -255,6 +256,8 @@ def add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", metavar="FILE", help="also write the rows as CSV to FILE")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object instead of text")
     _grid_args(p)
+    _filter_args(p)
+    _progress_arg(p)
     p.set_defaults(func=cmd_report)
 
 
@@ -282,6 +285,7 @@ def add_aggregate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--db", required=True, metavar="URL", help=_DB_HELP)
     p.add_argument("--rebuild", action="store_true", required=True,
                    help="compute every figure again from the stored readings")
+    _progress_arg(p)
     p.set_defaults(func=cmd_aggregate)
 
 
@@ -289,7 +293,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     def work() -> int:
         store = _open_existing_store(args.db, "aggregate")
         try:
-            counted = store.rebuild_figures()
+            counted = store.rebuild_figures(_progress(args, "aggregate"))
         finally:
             store.close()
         print(f"coverage figures rebuilt from {counted} stored readings")
@@ -307,9 +311,90 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
                    help=f"readings a cell needs before it is classed (default {Thresholds.min_samples})")
 
 
+def _filter_args(p: argparse.ArgumentParser, points: bool = False) -> None:
+    from agent.shared.reading import RATS
+
+    where = "cells" + (", points" if points else "")
+    p.add_argument("--from", dest="first_day", metavar="DAY",
+                   help="only readings from this WITA day on (YYYY-MM-DD): cells, tracks, stretches without "
+                        "service, tagged spots" + (", points" if points else ""))
+    p.add_argument("--to", dest="last_day", metavar="DAY", help="only readings up to this WITA day (YYYY-MM-DD), "
+                                                                 "inclusive")
+    p.add_argument("--unit", dest="units", action="append", metavar="ID",
+                   help="only this unit's readings (repeat for several units)")
+    p.add_argument("--technology", metavar="RAT",
+                   help=f"the {where} of one radio technology ({', '.join(r for r in RATS if r != 'NONE')}): its "
+                        "readings, and every reading without service (which has no technology); tracks and "
+                        "stretches without service are drawn whatever the technology")
+
+
+def _progress_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress", action="store_true",
+                   help="print the readings read so far on stderr every few seconds, also when stderr is not "
+                        "a terminal (default: only on a terminal)")
+
+
+def _progress(args: argparse.Namespace, command: str) -> "Progress | None":
+    import sys
+
+    return Progress(command, sys.stderr) if args.progress or sys.stderr.isatty() else None
+
+
+_DAY_RE = r"\d{4}-\d{2}-\d{2}"
+
+
+def figures_filter(args: argparse.Namespace, command: str):
+    """The FiguresFilter of ``--from``, ``--to``, ``--unit`` and ``--technology``; a bad value is a usage error."""
+    import re
+    from datetime import date
+
+    from agent.centre.cell_stats import FIRST_DAY, LAST_DAY, FiguresFilter
+    from agent.shared.reading import RATS
+
+    given = []
+    for option, text in (("--from", args.first_day), ("--to", args.last_day)):
+        if text is None:
+            continue
+        try:
+            if not re.fullmatch(_DAY_RE, text):
+                raise ValueError
+            date.fromisoformat(text)
+        except ValueError:
+            raise UsageError(f"blankspot {command}: {option} takes a WITA day as YYYY-MM-DD, got {text!r}") from None
+        given.append(option)
+    first, last = args.first_day or FIRST_DAY, args.last_day or LAST_DAY
+    if first > last:
+        raise UsageError(f"blankspot {command}: --from {first} is after --to {last}")
+    technology = None
+    if args.technology is not None:
+        known = {rat.lower(): rat for rat in RATS if rat != "NONE"}
+        technology = known.get(args.technology.strip().lower())
+        if technology is None:
+            raise UsageError(f"blankspot {command}: --technology takes one of {', '.join(known.values())},"
+                             f" got {args.technology!r}")
+    units = None
+    if args.units:
+        units = frozenset(u.strip() for u in args.units)
+        if "" in units:
+            raise UsageError(f"blankspot {command}: --unit needs a unit id")
+    return FiguresFilter(days=(first, last) if given else None, devices=units, technology=technology)
+
+
+def _check_units(store, where, command: str) -> None:
+    """A unit asked for that the database has never heard of is a usage error (a typo, most likely)."""
+    if where.devices is None:
+        return
+    known = set(store.ledger()) | {unit["device"] for unit in store.units()}
+    unknown = sorted(where.devices - known)
+    if unknown:
+        raise UsageError(f"blankspot {command}: no readings of unit {', '.join(unknown)} in the database;"
+                         f" units: {', '.join(sorted(known)) or 'none yet'}")
+
+
 @contextmanager
 def _survey(args: argparse.Namespace, command: str, **options: Any) -> Iterator[Survey]:
-    """The survey of ``--db`` on the grid of ``--resolution`` and ``--min-samples``, made with
+    """The survey of ``--db`` on the grid of ``--resolution`` and ``--min-samples``, of the days,
+    units and technology of ``--from``, ``--to``, ``--unit`` and ``--technology``, made with
     ``options`` (read when its results are first asked for, so inside the block); the store is
     closed when the block ends."""
     import sys
@@ -321,10 +406,13 @@ def _survey(args: argparse.Namespace, command: str, **options: Any) -> Iterator[
         raise UsageError(f"blankspot {command}: --resolution must be 0 to 15, got {args.resolution}")
     if args.min_samples < 1:
         raise UsageError(f"blankspot {command}: --min-samples must be at least 1, got {args.min_samples}")
+    where = figures_filter(args, command)
     store = _open_existing_store(args.db, command)
     try:
+        _check_units(store, where, command)
         yield Survey(store, args.resolution, Thresholds(min_samples=args.min_samples),
-                     warn=lambda text: print(f"blankspot {command}: warning: {text}", file=sys.stderr), **options)
+                     warn=lambda text: print(f"blankspot {command}: warning: {text}", file=sys.stderr),
+                     where=where, **options)
     finally:
         store.close()
 
@@ -470,7 +558,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     def work() -> int:
         written = []
-        progress = Progress("export", sys.stderr) if args.progress or sys.stderr.isatty() else None
+        progress = _progress(args, "export")
         with _survey(args, "export", tracks=whole_track if "tracks" in what else None,
                      cells="cells" in what, progress=progress) as survey:
             layers = export_layers(survey, what)
@@ -495,10 +583,12 @@ def cmd_map(args: argparse.Namespace) -> int:
     places = _read_places(args.places, "map")
 
     def work() -> int:
-        with _survey(args, "map") as survey:
+        with _survey(args, "map", progress=_progress(args, "map")) as survey:
             options = MapOptions(operator=_operator(survey, args.operator, "map"))
             if args.title:
                 options = replace(options, title=args.title)
+            elif not survey.where.everything:
+                options = replace(options, title=f"{options.title} · {survey.where.describe()}")
             if args.tiles:
                 options = replace(options, tiles=None) if args.tiles.lower() == "none" else \
                     replace(options, tiles=args.tiles, tiles_attribution="")
@@ -531,7 +621,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     places = _read_places(args.places, "report")
 
     def work() -> int:
-        with _survey(args, "report", tracks=None) as survey:
+        with _survey(args, "report", tracks=None, progress=_progress(args, "report")) as survey:
             operator = _operator(survey, args.operator, "report")
             places.extend(place for place in survey.tags if place.name)
             rows = blank_spot_rows(survey.coverage, places, operator)
@@ -541,11 +631,15 @@ def cmd_report(args: argparse.Namespace) -> int:
             else:
                 text = format_report(survey.coverage, rows, survey.segments, operator) + holes_section(views)
         summary = survey.summary()
+        chosen = survey.where.describe()
         if args.json:
+            report["of"] = chosen or None
             report["missing"] = [{"device": v.device, "top": v.top, "missing": v.missing,
                                   "holes": v.as_dict()["holes"]} for v in views if v.holes]
             report["skipped"] = summary
             text = json.dumps(report, indent=1, ensure_ascii=False) + "\n"
+        elif chosen:
+            text = f"Readings of {chosen}\n" + text + (f"\n{summary}\n" if summary else "")
         elif summary:  # in the report itself too: its figures leave these readings out
             text += f"\n{summary}\n"
         if args.csv:

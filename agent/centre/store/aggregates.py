@@ -284,12 +284,24 @@ class Figures:
     def _apply_totals(self, changes: Changes) -> None:
         """The keys' changes added to their cell's and operator's totals (after the keys are written)."""
         groups: dict[tuple[str, str], tuple[CellStats, dict[str, int]]] = {}
+        borrowed: set[tuple[str, str]] = set()  # most often a cell's only key in the commit: its delta is the group's
         redate: set[tuple[str, str]] = set()
         for key in sorted(changes.deltas):
             pair = (key.cell, key.operator)
-            delta, units = groups.setdefault(pair, (CellStats(), {}))
-            delta.merge(changes.deltas[key])
-            units[key.device] = units.get(key.device, 0) + changes.deltas[key].readings
+            delta = changes.deltas[key]
+            group = groups.get(pair)
+            if group is None:
+                groups[pair] = (delta, {key.device: delta.readings})
+                borrowed.add(pair)
+            else:
+                summed, units = group
+                if pair in borrowed:
+                    summed = CellStats()
+                    summed.merge(group[0])
+                    groups[pair] = (summed, units)
+                    borrowed.discard(pair)
+                summed.merge(delta)
+                units[key.device] = units.get(key.device, 0) + delta.readings
             if key in changes.redate:
                 redate.add(pair)
         for pair in sorted(groups):

@@ -34,7 +34,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 from urllib.parse import urlsplit
 
 from agent.shared import seq_ranges
@@ -342,9 +342,10 @@ class Store(abc.ABC):
             return figures.coverage(resolution, thresholds, where or FiguresFilter())
 
     @abc.abstractmethod
-    def rebuild_figures(self) -> int:
+    def rebuild_figures(self, progress: "Callable[[int], None] | None" = None) -> int:
         """Every kept coverage figure computed again from the stored readings, in one
-        transaction; returns the readings counted."""
+        transaction; returns the readings counted.  ``progress`` is told the readings counted
+        so far every 100,000."""
 
     @abc.abstractmethod
     def quarantined(self) -> list[dict[str, Any]]:

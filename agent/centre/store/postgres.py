@@ -241,14 +241,14 @@ class PostgresStore(Store):
 
         return stream
 
-    def rebuild_figures(self) -> int:
+    def rebuild_figures(self, progress: Any = None) -> int:
         try:
             conn = self._usable()
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
                 conn.execute("LOCK TABLE readings IN SHARE ROW EXCLUSIVE MODE")
                 return Figures(self._runner(conn), self._totals).rebuild(
-                    self._streamer(conn)("SELECT device, seq, body FROM readings ORDER BY device, seq", ()))
+                    self._streamer(conn)("SELECT device, seq, body FROM readings ORDER BY device, seq", ()), progress)
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL {self.url}: {_one_line(exc)}") from None
 

@@ -206,13 +206,13 @@ class SqliteStore(Store):
         with self._reading() as db:
             yield from self._streamer(db)(sql, params)
 
-    def rebuild_figures(self) -> int:
+    def rebuild_figures(self, progress: Any = None) -> int:
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
                 count = Figures(self._runner(db), self._totals).rebuild(
-                    self._streamer(db)("SELECT device, seq, body FROM readings ORDER BY device, seq", ()))
+                    self._streamer(db)("SELECT device, seq, body FROM readings ORDER BY device, seq", ()), progress)
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
