@@ -178,6 +178,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 # -- export, map, report: the analysis of stored readings ---------------------------------
 
+PROGRESS_SECONDS = 5.0
+
+
 class Progress:
     """A line on ``stream`` every ``every_s`` seconds with the readings read so far; called
     by the survey as it reads.  Always stderr: stdout may be the export itself (``--out -``)."""
@@ -337,7 +340,7 @@ def _progress_arg(p: argparse.ArgumentParser) -> None:
 def _progress(args: argparse.Namespace, command: str) -> "Progress | None":
     import sys
 
-    return Progress(command, sys.stderr) if args.progress or sys.stderr.isatty() else None
+    return Progress(command, sys.stderr, PROGRESS_SECONDS) if args.progress or sys.stderr.isatty() else None
 
 
 _DAY_RE = r"\d{4}-\d{2}-\d{2}"

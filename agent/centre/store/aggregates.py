@@ -70,6 +70,7 @@ _TOTAL_INSERT = (f"INSERT INTO cell_totals ({', '.join(_TOTAL_COLUMNS)})"
 _TOTAL_UPDATE = (f"UPDATE cell_totals SET {', '.join(f'{c} = ?' for c in _TOTAL_COLUMNS[2:])}"
                  " WHERE cell = ? AND operator = ?")
 _STALE = "figures_stale"
+REBUILD_PROGRESS_EVERY = 100_000  # readings between two calls of a rebuild's progress
 NO_GRID_NOTICE = ("h3 is not installed (pip install 'blankspot[collector]'): readings are stored without their"
                   " coverage figures, and map, report and export read every stored reading until, with h3"
                   " installed, 'blankspot aggregate --db URL --rebuild' computes the figures")
@@ -379,7 +380,7 @@ class Figures:
             count += 1
             if len(placed) == 10_000:
                 self._place(placed)
-            if progress is not None and count % 100_000 == 0:
+            if progress is not None and count % REBUILD_PROGRESS_EVERY == 0:
                 progress(count)
         self._place(placed)
         run("DELETE FROM cell_stats", ())
