@@ -1,7 +1,9 @@
 """The demo is the product's first impression: it must tell the truth about delivery."""
 from __future__ import annotations
 
+import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,12 +16,18 @@ from tests.support.broker import require_mosquitto
 
 
 @pytest.mark.parametrize("broker_kind", ["mosquitto", "amqtt"])
-def test_demo_trip_delivers_every_blank_spot_reading(broker_kind: str, tmp_path: Path) -> None:
+def test_demo_trip_delivers_every_blank_spot_reading(broker_kind: str, tmp_path: Path, capsys) -> None:
     """Mosquitto speaks MQTT 5 and the embedded amqtt only 3.1.1: both paths deliver everything."""
     if broker_kind == "mosquitto":
         require_mosquitto()
     lines: list[str] = []
     assert run_demo(trip_seconds=20, workdir=str(tmp_path), broker_kind=broker_kind, out=lines.append) == 0
+    drawn = re.search(r"map.html: (\d+) cells \((\d+) blank\)", capsys.readouterr().err)
+    # A default export of the demo's database gives the cells its map shows.
+    cells = tmp_path / "cells.csv"
+    assert main(["export", "--db", str(tmp_path / "collector.db"), "--out", str(cells)]) == 0
+    rows = list(csv.DictReader(cells.open(encoding="utf-8", newline="")))
+    assert drawn and (int(drawn[1]), int(drawn[2])) == (len(rows), sum(r["class"] == "blank" for r in rows))
     summary = json.loads((tmp_path / "summary.json").read_text())
     print(summary)
     assert summary["taken_in_blank_spot"] > 25, "the trip crosses the Sebulu - Muara Kaman blank spot"

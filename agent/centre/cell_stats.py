@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -316,7 +316,7 @@ class CellStats:
         counts = row[:len(cls.COUNT_COLUMNS)]
         times = row[len(cls.COUNT_COLUMNS):len(cls.COUNT_COLUMNS) + len(cls.TIME_COLUMNS)]
         hist = json.loads(row[-1])  # type: ignore[arg-type]
-        ints = lambda table: {int(k): v for k, v in table.items()}  # noqa: E731
+        ints = lambda table: dict(zip(map(int, table), table.values()))  # noqa: E731
         return cls(
             **dict(zip(cls.COUNT_COLUMNS, counts)),  # type: ignore[arg-type]
             quality=dict(hist["quality"]), rsrp=ints(hist["rsrp"]), rssi=ints(hist["rssi"]),
@@ -344,23 +344,31 @@ def key_of(reading: Reading, operator: str) -> StatsKey:
 
 def hist_percentile(hist: Mapping[int, int], q: float, value=lambda b: b / 2) -> float | None:  # type: ignore[no-untyped-def]
     """:func:`agent.centre.coverage.percentile` of the values a histogram holds."""
+    return hist_percentiles(hist, (q,), value)[0]
+
+
+def hist_percentiles(hist: Mapping[int, int], qs: Sequence[float], value=lambda b: b / 2  # type: ignore[no-untyped-def]
+                     ) -> list[float | None]:
+    """:func:`hist_percentile` of each of ``qs``, in one walk through the bins."""
     total = sum(hist.values())
     if total == 0:
-        return None
-    rank = (total - 1) * q / 100.0
-    low = math.floor(rank)
-    high = min(low + 1, total - 1)
-    low_value = high_value = None
+        return [None] * len(qs)
+    # Per percentile: its rank, and the two neighbouring ranks whose values it lies between.
+    wanted = []
+    for q in qs:
+        rank = (total - 1) * q / 100.0
+        low = math.floor(rank)
+        wanted.append((rank, low, min(low + 1, total - 1)))
+    values: dict[int, float] = {}
+    todo = sorted({r for _rank, low, high in wanted for r in (low, high)})
     seen = 0
     for bin_ in sorted(hist):
         seen += hist[bin_]
-        if low_value is None and seen > low:
-            low_value = value(bin_)
-        if seen > high:
-            high_value = value(bin_)
+        while todo and seen > todo[0]:
+            values[todo.pop(0)] = value(bin_)
+        if not todo:
             break
-    assert low_value is not None and high_value is not None
-    return low_value + (high_value - low_value) * (rank - low)
+    return [values[low] + (values[high] - values[low]) * (rank - low) for rank, low, high in wanted]
 
 
 def quality_median_of(counts: Mapping[str, int]) -> str | None:
@@ -387,17 +395,16 @@ def cell_figures(cell: str, operator: str, name: str, stats: CellStats, devices:
     last = stats.last_trusted if dated else stats.last_unsynced
     assert first is not None and last is not None
     log_median = lambda hist, digits: _r(hist_percentile(hist, 50, log_value), digits)  # noqa: E731
+    median_p10 = lambda hist: [_r(v) for v in hist_percentiles(hist, (50, 10))]  # noqa: E731
+    rsrp_median, rsrp_p10 = median_p10(stats.rsrp)
+    rssi_median, rssi_p10 = median_p10(stats.rssi)
     return CellCoverage(
         cell=cell, operator=operator, operator_name=name, lat=round(lat, 6), lon=round(lon, 6),
         coverage_class=classify(stats.samples, stats.no_service, quality, thresholds),
         samples=stats.samples, no_service=stats.no_service, no_answer=stats.no_answer, quality_median=quality,
-        rsrp_median_dbm=_r(hist_percentile(stats.rsrp, 50)), rsrp_p10_dbm=_r(hist_percentile(stats.rsrp, 10)),
-        rssi_median_dbm=_r(hist_percentile(stats.rssi, 50)), rssi_p10_dbm=_r(hist_percentile(stats.rssi, 10)),
+        rsrp_median_dbm=rsrp_median, rsrp_p10_dbm=rsrp_p10, rssi_median_dbm=rssi_median, rssi_p10_dbm=rssi_p10,
         by_rat=tuple(
-            RatFigures(rat, n, _r(hist_percentile(stats.rat_rsrp.get(rat, {}), 50)),
-                       _r(hist_percentile(stats.rat_rsrp.get(rat, {}), 10)),
-                       _r(hist_percentile(stats.rat_rssi.get(rat, {}), 50)),
-                       _r(hist_percentile(stats.rat_rssi.get(rat, {}), 10)))
+            RatFigures(rat, n, *median_p10(stats.rat_rsrp.get(rat, {})), *median_p10(stats.rat_rssi.get(rat, {})))
             for rat, n in sorted(stats.rat_samples.items())
         ),
         latency_samples=stats.latency_samples, latency_median_ms=log_median(stats.latency, 1),

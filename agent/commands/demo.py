@@ -8,10 +8,15 @@ from agent.commands.exit_status import RuntimeFailure, UsageError
 
 
 def add_demo(sub: argparse._SubParsersAction) -> None:
+    from agent.sim.demo import DEFAULT_TRIP_SECONDS
+
     p = sub.add_parser("demo", help="simulated boat trip through a blank spot, end to end",
                        description="Simulated trip on the Mahakam: a local broker, the agent, a blank spot, "
                                    "the backlog and its drain. Example: blankspot demo --seconds 60")
-    p.add_argument("--seconds", type=float, default=60.0, help="length of the time-compressed trip (default 60)")
+    p.add_argument("--seconds", type=float, default=DEFAULT_TRIP_SECONDS,
+                   help=f"length of the time-compressed trip (default {DEFAULT_TRIP_SECONDS:g}: enough readings for "
+                        "most cells to be classed at the map's default grid; a shorter trip leaves more of them "
+                        "unknown)")
     p.add_argument("--workdir", default=None, help="keep the demo's files here (default: a temporary folder)")
     p.add_argument("--broker", choices=("auto", "mosquitto", "amqtt"), default="auto", help="which local broker to start")
     p.add_argument("--verbose", "-v", action="store_true", help="show the agent's log")

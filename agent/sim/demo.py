@@ -25,7 +25,7 @@ from typing import Callable
 import paho.mqtt.client as mqtt
 
 from agent.unit.buffer import read_stats
-from agent.centre.coverage import Thresholds
+from agent.centre.coverage import DEFAULT_RESOLUTION, Thresholds
 from agent.centre.mapview import MapOptions, map_summary
 from agent.centre.store import open_store
 from agent.centre.store.base import Store, StoreError
@@ -34,7 +34,7 @@ from agent.unit.config import parse_config
 from agent.shared.mqtt import new_client
 from agent.shared.protocol import PayloadError, decode_batch, split_topic
 from agent.shared.reading import Event
-from agent.unit.service import AgentService
+from agent.unit.service import TICK_S, AgentService
 from agent.sim.boat import SimulatedBoat
 from agent.sim.broker import BrokerError, LocalBroker, mosquitto_path
 from agent.sim.scenario import mahakam_scenario
@@ -121,12 +121,23 @@ class Centre:
         self.store.close()
 
 
-# The trip takes a signal reading every 1/300 of its length, and the agent measures no more
-# often than every 50 ms (schedule.signal_interval): shorter trips cannot be configured.
+# The shortest trip the schedule can be configured for (a signal reading at most every 50 ms).
 MIN_TRIP_SECONDS = 15.0
+# A river boat takes a signal reading every 50-70 m; the demo's trip one every 100 m (900 on
+# the route), so that most cells have the readings they need for a class at the defaults of
+# map, report and export, which the demo draws with.  The agent's loop starts at most one
+# every TICK_S, which is what makes the default trip three minutes long; a shorter trip
+# takes fewer readings, and more of its cells stay unknown.
+TRIP_SIGNAL_READINGS = 900
+DEFAULT_TRIP_SECONDS = TRIP_SIGNAL_READINGS * TICK_S
 
 
-def run_demo(trip_seconds: float = 60.0, workdir: str | None = None, broker_kind: str = "auto",
+def signal_interval(trip_seconds: float) -> float:
+    """Seconds between two signal readings on a trip of ``trip_seconds``."""
+    return max(trip_seconds / TRIP_SIGNAL_READINGS, TICK_S)
+
+
+def run_demo(trip_seconds: float = DEFAULT_TRIP_SECONDS, workdir: str | None = None, broker_kind: str = "auto",
              out: Callable[[str], None] = print, route: Route | None = None) -> int:
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="blankspot-demo-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -182,7 +193,7 @@ def _config(work: Path, link: LinkProxy, broker: LocalBroker, boat: SimulatedBoa
         max_age = "1s"
         [schedule]
         mode = "mobile"
-        signal_interval = "{trip_seconds / 300:.3f}s"
+        signal_interval = "{signal_interval(trip_seconds):.3f}s"
         signal_distance = 1000000.0
         latency_interval = "{trip_seconds / 6:.1f}s"
         scan_interval = "0s"
@@ -291,10 +302,9 @@ def _draw_map(db: Path, map_path: Path) -> int:
         print(f"blankspot: {exc}", file=sys.stderr)
         return 1
     try:
-        # A real boat takes a reading every ~70 m; the compressed trip one every few hundred, so
-        # the demo's map uses larger cells (H3 resolution 7, ~2.6 km across) to reach enough
-        # samples per cell for a verdict.
-        survey = Survey(store, 7, Thresholds(min_samples=3))
+        # The defaults of blankspot map, report and export: those commands on the demo's
+        # database show the cells its map shows.
+        survey = Survey(store, DEFAULT_RESOLUTION, Thresholds())
         html, data = map_page(survey, MapOptions(title=MAP_TITLE))
     except StoreError as exc:
         print(f"blankspot: blankspot map: {exc}", file=sys.stderr)
