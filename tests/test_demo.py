@@ -62,3 +62,10 @@ def test_without_the_collector_extra_the_demo_delivers_and_names_the_map_as_what
     assert summary["delivered_unique"] == summary["readings_taken"] and summary["map"] is None
     assert done.stdout.splitlines()[-1].split(None, 1)[1] == \
         "every reading arrived exactly once after dedup; the map step failed (reason above)"
+
+
+def test_the_default_trip_is_the_one_the_help_names() -> None:
+    from agent.sim.demo import DEFAULT_TRIP_SECONDS
+
+    done = subprocess.run([sys.executable, "-m", "agent", "demo", "--help"], capture_output=True, text=True, timeout=60)
+    assert f"(default {DEFAULT_TRIP_SECONDS:g}:" in " ".join(done.stdout.split())

@@ -460,19 +460,33 @@ def coverage_of(keyed: Iterable[tuple[StatsKey, CellStats]], names: Mapping[str,
 
 def coverage_of_totals(totals: Iterable[tuple[str, str, CellStats, Iterable[str]]], names: Mapping[str, str],
                        resolution: int, thresholds: Thresholds, technology: str | None = None) -> Coverage:
-    """:func:`coverage_of` from figures already summed, ``(cell, operator, stats, devices)``:
-    a cell at :data:`STATS_RESOLUTION` (or :data:`UNPLACED`) may come more than once."""
+    """:func:`coverage_of` from figures already summed, ``(cell, operator, stats, devices)`` in
+    cell and operator order (as the database gives them): a cell at :data:`STATS_RESOLUTION`
+    (or :data:`UNPLACED`) may come more than once.
+
+    At :data:`STATS_RESOLUTION` each cell's figures are made as soon as its rows are read, so
+    only one cell's sums are held at a time; a coarser grid holds the sums of its cells.
+    """
     if resolution > STATS_RESOLUTION:
         raise ValueError(f"figures are kept at H3 resolution {STATS_RESOLUTION}; cannot draw {resolution}")
     from agent.centre.coverage import _h3
 
     parent = (lambda cell: cell) if resolution == STATS_RESOLUTION else \
         (lambda cell: _h3().cell_to_parent(cell, resolution))
+    name = lambda k: names.get(k) or ("unknown SIM" if k == "unknown" else k)  # noqa: E731
+    cells: list[CellCoverage] = []
+
+    def finish(pair: tuple[str, str], stats: CellStats, devices: set[str]) -> None:
+        if technology is not None and (stats := of_technology(stats, technology)) is None:  # type: ignore[assignment]
+            return
+        cells.append(cell_figures(pair[0], pair[1], name(pair[1]), stats, devices, thresholds))
+
     sums: dict[tuple[str, str], CellStats] = {}
     devices: dict[tuple[str, str], set[str]] = {}
     parents: dict[str, str] = {}
     operators: set[str] = set()
     unplaced = 0
+    streamed = resolution == STATS_RESOLUTION
     for cell8, operator, stats, seen in totals:
         operators.add(operator)
         if cell8 == UNPLACED:
@@ -484,17 +498,19 @@ def coverage_of_totals(totals: Iterable[tuple[str, str, CellStats, Iterable[str]
         pair = (cell, operator)
         total = sums.get(pair)
         if total is None:
+            if streamed and sums:
+                (done, done_stats), = sums.items()
+                if pair < done:
+                    raise ValueError("the figures are not in cell and operator order")
+                finish(done, done_stats, devices.pop(done))
+                sums.clear()
             sums[pair], devices[pair] = stats, set(seen)
         else:
             total.merge(stats)
             devices[pair].update(seen)
-    if technology is not None:
-        views = {pair: of_technology(stats, technology) for pair, stats in sums.items()}
-        sums = {pair: view for pair, view in views.items() if view is not None}
-    name = lambda k: names.get(k) or ("unknown SIM" if k == "unknown" else k)  # noqa: E731
-    cells = tuple(cell_figures(cell, op, name(op), sums[(cell, op)], devices[(cell, op)], thresholds)
-                  for cell, op in sorted(sums))
-    return Coverage(cells, {k: name(k) for k in sorted(operators)}, resolution, thresholds, unplaced)
+    for pair in sorted(sums):
+        finish(pair, sums[pair], devices[pair])
+    return Coverage(tuple(cells), {k: name(k) for k in sorted(operators)}, resolution, thresholds, unplaced)
 
 
 def grid_of(readings: Iterable[tuple[Reading, str | None]]) -> dict[StatsKey, CellStats]:

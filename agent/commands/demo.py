@@ -8,15 +8,13 @@ from agent.commands.exit_status import RuntimeFailure, UsageError
 
 
 def add_demo(sub: argparse._SubParsersAction) -> None:
-    from agent.sim.demo import DEFAULT_TRIP_SECONDS
-
+    # agent.sim.demo is not imported here: building the parser must stay light for every command.
     p = sub.add_parser("demo", help="simulated boat trip through a blank spot, end to end",
                        description="Simulated trip on the Mahakam: a local broker, the agent, a blank spot, "
                                    "the backlog and its drain. Example: blankspot demo --seconds 60")
-    p.add_argument("--seconds", type=float, default=DEFAULT_TRIP_SECONDS,
-                   help=f"length of the time-compressed trip (default {DEFAULT_TRIP_SECONDS:g}: enough readings for "
-                        "most cells to be classed at the map's default grid; a shorter trip leaves more of them "
-                        "unknown)")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="length of the time-compressed trip (default 180: enough readings for most cells to be "
+                        "classed at the map's default grid; a shorter trip leaves more of them unknown)")
     p.add_argument("--workdir", default=None, help="keep the demo's files here (default: a temporary folder)")
     p.add_argument("--broker", choices=("auto", "mosquitto", "amqtt"), default="auto", help="which local broker to start")
     p.add_argument("--verbose", "-v", action="store_true", help="show the agent's log")
@@ -26,8 +24,10 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     import math
 
-    from agent.sim.demo import MIN_TRIP_SECONDS, DemoError, run_demo
+    from agent.sim.demo import DEFAULT_TRIP_SECONDS, MIN_TRIP_SECONDS, DemoError, run_demo
 
+    if args.seconds is None:
+        args.seconds = DEFAULT_TRIP_SECONDS
     if not (math.isfinite(args.seconds) and args.seconds >= MIN_TRIP_SECONDS):
         raise UsageError(f"blankspot demo: --seconds must be at least {MIN_TRIP_SECONDS:g}, not {args.seconds:g}")
     setup_logging("error" if not args.verbose else "info")
