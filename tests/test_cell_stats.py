@@ -310,3 +310,37 @@ def test_a_database_of_step_4_gets_its_totals_and_technology_figures_when_it_is_
             figures = Figures(store._runner(conn))
             assert lte == coverage_of(figures.keyed(), figures.names(), 8, Thresholds(), "LTE")
     assert any(c.quality_median for c in lte.cells)
+
+
+def test_collectors_storing_different_units_at_once_keep_the_totals_of_their_cells(postgres_url) -> None:  # noqa: F811
+    """On PostgreSQL, collectors of different units meet on the totals of the cells they share."""
+    import threading
+
+    # Three units moored at one landing without service, each reading committed on its own:
+    # every commit changes the same total (and no operator name, which would queue them).
+    trips = {device: [no_service(device, seq, *PLACES[0]) for seq in range(1, 121)]
+             for device in ("boat-1", "boat-2", "boat-3")}
+    open_store(postgres_url).close()
+    failures: list[BaseException] = []
+
+    def collect(device: str) -> None:
+        try:
+            with open_store(postgres_url) as store:
+                for reading in trips[device]:
+                    store.insert_readings([reading])
+        except BaseException as exc:  # noqa: BLE001  (told to the test below)
+            failures.append(exc)
+
+    threads = [threading.Thread(target=collect, args=(device,)) for device in trips]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not failures
+    with open_store(postgres_url) as store:
+        check_totals_are_the_sum_of_their_keys(store)
+        incremental = kept(store)
+        store.rebuild_figures()
+        assert kept(store) == incremental
+        (cell,) = store.coverage(8, Thresholds()).cells
+    assert (cell.samples, cell.devices) == (360, ("boat-1", "boat-2", "boat-3"))
