@@ -40,7 +40,6 @@ DEFAULT_ZOOM = 11
 MAX_ZOOM = 22
 MAX_CELLS = 20_000       # a view past this many cells is answered in part (the answer says so)
 COARSEST_RESOLUTION = 3  # about 12,000 km² a cell: the whole regency in a few dozen
-LAYERS = ("tracks", "segments", "tags", "places")
 _VIEW_PARAMETERS = ("bbox", "zoom", "operator", "tech", "from", "to", "units")
 _NAME = re.compile(r"^[A-Za-z0-9._:+-]{1,64}$")
 _TECH = re.compile(r"^[A-Za-z0-9-]{1,16}$")
@@ -131,17 +130,6 @@ def parse_view(params: Mapping[str, Sequence[str]], allowed: Sequence[str] = _VI
             raise QueryError(f"units: {bad[0]!r} is not a unit id")
         devices = frozenset(names)
     return View(area, zoom, operator, technology, days, devices)
-
-
-def parse_layers(params: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
-    text = _one(params, "layers")
-    if not text:
-        return LAYERS
-    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
-    bad = [n for n in names if n not in LAYERS]
-    if bad:
-        raise QueryError(f"layers: {bad[0]!r} is not a layer ({', '.join(LAYERS)})")
-    return names
 
 
 def _inside(area: tuple[float, float, float, float] | None, lat: float, lon: float) -> bool:

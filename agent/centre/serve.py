@@ -40,7 +40,7 @@ from agent.centre.cell_stats import FiguresFilter
 from agent.centre.coverage import Coverage, Thresholds
 from agent.centre.fleet import fleet
 from agent.centre.live_answers import (
-    QueryError, ServedGrid, View, bounds_of, cells_answer, days_of, fleet_answer, parse_layers, parse_view,
+    QueryError, ServedGrid, View, bounds_of, cells_answer, days_of, fleet_answer, parse_view,
     places_answer, resolution_for_zoom, segments_answer, served_grid, tags_answer, tracks_answer,
 )
 from agent.centre.live_layers import Refreshing, as_of, keeps_tracks, kept_layers, layer_source
