@@ -41,14 +41,17 @@
     segments: ["Ruas tanpa layanan", "Stretches without service"],
     tags: ["Titik yang ditandai", "Tagged spots"],
     places: ["Nama tempat", "Place names"],
-    blank: ["Blank spot: tidak ada sinyal", "Blank spot: no service"],
-    weak: ["Sinyal lemah atau putus-putus", "Weak or intermittent signal"],
-    covered: ["Tercakup", "Covered"],
-    unknown: ["Data belum cukup", "Not enough readings"],
     track: ["Lintasan unit", "Unit track"],
     segment: ["Ruas tanpa layanan", "Stretch without service"],
     tag: ["Titik yang ditandai", "Tagged spot"]
   };
+  var LEGEND = [
+    ["blank", "Blank spot: tidak ada sinyal", "Blank spot: no service"],
+    ["weak", "Sinyal lemah atau putus-putus", "Weak or intermittent signal"],
+    ["covered", "Tercakup", "Covered"],
+    ["unknown", "Data belum cukup", "Not enough readings"]
+  ];
+  LEGEND.forEach(function (row) { T[row[0]] = [row[1], row[2]]; });
   var LAYERS = ["cells", "tracks", "segments", "tags", "places"];
 
   function esc(text) {
@@ -249,9 +252,9 @@
     var isOpen = box ? box.open : !PHONE;
     var html = '<details id="bs-legend-box"' + (isOpen ? " open" : "") +
       "><summary><strong>" + esc(say("legend")) + "</strong></summary>";
-    ["blank", "weak", "covered", "unknown"].forEach(function (c) {
-      html += '<div class="bs-row"><span class="bs-swatch" style="background:' + COLORS[c] + '"></span>' +
-        "<span>" + sayHtml(c) + "</span></div>";
+    LEGEND.forEach(function (row) {
+      html += '<div class="bs-row"><span class="bs-swatch" style="background:' + COLORS[row[0]] + '"></span>' +
+        "<span>" + sayHtml(row[0]) + "</span></div>";
     });
     html += '<div class="bs-row"><span class="bs-line" style="border-color:' + TRACK + '"></span>' +
       "<span>" + sayHtml("track") + "</span></div>";
