@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import io
 import sys
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -23,23 +22,11 @@ from agent.centre.store.base import StoreError
 from agent.centre.store.readonly import open_store_readonly
 from agent.centre.report import parse_places_csv
 from agent.commands.main import main
-from tests.support.postgres import postgres_url  # noqa: F401  (fixture)
-from tests.support.served_map import served
-from tests.support.survey_factory import T0, in_service, no_service, survey_db, trip_with_tags
+from tests.support.postgres import postgres_url  # noqa: F401,F811  (fixture)
+from tests.support.served_map import DAY_TWO, indosat_unit, served
+from tests.support.survey_factory import no_service, survey_db, trip_with_tags
 
 ROUTE_PLACES = Path(__file__).resolve().parent.parent / "agent" / "sim" / "routes" / "mahakam.csv"
-DAY_TWO = T0 + timedelta(days=3)   # 2026-11-27 in WITA
-
-
-def indosat_unit() -> list:
-    """A second unit with an Indosat SIM, three days after the boat: in service by Samarinda,
-    without service near Tenggarong."""
-    readings = [in_service("probe-2", seq, -0.5030, 117.1460, mcc=510, mnc=1, operator="INDOSAT", rsrp=-85.0,
-                           when=DAY_TWO) for seq in range(1, 8)]
-    readings += [no_service("probe-2", seq, -0.4240, 116.9840, when=DAY_TWO) for seq in range(8, 16)]
-    return readings
-
-
 @pytest.fixture(scope="module")
 def db(tmp_path_factory) -> str:
     return survey_db(tmp_path_factory.mktemp("serve") / "collector.db", trip_with_tags() + indosat_unit())

@@ -50,6 +50,8 @@ class Dom(HTMLParser):
         self.errors_text = ""
         self._in_errors = False
         self.text: list[str] = []
+        self.shown: list[str] = []     # the text outside <script> and <style>
+        self._hidden_in: str | None = None
         self._texts: dict[int, str] = {}
         self.feed(html)
 
@@ -57,10 +59,14 @@ class Dom(HTMLParser):
         attributes = {k: v or "" for k, v in attrs}
         self.elements.append((tag, attributes))
         self._in_errors = attributes.get("id") == "bs-errors"
+        if tag in ("script", "style"):
+            self._hidden_in = tag
 
     def handle_endtag(self, tag):
         if tag == "pre":
             self._in_errors = False
+        if tag == self._hidden_in:
+            self._hidden_in = None
 
     def handle_data(self, data):
         if self.elements:
@@ -69,6 +75,8 @@ class Dom(HTMLParser):
         if self._in_errors:
             self.errors_text += data
         self.text.append(data)
+        if self._hidden_in is None:
+            self.shown.append(data)
 
     def paths(self, css_class: str) -> int:
         return sum(1 for tag, a in self.elements if tag == "path" and css_class in a.get("class", "").split())

@@ -10,11 +10,25 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from agent.centre.serve import LiveMap, MapServer, ServeOptions, make_server
 from agent.centre.serve_login import Login
 from agent.centre.store.readonly import open_store_readonly
+from agent.shared.reading import Reading
+from tests.support.survey_factory import T0, in_service, no_service
+
+DAY_TWO = T0 + timedelta(days=3)   # 2026-11-27 in WITA
+
+
+def indosat_unit() -> list[Reading]:
+    """A second unit with an Indosat SIM, three days after the boat of ``trip_with_tags``: in
+    service by Samarinda, without service near Tenggarong (it stands still: no track)."""
+    readings = [in_service("probe-2", seq, -0.5030, 117.1460, mcc=510, mnc=1, operator="INDOSAT", rsrp=-85.0,
+                           when=DAY_TWO) for seq in range(1, 8)]
+    readings += [no_service("probe-2", seq, -0.4240, 116.9840, when=DAY_TWO) for seq in range(8, 16)]
+    return readings
 
 
 @dataclass
