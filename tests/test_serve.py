@@ -19,8 +19,9 @@ from agent.centre.serve import LiveMap, ServeOptions
 from agent.centre.serve_login import Login, read_users, set_user
 from agent.centre.store import open_store
 from agent.centre.store.base import StoreError
-from agent.centre.store.readonly import open_store_readonly
-from agent.centre.report import parse_places_csv
+from agent.centre.store.readonly import ReadOnlySqliteStore, open_store_readonly
+from agent.centre.segments import tracks as tracks_of
+from agent.centre.report import parse_places_csv, tagged_places
 from agent.commands.main import main
 from tests.support.postgres import postgres_url  # noqa: F401,F811  (fixture)
 from tests.support.served_map import DAY_TWO, indosat_unit, served
@@ -306,3 +307,41 @@ def test_health_is_503_when_the_database_cannot_be_read(tmp_path):
         reply = s.get("healthz")
         assert reply.status == 503 and reply.json["database"]["reachable"] is False
         assert "blankspot_database_up 0" in s.get("metrics").text
+
+
+# -- a store that keeps its tracks ---------------------------------------------------------------
+
+class TrackKeepingStore(ReadOnlySqliteStore):
+    """A store that answers tracks, stretches and tags itself (what a store keeping them as
+    readings arrive offers), here computed from its readings; it notes what it was asked."""
+
+    asked: list = []
+
+    def keeps_tracks(self) -> bool:
+        return True
+
+    def tracks(self, zoom, where):
+        self.asked.append(("tracks", zoom, where))
+        return [t for t in tracks_of(self.iter_readings()) if where.devices is None or t.device in where.devices]
+
+    def segments(self, where):
+        self.asked.append(("segments", where))
+        return []
+
+    def tags(self, where):
+        return tagged_places(self.iter_readings(), named_only=False)
+
+
+def test_a_store_keeping_its_tracks_is_asked_instead_of_a_pass(tmp_path):
+    db = survey_db(tmp_path / "c.db", trip_with_tags() + indosat_unit())
+    live = LiveMap(lambda: TrackKeepingStore(tmp_path / "c.db"), ServeOptions(refresh_s=0))
+    with served(db, live=live) as s:
+        answer = s.get("api/tracks?zoom=10&units=boat-1&from=2026-11-24").json
+        assert answer["layers"] == "kept" and len(answer["tracks"]) == 1
+        assert s.get("api/tracks?zoom=10&units=probe-2").json["tracks"] == []
+        assert len(s.get("api/tags").json["tags"]) == 2
+        assert s.get("api/segments").json["segments"] == []
+        assert s.get("healthz").json["layers"] == "kept"
+    kind, zoom, where = TrackKeepingStore.asked[0]
+    assert (kind, zoom) == ("tracks", 10)
+    assert where == FiguresFilter(days=("2026-11-24", "9999-12-31"), devices=frozenset({"boat-1"}))
