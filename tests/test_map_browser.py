@@ -143,6 +143,20 @@ def test_operator_filter(survey, tmp_path):
     assert dom.paths("bs-segment") == 1       # probe-2's, standing in its blank spot; Telkomsel's is hidden
 
 
+def test_technology_switch(survey, tmp_path):
+    _, page, coverage = survey
+    dom = load(tmp_path, page, "#tech=NR5G-SA")
+    assert dom.errors == []
+    # Nobody heard 5G: only the blank cells stay, as no technology reaches them.
+    blank = [c for c in coverage.cells if c.operator == "510-10" and c.coverage_class == "blank"]
+    assert dom.paths("bs-cell") == dom.paths("bs-blank") == len(blank) > 0
+    dom = load_with_script(tmp_path, page, "document.querySelector('input[name=bs-tech][value=LTE]').click();")
+    assert dom.errors == []
+    lte = [c for c in coverage.cells if c.operator == "510-10"
+           and (c.coverage_class == "blank" or any(f.rat == "LTE" for f in c.by_rat))]
+    assert dom.paths("bs-cell") == len(lte) and dom.attribute("body", "data-tech") == "LTE"
+
+
 def test_screenshot_looks_like_a_map(survey, tmp_path):
     _, page, _ = survey
     shot = tmp_path / "map.png"

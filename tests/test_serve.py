@@ -23,7 +23,7 @@ from agent.centre.store.readonly import ReadOnlySqliteStore, open_store_readonly
 from agent.centre.segments import tracks as tracks_of
 from agent.centre.report import parse_places_csv, tagged_places
 from agent.commands.main import main
-from tests.support.postgres import postgres_url  # noqa: F401,F811  (fixture)
+from tests.support.postgres import postgres_url as postgres_url_fixture
 from tests.support.served_map import DAY_TWO, indosat_unit, served
 from tests.support.survey_factory import no_service, survey_db, trip_with_tags
 
@@ -258,7 +258,11 @@ def test_no_database_is_created_where_there_is_none(tmp_path, capsys):
     assert not (tmp_path / "none.db").exists()
 
 
-def test_postgresql_is_served_read_only(postgres_url):  # noqa: F811
+postgres_url = postgres_url_fixture
+
+
+def test_postgresql_is_served_read_only(request):
+    postgres_url = request.getfixturevalue("postgres_url")
     with open_store(postgres_url) as writer:
         writer.insert_readings(indosat_unit())
     with served(postgres_url) as s:

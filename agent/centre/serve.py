@@ -163,7 +163,11 @@ class LiveMap:
         return made
 
     def _names(self) -> dict[str, str]:
-        return dict(self.grid(8, None, None, self.version())[1].operators)
+        """Operator names for the stretches' popups; none while the figures cannot be read."""
+        try:
+            return dict(self.grid(8, None, None, self.version())[1].operators)
+        except StoreError:
+            return {}
 
     # -- answers ----------------------------------------------------------------------------
 
