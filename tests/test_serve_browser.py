@@ -134,6 +134,14 @@ def test_days_and_units_filter_the_layers(server, tmp_path):
     assert "Could not load" in notice and "no readings of '510-10'" in notice
 
 
+def test_no_unit_ticked_draws_no_readings(server, tmp_path):
+    untick = "document.querySelectorAll('.bs-unit').forEach(function (b) { b.click(); });"
+    dom = open_page(tmp_path, server, "#lang=en", untick)
+    assert dom.errors == []
+    assert dom.paths("bs-cell") == dom.paths("bs-track") == dom.paths("bs-tag") == 0
+    assert dom.text_of("bs-notice") == "No unit chosen"
+
+
 def test_layer_switches(server, tmp_path):
     dom = open_page(tmp_path, server, "#lang=en&hide=cells,tracks,places")
     assert dom.errors == []

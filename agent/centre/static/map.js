@@ -28,6 +28,7 @@
     missing: ["Hilang", "Missing"],
     stored: ["Tersimpan", "Stored"],
     noUnits: ["Belum ada unit", "No units yet"],
+    noUnit: ["Tidak ada unit yang dipilih", "No unit chosen"],
     noBase: ["Tanpa peta dasar", "No base map"],
     baseOffline: ["Peta dasar tidak tersedia (luring)", "Base map unavailable (offline)"],
     noData: ["Belum ada data", "No readings yet"],
@@ -220,7 +221,9 @@
           var ticked = Array.prototype.filter.call(panelDiv.querySelectorAll(".bs-unit"), function (b) {
             return b.checked;
           }).map(function (b) { return b.value; });
+          // Every unit ticked asks for all of them (also units heard of later); none, for nothing.
           state.units = ticked.length === overview.units.length ? [] : ticked;
+          state.noUnit = ticked.length === 0;
           changed();
         });
       });
@@ -446,6 +449,13 @@
     var view = viewParams();
     var jobs = [];
     document.body.setAttribute("data-ready", "0");
+    if (state.noUnit) {
+      [drawCells, drawTracks, drawSegments, drawTags].forEach(function (draw) { draw([]); });
+      setNotice(say("noUnit"));
+      arrange();
+      document.body.setAttribute("data-ready", "1");
+      return Promise.resolve();
+    }
     var cellParams = Object.assign({}, view, { operator: state.operator, tech: state.tech });
     jobs.push(layerOn.cells ? ask("cells", cellParams).then(function (answer) {
       if (mine !== asking) { return; }
