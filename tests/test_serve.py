@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import sys
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def db(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def options() -> ServeOptions:
     places = parse_places_csv(ROUTE_PLACES.read_text(encoding="utf-8"), str(ROUTE_PLACES))
-    return ServeOptions(refresh_s=0, background_layers=False, tiles=None, places=tuple(places))
+    return ServeOptions(refresh_s=0, background=False, tiles=None, places=tuple(places))
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +175,7 @@ def test_a_repeat_is_answered_from_memory_and_new_readings_are_seen(tmp_path, op
 def test_the_version_is_asked_at_most_every_refresh_interval(tmp_path):
     db = survey_db(tmp_path / "c.db", indosat_unit())
     now = [0.0]
-    live = LiveMap(lambda: open_store_readonly(db), ServeOptions(refresh_s=30, background_layers=False),
+    live = LiveMap(lambda: open_store_readonly(db), ServeOptions(refresh_s=30, background=False),
                    clock=lambda: now[0])
     try:
         before = live.answer("/api/cells", "zoom=12&operator=510-01").body
@@ -184,6 +185,24 @@ def test_the_version_is_asked_at_most_every_refresh_interval(tmp_path):
         assert live.answer("/api/cells", "zoom=12&operator=510-01").body == before
         now[0] = 31.0
         assert live.answer("/api/cells", "zoom=12&operator=510-01").body != before
+    finally:
+        live.close()
+
+
+def test_newer_data_is_summed_in_the_background_while_the_last_grid_answers(tmp_path):
+    db = survey_db(tmp_path / "c.db", indosat_unit())
+    live = LiveMap(lambda: open_store_readonly(db), ServeOptions(refresh_s=0, background=True))
+
+    def cells() -> int:
+        return len(json.loads(live.answer("/api/cells", "zoom=12&operator=510-01").body)["cells"])
+
+    try:
+        assert cells() == 2                     # the first grid is made while the request waits
+        with open_store(db) as writer:
+            writer.insert_readings([no_service("probe-2", seq, -0.18, 116.72, when=DAY_TWO) for seq in range(16, 24)])
+        assert cells() == 2                     # the last grid answers at once
+        live.settle(30)
+        assert cells() == 3
     finally:
         live.close()
 

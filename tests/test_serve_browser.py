@@ -30,7 +30,7 @@ def db(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def server(db):
     places = parse_places_csv(ROUTE_PLACES.read_text(encoding="utf-8"), str(ROUTE_PLACES))
-    with served(db, ServeOptions(refresh_s=0, background_layers=False, tiles=None, places=tuple(places))) as s:
+    with served(db, ServeOptions(refresh_s=0, background=False, tiles=None, places=tuple(places))) as s:
         yield s
 
 

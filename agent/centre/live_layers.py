@@ -64,12 +64,13 @@ class Kept(Generic[T]):
 
 
 class Refreshing(Generic[T]):
-    """One value made by ``make()`` for a data version: the first :meth:`get` makes it; a
+    """One value (the layers, a grid) made by ``make()`` for a data version: the first :meth:`get` makes it; a
     later one with a newer version starts a remake in the background and answers the kept
     value meanwhile.  ``make`` runs on at most one thread at a time."""
 
-    def __init__(self, make: Callable[[], T], background: bool = True) -> None:
+    def __init__(self, make: Callable[[], T], background: bool = True, name: str = "served layers") -> None:
         self._make = make
+        self.name = name
         self._background = background
         self._lock = threading.Lock()
         self._making = threading.Lock()
@@ -88,7 +89,7 @@ class Refreshing(Generic[T]):
             kept = Kept(version, value, time.time(), time.perf_counter() - started)
             with self._lock:
                 self._kept = kept
-            log.info("served layers remade in %.1f s", kept.took_s)
+            log.info("%s made in %.2f s", self.name, kept.took_s)
             return kept
 
     def _in_background(self, version: Hashable) -> None:
@@ -96,7 +97,7 @@ class Refreshing(Generic[T]):
             self._run(version)
         except Exception:  # the next request tries again; the kept value stays meanwhile
             self.failures += 1
-            log.exception("remaking the served layers failed")
+            log.exception("making %s failed", self.name)
 
     def get(self, version: Hashable) -> Kept[T]:
         with self._lock:
@@ -106,7 +107,7 @@ class Refreshing(Generic[T]):
             if kept is not None and self._background:
                 if self._worker is None or not self._worker.is_alive():
                     self._worker = threading.Thread(target=self._in_background, args=(version,),
-                                                    name="blankspot-serve-layers", daemon=True)
+                                                    name=f"blankspot-serve {self.name}", daemon=True)
                     self._worker.start()
                 return kept
         return self._run(version)

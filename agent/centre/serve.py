@@ -68,7 +68,7 @@ class ServeOptions:
     thresholds: Thresholds = Thresholds()
     refresh_s: float = DEFAULT_REFRESH_S
     places: tuple[Place, ...] = ()
-    background_layers: bool = True     # remake survey layers in the background (False: tests)
+    background: bool = True     # remake grids and layers in the background (False: at once, for tests)
 
 
 @dataclass(frozen=True)
@@ -106,14 +106,14 @@ class LiveMap:
         self.store = open_reader()
         self._store_lock = threading.RLock()
         self._version = _Version()
-        self._grids: OrderedDict[Hashable, tuple[ServedGrid, Coverage]] = OrderedDict()
+        self._grids: OrderedDict[Hashable, Refreshing[tuple[ServedGrid, Coverage]]] = OrderedDict()
         self._grids_lock = threading.Lock()
         self._answers: OrderedDict[Hashable, Answer] = OrderedDict()
         self._answers_lock = threading.Lock()
         self.stats = RequestStats()
         self.kept_tracks = keeps_tracks(self.store)
         self._layers: Refreshing | None = None if self.kept_tracks else \
-            layer_source(open_reader, lambda: self._names(), options.background_layers)
+            layer_source(open_reader, lambda: self._names(), options.background)
         self._place_labels = place_labels(options.places)
         self.page = render_map(self._page_data()).encode("utf-8")
 
@@ -139,28 +139,43 @@ class LiveMap:
     # -- grids from the kept figures --------------------------------------------------------
 
     def grid(self, resolution: int, days: tuple[str, str] | None, devices: frozenset[str] | None,
-             version: Hashable) -> tuple[ServedGrid, Coverage]:
-        key = (version, resolution, days, devices)
+             version: Hashable) -> tuple[ServedGrid, Coverage, bool]:
+        """The grid of ``resolution``, days and units, and whether it is of ``version``: a grid
+        of older data is answered while the newer one is summed in the background."""
+        key = (resolution, days, devices)
         with self._grids_lock:
-            found = self._grids.get(key)
-            if found is not None:
-                self._grids.move_to_end(key)
-                return found
-        with self._store_lock:
-            if not self.store.keeps_figures():
+            holder = self._grids.get(key)
+            if holder is None:
+                holder = self._grids[key] = Refreshing(lambda: self._make_grid(resolution, days, devices),
+                                                       self.options.background, f"grid {key}")
+            self._grids.move_to_end(key)
+            while len(self._grids) > GRIDS_KEPT:
+                self._grids.popitem(last=False)
+        kept = holder.get(version)
+        return kept.value[0], kept.value[1], kept.version == version
+
+    def _make_grid(self, resolution: int, days: tuple[str, str] | None,
+                   devices: frozenset[str] | None) -> tuple[ServedGrid, Coverage]:
+        # On a connection of its own: a long sum does not hold up the other requests.
+        store = self._open_reader()
+        try:
+            if not store.keeps_figures():
                 raise StoreError("this database keeps no coverage figures: upgrade it by starting the collector")
-            stale = self.store.figures_stale()
+            stale = store.figures_stale()
             if stale:
                 raise StoreError(f"the kept coverage figures are out of date ({stale}): run 'blankspot aggregate"
                                  " --db URL --rebuild' (the served map only reads)")
-            coverage = self.store.coverage(resolution, self.options.thresholds,
-                                           FiguresFilter(days=days, devices=devices))
-        made = (served_grid(coverage), coverage)
+            coverage = store.coverage(resolution, self.options.thresholds, FiguresFilter(days=days, devices=devices))
+        finally:
+            store.close()
+        return served_grid(coverage), coverage
+
+    def settle(self, timeout: float | None = None) -> None:
+        """Until the grids and layers being made in the background are done (tests, benchmark)."""
         with self._grids_lock:
-            self._grids[key] = made
-            while len(self._grids) > GRIDS_KEPT:
-                self._grids.popitem(last=False)
-        return made
+            holders: list[Refreshing[Any]] = list(self._grids.values())
+        for holder in holders + ([self._layers] if self._layers is not None else []):
+            holder.wait(timeout)
 
     def _names(self) -> dict[str, str]:
         """Operator names for the stretches' popups; none while the figures cannot be read."""
@@ -213,7 +228,7 @@ class LiveMap:
 
     def _overview(self, params: dict[str, list[str]], version: Hashable) -> tuple[Any, bool]:
         parse_view(params, allowed=())
-        grid, coverage = self.grid(8, None, None, version)
+        grid, coverage, fresh = self.grid(8, None, None, version)
         with self._store_lock:
             units = [u["device"] for u in fleet_answer(fleet(self.store), datetime.now(timezone.utc))["units"]]
         return {
@@ -222,12 +237,13 @@ class LiveMap:
             "units": units, "days": days_of(coverage), "bounds": bounds_of(grid),
             "layers": "kept" if self.kept_tracks else "survey", "refresh_s": self.options.refresh_s,
             "resolutions": {str(z): resolution_for_zoom(z) for z in range(0, 23)},
-        }, True
+        }, fresh
 
     def _cells(self, params: dict[str, list[str]], version: Hashable) -> tuple[Any, bool]:
         view = parse_view(params)
-        grid, _ = self.grid(view.resolution, view.days, view.devices, version)
-        return cells_answer(grid, view), True
+        grid, _, fresh = self.grid(view.resolution, view.days, view.devices, version)
+        # An answer from a grid older than the data is not kept: the next one may be newer.
+        return cells_answer(grid, view), fresh
 
     def _layers_of(self, view: View, version: Hashable) -> tuple[Any, dict[str, Any], bool]:
         if self.kept_tracks:

@@ -69,7 +69,7 @@ class Served:
 
 
 @contextmanager
-def served(db_url: str, options: ServeOptions = ServeOptions(refresh_s=0, background_layers=False, tiles=None),
+def served(db_url: str, options: ServeOptions = ServeOptions(refresh_s=0, background=False, tiles=None),
            login: Login | None = None, live: LiveMap | None = None) -> Iterator[Served]:
     """The map of ``db_url`` served on 127.0.0.1 at a free port until the block ends."""
     live = live or LiveMap(lambda: open_store_readonly(db_url), options)
