@@ -80,7 +80,8 @@ def test_served_page_draws_what_the_api_answers(server, db, tmp_path):
     rows = dom.spans("bs-fleet-row")
     assert [a["data-unit"] for a, _ in rows] == ["boat-1", "probe-2"]
     text = " ".join(dom.shown)
-    for words in ("Armada unit", "Keterangan", "Lapisan", "Teknologi", "Hari (WITA)", "Samarinda", "Tenggarong"):
+    for words in ("Peta blank spot langsung", "Armada unit", "Keterangan", "Lapisan", "Teknologi", "Hari (WITA)",
+                  "Samarinda", "Tenggarong"):
         assert words in text, words
     assert "Fleet" not in text
     options = [a.get("value") for t, a in dom.elements if t == "option"]
@@ -94,7 +95,8 @@ def test_language_switch_to_english(server, tmp_path):
     assert dom.attribute("body", "data-acted") == "1"
     assert dom.attribute("body", "data-lang") == "en"
     text = " ".join(dom.shown)
-    for words in ("Fleet", "Legend", "Layers", "Technology", "Days (WITA)", "Blank spot: no service"):
+    for words in ("Live blank-spot map", "Fleet", "Legend", "Layers", "Technology", "Days (WITA)",
+                  "Blank spot: no service"):
         assert words in text, words
     assert "Armada unit" not in text
     assert dom.paths("bs-track") == 1 and dom.with_class("bs-fleet-row") == 2

@@ -60,9 +60,12 @@ ROUTES = ("/", "/api/overview", "/api/cells", "/api/tracks", "/api/segments", "/
           "/api/fleet", "/healthz", "/metrics")
 
 
+DEFAULT_TITLES = ("Peta blank spot langsung", "Live blank-spot map")
+
+
 @dataclass(frozen=True)
 class ServeOptions:
-    title: str = "Peta blank spot langsung / Live blank-spot map"
+    title: str = " / ".join(DEFAULT_TITLES)
     tiles: str | None = OSM_TILES
     tiles_attribution: str = OSM_ATTRIBUTION
     thresholds: Thresholds = Thresholds()
@@ -327,6 +330,7 @@ class LiveMap:
             "center": list(MAHAKAM_CENTER), "operators": [], "default_operator": None, "cells": [],
             "tracks": [], "track_zoom": 16, "tracks_left_out": 0, "segments": [], "tags": [], "places": [],
             "live": {"api": "api/", "refresh_s": o.refresh_s},
+            "titles": list(DEFAULT_TITLES) if o.title == " / ".join(DEFAULT_TITLES) else None,
         }
 
 

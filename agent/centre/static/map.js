@@ -151,7 +151,10 @@
   function renderPanel() {
     var open = document.getElementById("bs-filters");
     var isOpen = open ? open.open : !PHONE;
-    var html = "<h1>" + esc(data.title) + "</h1>" +
+    // The served page's own title is in the chosen language; a title given by its operator stays as given.
+    var title = LIVE && data.titles ? data.titles[lang === "en" ? 1 : 0] : data.title;
+    document.title = title;
+    var html = "<h1>" + esc(title) + "</h1>" +
       '<details id="bs-filters"' + (isOpen ? " open" : "") + "><summary>" + esc(say("filters")) + "</summary>" +
       '<div class="bs-sub">' + esc(data.subtitle) + "</div>";
     if (LIVE) {
@@ -553,7 +556,7 @@
       if (answer.bounds) {
         var right = Math.max(panel.getContainer().offsetWidth, legend.getContainer().offsetWidth);
         var room = map.getSize().x > 2.5 * right ? right + 30 : 30;
-        map.fitBounds(answer.bounds, { paddingTopLeft: [30, 30], paddingBottomRight: [room, 30], maxZoom: 14 });
+        map.fitBounds(L.latLngBounds(answer.bounds).pad(0.05), { paddingTopLeft: [30, 30], paddingBottomRight: [room, 30], maxZoom: 14 });
       }
       return Promise.all([askFleet(), liveRedraw()]);
     }, function (error) {
