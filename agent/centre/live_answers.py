@@ -246,18 +246,19 @@ class ServedLayers:
     tracks: list[dict[str, Any]] = field(default_factory=list)
     segments: list[dict[str, Any]] = field(default_factory=list)
     tags: list[dict[str, Any]] = field(default_factory=list)
-    _by_zoom: dict[int, list[list[list[float]]]] = field(default_factory=dict)
+    _by_zoom: dict[tuple[str, int], list[list[list[float]]]] = field(default_factory=dict)
 
-    def lines_at(self, zoom: int) -> list[list[list[float]]]:
-        """Every track's line simplified for ``zoom`` (made once per zoom, from the next finer)."""
+    def lines_at(self, zoom: int, layer: str = "tracks") -> list[list[list[float]]]:
+        """Every line of ``layer`` (tracks or segments) simplified for ``zoom`` (made once per
+        zoom, from the next finer)."""
         zoom = max(MIN_TRACK_ZOOM, min(FINEST_TRACK_ZOOM, zoom))
-        lines = self._by_zoom.get(zoom)
+        lines = self._by_zoom.get((layer, zoom))
         if lines is None:
             if zoom == FINEST_TRACK_ZOOM:
-                lines = [t["line"] for t in self.tracks]
+                lines = [t["line"] for t in getattr(self, layer)]
             else:
-                lines = [simplify(line, pixel_m(zoom)) for line in self.lines_at(zoom + 1)]
-            self._by_zoom[zoom] = lines
+                lines = [simplify(line, pixel_m(zoom)) for line in self.lines_at(zoom + 1, layer)]
+            self._by_zoom[(layer, zoom)] = lines
         return lines
 
 
@@ -278,10 +279,10 @@ def served_layers(tracks: Iterable[dict[str, Any]], segments: Iterable[Segment],
     """The layers of served track pieces (:func:`served_track`), segments and tags."""
     segment_list = []
     for s in segments:
-        line = [[round(p.lat, 6), round(p.lon, 6)] for p in s.points]
+        line = [[round(p.lat, 5), round(p.lon, 5)] for p in thin(s.points)]
         segment_list.append({
             "op": s.operator, "device": s.device, "days": (wita_day(s.start.time), wita_day(s.end.time)),
-            "box": _box((p[0], p[1]) for p in line), "line": line,
+            "box": _box((p[0], p[1]) for p in line), "line": simplify(line, pixel_m(FINEST_TRACK_ZOOM)),
             "popup": [["Ruas tanpa layanan / No service",
                        f"{s.length_km:.2f} km, {s.no_service} pengukuran / readings"],
                       ["Operator", f"{operator_names.get(s.operator, s.operator)} ({s.operator})"],
@@ -339,7 +340,9 @@ def tracks_answer(layers: ServedLayers, view: View, budget: int = TRACK_BUDGET) 
 
 
 def segments_answer(layers: ServedLayers, view: View, operator: str | None) -> dict[str, Any]:
-    return {"segments": [_public(s) for s in layers.segments
+    """The operator's stretches without service in the view, simplified for its zoom."""
+    lines = layers.lines_at(view.zoom, "segments")
+    return {"segments": [{**_public(s), "line": lines[i]} for i, s in enumerate(layers.segments)
                          if (operator is None or s["op"] == operator) and _taken(view, s)]}
 
 

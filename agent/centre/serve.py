@@ -173,6 +173,19 @@ class LiveMap:
             store.close()
         return served_grid(coverage), coverage
 
+    def warm(self) -> threading.Thread:
+        """Start making what the first page view asks for (the whole grid at resolution 8 and
+        the layers) in the background, so that the first visitor does not wait for them."""
+        def work() -> None:
+            for path, query in (("/api/overview", ""), ("/api/tracks", "zoom=11")):
+                answer = self.answer(path, query)
+                if answer.status != 200:
+                    log.warning("preparing %s: %s", path, answer.body.decode("utf-8", "replace"))
+
+        thread = threading.Thread(target=work, name="blankspot-serve warm", daemon=True)
+        thread.start()
+        return thread
+
     def settle(self, timeout: float | None = None) -> None:
         """Until the grids and layers being made in the background are done (tests, benchmark)."""
         with self._grids_lock:

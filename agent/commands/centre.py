@@ -691,6 +691,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, shut)
+        live.warm()
         host, port = server.server_address[:2]
         log.info("live map of %s on http://%s:%s/ (%s; layers %s)", live.store.url, host, port,
                  "login required" if login else "no login", "kept by the store" if live.kept_tracks
