@@ -8,7 +8,6 @@ upgrades it); an older or newer one is a :class:`~agent.centre.store.base.StoreE
 """
 from __future__ import annotations
 
-import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,6 @@ from agent.centre.store.base import (
     CommitResult, SchemaTooNew, Store, StoreError, Work, parse_db_url,
 )
 from agent.centre.store.sqlite import BUSY_TIMEOUT_MS, SqliteStore
-
-log = logging.getLogger(__name__)
 
 READ_ONLY = "opened read-only: nothing can be written through it"
 
@@ -39,7 +36,8 @@ def _check_version(version: int, where: str) -> None:
 class ReadOnlySqliteStore(SqliteStore):
     """A SQLite collector database, read only (see the module docstring)."""
 
-    def __init__(self, path: str | Path) -> None:  # noqa: super().__init__ would migrate
+    def __init__(self, path: str | Path) -> None:
+        # Not SqliteStore.__init__: that one switches to WAL and migrates, both writes.
         self.path = Path(path)
         self._closed = False
         self.url = f"sqlite:///{self.path.resolve().as_posix().lstrip('/')}"
