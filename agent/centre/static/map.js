@@ -563,6 +563,14 @@
       setNotice(say("failed") + ": " + error.message);
       document.body.setAttribute("data-ready", "1");
     });
-    setInterval(askFleet, Math.max(30, LIVE.refresh_s || 30) * 1000);
+    // New readings arrive while the page stays open: ask again now and then, but never under
+    // an open popup (redrawing would close it while someone reads it).
+    var popupOpen = false;
+    map.on("popupopen", function () { popupOpen = true; });
+    map.on("popupclose", function () { popupOpen = false; });
+    setInterval(function () {
+      askFleet();
+      if (!popupOpen && !document.hidden) { liveRedraw(); }
+    }, Math.max(30, LIVE.refresh_s || 30) * 1000);
   }
 })();
