@@ -11,7 +11,9 @@
 #                    DIR/wheels) without touching the network; run from an unpacked
 #                    bundle, its own wheels/ are used without this option
 #   --collector      install blankspot-collector.service and /etc/blankspot/collector.env,
-#                    and blankspot with its collector and postgres extras (h3, psycopg);
+#                    blankspot-serve.service (the live map; not enabled) and
+#                    /etc/blankspot/serve.env, and blankspot with its collector and
+#                    postgres extras (h3, psycopg);
 #                    a bundle for it is made with make-bundle.sh --extras collector,postgres
 #   --share-modem    udev rules that keep ModemManager off the AT and NMEA ports only, so it
 #                    can still run the data connection (default: it keeps off the whole modem)
@@ -24,7 +26,7 @@
 #   --dry-run        print what would be done and change nothing
 #
 # Running it again is safe: it creates what is missing, updates what changed (units, rules,
-# a new blankspot wheel), and never overwrites /etc/blankspot/agent.toml or collector.env.
+# a new blankspot wheel), and never overwrites /etc/blankspot/agent.toml, collector.env or serve.env.
 # docs/install.md describes every step.
 set -eu
 
@@ -40,7 +42,7 @@ pip=yes
 python=python3
 dry_run=no
 
-usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 die() { echo "install: $*" >&2; exit 1; }
 say() { echo "install: $*"; }
 
@@ -123,6 +125,7 @@ need() {
 
 # -- what will be installed ---------------------------------------------------------------------
 need "$source_root/systemd/$unit"
+if [ "$collector" = yes ]; then need "$source_root/systemd/blankspot-serve.service"; fi
 if [ "$collector" = no ]; then
   need "$source_root/deploy/agent.example.toml"
   need "$source_root/deploy/udev/90-blankspot.rules"
@@ -236,10 +239,14 @@ else
   put_file "$source_root/systemd/collector.env.example" /etc/blankspot/collector.env.example 644 root
   # Read by systemd as root only: it holds the broker's and the database's passwords.
   put_file "$source_root/systemd/collector.env.example" /etc/blankspot/collector.env 600 root keep
+  put_file "$source_root/systemd/serve.env.example" /etc/blankspot/serve.env.example 644 root
+  put_file "$source_root/systemd/serve.env.example" /etc/blankspot/serve.env 600 root keep
 fi
-if [ -e "$source_root/docs/install.md" ]; then
-  put_file "$source_root/docs/install.md" /opt/blankspot/share/doc/install.md 644 root
-fi
+for doc in install.md serve.md; do
+  if [ -e "$source_root/docs/$doc" ]; then
+    put_file "$source_root/docs/$doc" "/opt/blankspot/share/doc/$doc" 644 root
+  fi
+done
 
 # -- udev: stable names for the modem's ports ---------------------------------------------------
 if [ "$collector" = no ]; then
@@ -269,6 +276,11 @@ fi
 # CAP_NET_RAW for ICMP latency is granted by the unit (AmbientCapabilities=), not by
 # changing net.ipv4.ping_group_range for the whole system.
 put_file "$source_root/systemd/$unit" "/etc/systemd/system/$unit" 644 root
+# The live map is installed beside the collector but not enabled: it needs a login (or stays
+# on this machine) and the address, in serve.env, first (docs/serve.md).
+if [ "$collector" = yes ]; then
+  put_file "$source_root/systemd/blankspot-serve.service" /etc/systemd/system/blankspot-serve.service 644 root
+fi
 if [ -z "$prefix" ] && [ -d /run/systemd/system ]; then
   run systemctl daemon-reload
   if ! systemctl is-enabled --quiet "$unit" 2>/dev/null; then run systemctl enable --quiet "$unit"; fi
@@ -289,4 +301,5 @@ if [ "$collector" = no ]; then
   say "      then: sudo systemctl restart $unit; journalctl -u $unit -f"
 else
   say "next: fill in /etc/blankspot/collector.env, then: sudo systemctl restart $unit"
+  say "      the live map: set /etc/blankspot/serve.env (docs/serve.md), then: sudo systemctl enable --now blankspot-serve"
 fi

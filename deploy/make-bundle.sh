@@ -106,7 +106,10 @@ copy deploy/udev/90-blankspot.rules
 copy systemd/blankspot-agent.service
 copy systemd/blankspot-collector.service
 copy systemd/collector.env.example
+copy systemd/blankspot-serve.service
+copy systemd/serve.env.example
 copy docs/install.md
+copy docs/serve.md
 for profile in "$source_root"/firmware_configs/*; do copy "firmware_configs/$(basename "$profile")"; done
 
 (cd "$out/wheels" && sha256sum ./*.whl > ../SHA256SUMS)

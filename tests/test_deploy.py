@@ -122,7 +122,7 @@ def analyze(root: Path, *args: str) -> subprocess.CompletedProcess:
 # -- the units -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["blankspot-agent.service", "blankspot-collector.service",
-                                  "blankspot-speed-server.service"])
+                                  "blankspot-speed-server.service", "blankspot-serve.service"])
 def test_units_verify_without_a_single_warning(systemd_root: Path, name: str) -> None:
     shutil.copy(UNITS / name, systemd_root / "etc/systemd/system" / name)
     done = analyze(systemd_root, "verify", "--man=no", f"/etc/systemd/system/{name}")
@@ -140,7 +140,8 @@ def test_verify_does_catch_mistakes(systemd_root: Path) -> None:
 
 
 @pytest.mark.parametrize("name, threshold", [("blankspot-agent.service", 3.0), ("blankspot-collector.service", 2.0),
-                                             ("blankspot-speed-server.service", 2.0)])
+                                             ("blankspot-speed-server.service", 2.0),
+                                             ("blankspot-serve.service", 2.0)])
 def test_units_are_hardened(systemd_root: Path, name: str, threshold: float) -> None:
     """systemd's own exposure score (0 = locked down, 10 = exposed); the agent needs
     serial ports, GPIO and raw ICMP sockets, the collector only the network."""
@@ -193,6 +194,51 @@ def test_collector_unit_runs_the_collect_command_from_its_environment_file() -> 
     example = dict(line.split("=", 1) for line in (UNITS / "collector.env.example").read_text().splitlines()
                    if line and not line.startswith("#"))
     assert set(example) == {"BLANKSPOT_BROKER", "BLANKSPOT_DB", "BLANKSPOT_COLLECT_ARGS"}
+
+
+def test_serve_unit_runs_the_live_map_read_only_as_the_collectors_user() -> None:
+    collector = unit_settings(UNITS / "blankspot-collector.service")["Service"]
+    service = unit_settings(UNITS / "blankspot-serve.service")["Service"]
+    assert one(service, "EnvironmentFile") == "/etc/blankspot/serve.env"
+    assert one(service, "ExecStart") == "/opt/blankspot/venv/bin/blankspot serve --db ${BLANKSPOT_DB} $BLANKSPOT_SERVE_ARGS"
+    for key in ("User", "Group", "StateDirectory", "ProtectSystem"):
+        assert one(service, key) == one(collector, key), key
+    assert one(service, "Restart") == "always" and one(service, "RestartPreventExitStatus") == "2"
+    example = dict(line.split("=", 1) for line in (UNITS / "serve.env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    assert set(example) == {"BLANKSPOT_DB", "BLANKSPOT_SERVE_ARGS"}
+    assert "--bind 127.0.0.1" in example["BLANKSPOT_SERVE_ARGS"], "as shipped, this machine only"
+    collector_env = dict(line.split("=", 1) for line in (UNITS / "collector.env.example").read_text().splitlines()
+                         if line and not line.startswith("#"))
+    assert example["BLANKSPOT_DB"] == collector_env["BLANKSPOT_DB"], "it reads the collector's database"
+
+
+def test_serve_accepts_its_units_command_line(tmp_path: Path) -> None:
+    """ExecStart with the shipped serve.env, run by the real CLI until it listens."""
+    db = survey_db(tmp_path / "collector.db", [])
+    example = dict(line.split("=", 1) for line in (UNITS / "serve.env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    port = str(free_port())
+    args = ["serve", "--db", db, *example["BLANKSPOT_SERVE_ARGS"].replace("8090", port).split()]
+    server = subprocess.Popen([sys.executable, "-m", "agent", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        import urllib.request
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
+                    return reply.status == 200
+            except OSError:
+                return False
+
+        assert wait(healthy, 30), server.stderr.read() if server.poll() is not None else "no answer"
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(20) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait()
 
 
 def test_agent_accepts_the_units_command_line(tmp_path: Path) -> None:
@@ -373,6 +419,11 @@ def test_collector_install(tmp_path: Path) -> None:
     tree = snapshot(root)
     assert tree["etc/blankspot/collector.env"][:3] == ("-rw-------", 0, 0), "it may hold passwords"
     assert (root / "etc/systemd/system/multi-user.target.wants/blankspot-collector.service").is_symlink()
+    assert (root / "etc/systemd/system/blankspot-serve.service").read_bytes() == \
+        (UNITS / "blankspot-serve.service").read_bytes()
+    assert not (root / "etc/systemd/system/multi-user.target.wants/blankspot-serve.service").exists(), \
+        "the live map waits for its login and address"
+    assert tree["etc/blankspot/serve.env"][:3] == ("-rw-------", 0, 0)
     assert not (root / "etc/udev/rules.d").exists() and not (root / "etc/blankspot/agent.toml").exists()
     assert unit_settings(UNITS / "blankspot-collector.service")["Service"]["PrivateDevices"] == ["yes"]
 
@@ -451,7 +502,8 @@ def test_bundle_holds_everything_install_needs(bundle: Path) -> None:
         assert any(w.startswith(extra) for w in wheels), f"the collector's {extra.rstrip('-')} is in the bundle"
     assert (bundle.parent / "bundle.tar.gz").is_file()
     for needed in ("deploy/install.sh", "deploy/agent.example.toml", "deploy/udev/90-blankspot.rules",
-                   "systemd/blankspot-agent.service", "docs/install.md", "firmware_configs/quectel-ec25.toml"):
+                   "systemd/blankspot-agent.service", "systemd/blankspot-serve.service", "systemd/serve.env.example",
+                   "docs/install.md", "docs/serve.md", "firmware_configs/quectel-ec25.toml"):
         assert (bundle / needed).is_file(), needed
     listed = [line.split()[1].removeprefix("./") for line in (bundle / "SHA256SUMS").read_text().splitlines()]
     assert sorted(listed) == wheels

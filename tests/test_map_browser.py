@@ -9,10 +9,6 @@ Needs Debian's ``chromium`` (``apt-get install -y chromium``, as deploy/quicksta
 """
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -20,88 +16,10 @@ import pytest
 from agent.centre.coverage import aggregate
 from agent.centre.mapview import map_data, render_map
 from agent.commands.main import main
+from tests.support.chromium import DESKTOP, MEASURE_PANELS, PHONE, Dom, click, run_chromium
 from tests.support.survey_factory import in_service, no_service, survey_db, trip_with_tags
 
 ROUTE_PLACES = Path(__file__).resolve().parent.parent / "agent" / "sim" / "routes" / "mahakam.csv"
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-
-
-def chromium() -> str:
-    for name in CHROMIUM_NAMES:
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.fail("Chromium is needed to test the HTML map and is not installed: apt-get install -y chromium "
-                "(deploy/quickstart.sh installs it)")
-
-
-DESKTOP = (1280, 900)
-PHONE = (390, 844)
-
-
-def run_chromium(workdir: Path, url: str, *flags: str, size: tuple[int, int] = DESKTOP) -> subprocess.CompletedProcess:
-    command = [
-        chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
-        "--hide-scrollbars", f"--user-data-dir={workdir / 'chromium-profile'}", f"--window-size={size[0]},{size[1]}",
-        "--virtual-time-budget=5000", *flags, url,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, f"chromium failed ({result.returncode}): {result.stderr[-2000:]}"
-    return result
-
-
-class Dom(HTMLParser):
-    """The elements of a dumped DOM (tag, attributes) and the text of ``#bs-errors``."""
-
-    def __init__(self, html: str) -> None:
-        super().__init__()
-        self.elements: list[tuple[str, dict[str, str]]] = []
-        self.errors_text = ""
-        self._in_errors = False
-        self.text: list[str] = []
-        self._texts: dict[int, str] = {}
-        self.feed(html)
-
-    def handle_starttag(self, tag, attrs):
-        attributes = {k: v or "" for k, v in attrs}
-        self.elements.append((tag, attributes))
-        self._in_errors = attributes.get("id") == "bs-errors"
-
-    def handle_endtag(self, tag):
-        if tag == "pre":
-            self._in_errors = False
-
-    def handle_data(self, data):
-        if self.elements:
-            last = len(self.elements) - 1
-            self._texts[last] = self._texts.get(last, "") + data
-        if self._in_errors:
-            self.errors_text += data
-        self.text.append(data)
-
-    def paths(self, css_class: str) -> int:
-        return sum(1 for tag, a in self.elements if tag == "path" and css_class in a.get("class", "").split())
-
-    def with_class(self, css_class: str) -> int:
-        return sum(1 for _, a in self.elements if css_class in a.get("class", "").split())
-
-    def spans(self, css_class: str) -> list[tuple[dict[str, str], str]]:
-        """Each element of ``css_class`` with its own text (elements without children)."""
-        return [(a, self._texts.get(i, "")) for i, (_, a) in enumerate(self.elements)
-                if css_class in a.get("class", "").split()]
-
-    def text_of(self, css_class: str) -> str:
-        return next(text for a, text in self.spans(css_class))
-
-    def attribute_of(self, element_id: str, name: str) -> str | None:
-        return next((a.get(name) for _, a in self.elements if a.get("id") == element_id), None)
-
-    def attribute(self, tag: str, name: str) -> str | None:
-        return next((a.get(name) for t, a in self.elements if t == tag and name in a), None)
-
-    @property
-    def errors(self) -> list[str]:
-        return json.loads(self.errors_text)
 
 
 def load(workdir: Path, page: Path, fragment: str = "", size: tuple[int, int] = DESKTOP) -> Dom:
@@ -116,25 +34,6 @@ def load_with_script(workdir: Path, page: Path, script: str, fragment: str = "",
     copy.write_text(page.read_text(encoding="utf-8").replace("</body>", f"<script>{script}</script>\n</body>"),
                     encoding="utf-8")
     return load(workdir, copy, fragment, size)
-
-
-def click(selector: str) -> str:
-    """Script: a click in the middle of the first element ``selector`` matches."""
-    return (f"(function () {{ var el = document.querySelector({json.dumps(selector)});"
-            "var box = el.getBoundingClientRect();"
-            "var at = {bubbles: true, cancelable: true, clientX: box.left + box.width / 2,"
-            " clientY: box.top + box.height / 2};"
-            "el.dispatchEvent(new MouseEvent('mousedown', at)); el.dispatchEvent(new MouseEvent('mouseup', at));"
-            "el.dispatchEvent(new MouseEvent('click', at)); })();")
-
-
-# Script: the share of the map each panel covers, written on <body> as data-covered-<panel>.
-MEASURE_PANELS = (
-    "(function () { var map = document.getElementById('map').getBoundingClientRect();"
-    "[['controls', '.bs-controls'], ['legend', '.bs-legend']].forEach(function (p) {"
-    " var box = document.querySelector(p[1]).getBoundingClientRect();"
-    " document.body.setAttribute('data-covered-' + p[0], String(box.width * box.height / (map.width * map.height)));"
-    "}); })();")
 
 
 def indosat_unit() -> list:
@@ -242,6 +141,20 @@ def test_operator_filter(survey, tmp_path):
     assert dom.paths("bs-cell") == len(indosat) == 2
     assert dom.paths("bs-blank") == 1
     assert dom.paths("bs-segment") == 1       # probe-2's, standing in its blank spot; Telkomsel's is hidden
+
+
+def test_technology_switch(survey, tmp_path):
+    _, page, coverage = survey
+    dom = load(tmp_path, page, "#tech=NR5G-SA")
+    assert dom.errors == []
+    # Nobody heard 5G: only the blank cells stay, as no technology reaches them.
+    blank = [c for c in coverage.cells if c.operator == "510-10" and c.coverage_class == "blank"]
+    assert dom.paths("bs-cell") == dom.paths("bs-blank") == len(blank) > 0
+    dom = load_with_script(tmp_path, page, "document.querySelector('input[name=bs-tech][value=LTE]').click();")
+    assert dom.errors == []
+    lte = [c for c in coverage.cells if c.operator == "510-10"
+           and (c.coverage_class == "blank" or any(f.rat == "LTE" for f in c.by_rat))]
+    assert dom.paths("bs-cell") == len(lte) and dom.attribute("body", "data-tech") == "LTE"
 
 
 def test_screenshot_looks_like_a_map(survey, tmp_path):

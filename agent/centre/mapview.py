@@ -238,6 +238,7 @@ def map_data(coverage: Coverage, tracks: Iterable[dict[str, Any]], segments: Ite
         blank[cell.operator] += cell.coverage_class == "blank"
         cells.append({
             "cell": cell.cell, "op": cell.operator, "class": cell.coverage_class,
+            "rats": sorted(f.rat for f in cell.by_rat),
             "ring": [[round(lat, 6), round(lon, 6)] for lon, lat in cell_ring(cell.cell)],
             "title": CLASS_TITLES[cell.coverage_class], "popup": cell_popup(cell),
         })
@@ -274,6 +275,7 @@ def map_data(coverage: Coverage, tracks: Iterable[dict[str, Any]], segments: Ite
         "center": list(MAHAKAM_CENTER),
         "operators": operators,
         "default_operator": default,
+        "technologies": sorted({f.rat for cell in coverage.cells for f in cell.by_rat}),
         "cells": cells,
         "tracks": fitted.pieces,
         "track_zoom": fitted.zoom,

@@ -1,5 +1,5 @@
-"""``blankspot speed-server``, ``collect``, ``export``, ``map``, ``report`` and ``units``: the
-central side's commands.
+"""``blankspot speed-server``, ``collect``, ``export``, ``map``, ``report``, ``units``, ``aggregate``
+and ``serve``: the central side's commands.
 
 Each command has an ``add_<name>(sub)`` function that adds its parser; the registry in
 :mod:`agent.commands.main` calls them in the order they appear in ``blankspot --help``.
@@ -652,3 +652,151 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
 
     return _guarded("report", work)
+
+
+# -- serve: the live map -------------------------------------------------------------------
+
+def add_serve(sub: argparse._SubParsersAction) -> None:
+    from agent.centre.coverage import Thresholds
+    from agent.centre.serve import DEFAULT_PORT
+
+    p = sub.add_parser(
+        "serve", help="serve the live blank-spot map of the collector's database over HTTP (read-only)",
+        description="Serve the collector's database as a live map for browsers on the office LAN: cells for the "
+                    "visible area and zoom, per operator, technology, WITA days and units; tracks, stretches "
+                    "without service, tags and place names as layers; the fleet; /healthz and /metrics. The "
+                    "database is only read. It listens on 127.0.0.1 unless --bind says otherwise, and another "
+                    "address needs --login (or --no-login on a trusted network). "
+                    "Example: blankspot serve --db sqlite:///var/lib/blankspot-collector/collector.db "
+                    "--bind 0.0.0.0 --login /etc/blankspot/serve.users --places desa.csv. "
+                    "A user is added with: blankspot serve --login /etc/blankspot/serve.users --add-user siti")
+    p.add_argument("--db", metavar="URL", help=_DB_HELP)
+    p.add_argument("--bind", metavar="ADDR", default="127.0.0.1",
+                   help="local address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for the LAN)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")
+    p.add_argument("--login", metavar="FILE",
+                   help="users file (name:scrypt hash a line): browsers must log in as one of them (HTTP Basic)")
+    p.add_argument("--no-login", action="store_true",
+                   help="serve without a login on an address other than loopback (a trusted network only)")
+    p.add_argument("--add-user", metavar="NAME",
+                   help="add NAME to the --login file (or change its password) and exit; the password is asked, "
+                        "or read from the first line of standard input")
+    p.add_argument("--places", metavar="FILE", help="CSV of named places (name,lat,lon or nama;lintang;bujur)")
+    p.add_argument("--title", help="page title")
+    p.add_argument("--tiles", metavar="URL",
+                   help="background tile URL template, or 'none' (default: OpenStreetMap, when the browser is online)")
+    p.add_argument("--min-samples", type=int, default=Thresholds.min_samples,
+                   help=f"readings a cell needs before it is classed (default {Thresholds.min_samples})")
+    p.add_argument("--refresh", default="30s", metavar="DURATION",
+                   help="how often the database is asked whether it changed (default 30s)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
+                   help="debug logs every request")
+    p.set_defaults(func=cmd_serve)
+
+
+def _add_user(args: argparse.Namespace) -> int:
+    import getpass
+    import sys
+
+    from agent.centre.serve_login import LoginFileError, set_user
+
+    if not args.login:
+        raise UsageError("blankspot serve: --add-user needs --login FILE (the users file to write)")
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.add_user}: ")
+        if getpass.getpass("again: ") != password:
+            raise UsageError("blankspot serve: the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        new = set_user(Path(args.login), args.add_user, password)
+    except LoginFileError as exc:
+        raise UsageError(f"blankspot serve: {exc}") from None
+    except OSError as exc:
+        raise RuntimeFailure(f"blankspot serve: cannot write {args.login}: {exc.strerror or exc}") from None
+    print(f"{args.login}: {'added' if new else 'changed the password of'} {args.add_user}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from agent.centre.coverage import Thresholds
+    from agent.centre.serve import LiveMap, ServeOptions, is_loopback, make_server
+    from agent.centre.serve_login import Login, LoginFileError, read_users
+    from agent.centre.store.base import StoreError, StoreUrlError
+    from agent.centre.store.readonly import open_store_readonly
+    from agent.commands.common import setup_logging
+    from agent.shared.quantities import parse_duration
+
+    if args.add_user is not None:
+        return _add_user(args)
+    if not args.db:
+        raise UsageError("blankspot serve: --db URL is needed (the collector's database)")
+    if not 0 < args.port < 65536:
+        raise UsageError(f"blankspot serve: --port must be 1 to 65535, got {args.port}")
+    if args.min_samples < 1:
+        raise UsageError(f"blankspot serve: --min-samples must be at least 1, got {args.min_samples}")
+    try:
+        refresh = parse_duration(args.refresh)
+    except ValueError as exc:
+        raise UsageError(f"blankspot serve: --refresh: {exc}") from None
+    if args.login and args.no_login:
+        raise UsageError("blankspot serve: --login and --no-login contradict each other")
+    if not args.login and not args.no_login and not is_loopback(args.bind):
+        raise UsageError(f"blankspot serve: --bind {args.bind} opens the map to the network: give --login FILE "
+                         "(users made with --add-user), or --no-login on a trusted network")
+    login = None
+    if args.login:
+        try:
+            users = read_users(Path(args.login))
+        except LoginFileError as exc:
+            raise UsageError(f"blankspot serve: --login: {exc}") from None
+        if not users:
+            raise UsageError(f"blankspot serve: --login: {args.login} has no users: add one with --add-user NAME")
+        login = Login(users)
+    options = ServeOptions(thresholds=Thresholds(min_samples=args.min_samples), refresh_s=refresh,
+                           places=tuple(_read_places(args.places, "serve")))
+    if args.title:
+        options = replace(options, title=args.title)
+    if args.tiles:
+        options = replace(options, tiles=None) if args.tiles.lower() == "none" else \
+            replace(options, tiles=args.tiles, tiles_attribution="")
+    setup_logging(args.log_level)
+
+    def reader():
+        return open_store_readonly(args.db)
+
+    try:
+        live = LiveMap(reader, options)
+    except StoreUrlError as exc:
+        raise UsageError(f"blankspot serve: --db: {exc}") from None
+    except StoreError as exc:
+        raise RuntimeFailure(f"blankspot serve: {exc}") from None
+    try:
+        try:
+            server = make_server(args.bind, args.port, live, login)
+        except OSError as exc:
+            raise RuntimeFailure(f"blankspot serve: cannot listen on {args.bind}:{args.port}: "
+                                 f"{exc.strerror or exc}") from None
+        stop = threading.Event()
+
+        def shut(*_: object) -> None:
+            if not stop.is_set():
+                stop.set()
+                threading.Thread(target=server.shutdown, daemon=True).start()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, shut)
+        live.warm()
+        host, port = server.server_address[:2]
+        log.info("live map of %s on http://%s:%s/ (%s; layers %s)", live.store.url, host, port,
+                 "login required" if login else "no login", "kept by the store" if live.kept_tracks
+                 else "from a pass over the readings, kept in memory")
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
+    finally:
+        live.close()
+    return 0

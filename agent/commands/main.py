@@ -23,7 +23,7 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     demo.add_demo,
     measure.add_measure,
     centre.add_speed_server, centre.add_collect, centre.add_export, centre.add_map, centre.add_report,
-    centre.add_units, centre.add_aggregate,
+    centre.add_units, centre.add_aggregate, centre.add_serve,
 )
 
 

@@ -374,6 +374,24 @@ class Store(abc.ABC):
         return {r[0]: {"rev": r[1], "kept_from": r[2], "unit_rev": r[3], "stored": int(spans.get(r[0], (0, 0))[0]),
                        "top": int(spans.get(r[0], (0, 0))[1])} for r in rows}
 
+    def last_received(self) -> datetime | None:
+        """When the newest of the units' highest stored readings was received (None: nothing
+        stored).  Through the seq ledger and the primary key: a handful of rows, whatever the
+        number of readings; a re-sent older reading received later is not counted."""
+        with self._reading() as conn:
+            rows = self._runner(conn)(
+                "SELECT max(r.received_at) FROM readings AS r JOIN"
+                " (SELECT device, max(last_seq) AS seq FROM seq_ranges GROUP BY device) AS top"
+                " ON r.device = top.device AND r.seq = top.seq", ())
+        value = rows[0][0] if rows else None
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            return value.astimezone(timezone.utc)
+        from agent.shared.reading import parse_time
+
+        return parse_time(value)
+
     @abc.abstractmethod
     def _runner(self, conn: Any) -> Any:
         """``run(sql, params) -> rows`` on ``conn`` for SQL written with ``?`` placeholders."""
