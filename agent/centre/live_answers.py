@@ -198,8 +198,9 @@ def served_grid(coverage: Coverage) -> ServedGrid:
 
 def cells_answer(grid: ServedGrid, view: View) -> dict[str, Any]:
     """The cells of one operator (the view's, else the one with most readings) in the view's
-    area.  With a technology, the cells where it was heard, and the blank ones (no
-    technology reaches those), each with that technology's readings and RSRP median."""
+    area.  With a technology the grid is already that technology's (``FiguresFilter.technology``:
+    its readings, and the readings without service, which count under every technology); each
+    popup then names that technology's readings and RSRP median."""
     operator = view.operator
     if operator is not None and operator not in grid.operators:
         known = ", ".join(f"{k} ({n})" for k, n in grid.operators.items()) or "none yet"
@@ -213,8 +214,6 @@ def cells_answer(grid: ServedGrid, view: View) -> dict[str, Any]:
             continue
         item = cell.drawn
         if tech is not None:
-            if tech not in cell.rats and item["class"] != "blank":
-                continue
             n, rsrp = cell.rats.get(tech, (0, None))
             rsrp_text = "-" if rsrp is None else f"{rsrp:g} dBm"
             item = {**item, "popup": item["popup"] + [[f"{tech}: pengukuran, RSRP median / readings, median RSRP",

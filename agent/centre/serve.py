@@ -142,14 +142,14 @@ class LiveMap:
     # -- grids from the kept figures --------------------------------------------------------
 
     def grid(self, resolution: int, days: tuple[str, str] | None, devices: frozenset[str] | None,
-             version: Hashable) -> tuple[ServedGrid, Coverage, bool]:
-        """The grid of ``resolution``, days and units, and whether it is of ``version``: a grid
-        of older data is answered while the newer one is summed in the background."""
-        key = (resolution, days, devices)
+             version: Hashable, technology: str | None = None) -> tuple[ServedGrid, Coverage, bool]:
+        """The grid of ``resolution``, days, units and radio technology, and whether it is of
+        ``version``: a grid of older data is answered while the newer one is summed in the background."""
+        key = (resolution, days, devices, technology)
         with self._grids_lock:
             holder = self._grids.get(key)
             if holder is None:
-                holder = self._grids[key] = Refreshing(lambda: self._make_grid(resolution, days, devices),
+                holder = self._grids[key] = Refreshing(lambda: self._make_grid(resolution, days, devices, technology),
                                                        self.options.background, f"grid {key}")
             self._grids.move_to_end(key)
             while len(self._grids) > GRIDS_KEPT:
@@ -157,8 +157,8 @@ class LiveMap:
         kept = holder.get(version)
         return kept.value[0], kept.value[1], kept.version == version
 
-    def _make_grid(self, resolution: int, days: tuple[str, str] | None,
-                   devices: frozenset[str] | None) -> tuple[ServedGrid, Coverage]:
+    def _make_grid(self, resolution: int, days: tuple[str, str] | None, devices: frozenset[str] | None,
+                   technology: str | None) -> tuple[ServedGrid, Coverage]:
         # On a connection of its own: a long sum does not hold up the other requests.
         store = self._open_reader()
         try:
@@ -168,7 +168,8 @@ class LiveMap:
             if stale:
                 raise StoreError(f"the kept coverage figures are out of date ({stale}): run 'blankspot aggregate"
                                  " --db URL --rebuild' (the served map only reads)")
-            coverage = store.coverage(resolution, self.options.thresholds, FiguresFilter(days=days, devices=devices))
+            where = FiguresFilter(days=days, devices=devices, technology=technology)
+            coverage = store.coverage(resolution, self.options.thresholds, where)
         finally:
             store.close()
         return served_grid(coverage), coverage
@@ -257,7 +258,7 @@ class LiveMap:
 
     def _cells(self, params: dict[str, list[str]], version: Hashable) -> tuple[Any, bool]:
         view = parse_view(params)
-        grid, _, fresh = self.grid(view.resolution, view.days, view.devices, version)
+        grid, _, fresh = self.grid(view.resolution, view.days, view.devices, version, view.technology)
         # An answer from a grid older than the data is not kept: the next one may be newer.
         return cells_answer(grid, view), fresh
 
