@@ -61,7 +61,7 @@ class ReadOnlySqliteStore(SqliteStore):
         except StoreError:
             self._db.close()
             raise
-        self._ledger = self._figures = True
+        self._ledger = self._figures = self._totals = True
         self._grid = has_grid_library()
 
     def commit(self, work: Work, collector: str = "") -> CommitResult:
@@ -88,7 +88,7 @@ def _postgres_class() -> Any:
             super()._connect()
 
         def _migrate(self, steps: Any) -> None:
-            self._ledger = self._figures = True
+            self._ledger = self._figures = self._totals = True
             self._grid = has_grid_library()
             conn = self._conn
             exists = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()[0]
