@@ -45,6 +45,8 @@ from agent.shared.reading import Event, Latency, Reading, Signal, Throughput, fo
 if TYPE_CHECKING:
     from agent.centre.cell_stats import FiguresFilter
     from agent.centre.coverage import Coverage, Thresholds
+    from agent.centre.report import Place
+    from agent.centre.segments import Segment, Track
 
 QUARANTINE_RAW_BYTES = 65_536
 MAX_TOPIC_CHARS = 1024
@@ -342,7 +344,59 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def rebuild_figures(self) -> int:
         """Every kept coverage figure computed again from the stored readings, in one
-        transaction; returns the readings counted."""
+        transaction; returns the readings counted.  The kept tracks, segments and tags too."""
+
+    # -- tracks, segments and tags kept per unit (agent.centre.store.kept_tracks) ----------
+
+    def keeps_tracks(self) -> bool:
+        """Whether tracks, blank-spot segments and tagged spots are kept per unit (schema step 5 on)."""
+        return self._kept_tracks  # type: ignore[attr-defined,no-any-return]
+
+    @abc.abstractmethod
+    def refresh_tracks(self) -> int:
+        """What readings stored since the last refresh changed of the kept tracks, segments
+        and tags, computed in one transaction; returns the runs of seqs computed (0 when
+        nothing was to do).  The reading methods below call it first."""
+
+    def _kept(self, conn: Any) -> Any:
+        from agent.centre.store.kept_tracks import KeptTracks
+
+        return KeptTracks(self._runner(conn))
+
+    def tracks(self, zoom: int, where: "FiguresFilter | None" = None) -> "list[Track]":
+        """The pieces of the units' tracks ``where`` takes (a day of their span in its days,
+        their unit in its units, a point in its area), each simplified as the map draws it
+        at ``zoom`` (8 to 16)."""
+        from agent.centre.cell_stats import FiguresFilter
+
+        self.refresh_tracks()
+        with self._reading() as conn:
+            return self._kept(conn).tracks(zoom, where or FiguresFilter())  # type: ignore[no-any-return]
+
+    def track_costs(self, where: "FiguresFilter | None" = None) -> dict[int, int]:
+        """Per zoom (8 to 16), the points of the pieces :meth:`tracks` gives, plus
+        ``mapview.PIECE_COST`` per piece: what the map's track budget counts."""
+        from agent.centre.cell_stats import FiguresFilter
+
+        self.refresh_tracks()
+        with self._reading() as conn:
+            return self._kept(conn).track_costs(where or FiguresFilter())  # type: ignore[no-any-return]
+
+    def segments(self, where: "FiguresFilter | None" = None) -> "list[Segment]":
+        """The blank-spot segments ``where`` takes, with every point."""
+        from agent.centre.cell_stats import FiguresFilter
+
+        self.refresh_tracks()
+        with self._reading() as conn:
+            return self._kept(conn).segments(where or FiguresFilter())  # type: ignore[no-any-return]
+
+    def tags(self, where: "FiguresFilter | None" = None) -> "list[Place]":
+        """The tagged spots ``where`` takes, named or not."""
+        from agent.centre.cell_stats import FiguresFilter
+
+        self.refresh_tracks()
+        with self._reading() as conn:
+            return self._kept(conn).tags(where or FiguresFilter())  # type: ignore[no-any-return]
 
     @abc.abstractmethod
     def quarantined(self) -> list[dict[str, Any]]:
