@@ -382,6 +382,21 @@ class Store(abc.ABC):
         with self._reading() as conn:
             return self._kept(conn).track_costs(where or FiguresFilter())  # type: ignore[no-any-return]
 
+    def unreadable_rows(self) -> list[tuple[str, int, str]]:
+        """``(device, seq, why)`` of the rows left out of the kept tracks, segments and tags
+        because their body did not decode when they were last all computed."""
+        if not self.keeps_tracks():
+            return []
+        with self._reading() as conn:
+            return self._kept(conn).unreadable()  # type: ignore[no-any-return]
+
+    def operator_names(self) -> dict[str, str]:
+        """Per operator key, the name the kept figures know it by (the one most often seen)."""
+        from agent.centre.store.aggregates import Figures
+
+        with self._reading() as conn:
+            return Figures(self._runner(conn)).names()
+
     def segments(self, where: "FiguresFilter | None" = None) -> "list[Segment]":
         """The blank-spot segments ``where`` takes, with every point."""
         from agent.centre.cell_stats import FiguresFilter

@@ -13,7 +13,10 @@ What is kept is exactly what one pass over every stored reading gives
   of the reading that ended it (``closed_at``, null while the unit's last readings are in
   it); those with at least ``min_readings`` no-service readings are the segments, kept with
   their points;
-- ``kept_tags``: the tagged spots.
+- ``kept_tags``: the tagged spots;
+- ``kept_unreadable``: the rows whose JSON body did not decode when all was last computed
+  (edited by hand, or written by an older blankspot): the survey's pass skips them, so
+  they are left out here too.
 
 Each piece and run carries its first and last WITA day and its bounding box, so that a
 date range, a unit filter and an area select them in SQL; the part number of a piece is
@@ -39,9 +42,10 @@ columns (no body is decoded):
   the same readings, so what is kept after it stands.  At worst it goes to the unit's last
   reading.
 
-A row whose JSON body no longer decodes (edited by hand) is counted here by its columns,
-while the one-pass survey skips it: such a database needs ``blankspot aggregate --rebuild``
-only if those rows matter, and the survey names them.
+Rows are read by their columns, never their JSON body, except by :meth:`KeptTracks.rebuild`
+(``blankspot aggregate --rebuild``, the schema step): it decodes each body, as the survey's
+pass does, to find the rows to leave out.  A collector stores only readings that decode, so
+rows that do not are edited by hand, after which docs/collector.md asks for that rebuild.
 """
 from __future__ import annotations
 
@@ -57,7 +61,8 @@ from agent.centre.cell_stats import wita_day
 from agent.centre.mapview import FINEST_TRACK_ZOOM, MIN_TRACK_ZOOM, PIECE_COST, coarser_lines, finest_line
 from agent.centre.report import Place
 from agent.centre.segments import Segment, Track, TrackPoint, TrackRules, is_gap, path_length_m
-from agent.shared.reading import format_time, parse_time
+from agent.centre.stored_readings import decode_row
+from agent.shared.reading import ReadingError, format_time, parse_time
 
 if TYPE_CHECKING:
     from agent.centre.cell_stats import FiguresFilter
@@ -74,6 +79,7 @@ _END = 2 ** 62  # past every seq
 
 # The columns a stored row is computed again from, in this order.
 _ROW = "seq, time, kind, lat, lon, error, rat, quality, counts_for, event_type, event_message"
+_READABLE = "NOT EXISTS (SELECT 1 FROM kept_unreadable AS u WHERE u.device = readings.device AND u.seq = readings.seq)"
 
 
 def _moment(value: Any) -> datetime:
@@ -332,14 +338,20 @@ class KeptTracks:
 
     def rebuild(self) -> None:
         """Everything kept computed again from every stored row (streamed, one unit at a time)."""
-        for table in ("kept_dirty", "track_pieces", "track_lines", "blank_runs", "kept_tags"):
+        for table in ("kept_dirty", "track_pieces", "track_lines", "blank_runs", "kept_tags", "kept_unreadable"):
             self.run(f"DELETE FROM {table}", ())
-        rows = self.stream(f"SELECT device, {_ROW} FROM readings ORDER BY device, seq", ())
+        rows = self.stream(f"SELECT device, {_ROW}, body FROM readings ORDER BY device, seq", ())
         for device, unit_rows in groupby(rows, key=lambda row: row[0]):
             builders = [_Pieces(self.run, device, -_END, _END, set()), _Blanks(self.run, device, -_END, _END, []),
                         _Tags(self.run, device, -_END, _END)]
             for raw in unit_rows:
-                row = _Row(raw[1], _moment(raw[2]), *raw[3:])
+                try:
+                    decode_row(device, raw[1], raw[-1])
+                except ReadingError as exc:
+                    self.run("INSERT INTO kept_unreadable (device, seq, reason) VALUES (?, ?, ?)",
+                             (device, raw[1], str(exc)))
+                    continue
+                row = _Row(raw[1], _moment(raw[2]), *raw[3:-1])
                 for builder in builders:
                     builder.feed(row)
             for builder in builders:
@@ -366,7 +378,8 @@ class KeptTracks:
         first = min(piece_start, run_start, lo)
         # Read in slices: the builders write as they go, and the first slices are usually all it takes.
         while True:
-            raws = run(f"SELECT {_ROW} FROM readings WHERE device = ? AND seq >= ? ORDER BY seq LIMIT ?",
+            raws = run(f"SELECT {_ROW} FROM readings WHERE device = ? AND seq >= ? AND {_READABLE}"
+                       " ORDER BY seq LIMIT ?",
                        (device, first, 2000))
             for raw in raws:
                 row = _Row(raw[0], _moment(raw[1]), *raw[2:])
@@ -450,6 +463,10 @@ class KeptTracks:
                 TrackPoint(first_seq + p[0], start + timedelta(milliseconds=p[1]), p[2], p[3]) for p in line),
                 no_service, bridged))
         return segments
+
+    def unreadable(self) -> list[tuple[str, int, str]]:
+        return [(row[0], row[1], row[2]) for row in self.run(
+            "SELECT device, seq, reason FROM kept_unreadable ORDER BY device, seq", ())]
 
     def tags(self, where: "FiguresFilter") -> list[Place]:
         """The tagged spots ``where`` takes."""

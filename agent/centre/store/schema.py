@@ -158,11 +158,12 @@ _KEPT_TRACKS = (
     "CREATE INDEX track_lines_by_zoom ON track_lines (zoom, device, first_seq)",
     "CREATE TABLE blank_runs (device {text} NOT NULL, first_seq {bigint} NOT NULL, closed_at {bigint},"
     " operator {text} NOT NULL, no_service {bigint} NOT NULL, bridged {bigint} NOT NULL, first_time {text} NOT NULL,"
-    " first_day {text} NOT NULL,"
-    " last_day {text} NOT NULL, south {real} NOT NULL, west {real} NOT NULL, north {real} NOT NULL,"
+    " first_day {text} NOT NULL, last_day {text} NOT NULL, south {real} NOT NULL, west {real} NOT NULL, north {real} NOT NULL,"
     " east {real} NOT NULL, points {text}, PRIMARY KEY (device, first_seq))",
     "CREATE TABLE kept_tags (device {text} NOT NULL, seq {bigint} NOT NULL, time {text} NOT NULL,"
     " day {text} NOT NULL, lat {real} NOT NULL, lon {real} NOT NULL, name {text} NOT NULL,"
+    " PRIMARY KEY (device, seq))",
+    "CREATE TABLE kept_unreadable (device {text} NOT NULL, seq {bigint} NOT NULL, reason {text} NOT NULL,"
     " PRIMARY KEY (device, seq))",
 )
 
