@@ -353,10 +353,19 @@ class Store(abc.ABC):
         return self._kept_tracks  # type: ignore[attr-defined,no-any-return]
 
     @abc.abstractmethod
-    def refresh_tracks(self) -> int:
+    def refresh_tracks(self, units: int | None = None) -> int:
         """What readings stored since the last refresh changed of the kept tracks, segments
-        and tags, computed in one transaction; returns the runs of seqs computed (0 when
-        nothing was to do).  The reading methods below call it first."""
+        and tags (of the first ``units`` units only, when given), computed in one transaction;
+        returns the runs of seqs computed (0 when nothing was to do).  The reading methods
+        below call it first."""
+
+    def tracks_up_to_date(self) -> bool:
+        """Whether the kept tracks, segments and tags follow every stored reading, before any
+        refresh (a collector refreshes them after a quiet moment)."""
+        if not self.keeps_tracks():
+            return False
+        with self._reading() as conn:
+            return not self._kept(conn).dirty()
 
     def _kept(self, conn: Any) -> Any:
         from agent.centre.store.kept_tracks import KeptTracks

@@ -260,7 +260,7 @@ class PostgresStore(Store):
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL {self.url}: {_one_line(exc)}") from None
 
-    def refresh_tracks(self) -> int:
+    def refresh_tracks(self, units: int | None = None) -> int:
         if not self._kept_tracks:
             return 0
         try:
@@ -272,7 +272,7 @@ class PostgresStore(Store):
                 # As a collector storing readings of these units: they wait, and a rebuild
                 # (which holds a stronger lock on readings) is wholly before or after.
                 conn.execute("LOCK TABLE readings IN ROW EXCLUSIVE MODE")
-                devices = kept.dirty_devices()
+                devices = kept.dirty_devices()[:units]
                 for device in devices:
                     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("blankspot unit " + device,))
                 return kept.refresh(devices)  # type: ignore[no-any-return]

@@ -229,7 +229,7 @@ class SqliteStore(Store):
             raise StoreError(f"SQLite database {self.path}: {exc}") from None
         return count
 
-    def refresh_tracks(self) -> int:
+    def refresh_tracks(self, units: int | None = None) -> int:
         if not self._kept_tracks:
             return 0
         db = self._db
@@ -239,7 +239,7 @@ class SqliteStore(Store):
                 return 0
             db.execute("BEGIN IMMEDIATE")  # collectors wait: what is computed must not move meanwhile
             try:
-                done = kept.refresh()
+                done = kept.refresh(kept.dirty_devices()[:units])
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
