@@ -8,6 +8,12 @@ command runs as a real ``python -m agent`` process and is timed from start to ex
 With ``--against DIR`` the same commands also run on the code checked out in DIR (an older
 checkout, say), on the same database, and the output compares the two.
 
+Once filled, the tracks, segments and tags the collector keeps are brought up to date as a
+collector does after a quiet moment (timed: ``kept tracks computed in``), so that the commands
+read them as they would on a running collector's database.  Then what a served map asks
+for a visible area is timed in this process: the tracks at a zoom and the segments of an
+area about 10 km across on the route.
+
     python bench/survey.py                                  # the figures in docs/benchmarks.md
     python bench/survey.py --against /path/to/older/checkout
     python bench/survey.py --quick                          # a smoke run
@@ -48,6 +54,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=1, help="runs of each command; the best is kept (default 1)")
     parser.add_argument("--dir", type=Path, default=None, help="where the database goes (default bench/results/)")
     parser.add_argument("--quick", action="store_true", help="20,000 readings, for a smoke run")
+    parser.add_argument("--commands", default=",".join(name for name, _ in COMMANDS),
+                        help="the commands to time, comma-separated (default all: "
+                             + ", ".join(name for name, _ in COMMANDS) + ")")
     return parser.parse_args()
 
 
@@ -78,6 +87,30 @@ def fill(path: Path, readings: int, boats: int) -> None:
             made = boat_readings(boat, share)
             for start in range(0, len(made), 5_000):
                 store.insert_readings(made[start:start + 5_000])
+        started = time.perf_counter()
+        store.refresh_tracks()
+        print(f"kept tracks computed in {time.perf_counter() - started:.1f} s", flush=True)
+
+
+def served_requests(db: Path, runs: int = 5) -> list[tuple[str, float, int]]:
+    """What a served map asks for an area about 10 km across on the route: ``(what, best
+    seconds of ``runs``, items)``."""
+    from agent.centre.cell_stats import FiguresFilter
+
+    lat, lon = synthetic_readings(1)[0].position.lat, synthetic_readings(1)[0].position.lon  # type: ignore[union-attr]
+    area = FiguresFilter(area=(lat - 0.045, lon - 0.045, lat + 0.045, lon + 0.045))
+    asks = [(f"tracks at zoom {zoom}", lambda store, zoom=zoom: store.tracks(zoom, area)) for zoom in (16, 12)]
+    asks.append(("segments", lambda store: store.segments(area)))
+    results = []
+    with open_store(f"sqlite:///{db}") as store:
+        for what, ask in asks:
+            best, items = float("inf"), 0
+            for _ in range(runs):
+                started = time.perf_counter()
+                items = len(ask(store))
+                best = min(best, time.perf_counter() - started)
+            results.append((what, best, items))
+    return results
 
 
 def timed(code: Path, args: list[str], db: Path, folder: Path) -> tuple[float, float]:
@@ -116,12 +149,18 @@ def main() -> int:
     print()
     print(f"{'command':<16}" + "".join(f"{name + ': s, MB':>26}" for name, _ in checkouts)
           + ("   time ratio" if args.against else ""))
+    chosen = {name.strip() for name in args.commands.split(",")}
     for name, command in COMMANDS:
+        if name not in chosen:
+            continue
         runs = [min(timed(code, command, db, folder) for _ in range(args.runs)) for _, code in checkouts]
         row = f"{name:<16}" + "".join(f"{seconds:>19.1f}{peak:>7.0f}" for seconds, peak in runs)
         if args.against:
             row += f"   {ratio(runs[0][0], runs[1][0]):>10}"
         print(row, flush=True)
+    print()
+    for what, seconds, items in served_requests(db):
+        print(f"served area, {what:<20} {seconds * 1000:>8.1f} ms  ({items} items)")
     return 0
 
 
