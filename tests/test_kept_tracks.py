@@ -17,6 +17,7 @@ from agent.centre.mapview import FINEST_TRACK_ZOOM, MIN_TRACK_ZOOM, drawn_track,
 from agent.centre.report import tagged_place
 from agent.centre.store import kept_tracks, open_store
 from agent.centre.store.schema import MIGRATIONS
+from agent.centre.segments import Track
 from agent.centre.store.sqlite import SqliteStore
 from agent.centre.survey import Survey, map_page
 from agent.shared.reading import Event, Latency, Reading, Signal
@@ -95,11 +96,17 @@ def one_pass(store):
 
 
 def line_at(track, zoom: int) -> list[list[float]]:
-    """The line the map draws of a whole track piece at ``zoom``: simplified one zoom step at a time."""
-    line = drawn_track(track)["line"]
+    """The line the map draws of a whole track piece (or stretch without service) at ``zoom``:
+    thinned, simplified for the finest zoom, then one zoom step at a time."""
+    line = drawn_track(Track(track.device, 1, track.points))["line"]
     for step in range(FINEST_TRACK_ZOOM - 1, zoom - 1, -1):
         line = simplify(line, pixel_m(step))
     return line
+
+
+def drawn_segment(segment, line) -> tuple:
+    return (segment.device, segment.operator, line, segment.no_service, segment.bridged, segment.length_km,
+            segment.start.time, segment.end.time)
 
 
 def drawn(track, line) -> tuple:
@@ -120,13 +127,18 @@ def takes(where: FiguresFilter, device: str, points, line=None) -> bool:
     return True
 
 
-def check_against_one_pass(store, where: FiguresFilter = FiguresFilter(), zooms=(FINEST_TRACK_ZOOM, 12, MIN_TRACK_ZOOM)):
+def check_against_one_pass(store, where: FiguresFilter = FiguresFilter(),
+                           zooms=(FINEST_TRACK_ZOOM, 12, MIN_TRACK_ZOOM)) -> None:
     tracks, segments, tags = one_pass(store)
     for zoom in zooms:
         expected = [drawn(t, line_at(t, zoom)) for t in tracks
                     if takes(where, t.device, t.points, drawn_track(t)["line"])]
         assert [drawn(t, [[p.lat, p.lon] for p in t.points]) for t in store.tracks(zoom, where)] == expected
-    assert store.segments(where) == [s for s in segments if takes(where, s.device, s.points)]
+    taken = [s for s in segments if takes(where, s.device, s.points)]
+    assert store.segments(where) == taken
+    for zoom in zooms:
+        assert [drawn_segment(s, [[p.lat, p.lon] for p in s.points]) for s in store.segments(where, zoom)] == \
+            [drawn_segment(s, line_at(s, zoom)) for s in taken]
     assert store.tags(where) == [t for t in tags if takes(where, t.device or "", [_Spot(t)])]
 
 
@@ -141,7 +153,7 @@ def kept_rows(store) -> dict:
     with store._reading() as conn:
         run = store._runner(conn)
         return {table: [tuple(row) for row in run(f"SELECT * FROM {table} ORDER BY 1, 2, 3", ())]
-                for table in ("track_pieces", "track_lines", "blank_runs", "kept_tags")}
+                for table in ("track_pieces", "track_lines", "blank_runs", "blank_lines", "kept_tags")}
 
 
 @pytest.fixture
@@ -178,6 +190,7 @@ def test_postgresql_keeps_the_same_tracks(postgres_url, small_blocks, case) -> N
             conn.execute("DELETE FROM readings; DELETE FROM cell_stats; DELETE FROM operator_names;"
                          " DELETE FROM seq_ranges; DELETE FROM gone; DELETE FROM unit_ledger; DELETE FROM kept_dirty;"
                          " DELETE FROM track_pieces; DELETE FROM track_lines; DELETE FROM blank_runs;"
+                         " DELETE FROM blank_lines;"
                          " DELETE FROM kept_tags")
         arrive(store, batches, reads)
         check_against_one_pass(store)

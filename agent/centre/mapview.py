@@ -208,10 +208,6 @@ def fit_tracks(pieces: Sequence[dict[str, Any]], budget: int = TRACK_BUDGET,
     return FittedTracks(kept, zoom, len(fitted) - len(kept))
 
 
-def _line(points: Sequence[TrackPoint]) -> list[list[float]]:
-    return [[round(p.lat, 6), round(p.lon, 6)] for p in points]
-
-
 def finest_line(points: Sequence[TrackPoint]) -> list[list[Any]]:
     """The line the page draws of a whole track piece at :data:`FINEST_TRACK_ZOOM`: thinned,
     ``[lat, lon]`` rounded to about a metre, simplified.  Each point keeps its place in
@@ -222,13 +218,20 @@ def finest_line(points: Sequence[TrackPoint]) -> list[list[Any]]:
     return simplify(line, pixel_m(FINEST_TRACK_ZOOM))
 
 
-def coarser_lines(line: Sequence[Sequence[Any]]) -> dict[int, list[list[Any]]]:
-    """``line`` (as :func:`finest_line` gives it) at every zoom the page may draw tracks at,
-    each simplified from the next finer one, as :func:`fit_tracks` does step by step."""
+def coarser_lines(line: Sequence[Sequence[Any]], coarsest: int = MIN_TRACK_ZOOM) -> dict[int, list[list[Any]]]:
+    """``line`` (as :func:`finest_line` gives it) at every zoom the page may draw tracks at
+    (down to ``coarsest``), each simplified from the next finer one, as :func:`fit_tracks`
+    does step by step."""
     lines = {FINEST_TRACK_ZOOM: [list(p) for p in line]}
-    for zoom in range(FINEST_TRACK_ZOOM - 1, MIN_TRACK_ZOOM - 1, -1):
+    for zoom in range(FINEST_TRACK_ZOOM - 1, coarsest - 1, -1):
         lines[zoom] = simplify(lines[zoom + 1], pixel_m(zoom))
     return lines
+
+
+def line_at(points: Sequence[TrackPoint], zoom: int) -> list[list[float]]:
+    """``[lat, lon]`` of a whole line (a track piece, a stretch without service) as the page
+    draws it at ``zoom``."""
+    return [p[:2] for p in coarser_lines(finest_line(points), zoom)[zoom]]
 
 
 def track_popup(track: Track) -> list[list[str]]:
@@ -260,12 +263,13 @@ def track_zoom(points_at: dict[int, int], budget: int = TRACK_BUDGET) -> int:
 def map_data(coverage: Coverage, tracks: Iterable[dict[str, Any]], segments: Iterable[Segment],
              tags: Iterable[Place], options: MapOptions = MapOptions(), generated: datetime | None = None,
              *, places: Iterable[Place] = (), track_budget: int = TRACK_BUDGET,
-             track_zoom: int = FINEST_TRACK_ZOOM) -> dict[str, Any]:
+             track_zoom: int = FINEST_TRACK_ZOOM, segments_simplified: bool = False) -> dict[str, Any]:
     """Everything the page draws, as the JSON object embedded in it; ``tracks`` are the track
     pieces as :func:`drawn_track` gives them (or :func:`kept_track`, simplified for
     ``track_zoom``), ``places`` the named places (a places file's towns and villages)
     written on the map as labels; the tracks are fitted to ``track_budget`` points
-    (:func:`fit_tracks`)."""
+    (:func:`fit_tracks`), and the stretches without service are drawn simplified for the
+    same zoom (``segments_simplified``: they already are, as the collector keeps them)."""
     generated = generated or datetime.now(timezone.utc)
     fitted = fit_tracks(list(tracks), track_budget, track_zoom)
     samples: dict[str, int] = {key: 0 for key in coverage.operators}
@@ -289,7 +293,8 @@ def map_data(coverage: Coverage, tracks: Iterable[dict[str, Any]], segments: Ite
     ]
     th = coverage.thresholds
     segment_list = [
-        {"op": s.operator, "line": _line(s.points),
+        {"op": s.operator,
+         "line": [[p.lat, p.lon] for p in s.points] if segments_simplified else line_at(s.points, fitted.zoom),
          "popup": [["Ruas tanpa layanan / No service", f"{s.length_km:.2f} km, {s.no_service} pengukuran / readings"],
                    ["Operator", f"{coverage.operators.get(s.operator, s.operator)} ({s.operator})"],
                    ["Unit", s.device], time_row("Mulai / Start", s.start.time), time_row("Selesai / End", s.end.time)]}

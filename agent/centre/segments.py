@@ -73,6 +73,7 @@ class Segment:
     points: tuple[TrackPoint, ...]    # first and last are no-service readings
     no_service: int                    # no-service readings in it
     bridged: int                       # in-service readings inside it
+    length_m: float | None = None      # along every reading, when ``points`` are simplified for a zoom
 
     @property
     def start(self) -> TrackPoint:
@@ -84,7 +85,7 @@ class Segment:
 
     @property
     def length_km(self) -> float:
-        return path_length_m(self.points) / 1000.0
+        return (path_length_m(self.points) if self.length_m is None else self.length_m) / 1000.0
 
     @property
     def duration_s(self) -> float:

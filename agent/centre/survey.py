@@ -24,7 +24,9 @@ from typing import Any, TypeVar
 from agent.centre.cell_stats import STATS_RESOLUTION
 from agent.centre.coverage import Attributed, Attribution, Coverage, Grid, HomeOperators, Thresholds, attribute
 from agent.centre.export import Layers
-from agent.centre.mapview import FINEST_TRACK_ZOOM, MapOptions, drawn_track, kept_track, map_data, render_map, track_zoom
+from agent.centre.mapview import (
+    FINEST_TRACK_ZOOM, MIN_TRACK_ZOOM, MapOptions, drawn_track, kept_track, map_data, render_map, track_zoom,
+)
 from agent.centre.report import Place, tagged_place
 from agent.centre.segments import Segment, SegmentFinder, Track, TrackBuilder
 from agent.centre.store.base import Store
@@ -91,6 +93,8 @@ class Survey:
         self._kept: bool | None = None  # whether the kept tracks, segments and tags can be read, once asked
         self.track_zoom = FINEST_TRACK_ZOOM  # the zoom the map's track pieces are simplified for
         self._read: set[str] = set()  # the results read from what the collector keeps
+        self._whole_segments: list[Segment] = []
+        self.segments_simplified = False  # whether segments are simplified for the map's track_zoom
 
     def attributed(self) -> Iterator[Attributed]:
         """Each stored reading with the operator its figures count for.
@@ -213,12 +217,33 @@ class Survey:
 
     @property
     def segments(self) -> list[Segment]:
-        """The blank-spot segments along the tracks."""
+        """The blank-spot segments along the tracks, as the map and the report use them: from
+        what the collector keeps, where it does, simplified for the map's :attr:`track_zoom`
+        (:attr:`segments_simplified`; without tracks, for the coarsest zoom: the report needs
+        only their lengths); else every point."""
         if self._kept_usable():
             if "segments" not in self._read:
-                self._segments = self.store.segments()
+                if self._track_view is None:
+                    self.track_zoom = MIN_TRACK_ZOOM
+                elif self._kept_drawn():
+                    self.tracks  # the zoom the tracks fit at
+                else:
+                    return self.whole_segments
+                self._segments = self.store.segments(zoom=self.track_zoom)
+                self.segments_simplified = True
                 self._read_kept("segments")
             return self._segments
+        self._complete()
+        return self._segments
+
+    @property
+    def whole_segments(self) -> list[Segment]:
+        """The blank-spot segments with every point (what the export writes)."""
+        if self._kept_usable():
+            if "whole segments" not in self._read:
+                self._whole_segments = self.store.segments()
+                self._read_kept("whole segments")
+            return self._whole_segments
         self._complete()
         return self._segments
 
@@ -264,8 +289,9 @@ def map_page(survey: Survey, options: MapOptions = MapOptions(), places: Iterabl
     ``places`` (a places file's towns and villages) are written on it by name, as the tagged
     spots are by their message.
     """
-    data = map_data(survey.coverage, survey.tracks, survey.segments, survey.tags, options, places=places,
-                    track_zoom=survey.track_zoom)
+    tracks, segments = survey.tracks, survey.segments
+    data = map_data(survey.coverage, tracks, segments, survey.tags, options, places=places,
+                    track_zoom=survey.track_zoom, segments_simplified=survey.segments_simplified)
     return render_map(data), data
 
 
@@ -277,5 +303,5 @@ def export_layers(survey: Survey, what: tuple[str, ...]) -> Layers:
         yield from results()  # a generator: asks for the results only when its layer is written
 
     return Layers(points=survey.attributed() if "points" in what else (),
-                  tracks=after(lambda: survey.tracks), segments=after(lambda: survey.segments),
+                  tracks=after(lambda: survey.tracks), segments=after(lambda: survey.whole_segments),
                   coverage=lambda: survey.coverage, what=what, operator_names=survey.operator_name)

@@ -406,13 +406,15 @@ class Store(abc.ABC):
         with self._reading() as conn:
             return Figures(self._runner(conn)).names()
 
-    def segments(self, where: "FiguresFilter | None" = None) -> "list[Segment]":
-        """The blank-spot segments ``where`` takes, with every point."""
+    def segments(self, where: "FiguresFilter | None" = None, zoom: int | None = None) -> "list[Segment]":
+        """The blank-spot segments ``where`` takes (a day of their span in its days, their unit
+        in its units, a point in its area), with every point, or with ``zoom`` (8 to 16)
+        simplified as the map draws them at that zoom (``length_km`` still along every point)."""
         from agent.centre.cell_stats import FiguresFilter
 
         self.refresh_tracks()
         with self._reading() as conn:
-            return self._kept(conn).segments(where or FiguresFilter())  # type: ignore[no-any-return]
+            return self._kept(conn).segments(where or FiguresFilter(), zoom)  # type: ignore[no-any-return]
 
     def tags(self, where: "FiguresFilter | None" = None) -> "list[Place]":
         """The tagged spots ``where`` takes, named or not."""

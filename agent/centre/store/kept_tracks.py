@@ -12,7 +12,7 @@ What is kept is exactly what one pass over every stored reading gives
 - ``blank_runs``: every run of no-service readings the segment finder starts, with the seq
   of the reading that ended it (``closed_at``, null while the unit's last readings are in
   it); those with at least ``min_readings`` no-service readings are the segments, kept with
-  their points;
+  their points, and their lines as the map draws them at each zoom (``blank_lines``);
 - ``kept_tags``: the tagged spots;
 - ``kept_unreadable``: the rows whose JSON body did not decode when all was last computed
   (edited by hand, or written by an older blankspot): the survey's pass skips them, so
@@ -186,18 +186,28 @@ class _Pieces:
         box: tuple[float | None, ...] = (None,) * 4
         lines: dict[int, list[list[Any]]] = {}
         if len(points) >= 2:
-            # Each point of a line: lat, lon, and its reading's seq and time after the piece's first.
-            lines = {zoom: [[p[0], p[1], points[p[2]].seq - first.seq,  # type: ignore[operator]
-                             _ms(points[p[2]].time - first.time)] for p in line]
-                     for zoom, line in coarser_lines(finest_line(points)).items()}
+            lines = _lines(points)
             box = _bbox(lines[FINEST_TRACK_ZOOM])
         self.run("INSERT INTO track_pieces (device, first_seq, last_seq, points, first_day, last_day, first_time,"
                  " last_time, length_m, south, west, north, east) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  (self.device, first.seq, last.seq, len(points), *days, format_time(first.time),
                   format_time(last.time), path_length_m(points), *box))
-        for zoom, line in lines.items():
-            self.run("INSERT INTO track_lines (device, first_seq, zoom, points, line) VALUES (?, ?, ?, ?, ?)",
-                     (self.device, first.seq, zoom, len(line), json.dumps(line, separators=(",", ":"))))
+        _write_lines(self.run, "track_lines", self.device, first.seq, lines)  # type: ignore[arg-type]
+
+
+def _lines(points: list[TrackPoint]) -> dict[int, list[list[Any]]]:
+    """The line of ``points`` as the map draws it at each zoom; each point: lat, lon, and its
+    reading's seq and time (ms) after the first point's."""
+    first = points[0]
+    return {zoom: [[p[0], p[1], points[p[2]].seq - first.seq,  # type: ignore[operator]
+                    _ms(points[p[2]].time - first.time)] for p in line]
+            for zoom, line in coarser_lines(finest_line(points)).items()}
+
+
+def _write_lines(run: Run, table: str, device: str, first_seq: int, lines: dict[int, list[list[Any]]]) -> None:
+    for zoom, line in lines.items():
+        run(f"INSERT INTO {table} (device, first_seq, zoom, points, line) VALUES (?, ?, ?, ?, ?)",
+            (device, first_seq, zoom, len(line), json.dumps(line, separators=(",", ":"))))
 
 
 @dataclass
@@ -219,7 +229,7 @@ class _Blanks:
         self.run, self.device, self.start, self.hi = run, device, start, hi
         self.kept_runs = kept_runs
         self._kept_at = 0  # kept_runs[:_kept_at] start before the current seq
-        self.writer = _Writer(run, ("blank_runs",), device, start)
+        self.writer = _Writer(run, ("blank_runs", "blank_lines"), device, start)
         self.open: _OpenRun | None = None
         self.previous: TrackPoint | None = None
         self.done = False
@@ -277,14 +287,18 @@ class _Blanks:
         first = points[0]
         self.writer.clear_to(first.seq + 1)  # type: ignore[operator]
         kept = None
+        lines: dict[int, list[list[Any]]] = {}
         if current.no_service >= RULES.min_readings:
             kept = json.dumps([[p.seq - first.seq, _ms(p.time - first.time), p.lat, p.lon]  # type: ignore[operator]
                                for p in points], separators=(",", ":"))
+            lines = _lines(points)
         self.run("INSERT INTO blank_runs (device, first_seq, closed_at, operator, no_service, bridged, first_time,"
-                 " first_day, last_day, south, west, north, east, points)"
-                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 " first_day, last_day, south, west, north, east, length_m, points)"
+                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  (self.device, first.seq, closed_at, current.operator, current.no_service, current.bridged,
-                  format_time(first.time), *_days(points), *_bbox((p.lat, p.lon) for p in points), kept))
+                  format_time(first.time), *_days(points), *_bbox((p.lat, p.lon) for p in points),
+                  path_length_m(points), kept))
+        _write_lines(self.run, "blank_lines", self.device, first.seq, lines)  # type: ignore[arg-type]
 
 
 class _Tags:
@@ -338,7 +352,8 @@ class KeptTracks:
 
     def rebuild(self) -> None:
         """Everything kept computed again from every stored row (streamed, one unit at a time)."""
-        for table in ("kept_dirty", "track_pieces", "track_lines", "blank_runs", "kept_tags", "kept_unreadable"):
+        for table in ("kept_dirty", "track_pieces", "track_lines", "blank_runs", "blank_lines", "kept_tags",
+                      "kept_unreadable"):
             self.run(f"DELETE FROM {table}", ())
         rows = self.stream(f"SELECT device, {_ROW}, body FROM readings ORDER BY device, seq", ())
         for device, unit_rows in groupby(rows, key=lambda row: row[0]):
@@ -447,21 +462,37 @@ class KeptTracks:
             f"{join_finest} WHERE 1 = 1{clause} ORDER BY p.device, p.first_seq",
             [*device_params, zoom, *([FINEST_TRACK_ZOOM] if where.area is not None else []), *params])
 
-    def segments(self, where: "FiguresFilter") -> list[Segment]:
-        """The blank-spot segments ``where`` takes (a day of its span, its unit, a point in the area)."""
+    def segments(self, where: "FiguresFilter", zoom: int | None = None) -> list[Segment]:
+        """The blank-spot segments ``where`` takes (a day of its span, its unit, a point in the
+        area): with every point, or with ``zoom`` as the map draws them at that zoom."""
         clause, params = _piece_filter(where)
+        if zoom is None:
+            rows = self.run("SELECT p.device, p.first_seq, p.operator, p.no_service, p.bridged, p.first_time, NULL,"
+                            f" p.points, NULL FROM blank_runs AS p WHERE p.points IS NOT NULL{clause}"
+                            " ORDER BY p.device, p.first_seq", params)
+        else:
+            zoom = max(MIN_TRACK_ZOOM, min(FINEST_TRACK_ZOOM, zoom))
+            rows = self.run("SELECT p.device, p.first_seq, p.operator, p.no_service, p.bridged, p.first_time,"
+                            " p.length_m, l.line, "
+                            + ("p.points" if where.area is not None else "NULL") +
+                            " FROM blank_runs AS p JOIN blank_lines AS l ON l.device = p.device"
+                            f" AND l.first_seq = p.first_seq AND l.zoom = ? WHERE p.points IS NOT NULL{clause}"
+                            " ORDER BY p.device, p.first_seq", [zoom, *params])
         segments = []
-        for device, first_seq, operator, no_service, bridged, first_time, points in self.run(
-                "SELECT p.device, p.first_seq, p.operator, p.no_service, p.bridged, p.first_time, p.points"
-                " FROM blank_runs AS p"
-                f" WHERE p.points IS NOT NULL{clause} ORDER BY p.device, p.first_seq", params):
-            line = json.loads(points)
-            if where.area is not None and not _inside_any([p[2:] for p in line], where.area):
-                continue
+        for device, first_seq, operator, no_service, bridged, first_time, length_m, line, whole in rows:
+            points = json.loads(line)
+            if where.area is not None:
+                every = points if whole is None else json.loads(whole)
+                if not _inside_any([p[2:] for p in every], where.area):
+                    continue
             start = parse_time(first_time)
-            segments.append(Segment(device, operator, tuple(
-                TrackPoint(first_seq + p[0], start + timedelta(milliseconds=p[1]), p[2], p[3]) for p in line),
-                no_service, bridged))
+            if zoom is None:
+                track = tuple(TrackPoint(first_seq + p[0], start + timedelta(milliseconds=p[1]), p[2], p[3])
+                              for p in points)
+            else:
+                track = tuple(TrackPoint(first_seq + p[2], start + timedelta(milliseconds=p[3]), p[0], p[1])
+                              for p in points)
+            segments.append(Segment(device, operator, track, no_service, bridged, length_m))
         return segments
 
     def unreadable(self) -> list[tuple[str, int, str]]:

@@ -159,7 +159,9 @@ _KEPT_TRACKS = (
     "CREATE TABLE blank_runs (device {text} NOT NULL, first_seq {bigint} NOT NULL, closed_at {bigint},"
     " operator {text} NOT NULL, no_service {bigint} NOT NULL, bridged {bigint} NOT NULL, first_time {text} NOT NULL,"
     " first_day {text} NOT NULL, last_day {text} NOT NULL, south {real} NOT NULL, west {real} NOT NULL, north {real} NOT NULL,"
-    " east {real} NOT NULL, points {text}, PRIMARY KEY (device, first_seq))",
+    " east {real} NOT NULL, length_m {real} NOT NULL, points {text}, PRIMARY KEY (device, first_seq))",
+    "CREATE TABLE blank_lines (device {text} NOT NULL, first_seq {bigint} NOT NULL, zoom {int} NOT NULL,"
+    " points {bigint} NOT NULL, line {text} NOT NULL, PRIMARY KEY (device, first_seq, zoom))",
     "CREATE TABLE kept_tags (device {text} NOT NULL, seq {bigint} NOT NULL, time {text} NOT NULL,"
     " day {text} NOT NULL, lat {real} NOT NULL, lon {real} NOT NULL, name {text} NOT NULL,"
     " PRIMARY KEY (device, seq))",
