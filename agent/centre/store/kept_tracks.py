@@ -104,7 +104,7 @@ def mark_dirty(run: Run, keys: Iterable[tuple[str, int]]) -> None:
 
 # -- computing: the pass's builders, with the state the convergence needs -----------------
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     seq: int
     time: datetime
@@ -348,6 +348,7 @@ class KeptTracks:
                 self._compute(device, lo_block * BLOCK, (hi_block + 1) * BLOCK - 1)
                 done += 1
             self.run("DELETE FROM kept_dirty WHERE device = ?", (device,))
+            log.debug("kept tracks of %s computed again from %d blocks of seqs", device, len(blocks))
         return done
 
     def rebuild(self) -> None:
