@@ -132,7 +132,7 @@ def served_requests(db: Path, runs: int = 5) -> list[tuple[str, float, int]]:
     lat, lon = blank.position.lat, blank.position.lon  # type: ignore[union-attr]
     area = FiguresFilter(area=(lat - 0.045, lon - 0.045, lat + 0.045, lon + 0.045))
     asks = [(f"tracks at zoom {zoom}", lambda store, zoom=zoom: store.tracks(zoom, area)) for zoom in (16, 12)]
-    asks.append(("segments", lambda store: store.segments(area)))
+    asks += [(f"segments at zoom {zoom}", lambda store, zoom=zoom: store.segments(area, zoom)) for zoom in (16, 12)]
     results = []
     with open_store(f"sqlite:///{db}") as store:
         for what, ask in asks:

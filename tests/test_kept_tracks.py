@@ -134,7 +134,7 @@ def check_against_one_pass(store, where: FiguresFilter = FiguresFilter(),
         expected = [drawn(t, line_at(t, zoom)) for t in tracks
                     if takes(where, t.device, t.points, drawn_track(t)["line"])]
         assert [drawn(t, [[p.lat, p.lon] for p in t.points]) for t in store.tracks(zoom, where)] == expected
-    taken = [s for s in segments if takes(where, s.device, s.points)]
+    taken = [s for s in segments if takes(where, s.device, s.points, line_at(s, FINEST_TRACK_ZOOM))]
     assert store.segments(where) == taken
     for zoom in zooms:
         assert [drawn_segment(s, [[p.lat, p.lon] for p in s.points]) for s in store.segments(where, zoom)] == \

@@ -408,7 +408,7 @@ class Store(abc.ABC):
 
     def segments(self, where: "FiguresFilter | None" = None, zoom: int | None = None) -> "list[Segment]":
         """The blank-spot segments ``where`` takes (a day of their span in its days, their unit
-        in its units, a point in its area), with every point, or with ``zoom`` (8 to 16)
+        in its units, a point of their line at zoom 16 in its area), with every point, or with ``zoom`` (8 to 16)
         simplified as the map draws them at that zoom (``length_km`` still along every point)."""
         from agent.centre.cell_stats import FiguresFilter
 

@@ -464,35 +464,36 @@ class KeptTracks:
             [*device_params, zoom, *([FINEST_TRACK_ZOOM] if where.area is not None else []), *params])
 
     def segments(self, where: "FiguresFilter", zoom: int | None = None) -> list[Segment]:
-        """The blank-spot segments ``where`` takes (a day of its span, its unit, a point in the
-        area): with every point, or with ``zoom`` as the map draws them at that zoom."""
+        """The blank-spot segments ``where`` takes (a day of its span in its days, its unit in
+        its units, a point of its line at the finest zoom in its area): with every point, or
+        with ``zoom`` as the map draws them at that zoom."""
         clause, params = _piece_filter(where)
+        finest = where.area is not None
         if zoom is None:
-            rows = self.run("SELECT p.device, p.first_seq, p.operator, p.no_service, p.bridged, p.first_time, NULL,"
-                            f" p.points, NULL FROM blank_runs AS p WHERE p.points IS NOT NULL{clause}"
-                            " ORDER BY p.device, p.first_seq", params)
+            line, join, first = "p.points", "", []
         else:
             zoom = max(MIN_TRACK_ZOOM, min(FINEST_TRACK_ZOOM, zoom))
-            rows = self.run("SELECT p.device, p.first_seq, p.operator, p.no_service, p.bridged, p.first_time,"
-                            " p.length_m, l.line, "
-                            + ("p.points" if where.area is not None else "NULL") +
-                            " FROM blank_runs AS p JOIN blank_lines AS l ON l.device = p.device"
-                            f" AND l.first_seq = p.first_seq AND l.zoom = ? WHERE p.points IS NOT NULL{clause}"
-                            " ORDER BY p.device, p.first_seq", [zoom, *params])
+            line = "l.line"
+            join = " JOIN blank_lines AS l ON l.device = p.device AND l.first_seq = p.first_seq AND l.zoom = ?"
+            first = [zoom]
+        if finest:
+            join += " JOIN blank_lines AS f ON f.device = p.device AND f.first_seq = p.first_seq AND f.zoom = ?"
+            first.append(FINEST_TRACK_ZOOM)
+        rows = self.run("SELECT p.device, p.first_seq, p.operator, p.no_service, p.bridged, p.first_time, p.length_m,"
+                        f" {line}, {'f.line' if finest else 'NULL'} FROM blank_runs AS p{join}"
+                        f" WHERE p.points IS NOT NULL{clause} ORDER BY p.device, p.first_seq", [*first, *params])
         segments = []
-        for device, first_seq, operator, no_service, bridged, first_time, length_m, line, whole in rows:
-            points = json.loads(line)
-            if where.area is not None:
-                every = points if whole is None else json.loads(whole)
-                if not _inside_any([p[2:] for p in every], where.area):
-                    continue
+        for device, first_seq, operator, no_service, bridged, first_time, length_m, points, at_finest in rows:
+            if at_finest is not None and not _inside_any(json.loads(at_finest), where.area):  # type: ignore[arg-type]
+                continue
             start = parse_time(first_time)
-            if zoom is None:
+            if zoom is None:  # every point: seq and time after the first, lat, lon
                 track = tuple(TrackPoint(first_seq + p[0], start + timedelta(milliseconds=p[1]), p[2], p[3])
-                              for p in points)
-            else:
+                              for p in json.loads(points))
+                length_m = None
+            else:  # as drawn: lat, lon, seq and time after the first
                 track = tuple(TrackPoint(first_seq + p[2], start + timedelta(milliseconds=p[3]), p[0], p[1])
-                              for p in points)
+                              for p in json.loads(points))
             segments.append(Segment(device, operator, track, no_service, bridged, length_m))
         return segments
 
