@@ -168,8 +168,10 @@ def main() -> int:
     started = time.perf_counter()
     # Filled by another process: a command's peak memory counts from the size of the process
     # that starts it, and this one stays small.
-    filler = multiprocessing.Process(target=reopen if args.reuse else fill,
-                                     args=(db,) if args.reuse else (db, args.readings, args.boats, args.fill == "upgrade"))
+    if args.reuse:
+        filler = multiprocessing.Process(target=reopen, args=(db,))
+    else:
+        filler = multiprocessing.Process(target=fill, args=(db, args.readings, args.boats, args.fill == "upgrade"))
     filler.start()
     filler.join()
     if filler.exitcode:
