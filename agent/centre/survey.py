@@ -95,6 +95,7 @@ class Survey:
         self._read: set[str] = set()  # the results read from what the collector keeps
         self._whole_segments: list[Segment] = []
         self.segments_simplified = False  # whether segments are simplified for the map's track_zoom
+        self._names: dict[str, str] | None = None  # operator names of the kept figures, once read
 
     def attributed(self) -> Iterator[Attributed]:
         """Each stored reading with the operator its figures count for.
@@ -223,13 +224,14 @@ class Survey:
         only their lengths); else every point."""
         if self._kept_usable():
             if "segments" not in self._read:
-                if self._track_view is None:
-                    self.track_zoom = MIN_TRACK_ZOOM
-                elif self._kept_drawn():
-                    self.tracks  # the zoom the tracks fit at
+                if self._kept_drawn():
+                    _ = self.tracks  # they give the zoom the map is drawn for
+                    zoom = self.track_zoom
+                elif self._track_view is None:
+                    zoom = MIN_TRACK_ZOOM  # no map: what is read of them is their length
                 else:
                     return self.whole_segments
-                self._segments = self.store.segments(zoom=self.track_zoom)
+                self._segments = self.store.segments(zoom=zoom)
                 self.segments_simplified = True
                 self._read_kept("segments")
             return self._segments
@@ -264,9 +266,12 @@ class Survey:
         return self.readings.summary()
 
     def operator_name(self, key: str) -> str:
-        """The name people know an operator key by, as the grid names its cells' operators."""
+        """The name people know an operator key by, as the grid names its cells' operators:
+        as the pass learnt it, or, without a pass, as the kept figures know it."""
         if self._pass is None and self._figures_usable():
-            return self.store.operator_names().get(key) or self.home.name(key)
+            if self._names is None:
+                self._names = self.store.operator_names()
+            return self._names.get(key) or self.home.name(key)
         return self.home.name(key)
 
     def operator(self, text: str | None) -> str | None:
