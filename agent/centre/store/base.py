@@ -14,6 +14,10 @@ extra).  Opening applies the schema migrations (``agent.centre.store.schema``).
   their first ``QUARANTINE_RAW_BYTES`` bytes.
 - ``update_unit(device, state, when, payload)`` / ``units()``: each unit's last status.
 - ``counts()``: how much is stored and what was counted on the way.
+- ``coverage(resolution, thresholds, where)``: the grid from the coverage figures kept at ingest.
+- ``tracks(zoom, where)``, ``track_costs(where)``, ``segments(where, zoom)``, ``tags(where)``:
+  the units' tracks, blank-spot segments and tagged spots kept per unit
+  (``agent.centre.store.kept_tracks``), brought up to date first (``refresh_tracks()``).
 - ``commit(work, collector)``: all of the above for several MQTT messages in one transaction
   (what ``blankspot collect`` uses, so a message is acknowledged only once all of it is in).
 
