@@ -221,18 +221,31 @@ def test_a_piece_crossing_midnight_in_kalimantan_is_one_piece(tmp_path) -> None:
         assert len(store.tracks(FINEST_TRACK_ZOOM, FiguresFilter(days=("2026-11-25", "2026-11-25")))) == 1
 
 
-def test_the_map_drawn_from_the_kept_tracks_is_the_map_of_one_pass(tmp_path) -> None:
-    trip = boat_trip("boat-1", latency_every=5) + boat_trip("boat-2", interval_s=7, start=T0 + timedelta(days=1))
+def stopping_trip(device: str, day: int) -> list[Reading]:
+    """A boat trip that stops for the night, twice: three pieces of track."""
+    trip = boat_trip(device, latency_every=5, start=T0 + timedelta(days=day))
+    third = len(trip) // 3
+    return [Reading(r.device, r.time + timedelta(hours=12 * min(i // third, 2)), r.time_source, r.part, r.position,
+                    r.seq) for i, r in enumerate(trip)]
+
+
+# The map's track budget: as it ships; small enough that the zoom steps down; too small for
+# every piece even at the coarsest zoom, so the shortest are left out.
+@pytest.mark.parametrize("budget", [60_000, 62, 30])
+def test_the_map_drawn_from_the_kept_tracks_is_the_map_of_one_pass(tmp_path, budget: int) -> None:
+    trip = stopping_trip("boat-1", 0) + boat_trip("boat-2", interval_s=7, start=T0 + timedelta(days=1))
     pages = []
     for name, steps in (("kept.db", MIGRATIONS), ("older.db", MIGRATIONS[:4])):  # the older keeps no tracks
         with SqliteStore(str(tmp_path / name), steps) as store:
             store.insert_readings(trip)
             assert store.keeps_tracks() == (steps == MIGRATIONS)
-            _html, data = map_page(Survey(store, 8, Thresholds()))
+            _html, data = map_page(Survey(store, 8, Thresholds(), track_budget=budget))
             data.pop("generated"), data.pop("subtitle")
             pages.append(data)
     assert pages[0] == pages[1]
-    assert pages[0]["tracks"] and pages[0]["segments"]
+    assert pages[0]["segments"] and len(pages[0]["tracks"]) + pages[0]["tracks_left_out"] == 4
+    assert (pages[0]["track_zoom"] < FINEST_TRACK_ZOOM) == (budget < 60_000)
+    assert (pages[0]["tracks_left_out"] > 0) == (budget == 30)
 
 
 def test_an_older_database_gets_its_tracks_when_it_is_upgraded(tmp_path) -> None:

@@ -25,7 +25,8 @@ from agent.centre.cell_stats import STATS_RESOLUTION
 from agent.centre.coverage import Attributed, Attribution, Coverage, Grid, HomeOperators, Thresholds, attribute
 from agent.centre.export import Layers
 from agent.centre.mapview import (
-    FINEST_TRACK_ZOOM, MIN_TRACK_ZOOM, MapOptions, drawn_track, kept_track, map_data, render_map, track_zoom,
+    FINEST_TRACK_ZOOM, MIN_TRACK_ZOOM, TRACK_BUDGET, MapOptions, drawn_track, kept_track, map_data, render_map,
+    track_zoom,
 )
 from agent.centre.report import Place, tagged_place
 from agent.centre.segments import Segment, SegmentFinder, Track, TrackBuilder
@@ -67,6 +68,7 @@ class Survey:
     nothing (the report draws no track).  ``cells=False`` leaves the grid out (no
     :attr:`coverage`): what needs no grid then needs no h3 either.  ``progress``, when given,
     is called with the number of readings read so far every :data:`PROGRESS_EVERY` readings.
+    ``track_budget`` is the points of track the map holds (:func:`~agent.centre.mapview.fit_tracks`).
     A ``StoreError``, or ``ModuleNotFoundError`` for h3 where the grid library is missing,
     passes through.
     """
@@ -74,8 +76,9 @@ class Survey:
     def __init__(self, store: Store, resolution: int, thresholds: Thresholds, *,
                  tracks: Callable[[Track], Any] | None = drawn_track, cells: bool = True,
                  progress: Callable[[int], None] | None = None,
-                 warn: Callable[[str], None] = lambda _text: None) -> None:
+                 warn: Callable[[str], None] = lambda _text: None, track_budget: int = TRACK_BUDGET) -> None:
         self.store = store
+        self.track_budget = track_budget  # points of track the map may hold
         self._progress = progress
         self.warn = warn  # told, once, when the kept figures are stale and the pass draws the grid
         self.readings = StoredReadings.of(store)
@@ -209,7 +212,7 @@ class Survey:
         (:attr:`track_zoom`), as the map would simplify them."""
         if self._kept_drawn():
             if "tracks" not in self._read:
-                self.track_zoom = track_zoom(self.store.track_costs())
+                self.track_zoom = track_zoom(self.store.track_costs(), self.track_budget)
                 self._tracks = [kept_track(track) for track in self.store.tracks(self.track_zoom)]
                 self._read_kept("tracks")
             return self._tracks
@@ -296,7 +299,8 @@ def map_page(survey: Survey, options: MapOptions = MapOptions(), places: Iterabl
     """
     tracks, segments = survey.tracks, survey.segments
     data = map_data(survey.coverage, tracks, segments, survey.tags, options, places=places,
-                    track_zoom=survey.track_zoom, segments_simplified=survey.segments_simplified)
+                    track_budget=survey.track_budget, track_zoom=survey.track_zoom,
+                    segments_simplified=survey.segments_simplified)
     return render_map(data), data
 
 
