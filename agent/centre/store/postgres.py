@@ -269,12 +269,13 @@ class PostgresStore(Store):
             if not kept.dirty():
                 return 0
             with conn.transaction():
-                # As a collector storing readings of these units: they wait, and a rebuild
-                # (which holds a stronger lock on readings) is wholly before or after.
-                conn.execute("LOCK TABLE readings IN ROW EXCLUSIVE MODE")
+                # Locked as a collector storing readings of these units locks, in the same
+                # order: their collectors wait, and a rebuild (which holds a stronger lock on
+                # readings) is wholly before or after.
                 devices = kept.dirty_devices()[:units]
                 for device in devices:
                     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("blankspot unit " + device,))
+                conn.execute("LOCK TABLE readings IN ROW EXCLUSIVE MODE")
                 return kept.refresh(devices)  # type: ignore[no-any-return]
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL {self.url}: {_one_line(exc)}") from None
