@@ -272,7 +272,7 @@ class PostgresStore(Store):
                 # Locked as a collector storing readings of these units locks, in the same
                 # order: their collectors wait, and a rebuild (which holds a stronger lock on
                 # readings) is wholly before or after.
-                devices = kept.dirty_devices()[:units]
+                devices = sorted(kept.dirty_devices())[:units]  # the order collectors lock in
                 for device in devices:
                     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("blankspot unit " + device,))
                 conn.execute("LOCK TABLE readings IN ROW EXCLUSIVE MODE")
