@@ -8,6 +8,17 @@ command runs as a real ``python -m agent`` process and is timed from start to ex
 With ``--against DIR`` the same commands also run on the code checked out in DIR (an older
 checkout, say), on the same database, and the output compares the two.
 
+Once filled, the tracks, segments and tags the collector keeps are brought up to date as a
+collector does after a quiet moment (timed: ``kept tracks computed in``), so that the commands
+read them as they would on a running collector's database.  ``--fill upgrade`` fills it
+faster, for large runs: the readings are stored without anything kept (the schema of a
+blankspot before the coverage figures), then opening the database upgrades it and the
+schema's steps compute the figures and the kept tracks from every reading, as they would
+for an older database (what is kept is the same either way: tests/test_cell_stats.py and
+tests/test_kept_tracks.py).  Then what a served map asks
+for a visible area is timed in this process: the tracks at a zoom and the segments of an
+area about 10 km across on the route.
+
     python bench/survey.py                                  # the figures in docs/benchmarks.md
     python bench/survey.py --against /path/to/older/checkout
     python bench/survey.py --quick                          # a smoke run
@@ -48,6 +59,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=1, help="runs of each command; the best is kept (default 1)")
     parser.add_argument("--dir", type=Path, default=None, help="where the database goes (default bench/results/)")
     parser.add_argument("--quick", action="store_true", help="20,000 readings, for a smoke run")
+    parser.add_argument("--fill", choices=("ingest", "upgrade"), default="ingest",
+                        help="store the readings as a collector does (default), or without anything kept and"
+                             " then upgrade the database (faster)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="time the commands on the database an earlier run left in --dir, without filling it"
+                             " (opening it applies any schema step it lacks, timed)")
+    parser.add_argument("--commands", default=",".join(name for name, _ in COMMANDS),
+                        help="the commands to time, comma-separated (default all: "
+                             + ", ".join(name for name, _ in COMMANDS) + ")")
     return parser.parse_args()
 
 
@@ -69,15 +89,60 @@ def boat_readings(boat: int, count: int) -> list[Reading]:
     return readings
 
 
-def fill(path: Path, readings: int, boats: int) -> None:
+def fill(path: Path, readings: int, boats: int, upgrade: bool) -> None:
+    from agent.centre.store.schema import MIGRATIONS
+    from agent.centre.store.sqlite import SqliteStore
+
     if path.exists():
         path.unlink()
-    with open_store(f"sqlite:///{path}") as store:
+    with SqliteStore(path, MIGRATIONS[:3] if upgrade else MIGRATIONS) as store:
         for boat in range(1, boats + 1):
             share = readings // boats + (1 if boat <= readings % boats else 0)
             made = boat_readings(boat, share)
             for start in range(0, len(made), 5_000):
                 store.insert_readings(made[start:start + 5_000])
+        started = time.perf_counter()
+        if not upgrade:
+            store.refresh_tracks()
+            print(f"kept tracks computed in {time.perf_counter() - started:.1f} s", flush=True)
+    if upgrade:
+        started = time.perf_counter()
+        with open_store(f"sqlite:///{path}") as store:
+            pass
+        print(f"upgraded: the figures and kept tracks computed in {time.perf_counter() - started:.1f} s", flush=True)
+
+
+def reopen(path: Path) -> None:
+    """Open the database an earlier run filled: the schema steps it lacks are applied (timed)."""
+    if not path.exists():
+        raise SystemExit(f"--reuse: no database at {path}")
+    started = time.perf_counter()
+    with open_store(f"sqlite:///{path}") as store:
+        store.refresh_tracks()
+    print(f"opened, its schema brought up to date in {time.perf_counter() - started:.1f} s", flush=True)
+
+
+def served_requests(db: Path, runs: int = 5) -> list[tuple[str, float, int]]:
+    """What a served map asks for an area about 10 km across on the route, where the trip
+    first loses service: ``(what, best seconds of ``runs``, items)``."""
+    from agent.centre.cell_stats import FiguresFilter
+
+    # Centred where the trip first loses service, so that the area holds a blank-spot segment.
+    blank = next(r for r in synthetic_readings(5_000) if getattr(r.part, "rat", None) == "NONE")
+    lat, lon = blank.position.lat, blank.position.lon  # type: ignore[union-attr]
+    area = FiguresFilter(area=(lat - 0.045, lon - 0.045, lat + 0.045, lon + 0.045))
+    asks = [(f"tracks at zoom {zoom}", lambda store, zoom=zoom: store.tracks(zoom, area)) for zoom in (16, 12)]
+    asks += [(f"segments at zoom {zoom}", lambda store, zoom=zoom: store.segments(area, zoom)) for zoom in (16, 12)]
+    results = []
+    with open_store(f"sqlite:///{db}") as store:
+        for what, ask in asks:
+            best, items = float("inf"), 0
+            for _ in range(runs):
+                started = time.perf_counter()
+                items = len(ask(store))
+                best = min(best, time.perf_counter() - started)
+            results.append((what, best, items))
+    return results
 
 
 def timed(code: Path, args: list[str], db: Path, folder: Path) -> tuple[float, float]:
@@ -103,25 +168,38 @@ def main() -> int:
     started = time.perf_counter()
     # Filled by another process: a command's peak memory counts from the size of the process
     # that starts it, and this one stays small.
-    filler = multiprocessing.Process(target=fill, args=(db, args.readings, args.boats))
+    if args.reuse:
+        filler = multiprocessing.Process(target=reopen, args=(db,))
+    else:
+        filler = multiprocessing.Process(target=fill, args=(db, args.readings, args.boats, args.fill == "upgrade"))
     filler.start()
     filler.join()
     if filler.exitcode:
         raise SystemExit(f"filling {db} failed")
+    if args.reuse:
+        with open_store(f"sqlite:///{db}") as store:
+            args.readings, args.boats = store.counts()["readings"], store.counts()["devices"]
     print(f"{args.readings:,} readings of {args.boats} boats in {db} "
-          f"({db.stat().st_size / 1e6:.0f} MB, filled in {time.perf_counter() - started:.0f} s)")
+          f"({db.stat().st_size / 1e6:.0f} MB, {'reused' if args.reuse else 'filled'} in "
+          f"{time.perf_counter() - started:.0f} s)")
     for line in machine_lines():
         print(line)
     checkouts = [("this checkout", REPO)] + ([("--against", args.against.resolve())] if args.against else [])
     print()
     print(f"{'command':<16}" + "".join(f"{name + ': s, MB':>26}" for name, _ in checkouts)
           + ("   time ratio" if args.against else ""))
+    chosen = {name.strip() for name in args.commands.split(",")}
     for name, command in COMMANDS:
+        if name not in chosen:
+            continue
         runs = [min(timed(code, command, db, folder) for _ in range(args.runs)) for _, code in checkouts]
         row = f"{name:<16}" + "".join(f"{seconds:>19.1f}{peak:>7.0f}" for seconds, peak in runs)
         if args.against:
             row += f"   {ratio(runs[0][0], runs[1][0]):>10}"
         print(row, flush=True)
+    print()
+    for what, seconds, items in served_requests(db):
+        print(f"served area, {what:<20} {seconds * 1000:>8.1f} ms  ({items} items)")
     return 0
 
 

@@ -28,6 +28,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from agent.centre.store import open_store
 from agent.centre.store.base import QUARANTINE_RAW_BYTES, parse_db_url
 from agent.commands.main import main
+from agent.shared.polling import wait_until
 from agent.shared.protocol import encode_batch
 from agent.shared.reading import Event, Reading, Signal
 from agent.sim.broker import LocalBroker, free_port
@@ -179,6 +180,23 @@ def test_two_collectors_in_a_group_share_the_work_and_either_may_die(
     assert len(keys) == len(set(keys)) == 12_000
     assert final["batches"] - final["duplicates"] // 50 >= 240
     print(f"\nshared group: batches per collector before the kill {shares}; after: {final}")
+
+
+def test_after_a_quiet_moment_the_collector_brings_the_kept_tracks_up_to_date(
+        tmp_path: Path, broker: LocalBroker, units: Units, collectors: list) -> None:
+    db = f"sqlite:///{tmp_path}/collector.db"
+    collector = CollectorProcess(tmp_path, broker.port, db)
+    collectors.append(collector)
+    collector.start()
+    trip = boat_trip("boat-07")[:300]
+    for i in range(0, len(trip), 50):
+        units.publish(f"{PREFIX}/boat-07/readings", encode_batch("boat-07", [r.to_json() for r in trip[i:i + 50]]))
+    wait_counts(db, lambda c: c["readings"] == len(trip), 30, "the trip stored", collector)
+    with open_store(db) as store:
+        assert wait_until(store.tracks_up_to_date, 15, interval=0.2), collector.log()[-2000:]
+        [piece] = store.tracks(16)
+        assert (piece.points[0].seq, piece.points[-1].seq) == (1, 300)
+    assert collector.stop() == 0
 
 
 def test_hostile_payloads_are_quarantined_and_good_batches_keep_flowing(

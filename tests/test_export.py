@@ -561,7 +561,8 @@ def test_the_survey_tells_progress_as_it_reads(tmp_path, monkeypatch):
     calls: list[int] = []
     store = open_store(db)
     try:
-        survey_module.Survey(store, 8, Thresholds(), progress=calls.append).segments  # needs the pass
+        survey_module.Survey(store, 8, Thresholds(), tracks=survey_module.whole_track,
+                             progress=calls.append).tracks  # whole tracks need the pass
     finally:
         store.close()
     assert calls == list(range(100, len(trip_with_tags()) + 1, 100))

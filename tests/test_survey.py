@@ -15,6 +15,7 @@ from agent.centre.export import LAYERS, Layers, write_geojson
 from agent.centre.report import tagged_places
 from agent.centre.segments import segments, tracks
 from agent.centre.store import open_store
+from agent.centre.store.schema import MIGRATIONS
 from agent.centre.store.sqlite import SqliteStore
 from agent.centre.survey import Survey, UnknownOperator, export_layers, map_page, whole_track
 from tests.support.survey_factory import (
@@ -110,16 +111,31 @@ def write_export(survey: Survey) -> None:
     write_geojson(export_layers(survey, LAYERS), io.StringIO())
 
 
-# (what a command does with its survey, what the command keeps of each track piece)
-COMMANDS = [(draw_map, {}), (write_report, {"tracks": None}), (write_export, {"tracks": whole_track})]
+# (what a command does with its survey, what the command keeps of each track piece, whether
+# it reads the readings: the export's points and whole tracks are per reading by nature; the
+# map and the report read what the collector keeps)
+COMMANDS = [(draw_map, {}, False), (write_report, {"tracks": None}, False),
+            (write_export, {"tracks": whole_track}, True)]
 
 
-@pytest.mark.parametrize("command, options", COMMANDS, ids=["map", "report", "export"])
-def test_each_stored_reading_is_read_once(tmp_path: Path, command, options: dict) -> None:
+@pytest.mark.parametrize("command, options, reads", COMMANDS, ids=["map", "report", "export"])
+def test_each_stored_reading_is_read_once_at_most(tmp_path: Path, command, options: dict, reads: bool) -> None:
     readings = fleet_survey()
     survey_db(tmp_path / "survey.db", readings)
     store = CountingStore(tmp_path / "survey.db")
     try:
+        command(Survey(store, DEFAULT_RESOLUTION, Thresholds(), **options))
+    finally:
+        store.close()
+    assert store.rows_read == (len(readings) if reads else 0)
+
+
+@pytest.mark.parametrize("command, options", [(draw_map, {}), (write_report, {"tracks": None})], ids=["map", "report"])
+def test_a_database_that_keeps_no_tracks_is_read_once(tmp_path: Path, command, options: dict) -> None:
+    readings = fleet_survey()
+    store = CountingStore(tmp_path / "older.db", MIGRATIONS[:4])
+    try:
+        store.insert_readings(readings)
         command(Survey(store, DEFAULT_RESOLUTION, Thresholds(), **options))
     finally:
         store.close()

@@ -78,6 +78,9 @@ DRAIN_CONFIRM_READINGS = 1000
 # A unit's status that reports an older rev this long after the collector published a newer
 # one means the unit did not get it; a shorter while is a status crossing it on the way.
 STATUS_CROSSING_S = 30.0
+# Seconds without arrivals before the collector brings the kept tracks up to date: long
+# enough that a unit pushing its backlog in many messages is not interrupted at each one.
+QUIET_S = 2.0
 
 
 def implausible_time(reading: Reading, received: datetime) -> str | None:
@@ -301,6 +304,7 @@ class Collector:
         self._confirm_due: dict[str, tuple[Confirmation, float]] = {}  # device -> latest, when to publish
         self._confirm_sent: dict[str, tuple[int, float]] = {}  # device -> rev, when published
         self._unconfirmed_readings: dict[str, int] = {}  # device -> readings stored since its last confirmation
+        self._last_stored: float | None = None  # when readings were last stored, until the kept tracks follow them
 
     # -- running -------------------------------------------------------------------------
 
@@ -323,6 +327,7 @@ class Collector:
                 self.watchdog.heartbeat()
                 self._write_once(timeout=0.2, stop=stop)
                 self._publish_confirmations(time.monotonic())
+                self._refresh_tracks_when_quiet(time.monotonic())
                 self._log_stats()
             # Finish what has arrived, so it is acknowledged now rather than sent again later.
             self.notifier.stopping("storing what has arrived, then disconnecting")
@@ -455,8 +460,23 @@ class Collector:
                 delay = min(delay * 2, 30.0)
         self._acknowledge(group)
         self._account(group, result.inserted, result.duplicates)
+        if result.inserted:
+            self._last_stored = time.monotonic()
         self._follow(result.changes)
         return True
+
+    def _refresh_tracks_when_quiet(self, now: float) -> None:
+        """Once nothing has arrived for :data:`QUIET_S`, the kept tracks, segments and tags
+        follow the readings stored, one unit per turn of the loop (so the watchdog is fed
+        and arrivals wait little), and map, report and serve find them ready."""
+        if self._last_stored is None or now - self._last_stored < QUIET_S or not self._queue.empty():
+            return
+        try:
+            if not self.store.refresh_tracks(units=1):
+                self._last_stored = None
+        except StoreError as exc:
+            log.warning("cannot bring the kept tracks up to date: %s (map and report will)", exc)
+            self._last_stored = None
 
     # -- confirmations ----------------------------------------------------------------------
 

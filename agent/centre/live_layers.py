@@ -19,6 +19,7 @@ from typing import Any, Generic, Hashable, TypeVar
 from agent.centre.cell_stats import FiguresFilter
 from agent.centre.coverage import Thresholds
 from agent.centre.live_answers import ServedLayers, View, served_layers, served_track
+from agent.centre.mapview import FINEST_TRACK_ZOOM, MIN_TRACK_ZOOM
 from agent.centre.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -27,9 +28,9 @@ T = TypeVar("T")
 
 
 def keeps_tracks(store: Store) -> bool:
-    """Whether ``store`` keeps tracks, stretches and tags itself (a newer store does)."""
-    asked = getattr(store, "keeps_tracks", None)
-    return bool(asked()) if callable(asked) else False
+    """Whether ``store`` keeps tracks, stretches and tags itself (schema step 5 on, and figures
+    not stale: the stretches follow what each reading counts for)."""
+    return store.keeps_tracks() and store.figures_stale() is None
 
 
 def figures_filter(view: View) -> FiguresFilter:
@@ -39,8 +40,9 @@ def figures_filter(view: View) -> FiguresFilter:
 def kept_layers(store: Store, view: View, operator_names: dict[str, str]) -> ServedLayers:
     """The layers of the view as a store that keeps them answers (see the module docstring)."""
     where = figures_filter(view)
-    tracks = [served_track(t) for t in store.tracks(view.zoom, where) if t.points]  # type: ignore[attr-defined]
-    return served_layers(tracks, store.segments(where), store.tags(where), operator_names)  # type: ignore[attr-defined]
+    zoom = min(max(view.zoom, MIN_TRACK_ZOOM), FINEST_TRACK_ZOOM)  # the zooms lines are kept for
+    tracks = [served_track(t) for t in store.tracks(zoom, where) if t.points]
+    return served_layers(tracks, store.segments(where, zoom), store.tags(where), operator_names)
 
 
 def surveyed_layers(store: Store, operator_names: dict[str, str]) -> ServedLayers:

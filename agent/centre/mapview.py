@@ -180,14 +180,15 @@ class FittedTracks:
     left_out: int      # pieces left out to stay within the budget
 
 
-def fit_tracks(pieces: Sequence[dict[str, Any]], budget: int = TRACK_BUDGET) -> FittedTracks:
-    """Track pieces (from :func:`drawn_track`) simplified for the finest zoom at which all of
-    them fit in ``budget`` points (each piece costing :data:`PIECE_COST` more); below
+def fit_tracks(pieces: Sequence[dict[str, Any]], budget: int = TRACK_BUDGET,
+               zoom: int = FINEST_TRACK_ZOOM) -> FittedTracks:
+    """Track pieces (from :func:`drawn_track`, or :func:`kept_track` for pieces already
+    simplified for ``zoom``) simplified for the finest zoom at which all of them fit in
+    ``budget`` points (each piece costing :data:`PIECE_COST` more); below
     :data:`MIN_TRACK_ZOOM`, the shortest pieces are left out instead."""
     def cost(lines: Sequence[dict[str, Any]]) -> int:
         return sum(len(p["line"]) + PIECE_COST for p in lines)
 
-    zoom = FINEST_TRACK_ZOOM
     fitted = list(pieces)
     while cost(fitted) > budget and zoom > MIN_TRACK_ZOOM:
         zoom -= 1
@@ -207,29 +208,70 @@ def fit_tracks(pieces: Sequence[dict[str, Any]], budget: int = TRACK_BUDGET) -> 
     return FittedTracks(kept, zoom, len(fitted) - len(kept))
 
 
-def _line(points: Sequence[TrackPoint]) -> list[list[float]]:
-    return [[round(p.lat, 6), round(p.lon, 6)] for p in points]
+def finest_line(points: Sequence[TrackPoint]) -> list[list[Any]]:
+    """The line the page draws of a whole track piece at :data:`FINEST_TRACK_ZOOM`: thinned,
+    ``[lat, lon]`` rounded to about a metre, simplified.  Each point keeps its place in
+    ``points`` as a third item, so that whoever simplifies it further knows which readings
+    are left."""
+    kept = {id(p): i for i, p in enumerate(points)}
+    line = [[round(p.lat, 5), round(p.lon, 5), kept[id(p)]] for p in thin(points)]
+    return simplify(line, pixel_m(FINEST_TRACK_ZOOM))
+
+
+def coarser_lines(line: Sequence[Sequence[Any]], coarsest: int = MIN_TRACK_ZOOM) -> dict[int, list[list[Any]]]:
+    """``line`` (as :func:`finest_line` gives it) at every zoom the page may draw tracks at
+    (down to ``coarsest``), each simplified from the next finer one, as :func:`fit_tracks`
+    does step by step."""
+    lines = {FINEST_TRACK_ZOOM: [list(p) for p in line]}
+    for zoom in range(FINEST_TRACK_ZOOM - 1, coarsest - 1, -1):
+        lines[zoom] = simplify(lines[zoom + 1], pixel_m(zoom))
+    return lines
+
+
+def line_at(points: Sequence[TrackPoint], zoom: int) -> list[list[float]]:
+    """``[lat, lon]`` of a whole line (a track piece, a stretch without service) as the page
+    draws it at ``zoom``."""
+    return [p[:2] for p in coarser_lines(finest_line(points), zoom)[zoom]]
+
+
+def track_popup(track: Track) -> list[list[str]]:
+    return [["Unit", track.device], ["Bagian / Part", str(track.part)],
+            ["Panjang / Length", f"{track.length_km:.1f} km"],
+            time_row("Waktu / Time", track.points[0].time, track.points[-1].time)]
 
 
 def drawn_track(track: Track) -> dict[str, Any]:
     """A track piece as the page draws it: its line, thinned and simplified for the finest
     zoom the page draws tracks at, and its popup."""
-    line = [[round(p.lat, 5), round(p.lon, 5)] for p in thin(track.points)]
-    return {"line": simplify(line, pixel_m(FINEST_TRACK_ZOOM)),
-            "popup": [["Unit", track.device], ["Bagian / Part", str(track.part)],
-                      ["Panjang / Length", f"{track.length_km:.1f} km"],
-                      time_row("Waktu / Time", track.points[0].time, track.points[-1].time)]}
+    return {"line": [p[:2] for p in finest_line(track.points)], "popup": track_popup(track)}
+
+
+def kept_track(track: Track) -> dict[str, Any]:
+    """A track piece the collector keeps already simplified for a zoom, as the page draws it."""
+    return {"line": [[p.lat, p.lon] for p in track.points], "popup": track_popup(track)}
+
+
+def track_zoom(points_at: dict[int, int], budget: int = TRACK_BUDGET) -> int:
+    """The zoom :func:`fit_tracks` comes to, from the cost of the pieces at each zoom (their
+    points plus :data:`PIECE_COST` each): the finest that fits, else :data:`MIN_TRACK_ZOOM`."""
+    for zoom in range(FINEST_TRACK_ZOOM, MIN_TRACK_ZOOM, -1):
+        if points_at.get(zoom, 0) <= budget:
+            return zoom
+    return MIN_TRACK_ZOOM
 
 
 def map_data(coverage: Coverage, tracks: Iterable[dict[str, Any]], segments: Iterable[Segment],
              tags: Iterable[Place], options: MapOptions = MapOptions(), generated: datetime | None = None,
-             *, places: Iterable[Place] = (), track_budget: int = TRACK_BUDGET) -> dict[str, Any]:
+             *, places: Iterable[Place] = (), track_budget: int = TRACK_BUDGET,
+             track_zoom: int = FINEST_TRACK_ZOOM, segments_simplified: bool = False) -> dict[str, Any]:
     """Everything the page draws, as the JSON object embedded in it; ``tracks`` are the track
-    pieces as :func:`drawn_track` gives them, ``places`` the named places (a places file's
-    towns and villages) written on the map as labels; the tracks are fitted to
-    ``track_budget`` points (:func:`fit_tracks`)."""
+    pieces as :func:`drawn_track` gives them (or :func:`kept_track`, simplified for
+    ``track_zoom``), ``places`` the named places (a places file's towns and villages)
+    written on the map as labels; the tracks are fitted to ``track_budget`` points
+    (:func:`fit_tracks`), and the stretches without service are drawn simplified for the
+    same zoom (``segments_simplified``: they already are, as the collector keeps them)."""
     generated = generated or datetime.now(timezone.utc)
-    fitted = fit_tracks(list(tracks), track_budget)
+    fitted = fit_tracks(list(tracks), track_budget, track_zoom)
     samples: dict[str, int] = {key: 0 for key in coverage.operators}
     blank: dict[str, int] = {key: 0 for key in coverage.operators}
     cells = []
@@ -252,7 +294,8 @@ def map_data(coverage: Coverage, tracks: Iterable[dict[str, Any]], segments: Ite
     ]
     th = coverage.thresholds
     segment_list = [
-        {"op": s.operator, "line": _line(s.points),
+        {"op": s.operator,
+         "line": [[p.lat, p.lon] for p in s.points] if segments_simplified else line_at(s.points, fitted.zoom),
          "popup": [["Ruas tanpa layanan / No service", f"{s.length_km:.2f} km, {s.no_service} pengukuran / readings"],
                    ["Operator", f"{coverage.operators.get(s.operator, s.operator)} ({s.operator})"],
                    ["Unit", s.device], time_row("Mulai / Start", s.start.time), time_row("Selesai / End", s.end.time)]}

@@ -53,15 +53,17 @@ class TrackPoint:
 
 @dataclass(frozen=True)
 class Track:
-    """One unbroken piece of a unit's track."""
+    """One unbroken piece of a unit's track.  A piece the collector keeps simplified for a
+    zoom has fewer points than readings: ``length_m`` is then its length along every reading."""
 
     device: str
     part: int
     points: tuple[TrackPoint, ...]
+    length_m: float | None = None
 
     @property
     def length_km(self) -> float:
-        return path_length_m(self.points) / 1000.0
+        return (path_length_m(self.points) if self.length_m is None else self.length_m) / 1000.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class Segment:
     points: tuple[TrackPoint, ...]    # first and last are no-service readings
     no_service: int                    # no-service readings in it
     bridged: int                       # in-service readings inside it
+    length_m: float | None = None      # along every reading, when ``points`` are simplified for a zoom
 
     @property
     def start(self) -> TrackPoint:
@@ -82,7 +85,7 @@ class Segment:
 
     @property
     def length_km(self) -> float:
-        return path_length_m(self.points) / 1000.0
+        return (path_length_m(self.points) if self.length_m is None else self.length_m) / 1000.0
 
     @property
     def duration_s(self) -> float:
@@ -103,7 +106,7 @@ def _point(reading: Reading) -> TrackPoint:
     return TrackPoint(reading.seq, reading.time, reading.position.lat, reading.position.lon)
 
 
-def _gap(a: TrackPoint, b: TrackPoint, rules: TrackRules) -> bool:
+def is_gap(a: TrackPoint, b: TrackPoint, rules: TrackRules) -> bool:
     return (abs((b.time - a.time).total_seconds()) > rules.max_gap_s
             or haversine_m(a.lat, a.lon, b.lat, b.lon) > rules.max_gap_m)
 
@@ -130,7 +133,7 @@ class TrackBuilder:
             return done
         done = None
         points = self._points
-        if points and _gap(points[-1], point, self.rules):
+        if points and is_gap(points[-1], point, self.rules):
             done = self.finish()
             self._points, self._part = [], self._part + (1 if len(points) >= 2 else 0)
         elif points and (point.lat, point.lon) == (points[-1].lat, points[-1].lon):
@@ -215,7 +218,7 @@ class SegmentFinder:
         if reading.device != self._device:
             done = self.finish()
             self._device, self._run, self._previous = reading.device, None, None
-        if self._previous is not None and _gap(self._previous, point, self.rules):
+        if self._previous is not None and is_gap(self._previous, point, self.rules):
             done = self.finish()
             self._run = None
         self._previous = point

@@ -197,9 +197,10 @@ class StoredReadings:
             try:
                 yield decode_row(device, seq, body)
             except ReadingError as exc:
-                self._skip(SkippedRow(device, seq, str(exc)))
+                self.skip(SkippedRow(device, seq, str(exc)))
 
-    def _skip(self, row: SkippedRow) -> None:
+    def skip(self, row: SkippedRow) -> None:
+        """Count ``row`` as skipped (once, however often it is met)."""
         if (row.device, row.seq) in self._skipped:  # met again by a later pass
             return
         self._skipped.add((row.device, row.seq))

@@ -1,8 +1,12 @@
-"""The survey a collector's database holds, read in one pass for the map, the report and the export.
+"""The survey a collector's database holds, for the map, the report and the export.
 
-One pass over the stored readings, in device and seq order, decodes each reading once and
-hands it to everything the commands draw from it: the SIMs' home operators, the coverage
-grid, the tracks, the blank-spot segments and the tagged spots.  Only the results are kept
+Where the database keeps them (schema steps 4 and 5, up to date), the cells, the tracks as
+the map draws them, the blank-spot segments and the tagged spots are read from what the
+collector keeps, and no reading is read.  Otherwise, and for what is per reading by nature
+(the export's points and whole tracks), one pass over the stored readings, in device and
+seq order, decodes each reading once and hands it to everything the commands draw from it:
+the SIMs' home operators, the coverage grid, the tracks, the blank-spot segments and the
+tagged spots.  Only the results are kept
 (the grid's figures, each track piece as its user needs it, the segments, the tags), never
 the readings.  The home operators are learnt as the pass goes; what a reading before its unit's first ``home``
 registration counts for is told ahead by one small query on the rows' columns
@@ -20,11 +24,14 @@ from typing import Any, TypeVar
 from agent.centre.cell_stats import STATS_RESOLUTION, FiguresFilter
 from agent.centre.coverage import Attributed, Attribution, Coverage, Grid, HomeOperators, Thresholds, attribute
 from agent.centre.export import Layers
-from agent.centre.mapview import MapOptions, drawn_track, map_data, render_map
+from agent.centre.mapview import (
+    FINEST_TRACK_ZOOM, MIN_TRACK_ZOOM, TRACK_BUDGET, MapOptions, drawn_track, kept_track, map_data, render_map,
+    track_zoom,
+)
 from agent.centre.report import Place, tagged_place
 from agent.centre.segments import Segment, SegmentFinder, Track, TrackBuilder
 from agent.centre.store.base import Store
-from agent.centre.stored_readings import StoredReadings
+from agent.centre.stored_readings import SkippedRow, StoredReadings
 from agent.shared.reading import Signal
 
 # Units in the field install without the grid library; only the central side needs it.
@@ -61,6 +68,7 @@ class Survey:
     nothing (the report draws no track).  ``cells=False`` leaves the grid out (no
     :attr:`coverage`): what needs no grid then needs no h3 either.  ``progress``, when given,
     is called with the number of readings read so far every :data:`PROGRESS_EVERY` readings.
+    ``track_budget`` is the points of track the map holds (:func:`~agent.centre.mapview.fit_tracks`).
     A ``StoreError``, or ``ModuleNotFoundError`` for h3 where the grid library is missing,
     passes through.
 
@@ -74,9 +82,11 @@ class Survey:
     def __init__(self, store: Store, resolution: int, thresholds: Thresholds, *,
                  tracks: Callable[[Track], Any] | None = drawn_track, cells: bool = True,
                  progress: Callable[[int], None] | None = None,
-                 warn: Callable[[str], None] = lambda _text: None, where: FiguresFilter = FiguresFilter()) -> None:
+                 warn: Callable[[str], None] = lambda _text: None, where: FiguresFilter = FiguresFilter(),
+                 track_budget: int = TRACK_BUDGET) -> None:
         self.store = store
         self.where = where
+        self.track_budget = track_budget  # points of track the map may hold
         self._progress = progress
         self.warn = warn  # told, once, when the kept figures are stale and the pass draws the grid
         self.readings = StoredReadings.of(store)
@@ -91,6 +101,12 @@ class Survey:
         self._pass: Iterator[Attributed] | None = None
         self._coverage: Coverage | None = None
         self._stale: str | None = None  # why the kept figures are out of date ("" when they are not), once read
+        self._kept: bool | None = None  # whether the kept tracks, segments and tags can be read, once asked
+        self.track_zoom = FINEST_TRACK_ZOOM  # the zoom the map's track pieces are simplified for
+        self._read: set[str] = set()  # the results read from what the collector keeps
+        self._whole_segments: list[Segment] = []
+        self.segments_simplified = False  # whether segments are simplified for the map's track_zoom
+        self._names: dict[str, str] | None = None  # operator names of the kept figures, once read
 
     def attributed(self) -> Iterator[Attributed]:
         """Each stored reading with the operator its figures count for.
@@ -113,8 +129,9 @@ class Survey:
         # The accumulators live only as long as the pass: their figures go once the results are made.
         attribution = Attribution(self.home)
         grid = Grid(self.resolution) if drawn else None
-        tracks = TrackBuilder() if self._track_view is not None else None
-        segments = SegmentFinder()
+        kept = self._kept_usable()
+        tracks = TrackBuilder() if self._track_view is not None and not self._kept_drawn() else None
+        segments = SegmentFinder() if not kept else None
         done = 0
         where = self.where
         everything = where.everything
@@ -132,15 +149,16 @@ class Survey:
                 grid.add(item)
             if tracks is not None and (track := tracks.add(reading)) is not None:
                 self._keep(track)
-            if (segment := segments.add(item)) is not None:
-                self._segments.append(segment)
-            if (place := tagged_place(reading)) is not None:
-                self._tags.append(place)
+            if segments is not None:
+                if (segment := segments.add(item)) is not None:
+                    self._segments.append(segment)
+                if (place := tagged_place(reading)) is not None:
+                    self._tags.append(place)
             if taken:
                 yield item
         if tracks is not None and (track := tracks.finish()) is not None:
             self._keep(track)
-        if (segment := segments.finish()) is not None:
+        if segments is not None and (segment := segments.finish()) is not None:
             self._segments.append(segment)
         if grid is not None:
             self._coverage = grid.coverage(self.home, self.thresholds)
@@ -155,6 +173,30 @@ class Survey:
                 self.warn(f"the kept coverage figures are out of date ({self._stale}); the cells are drawn from"
                           " every stored reading until 'blankspot aggregate --rebuild' computes them again")
         return not self._stale
+
+    def _kept_usable(self) -> bool:
+        """Whether the tracks, segments and tags the collector keeps can be read: kept, and
+        the figures whose operators the segments follow are up to date."""
+        if self._kept is None:
+            self._kept = self.store.keeps_tracks() and self.store.figures_stale() is None
+        return self._kept
+
+    def _read_kept(self, result: str) -> None:
+        """After ``result`` is read from what the collector keeps: the rows left out of it
+        count as skipped, as the pass would have skipped them."""
+        if not self._read:
+            for device, seq, reason in self.store.unreadable_rows():
+                self.readings.skip(SkippedRow(device, seq, reason))
+        self._read.add(result)
+
+    def _where_went(self) -> FiguresFilter:
+        """What of ``where`` chooses tracks, stretches and tags: its days and units (a track is
+        where a unit went, on every technology)."""
+        return FiguresFilter(days=self.where.days, devices=self.where.devices)
+
+    def _kept_drawn(self) -> bool:
+        """Whether the tracks are read as the map draws them from what the collector keeps."""
+        return self._track_view is drawn_track and self._kept_usable()
 
     def _keep(self, track: Track) -> None:
         assert self._track_view is not None
@@ -173,7 +215,9 @@ class Survey:
         the pass."""
         if not self._cells:
             raise ValueError("this survey was made without cells")
-        if self._coverage is None and self._figures_usable():
+        if self._coverage is not None:
+            return self._coverage
+        if self._figures_usable():
             self._coverage = self.store.coverage(self.resolution, self.thresholds, self.where)
             return self._coverage
         self._complete()
@@ -182,25 +226,77 @@ class Survey:
 
     @property
     def tracks(self) -> list[Any]:
-        """Each unit's track in pieces, each as the ``tracks`` function the survey was made with kept it."""
+        """Each unit's track in pieces, each as the ``tracks`` function the survey was made with kept it.
+
+        For the map (the default ``tracks``) from the pieces the collector keeps, where it
+        does: simplified for the finest zoom at which they fit in the map's track budget
+        (:attr:`track_zoom`), as the map would simplify them."""
+        if self._kept_drawn():
+            if "tracks" not in self._read:
+                self.track_zoom = track_zoom(self.store.track_costs(), self.track_budget)
+                self._tracks = [kept_track(track) for track in self.store.tracks(self.track_zoom, self._where_went())]
+                self._read_kept("tracks")
+            return self._tracks
         self._complete()
         return self._tracks
 
     @property
     def segments(self) -> list[Segment]:
-        """The blank-spot segments along the tracks."""
+        """The blank-spot segments along the tracks, as the map and the report use them: from
+        what the collector keeps, where it does, simplified for the map's :attr:`track_zoom`
+        (:attr:`segments_simplified`; without tracks, for the coarsest zoom: the report needs
+        only their lengths); else every point."""
+        if self._kept_usable():
+            if "segments" not in self._read:
+                if self._kept_drawn():
+                    _ = self.tracks  # they give the zoom the map is drawn for
+                    zoom = self.track_zoom
+                elif self._track_view is None:
+                    zoom = MIN_TRACK_ZOOM  # no map: what is read of them is their length
+                else:
+                    return self.whole_segments
+                self._segments = self.store.segments(self._where_went(), zoom=zoom)
+                self.segments_simplified = True
+                self._read_kept("segments")
+            return self._segments
+        self._complete()
+        return self._segments
+
+    @property
+    def whole_segments(self) -> list[Segment]:
+        """The blank-spot segments with every point (what the export writes)."""
+        if self._kept_usable():
+            if "whole segments" not in self._read:
+                self._whole_segments = self.store.segments(self._where_went())
+                self._read_kept("whole segments")
+            return self._whole_segments
         self._complete()
         return self._segments
 
     @property
     def tags(self) -> list[Place]:
         """Every tagged spot with a position, with a name or not."""
+        if self._kept_usable():
+            if "tags" not in self._read:
+                self._tags = self.store.tags(self._where_went())
+                self._read_kept("tags")
+            return self._tags
         self._complete()
         return self._tags
 
     def summary(self) -> str | None:
-        """One line naming the stored readings skipped so far, or None when none were."""
+        """One line naming the stored readings skipped so far, or None when none were: by the
+        pass, or, for what was read from what the collector keeps, left out of it."""
         return self.readings.summary()
+
+    def operator_name(self, key: str) -> str:
+        """The name people know an operator key by, as the grid names its cells' operators:
+        as the pass learnt it, or, without a pass, as the kept figures know it."""
+        if self._pass is None and self._figures_usable():
+            if self._names is None:
+                self._names = self.store.operator_names()
+            return self._names.get(key) or self.home.name(key)
+        return self.home.name(key)
 
     def operator(self, text: str | None) -> str | None:
         """The operator key ``text`` names (``510-10`` or ``Telkomsel``, any case); None for None.
@@ -222,7 +318,10 @@ def map_page(survey: Survey, options: MapOptions = MapOptions(), places: Iterabl
     ``places`` (a places file's towns and villages) are written on it by name, as the tagged
     spots are by their message.
     """
-    data = map_data(survey.coverage, survey.tracks, survey.segments, survey.tags, options, places=places)
+    tracks, segments = survey.tracks, survey.segments
+    data = map_data(survey.coverage, tracks, segments, survey.tags, options, places=places,
+                    track_budget=survey.track_budget, track_zoom=survey.track_zoom,
+                    segments_simplified=survey.segments_simplified)
     return render_map(data), data
 
 
@@ -234,5 +333,5 @@ def export_layers(survey: Survey, what: tuple[str, ...]) -> Layers:
         yield from results()  # a generator: asks for the results only when its layer is written
 
     return Layers(points=survey.attributed() if "points" in what else (),
-                  tracks=after(lambda: survey.tracks), segments=after(lambda: survey.segments),
-                  coverage=lambda: survey.coverage, what=what, operator_names=survey.home.name)
+                  tracks=after(lambda: survey.tracks), segments=after(lambda: survey.whole_segments),
+                  coverage=lambda: survey.coverage, what=what, operator_names=survey.operator_name)

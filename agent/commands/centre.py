@@ -281,8 +281,9 @@ def add_aggregate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "aggregate", help="the coverage figures the collector keeps: compute them again from the stored readings",
         description="The collector keeps per-cell coverage figures up to date as readings arrive (map, report "
-                    "and export --what cells read them). --rebuild computes them again from every stored "
-                    "reading, in one transaction (collectors wait meanwhile). "
+                    "and export --what cells read them), and each unit's tracks, blank-spot segments and "
+                    "tagged spots (map and report read them). --rebuild computes them all again from every "
+                    "stored reading, in one transaction (collectors wait meanwhile). "
                     "Example: blankspot aggregate --db sqlite:///var/lib/blankspot/collector.db --rebuild",
     )
     p.add_argument("--db", required=True, metavar="URL", help=_DB_HELP)

@@ -14,6 +14,10 @@ extra).  Opening applies the schema migrations (``agent.centre.store.schema``).
   their first ``QUARANTINE_RAW_BYTES`` bytes.
 - ``update_unit(device, state, when, payload)`` / ``units()``: each unit's last status.
 - ``counts()``: how much is stored and what was counted on the way.
+- ``coverage(resolution, thresholds, where)``: the grid from the coverage figures kept at ingest.
+- ``tracks(zoom, where)``, ``track_costs(where)``, ``segments(where, zoom)``, ``tags(where)``:
+  the units' tracks, blank-spot segments and tagged spots kept per unit
+  (``agent.centre.store.kept_tracks``), brought up to date first (``refresh_tracks()``).
 - ``commit(work, collector)``: all of the above for several MQTT messages in one transaction
   (what ``blankspot collect`` uses, so a message is acknowledged only once all of it is in).
 
@@ -45,6 +49,8 @@ from agent.shared.reading import Event, Latency, Reading, Signal, Throughput, fo
 if TYPE_CHECKING:
     from agent.centre.cell_stats import FiguresFilter
     from agent.centre.coverage import Coverage, Thresholds
+    from agent.centre.report import Place
+    from agent.centre.segments import Segment, Track
 
 QUARANTINE_RAW_BYTES = 65_536
 MAX_TOPIC_CHARS = 1024
@@ -345,7 +351,85 @@ class Store(abc.ABC):
     def rebuild_figures(self, progress: "Callable[[int], None] | None" = None) -> int:
         """Every kept coverage figure computed again from the stored readings, in one
         transaction; returns the readings counted.  ``progress`` is told the readings counted
-        so far every 100,000."""
+        so far every 100,000.  The kept tracks, segments and tags too."""
+
+    # -- tracks, segments and tags kept per unit (agent.centre.store.kept_tracks) ----------
+
+    def keeps_tracks(self) -> bool:
+        """Whether tracks, blank-spot segments and tagged spots are kept per unit (schema step 5 on)."""
+        return self._kept_tracks  # type: ignore[attr-defined,no-any-return]
+
+    @abc.abstractmethod
+    def refresh_tracks(self, units: int | None = None) -> int:
+        """What readings stored since the last refresh changed of the kept tracks, segments
+        and tags (of the first ``units`` units only, when given), computed in one transaction;
+        returns the runs of seqs computed (0 when nothing was to do).  The reading methods
+        below call it first."""
+
+    def tracks_up_to_date(self) -> bool:
+        """Whether the kept tracks, segments and tags follow every stored reading, before any
+        refresh (a collector refreshes them after a quiet moment)."""
+        if not self.keeps_tracks():
+            return False
+        with self._reading() as conn:
+            return not self._kept(conn).dirty()
+
+    def _kept(self, conn: Any) -> Any:
+        from agent.centre.store.kept_tracks import KeptTracks
+
+        return KeptTracks(self._runner(conn))
+
+    def tracks(self, zoom: int, where: "FiguresFilter | None" = None) -> "list[Track]":
+        """The pieces of the units' tracks ``where`` takes (a day of their span in its days,
+        their unit in its units, a point in its area), each simplified as the map draws it
+        at ``zoom`` (8 to 16)."""
+        from agent.centre.cell_stats import FiguresFilter
+
+        self.refresh_tracks()
+        with self._reading() as conn:
+            return self._kept(conn).tracks(zoom, where or FiguresFilter())  # type: ignore[no-any-return]
+
+    def track_costs(self, where: "FiguresFilter | None" = None) -> dict[int, int]:
+        """Per zoom (8 to 16), the points of the pieces :meth:`tracks` gives, plus
+        ``mapview.PIECE_COST`` per piece: what the map's track budget counts."""
+        from agent.centre.cell_stats import FiguresFilter
+
+        self.refresh_tracks()
+        with self._reading() as conn:
+            return self._kept(conn).track_costs(where or FiguresFilter())  # type: ignore[no-any-return]
+
+    def unreadable_rows(self) -> list[tuple[str, int, str]]:
+        """``(device, seq, why)`` of the rows left out of the kept tracks, segments and tags
+        because their body did not decode when they were last all computed."""
+        if not self.keeps_tracks():
+            return []
+        with self._reading() as conn:
+            return self._kept(conn).unreadable()  # type: ignore[no-any-return]
+
+    def operator_names(self) -> dict[str, str]:
+        """Per operator key, the name the kept figures know it by (the one most often seen)."""
+        from agent.centre.store.aggregates import Figures
+
+        with self._reading() as conn:
+            return Figures(self._runner(conn)).names()
+
+    def segments(self, where: "FiguresFilter | None" = None, zoom: int | None = None) -> "list[Segment]":
+        """The blank-spot segments ``where`` takes (a day of their span in its days, their unit
+        in its units, a point of their line at zoom 16 in its area), with every point, or with ``zoom`` (8 to 16)
+        simplified as the map draws them at that zoom (``length_km`` still along every point)."""
+        from agent.centre.cell_stats import FiguresFilter
+
+        self.refresh_tracks()
+        with self._reading() as conn:
+            return self._kept(conn).segments(where or FiguresFilter(), zoom)  # type: ignore[no-any-return]
+
+    def tags(self, where: "FiguresFilter | None" = None) -> "list[Place]":
+        """The tagged spots ``where`` takes, named or not."""
+        from agent.centre.cell_stats import FiguresFilter
+
+        self.refresh_tracks()
+        with self._reading() as conn:
+            return self._kept(conn).tags(where or FiguresFilter())  # type: ignore[no-any-return]
 
     @abc.abstractmethod
     def quarantined(self) -> list[dict[str, Any]]:

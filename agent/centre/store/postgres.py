@@ -17,6 +17,7 @@ from typing import Any, Iterator
 from agent.centre.store import schema
 from agent.centre.coverage import has_grid_library
 from agent.centre.store.aggregates import Figures
+from agent.centre.store.kept_tracks import KeptTracks, mark_dirty
 from agent.centre.ledger import SeqLedger
 from agent.centre.store.base import (
     FIGURE_COLUMNS, MAX_REASON_CHARS, MAX_TOPIC_CHARS, QUARANTINE_RAW_BYTES, READING_COLUMNS, CommitResult, SchemaTooNew, Store,
@@ -99,6 +100,7 @@ class PostgresStore(Store):
         self._ledger = schema.has_ledger(steps)
         self._figures = schema.has_figures(steps)
         self._totals = schema.has_totals(steps)
+        self._kept_tracks = schema.has_kept_tracks(steps)
         self._grid = has_grid_library()
         conn = self._conn
         with conn.transaction():
@@ -188,10 +190,14 @@ class PostgresStore(Store):
             elif rows:
                 cur.executemany(_insert(columns), sorted(rows, key=lambda row: (row[0], row[1])))
                 inserted = cur.rowcount  # psycopg sums it over the rows
+            moved = []
             if figures is not None and changes is not None:
                 figures.apply(changes)
+                moved = [(device, seq) for _operator, device, seq in changes.moved]
             elif kept is not None:
                 kept.stored_without(self._grid, inserted)
+            if self._kept_tracks and rows:
+                mark_dirty(self._runner(cur), [(row[0], row[1]) for row in rows] + moved)
             result = CommitResult(inserted, len(rows) - inserted)
             if quarantine:
                 cur.executemany(
@@ -247,8 +253,31 @@ class PostgresStore(Store):
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
                 conn.execute("LOCK TABLE readings IN SHARE ROW EXCLUSIVE MODE")
-                return Figures(self._runner(conn), self._totals).rebuild(
+                count = Figures(self._runner(conn), self._totals).rebuild(
                     self._streamer(conn)("SELECT device, seq, body FROM readings ORDER BY device, seq", ()), progress)
+                if self._kept_tracks:
+                    KeptTracks(self._runner(conn), self._streamer(conn)).rebuild()
+                return count
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL {self.url}: {_one_line(exc)}") from None
+
+    def refresh_tracks(self, units: int | None = None) -> int:
+        if not self._kept_tracks:
+            return 0
+        try:
+            conn = self._usable()
+            kept = KeptTracks(self._runner(conn))
+            if not kept.dirty():
+                return 0
+            with conn.transaction():
+                # Locked as a collector storing readings of these units locks, in the same
+                # order: their collectors wait, and a rebuild (which holds a stronger lock on
+                # readings) is wholly before or after.
+                devices = sorted(kept.dirty_devices())[:units]  # the order collectors lock in
+                for device in devices:
+                    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("blankspot unit " + device,))
+                conn.execute("LOCK TABLE readings IN ROW EXCLUSIVE MODE")
+                return kept.refresh(devices)  # type: ignore[no-any-return]
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL {self.url}: {_one_line(exc)}") from None
 

@@ -61,14 +61,17 @@ class ReadOnlySqliteStore(SqliteStore):
         except StoreError:
             self._db.close()
             raise
-        self._ledger = self._figures = self._totals = True
+        self._ledger = self._figures = self._totals = self._kept_tracks = True
         self._grid = has_grid_library()
 
     def commit(self, work: Work, collector: str = "") -> CommitResult:
         raise StoreError(f"SQLite database {self.path} {READ_ONLY}")
 
-    def rebuild_figures(self) -> int:
+    def rebuild_figures(self, progress: Any = None) -> int:
         raise StoreError(f"SQLite database {self.path} {READ_ONLY}")
+
+    def refresh_tracks(self, units: int | None = None) -> int:
+        return 0  # the collectors bring the kept tracks up to date; a reader takes them as they are
 
 
 def _postgres_class() -> Any:
@@ -88,7 +91,7 @@ def _postgres_class() -> Any:
             super()._connect()
 
         def _migrate(self, steps: Any) -> None:
-            self._ledger = self._figures = self._totals = True
+            self._ledger = self._figures = self._totals = self._kept_tracks = True
             self._grid = has_grid_library()
             conn = self._conn
             exists = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()[0]
@@ -99,8 +102,11 @@ def _postgres_class() -> Any:
         def commit(self, work: Work, collector: str = "") -> CommitResult:
             raise StoreError(f"PostgreSQL {self.url} {READ_ONLY}")
 
-        def rebuild_figures(self) -> int:
+        def rebuild_figures(self, progress: Any = None) -> int:
             raise StoreError(f"PostgreSQL {self.url} {READ_ONLY}")
+
+        def refresh_tracks(self, units: int | None = None) -> int:
+            return 0  # as the SQLite reader's
 
     return ReadOnlyPostgresStore
 

@@ -138,7 +138,47 @@ MIGRATIONS += (
     ),
 )
 
-# Step 5 is the kept tracks.  Step 6 computes every figure again, not only the totals: the
+
+def _build_kept_tracks(run, stream) -> None:  # type: ignore[no-untyped-def]
+    from agent.centre.store.kept_tracks import KeptTracks
+
+    KeptTracks(run, stream).rebuild()
+
+
+# What agent.centre.store.kept_tracks keeps (its docstring says what each table holds).
+_KEPT_TRACKS = (
+    "CREATE TABLE kept_dirty (device {text} NOT NULL, block {bigint} NOT NULL, PRIMARY KEY (device, block))",
+    "CREATE TABLE track_pieces (device {text} NOT NULL, first_seq {bigint} NOT NULL, last_seq {bigint} NOT NULL,"
+    " points {bigint} NOT NULL, first_day {text} NOT NULL, last_day {text} NOT NULL, first_time {text} NOT NULL,"
+    " last_time {text} NOT NULL, length_m {real} NOT NULL, south {real}, west {real}, north {real}, east {real},"
+    " PRIMARY KEY (device, first_seq))",
+    "CREATE TABLE track_lines (device {text} NOT NULL, first_seq {bigint} NOT NULL, zoom {int} NOT NULL,"
+    " points {bigint} NOT NULL, line {text} NOT NULL, PRIMARY KEY (device, first_seq, zoom))",
+    "CREATE INDEX track_lines_by_zoom ON track_lines (zoom, device, first_seq)",
+    "CREATE TABLE blank_runs (device {text} NOT NULL, first_seq {bigint} NOT NULL, closed_at {bigint},"
+    " operator {text} NOT NULL, no_service {bigint} NOT NULL, bridged {bigint} NOT NULL, first_time {text} NOT NULL,"
+    " first_day {text} NOT NULL, last_day {text} NOT NULL, south {real} NOT NULL, west {real} NOT NULL, north {real} NOT NULL,"
+    " east {real} NOT NULL, length_m {real} NOT NULL, points {text}, PRIMARY KEY (device, first_seq))",
+    "CREATE TABLE blank_lines (device {text} NOT NULL, first_seq {bigint} NOT NULL, zoom {int} NOT NULL,"
+    " points {bigint} NOT NULL, line {text} NOT NULL, PRIMARY KEY (device, first_seq, zoom))",
+    "CREATE TABLE kept_tags (device {text} NOT NULL, seq {bigint} NOT NULL, time {text} NOT NULL,"
+    " day {text} NOT NULL, lat {real} NOT NULL, lon {real} NOT NULL, name {text} NOT NULL,"
+    " PRIMARY KEY (device, seq))",
+    "CREATE TABLE kept_unreadable (device {text} NOT NULL, seq {bigint} NOT NULL, reason {text} NOT NULL,"
+    " PRIMARY KEY (device, seq))",
+)
+
+MIGRATIONS += (
+    Step(
+        5,
+        "tracks, blank-spot segments and tagged spots kept per unit as readings arrive",
+        sqlite=tuple(q.format(**_SQLITE_TYPES) for q in _KEPT_TRACKS),
+        postgres=tuple(q.format(**_PG_TYPES) for q in _KEPT_TRACKS),
+        build=_build_kept_tracks,
+    ),
+)
+
+# Step 6 computes every figure again, not only the totals: the
 # figures of step 4 did not count the quality classes per radio technology.
 _TOTALS = (
     "CREATE TABLE cell_totals (cell {text} NOT NULL, operator {text} NOT NULL, samples {bigint} NOT NULL,"
@@ -170,6 +210,11 @@ def has_ledger(steps: tuple[Step, ...]) -> bool:
 def has_figures(steps: tuple[Step, ...]) -> bool:
     """Whether a database built by ``steps`` keeps the coverage figures as readings arrive."""
     return any(step.version == 4 for step in steps)
+
+
+def has_kept_tracks(steps: tuple[Step, ...]) -> bool:
+    """Whether a database built by ``steps`` keeps tracks, segments and tags per unit."""
+    return any(step.version == 5 for step in steps)
 
 
 def has_totals(steps: tuple[Step, ...]) -> bool:

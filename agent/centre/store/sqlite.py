@@ -17,6 +17,7 @@ from typing import Any, Iterator
 from agent.centre.coverage import has_grid_library
 from agent.centre.store import schema
 from agent.centre.store.aggregates import Figures
+from agent.centre.store.kept_tracks import KeptTracks, mark_dirty
 from agent.centre.ledger import SeqLedger
 from agent.centre.store.base import (
     FIGURE_COLUMNS, MAX_REASON_CHARS, MAX_TOPIC_CHARS, QUARANTINE_RAW_BYTES, READING_COLUMNS, CommitResult, SchemaTooNew, Store,
@@ -89,6 +90,7 @@ class SqliteStore(Store):
         self._ledger = schema.has_ledger(steps)
         self._figures = schema.has_figures(steps)
         self._totals = schema.has_totals(steps)
+        self._kept_tracks = schema.has_kept_tracks(steps)
         self._grid = has_grid_library()
         db = self._db
         db.execute("BEGIN IMMEDIATE")  # one migrator at a time
@@ -141,12 +143,16 @@ class SqliteStore(Store):
                                    (row + changes.placed.get((row[0], row[1]), (None, None)) for row in rows))
                     inserted = db.total_changes - before
                     figures.apply(changes)
+                    moved = [(device, seq) for _operator, device, seq in changes.moved]
                 else:
                     before = db.total_changes
                     db.executemany(_insert(READING_COLUMNS), rows)
                     inserted = db.total_changes - before
                     if figures is not None:
                         figures.stored_without(self._grid, inserted)
+                    moved = []
+                if self._kept_tracks and rows:
+                    mark_dirty(self._runner(db), [(row[0], row[1]) for row in rows] + moved)
                 result = CommitResult(inserted, len(rows) - inserted)
                 db.executemany(
                     "INSERT INTO quarantine (received_at, collector, topic, reason, size, raw) VALUES (?, ?, ?, ?, ?, ?)",
@@ -213,6 +219,8 @@ class SqliteStore(Store):
             try:
                 count = Figures(self._runner(db), self._totals).rebuild(
                     self._streamer(db)("SELECT device, seq, body FROM readings ORDER BY device, seq", ()), progress)
+                if self._kept_tracks:
+                    KeptTracks(self._runner(db), self._streamer(db)).rebuild()
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -221,6 +229,26 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite database {self.path}: {exc}") from None
         return count
+
+    def refresh_tracks(self, units: int | None = None) -> int:
+        if not self._kept_tracks:
+            return 0
+        db = self._db
+        kept = KeptTracks(self._runner(db))
+        try:
+            if not kept.dirty():
+                return 0
+            db.execute("BEGIN IMMEDIATE")  # collectors wait: what is computed must not move meanwhile
+            try:
+                done = kept.refresh(kept.dirty_devices()[:units])
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite database {self.path}: {exc}") from None
+        return done
 
     def quarantined(self) -> list[dict[str, Any]]:
         with self._reading() as db:
