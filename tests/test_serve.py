@@ -20,10 +20,9 @@ from agent.centre.serve import LiveMap, ServeOptions
 from agent.centre.serve_login import Login, read_users, set_user
 from agent.centre.store import open_store
 from agent.centre.store.base import StoreError
-from agent.centre.store.readonly import ReadOnlySqliteStore, open_store_readonly
+from agent.centre.store.readonly import open_store_readonly
 from agent.centre.store.schema import LATEST
-from agent.centre.segments import tracks as tracks_of
-from agent.centre.report import parse_places_csv, tagged_places
+from agent.centre.report import parse_places_csv
 from agent.commands.main import main
 from tests.support.postgres import postgres_url as postgres_url_fixture
 from tests.support.served_map import DAY_TWO, indosat_unit, served
@@ -134,7 +133,7 @@ def test_unknown_pages_and_writes_are_refused(server):
 
 def test_tracks_stretches_tags_and_places(server):
     tracks = server.get("api/tracks?zoom=12").json
-    assert len(tracks["tracks"]) == 1 and tracks["layers"] == "survey" and tracks["left_out"] == 0
+    assert len(tracks["tracks"]) == 1 and tracks["layers"] == "kept" and tracks["left_out"] == 0
     coarse = server.get("api/tracks?zoom=8").json["tracks"][0]["line"]
     assert 2 <= len(coarse) < len(tracks["tracks"][0]["line"]), "simplified for the zoom"
     assert server.get("api/tracks?zoom=12&units=probe-2").json["tracks"] == []
@@ -169,6 +168,7 @@ def test_a_repeat_is_answered_from_memory_and_new_readings_are_seen(tmp_path, op
         assert s.get("api/cells?zoom=12&operator=510-01").body == first.body
         with open_store(db) as writer:  # a collector stores more
             writer.insert_readings([no_service("probe-2", seq, -0.18, 116.72, when=DAY_TWO) for seq in range(16, 24)])
+            writer.refresh_tracks()  # as it does after a quiet moment
         after = s.get("api/cells?zoom=12&operator=510-01").json
         assert len(after["cells"]) == 3
         # The layers are made again too: 30 km further on, the new readings are a stretch of their own.
@@ -335,39 +335,18 @@ def test_health_is_503_when_the_database_cannot_be_read(tmp_path):
         assert "blankspot_database_up 0" in s.get("metrics").text
 
 
-# -- a store that keeps its tracks ---------------------------------------------------------------
+# -- the tracks the collector keeps ---------------------------------------------------------------
 
-class TrackKeepingStore(ReadOnlySqliteStore):
-    """A store that answers tracks, stretches and tags itself (what a store keeping them as
-    readings arrive offers), here computed from its readings; it notes what it was asked."""
-
-    asked: list = []
-
-    def keeps_tracks(self) -> bool:
-        return True
-
-    def tracks(self, zoom, where):
-        self.asked.append(("tracks", zoom, where))
-        return [t for t in tracks_of(self.iter_readings()) if where.devices is None or t.device in where.devices]
-
-    def segments(self, where):
-        self.asked.append(("segments", where))
-        return []
-
-    def tags(self, where):
-        return tagged_places(self.iter_readings(), named_only=False)
-
-
-def test_a_store_keeping_its_tracks_is_asked_instead_of_a_pass(tmp_path):
+def test_the_kept_tracks_are_asked_per_request_as_the_collector_last_computed_them(tmp_path):
     db = survey_db(tmp_path / "c.db", trip_with_tags() + indosat_unit())
-    live = LiveMap(lambda: TrackKeepingStore(tmp_path / "c.db"), ServeOptions(refresh_s=0))
-    with served(db, live=live) as s:
+    with served(db) as s:
         answer = s.get("api/tracks?zoom=10&units=boat-1&from=2026-11-24").json
         assert answer["layers"] == "kept" and len(answer["tracks"]) == 1
-        assert s.get("api/tracks?zoom=10&units=probe-2").json["tracks"] == []
+        assert s.get("api/tracks?zoom=10&units=boat-1&from=2026-11-25").json["tracks"] == []
         assert len(s.get("api/tags").json["tags"]) == 2
-        assert s.get("api/segments").json["segments"] == []
         assert s.get("healthz").json["layers"] == "kept"
-    kind, zoom, where = TrackKeepingStore.asked[0]
-    assert (kind, zoom) == ("tracks", 10)
-    assert where == FiguresFilter(days=("2026-11-24", "9999-12-31"), devices=frozenset({"boat-1"}))
+        with open_store(db) as writer:  # readings stored, their tracks not yet computed
+            writer.insert_readings(trip_with_tags("boat-9"))
+            assert s.get("api/tracks?zoom=10&units=boat-9").json["tracks"] == []
+            writer.refresh_tracks()
+        assert len(s.get("api/tracks?zoom=10&units=boat-9").json["tracks"]) == 1

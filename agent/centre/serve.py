@@ -127,7 +127,8 @@ class LiveMap:
     # -- the data's version ------------------------------------------------------------------
 
     def version(self) -> Hashable:
-        """The collectors' counters and the figures' state; asked at most every refresh_s."""
+        """The collectors' counters, the figures' state and whether the kept tracks follow the
+        readings; asked at most every refresh_s."""
         v = self._version
         with v.lock:
             now = self._clock()
@@ -135,7 +136,9 @@ class LiveMap:
                 with self._store_lock:
                     counters = self.store.counters()
                     stale = self.store.figures_stale()
-                v.value = (tuple(sorted((c, tuple(sorted(n.items()))) for c, n in counters.items())), stale)
+                    # The collector computes the kept tracks after a quiet moment, after its counters moved.
+                    tracks = self.store.tracks_up_to_date() if self.kept_tracks else None
+                v.value = (tuple(sorted((c, tuple(sorted(n.items()))) for c, n in counters.items())), stale, tracks)
                 v.asked = now
             return v.value
 

@@ -82,6 +82,7 @@ def survey_db(path, readings: list[Reading]) -> str:
     store = open_store(url)
     try:
         store.insert_readings(readings)
+        store.refresh_tracks()  # as the collector does after a quiet moment
     finally:
         store.close()
     return url
