@@ -12,7 +12,7 @@ import logging
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from agent.centre.coverage import has_grid_library
 from agent.centre.store import schema
@@ -56,6 +56,8 @@ def _switch_to_wal(db: sqlite3.Connection) -> None:
         time.sleep(pause)  # the other opener holds the file for milliseconds
         pause = min(pause * 2, 0.1)
 
+
+T = TypeVar("T")
 
 class SqliteStore(Store):
     backend = "sqlite"
@@ -212,15 +214,14 @@ class SqliteStore(Store):
         with self._reading() as db:
             yield from self._streamer(db)(sql, params)
 
-    def rebuild_figures(self, progress: Any = None) -> int:
+    def _immediate(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work(db)`` in one write transaction taken at once (collectors wait for it), rolled
+        back on any failure; SQLite's errors as a StoreError."""
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                count = Figures(self._runner(db), self._totals).rebuild(
-                    self._streamer(db)("SELECT device, seq, body FROM readings ORDER BY device, seq", ()), progress)
-                if self._kept_tracks:
-                    KeptTracks(self._runner(db), self._streamer(db)).rebuild()
+                result = work(db)
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -228,27 +229,29 @@ class SqliteStore(Store):
                 raise
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite database {self.path}: {exc}") from None
-        return count
+        return result
+
+    def rebuild_figures(self, progress: Any = None) -> int:
+        def rebuild(db: sqlite3.Connection) -> int:
+            count = Figures(self._runner(db), self._totals).rebuild(
+                self._streamer(db)("SELECT device, seq, body FROM readings ORDER BY device, seq", ()), progress)
+            if self._kept_tracks:
+                KeptTracks(self._runner(db), self._streamer(db)).rebuild()
+            return count
+
+        return self._immediate(rebuild)
 
     def refresh_tracks(self, units: int | None = None) -> int:
         if not self._kept_tracks:
             return 0
-        db = self._db
-        kept = KeptTracks(self._runner(db))
+        kept = KeptTracks(self._runner(self._db))
         try:
             if not kept.dirty():
                 return 0
-            db.execute("BEGIN IMMEDIATE")  # collectors wait: what is computed must not move meanwhile
-            try:
-                done = kept.refresh(kept.dirty_devices()[:units])
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite database {self.path}: {exc}") from None
-        return done
+        # What is computed must not move meanwhile: collectors wait.
+        return self._immediate(lambda _db: kept.refresh(kept.dirty_devices()[:units]))
 
     def quarantined(self) -> list[dict[str, Any]]:
         with self._reading() as db:
