@@ -9,6 +9,8 @@ import hashlib
 import io
 import json
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -208,6 +210,29 @@ def test_newer_data_is_summed_in_the_background_while_the_last_grid_answers(tmp_
         assert cells() == 3
     finally:
         live.close()
+
+
+def test_requests_of_every_kind_at_once_all_finish(db):
+    """A browser asks cells, layers and the fleet together; every answer comes, whatever the
+    order the threads take the version and the store in."""
+    live = LiveMap(lambda: open_store_readonly(db), ServeOptions(refresh_s=0, background=False))
+    paths = ["/api/segments", "/api/tracks", "/api/cells", "/api/tags", "/api/fleet", "/api/overview"] * 8
+    statuses: list[int] = []
+
+    def ask(path: str) -> None:
+        for zoom in (9, 11, 13):
+            statuses.append(live.answer(path, "" if path in ("/api/fleet", "/api/overview") else f"zoom={zoom}").status)
+
+    threads = [threading.Thread(target=ask, args=(path,), daemon=True) for path in paths]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    # Not closed when stuck: closing takes the store, which a stuck thread holds.
+    assert not any(thread.is_alive() for thread in threads), "requests stuck waiting for each other"
+    live.close()
+    assert statuses == [200] * len(paths) * 3
 
 
 # -- login -----------------------------------------------------------------------------------

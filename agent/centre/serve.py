@@ -267,8 +267,10 @@ class LiveMap:
 
     def _layers_of(self, view: View, version: Hashable) -> tuple[Any, dict[str, Any], bool]:
         if self.kept_tracks:
+            # The names first: they ask the version, which takes the store after its own lock.
+            names = self._names()
             with self._store_lock:
-                return kept_layers(self.store, view, self._names()), {"layers": "kept"}, True
+                return kept_layers(self.store, view, names), {"layers": "kept"}, True
         assert self._layers is not None
         kept = self._layers.get(version)
         # An answer from layers older than the data is not kept: the next one may be newer.
