@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
@@ -142,10 +144,14 @@ def test_progress_goes_to_stderr_when_asked(db, tmp_path, capsys, monkeypatch, c
     monkeypatch.setattr(centre_commands, "PROGRESS_SECONDS", 0.0)
     copy = tmp_path / "c.db"
     copy.write_bytes(Path(db.removeprefix("sqlite:///")).read_bytes())
+    if command in ("map", "report"):
+        # They read readings only for what arrived since the collector last kept the tracks.
+        with sqlite3.connect(copy) as conn:
+            conn.execute("INSERT INTO kept_dirty (device, block) SELECT DISTINCT device, seq / 1024 FROM readings")
     out = {"map": ["--out", str(tmp_path / "m.html")], "export": ["--out", str(tmp_path / "p.geojson"), "--what", "points"],
            "report": [], "aggregate": ["--rebuild"]}[command]
     assert main([command, "--db", str(copy), *out, "--progress"]) == 0
-    assert f"blankspot {command}: 100 readings read\n" in capsys.readouterr().err
+    assert re.search(rf"^blankspot {command}: [\d,]+ readings read$", capsys.readouterr().err, re.M)
     assert main([command, "--db", str(copy), *out]) == 0
     assert "readings read" not in capsys.readouterr().err  # stderr is not a terminal here
 

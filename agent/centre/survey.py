@@ -67,7 +67,9 @@ class Survey:
     (:func:`~agent.centre.mapview.drawn_track`), :func:`whole_track` for the export, None for
     nothing (the report draws no track).  ``cells=False`` leaves the grid out (no
     :attr:`coverage`): what needs no grid then needs no h3 either.  ``progress``, when given,
-    is called with the number of readings read so far every :data:`PROGRESS_EVERY` readings.
+    is called with the number of readings read so far every :data:`PROGRESS_EVERY` readings,
+    and while the kept tracks are brought up to date with what arrived since the collector's
+    last refresh.
     ``track_budget`` is the points of track the map holds (:func:`~agent.centre.mapview.fit_tracks`).
     A ``StoreError``, or ``ModuleNotFoundError`` for h3 where the grid library is missing,
     passes through.
@@ -179,6 +181,9 @@ class Survey:
         the figures whose operators the segments follow are up to date."""
         if self._kept is None:
             self._kept = self.store.keeps_tracks() and self.store.figures_stale() is None
+            if self._kept:
+                # What readings since the collector's last refresh changed is read here, told.
+                self.store.refresh_tracks(progress=self._progress)
         return self._kept
 
     def _read_kept(self, result: str) -> None:

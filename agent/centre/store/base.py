@@ -360,11 +360,11 @@ class Store(abc.ABC):
         return self._kept_tracks  # type: ignore[attr-defined,no-any-return]
 
     @abc.abstractmethod
-    def refresh_tracks(self, units: int | None = None) -> int:
+    def refresh_tracks(self, units: int | None = None, progress: "Callable[[int], None] | None" = None) -> int:
         """What readings stored since the last refresh changed of the kept tracks, segments
         and tags (of the first ``units`` units only, when given), computed in one transaction;
-        returns the runs of seqs computed (0 when nothing was to do).  The reading methods
-        below call it first."""
+        returns the runs of seqs computed (0 when nothing was to do).  ``progress`` is told
+        the readings read so far.  The reading methods below call it first."""
 
     def tracks_up_to_date(self) -> bool:
         """Whether the kept tracks, segments and tags follow every stored reading, before any

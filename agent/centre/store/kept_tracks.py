@@ -325,9 +325,12 @@ class KeptTracks:
     """The kept tracks, segments and tags of one database, through ``run(sql, params) ->
     rows`` and ``stream(sql, params) -> rows`` (read as they come); SQL with ``?``."""
 
-    def __init__(self, run: Run, stream: Stream | None = None) -> None:
+    def __init__(self, run: Run, stream: Stream | None = None,
+                 progress: Callable[[int], None] | None = None) -> None:
         self.run = run
         self.stream = stream or run
+        self.progress = progress  # told the readings read so far by a refresh, slice by slice
+        self.read = 0
 
     # -- computing -----------------------------------------------------------------------
 
@@ -397,6 +400,9 @@ class KeptTracks:
             raws = run(f"SELECT {_ROW} FROM readings WHERE device = ? AND seq >= ? AND {_READABLE}"
                        " ORDER BY seq LIMIT ?",
                        (device, first, 2000))
+            self.read += len(raws)
+            if self.progress is not None:
+                self.progress(self.read)
             for raw in raws:
                 row = _Row(raw[0], _moment(raw[1]), *raw[2:])
                 for builder in builders:

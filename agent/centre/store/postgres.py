@@ -261,12 +261,12 @@ class PostgresStore(Store):
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL {self.url}: {_one_line(exc)}") from None
 
-    def refresh_tracks(self, units: int | None = None) -> int:
+    def refresh_tracks(self, units: int | None = None, progress: Any = None) -> int:
         if not self._kept_tracks:
             return 0
         try:
             conn = self._usable()
-            kept = KeptTracks(self._runner(conn))
+            kept = KeptTracks(self._runner(conn), progress=progress)
             if not kept.dirty():
                 return 0
             with conn.transaction():

@@ -70,7 +70,7 @@ class ReadOnlySqliteStore(SqliteStore):
     def rebuild_figures(self, progress: Any = None) -> int:
         raise StoreError(f"SQLite database {self.path} {READ_ONLY}")
 
-    def refresh_tracks(self, units: int | None = None) -> int:
+    def refresh_tracks(self, units: int | None = None, progress: Any = None) -> int:
         return 0  # the collectors bring the kept tracks up to date; a reader takes them as they are
 
 
@@ -105,7 +105,7 @@ def _postgres_class() -> Any:
         def rebuild_figures(self, progress: Any = None) -> int:
             raise StoreError(f"PostgreSQL {self.url} {READ_ONLY}")
 
-        def refresh_tracks(self, units: int | None = None) -> int:
+        def refresh_tracks(self, units: int | None = None, progress: Any = None) -> int:
             return 0  # as the SQLite reader's
 
     return ReadOnlyPostgresStore

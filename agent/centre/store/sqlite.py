@@ -241,10 +241,10 @@ class SqliteStore(Store):
 
         return self._immediate(rebuild)
 
-    def refresh_tracks(self, units: int | None = None) -> int:
+    def refresh_tracks(self, units: int | None = None, progress: Any = None) -> int:
         if not self._kept_tracks:
             return 0
-        kept = KeptTracks(self._runner(self._db))
+        kept = KeptTracks(self._runner(self._db), progress=progress)
         try:
             if not kept.dirty():
                 return 0
