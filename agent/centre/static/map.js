@@ -134,15 +134,21 @@
   var fleetUnits = null;
 
   // -- title, filters, layers, notices --
-  var panel = L.control({ position: "topright" });
-  var panelDiv, notice;
-  panel.onAdd = function () {
-    panelDiv = L.DomUtil.create("div", "bs-panel bs-controls");
-    L.DomEvent.disableClickPropagation(panelDiv);
-    L.DomEvent.disableScrollPropagation(panelDiv);
-    return panelDiv;
-  };
-  panel.addTo(map);
+  // A box in a corner of the map whose clicks and scrolls stay in it (not the map's).
+  function cornerPanel(position, className) {
+    var div = null;
+    var control = L.control({ position: position });
+    control.onAdd = function () {
+      div = L.DomUtil.create("div", "bs-panel " + className);
+      L.DomEvent.disableClickPropagation(div);
+      L.DomEvent.disableScrollPropagation(div);
+      return div;
+    };
+    control.addTo(map);
+    return div;
+  }
+  var panelDiv = cornerPanel("topright", "bs-controls");
+  var notice;
 
   function operatorLabel(op) {
     return op.label || (op.name + " (" + op.key + ")");
@@ -242,15 +248,7 @@
   }
 
   // -- legend; folded on a phone --
-  var legend = L.control({ position: "bottomright" });
-  var legendDiv;
-  legend.onAdd = function () {
-    legendDiv = L.DomUtil.create("div", "bs-panel bs-legend");
-    L.DomEvent.disableClickPropagation(legendDiv);
-    L.DomEvent.disableScrollPropagation(legendDiv);
-    return legendDiv;
-  };
-  legend.addTo(map);
+  var legendDiv = cornerPanel("bottomright", "bs-legend");
   var legendNote = data.legend_note;
 
   function renderLegend() {
@@ -273,7 +271,7 @@
   }
 
   // -- the fleet (live): units, last seen, backlog, readings missing --
-  var fleetPanel = null, fleetDiv = null;
+  var fleetDiv = null;
   function renderFleet() {
     if (!fleetDiv) { return; }
     var box = document.getElementById("bs-fleet-box");
@@ -302,14 +300,7 @@
     fleetDiv.innerHTML = html + "</details>";
   }
   if (LIVE) {
-    fleetPanel = L.control({ position: "bottomleft" });
-    fleetPanel.onAdd = function () {
-      fleetDiv = L.DomUtil.create("div", "bs-panel bs-fleet-panel");
-      L.DomEvent.disableClickPropagation(fleetDiv);
-      L.DomEvent.disableScrollPropagation(fleetDiv);
-      return fleetDiv;
-    };
-    fleetPanel.addTo(map);
+    fleetDiv = cornerPanel("bottomleft", "bs-fleet-panel");
   }
 
   function setLanguage(which) {
@@ -531,7 +522,7 @@
     }
     if (bounds.isValid()) {
       // Keep the drawing clear of the panels on the right when the window is wide enough.
-      var right = Math.max(panel.getContainer().offsetWidth, legend.getContainer().offsetWidth);
+      var right = Math.max(panelDiv.offsetWidth, legendDiv.offsetWidth);
       var room = map.getSize().x > 2.5 * right ? right + 30 : 30;
       map.fitBounds(bounds, { paddingTopLeft: [30, 30], paddingBottomRight: [room, 30], maxZoom: 15 });
     } else {
@@ -554,7 +545,7 @@
       if (!answer.bounds) { setNotice(say("noData")); }
       map.on("moveend", function () { changed(); });
       if (answer.bounds) {
-        var right = Math.max(panel.getContainer().offsetWidth, legend.getContainer().offsetWidth);
+        var right = Math.max(panelDiv.offsetWidth, legendDiv.offsetWidth);
         var room = map.getSize().x > 2.5 * right ? right + 30 : 30;
         map.fitBounds(L.latLngBounds(answer.bounds).pad(0.05), { paddingTopLeft: [30, 30], paddingBottomRight: [room, 30], maxZoom: 14 });
       }
