@@ -120,6 +120,14 @@ class FiguresFilter:
             return True
         return (part.rat or "unknown") == self.technology
 
+    def units_term(self, column: str = "device") -> tuple[str, list[object]] | None:
+        """``column IN (?, ...)`` taking the chosen units, with its parameters; None when every
+        unit is taken."""
+        if self.devices is None:
+            return None
+        chosen = sorted(self.devices)
+        return (f"{column} IN ({', '.join('?' * len(chosen))})" if chosen else "1 = 0"), list(chosen)
+
     def sql(self) -> tuple[str, list[object]]:
         """The ``WHERE`` clause (empty, or starting with `` WHERE``) over cell_stats, and its parameters."""
         terms: list[str] = []
@@ -127,10 +135,9 @@ class FiguresFilter:
         if self.days is not None:
             terms.append("day >= ? AND day <= ?")
             params += list(self.days)
-        if self.devices is not None:
-            devices = sorted(self.devices)
-            terms.append(f"device IN ({', '.join('?' * len(devices))})" if devices else "1 = 0")
-            params += devices
+        if (units := self.units_term()) is not None:
+            terms.append(units[0])
+            params += units[1]
         return (" WHERE " + " AND ".join(terms) if terms else ""), params
 
     def takes(self, cell: str) -> bool:

@@ -452,11 +452,8 @@ class KeptTracks:
 
     def _pieces(self, where: "FiguresFilter", zoom: int, columns: str) -> list[tuple[Any, ...]]:
         # The part number counts every piece of the unit, whatever the filter leaves out.
-        devices, device_params = "", []
-        if where.devices is not None:
-            chosen = sorted(where.devices)
-            devices = f" AND device IN ({', '.join('?' * len(chosen))})" if chosen else " AND 1 = 0"
-            device_params = chosen
+        units = where.units_term()
+        devices, device_params = ("", []) if units is None else (" AND " + units[0], units[1])
         clause, params = _piece_filter(where, devices=False)
         finest = ", f.line" if where.area is not None else ""
         join_finest = (" JOIN track_lines AS f ON f.device = p.device AND f.first_seq = p.first_seq AND f.zoom = ?"
@@ -513,10 +510,9 @@ class KeptTracks:
         if where.days is not None:
             terms.append("day >= ? AND day <= ?")
             params += list(where.days)
-        if where.devices is not None:
-            chosen = sorted(where.devices)
-            terms.append(f"device IN ({', '.join('?' * len(chosen))})" if chosen else "1 = 0")
-            params += chosen
+        if (units := where.units_term()) is not None:
+            terms.append(units[0])
+            params += units[1]
         if where.area is not None:
             south, west, north, east = where.area
             terms.append("lat >= ? AND lat <= ? AND lon >= ? AND lon <= ?")
@@ -546,10 +542,9 @@ def _piece_filter(where: "FiguresFilter", devices: bool = True) -> tuple[str, li
     if where.days is not None:
         terms.append("p.last_day >= ? AND p.first_day <= ?")
         params += list(where.days)
-    if devices and where.devices is not None:
-        chosen = sorted(where.devices)
-        terms.append(f"p.device IN ({', '.join('?' * len(chosen))})" if chosen else "1 = 0")
-        params += chosen
+    if devices and (units := where.units_term("p.device")) is not None:
+        terms.append(units[0])
+        params += units[1]
     if where.area is not None:
         south, west, north, east = where.area
         terms.append("p.north >= ? AND p.south <= ? AND p.east >= ? AND p.west <= ?")
