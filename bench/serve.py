@@ -14,6 +14,11 @@ runs it) and each request is timed from the client's side over HTTP on loopback:
     python bench/serve.py                          # 200,000 readings
     python bench/serve.py --readings 1000000 --reuse
     python bench/serve.py --quick                  # a smoke run
+    python bench/serve.py --db /var/tmp/survey-10m/survey.db   # a database bench/survey.py filled
+
+Before the requests, the time `blankspot serve` takes at start to prepare the first view (the
+whole grid at resolution 8 and the layers, ``LiveMap.warm``) is measured on a server of its
+own: after it, the first view's requests are answered from memory.
 """
 from __future__ import annotations
 
@@ -47,6 +52,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--reuse", action="store_true",
                         help="use the database of an earlier run with the same --readings and --boats if it is there")
     parser.add_argument("--quick", action="store_true", help="20,000 readings, for a smoke run")
+    parser.add_argument("--db", type=Path, default=None,
+                        help="time this collector database as it is (one bench/survey.py filled, say)")
     return parser.parse_args()
 
 
@@ -59,15 +66,19 @@ def main() -> int:
     if args.quick:
         args.readings = 20_000
     folder = work_dir(args.dir)
-    db = folder / f"serve-{args.readings}-{args.boats}.db"
-    if not (args.reuse and db.exists()):
+    db = args.db.resolve() if args.db else folder / f"serve-{args.readings}-{args.boats}.db"
+    if args.db is None and not (args.reuse and db.exists()):
         started = time.perf_counter()
-        filler = multiprocessing.Process(target=fill, args=(db, args.readings, args.boats))
+        filler = multiprocessing.Process(target=fill, args=(db, args.readings, args.boats, False))
         filler.start()
         filler.join()
         if filler.exitcode:
             raise SystemExit(f"filling {db} failed")
         print(f"filled in {time.perf_counter() - started:.0f} s")
+    if args.db is not None:
+        with open_store_readonly(f"sqlite:///{db}") as store:
+            counts = store.counts()
+        args.readings, args.boats = counts["readings"], counts["devices"]
     print(f"{args.readings:,} readings of {args.boats} boats in {db} ({db.stat().st_size / 1e6:.0f} MB)")
     for line in machine_lines():
         print(line)
@@ -76,6 +87,11 @@ def main() -> int:
     print(f"\nblankspot map (offline page, one process): {map_s:.1f} s, peak {map_mb:.0f} MB\n")
 
     url = f"sqlite:///{db}"
+    starting = LiveMap(lambda: open_store_readonly(url), ServeOptions(tiles=None))
+    started = time.perf_counter()
+    starting.warm().join()
+    print(f"at start, the first view prepared in {time.perf_counter() - started:.2f} s\n")
+    starting.close()
     live = LiveMap(lambda: open_store_readonly(url), ServeOptions(tiles=None))
     server = make_server("127.0.0.1", 0, live, None)
     threading.Thread(target=server.serve_forever, daemon=True).start()
