@@ -69,7 +69,7 @@ def main() -> int:
     db = args.db.resolve() if args.db else folder / f"serve-{args.readings}-{args.boats}.db"
     if args.db is None and not (args.reuse and db.exists()):
         started = time.perf_counter()
-        filler = multiprocessing.Process(target=fill, args=(db, args.readings, args.boats, False))
+        filler = multiprocessing.Process(target=fill, args=(db, args.readings, args.boats, "ingest"))
         filler.start()
         filler.join()
         if filler.exitcode:

@@ -15,11 +15,15 @@ faster, for large runs: the readings are stored without anything kept (the schem
 blankspot before the coverage figures), then opening the database upgrades it and the
 schema's steps compute the figures and the kept tracks from every reading, as they would
 for an older database (what is kept is the same either way: tests/test_cell_stats.py and
-tests/test_kept_tracks.py).  Then what a served map asks
-for a visible area is timed in this process: the tracks at a zoom and the segments of an
-area about 10 km across on the route.
+tests/test_kept_tracks.py).  ``--fill copy``, for ten million readings: as ``upgrade``, but
+only the first 12 boats are generated and the others are copies of them made in SQL (the
+same trips at the same times under their own device ids, as boats travelling together), so
+that the fill takes minutes and the upgrade's computing of every figure is the long part.
+Then what a served map asks for a visible area is timed in this process: the tracks at a
+zoom and the segments of an area about 10 km across on the route.
 
     python bench/survey.py                                  # the figures in docs/benchmarks.md
+    python bench/survey.py --readings 10000000 --boats 40 --fill copy --commands "map,report,export cells"
     python bench/survey.py --against /path/to/older/checkout
     python bench/survey.py --quick                          # a smoke run
 """
@@ -47,6 +51,7 @@ COMMANDS = (
     ("export cells", ["export", "--format", "csv", "--what", "cells", "--out", "{dir}/survey-cells.csv"]),
 )
 LATENCY_EVERY = 10
+GENERATED_BOATS = 12  # with --fill copy, the boats generated; the others are copies of them
 TAG_EVERY = 1000
 
 
@@ -59,9 +64,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=1, help="runs of each command; the best is kept (default 1)")
     parser.add_argument("--dir", type=Path, default=None, help="where the database goes (default bench/results/)")
     parser.add_argument("--quick", action="store_true", help="20,000 readings, for a smoke run")
-    parser.add_argument("--fill", choices=("ingest", "upgrade"), default="ingest",
+    parser.add_argument("--fill", choices=("ingest", "upgrade", "copy"), default="ingest",
                         help="store the readings as a collector does (default), or without anything kept and"
-                             " then upgrade the database (faster)")
+                             " then upgrade the database (faster), or as upgrade with only the first"
+                             f" {GENERATED_BOATS} boats generated and the others copies of them (fastest)")
     parser.add_argument("--reuse", action="store_true",
                         help="time the commands on the database an earlier run left in --dir, without filling it"
                              " (opening it applies any schema step it lacks, timed)")
@@ -89,14 +95,16 @@ def boat_readings(boat: int, count: int) -> list[Reading]:
     return readings
 
 
-def fill(path: Path, readings: int, boats: int, upgrade: bool) -> None:
+def fill(path: Path, readings: int, boats: int, mode: str) -> None:
     from agent.centre.store.schema import MIGRATIONS
     from agent.centre.store.sqlite import SqliteStore
 
+    upgrade = mode in ("upgrade", "copy")
+    generated = min(boats, GENERATED_BOATS) if mode == "copy" else boats
     if path.exists():
         path.unlink()
     with SqliteStore(path, MIGRATIONS[:3] if upgrade else MIGRATIONS) as store:
-        for boat in range(1, boats + 1):
+        for boat in range(1, generated + 1):
             share = readings // boats + (1 if boat <= readings % boats else 0)
             made = boat_readings(boat, share)
             for start in range(0, len(made), 5_000):
@@ -105,11 +113,37 @@ def fill(path: Path, readings: int, boats: int, upgrade: bool) -> None:
         if not upgrade:
             store.refresh_tracks()
             print(f"kept tracks computed in {time.perf_counter() - started:.1f} s", flush=True)
+    if generated < boats:
+        started = time.perf_counter()
+        copy_boats(path, generated, boats)
+        print(f"boats {generated + 1} to {boats} copied in {time.perf_counter() - started:.1f} s", flush=True)
     if upgrade:
         started = time.perf_counter()
         with open_store(f"sqlite:///{path}") as store:
             pass
         print(f"upgraded: the figures and kept tracks computed in {time.perf_counter() - started:.1f} s", flush=True)
+
+
+def copy_boats(path: Path, generated: int, boats: int) -> None:
+    """Boats ``generated + 1`` to ``boats`` as copies of the generated ones, in SQL: the same
+    trips at the same times under their own device ids (several boats on the river at once),
+    with their seq ledger.  Minutes for millions of rows, where generating them takes hours."""
+    import sqlite3
+
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        for boat in range(generated + 1, boats + 1):
+            names = {"d": f"boat-{boat}", "s": f"boat-{(boat - generated - 1) % generated + 1}"}
+            db.execute("BEGIN")
+            for table in ("readings", "seq_ranges", "unit_ledger"):
+                columns = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+                values = [":d" if c == "device" else "json_set(body, '$.device', :d)" if c == "body" else c
+                          for c in columns]
+                db.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)} FROM {table}"
+                           " WHERE device = :s", names)
+            db.execute("COMMIT")
+    finally:
+        db.close()
 
 
 def reopen(path: Path) -> None:
@@ -171,7 +205,7 @@ def main() -> int:
     if args.reuse:
         filler = multiprocessing.Process(target=reopen, args=(db,))
     else:
-        filler = multiprocessing.Process(target=fill, args=(db, args.readings, args.boats, args.fill == "upgrade"))
+        filler = multiprocessing.Process(target=fill, args=(db, args.readings, args.boats, args.fill))
     filler.start()
     filler.join()
     if filler.exitcode:
