@@ -70,6 +70,7 @@ _TOTAL_INSERT = (f"INSERT INTO cell_totals ({', '.join(_TOTAL_COLUMNS)})"
 _TOTAL_UPDATE = (f"UPDATE cell_totals SET {', '.join(f'{c} = ?' for c in _TOTAL_COLUMNS[2:])}"
                  " WHERE cell = ? AND operator = ?")
 _STALE = "figures_stale"
+_ENDS_CHUNK = 100  # units per query of their ends: 2 selects each, within SQLite's 500 of a compound select
 REBUILD_PROGRESS_EVERY = 100_000  # readings between two calls of a rebuild's progress
 NO_GRID_NOTICE = ("h3 is not installed (pip install 'blankspot[collector]'): readings are stored without their"
                   " coverage figures, and map, report and export read every stored reading until, with h3"
@@ -120,6 +121,23 @@ class Changes:
         if sign < 0:
             self.redate.add(key)
 
+    def count_new(self, key: StatsKey, readings: Sequence[Reading]) -> None:
+        delta = self.deltas.get(key)
+        if delta is None:
+            delta = self.deltas[key] = CellStats()
+        delta.add_many(readings)
+
+
+@dataclass(frozen=True)
+class Ends:
+    """What a unit's stored readings end with, all that attributing readings after them needs:
+    its highest seq (-1 for none), its last home registration ``(seq, mcc, mnc, operator)``
+    and what its last signal reading counts for."""
+
+    top: int = -1
+    home: tuple[int, int | None, int | None, str | None] | None = None
+    counts_for: str | None = None
+
 
 class Figures:
     """The kept figures of one database, through ``run(sql, params) -> rows`` (SQL with ``?``).
@@ -157,23 +175,50 @@ class Figures:
 
     # -- at ingest -----------------------------------------------------------------------
 
-    def new_only(self, readings: Iterable[Reading]) -> list[Reading]:
-        """The readings not stored yet, each ``(device, seq)`` once (the first given)."""
+    def arrived(self, readings: Iterable[Reading]) -> Changes:
+        """What storing ``readings`` changes (those not stored yet, each ``(device, seq)`` once:
+        the first given); nothing is written until :meth:`apply`."""
         by_device: dict[str, dict[int, Reading]] = {}
         for reading in readings:
             assert reading.seq is not None
             by_device.setdefault(reading.device, {}).setdefault(reading.seq, reading)
+        ends = self.ends(sorted(by_device))
         new = []
         for device, by_seq in sorted(by_device.items()):
             seqs = sorted(by_seq)
+            top = ends[device].top
+            if seqs[0] > top:  # the common case: nothing stored among them
+                new.extend(by_seq[s] for s in seqs)
+                continue
             stored = {row[0] for row in self.run(
-                "SELECT seq FROM readings WHERE device = ? AND seq BETWEEN ? AND ?", (device, seqs[0], seqs[-1]))}
+                "SELECT seq FROM readings WHERE device = ? AND seq BETWEEN ? AND ?",
+                (device, seqs[0], min(seqs[-1], top)))}
             new.extend(by_seq[s] for s in seqs if s not in stored)
-        return new
+        return self.plan(new, ends)
 
-    def plan(self, new: Sequence[Reading]) -> Changes:
+    def ends(self, devices: Sequence[str]) -> dict[str, Ends]:
+        """:class:`Ends` of each of ``devices``, in a few queries whatever their number."""
+        found: dict[str, dict[str, Any]] = {device: {} for device in devices}
+        for i in range(0, len(devices), _ENDS_CHUNK):
+            chunk = devices[i:i + _ENDS_CHUNK]
+            sql = [f"SELECT 'top', device, max(seq), NULL, NULL, NULL, NULL FROM readings"
+                   f" WHERE device IN ({', '.join('?' * len(chunk))}) GROUP BY device"]
+            for n in range(len(chunk)):
+                sql.append(f"SELECT * FROM (SELECT 'home', device, seq, mcc, mnc, operator, CAST(NULL AS TEXT)"
+                           f" FROM readings WHERE device = ? AND {_HOME} ORDER BY seq DESC LIMIT 1) AS h{n}")
+                sql.append(f"SELECT * FROM (SELECT 'signal', device, seq, CAST(NULL AS INTEGER),"
+                           f" CAST(NULL AS INTEGER), CAST(NULL AS TEXT), counts_for FROM readings WHERE device = ?"
+                           f" AND kind = 'signal' AND counts_for IS NOT NULL ORDER BY seq DESC LIMIT 1) AS s{n}")
+            for what, device, seq, mcc, mnc, operator, counts_for in self.run(
+                    " UNION ALL ".join(sql), [*chunk, *(d for d in chunk for _twice in range(2))]):
+                found[device][what] = (seq, mcc, mnc, operator) if what == "home" else \
+                    counts_for if what == "signal" else seq
+        return {device: Ends(-1 if got.get("top") is None else got["top"], got.get("home"), got.get("signal"))
+                for device, got in found.items()}
+
+    def plan(self, new: Sequence[Reading], ends: dict[str, Ends] | None = None) -> Changes:
         """What storing ``new`` (readings not stored yet, ordered by device then seq) changes;
-        nothing is written until :meth:`apply`."""
+        nothing is written until :meth:`apply`.  ``ends``: :meth:`ends` of their units, if known."""
         changes = Changes()
         by_device: dict[str, list[Reading]] = {}
         for reading in new:
@@ -181,10 +226,64 @@ class Figures:
             if isinstance(reading.part, Signal) and (named := name_of(reading.part)) is not None:
                 changes.names[named] = changes.names.get(named, 0) + 1
         for device, readings in by_device.items():
-            self._plan_unit(device, readings, changes)
+            self._plan_unit(device, readings, changes, None if ends is None else ends.get(device))
         return changes
 
-    def _plan_unit(self, device: str, new: list[Reading], changes: Changes) -> None:
+    def _plan_unit(self, device: str, new: list[Reading], changes: Changes, ends: Ends | None) -> None:
+        around = self._after_stored(device, new, ends) if ends is not None else None
+        home, attribution, stored = around if around is not None else self._around_stored(device, new)
+        fresh: dict[StatsKey, list[Reading]] = {}
+        for reading, old in _merged(stored, new):
+            home.add(reading)
+            operator = attribution(reading).operator
+            if old is _NEW:
+                key = key_of(reading, operator) if operator is not None else None
+                changes.placed[(device, reading.seq)] = (  # type: ignore[index]
+                    None if key is None or key.cell == UNPLACED else key.cell, operator)
+                if key is not None:
+                    fresh.setdefault(key, []).append(reading)
+                continue
+            cell, was = old  # type: ignore[misc]
+            if was == operator:
+                continue
+            changes.moved.append((operator, device, reading.seq))  # type: ignore[arg-type]
+            day = wita_day(reading.time)
+            if was is not None:
+                changes.count(StatsKey(cell or UNPLACED, was, day, device), reading, -1)
+            if operator is not None:
+                changes.count(StatsKey(cell or UNPLACED, operator, day, device), reading)
+        for key, readings in fresh.items():
+            changes.count_new(key, readings)
+
+    def _after_stored(self, device: str, new: list[Reading], ends: Ends
+                      ) -> tuple[HomeOperators, Attribution, Iterator[tuple[Reading, Any]]] | None:
+        """How to attribute ``new`` when it all comes after the unit's stored readings (the
+        common case): from their :class:`Ends` alone, no stored reading changes.  None when
+        the general way is needed: before the first home registration is stored, every
+        stored reading may change; and a stored home registration whose operator key is
+        unreadable does not tell the home operator."""
+        if new[0].seq <= ends.top:  # type: ignore[operator]
+            return None
+        home = HomeOperators()
+        attribution = Attribution(home)
+        if ends.home is not None:
+            signal = _home_signal(ends.home[1:])
+            if operator_key(signal) is None:
+                return None
+            home.add(Reading(device, parse_time("1970-01-01T00:00:00.000Z"), "unsynced", signal, seq=ends.home[0]))
+        else:
+            first = next((r for r in new if is_home(r)), None)
+            if first is not None:
+                if ends.top >= 0:
+                    return None
+                home.expect_first(device, first.part)  # type: ignore[arg-type]
+        if ends.counts_for is not None:
+            attribution.follows(device, ends.counts_for)
+        return home, attribution, iter(())
+
+    def _around_stored(self, device: str, new: list[Reading]
+                       ) -> tuple[HomeOperators, Attribution, Iterator[tuple[Reading, Any]]]:
+        """How to attribute ``new`` and the run of stored readings it may change (see the module docstring)."""
         run = self.run
         seqs = [r.seq for r in new]
         homes = [r.seq for r in new if is_home(r)]
@@ -223,25 +322,7 @@ class Figures:
                 attribution.follows(device, last_signal[0][0])
 
         stored = self._stored_run(device, start, end) if start is None or start <= self._top(device) else iter(())
-        for reading, old in _merged(stored, new):
-            home.add(reading)
-            operator = attribution(reading).operator
-            if old is _NEW:
-                key = key_of(reading, operator) if operator is not None else None
-                changes.placed[(device, reading.seq)] = (  # type: ignore[index]
-                    None if key is None or key.cell == UNPLACED else key.cell, operator)
-                if key is not None:
-                    changes.count(key, reading)
-                continue
-            cell, was = old  # type: ignore[misc]
-            if was == operator:
-                continue
-            changes.moved.append((operator, device, reading.seq))  # type: ignore[arg-type]
-            day = wita_day(reading.time)
-            if was is not None:
-                changes.count(StatsKey(cell or UNPLACED, was, day, device), reading, -1)
-            if operator is not None:
-                changes.count(StatsKey(cell or UNPLACED, operator, day, device), reading)
+        return home, attribution, stored
 
     def _top(self, device: str) -> int:
         rows = self.run("SELECT max(seq) FROM readings WHERE device = ?", (device,))
