@@ -56,20 +56,22 @@ Run = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 
 _STATS_COLUMNS = ("cell", "operator", "day", "device") + CellStats.COUNT_COLUMNS + CellStats.TIME_COLUMNS \
     + ("histograms",)
-_UPSERT = (
-    f"INSERT INTO cell_stats ({', '.join(_STATS_COLUMNS)}) VALUES ({', '.join('?' * len(_STATS_COLUMNS))})"
-    " ON CONFLICT (cell, operator, day, device) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _STATS_COLUMNS[4:])
-)
-_SELECT = (f"SELECT {', '.join(_STATS_COLUMNS[4:])} FROM cell_stats"
-           " WHERE cell = ? AND operator = ? AND day = ? AND device = ?")
+_UPSERT_KEY = ("ON CONFLICT (cell, operator, day, device) DO UPDATE SET "
+               + ", ".join(f"{c} = excluded.{c}" for c in _STATS_COLUMNS[4:]))
+_UPSERT = (f"INSERT INTO cell_stats ({', '.join(_STATS_COLUMNS)}) VALUES ({', '.join('?' * len(_STATS_COLUMNS))}) "
+           + _UPSERT_KEY)
 _TOTAL_COLUMNS = ("cell", "operator") + CellStats.COUNT_COLUMNS + CellStats.TIME_COLUMNS + ("histograms", "devices")
 _TOTAL_SELECT = (f"SELECT {', '.join(_TOTAL_COLUMNS[2:])} FROM cell_totals WHERE cell = ? AND operator = ?")
 _TOTAL_INSERT = (f"INSERT INTO cell_totals ({', '.join(_TOTAL_COLUMNS)})"
                  f" VALUES ({', '.join('?' * len(_TOTAL_COLUMNS))})")
+_TOTAL_UPSERT_KEY = ("ON CONFLICT (cell, operator) DO UPDATE SET "
+                     + ", ".join(f"{c} = excluded.{c}" for c in _TOTAL_COLUMNS[2:]))
 _TOTAL_UPDATE = (f"UPDATE cell_totals SET {', '.join(f'{c} = ?' for c in _TOTAL_COLUMNS[2:])}"
                  " WHERE cell = ? AND operator = ?")
 _STALE = "figures_stale"
+_KEYS_CHUNK = 200  # keys per query of their rows: their terms stay well within SQLite's depth of 1000
+_PARAMETERS = 8000  # per statement: well within SQLite's 32766 and PostgreSQL's 65535
+_BYTE_ORDER = '"C"'  # PostgreSQL's collation of text in byte order, which is Python's order of str
 _ENDS_CHUNK = 100  # units per query of their ends: 2 selects each, within SQLite's 500 of a compound select
 REBUILD_PROGRESS_EVERY = 100_000  # readings between two calls of a rebuild's progress
 NO_GRID_NOTICE = ("h3 is not installed (pip install 'blankspot[collector]'): readings are stored without their"
@@ -345,23 +347,59 @@ class Figures:
         run = self.run
         for operator, device, seq in changes.moved:
             run("UPDATE readings SET counts_for = ? WHERE device = ? AND seq = ?", (operator, device, seq))
-        for key in sorted(changes.deltas):
-            delta = changes.deltas[key]
-            rows = run(_SELECT, (key.cell, key.operator, key.day, key.device))
-            stats = CellStats.from_row(rows[0]) if rows else CellStats()
-            stats.merge(delta)
+        keys = sorted(changes.deltas)
+        stored = self._keyed_rows("cell_stats", _STATS_COLUMNS, [(k.cell, k.operator, k.day, k.device) for k in keys])
+        written, gone = [], []
+        for key in keys:
+            row = stored.get((key.cell, key.operator, key.day, key.device))
+            stats = CellStats.from_row(row) if row is not None else CellStats()
+            stats.merge(changes.deltas[key])
             if stats.readings <= 0:
-                run("DELETE FROM cell_stats WHERE cell = ? AND operator = ? AND day = ? AND device = ?",
-                    (key.cell, key.operator, key.day, key.device))
+                gone.append(key)
                 continue
             if key in changes.redate:
                 stats.redate(self._times(key))
-            run(_UPSERT, (key.cell, key.operator, key.day, key.device, *stats.row()))
+            written.append((key.cell, key.operator, key.day, key.device, *stats.row()))
+        for key in gone:
+            run("DELETE FROM cell_stats WHERE cell = ? AND operator = ? AND day = ? AND device = ?",
+                (key.cell, key.operator, key.day, key.device))
+        self._insert("cell_stats", _STATS_COLUMNS, written, _UPSERT_KEY)
         for (key, name), n in sorted(changes.names.items()):
             run("INSERT INTO operator_names (operator, name, n) VALUES (?, ?, ?)"
                 " ON CONFLICT (operator, name) DO UPDATE SET n = operator_names.n + excluded.n", (key, name, n))
         if self.totals:
             self._apply_totals(changes)
+
+    def _keyed_rows(self, table: str, columns: tuple[str, ...], keys: Sequence[tuple[str, ...]],
+                    lock: str = "") -> dict[tuple[str, ...], tuple[Any, ...]]:
+        """The rows of ``table`` with ``keys`` (values of its first columns, its primary key), by
+        key: the other ``columns``; in chunks of a few hundred keys.  ``lock``: the rows are
+        held, locked in the order of ``keys``."""
+        width = len(keys[0]) if keys else 0
+        # Terms OR-ed, not a row value IN a list: SQLite then finds each key by its index.
+        term = "(" + " AND ".join(f"{c} = ?" for c in columns[:width]) + ")"
+        # Locks taken in the order Python sorts the keys (and earlier collectors took them),
+        # whatever the database's collation.
+        order = f" ORDER BY {', '.join(f'{c} COLLATE {_BYTE_ORDER}' for c in columns[:width])}" if lock else ""
+        found: dict[tuple[str, ...], tuple[Any, ...]] = {}
+        for i in range(0, len(keys), _KEYS_CHUNK):
+            chunk = keys[i:i + _KEYS_CHUNK]
+            for row in self.run(f"SELECT {', '.join(columns)} FROM {table} WHERE {' OR '.join([term] * len(chunk))}"
+                                f"{order}{lock}", [v for key in chunk for v in key]):
+                found[tuple(row[:width])] = row[width:]
+        return found
+
+    def _insert(self, table: str, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]], conflict: str
+                ) -> list[tuple[Any, ...]]:
+        """``INSERT`` ``rows`` in chunks, each ending with ``conflict``; returns what they return."""
+        returned: list[tuple[Any, ...]] = []
+        per = max(1, _PARAMETERS // len(columns))
+        one = f"({', '.join('?' * len(columns))})"
+        for i in range(0, len(rows), per):
+            chunk = rows[i:i + per]
+            returned += self.run(f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * len(chunk))}"
+                                 f" {conflict}", [v for row in chunk for v in row])
+        return returned
 
     def _apply_totals(self, changes: Changes) -> None:
         """The keys' changes added to their cell's and operator's totals (after the keys are written)."""
@@ -386,8 +424,30 @@ class Figures:
                 units[key.device] = units.get(key.device, 0) + delta.readings
             if key in changes.redate:
                 redate.add(pair)
-        for pair in sorted(groups):
-            self._add_to_total(pair, *groups[pair], redate=pair in redate)
+        pairs = sorted(groups)
+        stored = self._keyed_rows("cell_totals", _TOTAL_COLUMNS, pairs, self.lock)
+        written, new = [], []
+        for pair in pairs:
+            delta, units = groups[pair]
+            row = stored.get(pair)
+            if row is None:
+                if delta.readings > 0:
+                    new.append((*pair, *delta.row(), _units_json(units)))
+                continue
+            total = _added(row, delta, units)
+            if total is None:
+                self.run("DELETE FROM cell_totals WHERE cell = ? AND operator = ?", pair)
+                continue
+            if pair in redate:
+                self._redate_total(pair, total[0])
+            written.append((*pair, *total[0].row(), _units_json(total[1])))
+        self._insert("cell_totals", _TOTAL_COLUMNS, written, _TOTAL_UPSERT_KEY)
+        # Another writer may insert the same new total at once: the loser adds to it.
+        inserted = {tuple(row) for row in self._insert("cell_totals", _TOTAL_COLUMNS, new,
+                                                        "ON CONFLICT (cell, operator) DO NOTHING RETURNING cell, operator")}
+        for row in new:
+            if row[:2] not in inserted:
+                self._add_to_total(row[:2], *groups[row[:2]], redate=row[:2] in redate)  # type: ignore[arg-type]
 
     def _add_to_total(self, pair: tuple[str, str], delta: CellStats, units: dict[str, int], redate: bool) -> None:
         run = self.run
@@ -396,28 +456,26 @@ class Figures:
             if not rows:
                 if delta.readings <= 0:
                     return
-                # Another writer may insert the same new total at once: the loser adds to it.
                 if run(_TOTAL_INSERT + " ON CONFLICT (cell, operator) DO NOTHING RETURNING cell",
                        (*pair, *delta.row(), _units_json(units))):
                     return
                 continue
-            total = CellStats.from_row(rows[0][:-1])
-            total.merge(delta)
-            seen: dict[str, int] = json.loads(rows[0][-1])
-            for device, n in units.items():
-                seen[device] = seen.get(device, 0) + n
-            if total.readings <= 0:
+            total = _added(rows[0], delta, units)
+            if total is None:
                 run("DELETE FROM cell_totals WHERE cell = ? AND operator = ?", pair)
                 return
             if redate:
-                first_trusted, last_trusted, first_unsynced, last_unsynced = run(
-                    "SELECT min(first_trusted), max(last_trusted), min(first_unsynced), max(last_unsynced)"
-                    " FROM cell_stats WHERE cell = ? AND operator = ?", pair)[0]
-                total.first_trusted, total.last_trusted = first_trusted, last_trusted
-                total.first_unsynced, total.last_unsynced = first_unsynced, last_unsynced
-            run(_TOTAL_UPDATE, (*total.row(), _units_json(seen), *pair))
+                self._redate_total(pair, total[0])
+            run(_TOTAL_UPDATE, (*total[0].row(), _units_json(total[1]), *pair))
             return
         raise AssertionError(f"the total of {pair} was neither found nor inserted")
+
+    def _redate_total(self, pair: tuple[str, str], total: CellStats) -> None:
+        first_trusted, last_trusted, first_unsynced, last_unsynced = self.run(
+            "SELECT min(first_trusted), max(last_trusted), min(first_unsynced), max(last_unsynced)"
+            " FROM cell_stats WHERE cell = ? AND operator = ?", pair)[0]
+        total.first_trusted, total.last_trusted = first_trusted, last_trusted
+        total.first_unsynced, total.last_unsynced = first_unsynced, last_unsynced
 
     def _times(self, key: StatsKey) -> Iterator[tuple[str, str]]:
         cell = "cell IS NULL" if key.cell == UNPLACED else "cell = ?"
@@ -527,6 +585,19 @@ def totals_of(keyed: Iterable[tuple[StatsKey, CellStats]]) -> dict[tuple[str, st
         total.merge(stats)
         units[key.device] = units.get(key.device, 0) + stats.readings
     return totals
+
+
+def _added(row: Sequence[Any], delta: CellStats, units: dict[str, int]
+           ) -> tuple[CellStats, dict[str, int]] | None:
+    """A stored total (its columns after the key) with ``delta`` and its ``units`` added; None when nothing is left."""
+    total = CellStats.from_row(tuple(row[:-1]))
+    total.merge(delta)
+    if total.readings <= 0:
+        return None
+    seen: dict[str, int] = json.loads(row[-1])
+    for device, n in units.items():
+        seen[device] = seen.get(device, 0) + n
+    return total, seen
 
 
 def _units_json(units: dict[str, int]) -> str:
