@@ -304,32 +304,43 @@ class CellStats:
         self.first_trusted = self.last_trusted = self.first_unsynced = self.last_unsynced = None
         for time, source in times:
             if source == "unsynced":
-                self.first_unsynced = min(filter(None, (self.first_unsynced, time)))
-                self.last_unsynced = max(filter(None, (self.last_unsynced, time)))
+                self._seen_unsynced(time)
             else:
-                self.first_trusted = min(filter(None, (self.first_trusted, time)))
-                self.last_trusted = max(filter(None, (self.last_trusted, time)))
+                self._seen_trusted(time)
 
     def merge(self, other: "CellStats") -> None:
-        for name in ("samples", "no_service", "no_answer", "latency_samples", "throughput_samples", "trusted",
-                     "unsynced"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        for name in ("quality", "rsrp", "rssi", "rat_samples", "latency", "down", "up"):
-            mine = getattr(self, name)
-            for bin_, n in getattr(other, name).items():
-                _add(mine, bin_, n)
-        for name in ("rat_rsrp", "rat_rssi", "rat_quality"):
-            mine = getattr(self, name)
-            for rat, hist in other.__dict__[name].items():
-                target = mine.setdefault(rat, {})
+        # Spelt out field by field: a commit merges hundreds of keys and totals.
+        self.samples += other.samples
+        self.no_service += other.no_service
+        self.no_answer += other.no_answer
+        self.latency_samples += other.latency_samples
+        self.throughput_samples += other.throughput_samples
+        self.trusted += other.trusted
+        self.unsynced += other.unsynced
+        for mine, theirs in ((self.quality, other.quality), (self.rsrp, other.rsrp), (self.rssi, other.rssi),
+                             (self.rat_samples, other.rat_samples), (self.latency, other.latency),
+                             (self.down, other.down), (self.up, other.up)):
+            for bin_, n in theirs.items():
+                _add(mine, bin_, n)  # type: ignore[arg-type]
+        for table, theirs in ((self.rat_rsrp, other.rat_rsrp), (self.rat_rssi, other.rat_rssi),
+                              (self.rat_quality, other.rat_quality)):
+            for rat, hist in theirs.items():
+                target = table.get(rat)
+                if target is None:
+                    target = table[rat] = {}  # type: ignore[assignment]
                 for bin_, n in hist.items():
-                    _add(target, bin_, n)
+                    _add(target, bin_, n)  # type: ignore[arg-type]
                 if not target:
-                    del mine[rat]
-        for first in ("first_trusted", "first_unsynced"):
-            setattr(self, first, min(filter(None, (getattr(self, first), getattr(other, first))), default=None))
-        for last in ("last_trusted", "last_unsynced"):
-            setattr(self, last, max(filter(None, (getattr(self, last), getattr(other, last))), default=None))
+                    del table[rat]
+        if other.first_trusted is not None and (self.first_trusted is None or other.first_trusted < self.first_trusted):
+            self.first_trusted = other.first_trusted
+        if other.last_trusted is not None and (self.last_trusted is None or other.last_trusted > self.last_trusted):
+            self.last_trusted = other.last_trusted
+        if other.first_unsynced is not None and (self.first_unsynced is None
+                                                 or other.first_unsynced < self.first_unsynced):
+            self.first_unsynced = other.first_unsynced
+        if other.last_unsynced is not None and (self.last_unsynced is None or other.last_unsynced > self.last_unsynced):
+            self.last_unsynced = other.last_unsynced
 
     # -- stored form: counts in columns, histograms in one JSON text ---------------------
 
