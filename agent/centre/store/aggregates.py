@@ -69,6 +69,7 @@ _TOTAL_UPSERT_KEY = ("ON CONFLICT (cell, operator) DO UPDATE SET "
 _TOTAL_UPDATE = (f"UPDATE cell_totals SET {', '.join(f'{c} = ?' for c in _TOTAL_COLUMNS[2:])}"
                  " WHERE cell = ? AND operator = ?")
 _STALE = "figures_stale"
+_EPOCH = parse_time("1970-01-01T00:00:00.000Z")  # the time of a stored home registration told to HomeOperators
 _KEYS_CHUNK = 200  # keys per query of their rows: their terms stay well within SQLite's depth of 1000
 _PARAMETERS = 8000  # per statement: well within SQLite's 32766 and PostgreSQL's 65535
 _BYTE_ORDER = '"C"'  # PostgreSQL's collation of text in byte order, which is Python's order of str
@@ -272,7 +273,7 @@ class Figures:
             signal = _home_signal(ends.home[1:])
             if operator_key(signal) is None:
                 return None
-            home.add(Reading(device, parse_time("1970-01-01T00:00:00.000Z"), "unsynced", signal, seq=ends.home[0]))
+            home.add(Reading(device, _EPOCH, "unsynced", signal, seq=ends.home[0]))
         else:
             first = next((r for r in new if is_home(r)), None)
             if first is not None:
@@ -316,7 +317,7 @@ class Figures:
             before = run(f"SELECT seq, mcc, mnc, operator FROM readings WHERE device = ? AND seq < ? AND {_HOME}"
                          " ORDER BY seq DESC LIMIT 1", (device, start))
             if before:
-                home.add(Reading(device, parse_time("1970-01-01T00:00:00.000Z"), "unsynced",
+                home.add(Reading(device, _EPOCH, "unsynced",
                                  _home_signal(before[0][1:]), seq=before[0][0]))
             last_signal = run("SELECT counts_for FROM readings WHERE device = ? AND seq < ? AND kind = 'signal'"
                               " AND counts_for IS NOT NULL ORDER BY seq DESC LIMIT 1", (device, start))
@@ -601,7 +602,9 @@ def _added(row: Sequence[Any], delta: CellStats, units: dict[str, int]
 
 
 def _units_json(units: dict[str, int]) -> str:
-    return json.dumps({device: n for device, n in sorted(units.items()) if n > 0}, separators=(",", ":"))
+    if any(n <= 0 for n in units.values()):
+        units = {device: n for device, n in units.items() if n > 0}
+    return json.dumps(units, separators=(",", ":"), sort_keys=True)
 
 
 _NEW = object()
