@@ -206,8 +206,10 @@ def attribute(readings: Iterable[Reading], home: HomeOperators) -> Iterator[Attr
 
 # -- grid ---------------------------------------------------------------------------------
 
+@functools.cache
 def _h3():  # type: ignore[no-untyped-def]
-    # Imported on first use: the agent shares this package but a unit never needs the grid.
+    # Imported on first use: the agent shares this package but a unit never needs the grid;
+    # kept, as the figures ask it for every reading.
     import h3
 
     return h3
