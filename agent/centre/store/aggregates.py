@@ -15,7 +15,9 @@ the earliest new seq (from the unit's start when the new readings hold its first
 registration) up to the next stored home registration after the last new one, or the next
 stored signal reading after the last new signal.  That run is attributed again from the
 state just before it, the stored readings whose operator changed are moved from one key to
-the other, and keys that lost a reading have their first and last seen read again.
+the other, and keys that lost a reading have their first and last seen read again.  Most
+often the new readings of a unit all follow its stored ones: then no stored reading changes,
+and the state just before them is read for every unit of the commit at once (:class:`Ends`).
 
 The figures therefore always equal a full recomputation (:func:`rebuild`, also the schema
 step that builds them for an older database).
@@ -23,8 +25,9 @@ step that builds them for an older database).
 ``cell_totals`` (schema step 6) holds the sum of every day and unit of each cell and operator,
 with the readings each unit has in it (so the units seen are exact when a unit's readings
 move away) and first and last seen.  It is updated after the keys, in the same transaction
-(:meth:`Figures.apply`): per cell and operator one read and one write, the row locked first
-on PostgreSQL, where collectors of different units meet on it.  A view of all days and
+(:meth:`Figures.apply`): the rows of a commit's cells and operators read together, locked
+first on PostgreSQL (in key order), where collectors of different units meet on them, and
+written together.  A view of all days and
 units reads it instead of the keys: one row per cell and operator, whatever the fleet and
 the year.
 
@@ -147,7 +150,9 @@ class Figures:
 
     ``totals``: the database has ``cell_totals`` (schema step 6) and it is kept too;
     ``lock``: what a ``SELECT`` of a total ends with to hold its row until the commit
-    (`` FOR UPDATE`` on PostgreSQL; SQLite has one writer at a time).
+    (`` FOR UPDATE`` on PostgreSQL; SQLite has one writer at a time); with a lock, totals read
+    together are ordered in PostgreSQL's byte order (``COLLATE "C"``), so that they are locked
+    in the order Python sorts them, as one at a time.
     """
 
     def __init__(self, run: Run, totals: bool = False, lock: str = "") -> None:
