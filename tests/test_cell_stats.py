@@ -76,6 +76,26 @@ def arrivals(draw) -> tuple[list[Reading], list[list[Reading]]]:
     return readings, batches
 
 
+@st.composite
+def arrivals_in_order(draw) -> tuple[list[Reading], list[list[Reading]]]:
+    """Readings of several units arriving as the units send them: each unit's messages in
+    seq order, the units' messages interleaved, now and then one late or sent again."""
+    units = [draw(unit_readings(device)) for device in ("boat-1", "boat-2", "probe-3")[:draw(st.integers(1, 3))]]
+    messages = []
+    for readings in units:
+        cuts = sorted(draw(st.lists(st.integers(1, len(readings)), max_size=6)))
+        messages.append([readings[a:b] for a, b in zip([0] + cuts, cuts + [len(readings)]) if readings[a:b]])
+    sent: list[list[Reading]] = []
+    while any(messages):
+        sent.append(draw(st.sampled_from([m for m in messages if m])).pop(0))
+    for _ in range(draw(st.integers(0, 2))):
+        i = draw(st.integers(0, len(sent) - 1))
+        sent.insert(draw(st.integers(i, len(sent))), sent[i] if draw(st.booleans()) else sent.pop(i))
+    per_commit = draw(st.integers(1, 4))
+    batches = [sum(sent[i:i + per_commit], []) for i in range(0, len(sent), per_commit)]
+    return [r for readings in units for r in readings], batches
+
+
 def kept(store) -> tuple[list, dict, list, list]:
     """Everything the database keeps of the figures, as comparable values."""
     from agent.centre.store.aggregates import Figures
@@ -130,8 +150,18 @@ def test_figures_kept_as_readings_arrive_equal_a_full_recomputation(tmp_path_fac
         check_against_recomputation(store, readings)
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(arrivals_in_order())
+def test_figures_kept_as_readings_arrive_in_order_equal_a_full_recomputation(tmp_path_factory, case) -> None:
+    readings, batches = case
+    with open_store(str(tmp_path_factory.mktemp("kept") / "c.db")) as store:
+        for batch in batches:
+            store.insert_readings(batch)
+        check_against_recomputation(store, readings)
+
+
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(case=arrivals())
+@given(case=st.one_of(arrivals(), arrivals_in_order()))
 def test_postgresql_keeps_the_same_figures(postgres_url, case) -> None:  # noqa: F811
     readings, batches = case
     with open_store(postgres_url) as store:

@@ -182,6 +182,16 @@ def _add(hist: dict[int, int], bin_: int, n: int) -> None:
         hist.pop(bin_, None)
 
 
+def _add_in(table: dict, rat: str, bin_: object, n: int) -> None:  # type: ignore[type-arg]
+    """:func:`_add` to the histogram of ``rat`` in a table of them; an empty one goes away."""
+    hist = table.get(rat)
+    if hist is None:
+        hist = table[rat] = {}
+    _add(hist, bin_, n)  # type: ignore[arg-type]
+    if not hist:
+        del table[rat]
+
+
 @dataclass
 class CellStats:
     """The figures of one key; :meth:`add` a reading's (``sign`` -1 takes one away)."""
@@ -214,18 +224,46 @@ class CellStats:
 
     def add(self, reading: Reading, sign: int = 1) -> None:
         """Count ``reading`` in (or, with ``sign`` -1, out: then first/last may need :meth:`redate`)."""
-        time = format_time(reading.time)
         if reading.time_source == "unsynced":
             self.unsynced += sign
             if sign > 0:
-                self.first_unsynced = min(filter(None, (self.first_unsynced, time)))
-                self.last_unsynced = max(filter(None, (self.last_unsynced, time)))
+                self._seen_unsynced(format_time(reading.time))
         else:
             self.trusted += sign
             if sign > 0:
-                self.first_trusted = min(filter(None, (self.first_trusted, time)))
-                self.last_trusted = max(filter(None, (self.last_trusted, time)))
-        part = reading.part
+                self._seen_trusted(format_time(reading.time))
+        self._part(reading.part, sign)
+
+    def add_many(self, readings: Sequence[Reading]) -> None:
+        """:meth:`add` each of ``readings``, in fewer steps: the written form of a time keeps
+        the order of the times, so only the first and last of each source are written."""
+        trusted = [r.time for r in readings if r.time_source != "unsynced"]
+        if trusted:
+            self.trusted += len(trusted)
+            self._seen_trusted(format_time(min(trusted)), format_time(max(trusted)))
+        if len(trusted) < len(readings):
+            unsynced = [r.time for r in readings if r.time_source == "unsynced"]
+            self.unsynced += len(unsynced)
+            self._seen_unsynced(format_time(min(unsynced)), format_time(max(unsynced)))
+        part = self._part
+        for reading in readings:
+            part(reading.part, 1)
+
+    def _seen_trusted(self, first: str, last: str | None = None) -> None:
+        if self.first_trusted is None or first < self.first_trusted:
+            self.first_trusted = first
+        last = first if last is None else last
+        if self.last_trusted is None or last > self.last_trusted:
+            self.last_trusted = last
+
+    def _seen_unsynced(self, first: str, last: str | None = None) -> None:
+        if self.first_unsynced is None or first < self.first_unsynced:
+            self.first_unsynced = first
+        last = first if last is None else last
+        if self.last_unsynced is None or last > self.last_unsynced:
+            self.last_unsynced = last
+
+    def _part(self, part: object, sign: int) -> None:
         if isinstance(part, Signal):
             self._signal(part, sign)
         elif isinstance(part, Latency):
@@ -247,59 +285,69 @@ class CellStats:
         self.samples += sign
         rat = s.rat or "unknown"
         _add(self.rat_samples, rat, sign)  # type: ignore[arg-type]
-        if s.rsrp_dbm is not None:
-            _add(self.rat_rsrp.setdefault(rat, {}), half_db(s.rsrp_dbm), sign)
-        if s.rssi_dbm is not None:
-            _add(self.rat_rssi.setdefault(rat, {}), half_db(s.rssi_dbm), sign)
-        if is_no_service(s):
-            _add(self.rat_quality.setdefault(rat, {}), "none", sign)  # type: ignore[arg-type]
-        elif s.quality in QUALITY_ORDER:
-            _add(self.rat_quality.setdefault(rat, {}), s.quality, sign)  # type: ignore[arg-type]
-        for table in (self.rat_rsrp, self.rat_rssi, self.rat_quality):
-            if rat in table and not table[rat]:
-                del table[rat]
-        if is_no_service(s):
+        rsrp = None if s.rsrp_dbm is None else half_db(s.rsrp_dbm)
+        rssi = None if s.rssi_dbm is None else half_db(s.rssi_dbm)
+        blank = is_no_service(s)
+        quality = "none" if blank else s.quality if s.quality in QUALITY_ORDER else None
+        if rsrp is not None:
+            _add_in(self.rat_rsrp, rat, rsrp, sign)
+        if rssi is not None:
+            _add_in(self.rat_rssi, rat, rssi, sign)
+        if quality is not None:
+            _add_in(self.rat_quality, rat, quality, sign)
+        if blank:
             self.no_service += sign
             _add(self.quality, "none", sign)  # type: ignore[arg-type]
             return
-        if s.quality in QUALITY_ORDER:
-            _add(self.quality, s.quality, sign)  # type: ignore[arg-type]
-        if s.rsrp_dbm is not None:
-            _add(self.rsrp, half_db(s.rsrp_dbm), sign)
-        if s.rssi_dbm is not None:
-            _add(self.rssi, half_db(s.rssi_dbm), sign)
+        if quality is not None:
+            _add(self.quality, quality, sign)  # type: ignore[arg-type]
+        if rsrp is not None:
+            _add(self.rsrp, rsrp, sign)
+        if rssi is not None:
+            _add(self.rssi, rssi, sign)
 
     def redate(self, times: Iterable[tuple[str, str]]) -> None:
         """First and last seen again from ``(time, time_source)`` of every reading the key holds."""
         self.first_trusted = self.last_trusted = self.first_unsynced = self.last_unsynced = None
         for time, source in times:
             if source == "unsynced":
-                self.first_unsynced = min(filter(None, (self.first_unsynced, time)))
-                self.last_unsynced = max(filter(None, (self.last_unsynced, time)))
+                self._seen_unsynced(time)
             else:
-                self.first_trusted = min(filter(None, (self.first_trusted, time)))
-                self.last_trusted = max(filter(None, (self.last_trusted, time)))
+                self._seen_trusted(time)
 
     def merge(self, other: "CellStats") -> None:
-        for name in ("samples", "no_service", "no_answer", "latency_samples", "throughput_samples", "trusted",
-                     "unsynced"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        for name in ("quality", "rsrp", "rssi", "rat_samples", "latency", "down", "up"):
-            mine = getattr(self, name)
-            for bin_, n in getattr(other, name).items():
-                _add(mine, bin_, n)
-        for name in ("rat_rsrp", "rat_rssi", "rat_quality"):
-            mine = getattr(self, name)
-            for rat, hist in other.__dict__[name].items():
-                target = mine.setdefault(rat, {})
+        # Spelt out field by field: a commit merges hundreds of keys and totals.
+        self.samples += other.samples
+        self.no_service += other.no_service
+        self.no_answer += other.no_answer
+        self.latency_samples += other.latency_samples
+        self.throughput_samples += other.throughput_samples
+        self.trusted += other.trusted
+        self.unsynced += other.unsynced
+        for mine, theirs in ((self.quality, other.quality), (self.rsrp, other.rsrp), (self.rssi, other.rssi),
+                             (self.rat_samples, other.rat_samples), (self.latency, other.latency),
+                             (self.down, other.down), (self.up, other.up)):
+            for bin_, n in theirs.items():
+                _add(mine, bin_, n)  # type: ignore[arg-type]
+        for table, theirs in ((self.rat_rsrp, other.rat_rsrp), (self.rat_rssi, other.rat_rssi),
+                              (self.rat_quality, other.rat_quality)):
+            for rat, hist in theirs.items():
+                target = table.get(rat)
+                if target is None:
+                    target = table[rat] = {}  # type: ignore[assignment]
                 for bin_, n in hist.items():
-                    _add(target, bin_, n)
+                    _add(target, bin_, n)  # type: ignore[arg-type]
                 if not target:
-                    del mine[rat]
-        for first in ("first_trusted", "first_unsynced"):
-            setattr(self, first, min(filter(None, (getattr(self, first), getattr(other, first))), default=None))
-        for last in ("last_trusted", "last_unsynced"):
-            setattr(self, last, max(filter(None, (getattr(self, last), getattr(other, last))), default=None))
+                    del table[rat]
+        if other.first_trusted is not None and (self.first_trusted is None or other.first_trusted < self.first_trusted):
+            self.first_trusted = other.first_trusted
+        if other.last_trusted is not None and (self.last_trusted is None or other.last_trusted > self.last_trusted):
+            self.last_trusted = other.last_trusted
+        if other.first_unsynced is not None and (self.first_unsynced is None
+                                                 or other.first_unsynced < self.first_unsynced):
+            self.first_unsynced = other.first_unsynced
+        if other.last_unsynced is not None and (self.last_unsynced is None or other.last_unsynced > self.last_unsynced):
+            self.last_unsynced = other.last_unsynced
 
     # -- stored form: counts in columns, histograms in one JSON text ---------------------
 

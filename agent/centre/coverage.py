@@ -27,6 +27,7 @@ Classes (:class:`Thresholds`, defaults documented in ``docs/map.md``): fewer tha
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections import Counter, defaultdict
@@ -77,15 +78,21 @@ def classify(samples: int, no_service: int, quality_median: str | None, threshol
 
 def operator_key(signal: Signal) -> str | None:
     """``510-10`` for a signal that names its network, else its operator name, else None."""
-    if signal.mcc is not None and signal.mnc is not None:
+    return _operator_key(signal.mcc, signal.mnc, signal.operator)
+
+
+# Attributing one reading asks its key several times, and a fleet's readings name few networks.
+@functools.lru_cache(maxsize=1024)
+def _operator_key(mcc: int | None, mnc: int | None, operator: str | None) -> str | None:
+    if mcc is not None and mnc is not None:
         try:
-            plmn = format_plmn(signal.mcc, signal.mnc)
+            plmn = format_plmn(mcc, mnc)
         except ValueError:
             pass
         else:
             return f"{plmn[:3]}-{plmn[3:]}"
-    if signal.operator and signal.operator.strip():
-        return signal.operator.strip()
+    if operator and operator.strip():
+        return operator.strip()
     return None
 
 
@@ -199,8 +206,10 @@ def attribute(readings: Iterable[Reading], home: HomeOperators) -> Iterator[Attr
 
 # -- grid ---------------------------------------------------------------------------------
 
+@functools.cache
 def _h3():  # type: ignore[no-untyped-def]
-    # Imported on first use: the agent shares this package but a unit never needs the grid.
+    # Imported on first use: the agent shares this package but a unit never needs the grid;
+    # kept, as the figures ask it for every reading.
     import h3
 
     return h3

@@ -15,7 +15,9 @@ the earliest new seq (from the unit's start when the new readings hold its first
 registration) up to the next stored home registration after the last new one, or the next
 stored signal reading after the last new signal.  That run is attributed again from the
 state just before it, the stored readings whose operator changed are moved from one key to
-the other, and keys that lost a reading have their first and last seen read again.
+the other, and keys that lost a reading have their first and last seen read again.  Most
+often the new readings of a unit all follow its stored ones: then no stored reading changes,
+and the state just before them is read for every unit of the commit at once (:class:`Ends`).
 
 The figures therefore always equal a full recomputation (:func:`rebuild`, also the schema
 step that builds them for an older database).
@@ -23,8 +25,9 @@ step that builds them for an older database).
 ``cell_totals`` (schema step 6) holds the sum of every day and unit of each cell and operator,
 with the readings each unit has in it (so the units seen are exact when a unit's readings
 move away) and first and last seen.  It is updated after the keys, in the same transaction
-(:meth:`Figures.apply`): per cell and operator one read and one write, the row locked first
-on PostgreSQL, where collectors of different units meet on it.  A view of all days and
+(:meth:`Figures.apply`): the rows of a commit's cells and operators read together, locked
+first on PostgreSQL (in key order), where collectors of different units meet on them, and
+written together.  A view of all days and
 units reads it instead of the keys: one row per cell and operator, whatever the fleet and
 the year.
 
@@ -56,20 +59,24 @@ Run = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 
 _STATS_COLUMNS = ("cell", "operator", "day", "device") + CellStats.COUNT_COLUMNS + CellStats.TIME_COLUMNS \
     + ("histograms",)
-_UPSERT = (
-    f"INSERT INTO cell_stats ({', '.join(_STATS_COLUMNS)}) VALUES ({', '.join('?' * len(_STATS_COLUMNS))})"
-    " ON CONFLICT (cell, operator, day, device) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _STATS_COLUMNS[4:])
-)
-_SELECT = (f"SELECT {', '.join(_STATS_COLUMNS[4:])} FROM cell_stats"
-           " WHERE cell = ? AND operator = ? AND day = ? AND device = ?")
+_UPSERT_KEY = ("ON CONFLICT (cell, operator, day, device) DO UPDATE SET "
+               + ", ".join(f"{c} = excluded.{c}" for c in _STATS_COLUMNS[4:]))
+_UPSERT = (f"INSERT INTO cell_stats ({', '.join(_STATS_COLUMNS)}) VALUES ({', '.join('?' * len(_STATS_COLUMNS))}) "
+           + _UPSERT_KEY)
 _TOTAL_COLUMNS = ("cell", "operator") + CellStats.COUNT_COLUMNS + CellStats.TIME_COLUMNS + ("histograms", "devices")
 _TOTAL_SELECT = (f"SELECT {', '.join(_TOTAL_COLUMNS[2:])} FROM cell_totals WHERE cell = ? AND operator = ?")
 _TOTAL_INSERT = (f"INSERT INTO cell_totals ({', '.join(_TOTAL_COLUMNS)})"
                  f" VALUES ({', '.join('?' * len(_TOTAL_COLUMNS))})")
+_TOTAL_UPSERT_KEY = ("ON CONFLICT (cell, operator) DO UPDATE SET "
+                     + ", ".join(f"{c} = excluded.{c}" for c in _TOTAL_COLUMNS[2:]))
 _TOTAL_UPDATE = (f"UPDATE cell_totals SET {', '.join(f'{c} = ?' for c in _TOTAL_COLUMNS[2:])}"
                  " WHERE cell = ? AND operator = ?")
 _STALE = "figures_stale"
+_EPOCH = parse_time("1970-01-01T00:00:00.000Z")  # the time of a stored home registration told to HomeOperators
+_KEYS_CHUNK = 200  # keys per query of their rows: their terms stay well within SQLite's depth of 1000
+_PARAMETERS = 8000  # per statement: well within SQLite's 32766 and PostgreSQL's 65535
+_BYTE_ORDER = '"C"'  # PostgreSQL's collation of text in byte order, which is Python's order of str
+_ENDS_CHUNK = 100  # units per query of their ends: one select each, within SQLite's 500 of a compound select
 REBUILD_PROGRESS_EVERY = 100_000  # readings between two calls of a rebuild's progress
 NO_GRID_NOTICE = ("h3 is not installed (pip install 'blankspot[collector]'): readings are stored without their"
                   " coverage figures, and map, report and export read every stored reading until, with h3"
@@ -120,13 +127,32 @@ class Changes:
         if sign < 0:
             self.redate.add(key)
 
+    def count_new(self, key: StatsKey, readings: Sequence[Reading]) -> None:
+        delta = self.deltas.get(key)
+        if delta is None:
+            delta = self.deltas[key] = CellStats()
+        delta.add_many(readings)
+
+
+@dataclass(frozen=True)
+class Ends:
+    """What a unit's stored readings end with, all that attributing readings after them needs:
+    its highest seq (-1 for none), its last home registration ``(seq, mcc, mnc, operator)``
+    and what its last signal reading counts for."""
+
+    top: int = -1
+    home: tuple[int, int | None, int | None, str | None] | None = None
+    counts_for: str | None = None
+
 
 class Figures:
     """The kept figures of one database, through ``run(sql, params) -> rows`` (SQL with ``?``).
 
     ``totals``: the database has ``cell_totals`` (schema step 6) and it is kept too;
     ``lock``: what a ``SELECT`` of a total ends with to hold its row until the commit
-    (`` FOR UPDATE`` on PostgreSQL; SQLite has one writer at a time).
+    (`` FOR UPDATE`` on PostgreSQL; SQLite has one writer at a time); with a lock, totals read
+    together are ordered in PostgreSQL's byte order (``COLLATE "C"``), so that they are locked
+    in the order Python sorts them, as one at a time.
     """
 
     def __init__(self, run: Run, totals: bool = False, lock: str = "") -> None:
@@ -157,23 +183,50 @@ class Figures:
 
     # -- at ingest -----------------------------------------------------------------------
 
-    def new_only(self, readings: Iterable[Reading]) -> list[Reading]:
-        """The readings not stored yet, each ``(device, seq)`` once (the first given)."""
+    def arrived(self, readings: Iterable[Reading]) -> Changes:
+        """What storing ``readings`` changes (those not stored yet, each ``(device, seq)`` once:
+        the first given); nothing is written until :meth:`apply`."""
         by_device: dict[str, dict[int, Reading]] = {}
         for reading in readings:
             assert reading.seq is not None
             by_device.setdefault(reading.device, {}).setdefault(reading.seq, reading)
+        ends = self.ends(sorted(by_device))
         new = []
         for device, by_seq in sorted(by_device.items()):
             seqs = sorted(by_seq)
+            top = ends[device].top
+            if seqs[0] > top:  # the common case: nothing stored among them
+                new.extend(by_seq[s] for s in seqs)
+                continue
             stored = {row[0] for row in self.run(
-                "SELECT seq FROM readings WHERE device = ? AND seq BETWEEN ? AND ?", (device, seqs[0], seqs[-1]))}
+                "SELECT seq FROM readings WHERE device = ? AND seq BETWEEN ? AND ?",
+                (device, seqs[0], min(seqs[-1], top)))}
             new.extend(by_seq[s] for s in seqs if s not in stored)
-        return new
+        return self.plan(new, ends)
 
-    def plan(self, new: Sequence[Reading]) -> Changes:
+    def ends(self, devices: Sequence[str]) -> dict[str, Ends]:
+        """:class:`Ends` of each of ``devices``, in a few queries whatever their number."""
+        found = {device: Ends() for device in devices}
+        for i in range(0, len(devices), _ENDS_CHUNK):
+            chunk = devices[i:i + _ENDS_CHUNK]
+            # Each end by its index, then the home registration's row by its key: a union of
+            # whole rows, ordered and limited, costs SQLite several times more.
+            each = " UNION ALL ".join([
+                "SELECT CAST(? AS TEXT) AS device, (SELECT max(seq) FROM readings WHERE device = ?) AS top,"
+                f" (SELECT seq FROM readings WHERE device = ? AND {_HOME} ORDER BY seq DESC LIMIT 1) AS home,"
+                " (SELECT counts_for FROM readings WHERE device = ? AND kind = 'signal' AND counts_for IS NOT NULL"
+                " ORDER BY seq DESC LIMIT 1) AS counts_for"] * len(chunk))
+            for device, top, seq, mcc, mnc, operator, counts_for in self.run(
+                    f"SELECT e.device, e.top, h.seq, h.mcc, h.mnc, h.operator, e.counts_for FROM ({each}) AS e"
+                    " LEFT JOIN readings AS h ON h.device = e.device AND h.seq = e.home",
+                    [device for device in chunk for _each_end in range(4)]):
+                found[device] = Ends(-1 if top is None else top, None if seq is None else (seq, mcc, mnc, operator),
+                                     counts_for)
+        return found
+
+    def plan(self, new: Sequence[Reading], ends: dict[str, Ends] | None = None) -> Changes:
         """What storing ``new`` (readings not stored yet, ordered by device then seq) changes;
-        nothing is written until :meth:`apply`."""
+        nothing is written until :meth:`apply`.  ``ends``: :meth:`ends` of their units, if known."""
         changes = Changes()
         by_device: dict[str, list[Reading]] = {}
         for reading in new:
@@ -181,10 +234,64 @@ class Figures:
             if isinstance(reading.part, Signal) and (named := name_of(reading.part)) is not None:
                 changes.names[named] = changes.names.get(named, 0) + 1
         for device, readings in by_device.items():
-            self._plan_unit(device, readings, changes)
+            self._plan_unit(device, readings, changes, None if ends is None else ends.get(device))
         return changes
 
-    def _plan_unit(self, device: str, new: list[Reading], changes: Changes) -> None:
+    def _plan_unit(self, device: str, new: list[Reading], changes: Changes, ends: Ends | None) -> None:
+        around = self._after_stored(device, new, ends) if ends is not None else None
+        home, attribution, stored = around if around is not None else self._around_stored(device, new)
+        fresh: dict[StatsKey, list[Reading]] = {}
+        for reading, old in _merged(stored, new):
+            home.add(reading)
+            operator = attribution(reading).operator
+            if old is _NEW:
+                key = key_of(reading, operator) if operator is not None else None
+                changes.placed[(device, reading.seq)] = (  # type: ignore[index]
+                    None if key is None or key.cell == UNPLACED else key.cell, operator)
+                if key is not None:
+                    fresh.setdefault(key, []).append(reading)
+                continue
+            cell, was = old  # type: ignore[misc]
+            if was == operator:
+                continue
+            changes.moved.append((operator, device, reading.seq))  # type: ignore[arg-type]
+            day = wita_day(reading.time)
+            if was is not None:
+                changes.count(StatsKey(cell or UNPLACED, was, day, device), reading, -1)
+            if operator is not None:
+                changes.count(StatsKey(cell or UNPLACED, operator, day, device), reading)
+        for key, readings in fresh.items():
+            changes.count_new(key, readings)
+
+    def _after_stored(self, device: str, new: list[Reading], ends: Ends
+                      ) -> tuple[HomeOperators, Attribution, Iterator[tuple[Reading, Any]]] | None:
+        """How to attribute ``new`` when it all comes after the unit's stored readings (the
+        common case): from their :class:`Ends` alone, no stored reading changes.  None when
+        the general way is needed: before the first home registration is stored, every
+        stored reading may change; and a stored home registration whose operator key is
+        unreadable does not tell the home operator."""
+        if new[0].seq <= ends.top:  # type: ignore[operator]
+            return None
+        home = HomeOperators()
+        attribution = Attribution(home)
+        if ends.home is not None:
+            signal = _home_signal(ends.home[1:])
+            if operator_key(signal) is None:
+                return None
+            home.add(Reading(device, _EPOCH, "unsynced", signal, seq=ends.home[0]))
+        else:
+            first = next((r for r in new if is_home(r)), None)
+            if first is not None:
+                if ends.top >= 0:
+                    return None
+                home.expect_first(device, first.part)  # type: ignore[arg-type]
+        if ends.counts_for is not None:
+            attribution.follows(device, ends.counts_for)
+        return home, attribution, iter(())
+
+    def _around_stored(self, device: str, new: list[Reading]
+                       ) -> tuple[HomeOperators, Attribution, Iterator[tuple[Reading, Any]]]:
+        """How to attribute ``new`` and the run of stored readings it may change (see the module docstring)."""
         run = self.run
         seqs = [r.seq for r in new]
         homes = [r.seq for r in new if is_home(r)]
@@ -215,7 +322,7 @@ class Figures:
             before = run(f"SELECT seq, mcc, mnc, operator FROM readings WHERE device = ? AND seq < ? AND {_HOME}"
                          " ORDER BY seq DESC LIMIT 1", (device, start))
             if before:
-                home.add(Reading(device, parse_time("1970-01-01T00:00:00.000Z"), "unsynced",
+                home.add(Reading(device, _EPOCH, "unsynced",
                                  _home_signal(before[0][1:]), seq=before[0][0]))
             last_signal = run("SELECT counts_for FROM readings WHERE device = ? AND seq < ? AND kind = 'signal'"
                               " AND counts_for IS NOT NULL ORDER BY seq DESC LIMIT 1", (device, start))
@@ -223,25 +330,7 @@ class Figures:
                 attribution.follows(device, last_signal[0][0])
 
         stored = self._stored_run(device, start, end) if start is None or start <= self._top(device) else iter(())
-        for reading, old in _merged(stored, new):
-            home.add(reading)
-            operator = attribution(reading).operator
-            if old is _NEW:
-                key = key_of(reading, operator) if operator is not None else None
-                changes.placed[(device, reading.seq)] = (  # type: ignore[index]
-                    None if key is None or key.cell == UNPLACED else key.cell, operator)
-                if key is not None:
-                    changes.count(key, reading)
-                continue
-            cell, was = old  # type: ignore[misc]
-            if was == operator:
-                continue
-            changes.moved.append((operator, device, reading.seq))  # type: ignore[arg-type]
-            day = wita_day(reading.time)
-            if was is not None:
-                changes.count(StatsKey(cell or UNPLACED, was, day, device), reading, -1)
-            if operator is not None:
-                changes.count(StatsKey(cell or UNPLACED, operator, day, device), reading)
+        return home, attribution, stored
 
     def _top(self, device: str) -> int:
         rows = self.run("SELECT max(seq) FROM readings WHERE device = ?", (device,))
@@ -264,23 +353,59 @@ class Figures:
         run = self.run
         for operator, device, seq in changes.moved:
             run("UPDATE readings SET counts_for = ? WHERE device = ? AND seq = ?", (operator, device, seq))
-        for key in sorted(changes.deltas):
-            delta = changes.deltas[key]
-            rows = run(_SELECT, (key.cell, key.operator, key.day, key.device))
-            stats = CellStats.from_row(rows[0]) if rows else CellStats()
-            stats.merge(delta)
+        keys = sorted(changes.deltas)
+        stored = self._keyed_rows("cell_stats", _STATS_COLUMNS, [(k.cell, k.operator, k.day, k.device) for k in keys])
+        written, gone = [], []
+        for key in keys:
+            row = stored.get((key.cell, key.operator, key.day, key.device))
+            stats = CellStats.from_row(row) if row is not None else CellStats()
+            stats.merge(changes.deltas[key])
             if stats.readings <= 0:
-                run("DELETE FROM cell_stats WHERE cell = ? AND operator = ? AND day = ? AND device = ?",
-                    (key.cell, key.operator, key.day, key.device))
+                gone.append(key)
                 continue
             if key in changes.redate:
                 stats.redate(self._times(key))
-            run(_UPSERT, (key.cell, key.operator, key.day, key.device, *stats.row()))
+            written.append((key.cell, key.operator, key.day, key.device, *stats.row()))
+        for key in gone:
+            run("DELETE FROM cell_stats WHERE cell = ? AND operator = ? AND day = ? AND device = ?",
+                (key.cell, key.operator, key.day, key.device))
+        self._insert("cell_stats", _STATS_COLUMNS, written, _UPSERT_KEY)
         for (key, name), n in sorted(changes.names.items()):
             run("INSERT INTO operator_names (operator, name, n) VALUES (?, ?, ?)"
                 " ON CONFLICT (operator, name) DO UPDATE SET n = operator_names.n + excluded.n", (key, name, n))
         if self.totals:
             self._apply_totals(changes)
+
+    def _keyed_rows(self, table: str, columns: tuple[str, ...], keys: Sequence[tuple[str, ...]],
+                    lock: str = "") -> dict[tuple[str, ...], tuple[Any, ...]]:
+        """The rows of ``table`` with ``keys`` (values of its first columns, its primary key), by
+        key: the other ``columns``; in chunks of a few hundred keys.  ``lock``: the rows are
+        held, locked in the order of ``keys``."""
+        width = len(keys[0]) if keys else 0
+        # Terms OR-ed, not a row value IN a list: SQLite then finds each key by its index.
+        term = "(" + " AND ".join(f"{c} = ?" for c in columns[:width]) + ")"
+        # Locks taken in the order Python sorts the keys (and earlier collectors took them),
+        # whatever the database's collation.
+        order = f" ORDER BY {', '.join(f'{c} COLLATE {_BYTE_ORDER}' for c in columns[:width])}" if lock else ""
+        found: dict[tuple[str, ...], tuple[Any, ...]] = {}
+        for i in range(0, len(keys), _KEYS_CHUNK):
+            chunk = keys[i:i + _KEYS_CHUNK]
+            for row in self.run(f"SELECT {', '.join(columns)} FROM {table} WHERE {' OR '.join([term] * len(chunk))}"
+                                f"{order}{lock}", [v for key in chunk for v in key]):
+                found[tuple(row[:width])] = row[width:]
+        return found
+
+    def _insert(self, table: str, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]], conflict: str
+                ) -> list[tuple[Any, ...]]:
+        """``INSERT`` ``rows`` in chunks, each ending with ``conflict``; returns what they return."""
+        returned: list[tuple[Any, ...]] = []
+        per = max(1, _PARAMETERS // len(columns))
+        one = f"({', '.join('?' * len(columns))})"
+        for i in range(0, len(rows), per):
+            chunk = rows[i:i + per]
+            returned += self.run(f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * len(chunk))}"
+                                 f" {conflict}", [v for row in chunk for v in row])
+        return returned
 
     def _apply_totals(self, changes: Changes) -> None:
         """The keys' changes added to their cell's and operator's totals (after the keys are written)."""
@@ -305,8 +430,30 @@ class Figures:
                 units[key.device] = units.get(key.device, 0) + delta.readings
             if key in changes.redate:
                 redate.add(pair)
-        for pair in sorted(groups):
-            self._add_to_total(pair, *groups[pair], redate=pair in redate)
+        pairs = sorted(groups)
+        stored = self._keyed_rows("cell_totals", _TOTAL_COLUMNS, pairs, self.lock)
+        written, new = [], []
+        for pair in pairs:
+            delta, units = groups[pair]
+            row = stored.get(pair)
+            if row is None:
+                if delta.readings > 0:
+                    new.append((*pair, *delta.row(), _units_json(units)))
+                continue
+            total = _added(row, delta, units)
+            if total is None:
+                self.run("DELETE FROM cell_totals WHERE cell = ? AND operator = ?", pair)
+                continue
+            if pair in redate:
+                self._redate_total(pair, total[0])
+            written.append((*pair, *total[0].row(), _units_json(total[1])))
+        self._insert("cell_totals", _TOTAL_COLUMNS, written, _TOTAL_UPSERT_KEY)
+        # Another writer may insert the same new total at once: the loser adds to it.
+        inserted = {tuple(row) for row in self._insert("cell_totals", _TOTAL_COLUMNS, new,
+                                                        "ON CONFLICT (cell, operator) DO NOTHING RETURNING cell, operator")}
+        for row in new:
+            if row[:2] not in inserted:
+                self._add_to_total(row[:2], *groups[row[:2]], redate=row[:2] in redate)  # type: ignore[arg-type]
 
     def _add_to_total(self, pair: tuple[str, str], delta: CellStats, units: dict[str, int], redate: bool) -> None:
         run = self.run
@@ -315,28 +462,26 @@ class Figures:
             if not rows:
                 if delta.readings <= 0:
                     return
-                # Another writer may insert the same new total at once: the loser adds to it.
                 if run(_TOTAL_INSERT + " ON CONFLICT (cell, operator) DO NOTHING RETURNING cell",
                        (*pair, *delta.row(), _units_json(units))):
                     return
                 continue
-            total = CellStats.from_row(rows[0][:-1])
-            total.merge(delta)
-            seen: dict[str, int] = json.loads(rows[0][-1])
-            for device, n in units.items():
-                seen[device] = seen.get(device, 0) + n
-            if total.readings <= 0:
+            total = _added(rows[0], delta, units)
+            if total is None:
                 run("DELETE FROM cell_totals WHERE cell = ? AND operator = ?", pair)
                 return
             if redate:
-                first_trusted, last_trusted, first_unsynced, last_unsynced = run(
-                    "SELECT min(first_trusted), max(last_trusted), min(first_unsynced), max(last_unsynced)"
-                    " FROM cell_stats WHERE cell = ? AND operator = ?", pair)[0]
-                total.first_trusted, total.last_trusted = first_trusted, last_trusted
-                total.first_unsynced, total.last_unsynced = first_unsynced, last_unsynced
-            run(_TOTAL_UPDATE, (*total.row(), _units_json(seen), *pair))
+                self._redate_total(pair, total[0])
+            run(_TOTAL_UPDATE, (*total[0].row(), _units_json(total[1]), *pair))
             return
         raise AssertionError(f"the total of {pair} was neither found nor inserted")
+
+    def _redate_total(self, pair: tuple[str, str], total: CellStats) -> None:
+        first_trusted, last_trusted, first_unsynced, last_unsynced = self.run(
+            "SELECT min(first_trusted), max(last_trusted), min(first_unsynced), max(last_unsynced)"
+            " FROM cell_stats WHERE cell = ? AND operator = ?", pair)[0]
+        total.first_trusted, total.last_trusted = first_trusted, last_trusted
+        total.first_unsynced, total.last_unsynced = first_unsynced, last_unsynced
 
     def _times(self, key: StatsKey) -> Iterator[tuple[str, str]]:
         cell = "cell IS NULL" if key.cell == UNPLACED else "cell = ?"
@@ -448,8 +593,23 @@ def totals_of(keyed: Iterable[tuple[StatsKey, CellStats]]) -> dict[tuple[str, st
     return totals
 
 
+def _added(row: Sequence[Any], delta: CellStats, units: dict[str, int]
+           ) -> tuple[CellStats, dict[str, int]] | None:
+    """A stored total (its columns after the key) with ``delta`` and its ``units`` added; None when nothing is left."""
+    total = CellStats.from_row(tuple(row[:-1]))
+    total.merge(delta)
+    if total.readings <= 0:
+        return None
+    seen: dict[str, int] = json.loads(row[-1])
+    for device, n in units.items():
+        seen[device] = seen.get(device, 0) + n
+    return total, seen
+
+
 def _units_json(units: dict[str, int]) -> str:
-    return json.dumps({device: n for device, n in sorted(units.items()) if n > 0}, separators=(",", ":"))
+    if any(n <= 0 for n in units.values()):
+        units = {device: n for device, n in units.items() if n > 0}
+    return json.dumps(units, separators=(",", ":"), sort_keys=True)
 
 
 _NEW = object()

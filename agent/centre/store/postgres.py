@@ -169,7 +169,7 @@ class PostgresStore(Store):
                 kept = Figures(self._runner(cur), self._totals, lock=" FOR UPDATE")
             if kept is not None and kept.kept_now(self._grid):
                 figures = kept
-                changes = figures.plan(figures.new_only(work.readings))
+                changes = figures.arrived(work.readings)
                 columns = READING_COLUMNS + FIGURE_COLUMNS
                 rows = [row + changes.placed.get((row[0], row[1]), (None, None)) for row in rows]
             listed = ", ".join(columns)

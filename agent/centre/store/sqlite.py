@@ -139,7 +139,7 @@ class SqliteStore(Store):
                 figures = Figures(self._runner(db), self._totals) if self._figures and rows else None
                 if figures is not None and figures.kept_now(self._grid):
                     # Attributed before they are stored: each new row is written with its operator.
-                    changes = figures.plan(figures.new_only(work.readings))
+                    changes = figures.arrived(work.readings)
                     before = db.total_changes
                     db.executemany(_insert(READING_COLUMNS + FIGURE_COLUMNS),
                                    (row + changes.placed.get((row[0], row[1]), (None, None)) for row in rows))
