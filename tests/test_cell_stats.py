@@ -160,6 +160,42 @@ def test_figures_kept_as_readings_arrive_in_order_equal_a_full_recomputation(tmp
         check_against_recomputation(store, readings)
 
 
+def _latency(device: str, seq: int, lat: float, lon: float) -> Reading:
+    return Reading(device, T0 + timedelta(minutes=seq), "gps",
+                   Latency(target="8.8.8.8", method="icmp", sent=5, received=5, loss_pct=0.0, rtt_avg_ms=log_value(190)),
+                   position(lat, lon), seq)
+
+
+_A, _B = PLACES[0], PLACES[1]
+_INDOSAT = {"mcc": 510, "mnc": 1, "operator": "INDOSAT OOREDOO"}
+
+
+# Each case: the commits of one unit, every seq above the ones stored before, and what the
+# last commit's readings must count for; each hinges on one thing read from what is stored.
+@pytest.mark.parametrize("commits, counts_for", [
+    pytest.param([[in_service("b", 1, *_A)], [_latency("b", 2, *_B)]], "510-10",
+                 id="a test counts for the last stored signal"),
+    pytest.param([[in_service("b", 1, *_A), in_service("b", 2, *_A, registration="roaming", **_INDOSAT)],
+                  [_latency("b", 3, *_B)]], "510-01",
+                 id="the last stored signal is a roaming one"),
+    pytest.param([[in_service("b", 1, *_A)], [no_service("b", 2, *_B)]], "510-10",
+                 id="no service counts for the stored home registration"),
+    pytest.param([[in_service("b", 1, *_A), in_service("b", 2, *_A, **_INDOSAT)], [no_service("b", 3, *_B)]],
+                 "510-01", id="the last stored home registration after a SIM swap"),
+    pytest.param([[no_service("b", 1, *_A)], [in_service("b", 2, *_A)], [no_service("b", 3, *_B)]], "510-10",
+                 id="no service before any home registration, then one"),
+])
+def test_readings_arriving_in_order_count_for_what_is_stored_before_them(tmp_path, commits, counts_for) -> None:
+    with open_store(str(tmp_path / "c.db")) as store:
+        for commit in commits:
+            store.insert_readings([dataclasses.replace(r, time=T0 + timedelta(minutes=r.seq)) for r in commit])
+        last = {r.seq for r in commits[-1]}
+        with sqlite3.connect(tmp_path / "c.db") as db:
+            stored = {seq: operator for seq, operator in db.execute("SELECT seq, counts_for FROM readings")}
+        assert {stored[seq] for seq in last} == {counts_for}
+        check_against_recomputation(store, [r for commit in commits for r in commit])
+
+
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=st.one_of(arrivals(), arrivals_in_order()))
 def test_postgresql_keeps_the_same_figures(postgres_url, case) -> None:  # noqa: F811
