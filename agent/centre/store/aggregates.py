@@ -49,13 +49,13 @@ from agent.centre.cell_stats import (
     CellStats, FiguresFilter, StatsKey, UNPLACED, coverage_of, coverage_of_totals, key_of, operator_names, wita_day,
 )
 from agent.centre.coverage import Attribution, Coverage, HomeOperators, Thresholds, operator_key
+from agent.centre.store.statements import Run, insert_rows
 from agent.centre.stored_readings import StoredReadings, decode_row
 from agent.shared.operators import operator_name
 from agent.shared.reading import Reading, ReadingError, Signal, format_time, parse_time
 
 log = logging.getLogger(__name__)
 
-Run = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 
 _STATS_COLUMNS = ("cell", "operator", "day", "device") + CellStats.COUNT_COLUMNS + CellStats.TIME_COLUMNS \
     + ("histograms",)
@@ -74,7 +74,6 @@ _TOTAL_UPDATE = (f"UPDATE cell_totals SET {', '.join(f'{c} = ?' for c in _TOTAL_
 _STALE = "figures_stale"
 _EPOCH = parse_time("1970-01-01T00:00:00.000Z")  # the time of a stored home registration told to HomeOperators
 _KEYS_CHUNK = 200  # keys per query of their rows: their terms stay well within SQLite's depth of 1000
-_PARAMETERS = 8000  # per statement: well within SQLite's 32766 and PostgreSQL's 65535
 _BYTE_ORDER = '"C"'  # PostgreSQL's collation of text in byte order, which is Python's order of str
 _ENDS_CHUNK = 100  # units per query of their ends: one select each, within SQLite's 500 of a compound select
 REBUILD_PROGRESS_EVERY = 100_000  # readings between two calls of a rebuild's progress
@@ -369,10 +368,10 @@ class Figures:
         for key in gone:
             run("DELETE FROM cell_stats WHERE cell = ? AND operator = ? AND day = ? AND device = ?",
                 (key.cell, key.operator, key.day, key.device))
-        self._insert("cell_stats", _STATS_COLUMNS, written, _UPSERT_KEY)
-        for (key, name), n in sorted(changes.names.items()):
-            run("INSERT INTO operator_names (operator, name, n) VALUES (?, ?, ?)"
-                " ON CONFLICT (operator, name) DO UPDATE SET n = operator_names.n + excluded.n", (key, name, n))
+        insert_rows(self.run, "cell_stats", _STATS_COLUMNS, written, _UPSERT_KEY)
+        insert_rows(run, "operator_names", ("operator", "name", "n"),
+                    [(key, name, n) for (key, name), n in sorted(changes.names.items())],
+                    "ON CONFLICT (operator, name) DO UPDATE SET n = operator_names.n + excluded.n")
         if self.totals:
             self._apply_totals(changes)
 
@@ -394,18 +393,6 @@ class Figures:
                                 f"{order}{lock}", [v for key in chunk for v in key]):
                 found[tuple(row[:width])] = row[width:]
         return found
-
-    def _insert(self, table: str, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]], conflict: str
-                ) -> list[tuple[Any, ...]]:
-        """``INSERT`` ``rows`` in chunks, each ending with ``conflict``; returns what they return."""
-        returned: list[tuple[Any, ...]] = []
-        per = max(1, _PARAMETERS // len(columns))
-        one = f"({', '.join('?' * len(columns))})"
-        for i in range(0, len(rows), per):
-            chunk = rows[i:i + per]
-            returned += self.run(f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * len(chunk))}"
-                                 f" {conflict}", [v for row in chunk for v in row])
-        return returned
 
     def _apply_totals(self, changes: Changes) -> None:
         """The keys' changes added to their cell's and operator's totals (after the keys are written)."""
@@ -447,9 +434,9 @@ class Figures:
             if pair in redate:
                 self._redate_total(pair, total[0])
             written.append((*pair, *total[0].row(), _units_json(total[1])))
-        self._insert("cell_totals", _TOTAL_COLUMNS, written, _TOTAL_UPSERT_KEY)
+        insert_rows(self.run, "cell_totals", _TOTAL_COLUMNS, written, _TOTAL_UPSERT_KEY)
         # Another writer may insert the same new total at once: the loser adds to it.
-        inserted = {tuple(row) for row in self._insert("cell_totals", _TOTAL_COLUMNS, new,
+        inserted = {tuple(row) for row in insert_rows(self.run, "cell_totals", _TOTAL_COLUMNS, new,
                                                         "ON CONFLICT (cell, operator) DO NOTHING RETURNING cell, operator")}
         for row in new:
             if row[:2] not in inserted:

@@ -61,6 +61,7 @@ from agent.centre.cell_stats import wita_day
 from agent.centre.mapview import FINEST_TRACK_ZOOM, MIN_TRACK_ZOOM, PIECE_COST, coarser_lines, finest_line
 from agent.centre.report import Place
 from agent.centre.segments import Segment, Track, TrackPoint, TrackRules, is_gap, path_length_m
+from agent.centre.store.statements import Run, insert_rows
 from agent.centre.stored_readings import decode_row
 from agent.shared.reading import ReadingError, format_time, parse_time
 
@@ -69,7 +70,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Run = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 Stream = Callable[[str, Sequence[Any]], Iterator[tuple[Any, ...]]]
 
 BLOCK = 1024  # seqs of a unit marked dirty together
@@ -97,9 +97,7 @@ def dirty_blocks(keys: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
 
 def mark_dirty(run: Run, keys: Iterable[tuple[str, int]]) -> None:
     """In the transaction storing readings: their blocks are to be computed again."""
-    for device, block in dirty_blocks(keys):
-        run("INSERT INTO kept_dirty (device, block) VALUES (?, ?) ON CONFLICT (device, block) DO NOTHING",
-            (device, block))
+    insert_rows(run, "kept_dirty", ("device", "block"), dirty_blocks(keys), "ON CONFLICT (device, block) DO NOTHING")
 
 
 # -- computing: the pass's builders, with the state the convergence needs -----------------
