@@ -250,18 +250,10 @@ class CellStats:
             part(reading.part, 1)
 
     def _seen_trusted(self, first: str, last: str | None = None) -> None:
-        if self.first_trusted is None or first < self.first_trusted:
-            self.first_trusted = first
-        last = first if last is None else last
-        if self.last_trusted is None or last > self.last_trusted:
-            self.last_trusted = last
+        self.first_trusted, self.last_trusted = _widened(self.first_trusted, self.last_trusted, first, last)
 
     def _seen_unsynced(self, first: str, last: str | None = None) -> None:
-        if self.first_unsynced is None or first < self.first_unsynced:
-            self.first_unsynced = first
-        last = first if last is None else last
-        if self.last_unsynced is None or last > self.last_unsynced:
-            self.last_unsynced = last
+        self.first_unsynced, self.last_unsynced = _widened(self.first_unsynced, self.last_unsynced, first, last)
 
     def _part(self, part: object, sign: int) -> None:
         if isinstance(part, Signal):
@@ -382,6 +374,14 @@ class CellStats:
             latency=ints(hist["latency"]), down=ints(hist["down"]), up=ints(hist["up"]),
             **{name: (None if value is None else _text_time(value)) for name, value in zip(cls.TIME_COLUMNS, times)},
         )
+
+
+def _widened(first: str | None, last: str | None, new_first: str, new_last: str | None) -> tuple[str, str]:
+    """The span from ``first`` to ``last`` (times as text, which sort as times) taking in
+    ``new_first`` to ``new_last`` (or the one time ``new_first``)."""
+    new_last = new_first if new_last is None else new_last
+    return (new_first if first is None or new_first < first else first,
+            new_last if last is None or new_last > last else last)
 
 
 def _text_time(value: object) -> str:
