@@ -78,3 +78,31 @@ def test_a_page_of_many_long_tracks_stays_within_its_bound():
     page = render_map(map_data(aggregate([]), pieces, [], []))
     assert sum(len(p["line"]) for p in pieces) > TRACK_BUDGET
     assert len(page.encode()) < 250_000 + 22 * TRACK_BUDGET
+
+
+def test_stretches_and_tags_beyond_their_budgets_keep_the_longest_and_a_spread():
+    from datetime import timedelta
+
+    from agent.centre.coverage import aggregate
+    from agent.centre.mapview import map_data
+    from agent.centre.report import Place
+    from agent.centre.segments import Segment, TrackPoint
+    from agent.shared.reading import format_time
+    from tests.support.survey_factory import T0, in_service
+
+    coverage = aggregate([in_service("boat-1", 1, -0.4, 116.9)])
+    # Stretches of 3 to 102 points, each drawn as it is (simplified already).
+    segments = [Segment("boat-1", "510-10", tuple(TrackPoint(j, T0, -0.4 + j * 1e-3, 116.9 + i * 1e-2)
+                                                  for j in range(3 + i)), 3 + i, 0, 100.0 * (3 + i))
+                for i in range(100)]
+    tags = [Place(f"spot {i}", -0.4, 116.9 + i * 1e-4, "tag", "boat-1", format_time(T0 + timedelta(minutes=i)))
+            for i in range(50)]
+    data = map_data(coverage, [], segments, tags, segments_simplified=True, segment_budget=1000, tag_budget=10)
+    drawn = data["segments"]
+    assert sum(len(s["line"]) + PIECE_COST for s in drawn) <= 1000
+    assert data["segments_left_out"] == 100 - len(drawn) > 0
+    assert {len(s["line"]) for s in drawn} >= {102, 101, 100, 99, 98}, "the longest are kept"
+    assert [t["label"] for t in data["tags"]] == [f"spot {i}" for i in range(0, 50, 5)]
+    assert data["tags_left_out"] == 40
+    within = map_data(coverage, [], segments[:5], tags[:3], segments_simplified=True)
+    assert (within["segments_left_out"], within["tags_left_out"], len(within["tags"])) == (0, 0, 3)

@@ -38,6 +38,12 @@ MIN_TRACK_ZOOM = 8
 TRACK_BUDGET = 60_000
 SIMPLIFY_SPAN = 256
 PIECE_COST = 10  # a piece's popup weighs about as much as this many points
+# The stretches without service and the tagged spots are bounded too (a regency-year holds
+# thousands of each): the longest stretches are drawn up to SEGMENT_BUDGET points (each
+# costing PIECE_COST more, as a track piece), and at most TAG_BUDGET tags, spread evenly
+# over the units and their time; the page says how many were left out.
+SEGMENT_BUDGET = 40_000
+TAG_BUDGET = 2_000
 CLASS_TITLES = {
     "blank": "Blank spot: tidak ada sinyal / no service",
     "weak": "Lemah / Weak",
@@ -208,6 +214,27 @@ def fit_tracks(pieces: Sequence[dict[str, Any]], budget: int = TRACK_BUDGET,
     return FittedTracks(kept, zoom, len(fitted) - len(kept))
 
 
+def longest_within(lines: Sequence[dict[str, Any]], lengths: Sequence[float], budget: int
+                   ) -> tuple[list[dict[str, Any]], int]:
+    """The longest of ``lines`` (by ``lengths``) whose points, each line costing
+    :data:`PIECE_COST` more, fit in ``budget``, in their order; and how many were left out."""
+    spent = 0
+    chosen: set[int] = set()
+    for i in sorted(range(len(lines)), key=lambda i: -lengths[i]):
+        price = len(lines[i]["line"]) + PIECE_COST
+        if spent + price <= budget:
+            chosen.add(i)
+            spent += price
+    return [line for i, line in enumerate(lines) if i in chosen], len(lines) - len(chosen)
+
+
+def spread(items: Sequence[Any], most: int) -> list[Any]:
+    """At most ``most`` of ``items``, evenly spaced through them, in their order."""
+    if len(items) <= most:
+        return list(items)
+    return [items[i * len(items) // most] for i in range(most)]
+
+
 def finest_line(points: Sequence[TrackPoint]) -> list[list[Any]]:
     """The line the page draws of a whole track piece at :data:`FINEST_TRACK_ZOOM`: thinned,
     ``[lat, lon]`` rounded to about a metre, simplified.  Each point keeps its place in
@@ -263,13 +290,16 @@ def track_zoom(points_at: dict[int, int], budget: int = TRACK_BUDGET) -> int:
 def map_data(coverage: Coverage, tracks: Iterable[dict[str, Any]], segments: Iterable[Segment],
              tags: Iterable[Place], options: MapOptions = MapOptions(), generated: datetime | None = None,
              *, places: Iterable[Place] = (), track_budget: int = TRACK_BUDGET,
-             track_zoom: int = FINEST_TRACK_ZOOM, segments_simplified: bool = False) -> dict[str, Any]:
+             track_zoom: int = FINEST_TRACK_ZOOM, segments_simplified: bool = False,
+             segment_budget: int = SEGMENT_BUDGET, tag_budget: int = TAG_BUDGET) -> dict[str, Any]:
     """Everything the page draws, as the JSON object embedded in it; ``tracks`` are the track
     pieces as :func:`drawn_track` gives them (or :func:`kept_track`, simplified for
     ``track_zoom``), ``places`` the named places (a places file's towns and villages)
     written on the map as labels; the tracks are fitted to ``track_budget`` points
     (:func:`fit_tracks`), and the stretches without service are drawn simplified for the
-    same zoom (``segments_simplified``: they already are, as the collector keeps them)."""
+    same zoom (``segments_simplified``: they already are, as the collector keeps them); the
+    longest stretches are drawn within ``segment_budget`` points, and at most ``tag_budget``
+    tags (:data:`SEGMENT_BUDGET`, :data:`TAG_BUDGET`)."""
     generated = generated or datetime.now(timezone.utc)
     fitted = fit_tracks(list(tracks), track_budget, track_zoom)
     samples: dict[str, int] = {key: 0 for key in coverage.operators}
@@ -293,19 +323,23 @@ def map_data(coverage: Coverage, tracks: Iterable[dict[str, Any]], segments: Ite
         for key, name in coverage.operators.items()
     ]
     th = coverage.thresholds
+    shown = [s for s in segments if s.operator in coverage.operators]
     segment_list = [
         {"op": s.operator,
          "line": [[p.lat, p.lon] for p in s.points] if segments_simplified else line_at(s.points, fitted.zoom),
          "popup": [["Ruas tanpa layanan / No service", f"{s.length_km:.2f} km, {s.no_service} pengukuran / readings"],
                    ["Operator", f"{coverage.operators.get(s.operator, s.operator)} ({s.operator})"],
                    ["Unit", s.device], time_row("Mulai / Start", s.start.time), time_row("Selesai / End", s.end.time)]}
-        for s in segments if s.operator in coverage.operators
+        for s in shown
     ]
+    segment_list, segments_left_out = longest_within(segment_list, [s.length_km for s in shown], segment_budget)
+    tags = list(tags)
+    tags_left_out = max(0, len(tags) - tag_budget)
     tag_list = [
         {"lat": t.lat, "lon": t.lon, "label": t.name,
          "popup": [["Tanda / Tag", t.name or "-"], ["Unit", t.device or "-"],
                    time_row("Waktu / Time", parse_time(t.time)) if t.time else ["Waktu / Time", "-"]]}
-        for t in tags
+        for t in spread(tags, tag_budget)
     ]
     return {
         "title": options.title,
@@ -324,7 +358,9 @@ def map_data(coverage: Coverage, tracks: Iterable[dict[str, Any]], segments: Ite
         "track_zoom": fitted.zoom,
         "tracks_left_out": fitted.left_out,
         "segments": segment_list,
+        "segments_left_out": segments_left_out,
         "tags": tag_list,
+        "tags_left_out": tags_left_out,
         "places": place_labels(places),
     }
 

@@ -33,6 +33,8 @@
     baseOffline: ["Peta dasar tidak tersedia (luring)", "Base map unavailable (offline)"],
     noData: ["Belum ada data", "No readings yet"],
     shortLeft: ["lintasan pendek tidak digambar", "short track pieces not drawn"],
+    stretchesLeft: ["ruas tanpa layanan terpendek tidak digambar", "shortest stretches without service not drawn"],
+    tagsLeft: ["tanda tidak digambar (terlalu banyak untuk satu berkas)", "tags not drawn (too many for one file)"],
     loading: ["Memuat…", "Loading…"],
     failed: ["Gagal memuat", "Could not load"],
     cellsLeft: ["sel tidak digambar: perbesar peta", "cells not drawn: zoom in"],
@@ -517,8 +519,11 @@
     drawTracks(data.tracks);
     drawTags(data.tags);
     drawPlaces(data.places || []);
-    if (data.tracks_left_out) {
-      setNotice(data.tracks_left_out + " " + say("shortLeft"));
+    // What the page's size bound left out, said in one line.
+    var leftOut = [[data.tracks_left_out, "shortLeft"], [data.segments_left_out, "stretchesLeft"],
+                   [data.tags_left_out, "tagsLeft"]].filter(function (n) { return n[0]; });
+    if (leftOut.length) {
+      setNotice(leftOut.map(function (n) { return n[0] + " " + say(n[1]); }).join("; "));
     }
     if (bounds.isValid()) {
       // Keep the drawing clear of the panels on the right when the window is wide enough.
