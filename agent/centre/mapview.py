@@ -413,5 +413,9 @@ def render_map(data: dict[str, Any]) -> str:
 def map_summary(data: dict[str, Any]) -> str:
     """What a page of ``data`` (from :func:`map_data`) shows, in one line: cells, tracks, tags."""
     blank = sum(1 for c in data["cells"] if c["class"] == "blank")
+    left = [f"{n:,} {what}" for n, what in ((data.get("tracks_left_out", 0), "track pieces"),
+                                           (data.get("segments_left_out", 0), "stretches without service"),
+                                           (data.get("tags_left_out", 0), "tags")) if n]
     return (f"{len(data['cells'])} cells ({blank} blank), {len(data['tracks'])} track pieces, "
-            f"{len(data['tags'])} tagged spots, {len(data['places'])} place names")
+            f"{len(data['tags'])} tagged spots, {len(data['places'])} place names"
+            + (f"; left out to keep the page small: {', '.join(left)} (export has them all)" if left else ""))
