@@ -245,15 +245,16 @@ class ServedLayers:
     tracks: list[dict[str, Any]] = field(default_factory=list)
     segments: list[dict[str, Any]] = field(default_factory=list)
     tags: list[dict[str, Any]] = field(default_factory=list)
+    finest: int = FINEST_TRACK_ZOOM  # the zoom the lines are simplified for (the store's, when it keeps them)
     _by_zoom: dict[tuple[str, int], list[list[list[float]]]] = field(default_factory=dict)
 
     def lines_at(self, zoom: int, layer: str = "tracks") -> list[list[list[float]]]:
         """Every line of ``layer`` (tracks or segments) simplified for ``zoom`` (made once per
-        zoom, from the next finer)."""
-        zoom = max(MIN_TRACK_ZOOM, min(FINEST_TRACK_ZOOM, zoom))
+        zoom, from the next finer; as they are at :attr:`finest` and finer)."""
+        zoom = max(MIN_TRACK_ZOOM, min(self.finest, zoom))
         lines = self._by_zoom.get((layer, zoom))
         if lines is None:
-            if zoom == FINEST_TRACK_ZOOM:
+            if zoom == self.finest:
                 lines = [t["line"] for t in getattr(self, layer)]
             else:
                 lines = [simplify(line, pixel_m(zoom)) for line in self.lines_at(zoom + 1, layer)]
@@ -261,27 +262,32 @@ class ServedLayers:
         return lines
 
 
-def served_track(track: Track) -> dict[str, Any]:
-    """A track piece as the served map keeps it: thinned, simplified for the finest zoom,
-    with its unit, WITA days and box for cutting."""
-    line = [[round(p.lat, 5), round(p.lon, 5)] for p in thin(track.points)]
+def served_track(track: Track, simplified: bool = False) -> dict[str, Any]:
+    """A track piece as the served map keeps it: thinned, simplified for the finest zoom
+    (``simplified``: it is already, for a zoom, as the store keeps it), with its unit, WITA
+    days and box for cutting."""
+    line = [[round(p.lat, 5), round(p.lon, 5)] for p in (track.points if simplified else thin(track.points))]
     first, last = track.points[0].time, track.points[-1].time
     return {"device": track.device, "days": (wita_day(first), wita_day(last)),
             "box": _box((p[0], p[1]) for p in line),
-            "line": simplify(line, pixel_m(FINEST_TRACK_ZOOM)),
+            "line": line if simplified else simplify(line, pixel_m(FINEST_TRACK_ZOOM)),
             "popup": [["Unit", track.device], ["Bagian / Part", str(track.part)],
                       ["Panjang / Length", f"{track.length_km:.1f} km"], time_row("Waktu / Time", first, last)]}
 
 
 def served_layers(tracks: Iterable[dict[str, Any]], segments: Iterable[Segment], tags: Iterable[Place],
-                  operator_names: Mapping[str, str]) -> ServedLayers:
-    """The layers of served track pieces (:func:`served_track`), segments and tags."""
+                  operator_names: Mapping[str, str], finest: int = FINEST_TRACK_ZOOM) -> ServedLayers:
+    """The layers of served track pieces (:func:`served_track`), segments and tags; the
+    segments are thinned and simplified for the finest zoom, unless ``finest`` says the zoom
+    they (and the track pieces) are simplified for already."""
     segment_list = []
+    simplified = finest < FINEST_TRACK_ZOOM
     for s in segments:
-        line = [[round(p.lat, 5), round(p.lon, 5)] for p in thin(s.points)]
+        line = [[round(p.lat, 5), round(p.lon, 5)] for p in (s.points if simplified else thin(s.points))]
         segment_list.append({
             "op": s.operator, "device": s.device, "days": (wita_day(s.start.time), wita_day(s.end.time)),
-            "box": _box((p[0], p[1]) for p in line), "line": simplify(line, pixel_m(FINEST_TRACK_ZOOM)),
+            "box": _box((p[0], p[1]) for p in line),
+            "line": line if simplified else simplify(line, pixel_m(FINEST_TRACK_ZOOM)),
             "popup": [["Ruas tanpa layanan / No service",
                        f"{s.length_km:.2f} km, {s.no_service} pengukuran / readings"],
                       ["Operator", f"{operator_names.get(s.operator, s.operator)} ({s.operator})"],
@@ -295,7 +301,7 @@ def served_layers(tracks: Iterable[dict[str, Any]], segments: Iterable[Segment],
             "day": wita_day(when) if when else None,
             "popup": [["Tanda / Tag", t.name or "-"], ["Unit", t.device or "-"],
                       time_row("Waktu / Time", when) if when else ["Waktu / Time", "-"]]})
-    return ServedLayers(list(tracks), segment_list, tag_list)
+    return ServedLayers(list(tracks), segment_list, tag_list, finest)
 
 
 def _public(item: dict[str, Any]) -> dict[str, Any]:

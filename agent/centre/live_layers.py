@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Hashable, TypeVar
 
@@ -37,12 +37,20 @@ def figures_filter(view: View) -> FiguresFilter:
     return FiguresFilter(days=view.days, devices=view.devices, area=view.area)
 
 
-def kept_layers(store: Store, view: View, operator_names: dict[str, str]) -> ServedLayers:
-    """The layers of the view as a store that keeps them answers (see the module docstring)."""
+LAYERS = ("tracks", "segments", "tags")
+
+
+def kept_layers(store: Store, view: View, operator_names: dict[str, str],
+                layers: Sequence[str] = LAYERS) -> ServedLayers:
+    """The ``layers`` of the view (the others left empty: a request asks for one) as a store
+    that keeps them answers (see the module docstring)."""
     where = figures_filter(view)
     zoom = min(max(view.zoom, MIN_TRACK_ZOOM), FINEST_TRACK_ZOOM)  # the zooms lines are kept for
-    tracks = [served_track(t) for t in store.tracks(zoom, where) if t.points]
-    return served_layers(tracks, store.segments(where, zoom), store.tags(where), operator_names)
+    # The store gives the lines simplified for the zoom already: served as they are.
+    tracks = [served_track(t, simplified=True) for t in store.tracks(zoom, where) if t.points] \
+        if "tracks" in layers else []
+    return served_layers(tracks, store.segments(where, zoom) if "segments" in layers else [],
+                         store.tags(where) if "tags" in layers else [], operator_names, zoom)
 
 
 def surveyed_layers(store: Store, operator_names: dict[str, str]) -> ServedLayers:

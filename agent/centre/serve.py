@@ -265,12 +265,13 @@ class LiveMap:
         # An answer from a grid older than the data is not kept: the next one may be newer.
         return cells_answer(grid, view), fresh
 
-    def _layers_of(self, view: View, version: Hashable) -> tuple[Any, dict[str, Any], bool]:
+    def _layers_of(self, view: View, version: Hashable, layer: str) -> tuple[Any, dict[str, Any], bool]:
         if self.kept_tracks:
-            # The names first: they ask the version, which takes the store after its own lock.
-            names = self._names()
+            # The names first (the stretches' popups): they ask the version, which takes the
+            # store after its own lock.
+            names = self._names() if layer == "segments" else {}
             with self._store_lock:
-                return kept_layers(self.store, view, names), {"layers": "kept"}, True
+                return kept_layers(self.store, view, names, (layer,)), {"layers": "kept"}, True
         assert self._layers is not None
         kept = self._layers.get(version)
         # An answer from layers older than the data is not kept: the next one may be newer.
@@ -278,23 +279,23 @@ class LiveMap:
 
     def _tracks(self, params: dict[str, list[str]], version: Hashable) -> tuple[Any, bool]:
         view = parse_view(params, allowed=("bbox", "zoom", "from", "to", "units"))
-        layers, about, keep = self._layers_of(view, version)
+        layers, about, keep = self._layers_of(view, version, "tracks")
         return {**tracks_answer(layers, view), **about}, keep
 
     def _segments(self, params: dict[str, list[str]], version: Hashable) -> tuple[Any, bool]:
         view = parse_view(params, allowed=("bbox", "zoom", "operator", "from", "to", "units"))
         operator = view.operator or self.grid(8, None, None, version)[0].default_operator
-        layers, about, keep = self._layers_of(view, version)
+        layers, about, keep = self._layers_of(view, version, "segments")
         return {**segments_answer(layers, view, operator), "operator": operator, **about}, keep
 
     def _tags(self, params: dict[str, list[str]], version: Hashable) -> tuple[Any, bool]:
         view = parse_view(params, allowed=("bbox", "zoom", "from", "to", "units"))
-        layers, about, keep = self._layers_of(view, version)
+        layers, about, keep = self._layers_of(view, version, "tags")
         return {**tags_answer(layers, view), **about}, keep
 
     def _places(self, params: dict[str, list[str]], version: Hashable) -> tuple[Any, bool]:
         view = parse_view(params, allowed=("bbox", "zoom"))
-        named = [t for t in self._layers_of(View(), version)[0].tags if t.get("label")]
+        named = [t for t in self._layers_of(View(), version, "tags")[0].tags if t.get("label")]
         tagged = place_labels(Place(t["label"], t["lat"], t["lon"], "tag") for t in named)
         return places_answer(place_labels([*(Place(p["name"], p["lat"], p["lon"], "file")
                                               for p in self._place_labels),
