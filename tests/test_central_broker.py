@@ -407,6 +407,8 @@ def test_collector_service_stores_what_units_send(tmp_path: Path, central: Centr
                 with open_store(f"sqlite://{database}") as store:
                     stored = {r.seq for r in store.iter_readings(device="unit-1")}
             time.sleep(0.2)
+        # Fed while it waits too (idle is not hung): a few pings whatever how fast it stored.
+        wait(lambda: len(systemd.pings()) >= 2, timeout=10)
     finally:
         collector.send_signal(signal.SIGTERM)
         try:

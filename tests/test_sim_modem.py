@@ -311,7 +311,9 @@ def test_vanish_and_reappear_at_the_same_path(modem: SimulatedModem) -> None:
     assert talk(first, "AT") == b"AT\r\r\nOK\r\n"
     modem.vanish()
     assert not os.path.exists(path)
-    with pytest.raises(serial.SerialException):
+    # A SerialException, or the bare OSError (EIO) pyserial's in_waiting gives when the write
+    # still went into the dying pseudo-terminal: the agent's channels take both as a gone port.
+    with pytest.raises(OSError):
         first.write(b"AT\r")
         quiet_for(first, 0.2)
     first.close()
