@@ -64,13 +64,10 @@ _UPSERT_KEY = ("ON CONFLICT (cell, operator, day, device) DO UPDATE SET "
 _UPSERT = (f"INSERT INTO cell_stats ({', '.join(_STATS_COLUMNS)}) VALUES ({', '.join('?' * len(_STATS_COLUMNS))}) "
            + _UPSERT_KEY)
 _TOTAL_COLUMNS = ("cell", "operator") + CellStats.COUNT_COLUMNS + CellStats.TIME_COLUMNS + ("histograms", "devices")
-_TOTAL_SELECT = (f"SELECT {', '.join(_TOTAL_COLUMNS[2:])} FROM cell_totals WHERE cell = ? AND operator = ?")
 _TOTAL_INSERT = (f"INSERT INTO cell_totals ({', '.join(_TOTAL_COLUMNS)})"
                  f" VALUES ({', '.join('?' * len(_TOTAL_COLUMNS))})")
 _TOTAL_UPSERT_KEY = ("ON CONFLICT (cell, operator) DO UPDATE SET "
                      + ", ".join(f"{c} = excluded.{c}" for c in _TOTAL_COLUMNS[2:]))
-_TOTAL_UPDATE = (f"UPDATE cell_totals SET {', '.join(f'{c} = ?' for c in _TOTAL_COLUMNS[2:])}"
-                 " WHERE cell = ? AND operator = ?")
 _STALE = "figures_stale"
 _EPOCH = parse_time("1970-01-01T00:00:00.000Z")  # the time of a stored home registration told to HomeOperators
 _KEYS_CHUNK = 200  # keys per query of their rows: their terms stay well within SQLite's depth of 1000
@@ -223,9 +220,9 @@ class Figures:
                                      counts_for)
         return found
 
-    def plan(self, new: Sequence[Reading], ends: dict[str, Ends] | None = None) -> Changes:
+    def plan(self, new: Sequence[Reading], ends: dict[str, Ends]) -> Changes:
         """What storing ``new`` (readings not stored yet, ordered by device then seq) changes;
-        nothing is written until :meth:`apply`.  ``ends``: :meth:`ends` of their units, if known."""
+        nothing is written until :meth:`apply`.  ``ends``: :meth:`ends` of their units."""
         changes = Changes()
         by_device: dict[str, list[Reading]] = {}
         for reading in new:
@@ -233,12 +230,12 @@ class Figures:
             if isinstance(reading.part, Signal) and (named := name_of(reading.part)) is not None:
                 changes.names[named] = changes.names.get(named, 0) + 1
         for device, readings in by_device.items():
-            self._plan_unit(device, readings, changes, None if ends is None else ends.get(device))
+            self._plan_unit(device, readings, changes, ends[device])
         return changes
 
-    def _plan_unit(self, device: str, new: list[Reading], changes: Changes, ends: Ends | None) -> None:
-        around = self._after_stored(device, new, ends) if ends is not None else None
-        home, attribution, stored = around if around is not None else self._around_stored(device, new)
+    def _plan_unit(self, device: str, new: list[Reading], changes: Changes, ends: Ends) -> None:
+        around = self._after_stored(device, new, ends)
+        home, attribution, stored = around if around is not None else self._around_stored(device, new, ends.top)
         fresh: dict[StatsKey, list[Reading]] = {}
         for reading, old in _merged(stored, new):
             home.add(reading)
@@ -288,9 +285,10 @@ class Figures:
             attribution.follows(device, ends.counts_for)
         return home, attribution, iter(())
 
-    def _around_stored(self, device: str, new: list[Reading]
+    def _around_stored(self, device: str, new: list[Reading], top: int
                        ) -> tuple[HomeOperators, Attribution, Iterator[tuple[Reading, Any]]]:
-        """How to attribute ``new`` and the run of stored readings it may change (see the module docstring)."""
+        """How to attribute ``new`` and the run of stored readings it may change (see the module
+        docstring); ``top``: the unit's highest stored seq."""
         run = self.run
         seqs = [r.seq for r in new]
         homes = [r.seq for r in new if is_home(r)]
@@ -328,12 +326,8 @@ class Figures:
             if last_signal:
                 attribution.follows(device, last_signal[0][0])
 
-        stored = self._stored_run(device, start, end) if start is None or start <= self._top(device) else iter(())
+        stored = self._stored_run(device, start, end) if start is None or start <= top else iter(())
         return home, attribution, stored
-
-    def _top(self, device: str) -> int:
-        rows = self.run("SELECT max(seq) FROM readings WHERE device = ?", (device,))
-        return -1 if not rows or rows[0][0] is None else rows[0][0]
 
     def _stored_run(self, device: str, start: int | None, end: int | None) -> Iterator[tuple[Reading, Any]]:
         sql, params = "SELECT seq, body, cell, counts_for FROM readings WHERE device = ?", [device]
@@ -417,7 +411,15 @@ class Figures:
                 units[key.device] = units.get(key.device, 0) + delta.readings
             if key in changes.redate:
                 redate.add(pair)
-        pairs = sorted(groups)
+        lost = self._write_totals(sorted(groups), groups, redate)
+        # Another writer inserted some of the same new totals at once: they are added to now.
+        if lost and self._write_totals(lost, groups, redate):
+            raise AssertionError(f"the totals of {lost} were neither found nor inserted")
+
+    def _write_totals(self, pairs: list[tuple[str, str]], groups: dict[tuple[str, str], tuple[CellStats, dict[str, int]]],
+                      redate: set[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The totals of ``pairs`` with their changes added (read together, locked on
+        PostgreSQL); returns the new ones another writer inserted first."""
         stored = self._keyed_rows("cell_totals", _TOTAL_COLUMNS, pairs, self.lock)
         written, new = [], []
         for pair in pairs:
@@ -435,33 +437,9 @@ class Figures:
                 self._redate_total(pair, total[0])
             written.append((*pair, *total[0].row(), _units_json(total[1])))
         insert_rows(self.run, "cell_totals", _TOTAL_COLUMNS, written, _TOTAL_UPSERT_KEY)
-        # Another writer may insert the same new total at once: the loser adds to it.
         inserted = {tuple(row) for row in insert_rows(self.run, "cell_totals", _TOTAL_COLUMNS, new,
                                                         "ON CONFLICT (cell, operator) DO NOTHING RETURNING cell, operator")}
-        for row in new:
-            if row[:2] not in inserted:
-                self._add_to_total(row[:2], *groups[row[:2]], redate=row[:2] in redate)  # type: ignore[arg-type]
-
-    def _add_to_total(self, pair: tuple[str, str], delta: CellStats, units: dict[str, int], redate: bool) -> None:
-        run = self.run
-        for _attempt in range(2):
-            rows = run(_TOTAL_SELECT + self.lock, pair)
-            if not rows:
-                if delta.readings <= 0:
-                    return
-                if run(_TOTAL_INSERT + " ON CONFLICT (cell, operator) DO NOTHING RETURNING cell",
-                       (*pair, *delta.row(), _units_json(units))):
-                    return
-                continue
-            total = _added(rows[0], delta, units)
-            if total is None:
-                run("DELETE FROM cell_totals WHERE cell = ? AND operator = ?", pair)
-                return
-            if redate:
-                self._redate_total(pair, total[0])
-            run(_TOTAL_UPDATE, (*total[0].row(), _units_json(total[1]), *pair))
-            return
-        raise AssertionError(f"the total of {pair} was neither found nor inserted")
+        return [row[:2] for row in new if row[:2] not in inserted]  # type: ignore[misc]
 
     def _redate_total(self, pair: tuple[str, str], total: CellStats) -> None:
         first_trusted, last_trusted, first_unsynced, last_unsynced = self.run(
