@@ -29,8 +29,8 @@ from agent.centre.cell_stats import STATS_RESOLUTION, WITA, wita_day
 from agent.centre.coverage import Coverage, cell_ring
 from agent.centre.fleet import REASON_TEXT, UnitView
 from agent.centre.mapview import (
-    CLASS_TITLES, FINEST_TRACK_ZOOM, MIN_TRACK_ZOOM, PIECE_COST, TRACK_BUDGET, cell_popup, pixel_m, simplify, thin,
-    time_row,
+    CLASS_TITLES, FINEST_TRACK_ZOOM, MIN_TRACK_ZOOM, PIECE_COST, TRACK_BUDGET, cell_popup, longest_within, pixel_m,
+    simplify, thin, time_row,
 )
 from agent.centre.report import Place
 from agent.centre.segments import Segment, Track
@@ -332,14 +332,9 @@ def tracks_answer(layers: ServedLayers, view: View, budget: int = TRACK_BUDGET) 
         zoom -= 1
     left_out = 0
     if cost > budget:
-        spent, kept = 0, []
-        for i in sorted(chosen, key=lambda i: -len(lines[i])):
-            price = len(lines[i]) + PIECE_COST
-            if spent + price <= budget:
-                kept.append(i)
-                spent += price
+        kept = longest_within([len(lines[i]) for i in chosen], [len(lines[i]) for i in chosen], budget)
         left_out = len(chosen) - len(kept)
-        chosen = sorted(kept)
+        chosen = [chosen[k] for k in kept]
     pieces = [{**_public(layers.tracks[i]), "line": lines[i]} for i in chosen]
     return {"tracks": pieces, "track_zoom": zoom, "left_out": left_out}
 

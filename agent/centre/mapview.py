@@ -203,29 +203,23 @@ def fit_tracks(pieces: Sequence[dict[str, Any]], budget: int = TRACK_BUDGET,
         fitted = [{**p, "line": simplify(p["line"], pixel_m(zoom))} for p in fitted]
     if cost(fitted) <= budget:
         return FittedTracks(fitted, zoom, 0)
-    spent = 0
-    chosen: set[int] = set()
-    for i in sorted(range(len(fitted)), key=lambda i: -len(fitted[i]["line"])):
-        price = len(fitted[i]["line"]) + PIECE_COST
-        if spent + price <= budget:
-            chosen.add(i)
-            spent += price
-    kept = [p for i, p in enumerate(fitted) if i in chosen]
+    kept = [fitted[i] for i in longest_within([len(p["line"]) for p in fitted], [len(p["line"]) for p in fitted],
+                                              budget)]
     return FittedTracks(kept, zoom, len(fitted) - len(kept))
 
 
-def longest_within(lines: Sequence[dict[str, Any]], lengths: Sequence[float], budget: int
-                   ) -> tuple[list[dict[str, Any]], int]:
-    """The longest of ``lines`` (by ``lengths``) whose points, each line costing
-    :data:`PIECE_COST` more, fit in ``budget``, in their order; and how many were left out."""
+def longest_within(points: Sequence[int], lengths: Sequence[float], budget: int) -> list[int]:
+    """The places, in order, of the longest lines (by ``lengths``) whose ``points``, each line
+    costing :data:`PIECE_COST` more, fit in ``budget``: the longest first, then whatever
+    shorter ones still fit."""
     spent = 0
-    chosen: set[int] = set()
-    for i in sorted(range(len(lines)), key=lambda i: -lengths[i]):
-        price = len(lines[i]["line"]) + PIECE_COST
+    chosen: list[int] = []
+    for i in sorted(range(len(points)), key=lambda i: -lengths[i]):
+        price = points[i] + PIECE_COST
         if spent + price <= budget:
-            chosen.add(i)
+            chosen.append(i)
             spent += price
-    return [line for i, line in enumerate(lines) if i in chosen], len(lines) - len(chosen)
+    return sorted(chosen)
 
 
 def spread(items: Sequence[Any], most: int) -> list[Any]:
@@ -332,7 +326,9 @@ def map_data(coverage: Coverage, tracks: Iterable[dict[str, Any]], segments: Ite
                    ["Unit", s.device], time_row("Mulai / Start", s.start.time), time_row("Selesai / End", s.end.time)]}
         for s in shown
     ]
-    segment_list, segments_left_out = longest_within(segment_list, [s.length_km for s in shown], segment_budget)
+    kept = longest_within([len(s["line"]) for s in segment_list], [s.length_km for s in shown], segment_budget)
+    segments_left_out = len(segment_list) - len(kept)
+    segment_list = [segment_list[i] for i in kept]
     tags = list(tags)
     tags_left_out = max(0, len(tags) - tag_budget)
     tag_list = [
