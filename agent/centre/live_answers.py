@@ -276,12 +276,12 @@ def served_track(track: Track, simplified: bool = False) -> dict[str, Any]:
 
 
 def served_layers(tracks: Iterable[dict[str, Any]], segments: Iterable[Segment], tags: Iterable[Place],
-                  operator_names: Mapping[str, str], finest: int = FINEST_TRACK_ZOOM) -> ServedLayers:
+                  operator_names: Mapping[str, str], kept_zoom: int | None = None) -> ServedLayers:
     """The layers of served track pieces (:func:`served_track`), segments and tags; the
-    segments are thinned and simplified for the finest zoom, unless ``finest`` says the zoom
-    they (and the track pieces) are simplified for already."""
+    segments are thinned and simplified for the finest zoom, unless ``kept_zoom`` says the
+    zoom they (and the track pieces) are simplified for already, as the store keeps them."""
     segment_list = []
-    simplified = finest < FINEST_TRACK_ZOOM
+    simplified = kept_zoom is not None
     for s in segments:
         line = [[round(p.lat, 5), round(p.lon, 5)] for p in (s.points if simplified else thin(s.points))]
         segment_list.append({
@@ -301,7 +301,7 @@ def served_layers(tracks: Iterable[dict[str, Any]], segments: Iterable[Segment],
             "day": wita_day(when) if when else None,
             "popup": [["Tanda / Tag", t.name or "-"], ["Unit", t.device or "-"],
                       time_row("Waktu / Time", when) if when else ["Waktu / Time", "-"]]})
-    return ServedLayers(list(tracks), segment_list, tag_list, finest)
+    return ServedLayers(list(tracks), segment_list, tag_list, FINEST_TRACK_ZOOM if kept_zoom is None else kept_zoom)
 
 
 def _public(item: dict[str, Any]) -> dict[str, Any]:
