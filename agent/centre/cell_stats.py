@@ -331,15 +331,11 @@ class CellStats:
                     _add(target, bin_, n)  # type: ignore[arg-type]
                 if not target:
                     del table[rat]
-        if other.first_trusted is not None and (self.first_trusted is None or other.first_trusted < self.first_trusted):
-            self.first_trusted = other.first_trusted
-        if other.last_trusted is not None and (self.last_trusted is None or other.last_trusted > self.last_trusted):
-            self.last_trusted = other.last_trusted
-        if other.first_unsynced is not None and (self.first_unsynced is None
-                                                 or other.first_unsynced < self.first_unsynced):
-            self.first_unsynced = other.first_unsynced
-        if other.last_unsynced is not None and (self.last_unsynced is None or other.last_unsynced > self.last_unsynced):
-            self.last_unsynced = other.last_unsynced
+        # First and last are set together (add, redate, a stored row), so one tells of both.
+        if other.first_trusted is not None:
+            self._seen_trusted(other.first_trusted, other.last_trusted)
+        if other.first_unsynced is not None:
+            self._seen_unsynced(other.first_unsynced, other.last_unsynced)
 
     # -- stored form: counts in columns, histograms in one JSON text ---------------------
 

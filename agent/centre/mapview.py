@@ -330,7 +330,6 @@ def map_data(coverage: Coverage, tracks: Iterable[dict[str, Any]], segments: Ite
     segments_left_out = len(segment_list) - len(kept)
     segment_list = [segment_list[i] for i in kept]
     tags = list(tags)
-    tags_left_out = max(0, len(tags) - tag_budget)
     tag_list = [
         {"lat": t.lat, "lon": t.lon, "label": t.name,
          "popup": [["Tanda / Tag", t.name or "-"], ["Unit", t.device or "-"],
@@ -356,7 +355,7 @@ def map_data(coverage: Coverage, tracks: Iterable[dict[str, Any]], segments: Ite
         "segments": segment_list,
         "segments_left_out": segments_left_out,
         "tags": tag_list,
-        "tags_left_out": tags_left_out,
+        "tags_left_out": len(tags) - len(tag_list),
         "places": place_labels(places),
     }
 
