@@ -140,24 +140,19 @@ def check_against_recomputation(store, readings: list[Reading]) -> None:
     assert [c.latency_median_ms for c in grid.cells] == [c.latency_median_ms for c in one_pass.cells]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(arrivals())
-def test_figures_kept_as_readings_arrive_equal_a_full_recomputation(tmp_path_factory, case) -> None:
-    readings, batches = case
-    with open_store(str(tmp_path_factory.mktemp("kept") / "c.db")) as store:
-        for batch in batches:
-            store.insert_readings(batch)
-        check_against_recomputation(store, readings)
+# Any order (the general attribution) and the units' own order (attributed from their ends).
+@pytest.mark.parametrize("arriving", [arrivals, arrivals_in_order], ids=["any order", "in order"])
+def test_figures_kept_as_readings_arrive_equal_a_full_recomputation(tmp_path_factory, arriving) -> None:
+    @settings(max_examples=60, deadline=None)
+    @given(arriving())
+    def arrive(case) -> None:
+        readings, batches = case
+        with open_store(str(tmp_path_factory.mktemp("kept") / "c.db")) as store:
+            for batch in batches:
+                store.insert_readings(batch)
+            check_against_recomputation(store, readings)
 
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(arrivals_in_order())
-def test_figures_kept_as_readings_arrive_in_order_equal_a_full_recomputation(tmp_path_factory, case) -> None:
-    readings, batches = case
-    with open_store(str(tmp_path_factory.mktemp("kept") / "c.db")) as store:
-        for batch in batches:
-            store.insert_readings(batch)
-        check_against_recomputation(store, readings)
+    arrive()
 
 
 def _latency(device: str, seq: int, lat: float, lon: float) -> Reading:
