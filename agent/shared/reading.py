@@ -203,24 +203,33 @@ class Reading:
     def to_dict(self) -> dict[str, Any]:
         if self.seq is None:
             raise ReadingError("seq: a reading gets its seq when it is buffered")
+        kind = self.kind
         return {
             "schema": SCHEMA,
             "device": self.device,
             "seq": self.seq,
             "time": format_time(self.time),
             "time_source": self.time_source,
-            "kind": self.kind,
-            "position": None if self.position is None else dataclasses.asdict(self.position),
-            self.kind: part_dict(self.part),
+            "kind": kind,
+            "position": None if self.position is None else part_dict(self.position),
+            kind: part_dict(self.part),
         }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def part_dict(part: Part) -> dict[str, Any]:
-    """The JSON form of a reading's part (``signal``, ``latency`` ...)."""
-    return {f.name: getattr(part, f.name) for f in dataclasses.fields(part)}
+def part_dict(part: Part | Position) -> dict[str, Any]:
+    """The JSON form of a reading's part (``signal``, ``latency`` ...) or position: its fields
+    by name (values as they are: every field is a JSON scalar, or an event's ``data``)."""
+    names = _FIELD_NAMES.get(type(part))
+    if names is None:
+        names = _FIELD_NAMES[type(part)] = tuple(f.name for f in dataclasses.fields(part))
+    return {name: getattr(part, name) for name in names}
+
+
+# Read once per class: dataclasses.fields() costs more than the copying, a reading at a time.
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def _check_value(where: str, kind: Any, value: Any) -> Any:
