@@ -33,12 +33,14 @@ so it is the same whether taken of each key or of their sum.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import NamedTuple
 
 from agent.centre.coverage import (
     CellCoverage, Coverage, RatFigures, Thresholds, cell_center, cell_of, classify, is_no_service,
@@ -53,8 +55,9 @@ FIRST_DAY, LAST_DAY = "0001-01-01", "9999-12-31"  # the ends of a range of days 
 LOG_STEP = 1.02  # log buckets 2 % wide: a median read from them is within 1 % of the readings'
 
 
-@dataclass(frozen=True, order=True)
-class StatsKey:
+class StatsKey(NamedTuple):
+    """A key of the kept figures (a tuple: a commit makes and hashes one per reading)."""
+
     cell: str       # at STATS_RESOLUTION, or UNPLACED
     operator: str
     day: str        # YYYY-MM-DD in WITA
@@ -152,6 +155,21 @@ class FiguresFilter:
 
 
 def wita_day(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        return _wita_day(moment)
+    try:
+        # WITA is whole hours from UTC: the day follows from the hour (a commit asks it per reading).
+        return _wita_day_of_hour(int(moment.timestamp() // 3600))
+    except (OverflowError, ValueError, OSError):
+        return _wita_day(moment)
+
+
+@functools.lru_cache(maxsize=4096)
+def _wita_day_of_hour(hour: int) -> str:
+    return _wita_day(datetime.fromtimestamp(hour * 3600, timezone.utc))
+
+
+def _wita_day(moment: datetime) -> str:
     try:
         return moment.astimezone(WITA).date().isoformat()
     except OverflowError:  # the last hours of year 9999 in UTC are past it in WITA
