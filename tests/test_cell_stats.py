@@ -204,6 +204,31 @@ def test_postgresql_keeps_the_same_figures(postgres_url, case) -> None:  # noqa:
         check_against_recomputation(store, readings)
 
 
+def test_postgresql_writes_many_figures_at_once_as_sqlite_does(postgres_url, tmp_path) -> None:  # noqa: F811
+    """Commits touching more keys and totals than PostgreSQL writes one statement at a time
+    (it copies them in) keep what SQLite keeps, and what a recomputation gives."""
+    from agent.centre.store.postgres import _COPY_FROM
+
+    trips = {device: boat_trip(device) for device in ("boat-1", "boat-2", "boat-3")}
+    halves = [[r for trip in trips.values() for r in trip[:len(trip) // 2]],
+              [r for trip in trips.values() for r in trip[len(trip) // 2:]]]
+    with open_store(str(tmp_path / "c.db")) as sqlite_store:
+        for commit in halves:
+            sqlite_store.insert_readings(commit)
+        with sqlite3.connect(tmp_path / "c.db") as db:
+            keys, totals = db.execute("SELECT (SELECT count(*) FROM cell_stats), (SELECT count(*) FROM cell_totals)").fetchone()
+        assert min(keys, totals) >= _COPY_FROM
+        expected = kept(sqlite_store)
+    with open_store(postgres_url) as store:
+        with store._reading() as conn:
+            conn.execute("DELETE FROM readings; DELETE FROM cell_stats; DELETE FROM cell_totals; DELETE FROM operator_names;"
+                         " DELETE FROM seq_ranges; DELETE FROM gone; DELETE FROM unit_ledger")
+        for commit in halves:
+            store.insert_readings(commit)
+        assert kept(store) == expected
+        check_against_recomputation(store, [r for commit in halves for r in commit])
+
+
 def test_readings_before_the_first_home_registration_move_to_the_home_operator_when_it_arrives(tmp_path) -> None:
     trip = boat_trip("boat-1")[:60]
     blank = [r for r in trip if isinstance(r.part, Signal) and r.part.rat == "NONE"][:3]

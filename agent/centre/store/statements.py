@@ -7,6 +7,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 Run = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
+# insert(table, columns, rows, conflict) -> what the statements return: insert_rows, or a
+# store's faster way for many rows (PostgreSQL's COPY).
+Insert = Callable[[str, Sequence[str], Sequence[Sequence[Any]], str], list[tuple[Any, ...]]]
 
 PARAMETERS = 8000  # per statement: well within SQLite's 32766 and PostgreSQL's 65535
 
@@ -23,3 +26,8 @@ def insert_rows(run: Run, table: str, columns: Sequence[str], rows: Sequence[Seq
         returned += run(f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * len(chunk))}"
                         + (f" {conflict}" if conflict else ""), [v for row in chunk for v in row])
     return returned
+
+
+def inserter(run: Run) -> Insert:
+    """:func:`insert_rows` through ``run``, as an :data:`Insert`."""
+    return lambda table, columns, rows, conflict="": insert_rows(run, table, columns, rows, conflict)
