@@ -187,16 +187,20 @@ class Attribution:
         self._last[device] = operator
 
     def __call__(self, reading: Reading) -> Attributed:
+        return Attributed(reading, self.operator_of(reading))
+
+    def operator_of(self, reading: Reading) -> str | None:
+        """The operator ``reading`` counts for (None for events)."""
         part = reading.part
         if isinstance(part, Signal):
             key = operator_key(part) if part.error is None and not is_no_service(part) else None
             if key is None:
                 key = self.home.at(reading.device, reading.seq)
             self._last[reading.device] = key
-            return Attributed(reading, key)
+            return key
         if isinstance(part, (Latency, Throughput)):
-            return Attributed(reading, self._last.get(reading.device) or self.home.at(reading.device, reading.seq))
-        return Attributed(reading, None)
+            return self._last.get(reading.device) or self.home.at(reading.device, reading.seq)
+        return None
 
 
 def attribute(readings: Iterable[Reading], home: HomeOperators) -> Iterator[Attributed]:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import logging
+from itertools import repeat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -239,9 +240,10 @@ class Figures:
         around = self._after_stored(device, new, ends)
         home, attribution, stored = around if around is not None else self._around_stored(device, new, ends.top)
         fresh: dict[StatsKey, list[Reading]] = {}
-        for reading, old in _merged(stored, new):
-            home.add(reading)
-            operator = attribution(reading).operator
+        learn, operator_of = home.add, attribution.operator_of
+        for reading, old in (_merged(stored, new) if stored is not None else zip(new, repeat(_NEW))):
+            learn(reading)
+            operator = operator_of(reading)
             if old is _NEW:
                 key = key_of(reading, operator) if operator is not None else None
                 changes.placed[(device, reading.seq)] = (  # type: ignore[index]
@@ -262,9 +264,10 @@ class Figures:
             changes.count_new(key, readings)
 
     def _after_stored(self, device: str, new: list[Reading], ends: Ends
-                      ) -> tuple[HomeOperators, Attribution, Iterator[tuple[Reading, Any]]] | None:
+                      ) -> tuple[HomeOperators, Attribution, Iterator[tuple[Reading, Any]] | None] | None:
         """How to attribute ``new`` when it all comes after the unit's stored readings (the
-        common case): from their :class:`Ends` alone, no stored reading changes.  None when
+        common case): from their :class:`Ends` alone, no stored reading changes (no run of
+        them is read: the third item is None).  None when
         the general way is needed: before the first home registration is stored, every
         stored reading may change; and a stored home registration whose operator key is
         unreadable does not tell the home operator."""
@@ -285,12 +288,12 @@ class Figures:
                 home.expect_first(device, first.part)  # type: ignore[arg-type]
         if ends.counts_for is not None:
             attribution.follows(device, ends.counts_for)
-        return home, attribution, iter(())
+        return home, attribution, None
 
     def _around_stored(self, device: str, new: list[Reading], top: int
-                       ) -> tuple[HomeOperators, Attribution, Iterator[tuple[Reading, Any]]]:
+                       ) -> tuple[HomeOperators, Attribution, Iterator[tuple[Reading, Any]] | None]:
         """How to attribute ``new`` and the run of stored readings it may change (see the module
-        docstring); ``top``: the unit's highest stored seq."""
+        docstring; None when no stored reading is in it); ``top``: the unit's highest stored seq."""
         run = self.run
         seqs = [r.seq for r in new]
         homes = [r.seq for r in new if is_home(r)]
@@ -328,7 +331,7 @@ class Figures:
             if last_signal:
                 attribution.follows(device, last_signal[0][0])
 
-        stored = self._stored_run(device, start, end) if start is None or start <= top else iter(())
+        stored = self._stored_run(device, start, end) if start is None or start <= top else None
         return home, attribution, stored
 
     def _stored_run(self, device: str, start: int | None, end: int | None) -> Iterator[tuple[Reading, Any]]:
