@@ -106,3 +106,25 @@ def test_stretches_and_tags_beyond_their_budgets_keep_the_longest_and_a_spread()
     assert data["tags_left_out"] == 40
     within = map_data(coverage, [], segments[:5], tags[:3], segments_simplified=True)
     assert (within["segments_left_out"], within["tags_left_out"], len(within["tags"])) == (0, 0, 3)
+
+
+def test_served_stretches_past_their_budget_are_drawn_coarser_then_the_longest_kept():
+    from agent.centre.live_answers import ServedLayers, View, segments_answer
+
+    def stretch(i: int, line: list[list[float]], operator: str = "510-10") -> dict:
+        return {"op": operator, "device": "boat-1", "days": ("2026-11-01", "2026-11-01"),
+                "box": (min(p[0] for p in line), min(p[1] for p in line), max(p[0] for p in line),
+                        max(p[1] for p in line)), "line": line, "popup": [["n", str(i)]]}
+
+    # Wiggles of 20 m: kept at zoom 16, gone at zoom 8 (a pixel there is about 600 m).
+    layers = ServedLayers(segments=[stretch(i, zigzag(20 + 10 * i, 20.0, lon0=116.9 + i * 0.01)) for i in range(10)]
+                          + [stretch(99, zigzag(500, 20.0), "510-01")])
+    view = View(zoom=16, operator="510-10")
+    within = segments_answer(layers, view, "510-10")
+    assert (len(within["segments"]), within["segment_zoom"], within["left_out"]) == (10, 16, 0)
+    coarser = segments_answer(layers, view, "510-10", budget=500)
+    assert coarser["segment_zoom"] < 16 and coarser["left_out"] == 0
+    assert sum(len(s["line"]) + PIECE_COST for s in coarser["segments"]) <= 500
+    few = segments_answer(layers, view, "510-10", budget=3 * (2 + PIECE_COST))
+    assert (few["segment_zoom"], few["left_out"], [s["popup"] for s in few["segments"]]) == \
+        (8, 7, [[["n", "7"]], [["n", "8"]], [["n", "9"]]]), "the three longest"

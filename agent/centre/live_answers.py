@@ -29,11 +29,12 @@ from agent.centre.cell_stats import STATS_RESOLUTION, WITA, wita_day
 from agent.centre.coverage import Coverage, cell_ring
 from agent.centre.fleet import REASON_TEXT, UnitView
 from agent.centre.mapview import (
-    CLASS_TITLES, FINEST_TRACK_ZOOM, MIN_TRACK_ZOOM, PIECE_COST, TRACK_BUDGET, cell_popup, longest_within, pixel_m,
-    simplify, thin, time_row,
+    CLASS_TITLES, FINEST_TRACK_ZOOM, MIN_TRACK_ZOOM, PIECE_COST, SEGMENT_BUDGET, TRACK_BUDGET, cell_popup,
+    longest_within, pixel_m, simplify, thin, time_row,
 )
 from agent.centre.report import Place
 from agent.centre.segments import Segment, Track
+from agent.shared.geo import haversine_m
 from agent.shared.reading import format_time
 
 DEFAULT_ZOOM = 11
@@ -323,27 +324,47 @@ def tracks_answer(layers: ServedLayers, view: View, budget: int = TRACK_BUDGET) 
     """The track pieces in the view, simplified for its zoom; past ``budget`` points, for a
     coarser zoom, then the shortest pieces are left out (the answer counts them)."""
     chosen = [i for i, t in enumerate(layers.tracks) if _taken(view, t)]
-    zoom = max(MIN_TRACK_ZOOM, min(FINEST_TRACK_ZOOM, view.zoom))
+    zoom, lines, kept, left_out = _within_budget(layers, "tracks", chosen, view.zoom, budget)
+    pieces = [{**_public(layers.tracks[i]), "line": lines[i]} for i in kept]
+    return {"tracks": pieces, "track_zoom": zoom, "left_out": left_out}
+
+
+def segments_answer(layers: ServedLayers, view: View, operator: str | None,
+                    budget: int = SEGMENT_BUDGET) -> dict[str, Any]:
+    """The operator's stretches without service in the view, simplified for its zoom, bounded
+    as :func:`tracks_answer` bounds the tracks (by ``budget`` points)."""
+    chosen = [i for i, s in enumerate(layers.segments)
+              if (operator is None or s["op"] == operator) and _taken(view, s)]
+    zoom, lines, kept, left_out = _within_budget(layers, "segments", chosen, view.zoom, budget)
+    return {"segments": [{**_public(layers.segments[i]), "line": lines[i]} for i in kept],
+            "segment_zoom": zoom, "left_out": left_out}
+
+
+def _within_budget(layers: ServedLayers, layer: str, chosen: list[int], zoom: int, budget: int
+                   ) -> tuple[int, list[list[list[float]]], list[int], int]:
+    """The lines of ``layer`` at places ``chosen``, within ``budget`` points (each line costing
+    :data:`PIECE_COST` more): simplified for ``zoom``, or a coarser zoom down to
+    :data:`MIN_TRACK_ZOOM`, then only the longest.  Returns the zoom, the lines at it, the
+    places kept and how many were left out."""
+    zoom = max(MIN_TRACK_ZOOM, min(FINEST_TRACK_ZOOM, zoom))
     while True:
-        lines = layers.lines_at(zoom)
+        lines = layers.lines_at(zoom, layer)
         cost = sum(len(lines[i]) + PIECE_COST for i in chosen)
         if cost <= budget or zoom == MIN_TRACK_ZOOM:
             break
         zoom -= 1
-    left_out = 0
-    if cost > budget:
-        kept = longest_within([len(lines[i]) for i in chosen], [len(lines[i]) for i in chosen], budget)
-        left_out = len(chosen) - len(kept)
-        chosen = [chosen[k] for k in kept]
-    pieces = [{**_public(layers.tracks[i]), "line": lines[i]} for i in chosen]
-    return {"tracks": pieces, "track_zoom": zoom, "left_out": left_out}
+    if cost <= budget:
+        return zoom, lines, chosen, 0
+    # Longest on the ground (as the lines are kept at the finest zoom), not in points:
+    # at a coarse zoom many lines are two points each.
+    finest = layers.lines_at(FINEST_TRACK_ZOOM, layer)
+    lengths = [_length_m(finest[i]) for i in chosen]
+    kept = [chosen[k] for k in longest_within([len(lines[i]) for i in chosen], lengths, budget)]
+    return zoom, lines, kept, len(chosen) - len(kept)
 
 
-def segments_answer(layers: ServedLayers, view: View, operator: str | None) -> dict[str, Any]:
-    """The operator's stretches without service in the view, simplified for its zoom."""
-    lines = layers.lines_at(view.zoom, "segments")
-    return {"segments": [{**_public(s), "line": lines[i]} for i, s in enumerate(layers.segments)
-                         if (operator is None or s["op"] == operator) and _taken(view, s)]}
+def _length_m(line: Sequence[Sequence[float]]) -> float:
+    return sum(haversine_m(a[0], a[1], b[0], b[1]) for a, b in zip(line, line[1:]))
 
 
 def tags_answer(layers: ServedLayers, view: View) -> dict[str, Any]:

@@ -467,8 +467,11 @@
       return answer.left_out ? answer.left_out + " " + say("shortLeft") : "";
     }) : Promise.resolve(drawTracks([])));
     jobs.push(layerOn.segments ? ask("segments", Object.assign({}, view, { operator: state.operator }))
-      .then(function (answer) { if (mine === asking) { drawSegments(answer.segments); } })
-      : Promise.resolve(drawSegments([])));
+      .then(function (answer) {
+        if (mine !== asking) { return; }
+        drawSegments(answer.segments);
+        return answer.left_out ? answer.left_out + " " + say("stretchesLeft") : "";
+      }) : Promise.resolve(drawSegments([])));
     jobs.push(layerOn.tags ? ask("tags", view).then(function (answer) {
       if (mine === asking) { drawTags(answer.tags); }
     }) : Promise.resolve(drawTags([])));
