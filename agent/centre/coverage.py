@@ -134,7 +134,19 @@ class HomeOperators:
         if key is None:
             return
         self._names[key][operator_name(part.mcc, part.mnc) or (part.operator or "").strip() or key] += 1
-        if part.registration != "home" or reading.seq is None:
+        if part.registration == "home":
+            self._changed(reading, key)
+
+    def add_home(self, reading: Reading) -> None:
+        """:meth:`add` without counting the names (for a caller that counts them itself)."""
+        part = reading.part
+        if isinstance(part, Signal) and part.error is None and part.registration == "home":
+            key = operator_key(part)
+            if key is not None:
+                self._changed(reading, key)
+
+    def _changed(self, reading: Reading, key: str) -> None:
+        if reading.seq is None:
             return
         changes = self._changes.setdefault(reading.device, [])
         if not changes or changes[-1][1] != key:

@@ -240,7 +240,7 @@ class Figures:
         around = self._after_stored(device, new, ends)
         home, attribution, stored = around if around is not None else self._around_stored(device, new, ends.top)
         fresh: dict[StatsKey, list[Reading]] = {}
-        learn, operator_of = home.add, attribution.operator_of
+        learn, operator_of = home.add_home, attribution.operator_of  # names: counted in plan
         for reading, old in (_merged(stored, new) if stored is not None else zip(new, repeat(_NEW))):
             learn(reading)
             operator = operator_of(reading)
