@@ -431,3 +431,21 @@ def test_collectors_storing_different_units_at_once_keep_the_totals_of_their_cel
         assert kept(store) == incremental
         (cell,) = store.coverage(8, Thresholds()).cells
     assert (cell.samples, cell.devices) == (240, ("boat-1", "boat-2", "boat-3"))
+
+
+@settings(max_examples=40, deadline=None)
+@given(first=unit_readings("boat-1"), second=unit_readings("boat-2"))
+def test_a_stored_row_added_as_it_is_read_equals_it_merged(first, second) -> None:
+    """A view of some days or units adds each stored row without making figures of it first."""
+    from agent.centre.cell_stats import CellStats
+
+    def stats_of(readings: list[Reading]) -> CellStats:
+        stats = CellStats()
+        for reading in readings:
+            stats.add(reading)
+        return stats
+
+    merged, added = stats_of(first), stats_of(first)
+    merged.merge(CellStats.from_row(stats_of(second).row()))
+    added.add_row(stats_of(second).row())
+    assert dataclasses.asdict(added) == dataclasses.asdict(merged)

@@ -108,23 +108,23 @@ def test_stretches_and_tags_beyond_their_budgets_keep_the_longest_and_a_spread()
     assert (within["segments_left_out"], within["tags_left_out"], len(within["tags"])) == (0, 0, 3)
 
 
-def test_served_stretches_past_their_budget_are_drawn_coarser_then_the_longest_kept():
+def test_served_stretches_past_their_budget_keep_the_longest_at_the_zoom_of_the_view():
     from agent.centre.live_answers import ServedLayers, View, segments_answer
 
     def stretch(i: int, line: list[list[float]], operator: str = "510-10") -> dict:
         return {"op": operator, "device": "boat-1", "days": ("2026-11-01", "2026-11-01"),
                 "box": (min(p[0] for p in line), min(p[1] for p in line), max(p[0] for p in line),
-                        max(p[1] for p in line)), "line": line, "popup": [["n", str(i)]]}
+                        max(p[1] for p in line)), "length_m": 10.0 * len(line), "line": line,
+                "make_popup": lambda: [["n", str(i)]]}
 
-    # Wiggles of 20 m: kept at zoom 16, gone at zoom 8 (a pixel there is about 600 m).
-    layers = ServedLayers(segments=[stretch(i, zigzag(20 + 10 * i, 20.0, lon0=116.9 + i * 0.01)) for i in range(10)]
-                          + [stretch(99, zigzag(500, 20.0), "510-01")])
-    view = View(zoom=16, operator="510-10")
+    # A stretch is a few points and its popup weighs more: past the budget, the longest on
+    # the ground are sent, as the view's zoom draws them (not simplified further).
+    layers = ServedLayers(segments=[stretch(i, zigzag(3 + i, 20.0, lon0=116.9 + i * 0.01)) for i in range(10)]
+                          + [stretch(99, zigzag(500, 20.0), "510-01")], finest=12)  # kept for zoom 12
+    view = View(zoom=12, operator="510-10")
     within = segments_answer(layers, view, "510-10")
-    assert (len(within["segments"]), within["segment_zoom"], within["left_out"]) == (10, 16, 0)
-    coarser = segments_answer(layers, view, "510-10", budget=500)
-    assert coarser["segment_zoom"] < 16 and coarser["left_out"] == 0
-    assert sum(len(s["line"]) + PIECE_COST for s in coarser["segments"]) <= 500
-    few = segments_answer(layers, view, "510-10", budget=3 * (2 + PIECE_COST))
+    assert (len(within["segments"]), within["segment_zoom"], within["left_out"]) == (10, 12, 0)
+    assert within["segments"][0] == {"op": "510-10", "line": zigzag(3, 20.0, lon0=116.9), "popup": [["n", "0"]]}
+    few = segments_answer(layers, view, "510-10", budget=(12 + 11 + 10) + 3 * PIECE_COST)
     assert (few["segment_zoom"], few["left_out"], [s["popup"] for s in few["segments"]]) == \
-        (8, 7, [[["n", "7"]], [["n", "8"]], [["n", "9"]]]), "the three longest"
+        (12, 7, [[["n", "7"]], [["n", "8"]], [["n", "9"]]]), "the three longest"

@@ -326,34 +326,65 @@ class CellStats:
                 self._seen_trusted(time)
 
     def merge(self, other: "CellStats") -> None:
-        # Spelt out field by field: a commit merges hundreds of keys and totals.
-        self.samples += other.samples
-        self.no_service += other.no_service
-        self.no_answer += other.no_answer
-        self.latency_samples += other.latency_samples
-        self.throughput_samples += other.throughput_samples
-        self.trusted += other.trusted
-        self.unsynced += other.unsynced
-        for mine, theirs in ((self.quality, other.quality), (self.rsrp, other.rsrp), (self.rssi, other.rssi),
-                             (self.rat_samples, other.rat_samples), (self.latency, other.latency),
-                             (self.down, other.down), (self.up, other.up)):
+        self._merge(
+            (other.samples, other.no_service, other.no_answer, other.latency_samples, other.throughput_samples,
+             other.trusted, other.unsynced),
+            (other.first_trusted, other.last_trusted, other.first_unsynced, other.last_unsynced),
+            ((self.quality, other.quality), (self.rat_samples, other.rat_samples), (self.rsrp, other.rsrp),
+             (self.rssi, other.rssi), (self.latency, other.latency), (self.down, other.down), (self.up, other.up)),
+            ((self.rat_rsrp, other.rat_rsrp), (self.rat_rssi, other.rat_rssi), (self.rat_quality, other.rat_quality)))
+
+    def add_row(self, row: Sequence[object]) -> None:
+        """:meth:`merge` of a stored row (the columns :meth:`from_row` reads) without making a
+        :class:`CellStats` of it first: a view of some days or units sums thousands of them."""
+        counts = len(self.COUNT_COLUMNS)
+        times = [None if t is None else _text_time(t) for t in row[counts:counts + len(self.TIME_COLUMNS)]]
+        hist = json.loads(row[-1])  # type: ignore[arg-type]
+        self._merge(
+            row[:counts], times,  # type: ignore[arg-type]
+            ((self.quality, hist["quality"]), (self.rat_samples, hist["rat_samples"])),
+            ((self.rat_quality, hist.get("rat_quality", {})),),
+            ((self.rsrp, hist["rsrp"]), (self.rssi, hist["rssi"]), (self.latency, hist["latency"]),
+             (self.down, hist["down"]), (self.up, hist["up"])),
+            ((self.rat_rsrp, hist["rat_rsrp"]), (self.rat_rssi, hist["rat_rssi"])))
+
+    def _merge(self, counts: Sequence[int], times: Sequence[str | None],
+               hists: Iterable[tuple[dict, Mapping]], tables: Iterable[tuple[dict, Mapping]],  # type: ignore[type-arg]
+               int_hists: Iterable[tuple[dict, Mapping]] = (),  # type: ignore[type-arg]
+               int_tables: Iterable[tuple[dict, Mapping]] = ()) -> None:  # type: ignore[type-arg]
+        """Add counts (in :data:`COUNT_COLUMNS` order), first and last seen (in
+        :data:`TIME_COLUMNS` order) and histograms, each ``(mine, theirs)``: flat ones and
+        tables of them per technology; ``int_``: theirs has its bins as text (stored JSON)."""
+        # Spelt out, no CellStats made per row: a commit merges hundreds of keys and totals,
+        # a view of some days thousands.
+        self.samples += counts[0]
+        self.no_service += counts[1]
+        self.no_answer += counts[2]
+        self.latency_samples += counts[3]
+        self.throughput_samples += counts[4]
+        self.trusted += counts[5]
+        self.unsynced += counts[6]
+        for mine, theirs in hists:
             for bin_, n in theirs.items():
-                _add(mine, bin_, n)  # type: ignore[arg-type]
-        for table, theirs in ((self.rat_rsrp, other.rat_rsrp), (self.rat_rssi, other.rat_rssi),
-                              (self.rat_quality, other.rat_quality)):
-            for rat, hist in theirs.items():
-                target = table.get(rat)
-                if target is None:
-                    target = table[rat] = {}  # type: ignore[assignment]
-                for bin_, n in hist.items():
-                    _add(target, bin_, n)  # type: ignore[arg-type]
-                if not target:
-                    del table[rat]
+                _add(mine, bin_, n)
+        for mine, theirs in int_hists:
+            for bin_, n in theirs.items():
+                _add(mine, int(bin_), n)
+        for pairs, as_int in ((tables, False), (int_tables, True)):
+            for table, theirs in pairs:
+                for rat, hist in theirs.items():
+                    target = table.get(rat)
+                    if target is None:
+                        target = table[rat] = {}
+                    for bin_, n in hist.items():
+                        _add(target, int(bin_) if as_int else bin_, n)
+                    if not target:
+                        del table[rat]
         # First and last are set together (add, redate, a stored row), so one tells of both.
-        if other.first_trusted is not None:
-            self._seen_trusted(other.first_trusted, other.last_trusted)
-        if other.first_unsynced is not None:
-            self._seen_unsynced(other.first_unsynced, other.last_unsynced)
+        if times[0] is not None:
+            self._seen_trusted(times[0], times[1])
+        if times[2] is not None:
+            self._seen_unsynced(times[2], times[3])
 
     # -- stored form: counts in columns, histograms in one JSON text ---------------------
 
@@ -377,7 +408,7 @@ class CellStats:
         counts = row[:len(cls.COUNT_COLUMNS)]
         times = row[len(cls.COUNT_COLUMNS):len(cls.COUNT_COLUMNS) + len(cls.TIME_COLUMNS)]
         hist = json.loads(row[-1])  # type: ignore[arg-type]
-        ints = lambda table: dict(zip(map(int, table), table.values()))  # noqa: E731
+        ints = _int_bins
         return cls(
             **dict(zip(cls.COUNT_COLUMNS, counts)),  # type: ignore[arg-type]
             quality=dict(hist["quality"]), rsrp=ints(hist["rsrp"]), rssi=ints(hist["rssi"]),
@@ -388,6 +419,11 @@ class CellStats:
             latency=ints(hist["latency"]), down=ints(hist["down"]), up=ints(hist["up"]),
             **{name: (None if value is None else _text_time(value)) for name, value in zip(cls.TIME_COLUMNS, times)},
         )
+
+
+def _int_bins(hist: Mapping[str, int]) -> dict[int, int]:
+    """A stored histogram's bins (JSON object keys, so text) as the numbers they are."""
+    return dict(zip(map(int, hist), hist.values()))
 
 
 def _widened(first: str | None, last: str | None, new_first: str, new_last: str | None) -> tuple[str, str]:

@@ -18,6 +18,7 @@ about 10 to 40 screen pixels wide.
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -287,13 +288,10 @@ def served_layers(tracks: Iterable[dict[str, Any]], segments: Iterable[Segment],
         line = [[round(p.lat, 5), round(p.lon, 5)] for p in (s.points if simplified else thin(s.points))]
         segment_list.append({
             "op": s.operator, "device": s.device, "days": (wita_day(s.start.time), wita_day(s.end.time)),
-            "box": _box((p[0], p[1]) for p in line),
+            "box": _box((p[0], p[1]) for p in line), "length_m": s.length_km * 1000,
             "line": line if simplified else simplify(line, pixel_m(FINEST_TRACK_ZOOM)),
-            "popup": [["Ruas tanpa layanan / No service",
-                       f"{s.length_km:.2f} km, {s.no_service} pengukuran / readings"],
-                      ["Operator", f"{operator_names.get(s.operator, s.operator)} ({s.operator})"],
-                      ["Unit", s.device], time_row("Mulai / Start", s.start.time),
-                      time_row("Selesai / End", s.end.time)]})
+            # Made for the stretches an answer sends only: a view may hold thousands.
+            "make_popup": functools.partial(_segment_popup, s, operator_names)})
     tag_list = []
     for t in tags:
         when = datetime.fromisoformat(t.time.replace("Z", "+00:00")) if t.time else None
@@ -305,8 +303,20 @@ def served_layers(tracks: Iterable[dict[str, Any]], segments: Iterable[Segment],
     return ServedLayers(list(tracks), segment_list, tag_list, FINEST_TRACK_ZOOM if kept_zoom is None else kept_zoom)
 
 
+def _segment_popup(s: Segment, operator_names: Mapping[str, str]) -> list[list[str]]:
+    return [["Ruas tanpa layanan / No service", f"{s.length_km:.2f} km, {s.no_service} pengukuran / readings"],
+            ["Operator", f"{operator_names.get(s.operator, s.operator)} ({s.operator})"],
+            ["Unit", s.device], time_row("Mulai / Start", s.start.time), time_row("Selesai / End", s.end.time)]
+
+
+_PRIVATE = ("days", "box", "device", "day", "length_m", "make_popup")  # kept for cutting, not sent
+
+
 def _public(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if k not in ("days", "box", "device", "day")}
+    public = {k: v for k, v in item.items() if k not in _PRIVATE}
+    if "make_popup" in item:
+        public["popup"] = item["make_popup"]()
+    return public
 
 
 def _taken(view: View, item: dict[str, Any]) -> bool:
@@ -335,30 +345,31 @@ def segments_answer(layers: ServedLayers, view: View, operator: str | None,
     as :func:`tracks_answer` bounds the tracks (by ``budget`` points)."""
     chosen = [i for i, s in enumerate(layers.segments)
               if (operator is None or s["op"] == operator) and _taken(view, s)]
-    zoom, lines, kept, left_out = _within_budget(layers, "segments", chosen, view.zoom, budget)
+    # Not drawn for a coarser zoom: a stretch is a few points, its popup weighs more.
+    zoom, lines, kept, left_out = _within_budget(layers, "segments", chosen, view.zoom, budget, coarser=False)
     return {"segments": [{**_public(layers.segments[i]), "line": lines[i]} for i in kept],
             "segment_zoom": zoom, "left_out": left_out}
 
 
-def _within_budget(layers: ServedLayers, layer: str, chosen: list[int], zoom: int, budget: int
-                   ) -> tuple[int, list[list[list[float]]], list[int], int]:
+def _within_budget(layers: ServedLayers, layer: str, chosen: list[int], zoom: int, budget: int,
+                   coarser: bool = True) -> tuple[int, list[list[list[float]]], list[int], int]:
     """The lines of ``layer`` at places ``chosen``, within ``budget`` points (each line costing
-    :data:`PIECE_COST` more): simplified for ``zoom``, or a coarser zoom down to
+    :data:`PIECE_COST` more): simplified for ``zoom``, or (``coarser``) a coarser zoom down to
     :data:`MIN_TRACK_ZOOM`, then only the longest.  Returns the zoom, the lines at it, the
     places kept and how many were left out."""
     zoom = max(MIN_TRACK_ZOOM, min(FINEST_TRACK_ZOOM, zoom))
     while True:
         lines = layers.lines_at(zoom, layer)
         cost = sum(len(lines[i]) + PIECE_COST for i in chosen)
-        if cost <= budget or zoom == MIN_TRACK_ZOOM:
+        if cost <= budget or zoom == MIN_TRACK_ZOOM or not coarser:
             break
         zoom -= 1
     if cost <= budget:
         return zoom, lines, chosen, 0
-    # Longest on the ground (as the lines are kept at the finest zoom), not in points:
-    # at a coarse zoom many lines are two points each.
+    # Longest on the ground, not in points: at a coarse zoom many lines are two points each.
+    items = getattr(layers, layer)
     finest = layers.lines_at(FINEST_TRACK_ZOOM, layer)
-    lengths = [_length_m(finest[i]) for i in chosen]
+    lengths = [items[i]["length_m"] if "length_m" in items[i] else _length_m(finest[i]) for i in chosen]
     kept = [chosen[k] for k in longest_within([len(lines[i]) for i in chosen], lengths, budget)]
     return zoom, lines, kept, len(chosen) - len(kept)
 

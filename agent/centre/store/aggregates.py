@@ -535,6 +535,26 @@ class Figures:
             if taken:
                 yield StatsKey(*row[:4]), CellStats.from_row(row[4:])
 
+    def keys_summed(self, where: FiguresFilter = FiguresFilter()) -> Iterator[tuple[str, str, CellStats, list[str]]]:
+        """The keys of ``where`` summed per cell and operator (over its days and units), as
+        :meth:`summed` gives the totals: each stored row added as it is read."""
+        clause, params = where.sql()
+        pair: tuple[str, str] | None = None
+        total, devices = CellStats(), set()
+        taken = False
+        for row in self.run(f"SELECT {', '.join(_STATS_COLUMNS)} FROM cell_stats{clause}"
+                            " ORDER BY cell, operator, day, device", params):
+            if (row[0], row[1]) != pair:
+                if pair is not None and taken:
+                    yield pair[0], pair[1], total, sorted(devices)
+                pair, total, devices = (row[0], row[1]), CellStats(), set()
+                taken = where.takes(row[0])
+            if taken:
+                total.add_row(row[4:])
+                devices.add(row[3])
+        if pair is not None and taken:
+            yield pair[0], pair[1], total, sorted(devices)
+
     def summed(self, where: FiguresFilter = FiguresFilter()) -> Iterator[tuple[str, str, CellStats, list[str]]]:
         """The totals of every day and unit, ``(cell, operator, stats, units)``, of the cells in
         ``where``'s area (its days and units are not asked: see :meth:`coverage`)."""
@@ -553,9 +573,8 @@ class Figures:
     def coverage(self, resolution: int, thresholds: Thresholds, where: FiguresFilter = FiguresFilter()) -> Coverage:
         """The grid of ``where``: from the totals where it takes every day and unit and the
         database keeps them, else summed from the keys of its days and units."""
-        if self.totals and not where.per_key:
-            return coverage_of_totals(self.summed(where), self.names(), resolution, thresholds, where.technology)
-        return coverage_of(self.keyed(where), self.names(), resolution, thresholds, where.technology)
+        totals = self.summed(where) if self.totals and not where.per_key else self.keys_summed(where)
+        return coverage_of_totals(totals, self.names(), resolution, thresholds, where.technology)
 
 
 def totals_of(keyed: Iterable[tuple[StatsKey, CellStats]]) -> dict[tuple[str, str], tuple[CellStats, dict[str, int]]]:

@@ -424,11 +424,12 @@ class KeptTracks:
         tracks = []
         for row in self._pieces(where, zoom, "p.first_seq, p.first_time, p.length_m, l.line"):
             device, part, first_seq, first_time, length_m, line = row[:6]
-            if where.area is not None and not _inside_any(json.loads(row[6]), where.area):
+            drawn = json.loads(line)
+            if where.area is not None and not _in_area(drawn, row[6], where.area):
                 continue
             start = parse_time(first_time)
             points = tuple(TrackPoint(first_seq + p[2], start + timedelta(milliseconds=p[3]), p[0], p[1])
-                           for p in json.loads(line))
+                           for p in drawn)
             tracks.append(Track(device, part, points, length_m))
         return tracks
 
@@ -485,16 +486,18 @@ class KeptTracks:
                         f" WHERE p.points IS NOT NULL{clause} ORDER BY p.device, p.first_seq", [*first, *params])
         segments = []
         for device, first_seq, operator, no_service, bridged, first_time, length_m, points, at_finest in rows:
-            if at_finest is not None and not _inside_any(json.loads(at_finest), where.area):  # type: ignore[arg-type]
+            line = json.loads(points)
+            if where.area is not None and not (_in_area(line, at_finest, where.area) if zoom is not None
+                                               else _inside_any(json.loads(at_finest), where.area)):
                 continue
             start = parse_time(first_time)
             if zoom is None:  # every point: seq and time after the first, lat, lon
                 track = tuple(TrackPoint(first_seq + p[0], start + timedelta(milliseconds=p[1]), p[2], p[3])
-                              for p in json.loads(points))
+                              for p in line)
                 length_m = None
             else:  # as drawn: lat, lon, seq and time after the first
                 track = tuple(TrackPoint(first_seq + p[2], start + timedelta(milliseconds=p[3]), p[0], p[1])
-                              for p in json.loads(points))
+                              for p in line)
             segments.append(Segment(device, operator, track, no_service, bridged, length_m))
         return segments
 
@@ -548,6 +551,13 @@ def _piece_filter(where: "FiguresFilter", devices: bool = True) -> tuple[str, li
         terms.append("p.north >= ? AND p.south <= ? AND p.east >= ? AND p.west <= ?")
         params += [south, north, west, east]
     return "".join(" AND " + term for term in terms), params
+
+
+def _in_area(drawn: Sequence[Sequence[float]], finest: str, area: tuple[float, float, float, float]) -> bool:
+    """Whether a line (``[lat, lon, ...]`` points) has a point in ``area`` at the finest zoom
+    (``finest``: that line's JSON).  Its points at a coarser zoom are some of the finest's, so
+    one of them inside answers without reading the finest."""
+    return _inside_any(drawn, area) or _inside_any(json.loads(finest), area)
 
 
 def _inside_any(points: Iterable[Sequence[float]], area: tuple[float, float, float, float]) -> bool:
