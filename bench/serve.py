@@ -34,7 +34,7 @@ from pathlib import Path
 from _common import REPO, machine_lines, work_dir
 from survey import fill, timed
 
-from agent.centre.serve import LiveMap, ServeOptions, make_server
+from agent.centre.serve import LiveMap, ServeOptions, make_server, settle_garbage_collector
 from agent.centre.store.readonly import open_store_readonly
 
 # Views of a district office: around Tenggarong at zoom 11 and 13, the whole river at zoom 8.
@@ -92,6 +92,7 @@ def main() -> int:
     starting.warm().join()
     print(f"at start, the first view prepared in {time.perf_counter() - started:.2f} s\n")
     starting.close()
+    settle_garbage_collector()  # as blankspot serve does at start
     live = LiveMap(lambda: open_store_readonly(url), ServeOptions(tiles=None))
     server = make_server("127.0.0.1", 0, live, None)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -365,19 +365,16 @@ class CellStats:
         self.trusted += counts[5]
         self.unsynced += counts[6]
         for mine, theirs in hists:
-            for bin_, n in theirs.items():
-                _add(mine, bin_, n)
+            _merge_bins(mine, theirs, False)
         for mine, theirs in int_hists:
-            for bin_, n in theirs.items():
-                _add(mine, int(bin_), n)
+            _merge_bins(mine, theirs, True)
         for pairs, as_int in ((tables, False), (int_tables, True)):
             for table, theirs in pairs:
                 for rat, hist in theirs.items():
                     target = table.get(rat)
                     if target is None:
                         target = table[rat] = {}
-                    for bin_, n in hist.items():
-                        _add(target, int(bin_) if as_int else bin_, n)
+                    _merge_bins(target, hist, as_int)
                     if not target:
                         del table[rat]
         # First and last are set together (add, redate, a stored row), so one tells of both.
@@ -419,6 +416,18 @@ class CellStats:
             latency=ints(hist["latency"]), down=ints(hist["down"]), up=ints(hist["up"]),
             **{name: (None if value is None else _text_time(value)) for name, value in zip(cls.TIME_COLUMNS, times)},
         )
+
+
+def _merge_bins(mine: dict, theirs: Mapping, as_int: bool) -> None:  # type: ignore[type-arg]
+    """:func:`_add` each bin of ``theirs`` to ``mine`` (``as_int``: its bins are text, as stored
+    JSON has them), spelt out: the innermost loop of every sum."""
+    for bin_, n in theirs.items():
+        if as_int:
+            bin_ = int(bin_)
+        if count := mine.get(bin_, 0) + n:
+            mine[bin_] = count
+        else:
+            mine.pop(bin_, None)
 
 
 def _int_bins(hist: Mapping[str, int]) -> dict[int, int]:

@@ -34,7 +34,7 @@ from agent.centre.mapview import (
     longest_within, pixel_m, simplify, thin, time_row,
 )
 from agent.centre.report import Place
-from agent.centre.segments import Segment, Track
+from agent.centre.segments import Segment, Track, TrackPoint
 from agent.shared.geo import haversine_m
 from agent.shared.reading import format_time
 
@@ -264,11 +264,19 @@ class ServedLayers:
         return lines
 
 
+def _drawn(points: Sequence[TrackPoint], simplified: bool) -> list[list[float]]:
+    """``[lat, lon]`` of a line's points: as the store keeps them (``simplified``: rounded to
+    about a metre already, by :func:`~agent.centre.mapview.finest_line`), else thinned and rounded."""
+    if simplified:
+        return [[p.lat, p.lon] for p in points]
+    return [[round(p.lat, 5), round(p.lon, 5)] for p in thin(points)]
+
+
 def served_track(track: Track, simplified: bool = False) -> dict[str, Any]:
     """A track piece as the served map keeps it: thinned, simplified for the finest zoom
     (``simplified``: it is already, for a zoom, as the store keeps it), with its unit, WITA
     days and box for cutting."""
-    line = [[round(p.lat, 5), round(p.lon, 5)] for p in (track.points if simplified else thin(track.points))]
+    line = _drawn(track.points, simplified)
     first, last = track.points[0].time, track.points[-1].time
     return {"device": track.device, "days": (wita_day(first), wita_day(last)),
             "box": _box((p[0], p[1]) for p in line),
@@ -285,7 +293,7 @@ def served_layers(tracks: Iterable[dict[str, Any]], segments: Iterable[Segment],
     segment_list = []
     simplified = kept_zoom is not None
     for s in segments:
-        line = [[round(p.lat, 5), round(p.lon, 5)] for p in (s.points if simplified else thin(s.points))]
+        line = _drawn(s.points, simplified)
         segment_list.append({
             "op": s.operator, "device": s.device, "days": (wita_day(s.start.time), wita_day(s.end.time)),
             "box": _box((p[0], p[1]) for p in line), "length_m": s.length_km * 1000,

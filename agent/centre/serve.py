@@ -23,6 +23,7 @@ from the database that often at most.  The store is used by one request at a tim
 """
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
@@ -430,6 +431,18 @@ class MapServer(ThreadingHTTPServer):
 
 def make_server(bind: str, port: int, live: LiveMap, login: Login | None) -> MapServer:
     return MapServer((bind, port), live, login)
+
+
+def settle_garbage_collector() -> None:
+    """Set Python's cycle collector for a process that builds large answers (call once, at start).
+
+    An answer of thousands of stretches or track pieces makes tens of thousands of lists and
+    dicts; at the default threshold (700) the collector then runs dozens of times per request,
+    its older passes walking every grid kept in memory: 10-25 ms of a 100-200 ms answer at
+    10 million readings (docs/benchmarks.md).  What start-up made is never garbage (frozen:
+    not walked again), and the collector runs less often; cycles are still collected."""
+    gc.freeze()
+    gc.set_threshold(50_000, 10, 10)
 
 
 def is_loopback(bind: str) -> bool:

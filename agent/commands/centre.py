@@ -723,7 +723,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from agent.centre.coverage import Thresholds
-    from agent.centre.serve import LiveMap, ServeOptions, is_loopback, make_server
+    from agent.centre.serve import LiveMap, ServeOptions, is_loopback, make_server, settle_garbage_collector
     from agent.centre.serve_login import Login, LoginFileError, read_users
     from agent.centre.store.base import StoreError, StoreUrlError
     from agent.centre.store.readonly import open_store_readonly
@@ -789,6 +789,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, shut)
+        settle_garbage_collector()
         live.warm()
         host, port = server.server_address[:2]
         log.info("live map of %s on http://%s:%s/ (%s; layers %s)", live.store.url, host, port,
