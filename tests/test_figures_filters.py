@@ -76,6 +76,21 @@ def test_the_cells_of_wita_days_are_the_figures_of_those_days(db, tmp_path) -> N
     assert as_cells(cells_csv(db, tmp_path, "--from", "2026-11-26")) == set()
 
 
+def test_days_that_take_every_kept_day_draw_the_whole_survey_from_its_totals(db) -> None:
+    from agent.centre.cell_stats import coverage_of_totals
+    from agent.centre.store.aggregates import Figures
+
+    every_day = FiguresFilter(days=("2026-11-01", "2026-12-31"))
+    with open_store(db) as store:
+        whole = store.coverage(8, Thresholds())
+        taken = store.coverage(8, Thresholds(), every_day)
+        with store._reading() as conn:
+            figures = Figures(store._runner(conn), totals=True)
+            summed = coverage_of_totals(figures.keys_summed(every_day), figures.names(), 8, Thresholds())
+    assert (taken.cells, taken.operators, taken.unplaced) == (whole.cells, whole.operators, whole.unplaced) \
+        == (summed.cells, summed.operators, summed.unplaced)
+
+
 def test_a_technology_draws_its_own_cells_and_every_blank_one(db, tmp_path) -> None:
     everything = {r["cell"]: r for r in cells_csv(db, tmp_path, "--unit", "boat-1")}
     rows = cells_csv(db, tmp_path, "--technology", "gsm", "--unit", "boat-1")

@@ -42,7 +42,7 @@ import json
 import logging
 from itertools import repeat
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -571,8 +571,12 @@ class Figures:
         return operator_names(self.run("SELECT operator, name, n FROM operator_names ORDER BY operator, name", ()))
 
     def coverage(self, resolution: int, thresholds: Thresholds, where: FiguresFilter = FiguresFilter()) -> Coverage:
-        """The grid of ``where``: from the totals where it takes every day and unit and the
-        database keeps them, else summed from the keys of its days and units."""
+        """The grid of ``where``: from the totals where it takes every day and unit (or days
+        that hold every kept one) and the database keeps them, else summed from the keys of
+        its days and units."""
+        if self.totals and where.devices is None and where.days is not None and not self.run(
+                "SELECT 1 FROM cell_stats WHERE day < ? OR day > ? LIMIT 1", list(where.days)):
+            where = replace(where, days=None)  # days that take every kept day: the totals are their sum
         totals = self.summed(where) if self.totals and not where.per_key else self.keys_summed(where)
         return coverage_of_totals(totals, self.names(), resolution, thresholds, where.technology)
 
