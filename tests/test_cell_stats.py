@@ -3,6 +3,7 @@ the readings come in, the kept figures are those a full recomputation from the s
 gives, and the grid drawn from them is the one-pass grid's."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sqlite3
 from datetime import timedelta
@@ -195,13 +196,20 @@ def test_readings_arriving_in_order_count_for_what_is_stored_before_them(tmp_pat
 @given(case=st.one_of(arrivals(), arrivals_in_order()))
 def test_postgresql_keeps_the_same_figures(postgres_url, case) -> None:  # noqa: F811
     readings, batches = case
-    with open_store(postgres_url) as store:
+    with stored_in_empty(postgres_url, batches) as store:
+        check_against_recomputation(store, readings)
+
+
+@contextlib.contextmanager
+def stored_in_empty(url: str, commits: list[list[Reading]]):
+    """The store at ``url`` emptied of readings and figures, then given ``commits``."""
+    with open_store(url) as store:
         with store._reading() as conn:
             conn.execute("DELETE FROM readings; DELETE FROM cell_stats; DELETE FROM cell_totals; DELETE FROM operator_names;"
                          " DELETE FROM seq_ranges; DELETE FROM gone; DELETE FROM unit_ledger")
-        for batch in batches:
-            store.insert_readings(batch)
-        check_against_recomputation(store, readings)
+        for commit in commits:
+            store.insert_readings(commit)
+        yield store
 
 
 def test_postgresql_writes_many_figures_at_once_as_sqlite_does(postgres_url, tmp_path) -> None:  # noqa: F811
@@ -219,12 +227,7 @@ def test_postgresql_writes_many_figures_at_once_as_sqlite_does(postgres_url, tmp
             keys, totals = db.execute("SELECT (SELECT count(*) FROM cell_stats), (SELECT count(*) FROM cell_totals)").fetchone()
         assert min(keys, totals) >= _COPY_FROM
         expected = kept(sqlite_store)
-    with open_store(postgres_url) as store:
-        with store._reading() as conn:
-            conn.execute("DELETE FROM readings; DELETE FROM cell_stats; DELETE FROM cell_totals; DELETE FROM operator_names;"
-                         " DELETE FROM seq_ranges; DELETE FROM gone; DELETE FROM unit_ledger")
-        for commit in halves:
-            store.insert_readings(commit)
+    with stored_in_empty(postgres_url, halves) as store:
         assert kept(store) == expected
         check_against_recomputation(store, [r for commit in halves for r in commit])
 
