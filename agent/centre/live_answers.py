@@ -35,7 +35,6 @@ from agent.centre.mapview import (
 )
 from agent.centre.report import Place
 from agent.centre.segments import Segment, Track, TrackPoint
-from agent.shared.geo import haversine_m
 from agent.shared.reading import format_time
 
 DEFAULT_ZOOM = 11
@@ -279,7 +278,7 @@ def served_track(track: Track, simplified: bool = False) -> dict[str, Any]:
     line = _drawn(track.points, simplified)
     first, last = track.points[0].time, track.points[-1].time
     return {"device": track.device, "days": (wita_day(first), wita_day(last)),
-            "box": _box((p[0], p[1]) for p in line),
+            "box": _box((p[0], p[1]) for p in line), "length_m": track.length_km * 1000,
             "line": line if simplified else simplify(line, pixel_m(FINEST_TRACK_ZOOM)),
             "popup": [["Unit", track.device], ["Bagian / Part", str(track.part)],
                       ["Panjang / Length", f"{track.length_km:.1f} km"], time_row("Waktu / Time", first, last)]}
@@ -299,7 +298,8 @@ def served_layers(tracks: Iterable[dict[str, Any]], segments: Iterable[Segment],
             "box": _box((p[0], p[1]) for p in line), "length_m": s.length_km * 1000,
             "line": line if simplified else simplify(line, pixel_m(FINEST_TRACK_ZOOM)),
             # Made for the stretches an answer sends only: a view may hold thousands.
-            "make_popup": functools.partial(_segment_popup, s, operator_names)})
+            "make_popup": functools.partial(_segment_popup, s.length_km, s.no_service, s.operator, s.device,
+                                            s.start.time, s.end.time, operator_names)})
     tag_list = []
     for t in tags:
         when = datetime.fromisoformat(t.time.replace("Z", "+00:00")) if t.time else None
@@ -311,10 +311,11 @@ def served_layers(tracks: Iterable[dict[str, Any]], segments: Iterable[Segment],
     return ServedLayers(list(tracks), segment_list, tag_list, FINEST_TRACK_ZOOM if kept_zoom is None else kept_zoom)
 
 
-def _segment_popup(s: Segment, operator_names: Mapping[str, str]) -> list[list[str]]:
-    return [["Ruas tanpa layanan / No service", f"{s.length_km:.2f} km, {s.no_service} pengukuran / readings"],
-            ["Operator", f"{operator_names.get(s.operator, s.operator)} ({s.operator})"],
-            ["Unit", s.device], time_row("Mulai / Start", s.start.time), time_row("Selesai / End", s.end.time)]
+def _segment_popup(length_km: float, no_service: int, operator: str, device: str, start: datetime, end: datetime,
+                   operator_names: Mapping[str, str]) -> list[list[str]]:
+    return [["Ruas tanpa layanan / No service", f"{length_km:.2f} km, {no_service} pengukuran / readings"],
+            ["Operator", f"{operator_names.get(operator, operator)} ({operator})"],
+            ["Unit", device], time_row("Mulai / Start", start), time_row("Selesai / End", end)]
 
 
 _PRIVATE = ("days", "box", "device", "day", "length_m", "make_popup")  # kept for cutting, not sent
@@ -376,14 +377,9 @@ def _within_budget(layers: ServedLayers, layer: str, chosen: list[int], zoom: in
         return zoom, lines, chosen, 0
     # Longest on the ground, not in points: at a coarse zoom many lines are two points each.
     items = getattr(layers, layer)
-    finest = layers.lines_at(FINEST_TRACK_ZOOM, layer)
-    lengths = [items[i]["length_m"] if "length_m" in items[i] else _length_m(finest[i]) for i in chosen]
-    kept = [chosen[k] for k in longest_within([len(lines[i]) for i in chosen], lengths, budget)]
+    kept = [chosen[k] for k in longest_within([len(lines[i]) for i in chosen],
+                                              [items[i]["length_m"] for i in chosen], budget)]
     return zoom, lines, kept, len(chosen) - len(kept)
-
-
-def _length_m(line: Sequence[Sequence[float]]) -> float:
-    return sum(haversine_m(a[0], a[1], b[0], b[1]) for a, b in zip(line, line[1:]))
 
 
 def tags_answer(layers: ServedLayers, view: View) -> dict[str, Any]:

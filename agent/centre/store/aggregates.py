@@ -40,14 +40,14 @@ from __future__ import annotations
 
 import json
 import logging
-from itertools import repeat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from itertools import repeat
 from typing import Any
 
 from agent.centre.cell_stats import (
-    CellStats, FiguresFilter, StatsKey, UNPLACED, coverage_of, coverage_of_totals, key_of, operator_names, wita_day,
+    CellStats, FiguresFilter, StatsKey, UNPLACED, coverage_of_totals, key_of, operator_names, wita_day,
 )
 from agent.centre.coverage import Attribution, Coverage, HomeOperators, Thresholds, operator_key
 from agent.centre.store.statements import Insert, Run, inserter

@@ -11,8 +11,8 @@ import contextlib
 import itertools
 import logging
 import time
-from datetime import timezone
 from collections.abc import Sequence
+from datetime import timezone
 from typing import Any, Iterator
 
 from agent.centre.store import schema
