@@ -294,7 +294,7 @@ def test_the_rebuild_command_computes_the_figures_again(tmp_path) -> None:
     done = subprocess.run([sys.executable, "-m", "agent", "aggregate", "--db", f"sqlite:///{path}", "--rebuild"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "coverage figures rebuilt from 80 stored readings\n"
+    assert done.stdout == "coverage figures rebuilt from 80 stored readings; 2 days and months summed\n"
     with open_store(str(path)) as store:
         assert kept(store) == before
 

@@ -373,14 +373,14 @@ def test_an_old_database_is_upgraded_in_place(db_url: str) -> None:
     old.close()
     assert not sql(db_url, "SELECT 1 FROM schema_version WHERE version = 2")
     with open_store(db_url) as upgraded:
-        assert upgraded.schema_version() == schema.LATEST == 6
+        assert upgraded.schema_version() == schema.LATEST == 7
         assert upgraded.keeps_tracks() and upgraded.tracks_up_to_date(), "the kept tracks are built"
         assert [r.seq for r in upgraded.iter_readings(kind="signal")] == list(range(1, 11))
         assert sql(db_url, "SELECT first_seq, last_seq FROM seq_ranges") == [(1, 10)], "the ledger is built"
         assert upgraded.insert_readings(run({"boat-07": range(5, 16)})) == (5, 6)
         assert upgraded.ledger()["boat-07"]["top"] == 15 and upgraded.holes("boat-07") == []
         assert upgraded.coverage(8, Thresholds()).cells, "the coverage figures are built"
-    assert [row[0] for row in sql(db_url, "SELECT version FROM schema_version ORDER BY version")] == [1, 2, 3, 4, 5, 6]
+    assert [row[0] for row in sql(db_url, "SELECT version FROM schema_version ORDER BY version")] == [1, 2, 3, 4, 5, 6, 7]
 
 
 def test_opening_again_changes_nothing(db_url: str) -> None:
@@ -418,7 +418,7 @@ def test_a_newer_database_is_refused_clearly(db_url: str) -> None:
 
         with psycopg.connect(parse_db_url(db_url).target, autocommit=True) as conn:
             conn.execute("INSERT INTO schema_version VALUES (99, 'from the future', now())")
-    with pytest.raises(SchemaTooNew, match=r"schema version 99 is newer than this blankspot knows \(6\): upgrade blankspot"):
+    with pytest.raises(SchemaTooNew, match=rf"schema version 99 is newer than this blankspot knows \({schema.LATEST}\): upgrade blankspot"):
         open_store(db_url)
 
 

@@ -38,11 +38,12 @@ figure is kept again until ``blankspot aggregate --rebuild`` computes them all, 
 """
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from itertools import repeat
 from typing import Any
 
@@ -65,6 +66,7 @@ _UPSERT_KEY = ("ON CONFLICT (cell, operator, day, device) DO UPDATE SET "
 _UPSERT = (f"INSERT INTO cell_stats ({', '.join(_STATS_COLUMNS)}) VALUES ({', '.join('?' * len(_STATS_COLUMNS))}) "
            + _UPSERT_KEY)
 _TOTAL_COLUMNS = ("cell", "operator") + CellStats.COUNT_COLUMNS + CellStats.TIME_COLUMNS + ("histograms", "devices")
+_PERIOD_COLUMNS = ("period",) + _TOTAL_COLUMNS
 _TOTAL_INSERT = (f"INSERT INTO cell_totals ({', '.join(_TOTAL_COLUMNS)})"
                  f" VALUES ({', '.join('?' * len(_TOTAL_COLUMNS))})")
 _TOTAL_UPSERT_KEY = ("ON CONFLICT (cell, operator) DO UPDATE SET "
@@ -151,13 +153,19 @@ class Figures:
     together are ordered in PostgreSQL's byte order (``COLLATE "C"``), so that they are locked
     in the order Python sorts them, as one at a time.  ``insert``: how rows are written many
     at a time (default: multi-row ``INSERT`` through ``run``), in the order given.
+    ``periods``: the database has ``cell_periods`` (schema step 7); a commit then marks the
+    days and months it changes, under ``writer`` (the collector's name: each collector its
+    own marks, so that collectors do not queue on one row).
     """
 
-    def __init__(self, run: Run, totals: bool = False, lock: str = "", insert: Insert | None = None) -> None:
+    def __init__(self, run: Run, totals: bool = False, lock: str = "", insert: Insert | None = None,
+                 periods: bool = False, writer: str = "") -> None:
         self.run = run
         self.totals = totals
         self.lock = lock
         self.insert = insert or inserter(run)
+        self.periods = periods
+        self.writer = writer
 
     # -- kept or stale -------------------------------------------------------------------
 
@@ -373,6 +381,10 @@ class Figures:
                     "ON CONFLICT (operator, name) DO UPDATE SET n = operator_names.n + excluded.n")
         if self.totals:
             self._apply_totals(changes)
+        if self.periods and changes.deltas:
+            self.insert("periods_dirty", ("period", "collector", "n"),
+                        [(period, self.writer, 1) for period in _periods_of(key.day for key in changes.deltas)],
+                        "ON CONFLICT (period, collector) DO UPDATE SET n = periods_dirty.n + 1")
 
     def _keyed_rows(self, table: str, columns: tuple[str, ...], keys: Sequence[tuple[str, ...]],
                     lock: str = "") -> dict[tuple[str, ...], tuple[Any, ...]]:
@@ -513,8 +525,35 @@ class Figures:
             run("DELETE FROM cell_totals", ())
             for (cell, operator), (total, units) in sorted(totals_of(kept.items()).items()):
                 run(_TOTAL_INSERT, (cell, operator, *total.row(), _units_json(units)))
+        if self.periods:
+            run("DELETE FROM cell_periods", ())
+            run("DELETE FROM periods_dirty", ())
+            self.insert("periods_dirty", ("period", "collector", "n"),
+                        [(period, "", 1) for period in _periods_of(key.day for key in kept)], "")
         run("DELETE FROM figures_state WHERE name = ?", (_STALE,))
         return count
+
+    def refresh_periods(self, periods: int | None = None) -> int:
+        """Sum the first ``periods`` days and months changed since they were last summed (all,
+        by default) into ``cell_periods``: a day from its keys, a month from its days once none
+        of them is left to sum; returns how many were.  One changed again meanwhile (its mark
+        moved on) stays marked, to be summed again."""
+        marks = self.run("SELECT period, collector, n FROM periods_dirty ORDER BY period, collector", ())
+        dirty = sorted({period for period, _collector, _n in marks})
+        days = [period for period in dirty if len(period) == 10][:periods]
+        left = [period for period in dirty if len(period) == 10 and period not in days]
+        # A month once none of its days is left to sum (summed first, in this transaction).
+        months = [period for period in dirty if len(period) == 7 and not any(d.startswith(period) for d in left)]
+        chosen = days + months[:None if periods is None else periods - len(days)]
+        for period in chosen:
+            sums = self.keys_summed(FiguresFilter(days=(period, period))) if len(period) == 10 else \
+                self._periods_summed("period >= ? AND period <= ?", [f"{period}-01", f"{period}-31"], FiguresFilter())
+            rows = [(period, cell, operator, *stats.row(), json.dumps(devices)) for cell, operator, stats, devices in sums]
+            self.run("DELETE FROM cell_periods WHERE period = ?", (period,))
+            self.insert("cell_periods", _PERIOD_COLUMNS, rows, "")
+            for _period, collector, n in (m for m in marks if m[0] == period):
+                self.run("DELETE FROM periods_dirty WHERE period = ? AND collector = ? AND n = ?", (period, collector, n))
+        return len(chosen)
 
     def _place(self, placed: list[tuple[str | None, str | None, str, int]]) -> None:
         for row in placed:
@@ -539,21 +578,9 @@ class Figures:
         """The keys of ``where`` summed per cell and operator (over its days and units), as
         :meth:`summed` gives the totals: each stored row added as it is read."""
         clause, params = where.sql()
-        pair: tuple[str, str] | None = None
-        total, devices = CellStats(), set()
-        taken = False
-        for row in self.run(f"SELECT {', '.join(_STATS_COLUMNS)} FROM cell_stats{clause}"
-                            " ORDER BY cell, operator, day, device", params):
-            if (row[0], row[1]) != pair:
-                if pair is not None and taken:
-                    yield pair[0], pair[1], total, sorted(devices)
-                pair, total, devices = (row[0], row[1]), CellStats(), set()
-                taken = where.takes(row[0])
-            if taken:
-                total.add_row(row[4:])
-                devices.add(row[3])
-        if pair is not None and taken:
-            yield pair[0], pair[1], total, sorted(devices)
+        return _sums(self.run(f"SELECT {', '.join(_STATS_COLUMNS)} FROM cell_stats{clause}"
+                              " ORDER BY cell, operator, day, device", params),
+                     where, lambda row: (row[0], row[1], row[4:], (row[3],)))
 
     def summed(self, where: FiguresFilter = FiguresFilter()) -> Iterator[tuple[str, str, CellStats, list[str]]]:
         """The totals of every day and unit, ``(cell, operator, stats, units)``, of the cells in
@@ -577,8 +604,142 @@ class Figures:
         if self.totals and where.devices is None and where.days is not None and not self.run(
                 "SELECT 1 FROM cell_stats WHERE day < ? OR day > ? LIMIT 1", list(where.days)):
             where = replace(where, days=None)  # days that take every kept day: the totals are their sum
-        totals = self.summed(where) if self.totals and not where.per_key else self.keys_summed(where)
+        if self.totals and not where.per_key:
+            totals = self.summed(where)
+        elif self.periods and where.devices is None and where.days is not None:
+            totals = self.days_summed(where)
+        else:
+            totals = self.keys_summed(where)
         return coverage_of_totals(totals, self.names(), resolution, thresholds, where.technology)
+
+    def days_summed(self, where: FiguresFilter) -> Iterator[tuple[str, str, CellStats, list[str]]]:
+        """:meth:`keys_summed` of ``where``'s days (all units), read where it can be from the
+        sums of whole months and days in ``cell_periods``, from the keys where those are
+        not up to date."""
+        assert where.days is not None and where.devices is None
+        first, last = where.days
+        start, end = _whole_months(first, last)
+        dirty = {row[0] for row in self.run("SELECT DISTINCT period FROM periods_dirty WHERE period >= ?"
+                                            " AND period <= ?", (first[:7], last))}
+        parts = []
+        if start is not None and end is not None:
+            parts.append(self._periods_summed("length(period) = 7 AND period >= ? AND period <= ?", [start, end],
+                                              where, skip=dirty))
+            spans = ([(first, _day_before(f"{start}-01"))] if first < f"{start}-01" else []) \
+                + [(f"{month}-01", _last_day(month)) for month in sorted(dirty) if len(month) == 7 and start <= month <= end] \
+                + ([(_day_after(_last_day(end)), last)] if last > _last_day(end) else [])
+        else:
+            spans = [(first, last)]
+        clean: list[str] = []
+        for span in spans:
+            for run_of_days, summed in _runs(_days(*span), lambda day: day not in dirty):
+                if summed:
+                    clean += run_of_days
+                else:
+                    parts.append(self.keys_summed(replace(where, days=(run_of_days[0], run_of_days[-1]))))
+        for i in range(0, len(clean), _KEYS_CHUNK):
+            chunk = clean[i:i + _KEYS_CHUNK]
+            parts.append(self._periods_summed(f"period IN ({', '.join('?' * len(chunk))})", chunk, where))
+        return heapq.merge(*parts, key=lambda total: (total[0], total[1]))
+
+    def _periods_summed(self, condition: str, params: list[object], where: FiguresFilter, skip: set[str] = frozenset()
+                        ) -> Iterator[tuple[str, str, CellStats, list[str]]]:
+        """The ``cell_periods`` rows of ``condition`` but those of periods in ``skip``, summed
+        per cell and operator of ``where``'s area, in cell and operator order."""
+        rows = self.run(f"SELECT {', '.join(_PERIOD_COLUMNS)} FROM cell_periods WHERE {condition}"
+                        " ORDER BY cell, operator, period", params)
+        return _sums((row for row in rows if row[0] not in skip), where,
+                     lambda row: (row[1], row[2], row[3:-1], json.loads(row[-1])))
+
+
+def _sums(rows: Iterable[Sequence[Any]], where: FiguresFilter,
+          split: Callable[[Sequence[Any]], tuple[str, str, Sequence[Any], Iterable[str]]]
+          ) -> Iterator[tuple[str, str, CellStats, list[str]]]:
+    """Stored rows in cell and operator order summed per cell and operator of ``where``'s area:
+    ``split(row)`` gives its cell, operator, figure columns (as :meth:`CellStats.add_row`
+    takes them) and units.  Each row is added as it is read; one cell's sums are held."""
+    pair: tuple[str, str] | None = None
+    total, devices = CellStats(), set()
+    taken = False
+    for row in rows:
+        cell, operator, columns, units = split(row)
+        if (cell, operator) != pair:
+            if pair is not None and taken:
+                yield pair[0], pair[1], total, sorted(devices)
+            pair, total, devices = (cell, operator), CellStats(), set()
+            taken = where.takes(cell)
+        if taken:
+            total.add_row(columns)
+            devices.update(units)
+    if pair is not None and taken:
+        yield pair[0], pair[1], total, sorted(devices)
+
+
+def _periods_of(days: Iterable[str]) -> list[str]:
+    """The days and months (``YYYY-MM-DD``, ``YYYY-MM``) of ``days``, sorted."""
+    days = set(days)
+    return sorted(days | {day[:7] for day in days})
+
+
+def _days(first: str, last: str) -> list[str]:
+    """Every day from ``first`` to ``last``, both included."""
+    day, end = date.fromisoformat(first), date.fromisoformat(last)
+    days = []
+    while day <= end:
+        days.append(day.isoformat())
+        day += timedelta(days=1)
+    return days
+
+
+def _runs(items: list[str], test: Callable[[str], bool]) -> Iterator[tuple[list[str], bool]]:
+    """``items`` in runs of consecutive ones alike under ``test``, each with its result."""
+    run: list[str] = []
+    for item in items:
+        if run and test(item) != test(run[0]):
+            yield run, test(run[0])
+            run = []
+        run.append(item)
+    if run:
+        yield run, test(run[0])
+
+
+def _whole_months(first: str, last: str) -> tuple[str | None, str | None]:
+    """The first and last whole month (``YYYY-MM``) from day ``first`` to day ``last``; None
+    when they hold no whole month."""
+    start = first[:7] if first.endswith("-01") else _month_after(first[:7])
+    end = last[:7] if last == _last_day(last[:7]) else _month_before(last[:7])
+    if start is None or end is None or start > end:
+        return None, None
+    return start, end
+
+
+def _month_after(month: str) -> str | None:
+    year, number = int(month[:4]), int(month[5:7])
+    if (year, number) == (9999, 12):
+        return None
+    return f"{year + number // 12:04d}-{number % 12 + 1:02d}"
+
+
+def _month_before(month: str) -> str | None:
+    year, number = int(month[:4]), int(month[5:7])
+    if (year, number) == (1, 1):
+        return None
+    return f"{year - (number == 1):04d}-{(number - 2) % 12 + 1:02d}"
+
+
+def _last_day(month: str) -> str:
+    following = _month_after(month)
+    if following is None:
+        return f"{month}-31"
+    return _day_before(f"{following}-01")
+
+
+def _day_before(day: str) -> str:
+    return (date.fromisoformat(day) - timedelta(days=1)).isoformat()
+
+
+def _day_after(day: str) -> str:
+    return (date.fromisoformat(day) + timedelta(days=1)).isoformat()
 
 
 def totals_of(keyed: Iterable[tuple[StatsKey, CellStats]]) -> dict[tuple[str, str], tuple[CellStats, dict[str, int]]]:

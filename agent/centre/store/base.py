@@ -344,7 +344,7 @@ class Store(abc.ABC):
         from agent.centre.store.aggregates import Figures
 
         with self._reading() as conn:
-            figures = Figures(self._runner(conn), self._totals)  # type: ignore[attr-defined]
+            figures = Figures(self._runner(conn), self._totals, periods=self._periods)  # type: ignore[attr-defined]
             return figures.coverage(resolution, thresholds, where or FiguresFilter())
 
     @abc.abstractmethod
@@ -365,6 +365,14 @@ class Store(abc.ABC):
         and tags (of the first ``units`` units only, when given), computed in one transaction;
         returns the runs of seqs computed (0 when nothing was to do).  ``progress`` is told
         the readings read so far.  The reading methods below call it first."""
+
+    def refresh_periods(self, periods: int | None = None) -> int:
+        """Sum the figures of the first ``periods`` days and months changed since they were
+        last summed (all, by default), in one transaction; returns how many were (0: nothing
+        to do).  A collector does it after a quiet moment; a range of days reads the periods
+        summed and the keys of the others.
+        """
+        return 0
 
     def tracks_up_to_date(self) -> bool:
         """Whether the kept tracks, segments and tags follow every stored reading, before any

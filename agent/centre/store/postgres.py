@@ -103,6 +103,7 @@ class PostgresStore(Store):
         self._ledger = schema.has_ledger(steps)
         self._figures = schema.has_figures(steps)
         self._totals = schema.has_totals(steps)
+        self._periods = schema.has_periods(steps)
         self._kept_tracks = schema.has_kept_tracks(steps)
         self._grid = has_grid_library()
         conn = self._conn
@@ -177,7 +178,8 @@ class PostgresStore(Store):
                 # Taken before the figures are read: a rebuild (which holds a stronger lock
                 # until it commits) is then either wholly before this commit or wholly after.
                 cur.execute("LOCK TABLE readings IN ROW EXCLUSIVE MODE")
-                kept = Figures(self._runner(cur), self._totals, lock=" FOR UPDATE", insert=self._copying(cur))
+                kept = Figures(self._runner(cur), self._totals, lock=" FOR UPDATE", insert=self._copying(cur),
+                               periods=self._periods, writer=collector)
             if kept is not None and kept.kept_now(self._grid):
                 figures = kept
                 changes = figures.arrived(work.readings)
@@ -289,7 +291,7 @@ class PostgresStore(Store):
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
                 conn.execute("LOCK TABLE readings IN SHARE ROW EXCLUSIVE MODE")
-                count = Figures(self._runner(conn), self._totals).rebuild(
+                count = Figures(self._runner(conn), self._totals, periods=self._periods).rebuild(
                     self._streamer(conn)("SELECT device, seq, body FROM readings ORDER BY device, seq", ()), progress)
                 if self._kept_tracks:
                     KeptTracks(self._runner(conn), self._streamer(conn)).rebuild()
@@ -314,6 +316,20 @@ class PostgresStore(Store):
                     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("blankspot unit " + device,))
                 conn.execute("LOCK TABLE readings IN ROW EXCLUSIVE MODE")
                 return kept.refresh(devices)  # type: ignore[no-any-return]
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL {self.url}: {_one_line(exc)}") from None
+
+    def refresh_periods(self, periods: int | None = None) -> int:
+        if not self._periods:
+            return 0
+        try:
+            conn = self._usable()
+            if not conn.execute("SELECT 1 FROM periods_dirty LIMIT 1").fetchall():
+                return 0
+            with conn.transaction():
+                # Not locked: a commit meanwhile moves its period's mark on, which is then left
+                # (it waits for this transaction's delete of that mark, then keeps its own).
+                return Figures(self._runner(conn), self._totals, periods=True).refresh_periods(periods)
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL {self.url}: {_one_line(exc)}") from None
 

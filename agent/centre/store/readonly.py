@@ -61,7 +61,7 @@ class ReadOnlySqliteStore(SqliteStore):
         except StoreError:
             self._db.close()
             raise
-        self._ledger = self._figures = self._totals = self._kept_tracks = True
+        self._ledger = self._figures = self._totals = self._periods = self._kept_tracks = True
         self._grid = has_grid_library()
 
     def commit(self, work: Work, collector: str = "") -> CommitResult:
@@ -72,6 +72,9 @@ class ReadOnlySqliteStore(SqliteStore):
 
     def refresh_tracks(self, units: int | None = None, progress: Any = None) -> int:
         return 0  # the collectors bring the kept tracks up to date; a reader takes them as they are
+
+    def refresh_periods(self, periods: int | None = None) -> int:
+        return 0  # as the kept tracks: the collectors sum the days and months
 
 
 def _postgres_class() -> Any:
@@ -91,7 +94,7 @@ def _postgres_class() -> Any:
             super()._connect()
 
         def _migrate(self, steps: Any) -> None:
-            self._ledger = self._figures = self._totals = self._kept_tracks = True
+            self._ledger = self._figures = self._totals = self._periods = self._kept_tracks = True
             self._grid = has_grid_library()
             conn = self._conn
             exists = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()[0]
@@ -107,6 +110,9 @@ def _postgres_class() -> Any:
 
         def refresh_tracks(self, units: int | None = None, progress: Any = None) -> int:
             return 0  # as the SQLite reader's
+
+        def refresh_periods(self, periods: int | None = None) -> int:
+            return 0
 
     return ReadOnlyPostgresStore
 

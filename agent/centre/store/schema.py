@@ -198,6 +198,32 @@ MIGRATIONS += (
     ),
 )
 
+# Step 7: the figures of each day and month per cell and operator, summed after a quiet
+# moment (a range of days reads them instead of every key); periods_dirty holds, per day or
+# month and collector, how many commits changed its keys since it was last summed.
+_PERIODS = (
+    "CREATE TABLE cell_periods (period {text} NOT NULL, cell {text} NOT NULL, operator {text} NOT NULL,"
+    " samples {bigint} NOT NULL, no_service {bigint} NOT NULL, no_answer {bigint} NOT NULL,"
+    " latency_samples {bigint} NOT NULL, throughput_samples {bigint} NOT NULL, trusted {bigint} NOT NULL,"
+    " unsynced {bigint} NOT NULL, first_trusted {text}, last_trusted {text}, first_unsynced {text},"
+    " last_unsynced {text}, histograms {text} NOT NULL, devices {text} NOT NULL, PRIMARY KEY (period, cell, operator))",
+    "CREATE TABLE periods_dirty (period {text} NOT NULL, collector {text} NOT NULL, n {bigint} NOT NULL,"
+    " PRIMARY KEY (period, collector))",
+    # Every day and month of an existing database is summed by the collector after its first
+    # quiet moments; until then a range reads their keys, as before.
+    "INSERT INTO periods_dirty (period, collector, n) SELECT DISTINCT day, '', 1 FROM cell_stats"
+    " UNION SELECT DISTINCT substr(day, 1, 7), '', 1 FROM cell_stats",
+)
+
+MIGRATIONS += (
+    Step(
+        7,
+        "coverage figures per cell, operator, day and month over every unit, summed after a quiet moment",
+        sqlite=tuple(q.format(**_SQLITE_TYPES) for q in _PERIODS),
+        postgres=tuple(q.format(**_PG_TYPES) for q in _PERIODS),
+    ),
+)
+
 LATEST = MIGRATIONS[-1].version
 
 
@@ -220,6 +246,11 @@ def has_kept_tracks(steps: tuple[Step, ...]) -> bool:
 def has_totals(steps: tuple[Step, ...]) -> bool:
     """Whether a database built by ``steps`` keeps the coverage totals per cell and operator."""
     return any(step.version == 6 for step in steps)
+
+
+def has_periods(steps: tuple[Step, ...]) -> bool:
+    """Whether a database built by ``steps`` keeps the coverage figures per day and month."""
+    return any(step.version == 7 for step in steps)
 
 
 VERSION_TABLE = {

@@ -92,6 +92,7 @@ class SqliteStore(Store):
         self._ledger = schema.has_ledger(steps)
         self._figures = schema.has_figures(steps)
         self._totals = schema.has_totals(steps)
+        self._periods = schema.has_periods(steps)
         self._kept_tracks = schema.has_kept_tracks(steps)
         self._grid = has_grid_library()
         db = self._db
@@ -136,7 +137,8 @@ class SqliteStore(Store):
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                figures = Figures(self._runner(db), self._totals) if self._figures and rows else None
+                figures = Figures(self._runner(db), self._totals, periods=self._periods, writer=collector) \
+                    if self._figures and rows else None
                 if figures is not None and figures.kept_now(self._grid):
                     # Attributed before they are stored: each new row is written with its operator.
                     changes = figures.arrived(work.readings)
@@ -233,7 +235,7 @@ class SqliteStore(Store):
 
     def rebuild_figures(self, progress: Any = None) -> int:
         def rebuild(db: sqlite3.Connection) -> int:
-            count = Figures(self._runner(db), self._totals).rebuild(
+            count = Figures(self._runner(db), self._totals, periods=self._periods).rebuild(
                 self._streamer(db)("SELECT device, seq, body FROM readings ORDER BY device, seq", ()), progress)
             if self._kept_tracks:
                 KeptTracks(self._runner(db), self._streamer(db)).rebuild()
@@ -252,6 +254,17 @@ class SqliteStore(Store):
             raise StoreError(f"SQLite database {self.path}: {exc}") from None
         # What is computed must not move meanwhile: collectors wait.
         return self._immediate(lambda _db: kept.refresh(kept.dirty_devices()[:units]))
+
+    def refresh_periods(self, periods: int | None = None) -> int:
+        if not self._periods:
+            return 0
+        figures = Figures(self._runner(self._db), self._totals, periods=True)
+        try:
+            if not self._db.execute("SELECT 1 FROM periods_dirty LIMIT 1").fetchall():
+                return 0
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite database {self.path}: {exc}") from None
+        return self._immediate(lambda _db: figures.refresh_periods(periods))
 
     def quarantined(self) -> list[dict[str, Any]]:
         with self._reading() as db:
