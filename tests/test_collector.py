@@ -182,7 +182,7 @@ def test_two_collectors_in_a_group_share_the_work_and_either_may_die(
     print(f"\nshared group: batches per collector before the kill {shares}; after: {final}")
 
 
-def test_after_a_quiet_moment_the_collector_brings_the_kept_tracks_up_to_date(
+def test_after_a_quiet_moment_the_collector_brings_the_kept_tracks_and_the_figures_of_days_and_months_up_to_date(
         tmp_path: Path, broker: LocalBroker, units: Units, collectors: list) -> None:
     db = f"sqlite:///{tmp_path}/collector.db"
     collector = CollectorProcess(tmp_path, broker.port, db)
@@ -196,6 +196,13 @@ def test_after_a_quiet_moment_the_collector_brings_the_kept_tracks_up_to_date(
         assert wait_until(store.tracks_up_to_date, 15, interval=0.2), collector.log()[-2000:]
         [piece] = store.tracks(16)
         assert (piece.points[0].seq, piece.points[-1].seq) == (1, 300)
+
+    def months(sql: str) -> list:
+        with sqlite3.connect(f"{tmp_path}/collector.db") as conn:
+            return conn.execute(sql).fetchall()
+
+    assert wait_until(lambda: not months("SELECT 1 FROM periods_dirty"), 15, interval=0.2), collector.log()[-2000:]
+    assert months("SELECT count(*) FROM cell_periods")[0][0] > 0
     assert collector.stop() == 0
 
 

@@ -327,7 +327,7 @@ class Collector:
                 self.watchdog.heartbeat()
                 self._write_once(timeout=0.2, stop=stop)
                 self._publish_confirmations(time.monotonic())
-                self._refresh_tracks_when_quiet(time.monotonic())
+                self._refresh_kept_when_quiet(time.monotonic())
                 self._log_stats()
             # Finish what has arrived, so it is acknowledged now rather than sent again later.
             self.notifier.stopping("storing what has arrived, then disconnecting")
@@ -465,17 +465,19 @@ class Collector:
         self._follow(result.changes)
         return True
 
-    def _refresh_tracks_when_quiet(self, now: float) -> None:
+    def _refresh_kept_when_quiet(self, now: float) -> None:
         """Once nothing has arrived for :data:`QUIET_S`, the kept tracks, segments and tags
         follow the readings stored, one unit per turn of the loop (so the watchdog is fed
-        and arrivals wait little), and map, report and serve find them ready."""
+        and arrivals wait little), then the figures of each day and month, one per turn; map,
+        report and serve find them ready."""
         if self._last_stored is None or now - self._last_stored < QUIET_S or not self._queue.empty():
             return
         try:
-            if not self.store.refresh_tracks(units=1):
+            if not self.store.refresh_tracks(units=1) and not self.store.refresh_periods(1):
                 self._last_stored = None
         except StoreError as exc:
-            log.warning("cannot bring the kept tracks up to date: %s (map and report will)", exc)
+            log.warning("cannot bring the kept tracks or the figures of days and months up to date: %s"
+                        " (map and report will read the readings and keys instead)", exc)
             self._last_stored = None
 
     # -- confirmations ----------------------------------------------------------------------

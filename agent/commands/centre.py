@@ -298,9 +298,10 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
         store = _open_existing_store(args.db, "aggregate")
         try:
             counted = store.rebuild_figures(_progress(args, "aggregate"))
+            periods = store.refresh_periods()
         finally:
             store.close()
-        print(f"coverage figures rebuilt from {counted} stored readings")
+        print(f"coverage figures rebuilt from {counted} stored readings; {periods} days and months summed")
         return 0
 
     return _guarded("aggregate", work)
