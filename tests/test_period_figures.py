@@ -121,3 +121,32 @@ def test_a_day_and_month_summed_then_changed_are_read_from_their_keys_until_summ
 ])
 def test_the_whole_months_of_a_range(first, last, months) -> None:
     assert _whole_months(first, last) == months
+
+
+def test_postgresql_a_day_changed_while_it_is_summed_stays_marked(postgres_url) -> None:  # noqa: F811
+    """A commit that lands while a refresh sums the same day (after the refresh read the
+    keys, before it clears the day's mark) leaves the day marked: the sum missed it."""
+    from tests.test_cell_stats import in_service, no_service
+
+    with stored_in_empty(postgres_url, [[in_service("boat-1", 1, -0.5, 117.1)]]) as collector:
+        with collector._reading() as conn:
+            conn.execute("DELETE FROM cell_periods; DELETE FROM periods_dirty")
+        collector.insert_readings([in_service("boat-1", 2, -0.5, 117.1)])
+        with open_store(postgres_url) as refresher:
+            conn = refresher._usable()
+            run = refresher._runner(conn)
+            landed = []
+
+            def run_then_commit(sql, params):
+                if sql.startswith("DELETE FROM periods_dirty") and not landed:
+                    landed.append(collector.insert_readings([no_service("boat-1", 3, -0.5, 117.1)]))
+                return run(sql, params)
+
+            with conn.transaction():
+                assert Figures(run_then_commit, totals=True, periods=True).refresh_periods(1) == 1
+            assert landed == [(1, 0)]
+            check_ranges(refresher)
+            november = FiguresFilter(days=("2026-11-01", "2026-11-30"))
+            assert [c.samples for c in refresher.coverage(8, Thresholds(min_samples=1), november).cells] == [3]
+            assert refresher.refresh_periods() == 2, "the day again, then its month"
+            assert [c.samples for c in refresher.coverage(8, Thresholds(min_samples=1), november).cells] == [3]
