@@ -8,9 +8,10 @@ command runs as a real ``python -m agent`` process and is timed from start to ex
 With ``--against DIR`` the same commands also run on the code checked out in DIR (an older
 checkout, say), on the same database, and the output compares the two.
 
-Once filled, the tracks, segments and tags the collector keeps are brought up to date as a
-collector does after a quiet moment (timed: ``kept tracks computed in``), so that the commands
-read them as they would on a running collector's database.  ``--fill upgrade`` fills it
+Once filled, the tracks, segments and tags the collector keeps and its sums of each day and
+month are brought up to date as a collector does after a quiet moment (timed: ``kept tracks
+computed in``, ``days and months summed in``), so that the commands read them as they would on
+a running collector's database.  ``--fill upgrade`` fills it
 faster, for large runs: the readings are stored without anything kept (the schema of a
 blankspot before the coverage figures), then opening the database upgrades it and the
 schema's steps compute the figures and the kept tracks from every reading, as they would
@@ -113,6 +114,7 @@ def fill(path: Path, readings: int, boats: int, mode: str) -> None:
         if not upgrade:
             store.refresh_tracks()
             print(f"kept tracks computed in {time.perf_counter() - started:.1f} s", flush=True)
+            sum_periods(store)
     if generated < boats:
         started = time.perf_counter()
         copy_boats(path, generated, boats)
@@ -120,8 +122,9 @@ def fill(path: Path, readings: int, boats: int, mode: str) -> None:
     if upgrade:
         started = time.perf_counter()
         with open_store(f"sqlite:///{path}") as store:
-            pass
-        print(f"upgraded: the figures and kept tracks computed in {time.perf_counter() - started:.1f} s", flush=True)
+            print(f"upgraded: the figures and kept tracks computed in {time.perf_counter() - started:.1f} s",
+                  flush=True)
+            sum_periods(store)
 
 
 def copy_boats(path: Path, generated: int, boats: int) -> None:
@@ -153,7 +156,15 @@ def reopen(path: Path) -> None:
     started = time.perf_counter()
     with open_store(f"sqlite:///{path}") as store:
         store.refresh_tracks()
-    print(f"opened, its schema brought up to date in {time.perf_counter() - started:.1f} s", flush=True)
+        print(f"opened, its schema brought up to date in {time.perf_counter() - started:.1f} s", flush=True)
+        sum_periods(store)
+
+
+def sum_periods(store) -> None:  # type: ignore[no-untyped-def]
+    """Sum the days and months, as a collector does after a quiet moment (timed)."""
+    started = time.perf_counter()
+    summed = store.refresh_periods()
+    print(f"{summed} days and months summed in {time.perf_counter() - started:.1f} s", flush=True)
 
 
 def served_requests(db: Path, runs: int = 5) -> list[tuple[str, float, int]]:
