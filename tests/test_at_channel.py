@@ -91,6 +91,31 @@ def test_vanished_port_is_port_gone_and_comes_back(sim: SimulatedModem, channel:
     assert channel.command("AT").final.ok
 
 
+def test_a_vanished_port_fails_in_every_way_pyserial_has_and_each_is_said_in_a_few_words() -> None:
+    """Writing to a port whose device is gone fails from write() as an OSError, or from the
+    flush after it as termios.error (not an OSError): both are a gone port."""
+    import os
+    import pty
+    import termios
+
+    import serial
+
+    from agent.unit.devices.serial_port import PORT_ERRORS, port_failure
+
+    master, slave = pty.openpty()
+    os.close(master)  # the device goes away under an open port
+    try:
+        with pytest.raises(termios.error) as drained:
+            termios.tcdrain(slave)
+    finally:
+        os.close(slave)
+    failures = [drained.value, OSError(5, "Input/output error"),
+                serial.SerialException("device reports readiness to read but returned no data")]
+    assert all(isinstance(exc, PORT_ERRORS) for exc in failures)
+    assert [port_failure(exc) for exc in failures] == [
+        "Input/output error", "Input/output error", "device reports readiness to read but returned no data"]
+
+
 def test_modem_reopens_a_vanished_port_by_itself(tmp_path: Path, sim: SimulatedModem) -> None:
     modem = Modem(sim.port, load_profile("quectel-ec25"), port_wait=5.0)
     modem.connect()

@@ -2,8 +2,15 @@
 from __future__ import annotations
 
 import os
+import termios
 
 import serial
+
+# What a port that is gone (a modem or receiver unplugged, reset, its USB link dropped) raises
+# from pyserial: its own errors, the OS's, and termios.error from the terminal calls pyserial
+# makes (tcdrain when a write is flushed, tcsetattr when a port is opened), which is not an
+# OSError.
+PORT_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError, termios.error)
 
 
 def port_failure(exc: BaseException) -> str:
@@ -12,6 +19,8 @@ def port_failure(exc: BaseException) -> str:
     pyserial's own message repeats the port name and the errno text; the errno alone says it.
     """
     errno = getattr(exc, "errno", None)
+    if not isinstance(errno, int) and exc.args and isinstance(exc.args[0], int):
+        errno = exc.args[0]  # termios.error carries (errno, text) as its arguments only
     if isinstance(errno, int):
         return os.strerror(errno)
     text = " ".join(str(exc).split())
@@ -23,5 +32,5 @@ def close_quietly(port: serial.SerialBase | None) -> None:
     if port is not None:
         try:
             port.close()
-        except (serial.SerialException, OSError):
+        except PORT_ERRORS:
             pass

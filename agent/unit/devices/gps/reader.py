@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Callable
 import serial
 
 from agent.shared.clock import boottime
-from agent.unit.devices.serial_port import close_quietly, port_failure
+from agent.unit.devices.serial_port import PORT_ERRORS, close_quietly, port_failure
 
 from .fix import Fix, FixState
 from .nmea import TALKERS, NmeaError, parse_sentence
@@ -160,7 +160,7 @@ class GpsReader:
         self._last_byte_at = clock()
         try:
             self._serial: serial.SerialBase | None = serial.serial_for_url(port, baud, timeout=READ_TIMEOUT_S)
-        except (serial.SerialException, OSError, ValueError) as exc:
+        except (*PORT_ERRORS, ValueError) as exc:
             raise GpsPortGone(f"cannot open GPS port {port}: {port_failure(exc)}") from None
 
     # -- port ----------------------------------------------------------------------------
@@ -220,7 +220,7 @@ class GpsReader:
             raise GpsPortGone(f"GPS port {self.port} is closed")
         try:
             return self._serial.read(max(1, self._serial.in_waiting))
-        except (serial.SerialException, OSError, TypeError) as exc:
+        except (*PORT_ERRORS, TypeError) as exc:
             # pyserial raises TypeError from in_waiting when the fd is gone mid-call
             self.close()
             raise GpsPortGone(f"GPS port {self.port} is gone: {port_failure(exc)}") from None

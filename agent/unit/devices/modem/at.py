@@ -19,7 +19,7 @@ from typing import Callable
 import serial
 
 from agent.unit.devices.modem.errors import AtTimeout, PortGone
-from agent.unit.devices.serial_port import close_quietly, port_failure
+from agent.unit.devices.serial_port import PORT_ERRORS, close_quietly, port_failure
 from agent.unit.devices.modem.framing import Final, clean_line, command_prefix, final_result, is_echo, is_urc
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class AtChannel:
             return
         try:
             self._serial = serial.serial_for_url(self.port, self.baud, timeout=0.05, write_timeout=2)
-        except (serial.SerialException, OSError, ValueError) as exc:
+        except (*PORT_ERRORS, ValueError) as exc:
             raise PortGone(f"cannot open {self.port}: {port_failure(exc)}") from None
         self._pending = ""
 
@@ -131,7 +131,7 @@ class AtChannel:
         try:
             self._serial.write(text.encode("ascii", errors="replace"))
             self._serial.flush()
-        except (serial.SerialException, OSError) as exc:
+        except PORT_ERRORS as exc:
             self.close()
             raise PortGone(f"{self.port} is gone: {port_failure(exc)}") from None
 
@@ -139,7 +139,7 @@ class AtChannel:
         assert self._serial is not None
         try:
             data = self._serial.read(max(1, self._serial.in_waiting))
-        except (serial.SerialException, OSError, TypeError) as exc:
+        except (*PORT_ERRORS, TypeError) as exc:
             # pyserial raises TypeError from in_waiting when the fd is gone mid-call
             self.close()
             raise PortGone(f"{self.port} is gone: {port_failure(exc)}") from None
@@ -182,7 +182,7 @@ class AtChannel:
         assert self._serial is not None
         try:
             waiting = self._serial.in_waiting
-        except (serial.SerialException, OSError, TypeError) as exc:
+        except (*PORT_ERRORS, TypeError) as exc:
             self.close()
             raise PortGone(f"{self.port} is gone: {port_failure(exc)}") from None
         if waiting:
