@@ -314,3 +314,15 @@ def test_no_import_circles() -> None:
         report.append(f"import circle among {', '.join(component)}: rule 'no import circles'")
         report.extend(f"    {found.says('part of the circle')}" for found in _one_circle(component))
     assert not report, "\n".join(report)
+
+
+def test_building_the_command_line_imports_no_collector_exporter_or_live_map() -> None:
+    """Every command's parser is built at each start (for --help): a unit's ``blankspot run``
+    must not pay for the centre's code, nor the MQTT library's import twice over."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from agent.commands.main import build_parser; build_parser(); "
+             "print(' '.join(sorted(m for m in sys.modules if m.startswith(('agent.centre.', 'paho')))))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.split() == ["agent.centre.choices", "agent.centre.coverage"]

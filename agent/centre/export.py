@@ -31,13 +31,14 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 from xml.etree import ElementTree as ET
 
+from agent.centre.choices import EXPORT_FORMATS, EXPORT_LAYERS
 from agent.centre.coverage import UNKNOWN_OPERATOR, Attributed, CellCoverage, Coverage, cell_ring
 from agent.centre.segments import Segment, Track
 from agent.shared.operators import operator_name
 from agent.shared.reading import Event, Latency, Signal, Throughput, format_time, part_dict
 
-LAYERS = ("points", "tracks", "segments", "cells")
-FORMATS = ("geojson", "kml", "csv")
+LAYERS = EXPORT_LAYERS
+FORMATS = EXPORT_FORMATS
 KML_NS = "http://www.opengis.net/kml/2.2"
 
 # KML colours are aabbggrr.  The same colours as the HTML map (agent/centre/static/map.js).

@@ -44,6 +44,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from agent.centre.choices import COLLECTOR_GROUP, COLLECTOR_INFLIGHT, COLLECTOR_MESSAGES_PER_COMMIT
 from agent.centre.store.base import (
     QUARANTINE_RAW_BYTES, Quarantined, Store, StoreDataError, StoreError, UnitStatus, Work, now_utc,
 )
@@ -59,7 +60,7 @@ from agent.shared.watchdog import SystemdNotifier, Watchdog
 
 log = logging.getLogger(__name__)
 
-DEFAULT_GROUP = "blankspot-collectors"
+DEFAULT_GROUP = COLLECTOR_GROUP
 MAX_STATUS_BYTES = 65_536
 _NOT_IN_GROUP = ("/", "+", "#")
 
@@ -197,8 +198,8 @@ class CollectorSettings:
     tls_key: Path | None = None
     session_expiry_s: int = 7 * 24 * 3600
     keepalive_s: int = 30
-    inflight: int = 100          # MQTT 5 Receive Maximum: unacknowledged messages the broker may send
-    group_messages: int = 100    # most messages in one transaction
+    inflight: int = COLLECTOR_INFLIGHT
+    group_messages: int = COLLECTOR_MESSAGES_PER_COMMIT
     group_readings: int = 20_000  # most readings in one transaction
     stats_interval_s: float = 60.0
     confirm_interval_s: float = 300.0  # most one confirmation per unit this often, unless it is behind

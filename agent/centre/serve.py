@@ -38,6 +38,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from agent.centre.cell_stats import FiguresFilter
+from agent.centre.choices import SERVE_PORT
 from agent.centre.coverage import Coverage, Thresholds
 from agent.centre.fleet import fleet
 from agent.centre.live_answers import (
@@ -53,7 +54,7 @@ from agent.centre.store.base import Store, StoreError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 8090
+DEFAULT_PORT = SERVE_PORT
 DEFAULT_REFRESH_S = 30.0
 ANSWERS_KEPT = 512
 GRIDS_KEPT = 24

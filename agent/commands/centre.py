@@ -80,10 +80,9 @@ def open_store_or_exit(url: str, command: str):
 # -- collect ----------------------------------------------------------------------------
 
 def add_collect(sub: argparse._SubParsersAction) -> None:
-    from agent.centre.ingest import DEFAULT_GROUP, CollectorSettings
+    from agent.centre.choices import COLLECTOR_GROUP, COLLECTOR_INFLIGHT, COLLECTOR_MESSAGES_PER_COMMIT
     from agent.shared.protocol import DEFAULT_PREFIX
 
-    defaults = CollectorSettings  # class attributes hold the defaults
     p = sub.add_parser(
         "collect", help="central collector: store every unit's readings from the broker, once",
         description="Subscribe to every unit's readings and status (MQTT 5 shared subscription) and store "
@@ -95,7 +94,7 @@ def add_collect(sub: argparse._SubParsersAction) -> None:
                    help="mqtt://host[:port] (default port 1883) or mqtts://host[:port] (TLS, default port 8883)")
     p.add_argument("--db", required=True, metavar="URL",
                    help="sqlite:///absolute/path.db, a file path, or postgresql://user@host/database")
-    p.add_argument("--group", default=DEFAULT_GROUP, help=f"shared subscription group (default {DEFAULT_GROUP})")
+    p.add_argument("--group", default=COLLECTOR_GROUP, help=f"shared subscription group (default {COLLECTOR_GROUP})")
     p.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"topic prefix of the units (default {DEFAULT_PREFIX})")
     p.add_argument("--client-id", metavar="ID",
                    help="MQTT client id, unique per collector and the same across its restarts "
@@ -107,10 +106,10 @@ def add_collect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tls-key", metavar="PATH", help="key of --tls-cert")
     p.add_argument("--session-expiry", default="7d", metavar="DURATION",
                    help="how long the broker keeps this collector's messages while it is away (default 7d)")
-    p.add_argument("--inflight", type=int, default=defaults.inflight, metavar="N",
-                   help=f"messages the broker may send before they are acknowledged (default {defaults.inflight})")
-    p.add_argument("--max-messages-per-commit", type=int, default=defaults.group_messages, metavar="N",
-                   help=f"most MQTT messages stored in one transaction (default {defaults.group_messages})")
+    p.add_argument("--inflight", type=int, default=COLLECTOR_INFLIGHT, metavar="N",
+                   help=f"messages the broker may send before they are acknowledged (default {COLLECTOR_INFLIGHT})")
+    p.add_argument("--max-messages-per-commit", type=int, default=COLLECTOR_MESSAGES_PER_COMMIT, metavar="N",
+                   help=f"most MQTT messages stored in one transaction (default {COLLECTOR_MESSAGES_PER_COMMIT})")
     p.add_argument("--stats-interval", default="60s", metavar="DURATION",
                    help="how often to log what was stored (default 60s)")
     p.add_argument("--confirm-interval", default="5m", metavar="DURATION",
@@ -206,7 +205,7 @@ _EXPORT_SUFFIXES = {".geojson": "geojson", ".json": "geojson", ".kml": "kml", ".
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:
-    from agent.centre.export import FORMATS, LAYERS
+    from agent.centre.choices import EXPORT_FORMATS as FORMATS, EXPORT_LAYERS as LAYERS
 
     p = sub.add_parser(
         "export", help="write the survey as GeoJSON, KML or CSV: points, tracks, segments, cells",
@@ -659,8 +658,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 # -- serve: the live map -------------------------------------------------------------------
 
 def add_serve(sub: argparse._SubParsersAction) -> None:
+    from agent.centre.choices import SERVE_PORT as DEFAULT_PORT
     from agent.centre.coverage import Thresholds
-    from agent.centre.serve import DEFAULT_PORT
 
     p = sub.add_parser(
         "serve", help="serve the live blank-spot map of the collector's database over HTTP (read-only)",
