@@ -45,11 +45,8 @@ _RETRIES = 5
 _cursor_names = itertools.count(1)
 
 
-def _insert(columns: tuple[str, ...]) -> str:
-    return (f"INSERT INTO readings ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
-            "ON CONFLICT (device, seq) DO NOTHING")
-# From this many readings in one commit, COPY through a temporary table beats a batch of
-# INSERTs (bench/ingest.py; measured in docs/benchmarks.md).
+# From this many rows (readings, figures) in one commit, COPY through a temporary table
+# beats INSERTs (bench/ingest.py; measured in docs/benchmarks.md).
 _COPY_FROM = 100
 
 
@@ -86,7 +83,6 @@ class PostgresStore(Store):
             self._conn = psycopg.connect(autocommit=True, **self._params)
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to PostgreSQL {self.url}: {_one_line(exc)}") from None
-        self._prepared_incoming = False
         self._copy_tables: set[str] = set()
 
     def _usable(self) -> Any:
@@ -146,7 +142,6 @@ class PostgresStore(Store):
                     return self._commit_once(work, collector, rows, quarantine, units)
                 except BaseException:
                     # Temporary tables created in a transaction that rolled back are gone with it.
-                    self._prepared_incoming = False
                     self._copy_tables.clear()
                     raise
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
@@ -165,6 +160,7 @@ class PostgresStore(Store):
         conn = self._usable()
         with conn.transaction(), conn.cursor() as cur:
             inserted = 0
+            copying = self._copying(cur)
             columns = READING_COLUMNS
             figures = changes = None
             kept = None
@@ -178,31 +174,17 @@ class PostgresStore(Store):
                 # Taken before the figures are read: a rebuild (which holds a stronger lock
                 # until it commits) is then either wholly before this commit or wholly after.
                 cur.execute("LOCK TABLE readings IN ROW EXCLUSIVE MODE")
-                kept = Figures(self._runner(cur), self._totals, lock=" FOR UPDATE", insert=self._copying(cur),
+                kept = Figures(self._runner(cur), self._totals, lock=" FOR UPDATE", insert=copying,
                                periods=self._periods, writer=collector)
             if kept is not None and kept.kept_now(self._grid):
                 figures = kept
                 changes = figures.arrived(work.readings)
                 columns = READING_COLUMNS + FIGURE_COLUMNS
                 rows = [row + changes.placed.get((row[0], row[1]), (None, None)) for row in rows]
-            listed = ", ".join(columns)
-            if len(rows) >= _COPY_FROM:
-                if not self._prepared_incoming:
-                    # Emptied at every commit (a DELETE would leave dead rows that no vacuum
-                    # ever clears from a temporary table, and every later INSERT would scan them).
-                    cur.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (LIKE readings) ON COMMIT DELETE ROWS")
-                    self._prepared_incoming = True
-                with cur.copy(f"COPY incoming ({listed}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
-                cur.execute(
-                    f"INSERT INTO readings ({listed}) SELECT {listed} FROM incoming "
-                    "ORDER BY device, seq ON CONFLICT (device, seq) DO NOTHING"
-                )
-                inserted = cur.rowcount
-            elif rows:
-                cur.executemany(_insert(columns), sorted(rows, key=lambda row: (row[0], row[1])))
-                inserted = cur.rowcount  # psycopg sums it over the rows
+            if rows:
+                # In key order, as every collector stores them; a row returned per reading stored.
+                inserted = len(copying("readings", columns, sorted(rows, key=lambda row: (row[0], row[1])),
+                                       "ON CONFLICT (device, seq) DO NOTHING RETURNING 1"))
             moved = []
             if figures is not None and changes is not None:
                 figures.apply(changes)
@@ -263,6 +245,8 @@ class PostgresStore(Store):
                 return insert_rows(run, table, columns, rows, conflict)
             incoming = f"incoming_{table}"
             if table not in self._copy_tables:
+                # Emptied at every commit (a DELETE would leave dead rows that no vacuum ever
+                # clears from a temporary table, and every later INSERT would scan them).
                 cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {incoming} (LIKE {table}) ON COMMIT DELETE ROWS")
                 self._copy_tables.add(table)
             listed = ", ".join(columns)
