@@ -76,7 +76,7 @@ def test_the_cells_of_wita_days_are_the_figures_of_those_days(db, tmp_path) -> N
     assert as_cells(cells_csv(db, tmp_path, "--from", "2026-11-26")) == set()
 
 
-def test_days_that_take_every_kept_day_draw_the_whole_survey_from_its_totals(db) -> None:
+def test_days_that_take_every_kept_day_draw_the_whole_survey(db) -> None:
     from agent.centre.cell_stats import coverage_of_totals
     from agent.centre.store.aggregates import Figures
 

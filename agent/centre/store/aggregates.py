@@ -598,12 +598,9 @@ class Figures:
         return operator_names(self.run("SELECT operator, name, n FROM operator_names ORDER BY operator, name", ()))
 
     def coverage(self, resolution: int, thresholds: Thresholds, where: FiguresFilter = FiguresFilter()) -> Coverage:
-        """The grid of ``where``: from the totals where it takes every day and unit (or days
-        that hold every kept one) and the database keeps them, else summed from the keys of
-        its days and units."""
-        if self.totals and where.devices is None and where.days is not None and not self.run(
-                "SELECT 1 FROM cell_stats WHERE day < ? OR day > ? LIMIT 1", list(where.days)):
-            where = replace(where, days=None)  # days that take every kept day: the totals are their sum
+        """The grid of ``where``: from the totals where it takes every day and unit and the
+        database keeps them, from the sums of days and months for a range of days of every
+        unit (:meth:`days_summed`), else summed from the keys of its days and units."""
         if self.totals and not where.per_key:
             totals = self.summed(where)
         elif self.periods and where.devices is None and where.days is not None:
