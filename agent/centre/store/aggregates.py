@@ -622,9 +622,9 @@ class Figures:
         if start is not None and end is not None:
             parts.append(self._periods_summed("length(period) = 7 AND period >= ? AND period <= ?", [start, end],
                                               where, skip=dirty))
-            spans = ([(first, _day_before(f"{start}-01"))] if first < f"{start}-01" else []) \
+            spans = ([(first, _day_from(f"{start}-01", -1))] if first < f"{start}-01" else []) \
                 + [(f"{month}-01", _last_day(month)) for month in sorted(dirty) if len(month) == 7 and start <= month <= end] \
-                + ([(_day_after(_last_day(end)), last)] if last > _last_day(end) else [])
+                + ([(_day_from(_last_day(end), 1), last)] if last > _last_day(end) else [])
         else:
             spans = [(first, last)]
         clean: list[str] = []
@@ -728,15 +728,12 @@ def _last_day(month: str) -> str:
     following = _month_after(month)
     if following is None:
         return f"{month}-31"
-    return _day_before(f"{following}-01")
+    return _day_from(f"{following}-01", -1)
 
 
-def _day_before(day: str) -> str:
-    return (date.fromisoformat(day) - timedelta(days=1)).isoformat()
-
-
-def _day_after(day: str) -> str:
-    return (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+def _day_from(day: str, days: int) -> str:
+    """The day ``days`` after ``day`` (before it, for a negative number)."""
+    return (date.fromisoformat(day) + timedelta(days=days)).isoformat()
 
 
 def totals_of(keyed: Iterable[tuple[StatsKey, CellStats]]) -> dict[tuple[str, str], tuple[CellStats, dict[str, int]]]:
