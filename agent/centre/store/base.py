@@ -48,6 +48,7 @@ from agent.shared.reading import Event, Latency, Reading, Signal, Throughput, fo
 
 if TYPE_CHECKING:
     from agent.centre.cell_stats import FiguresFilter
+    from agent.centre.store.aggregates import Figures
     from agent.centre.coverage import Coverage, Thresholds
     from agent.centre.report import Place
     from agent.centre.segments import Segment, Track
@@ -341,11 +342,9 @@ class Store(abc.ABC):
         days, units, area and radio technology ``where`` takes (everything by default); no
         reading is read.  Without days or units, from the totals per cell and operator."""
         from agent.centre.cell_stats import FiguresFilter
-        from agent.centre.store.aggregates import Figures
 
         with self._reading() as conn:
-            figures = Figures(self._runner(conn), self._totals, periods=self._periods)  # type: ignore[attr-defined]
-            return figures.coverage(resolution, thresholds, where or FiguresFilter())
+            return self._figures_on(self._runner(conn)).coverage(resolution, thresholds, where or FiguresFilter())
 
     @abc.abstractmethod
     def rebuild_figures(self, progress: "Callable[[int], None] | None" = None) -> int:
@@ -365,6 +364,13 @@ class Store(abc.ABC):
         and tags (of the first ``units`` units only, when given), computed in one transaction;
         returns the runs of seqs computed (0 when nothing was to do).  ``progress`` is told
         the readings read so far.  The reading methods below call it first."""
+
+    def _figures_on(self, run: Any, **kept: Any) -> "Figures":
+        """The figures this database keeps (totals, sums of days and months, by its schema),
+        through ``run``; ``kept``: Figures' other arguments (a commit's lock, writer ...)."""
+        from agent.centre.store.aggregates import Figures
+
+        return Figures(run, self._totals, periods=self._periods, **kept)  # type: ignore[attr-defined]
 
     def refresh_periods(self, periods: int | None = None) -> int:
         """Sum the figures of the first ``periods`` days and months changed since they were

@@ -17,7 +17,6 @@ from typing import Any, Iterator
 
 from agent.centre.store import schema
 from agent.centre.coverage import has_grid_library
-from agent.centre.store.aggregates import Figures
 from agent.centre.store.kept_tracks import KeptTracks, mark_dirty
 from agent.centre.store.statements import Insert, insert_rows
 from agent.centre.ledger import SeqLedger
@@ -174,8 +173,7 @@ class PostgresStore(Store):
                 # Taken before the figures are read: a rebuild (which holds a stronger lock
                 # until it commits) is then either wholly before this commit or wholly after.
                 cur.execute("LOCK TABLE readings IN ROW EXCLUSIVE MODE")
-                kept = Figures(self._runner(cur), self._totals, lock=" FOR UPDATE", insert=copying,
-                               periods=self._periods, writer=collector)
+                kept = self._figures_on(self._runner(cur), lock=" FOR UPDATE", insert=copying, writer=collector)
             if kept is not None and kept.kept_now(self._grid):
                 figures = kept
                 changes = figures.arrived(work.readings)
@@ -275,7 +273,7 @@ class PostgresStore(Store):
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
                 conn.execute("LOCK TABLE readings IN SHARE ROW EXCLUSIVE MODE")
-                count = Figures(self._runner(conn), self._totals, periods=self._periods).rebuild(
+                count = self._figures_on(self._runner(conn)).rebuild(
                     self._streamer(conn)("SELECT device, seq, body FROM readings ORDER BY device, seq", ()), progress)
                 if self._kept_tracks:
                     KeptTracks(self._runner(conn), self._streamer(conn)).rebuild()
@@ -313,7 +311,7 @@ class PostgresStore(Store):
             with conn.transaction():
                 # Not locked: a commit meanwhile moves its period's mark on, which is then left
                 # (it waits for this transaction's delete of that mark, then keeps its own).
-                return Figures(self._runner(conn), self._totals, periods=True).refresh_periods(periods)
+                return self._figures_on(self._runner(conn)).refresh_periods(periods)
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL {self.url}: {_one_line(exc)}") from None
 

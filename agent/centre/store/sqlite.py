@@ -16,7 +16,6 @@ from typing import Any, Callable, Iterator, TypeVar
 
 from agent.centre.coverage import has_grid_library
 from agent.centre.store import schema
-from agent.centre.store.aggregates import Figures
 from agent.centre.store.kept_tracks import KeptTracks, mark_dirty
 from agent.centre.ledger import SeqLedger
 from agent.centre.store.base import (
@@ -137,8 +136,7 @@ class SqliteStore(Store):
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                figures = Figures(self._runner(db), self._totals, periods=self._periods, writer=collector) \
-                    if self._figures and rows else None
+                figures = self._figures_on(self._runner(db), writer=collector) if self._figures and rows else None
                 if figures is not None and figures.kept_now(self._grid):
                     # Attributed before they are stored: each new row is written with its operator.
                     changes = figures.arrived(work.readings)
@@ -235,7 +233,7 @@ class SqliteStore(Store):
 
     def rebuild_figures(self, progress: Any = None) -> int:
         def rebuild(db: sqlite3.Connection) -> int:
-            count = Figures(self._runner(db), self._totals, periods=self._periods).rebuild(
+            count = self._figures_on(self._runner(db)).rebuild(
                 self._streamer(db)("SELECT device, seq, body FROM readings ORDER BY device, seq", ()), progress)
             if self._kept_tracks:
                 KeptTracks(self._runner(db), self._streamer(db)).rebuild()
@@ -258,7 +256,7 @@ class SqliteStore(Store):
     def refresh_periods(self, periods: int | None = None) -> int:
         if not self._periods:
             return 0
-        figures = Figures(self._runner(self._db), self._totals, periods=True)
+        figures = self._figures_on(self._runner(self._db))
         try:
             if not self._db.execute("SELECT 1 FROM periods_dirty LIMIT 1").fetchall():
                 return 0
