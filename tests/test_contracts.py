@@ -36,7 +36,7 @@ from referencing import Registry, Resource
 from agent.shared import reading as reading_module
 from agent.unit.buffer import SEQ_BLOCK, ReadingBuffer, read_readings, sqlite_files
 from agent.commands.main import build_parser, main
-from agent.unit.config import Config, DeviceConfig, load_config
+from agent.unit.config import Config, DeviceConfig, UplinkConfig, load_config
 from agent.shared.protocol import DEFAULT_PREFIX, decode_batch, encode_batch, encode_status
 from agent.shared.reading import (
     PART_TYPES, Position, Reading, ReadingError, Signal, reading_from_dict, reading_from_json,
@@ -626,14 +626,15 @@ def test_example_config_lists_every_key_in_its_section() -> None:
 def test_example_config_loads_with_the_defaults_once_the_unit_is_named(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The example names no unit, so `blankspot run --check` refuses it and points at device.id;
-    with an id written in, it is valid and its values are the defaults it claims."""
+    with an id written in, it is valid and its values are the defaults it claims, but for the
+    one choice it makes for field units: compact batches."""
     text = EXAMPLE_CONFIG.read_text()
     line = text.splitlines().index('id = ""') + 1
     assert main(["run", "--check", "--config", str(EXAMPLE_CONFIG)]) == 2
     assert capsys.readouterr().err.startswith(f"blankspot: config error: {EXAMPLE_CONFIG}:{line}: device.id: required")
     named = tmp_path / "agent.toml"
     named.write_text(text.replace('\nid = ""\n', '\nid = "boat-07"\n', 1))
-    assert load_config(named) == Config(device=DeviceConfig("boat-07"))
+    assert load_config(named) == Config(device=DeviceConfig("boat-07"), uplink=UplinkConfig(encoding="compact"))
     assert main(["run", "--check", "--config", str(named)]) == 0
     assert "ok (device boat-07)" in capsys.readouterr().out
 

@@ -125,12 +125,15 @@ class RefusedMessage:
 Inbound = BatchMessage | StatusMessage | RefusedMessage
 
 
-def classify(prefix: str, topic: str, payload: bytes) -> Inbound:
-    """Decode one MQTT message; never raises: what does not follow the protocol is refused."""
+def classify(prefix: str, topic: str, payload: bytes, content_type: str | None = None) -> Inbound:
+    """Decode one MQTT message; never raises: what does not follow the protocol is refused.
+
+    ``content_type`` is the MQTT 5 property; a batch without one is known by its first byte.
+    """
     try:
         device, what = split_topic(prefix, topic)
         if what == "readings":
-            readings = decode_batch(payload, device)
+            readings = decode_batch(payload, device, content_type)
             received = now_utc()
             refused = [(r, why) for r in readings if (why := implausible_time(r, received))]
             if refused:
@@ -403,7 +406,8 @@ class Collector:
         except UnicodeDecodeError:  # brokers refuse such topics; never let one stop the thread
             topic = repr(message._topic)
         payload = bytes(message.payload)
-        inbound = classify(self.settings.prefix, topic, payload)
+        content_type = getattr(message.properties, "ContentType", None)
+        inbound = classify(self.settings.prefix, topic, payload, content_type)
         head = payload[:QUARANTINE_RAW_BYTES]  # a 10 MB payload is not held in memory
         if isinstance(inbound, RefusedMessage):
             inbound = RefusedMessage(inbound.topic, head, inbound.reason)

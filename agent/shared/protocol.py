@@ -1,7 +1,8 @@
 """The MQTT wire protocol: topic names and payloads (``docs/protocol.md``).
 
 - ``<prefix>/<device>/readings``: a batch, ``{"schema": "blankspot.batch/1", "device": ...,
-  "readings": [reading, ...]}``, QoS 1, not retained, readings oldest first.
+  "readings": [reading, ...]}``, or the same readings as columns, compressed
+  (:mod:`agent.shared.batch_columns`); QoS 1, not retained, readings oldest first.
 - ``<prefix>/<device>/status``: ``{"schema": "blankspot.status/1", "device": ..., "state":
   "online" | "offline", ...}``, QoS 1, retained; ``offline`` is also the last will.
 - ``<prefix>/<device>/confirm``: ``{"schema": "blankspot.confirm/1", "device": ..., "rev": ...,
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from agent.shared import seq_ranges
+from agent.shared.batch_columns import CONTENT_TYPE as COLUMNS_CONTENT_TYPE, VERSION as COLUMNS_VERSION
+from agent.shared.batch_columns import ColumnsError, decode_columns, encode_columns
 from agent.shared.reading import DEVICE_RE, Reading, ReadingError, reading_from_dict
 
 BATCH_SCHEMA = "blankspot.batch/1"
@@ -25,6 +28,9 @@ MAX_CONFIRM_HOLES = 64
 MAX_CONFIRM_BYTES = 8192
 DEFAULT_PREFIX = "blankspot/v1"
 MAX_BATCH_BYTES = 4_000_000
+# How a batch is written on the wire; MQTT 5 says which in the message's content type.
+CONTENT_TYPES = {"compact": COLUMNS_CONTENT_TYPE, "json": "application/json"}
+ENCODINGS = tuple(CONTENT_TYPES)
 
 
 class PayloadError(ValueError):
@@ -54,29 +60,68 @@ def split_topic(prefix: str, topic: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
-def encode_batch(device: str, bodies: Sequence[str]) -> bytes:
-    """A batch payload from readings already in their JSON form (as the buffer keeps them)."""
+def encode_batch(device: str, bodies: Sequence[str], encoding: str = "json") -> bytes:
+    """A batch payload from readings already in their JSON form (as the buffer keeps them).
+
+    ``encoding`` is ``json`` (the object below, readable by any MQTT client) or ``compact``
+    (:mod:`agent.shared.batch_columns`; :class:`ColumnsError` for a batch it cannot carry
+    exactly, see :func:`encode_for_wire`).
+    """
+    if encoding == "compact":
+        return encode_columns(device, [json.loads(body) for body in bodies])
+    if encoding != "json":
+        raise ValueError(f"encoding: expected one of {', '.join(ENCODINGS)}, got {encoding!r}")
     return (
         '{"schema":"' + BATCH_SCHEMA + '","device":' + json.dumps(device) + ',"readings":[' + ",".join(bodies) + "]}"
     ).encode("utf-8")
 
 
-def decode_batch(payload: bytes, topic_device: str | None = None) -> list[Reading]:
-    """Validate a batch payload; every reading must belong to the batch's device (and topic's)."""
+def encode_for_wire(device: str, bodies: Sequence[str], encoding: str) -> tuple[str, bytes]:
+    """``(encoding used, payload)``: as :func:`encode_batch`, but a batch the compact encoding
+    cannot carry exactly (a number past its range) goes as JSON rather than not at all."""
+    try:
+        return encoding, encode_batch(device, bodies, encoding)
+    except ColumnsError:
+        return "json", encode_batch(device, bodies, "json")
+
+
+def batch_encoding(payload: bytes, content_type: str | None = None) -> str:
+    """Which encoding a batch payload is in: from its MQTT 5 content type when it has one,
+    else from its first byte (a JSON batch starts with ``{``, a compact one with its version)."""
+    if content_type:
+        for encoding, known in CONTENT_TYPES.items():
+            if content_type == known:
+                return encoding
+        raise PayloadError(f"content type {content_type!r}: expected "
+                           + " or ".join(repr(t) for t in CONTENT_TYPES.values()))
+    if payload[:1] == bytes((COLUMNS_VERSION,)):
+        return "compact"
+    return "json"
+
+
+def decode_batch(payload: bytes, topic_device: str | None = None, content_type: str | None = None) -> list[Reading]:
+    """Validate a batch payload in either encoding; every reading must belong to the batch's
+    device (and topic's)."""
     if len(payload) > MAX_BATCH_BYTES:
         raise PayloadError(f"payload of {len(payload)} bytes exceeds {MAX_BATCH_BYTES}")
-    try:
-        table = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PayloadError(f"not JSON: {exc}") from None
-    if not isinstance(table, dict) or table.get("schema") != BATCH_SCHEMA:
-        raise PayloadError(f"expected an object with schema {BATCH_SCHEMA!r}")
-    device = table.get("device")
+    if batch_encoding(payload, content_type) == "compact":
+        try:
+            device, items = decode_columns(payload)
+        except ColumnsError as exc:
+            raise PayloadError(f"compact batch: {exc}") from None
+    else:
+        try:
+            table = json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise PayloadError(f"not JSON: {exc}") from None
+        if not isinstance(table, dict) or table.get("schema") != BATCH_SCHEMA:
+            raise PayloadError(f"expected an object with schema {BATCH_SCHEMA!r}")
+        device = table.get("device")
+        items = table.get("readings")
+        if not isinstance(items, list) or not items:
+            raise PayloadError("readings: expected a non-empty list")
     if topic_device is not None and device != topic_device:
-        raise PayloadError(f"batch device {device!r} does not match topic device {topic_device!r}")
-    items = table.get("readings")
-    if not isinstance(items, list) or not items:
-        raise PayloadError("readings: expected a non-empty list")
+        raise PayloadError(f"batch device {_short(device)} does not match topic device {topic_device!r}")
     readings = []
     for index, item in enumerate(items):
         try:
@@ -87,6 +132,11 @@ def decode_batch(payload: bytes, topic_device: str | None = None) -> list[Readin
             raise PayloadError(f"readings[{index}]: device {reading.device!r} is not the batch's {device!r}")
         readings.append(reading)
     return readings
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def encode_status(device: str, state: str, **fields: Any) -> bytes:

@@ -200,6 +200,14 @@ class Reading:
                 return kind
         raise ReadingError(f"unknown part type {type(self.part).__name__}")
 
+    def at_precision(self) -> "Reading":
+        """This reading with its numbers rounded to what the instruments resolve (:data:`DECIMALS`)."""
+        part = at_precision(self.part)
+        position = None if self.position is None else at_precision(self.position)
+        if part is self.part and position is self.position:
+            return self
+        return dataclasses.replace(self, part=part, position=position)
+
     def to_dict(self) -> dict[str, Any]:
         if self.seq is None:
             raise ReadingError("seq: a reading gets its seq when it is buffered")
@@ -219,17 +227,52 @@ class Reading:
         return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+# What the instruments resolve, in decimals, for every field that is a number with a
+# fraction (docs/protocol.md, "Precision").  The unit keeps and sends no more
+# (:meth:`Reading.at_precision`): digits past these are noise of the float arithmetic
+# (``25.000148000000003`` km/h) or of the receiver, and the compact encoding sends each as a
+# whole number of these steps.
+DECIMALS: dict[str, dict[str, int]] = {
+    "position": {"lat": 6, "lon": 6, "alt_m": 1, "hdop": 2, "speed_kmh": 1, "course_deg": 1},
+    "signal": {"rssi_dbm": 1, "rsrp_dbm": 1, "rsrq_db": 1, "sinr_db": 1, "rscp_dbm": 1, "ecio_db": 1},
+    "latency": {"loss_pct": 2, "rtt_min_ms": 2, "rtt_avg_ms": 2, "rtt_max_ms": 2, "jitter_ms": 2},
+    "throughput": {"down_mbps": 3, "up_mbps": 3, "duration_s": 2},
+    "event": {},
+}
+
+
 def part_dict(part: Part | Position) -> dict[str, Any]:
     """The JSON form of a reading's part (``signal``, ``latency`` ...) or position: its fields
     by name (values as they are: every field is a JSON scalar, or an event's ``data``)."""
-    names = _FIELD_NAMES.get(type(part))
-    if names is None:
-        names = _FIELD_NAMES[type(part)] = tuple(f.name for f in dataclasses.fields(part))
-    return {name: getattr(part, name) for name in names}
+    fields = _FIELDS_OF.get(type(part))
+    if fields is None:
+        fields = _FIELDS_OF[type(part)] = _fields_of(type(part))
+    return {name: getattr(part, name) for name in fields[0]}
+
+
+def at_precision(part: Any) -> Any:
+    """``part`` (or a position) with its numbers rounded to :data:`DECIMALS`."""
+    fields = _FIELDS_OF.get(type(part))
+    if fields is None:
+        fields = _FIELDS_OF[type(part)] = _fields_of(type(part))
+    changes = {}
+    for name, decimals in fields[1]:
+        value = getattr(part, name)
+        if type(value) is float:
+            rounded = round(value, decimals)
+            if rounded != value:
+                changes[name] = rounded
+    return dataclasses.replace(part, **changes) if changes else part
+
+
+def _fields_of(cls: type) -> tuple[tuple[str, ...], tuple[tuple[str, int], ...]]:
+    group = "position" if cls is Position else next(k for k, c in PART_TYPES.items() if c is cls)
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    return names, tuple(DECIMALS[group].items())
 
 
 # Read once per class: dataclasses.fields() costs more than the copying, a reading at a time.
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_FIELDS_OF: dict[type, tuple[tuple[str, ...], tuple[tuple[str, int], ...]]] = {}
 
 
 def _check_value(where: str, kind: Any, value: Any) -> Any:

@@ -180,6 +180,7 @@ def _config(work: Path, link: LinkProxy, broker: LocalBroker, boat: SimulatedBoa
         backoff_max = "1s"
         keepalive = "5s"
         batch_size = 50
+        encoding = "compact"
         [budget]
         ledger = "{work / 'usage.db'}"
         [source]

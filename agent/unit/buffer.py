@@ -364,7 +364,7 @@ class ReadingBuffer:
         stored = []
         with self._transaction():
             for offset, reading in enumerate(items):
-                numbered = replace(reading, seq=next_seq + offset)
+                numbered = replace(reading.at_precision(), seq=next_seq + offset)
                 unsynced = numbered.time_source == "unsynced" and numbered.boottime is not None
                 self.conn.execute(
                     "INSERT INTO readings(seq, kind, time, body, boot, boottime) VALUES (?, ?, ?, ?, ?, ?)",

@@ -90,6 +90,13 @@ class UplinkConfig:
     )
     connect_timeout: float = setting(20.0, "Give up a connection attempt (TCP, TLS, CONNACK) after this long.", "duration", minimum=1)
     batch_size: int = setting(200, "Readings per MQTT message at most (a message is also kept under 1 MB).", "int", minimum=1, maximum=2000)
+    encoding: str = setting(
+        "json",
+        "How batches are written: 'compact' (columns, compressed: about 12-25 bytes a reading; what field "
+        "units are installed with) or 'json' (about 580 bytes a reading, readable with mosquitto_sub). "
+        "Collectors read both.",
+        "choice", choices=("compact", "json"),
+    )
     max_inflight: int = setting(
         8, "Batches sent but not yet acknowledged at most; more hides round-trip time on slow links.", "int", minimum=1, maximum=100
     )

@@ -50,7 +50,7 @@ from agent.unit.config_files import check_tls_files
 from agent.unit.delivery import DeliveryTracker
 from agent.shared.polling import wait_until
 from agent.shared.protocol import (
-    Confirmation, PayloadError, confirm_topic, decode_confirmation, encode_batch, encode_status, readings_topic, status_topic,
+    CONTENT_TYPES, Confirmation, PayloadError, confirm_topic, decode_confirmation, encode_for_wire, encode_status, readings_topic, status_topic,
 )
 from agent.shared.reading import format_time
 
@@ -138,6 +138,8 @@ class MqttUplink:
         # full window of refusals would cost a metered SIM eight batches per attempt.
         self._probing = False
         self._client: mqtt.Client | None = None
+        self._batch_properties: dict[str, Properties] = {}  # per encoding, MQTT 5 only
+        self._publish_overhead = 0
         self._ready = False
         self._connect_started = 0.0
         self._next_attempt = 0.0
@@ -252,6 +254,14 @@ class MqttUplink:
             self._failed(f"cannot reach broker {cfg.host}:{cfg.port}: {exc}")
             return
         self._client = client
+        # Fixed header, topic, packet id, properties: a handful of bytes beside the payload.
+        self._publish_overhead = len(self._readings_topic) + 8
+        self._batch_properties = {}
+        if v5:  # 3.1.1 has no properties: there the payload's first byte says the encoding
+            for encoding, content_type in CONTENT_TYPES.items():
+                properties = self._batch_properties[encoding] = Properties(PacketTypes.PUBLISH)
+                properties.ContentType = content_type
+            self._publish_overhead += len(CONTENT_TYPES[cfg.encoding]) + 3
 
     def _failed(self, reason: str) -> None:
         self.stats.connection_failures += 1
@@ -460,16 +470,16 @@ class MqttUplink:
             batch = self.buffer.take(self.config.batch_size, MAX_MESSAGE_BYTES)
             if batch is None:
                 return
-            payload = encode_batch(self.device, batch.bodies)
-            info = self._client.publish(self._readings_topic, payload, qos=1)
+            encoding, payload = encode_for_wire(self.device, batch.bodies, self.config.encoding)
+            properties = self._batch_properties.get(encoding)
+            info = self._client.publish(self._readings_topic, payload, qos=1, properties=properties)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self.buffer.nack(batch)
                 self._lost(f"publish failed ({mqtt.error_string(info.rc)})")
                 return
             self._inflight[info.mid] = (batch, time.monotonic())
             self.stats.batches_sent += 1
-            # Fixed header, topic, packet id, properties: a handful of bytes beside the payload.
-            self.stats.bytes_sent += len(payload) + len(self._readings_topic) + 8
+            self.stats.bytes_sent += len(payload) + self._publish_overhead
 
     def _check_stale(self, now: float) -> None:
         limit = max(30.0, 2 * self.config.keepalive)
