@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.commands.exit_status import RuntimeFailure, UsageError
+from agent.commands.feed import add_broker_login, broker_password
 
 if TYPE_CHECKING:
     from agent.centre.survey import Survey
@@ -99,11 +100,7 @@ def add_collect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--client-id", metavar="ID",
                    help="MQTT client id, unique per collector and the same across its restarts "
                         "(default blankspot-collector-<hostname>)")
-    p.add_argument("--username", help="broker login")
-    p.add_argument("--password-file", metavar="PATH", help="file holding the broker password (first line)")
-    p.add_argument("--tls-ca", metavar="PATH", help="CA certificate to check the broker with (turns TLS on)")
-    p.add_argument("--tls-cert", metavar="PATH", help="client certificate, for brokers that require one")
-    p.add_argument("--tls-key", metavar="PATH", help="key of --tls-cert")
+    add_broker_login(p)
     p.add_argument("--session-expiry", default="7d", metavar="DURATION",
                    help="how long the broker keeps this collector's messages while it is away (default 7d)")
     p.add_argument("--inflight", type=int, default=COLLECTOR_INFLIGHT, metavar="N",
@@ -135,19 +132,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         confirm_interval = parse_duration(args.confirm_interval)
     except ValueError as exc:
         raise UsageError(f"blankspot collect: {exc}") from None
-    password = None
-    if args.password_file:
-        try:
-            lines = Path(args.password_file).read_text().splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"blankspot collect: cannot read --password-file: {exc}") from None
-        password = lines[0] if lines else ""
-    for name in ("tls_ca", "tls_cert", "tls_key"):
-        value = getattr(args, name)
-        if value is not None and not Path(value).is_file():
-            raise UsageError(f"blankspot collect: --{name.replace('_', '-')}: no such file {value}")
-    if bool(args.tls_cert) != bool(args.tls_key):
-        raise UsageError("blankspot collect: --tls-cert and --tls-key go together")
+    password = broker_password(args, "collect")
     settings = CollectorSettings(
         broker=broker, client_id=args.client_id or default_client_id(), group=args.group, prefix=args.prefix,
         username=args.username, password=password,

@@ -13,7 +13,7 @@ import sys
 from typing import Callable, Sequence
 
 from agent import __version__
-from agent.commands import centre, demo, devices, measure, unit
+from agent.commands import centre, demo, devices, feed, measure, unit
 from agent.commands.exit_status import EXIT_READER_GONE, EXIT_RUNTIME, EXIT_USAGE, RuntimeFailure, UsageError
 from agent.unit.config import ConfigError
 
@@ -23,7 +23,7 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     demo.add_demo,
     measure.add_measure,
     centre.add_speed_server, centre.add_collect, centre.add_export, centre.add_map, centre.add_report,
-    centre.add_units, centre.add_aggregate, centre.add_serve,
+    centre.add_units, centre.add_aggregate, centre.add_serve, feed.add_tail,
 )
 
 
