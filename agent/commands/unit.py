@@ -75,8 +75,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (BufferError, PanelError) as exc:
         raise RuntimeFailure(str(exc)) from None
     stop = threading.Event()
+
+    def stop_now(*_: object) -> None:
+        stop.set()
+        service.wake()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, stop_now)
     service.run(stop)
     return 0
 
