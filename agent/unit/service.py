@@ -78,6 +78,7 @@ class AgentService:
         )
         self.last: Reading | None = None
         self.taken = 0
+        self.turns = 0  # of the main loop: what an idle unit must keep small
         self.started_wall = time.time()
         self.started = time.monotonic()
         self.stop_event: threading.Event | None = None
@@ -181,6 +182,7 @@ class AgentService:
         next_usage = time.monotonic() + USAGE_EVERY_S
         try:
             while not stop.is_set():
+                self.turns += 1
                 self.watchdog.heartbeat()
                 now = time.monotonic()
                 self.store(self.probes.tick() + self._events_from_panel())
