@@ -11,7 +11,8 @@ first reading, the first state file) it is measured over that window:
 
 Then the imports of ``blankspot --help`` and ``blankspot run --check``: the total of the
 top-level entries of ``python -X importtime`` (the interpreter's own ``site`` included) and the
-wall time of the process, medians of ``--import-runs`` runs after one warm-up.  The modules
+wall time of the process, medians of ``--import-runs`` runs after one warm-up, the trees and
+commands taking turns.  The modules
 are compiled once into a cache of the bench's own (``PYTHONPYCACHEPREFIX``), as an installed
 unit has them; a tree run without bytecode would measure the compiler instead.
 
@@ -163,20 +164,24 @@ def import_total_ms(stderr: str) -> float:
     return total / 1000
 
 
-def import_runs(label: str, code: Path, config: Path, cache: Path, runs: int) -> list[Imports]:
-    results = []
-    for name, argv in (("--help", ["--help"]), ("run --check", ["run", "--check", "--config", str(config)])):
-        command = [sys.executable, "-X", "importtime", "-m", "agent", *argv]
-        env = environment(code, cache)
-        subprocess.run(command, cwd=code, env=env, capture_output=True, check=True)  # compiles into the cache
-        imports, walls = [], []
-        for _ in range(runs):
-            began = time.perf_counter()
-            done = subprocess.run(command, cwd=code, env=env, capture_output=True, text=True, check=True)
-            walls.append(1000 * (time.perf_counter() - began))
-            imports.append(import_total_ms(done.stderr))
-        results.append(Imports(label, name, statistics.median(imports), statistics.median(walls)))
-    return results
+def import_runs(trees: list[tuple[str, Path]], config: Path, cache: Path, runs: int) -> list[Imports]:
+    """Each command of each tree in turn, round after round, so a noisy moment hits all alike."""
+    commands = (("--help", ["--help"]), ("run --check", ["run", "--check", "--config", str(config)]))
+    times: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+    for round_ in range(runs + 1):
+        for label, code in trees:
+            env = environment(code, cache)
+            for name, argv in commands:
+                command = [sys.executable, "-X", "importtime", "-m", "agent", *argv]
+                began = time.perf_counter()
+                done = subprocess.run(command, cwd=code, env=env, capture_output=True, text=True, check=True)
+                wall = 1000 * (time.perf_counter() - began)
+                if round_:  # the first round compiles into the cache
+                    imports, walls = times.setdefault((label, name), ([], []))
+                    imports.append(import_total_ms(done.stderr))
+                    walls.append(wall)
+    return [Imports(label, name, statistics.median(imports), statistics.median(walls))
+            for (label, name), (imports, walls) in times.items()]
 
 
 def report(idle: list[Idle], imports: list[Imports]) -> None:
@@ -211,11 +216,9 @@ def main() -> None:
         idle = idle_runs(trees, broker.port, work, cache, args.seconds)
     finally:
         broker.stop()
-    imports: list[Imports] = []
-    for label, code in trees:
-        print(f"imports of {label}: {args.import_runs} runs of each command", flush=True)
-        config = write_config(work / "check" / "agent.toml", broker.port, "idle-check")
-        imports.extend(import_runs(label, code, config, cache, args.import_runs))
+    print(f"imports: {args.import_runs} runs of each command of each tree", flush=True)
+    config = write_config(work / "check" / "agent.toml", broker.port, "idle-check")
+    imports = import_runs(trees, config, cache, args.import_runs)
     report(idle, imports)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = folder / f"idle-{stamp}.json"
