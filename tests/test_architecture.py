@@ -326,3 +326,20 @@ def test_building_the_command_line_imports_no_collector_exporter_or_live_map() -
              "print(' '.join(sorted(m for m in sys.modules if m.startswith(('agent.centre.', 'paho')))))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.split() == ["agent.centre.choices", "agent.centre.coverage"]
+
+
+def test_checking_a_unit_config_imports_only_the_config_code(tmp_path: Path) -> None:
+    """``blankspot run --check`` (an installer's and systemd's ExecStartPre check) builds only
+    the ``run`` command and reads the config: no centre, no simulator, no MQTT library, no
+    buffer, uplink, service or device driver."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[device]\nid = "unit-1"\n\n[buffer]\npath = "{tmp_path / "buffer.db"}"\n')
+    probe = ("import sys; from agent.commands.main import main; status = main(['run', '--check', '--config', "
+             f"{str(config)!r}]); print(status, ' '.join(sorted(m for m in sys.modules if m.startswith(("
+             "'agent.centre', 'agent.sim', 'paho', 'gpiozero', 'agent.unit.buffer', 'agent.unit.uplink', "
+             "'agent.unit.service', 'agent.unit.devices', 'agent.unit.probes')))))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.splitlines()[-1].split() == ["0"], done.stdout

@@ -2,8 +2,10 @@
 
 Errors a user can fix (bad arguments, bad config) print one line on stderr and exit 2;
 runtime failures exit 1.  No tracebacks for either.  Each subcommand's module has an
-``add_<name>(sub)`` that adds its parser; :data:`COMMANDS` lists them in the order
-``blankspot --help`` shows them.
+``add_<name>(sub)`` that adds its parser; :data:`COMMANDS` names them in the order
+``blankspot --help`` shows them.  A command line that names its command builds only that
+command's parser, so ``blankspot run`` imports nothing another command needs for its
+choices and defaults.
 """
 from __future__ import annotations
 
@@ -17,13 +19,14 @@ from agent.commands import centre, demo, devices, feed, measure, unit
 from agent.commands.exit_status import EXIT_READER_GONE, EXIT_RUNTIME, EXIT_USAGE, RuntimeFailure, UsageError
 from agent.unit.config import ConfigError
 
-COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    unit.add_run, unit.add_status, unit.add_doctor,
-    devices.add_modem, devices.add_gps,
-    demo.add_demo,
-    measure.add_measure,
-    centre.add_speed_server, centre.add_collect, centre.add_export, centre.add_map, centre.add_report,
-    centre.add_units, centre.add_aggregate, centre.add_serve, feed.add_tail,
+COMMANDS: tuple[tuple[str, Callable[[argparse._SubParsersAction], None]], ...] = (
+    ("run", unit.add_run), ("status", unit.add_status), ("doctor", unit.add_doctor),
+    ("modem", devices.add_modem), ("gps", devices.add_gps),
+    ("demo", demo.add_demo),
+    ("measure", measure.add_measure),
+    ("speed-server", centre.add_speed_server), ("collect", centre.add_collect), ("export", centre.add_export),
+    ("map", centre.add_map), ("report", centre.add_report), ("units", centre.add_units),
+    ("aggregate", centre.add_aggregate), ("serve", centre.add_serve), ("tail", feed.add_tail),
 )
 
 
@@ -32,21 +35,25 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or with ``command`` only that command's parser."""
     parser = _Parser(prog="blankspot", description="Field network-measurement agent and blank-spot map collector.")
     parser.add_argument("--version", action="version", version=f"blankspot {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    for add in COMMANDS:
-        add(sub)
+    for name, add in COMMANDS:
+        if command is None or name == command:
+            add(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    named = words[0] if words and words[0] in dict(COMMANDS) else None
+    parser = build_parser(named)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(words)
         func: Callable[[argparse.Namespace], int] = args.func
         return func(args)
     except UsageError as exc:

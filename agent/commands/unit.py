@@ -51,9 +51,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from agent.unit.buffer import BufferError
     from agent.unit.config_files import file_problems
-    from agent.unit.devices.panel import PanelError
 
     path = args.config or DEFAULT_PATH
     config = load_config_arg(args)
@@ -65,6 +63,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         print(f"{path}: ok (device {config.device_id})")
         return 0
+    # Imported past --check, which validates the config without the buffer's or the panel's code.
+    from agent.unit.buffer import BufferError
+    from agent.unit.devices.panel import PanelError
+
     setup_logging(args.log_level or config.log.level)
     # Not fatal at run time: readings are taken and buffered while, say, a certificate is
     # still missing, and a buffer folder that cannot be written stops the service anyway.
@@ -75,8 +77,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (BufferError, PanelError) as exc:
         raise RuntimeFailure(str(exc)) from None
     stop = threading.Event()
+
+    def stop_now(*_: object) -> None:
+        stop.set()
+        service.wake()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, stop_now)
     service.run(stop)
     return 0
 

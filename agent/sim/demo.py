@@ -248,6 +248,7 @@ def _trip(trip_seconds: float, work: Path, broker: LocalBroker, link: LinkProxy,
     # Kota Bangun has service: the agent stops taking readings and gets time to drain.
     drain_start = time.monotonic()
     stop.set()
+    service.wake()
     agent_thread.join(45)
     stats = read_stats(config.buffer.path)
     taken = stats.last_seq

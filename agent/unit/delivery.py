@@ -149,6 +149,27 @@ class DeliveryTracker:
             return None
         return self._last_progress + min(self.max_wait, self.probe_after * (2 ** min(self._probes, 30)))
 
+    def next_due(self, now: float) -> float | None:
+        """The earliest time (monotonic) :meth:`due` may return seqs it does not return at ``now``.
+
+        Unlike :meth:`next_check` this includes the overtaken batches' own graces, so a
+        caller that sleeps until then misses no re-send; None with nothing waiting.
+        """
+        if not self._sent:
+            return None
+        times: list[float] = []
+        if self._frontier is not None:
+            frontier = self._frontier
+            times.extend(sent.acked + self._wait(sent.attempt) for sent in self._sent
+                         if sent.acked < frontier and any(seq <= self._bound for seq in sent.seqs))
+        # The silence rule needs both its own wait over and one batch's wait over.
+        silence = self.next_check(now)
+        assert silence is not None
+        first_ready = min(sent.acked + self._wait(sent.attempt) for sent in self._sent)
+        times.append(max(silence, first_ready))
+        later = [t for t in times if t > now]
+        return min(later) if later else None
+
     # -- internals -----------------------------------------------------------------------
 
     def _wait(self, attempt: int) -> float:

@@ -19,7 +19,6 @@ test that takes a minute on a moving boat belongs where it began.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Protocol
@@ -38,6 +37,8 @@ from agent.shared.reading import Event, Part, Position, Reading, Signal
 from agent.unit.schedule import Scheduler, UnitState
 
 log = logging.getLogger(__name__)
+
+FIELD_TICK_S = 0.2
 
 Measure = Callable[[], Part]
 
@@ -60,7 +61,7 @@ class Probes(Protocol):
         """The readings ready to buffer; called by the loop a few times a second."""
 
     def next_in(self) -> float:
-        """Seconds until it wants the next ``tick`` (``math.inf``: the loop's own pace is enough)."""
+        """Seconds until it wants the next ``tick``; the loop sleeps no longer than that."""
 
     def fix(self) -> Fix | None:
         """The current GPS fix, for placing events; None without one."""
@@ -256,8 +257,9 @@ class FieldProbes:
         return readings
 
     def next_in(self) -> float:
-        # The schedule is asked what is due at every tick: the loop's own pace is the one it needs.
-        return math.inf
+        # What is due depends on the distance travelled and the serving cell, and measurements
+        # finish on their own threads: the schedule is asked again a few times a second.
+        return FIELD_TICK_S
 
     def _taken(self, started: Started, part: Part) -> Reading:
         return Reading.taken(self.device, started.stamp, part, started.position)

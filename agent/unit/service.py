@@ -1,9 +1,11 @@
 """The agent's main loop: take readings on schedule, buffer them, keep the uplink going.
 
-One loop, a few turns a second, that never blocks: measurements run on their own threads
-(:mod:`agent.unit.probes`), the uplink on its own (:mod:`agent.unit.uplink`).  Each turn it buffers
-the readings that are ready, shows the state on the panel, tells systemd's watchdog it is
-alive, and every few seconds writes the state file ``blankspot status`` reads.
+One loop that never blocks: measurements run on their own threads (:mod:`agent.unit.probes`),
+the uplink on its own (:mod:`agent.unit.uplink`).  Each turn it buffers the readings that are
+ready (and wakes the uplink to send them), shows the state on the panel, tells systemd's
+watchdog it is alive, and every few seconds writes the state file ``blankspot status`` reads.
+Between turns it sleeps until the next of these is due (the probes say when they next want a
+turn), or until a panel button, a power failure or a stop wakes it.
 
 The readings come from a :class:`~agent.unit.probes.Probes`: the unit's devices
 (``source.kind = "devices"``), or whatever a factory passed in builds (the simulator's
@@ -37,10 +39,12 @@ from agent.shared.watchdog import SystemdNotifier, Watchdog
 
 log = logging.getLogger(__name__)
 
-TICK_S = 0.2
+TICK_S = 0.2  # the shortest signal interval the demo plans a trip with
 STATE_EVERY_S = 2.0
 USAGE_EVERY_S = 60.0
 STOP_WAIT_S = 5.0
+# The longest a stop set without wake() goes unnoticed (the command and the demo call wake()).
+STOP_NOTICED_S = 1.0
 
 
 def state_path(config: Config) -> Path:
@@ -74,6 +78,7 @@ class AgentService:
         )
         self.last: Reading | None = None
         self.taken = 0
+        self.turns = 0  # of the main loop: what an idle unit must keep small
         self.started_wall = time.time()
         self.started = time.monotonic()
         self.stop_event: threading.Event | None = None
@@ -96,6 +101,7 @@ class AgentService:
         self._pending_parts: list[Event] = []
         self._uplink_bytes_counted = 0
         self._parts_lock = threading.Lock()
+        self._woken = threading.Event()
 
     # -- what other parts ask ------------------------------------------------------------
 
@@ -113,12 +119,18 @@ class AgentService:
         """Record a tag event (the panel button, or the demo) at the current position."""
         with self._parts_lock:
             self._pending_parts.append(event)
+        self.wake()
+
+    def wake(self) -> None:
+        """End the loop's sleep now: a tag is waiting, or ``stop`` was just set."""
+        self._woken.set()
 
     def _halt(self, why: str) -> None:
         log.warning("shutdown requested (%s): flushing the buffer, then powering off", why)
         self.shutdown_requested = why
         if self.stop_event is not None:
             self.stop_event.set()
+        self.wake()
 
     # -- readings ------------------------------------------------------------------------
 
@@ -136,6 +148,8 @@ class AgentService:
                 log.info("event %s: %s", reading.part.type, reading.part.message)  # type: ignore[union-attr]
         self.last = stored[-1]
         self.taken += len(stored)
+        if self.uplink is not None:
+            self.uplink.wake()
 
     def _events_from_panel(self) -> list[Reading]:
         with self._parts_lock:
@@ -152,7 +166,9 @@ class AgentService:
         """Run until ``stop`` is set; then stop the uplink cleanly and close the buffer.
 
         With ``drain_timeout``, readings still waiting are given that long to reach the
-        broker first (when a connection exists), as before a planned power-off.
+        broker first (when a connection exists), as before a planned power-off.  Whoever sets
+        ``stop`` calls :meth:`wake` to be heard at once; otherwise the loop notices within
+        ``STOP_NOTICED_S``.
         """
         self.stop_event = stop
         log.info("agent %s starting (%s source): buffer %s, %d readings waiting", self.device,
@@ -166,6 +182,7 @@ class AgentService:
         next_usage = time.monotonic() + USAGE_EVERY_S
         try:
             while not stop.is_set():
+                self.turns += 1
                 self.watchdog.heartbeat()
                 now = time.monotonic()
                 self.store(self.probes.tick() + self._events_from_panel())
@@ -175,9 +192,18 @@ class AgentService:
                 if now >= next_usage:
                     self._account_usage()
                     next_usage = now + USAGE_EVERY_S
-                stop.wait(max(0.0, min(TICK_S, self.probes.next_in())))
+                self._sleep(min(next_state, next_usage) - time.monotonic())
         finally:
             self._stop(drain_timeout if not self.shutdown_requested else max(drain_timeout, 30.0))
+
+    def _sleep(self, until_due: float) -> None:
+        """Sleep until the probes, ``until_due`` seconds or the watchdog want the next turn."""
+        wait = min(until_due, self.probes.next_in(), STOP_NOTICED_S)
+        if self.watchdog.policy is not None:
+            # Heartbeats four times per ping interval keep the pings going with a margin.
+            wait = min(wait, self.watchdog.policy.interval / 4)
+        self._woken.wait(max(0.0, wait))
+        self._woken.clear()
 
     def _stop(self, drain_timeout: float) -> None:
         self.notifier.stopping("stopping: finishing measurements, keeping the buffer")

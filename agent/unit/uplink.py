@@ -3,9 +3,16 @@
 One thread owns the paho client and does everything network-side in order: connect,
 publish the retained ``online`` status, publish batches (at most ``max_inflight``
 unacknowledged), and hand each batch back to the buffer as delivered only when the broker's
-PUBACK for it arrives with a success code.  Because every paho callback runs inside
-``Client.loop()`` on this same thread, there are no races between publishing a batch and
-its acknowledgement.
+PUBACK for it arrives with a success code.  Because every paho callback runs inside the
+client's ``loop_read``, ``loop_write`` or ``loop_misc`` on this same thread, there are no
+races between publishing a batch and its acknowledgement.
+
+The thread sleeps in ``poll`` on the client's socket and a wake-up pipe of its own until the
+socket can be read (or written, when paho has bytes waiting), until :meth:`MqttUplink.wake`
+(new readings in the buffer) or :meth:`MqttUplink.stop`, or until the next thing it must do on
+time: a keepalive check, the status message, a reconnect attempt, the end of a hold, a batch
+gone stale, a re-send the delivery tracker will ask for.  An idle connected unit wakes a few
+times a minute, and a reading buffered while connected is published at once.
 
 Delivery ends in the centre's database, not at the broker.  The thread also subscribes to
 the unit's own ``confirm`` topic; each confirmation a collector publishes there is applied to
@@ -28,7 +35,9 @@ coming back after a broker outage does not reconnect in lock-step.
 from __future__ import annotations
 
 import logging
+import os
 import random
+import select
 import ssl
 import threading
 import time
@@ -79,6 +88,7 @@ class UplinkStats:
     readings_resent: int = 0  # acknowledged readings sent again because the centre lacked them
     last_delivery: str | None = None
     last_error: str | None = None
+    wakeups: int = 0  # times the thread's wait ended: what an idle unit must keep small
 
 
 @dataclass
@@ -151,6 +161,11 @@ class MqttUplink:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failure_streak_logged = False
+        # The pipe's ends exist while the thread runs; the lock keeps wake() from writing to a
+        # descriptor number the thread has just closed (and the system may have reused).
+        self._wake_lock = threading.Lock()
+        self._wake_r: int | None = None
+        self._wake_w: int | None = None
 
     # -- public --------------------------------------------------------------------------
 
@@ -159,12 +174,26 @@ class MqttUplink:
         return self._ready
 
     def start(self) -> None:
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         self._thread = threading.Thread(target=self._run, name="uplink", daemon=True)
         self._thread.start()
+
+    def wake(self) -> None:
+        """Look at the buffer now (readings were just stored), not at the next deadline."""
+        with self._wake_lock:
+            if self._wake_w is None:
+                return
+            try:
+                os.write(self._wake_w, b"!")
+            except BlockingIOError:  # the pipe is full: the thread has wake-ups enough to read
+                pass
 
     def stop(self, timeout: float = 5.0) -> None:
         """Publish ``offline`` (when connected), disconnect cleanly and end the thread."""
         self._stop.set()
+        self.wake()
         if self._thread is not None:
             self._thread.join(timeout + 2)
 
@@ -185,18 +214,25 @@ class MqttUplink:
             self._shutdown()
         except Exception:
             log.exception("uplink error while stopping")
+        finally:
+            with self._wake_lock:
+                for fd in (self._wake_r, self._wake_w):
+                    if fd is not None:
+                        os.close(fd)
+                self._wake_r = self._wake_w = None
 
     def _step(self) -> None:
         now = time.monotonic()
         if self._client is None:
             if now < self._next_attempt:
-                self._stop.wait(min(0.25, self._next_attempt - now))
+                self._wait(None, self._next_attempt - now)
                 return
             self._connect()
             return
-        rc = self._client.loop(timeout=0.05)
+        rc = self._io(self._client, self._next_deadline(now) - now)
         if self._client is None:  # a callback dropped the connection
             return
+        now = time.monotonic()
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             if not self._ready:
                 # With TLS 1.3 a rejected client certificate only shows as a closed connection.
@@ -216,6 +252,74 @@ class MqttUplink:
             if self.config.confirm:
                 self._resend(self.tracker.due(now), "the centre confirmed nothing for a while: probing with")
             self._pump()
+
+    # -- waiting -------------------------------------------------------------------------
+
+    def _next_deadline(self, now: float) -> float:
+        """When this connection next needs the thread, whatever the socket and wake() do."""
+        if not self._ready:
+            return self._connect_started + self.config.connect_timeout + 0.01
+        # paho's keepalive runs in loop_misc; a quarter of it late still pings well inside the
+        # broker's 1.5 times keepalive.
+        times = [now + self.config.keepalive / 4, self._next_status]
+        if self._inflight:
+            limit = max(30.0, 2 * self.config.keepalive)
+            times.append(min(sent for _batch, sent in self._inflight.values()) + limit + 0.01)
+        if self._hold_until > now:
+            times.append(self._hold_until)
+        elif self.config.confirm:
+            due = self.tracker.next_due(now)
+            if due is not None:
+                times.append(due)
+        return min(times)
+
+    def _wait(self, sock: Any, timeout: float) -> tuple[bool, bool]:
+        """Sleep until ``sock`` is readable (writable too when paho has bytes to send), a
+        wake-up or ``timeout`` seconds; (readable, writable)."""
+        self.stats.wakeups += 1
+        poller = select.poll()
+        if self._wake_r is not None:
+            poller.register(self._wake_r, select.POLLIN)
+        want_write = False
+        if sock is not None:
+            want_write = self._client is not None and self._client.want_write()
+            poller.register(sock, select.POLLIN | (select.POLLOUT if want_write else 0))
+        events = poller.poll(max(0.0, timeout) * 1000)
+        readable = writable = False
+        for fd, mask in events:
+            if fd == self._wake_r:
+                self._drain_wakeups()
+            else:
+                # An error or hang-up is found by reading it.
+                readable = bool(mask & (select.POLLIN | select.POLLERR | select.POLLHUP | select.POLLNVAL))
+                writable = bool(mask & select.POLLOUT)
+        return readable, writable
+
+    def _drain_wakeups(self) -> None:
+        assert self._wake_r is not None
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _io(self, client: mqtt.Client, timeout: float) -> MQTTErrorCode:
+        """What ``Client.loop`` does, sleeping in :meth:`_wait` instead of a fixed ``select``."""
+        sock = client.socket()
+        if sock is None:
+            return MQTTErrorCode.MQTT_ERR_NO_CONN
+        # TLS may hold decrypted bytes the socket no longer shows as readable.
+        pending = sock.pending() if hasattr(sock, "pending") else 0
+        readable, writable = self._wait(sock, 0.0 if pending else timeout)
+        if readable or pending:
+            rc = client.loop_read()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or client.socket() is None:
+                return rc if rc != MQTTErrorCode.MQTT_ERR_SUCCESS else MQTTErrorCode.MQTT_ERR_CONN_LOST
+        if writable or client.want_write():
+            rc = client.loop_write()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or client.socket() is None:
+                return rc if rc != MQTTErrorCode.MQTT_ERR_SUCCESS else MQTTErrorCode.MQTT_ERR_CONN_LOST
+        return client.loop_misc()
 
     def _connect(self) -> None:
         cfg = self.config
@@ -297,7 +401,7 @@ class MqttUplink:
         else:
             self._failed(reason)
 
-    # -- paho callbacks (run inside client.loop() on this thread) -------------------------
+    # -- paho callbacks (run inside loop_read, loop_write or loop_misc on this thread) -----
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if client is not self._client:
@@ -527,16 +631,16 @@ class MqttUplink:
         # Let acknowledgements already on their way land, so the goodbye's backlog is true.
         deadline = time.monotonic() + 2.0
         while self._inflight and time.monotonic() < deadline and self._client is client:
-            client.loop(timeout=0.05)
+            self._io(client, deadline - time.monotonic())
         if self._client is not client:
             return
         info = client.publish(self._status_topic, self._status_payload("offline"), qos=1, retain=True)
         deadline = time.monotonic() + 3.0
         while not info.is_published() and time.monotonic() < deadline and self._client is client:
-            client.loop(timeout=0.05)
+            self._io(client, deadline - time.monotonic())
         if self._client is client:
             client.disconnect()
-            client.loop(timeout=0.05)
+            self._io(client, 0.0)
         self._client = None
         self._ready = False
         self.buffer.release_all()
