@@ -65,7 +65,6 @@ from agent.unit.uplink import MqttUplink
 
 FILL_CHUNK = 1000
 INNER = "--inner-refill"
-LAB_BROKER_PORT = 1883
 # The shipped settings this benchmark starts from.
 FIELD_CADENCE_S = 10.0  # a fixed probe's reading period
 COLLECTOR_INTERVAL_S = CollectorSettings.confirm_interval_s  # blankspot collect --confirm-interval
@@ -466,25 +465,6 @@ class Refill:
         return self.refill_up + self.refill_down
 
 
-class BrokerInNamespace(LocalBroker):
-    """``LocalBroker``'s Mosquitto (same configuration), started inside a lab namespace."""
-
-    def __init__(self, lab: Any, ns: str, workdir: Path) -> None:
-        super().__init__("mosquitto", port=LAB_BROKER_PORT, workdir=workdir,
-                         listener=f"listener {LAB_BROKER_PORT} 0.0.0.0\nallow_anonymous true\n")
-        self.lab, self.ns = lab, ns
-
-    def _command(self) -> list[str]:
-        return ["ip", "netns", "exec", self.ns, *super()._command()]
-
-    def start(self, timeout: float = 15.0) -> "BrokerInNamespace":
-        with open(self.workdir / "mosquitto.out", "ab") as out:
-            self.process = subprocess.Popen(self._command(), stdout=out, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
-        self.lab.wait_tcp(self.ns, self.port, timeout)
-        return self
-
-
 def lab_missing() -> str | None:
     """Why the link lab cannot be built here, or None."""
     if os.geteuid() != 0:
@@ -514,6 +494,8 @@ def refill_once(args: argparse.Namespace, work: Path, away: float, lab: Any | No
     work.mkdir(parents=True)
     db = work / "collector.db"
     if lab is not None:
+        from tests.support.netlab import BrokerInNamespace
+
         broker: LocalBroker = BrokerInNamespace(lab, lab.server_ns, work / "broker").start()
         host, wrap, iface = lab.server_ip, ["ip", "netns", "exec", lab.server_ns], lab.client_if
         link = (f"emulated: {args.rate_mbit:g} Mbit/s each way, {args.delay_ms / 2:g} ms each way "

@@ -57,6 +57,8 @@ from agent.unit.buffer import Batch, BufferError, ReadingBuffer
 from agent.unit.config import UplinkConfig
 from agent.unit.config_files import check_tls_files
 from agent.unit.delivery import DeliveryTracker
+from agent.unit.link_plan import LinkMeter, plan_sending
+from agent.unit.tcp_info import read_tcp_info
 from agent.shared.polling import wait_until
 from agent.shared.protocol import (
     CONTENT_TYPES, Confirmation, PayloadError, confirm_topic, decode_confirmation, encode_for_wire, encode_status, readings_topic, status_topic,
@@ -158,6 +160,10 @@ class MqttUplink:
         self._online_since: str | None = None
         self._inflight: dict[int, tuple[Batch, float]] = {}
         self._status_mids: set[int] = set()
+        # What the link does, and the batch size and window chosen from it (agent.unit.link_plan).
+        self._meter = LinkMeter()
+        self.plan = plan_sending(None, config.batch_size, config.max_inflight)
+        self._next_plan = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failure_streak_logged = False
@@ -410,6 +416,7 @@ class MqttUplink:
             self._lost(f"broker {self.config.host}:{self.config.port} refused the connection: {reason_code}")
             return
         self._ready = True
+        self._meter.connected()
         self._backoff.reset()
         self._failure_streak_logged = False
         self.stats.connects += 1
@@ -527,6 +534,7 @@ class MqttUplink:
         self.stats.batches_acked += 1
         self.stats.readings_acked += len(batch)
         self.stats.last_delivery = format_time(datetime.now(timezone.utc))
+        self._replan(client)
         if not self._mark(batch):
             self._unmarked.append(batch)  # still leased: not sent again while it waits
 
@@ -569,9 +577,9 @@ class MqttUplink:
 
     def _pump(self) -> None:
         assert self._client is not None
-        window = 1 if self._probing else self.config.max_inflight
+        window = 1 if self._probing else self.plan.window
         while len(self._inflight) < window:
-            batch = self.buffer.take(self.config.batch_size, MAX_MESSAGE_BYTES)
+            batch = self.buffer.take(self.plan.batch, MAX_MESSAGE_BYTES)
             if batch is None:
                 return
             encoding, payload = encode_for_wire(self.device, batch.bodies, self.config.encoding)
@@ -584,6 +592,19 @@ class MqttUplink:
             self._inflight[info.mid] = (batch, time.monotonic())
             self.stats.batches_sent += 1
             self.stats.bytes_sent += len(payload) + self._publish_overhead
+            self._meter.sent(len(payload) + self._publish_overhead, len(batch))
+
+    def _replan(self, client: mqtt.Client) -> None:
+        """Size batches and window from the link as it is now (at most once a second)."""
+        now = time.monotonic()
+        if now < self._next_plan:
+            return
+        self._next_plan = now + 1.0
+        self._meter.observed(read_tcp_info(client.socket()))
+        plan = plan_sending(self._meter.estimate(), self.config.batch_size, self.config.max_inflight)
+        if plan != self.plan:
+            log.debug("link %s: batches of %d readings, %d in flight", self._meter.estimate(), plan.batch, plan.window)
+            self.plan = plan
 
     def _check_stale(self, now: float) -> None:
         limit = max(30.0, 2 * self.config.keepalive)
@@ -607,6 +628,7 @@ class MqttUplink:
         }
         if self.config.confirm:
             fields["confirm"] = {"rev": stats.confirm_rev}
+        fields["link"] = self.plan.as_status(self._meter.estimate())
         if self.buffer_fault is not None:
             fields["fault"] = self.buffer_fault
         try:

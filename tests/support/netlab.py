@@ -55,6 +55,8 @@ from typing import Any, Sequence
 
 import pytest
 
+from agent.sim.broker import LocalBroker
+
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -341,3 +343,26 @@ class NetLab:
                 return
             time.sleep(0.05)
         raise RuntimeError(f"nothing listens on TCP port {port} in {ns} after {timeout} s")
+
+
+LAB_BROKER_PORT = 1883
+
+
+class BrokerInNamespace(LocalBroker):
+    """``LocalBroker``'s Mosquitto (same configuration), started inside a lab namespace and
+    listening on every address there: the server side of the emulated link."""
+
+    def __init__(self, lab: NetLab, ns: str, workdir: Path) -> None:
+        super().__init__("mosquitto", port=LAB_BROKER_PORT, workdir=workdir,
+                         listener=f"listener {LAB_BROKER_PORT} 0.0.0.0\nallow_anonymous true\n")
+        self.lab, self.ns = lab, ns
+
+    def _command(self) -> list[str]:
+        return ["ip", "netns", "exec", self.ns, *super()._command()]
+
+    def start(self, timeout: float = 15.0) -> "BrokerInNamespace":
+        with open(self.workdir / "mosquitto.out", "ab") as out:
+            self.process = subprocess.Popen(self._command(), stdout=out, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
+        self.lab.wait_tcp(self.ns, self.port, timeout)
+        return self
