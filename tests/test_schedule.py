@@ -128,3 +128,40 @@ def test_a_probe_that_raises_becomes_an_error_outcome() -> None:
     runner.wait(5)
     outcome = runner.poll()
     assert outcome is not None and outcome.error == "RuntimeError: bug" and outcome.result is None
+
+
+@pytest.mark.parametrize("now, kinds, expected", [
+    (0.0, ("signal", "latency", "throughput", "scan"), 10.0),   # everything ran at 0: signal every 10 s
+    (4.0, ("signal",), 6.0),
+    (12.0, ("signal",), 0.0),                                   # overdue: now
+    (4.0, ("latency",), 896.0),
+    (4.0, ("throughput", "scan"), 3596.0),
+    (4.0, (), None),                                            # nothing it could start
+])
+def test_a_fixed_probe_knows_when_its_next_measurement_is_due(now: float, kinds, expected) -> None:
+    assert after_first_round(FIXED).next_in(UnitState(now=now), kinds) == expected
+
+
+def test_a_fixed_probe_waits_out_the_quiet_start_before_costly_measurements() -> None:
+    fresh = Scheduler(FIXED)
+    assert fresh.next_in(UnitState(now=0.0), ("signal",)) == 0.0, "never run: due now"
+    assert fresh.next_in(UnitState(now=20.0), ("throughput", "scan")) == 280.0
+
+
+def test_on_the_move_any_moment_can_make_a_measurement_due() -> None:
+    assert after_first_round(MOBILE).next_in(UnitState(now=4.0)) is None
+
+
+def test_a_finished_measurement_calls_its_wake_up_and_a_running_one_says_when_it_is_given_up() -> None:
+    now = [100.0]
+    finished = threading.Event()
+    release = threading.Event()
+    runner = ProbeRunner("signal", lambda: release.wait(10) and "ok", timeout=30, clock=lambda: now[0])
+    runner.on_done = finished.set
+    assert runner.abandon_in() is None, "idle"
+    runner.start(None)
+    now[0] = 112.0
+    assert runner.abandon_in() == 18.0
+    release.set()
+    assert finished.wait(5), "the loop is woken when the measurement ends"
+    assert runner.poll().result == "ok" and runner.abandon_in() is None

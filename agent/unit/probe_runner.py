@@ -44,6 +44,7 @@ class ProbeRunner(Generic[T, C]):
         self._context: Any = None
         self._done: Outcome[T, C] | None = None
         self._abandoned = False
+        self.on_done: Callable[[], None] | None = None  # called on the measurement's thread when it ends
 
     @property
     def busy(self) -> bool:
@@ -79,6 +80,15 @@ class ProbeRunner(Generic[T, C]):
             else:
                 self._done = Outcome(self.kind, self._context, result, error, False, seconds)
             self._thread = None
+        if self.on_done is not None:
+            self.on_done()
+
+    def abandon_in(self) -> float | None:
+        """Seconds until a running measurement is given up (0: at the next poll); None when idle."""
+        with self._lock:
+            if self._thread is None or self._abandoned:
+                return None
+            return max(0.0, self._started + self.timeout - self.clock())
 
     def poll(self) -> Outcome[T, C] | None:
         """The finished (or just abandoned) measurement's outcome, once; None while it runs."""

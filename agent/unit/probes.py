@@ -257,9 +257,21 @@ class FieldProbes:
         return readings
 
     def next_in(self) -> float:
-        # What is due depends on the distance travelled and the serving cell, and measurements
-        # finish on their own threads: the schedule is asked again a few times a second.
-        return FIELD_TICK_S
+        """A fixed probe sleeps until its next measurement is due, or one running is given up;
+        one finishing wakes the loop (:meth:`wake_on_finish`).  On the move what is due depends
+        on the distance travelled and the serving cell: the schedule is asked a few times a
+        second."""
+        idle = [kind for kind, runner in self.runners.items() if not runner.busy]
+        due = self.scheduler.next_in(self.unit_state(), idle)
+        if due is None and self.config.schedule.mode == "mobile":
+            return FIELD_TICK_S
+        waits = [w for w in [due, *(r.abandon_in() for r in self.runners.values())] if w is not None]
+        return min(waits) if waits else FIELD_TICK_S
+
+    def wake_on_finish(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` (on the measurement's thread) whenever a measurement ends."""
+        for runner in self.runners.values():
+            runner.on_done = wake
 
     def _taken(self, started: Started, part: Part) -> Reading:
         return Reading.taken(self.device, started.stamp, part, started.position)

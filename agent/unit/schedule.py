@@ -71,6 +71,23 @@ class Scheduler:
         j = self.config.jitter if self.config.mode == "fixed" else 0.0
         self._wait[kind] = base * (1 + self.rng.uniform(-j, j))
 
+    def next_in(self, state: UnitState, kinds: tuple[str, ...] | list[str] = KINDS) -> float | None:
+        """Fixed mode: seconds until the first of ``kinds`` is due (0: now).  Mobile mode: None,
+        since a distance travelled or a new serving cell can make one due at any moment."""
+        if self.config.mode == "mobile":
+            return None
+        c = self.config
+        soonest: float | None = None
+        for kind in kinds:
+            if kind == "scan" and c.scan_interval <= 0:
+                continue
+            elapsed = self._elapsed(kind, state)
+            wait = 0.0 if elapsed is None else self._wait[kind] - elapsed
+            if kind in COSTLY:
+                wait = max(wait, c.quiet_after_start - state.now)
+            soonest = wait if soonest is None else min(soonest, wait)
+        return None if soonest is None else max(0.0, soonest)
+
     def _elapsed(self, kind: str, state: UnitState) -> float | None:
         last = self._last.get(kind)
         return None if last is None else state.now - last.at

@@ -67,8 +67,10 @@ class AgentService:
         if probes is not None:
             self.probes: Probes = probes(config, self.device, self.clock)
         elif config.source.kind == "devices":
-            self.probes = FieldProbes(config, self.device, self.clock, latency=latency or default_latency(config),
-                                      throughput=throughput or default_throughput(config))
+            field_probes = FieldProbes(config, self.device, self.clock, latency=latency or default_latency(config),
+                                       throughput=throughput or default_throughput(config))
+            field_probes.wake_on_finish(self.wake)
+            self.probes = field_probes
         else:
             raise ValueError(f"source.kind {config.source.kind!r} needs its probes passed in: "
                              "build the service with agent.commands.unit.make_service")
