@@ -5,6 +5,7 @@ import os
 import platform
 import sqlite3
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -84,3 +85,13 @@ def machine_lines() -> list[str]:
 
 def ratio(ours: float, theirs: float) -> str:
     return f"{ours / theirs:.2f}x" if theirs else "n/a"
+
+
+def open_run(requested: Path | None, prefix: str) -> Path:
+    """Print the machine and where the files go; a fresh folder for this run there."""
+    folder = work_dir(requested)
+    for line in machine_lines():
+        print(line)
+    mount = mount_of(folder)
+    print(f"files in {folder} ({mount.fstype} on {mount.source})", flush=True)
+    return Path(tempfile.mkdtemp(dir=folder, prefix=prefix))

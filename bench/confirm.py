@@ -42,7 +42,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -50,7 +49,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from _common import DEVICE, REPO, machine_lines, mount_of, synthetic_readings, work_dir
+from _common import DEVICE, REPO, machine_lines, open_run, synthetic_readings
 
 from agent.unit.buffer import ReadingBuffer
 from agent.centre.ingest import CollectorSettings
@@ -657,12 +656,7 @@ def main() -> None:
         return
     if mosquitto_path() is None:
         raise SystemExit("mosquitto is not installed (apt-get install mosquitto)")
-    folder = work_dir(args.dir)
-    for line in machine_lines():
-        print(line)
-    mount = mount_of(folder)
-    print(f"files in {folder} ({mount.fstype} on {mount.source})", flush=True)
-    work = Path(tempfile.mkdtemp(dir=folder, prefix="confirm-"))
+    work = open_run(args.dir, "confirm-")
     results: dict[str, Any] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                "machine": machine_lines(), "args": {k: v for k, v in vars(args).items()
                                                                      if k not in ("dir", "inner_refill")}}
@@ -681,7 +675,7 @@ def main() -> None:
         results["refill_note"] = note
         report_refills(refills, note)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    out = folder / f"confirm-{stamp}.json"
+    out = work.parent / f"confirm-{stamp}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     shutil.rmtree(work, ignore_errors=True)
     print(f"\nfigures written to {out}")

@@ -33,13 +33,12 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from _common import REPO, machine_lines, mount_of, work_dir
+from _common import REPO, machine_lines, open_run
 
 from agent.sim.broker import LocalBroker, mosquitto_path
 
@@ -198,12 +197,7 @@ def main() -> None:
     args = parse_args()
     if mosquitto_path() is None:
         raise SystemExit("mosquitto is not installed (apt-get install mosquitto)")
-    folder = work_dir(args.dir)
-    for line in machine_lines():
-        print(line)
-    mount = mount_of(folder)
-    print(f"files in {folder} ({mount.fstype} on {mount.source})", flush=True)
-    work = Path(tempfile.mkdtemp(dir=folder, prefix="idle-"))
+    work = open_run(args.dir, "idle-")
     cache = work / "pycache"
     trees = [("this checkout", REPO)]
     if args.against:
@@ -221,7 +215,7 @@ def main() -> None:
     imports = import_runs(trees, config, cache, args.import_runs)
     report(idle, imports)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    out = folder / f"idle-{stamp}.json"
+    out = work.parent / f"idle-{stamp}.json"
     out.write_text(json.dumps({
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_lines(),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "dir"},

@@ -110,12 +110,7 @@ def decode_batch(payload: bytes, topic_device: str | None = None, content_type: 
         except ColumnsError as exc:
             raise PayloadError(f"compact batch: {exc}") from None
     else:
-        try:
-            table = json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise PayloadError(f"not JSON: {exc}") from None
-        if not isinstance(table, dict) or table.get("schema") != BATCH_SCHEMA:
-            raise PayloadError(f"expected an object with schema {BATCH_SCHEMA!r}")
+        table = _json_object(payload, BATCH_SCHEMA)
         device = table.get("device")
         items = table.get("readings")
         if not isinstance(items, list) or not items:
@@ -134,6 +129,17 @@ def decode_batch(payload: bytes, topic_device: str | None = None, content_type: 
     return readings
 
 
+def _json_object(payload: bytes, schema: str) -> dict[str, Any]:
+    """The JSON object ``payload`` holds, which must name ``schema``."""
+    try:
+        table = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayloadError(f"not JSON: {exc}") from None
+    if not isinstance(table, dict) or table.get("schema") != schema:
+        raise PayloadError(f"expected an object with schema {schema!r}")
+    return table
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -146,12 +152,7 @@ def encode_status(device: str, state: str, **fields: Any) -> bytes:
 
 
 def decode_status(payload: bytes, topic_device: str | None = None) -> dict[str, Any]:
-    try:
-        table = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PayloadError(f"not JSON: {exc}") from None
-    if not isinstance(table, dict) or table.get("schema") != STATUS_SCHEMA:
-        raise PayloadError(f"expected an object with schema {STATUS_SCHEMA!r}")
+    table = _json_object(payload, STATUS_SCHEMA)
     if table.get("state") not in ("online", "offline"):
         raise PayloadError("state: expected 'online' or 'offline'")
     if topic_device is not None and table.get("device") != topic_device:
