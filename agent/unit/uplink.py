@@ -1,8 +1,9 @@
 """MqttUplink: drains the reading buffer to the broker whenever a connection exists.
 
 One thread owns the paho client and does everything network-side in order: connect,
-publish the retained ``online`` status, publish batches (at most ``max_inflight``
-unacknowledged), and hand each batch back to the buffer as delivered only when the broker's
+publish the retained ``online`` status, publish batches (as many readings, and as many
+unacknowledged, as :mod:`agent.unit.link_plan` finds the link carries, within
+``batch_size`` and ``max_inflight``), and hand each batch back to the buffer as delivered only when the broker's
 PUBACK for it arrives with a success code.  Because every paho callback runs inside the
 client's ``loop_read``, ``loop_write`` or ``loop_misc`` on this same thread, there are no
 races between publishing a batch and its acknowledgement.
@@ -269,8 +270,7 @@ class MqttUplink:
         # broker's 1.5 times keepalive.
         times = [now + self.config.keepalive / 4, self._next_status]
         if self._inflight:
-            limit = max(30.0, 2 * self.config.keepalive)
-            times.append(min(sent for _batch, sent in self._inflight.values()) + limit + 0.01)
+            times.append(min(sent for _batch, sent in self._inflight.values()) + self._stale_after + 0.01)
         if self._hold_until > now:
             times.append(self._hold_until)
         elif self.config.confirm:
@@ -606,8 +606,13 @@ class MqttUplink:
             log.debug("link %s: batches of %d readings, %d in flight", self._meter.estimate(), plan.batch, plan.window)
             self.plan = plan
 
+    @property
+    def _stale_after(self) -> float:
+        """A batch unacknowledged this long means a dead connection."""
+        return max(30.0, 2 * self.config.keepalive)
+
     def _check_stale(self, now: float) -> None:
-        limit = max(30.0, 2 * self.config.keepalive)
+        limit = self._stale_after
         for batch, sent in self._inflight.values():
             if now - sent > limit:
                 self._lost(f"no acknowledgement for readings seq {batch.first}-{batch.last} after {limit:.0f}s")
