@@ -41,7 +41,7 @@ class ColumnsError(ValueError):
 
 def _column_table() -> dict[str, tuple[str, int | None]]:
     """Every column: ``name -> (type, decimals)``; type is ``int`` (whole numbers in steps
-    of 10**-decimals, differences), ``str``, ``obj`` (an event's data) or ``choice``."""
+    of 10**-decimals, differences), ``str`` (text and choices) or ``obj`` (an event's data)."""
     table: dict[str, tuple[str, int | None]] = {
         "seq": ("int", 0), "time": ("int", 0), "time_source": ("str", None), "kind": ("str", None),
     }
