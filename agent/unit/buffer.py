@@ -60,6 +60,7 @@ from agent.unit import buffer_schema
 log = logging.getLogger(__name__)
 
 SEQ_BLOCK = 1000
+PAGE_SIZE = 1024  # of a new buffer file
 _PRUNE_CHUNK = 500
 # An event's data stays under 4 KB: a drop that left more ranges is told in several events.
 _RANGES_PER_EVENT = 100
@@ -226,6 +227,11 @@ class ReadingBuffer:
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if not fresh and tables and "readings" not in tables:
                 raise sqlite3.DatabaseError(f"not a blankspot buffer (tables: {', '.join(sorted(tables))})")
+            if fresh:
+                # A reading (~600 bytes) and its index entries fit 1 KiB pages: each commit then
+                # writes a quarter of what 4 KiB pages cost the card (see docs/buffer.md).  A file
+                # made with another page size keeps it.
+                conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
             conn.execute(f"PRAGMA journal_mode={journal_mode}").fetchone()
             conn.execute(f"PRAGMA synchronous={synchronous}")
             self._synchronous = self._synchronous_now = synchronous.upper()
