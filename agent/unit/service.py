@@ -8,7 +8,8 @@ alive, and every few seconds writes the state file ``blankspot status`` reads.
 What it writes, it writes sparingly, for the SD card's sake: under systemd the state file
 lives in the service's runtime folder (``RuntimeDirectory=``, tmpfs), and the file beside the
 buffer is written only when the agent starts and stops, pointing to it; the data used is
-added to the usage ledger every ``USAGE_EVERY_S`` in one commit on a ledger kept open.
+counted every ``USAGE_EVERY_S`` in memory and added to the usage ledger every
+``LEDGER_EVERY_S`` (and when the agent stops) in one commit on a ledger kept open.
 
 The readings come from a :class:`~agent.unit.probes.Probes`: the unit's devices
 (``source.kind = "devices"``), or whatever a factory passed in builds (the simulator's
@@ -41,15 +42,15 @@ from agent.unit.uplink import MqttUplink
 from agent.shared.watchdog import SystemdNotifier, Watchdog
 
 if TYPE_CHECKING:
-    from agent.unit.measure.usage import UsageLedger
+    from agent.unit.measure.usage import CounterSample, UsageLedger
 
 log = logging.getLogger(__name__)
 
 TICK_S = 0.2
 STATE_EVERY_S = 2.0
-# A power cut loses at most this long of uplink bytes not yet in the ledger (the interface
-# counters lose nothing: their next sample is taken against the last one recorded).
-USAGE_EVERY_S = 600.0
+USAGE_EVERY_S = 60.0  # the interface's counters sampled (in memory): a reset loses at most this long
+# A power cut loses at most this long of data usage not yet in the ledger (docs/measurement.md).
+LEDGER_EVERY_S = 600.0
 STOP_WAIT_S = 5.0
 
 
@@ -113,6 +114,10 @@ class AgentService:
         self._pending_parts: list[Event] = []
         self._uplink_bytes_counted = 0
         self._ledger: UsageLedger | None = None
+        self._next_ledger_write = time.monotonic() + LEDGER_EVERY_S
+        self._first_sample: CounterSample | None = None  # this run's first, measured against the ledger's
+        self._last_sample: CounterSample | None = None
+        self._interface_unrecorded = 0  # bytes the interface moved since its first sample, not yet recorded
         self._live_state = live_state_path(config, os.environ if environ is None else environ)
         self._pointer_written: bool | None = None  # the `running` the file beside the buffer says
         self._parts_lock = threading.Lock()
@@ -207,7 +212,7 @@ class AgentService:
             if drain_timeout > 0 and self.uplink.connected:
                 self.uplink.wait_until(lambda: self.buffer.pending_count() == 0, drain_timeout)
             self.uplink.stop()
-        self._account_usage()
+        self._account_usage(write=True)
         self._close_ledger()
         self.watchdog.stop()
         self._show_state(running=False)
@@ -229,17 +234,27 @@ class AgentService:
 
     # -- data usage ------------------------------------------------------------------------
 
-    def _account_usage(self) -> None:
-        """Add the uplink's bytes and the interface counters to the day's data usage."""
+    def _account_usage(self, write: bool = False) -> None:
+        """Count the uplink's bytes and the interface's counters; add them to the day's data usage
+        in the ledger when ``LEDGER_EVERY_S`` has passed, or when ``write``."""
         from datetime import datetime, timezone
 
-        from agent.unit.measure.usage import InterfaceCounters, open_ledger
+        from agent.unit.measure.usage import INTERFACE_KIND, InterfaceCounters, counter_delta, open_ledger
 
         # Everything on the link counts, re-sends and the centre's confirmations included.
         sent = self.uplink.stats.bytes_sent + self.uplink.stats.bytes_received if self.uplink is not None else 0
-        new_bytes, self._uplink_bytes_counted = sent - self._uplink_bytes_counted, sent
         sample = InterfaceCounters(self.config.budget.interface).read() if self.config.budget.interface else None
-        if not new_bytes and sample is None:
+        if sample is not None:
+            if self._last_sample is None:
+                self._first_sample = sample
+            else:
+                self._interface_unrecorded += counter_delta(self._last_sample, sample)
+            self._last_sample = sample
+        if not write and time.monotonic() < self._next_ledger_write:
+            return
+        self._next_ledger_write = time.monotonic() + LEDGER_EVERY_S
+        new_bytes = sent - self._uplink_bytes_counted
+        if not new_bytes and self._last_sample is None:
             return
         now = datetime.now(timezone.utc)
         try:
@@ -248,12 +263,20 @@ class AgentService:
             with self._ledger.transaction():
                 if new_bytes:
                     self._ledger.record("uplink", new_bytes, now)
-                if sample is not None:
-                    self._ledger.record_counters(sample, now)
+                if self._first_sample is not None:  # against the ledger's sample, from an earlier run
+                    self._ledger.record_counters(self._first_sample, now)
+                if self._last_sample is not None:
+                    if self._interface_unrecorded:
+                        self._ledger.record(INTERFACE_KIND + self._last_sample.interface,
+                                            self._interface_unrecorded, now)
+                    self._ledger.remember_counters(self._last_sample, now)
         except Exception as exc:  # accounting must never stop the readings
             log.warning("cannot record data usage in %s: %s", self.config.budget.ledger, exc)
-            self._uplink_bytes_counted -= new_bytes  # counted at the next try
             self._close_ledger()
+            return
+        self._uplink_bytes_counted = sent
+        self._first_sample = None
+        self._interface_unrecorded = 0
 
     def _close_ledger(self) -> None:
         if self._ledger is not None:

@@ -248,18 +248,23 @@ class UsageLedger:
             row = self.conn.execute(
                 "SELECT rx_bytes, tx_bytes, ifindex, boot_id FROM counters WHERE interface = ?", (sample.interface,)
             ).fetchone()
-            self.conn.execute(
-                "INSERT OR REPLACE INTO counters (interface, rx_bytes, tx_bytes, ifindex, boot_id, at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (sample.interface, sample.rx_bytes, sample.tx_bytes, sample.ifindex, sample.boot_id,
-                 when.astimezone(timezone.utc).isoformat()),
-            )
+            self.remember_counters(sample, when)
             if row is None:
                 return None
             delta = counter_delta(CounterSample(sample.interface, *row), sample)
             if delta:
                 self.record(INTERFACE_KIND + sample.interface, delta, when)
             return delta
+
+    def remember_counters(self, sample: CounterSample, when: datetime) -> None:
+        """Keep ``sample`` as the base the next one is measured against, adding nothing: for a
+        caller that counted the bytes up to it itself."""
+        self.conn.execute(
+            "INSERT OR REPLACE INTO counters (interface, rx_bytes, tx_bytes, ifindex, boot_id, at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (sample.interface, sample.rx_bytes, sample.tx_bytes, sample.ifindex, sample.boot_id,
+             when.astimezone(timezone.utc).isoformat()),
+        )
 
     def last_cost(self, kind: str) -> int | None:
         row = self.conn.execute("SELECT bytes FROM last_cost WHERE kind = ?", (kind,)).fetchone()
