@@ -41,7 +41,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import REPO, machine_lines
+from _common import REPO, machine_lines, work_dir
 
 from agent.shared.reading import parse_time
 from agent.sim.broker import LocalBroker
@@ -92,7 +92,11 @@ class LoopCard:
 
     def close(self) -> None:
         subprocess.run(["umount", str(self.mount)], check=False)
-        subprocess.run(["losetup", "-d", self.device], check=False)
+        # The device can stay busy for a moment after the unmount.
+        for _ in range(20):
+            if subprocess.run(["losetup", "-d", self.device], check=False, capture_output=True).returncode == 0:
+                break
+            time.sleep(0.25)
         self.image.unlink(missing_ok=True)
 
 
@@ -210,7 +214,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="program/erase cycles the card's flash is rated for (default 1000)")
     parser.add_argument("--waf", type=float, default=4.0,
                         help="write amplification in the card (flash written per byte the host writes; default 4)")
-    parser.add_argument("--work", type=Path, default=None, help="folder for the images and logs (default: a temporary one)")
+    parser.add_argument("--dir", type=Path, default=None,
+                        help="folder for the file system images (removed at the end) and the logs (default bench/results)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: a 1-minute window")
     args = parser.parse_args(argv)
     if args.quick:
@@ -227,8 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which(tool) is None:
             print(f"bench/card.py needs {tool}", file=sys.stderr)
             return 2
-    work = (args.work or Path(tempfile.mkdtemp(prefix="blankspot-card-"))).resolve()
-    work.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="card-", dir=work_dir(args.dir)))
     runtime = Path(tempfile.mkdtemp(prefix="blankspot-run-", dir="/dev/shm"))
     trees = [("this", REPO)] + ([("against", args.against.resolve())] if args.against else [])
     for line in machine_lines():
@@ -309,8 +313,10 @@ def report(results: list[Figures], args: argparse.Namespace) -> None:
           f"amplification {args.waf:g}); the card's own wear levelling assumed perfect")
     if len(results) == 2 and results[0].bytes and results[0].disk.flushes:
         this, against = results
-        print(f"this checkout against --against: {against.bytes / this.bytes:.1f}x fewer bytes, "
-              f"{against.disk.flushes / this.disk.flushes:.1f}x fewer flushes")
+        bytes_ratio = against.per_reading(against.bytes) / this.per_reading(this.bytes)
+        flush_ratio = against.per_reading(against.disk.flushes) / this.per_reading(this.disk.flushes)
+        print(f"per reading, --against writes {bytes_ratio:.1f}x the bytes and {flush_ratio:.1f}x the flushes "
+              "of this checkout")
 
 
 if __name__ == "__main__":
