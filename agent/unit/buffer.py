@@ -7,7 +7,9 @@
   delivered (sent, and acknowledged by the broker); ``nack`` returns them, and they are
   served again before anything newer.  Leases live in memory, so after a crash every
   unacknowledged reading is pending again: at-least-once, deduplicated centrally on
-  ``(device, seq)``.
+  ``(device, seq)``.  Marks (delivered, confirmed, counters) are committed without a flush of
+  their own and reach the card with the next append's flush: a power cut can undo the latest
+  marks, never a reading (one flush per reading in all, see ``docs/buffer.md``).
 - A delivered reading stays the unit's responsibility until the centre *confirms* it
   (``apply_confirmation``, from the collectors' ``confirm`` messages): a broker's
   acknowledgement is flow control, not storage.  ``resend`` makes delivered but unconfirmed
