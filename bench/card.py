@@ -15,7 +15,10 @@ With ``--against DIR`` a second agent runs the code checked out in DIR (the tree
 change: ``git archive main | tar -x -C DIR``) at the same time, against the same broker and
 collector, on a second loop device: the same minutes, the same readings.
 
-The agent runs at its real cadence, so nothing is scaled: what happens every minute or
+First, for ``--fill`` seconds, each agent takes a reading every 50 ms; then it is killed (as
+a power cut would: its write-ahead log stays at the size it grew to) and started again at
+``--interval``: the window sees a unit that has run a while, not the first minutes of a
+new buffer, whose log grows with every commit.  The agent runs at its real cadence, so nothing is scaled: what happens every minute or
 every ten (the usage ledger, checkpoints, the journal's commits) is in the window as it is
 in the field.  The window starts after ``--warmup`` (opening the buffer, connecting) and
 ends before the agent is stopped.  Per day = the window's figures times 86,400 s / window.
@@ -49,6 +52,7 @@ from agent.unit.buffer import read_readings
 
 DAY_S = 86_400.0
 FIELD_CADENCE_S = 10.0
+FILL_INTERVAL_S = 0.05
 
 
 # -- a card of its own ------------------------------------------------------------------
@@ -112,6 +116,15 @@ class AgentProcess:
         self.card = card
         self.buffer = card.mount / "buffer.db"
         self.config = work / f"{name}.toml"
+        self.port = port
+        self.set_interval(interval)
+        self.log_path = work / f"{name}.log"
+        self.runtime_dir = runtime_dir
+        self.process: subprocess.Popen | None = None
+
+    def set_interval(self, interval: float) -> None:
+        """The reading period of the agent's next start."""
+        card, name, port = self.card, self.name, self.port
         self.config.write_text("\n".join([
             "[device]", f'id = "card-{name}"',
             "[buffer]", f'path = "{self.buffer}"',
@@ -120,9 +133,6 @@ class AgentProcess:
             "[budget]", f'ledger = "{card.mount / "usage.db"}"',
             "[log]", 'level = "info"', "",
         ]))
-        self.log_path = work / f"{name}.log"
-        self.runtime_dir = runtime_dir
-        self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
@@ -142,6 +152,12 @@ class AgentProcess:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """As a power cut would stop it: the write-ahead log stays as it is, at its size."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -206,6 +222,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="also run the agent checked out in DIR, at the same time, for comparison")
     parser.add_argument("--minutes", type=float, default=12.0, help="length of the measured window (default 12)")
     parser.add_argument("--warmup", type=float, default=40.0, help="seconds before the window starts (default 40)")
+    parser.add_argument("--fill", type=float, default=30.0,
+                        help="seconds of readings every 50 ms first, then the agent is killed and started at "
+                             "--interval, so that the window sees a unit that has run a while (default 30; 0: a "
+                             "fresh buffer)")
     parser.add_argument("--interval", type=float, default=FIELD_CADENCE_S,
                         help="seconds between readings (default 10, a fixed probe's)")
     parser.add_argument("--mount-options", default="noatime", help="ext4 mount options (default noatime)")
@@ -219,7 +239,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a smoke run: a 1-minute window")
     args = parser.parse_args(argv)
     if args.quick:
-        args.minutes, args.warmup = 1.0, 20.0
+        args.minutes, args.warmup, args.fill = 1.0, 20.0, 10.0
     return args
 
 
@@ -237,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     trees = [("this", REPO)] + ([("against", args.against.resolve())] if args.against else [])
     for line in machine_lines():
         print(line)
-    print(f"window {args.minutes:g} min after {args.warmup:g} s warm-up; one reading every {args.interval:g} s; "
+    print(f"{args.fill:g} s of readings every {FILL_INTERVAL_S:g} s, agent killed and started again; "
+          f"window {args.minutes:g} min after {args.warmup:g} s warm-up; one reading every {args.interval:g} s; "
           f"ext4 on a loop device, -o {args.mount_options}; state folder (RUNTIME_DIRECTORY) on tmpfs")
     cards: list[LoopCard] = []
     agents: list[AgentProcess] = []
@@ -254,6 +275,18 @@ def main(argv: list[str] | None = None) -> int:
             card = LoopCard(work, name, 512, args.mount_options)
             cards.append(card)
             agents.append(AgentProcess(name, tree, card, work, broker.port, args.interval, runtime / name))
+        if args.fill > 0:
+            # A unit that has run a while: its write-ahead log has grown to the size it keeps and is
+            # rewritten in place.  A fresh one grows it commit by commit, and each growth costs a
+            # commit of the file system's journal too: the first hundred-odd readings after a
+            # start, not a day's.
+            for agent in agents:
+                agent.set_interval(FILL_INTERVAL_S)
+                agent.start()
+            time.sleep(args.fill)
+            for agent in agents:
+                agent.kill()
+                agent.set_interval(args.interval)
         for agent in agents:
             agent.start()
         time.sleep(args.warmup)
