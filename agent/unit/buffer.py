@@ -7,7 +7,9 @@
   delivered (sent, and acknowledged by the broker); ``nack`` returns them, and they are
   served again before anything newer.  Leases live in memory, so after a crash every
   unacknowledged reading is pending again: at-least-once, deduplicated centrally on
-  ``(device, seq)``.
+  ``(device, seq)``.  Marks (delivered, confirmed, counters) are committed without a flush of
+  their own and reach the card with the next append's flush: a power cut can undo the latest
+  marks, never a reading (one flush per reading in all, see ``docs/buffer.md``).
 - A delivered reading stays the unit's responsibility until the centre *confirms* it
   (``apply_confirmation``, from the collectors' ``confirm`` messages): a broker's
   acknowledgement is flow control, not storage.  ``resend`` makes delivered but unconfirmed
@@ -60,6 +62,7 @@ from agent.unit import buffer_schema
 log = logging.getLogger(__name__)
 
 SEQ_BLOCK = 1000
+PAGE_SIZE = 1024  # of a new buffer file
 _PRUNE_CHUNK = 500
 # An event's data stays under 4 KB: a drop that left more ranges is told in several events.
 _RANGES_PER_EVENT = 100
@@ -226,8 +229,17 @@ class ReadingBuffer:
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if not fresh and tables and "readings" not in tables:
                 raise sqlite3.DatabaseError(f"not a blankspot buffer (tables: {', '.join(sorted(tables))})")
+            if fresh:
+                # A reading (~600 bytes) and its index entries fit 1 KiB pages: each commit then
+                # writes a quarter of what 4 KiB pages cost the card (see docs/buffer.md).  A file
+                # made with another page size keeps it.
+                conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
             conn.execute(f"PRAGMA journal_mode={journal_mode}").fetchone()
             conn.execute(f"PRAGMA synchronous={synchronous}")
+            self._synchronous = self._synchronous_now = synchronous.upper()
+            # Marks (delivered, confirmed, counters) are committed without a flush of their own:
+            # their frames follow in the log and the next durable commit's flush covers them too.
+            self._marks_synchronous = "NORMAL" if self._synchronous in ("FULL", "EXTRA") else self._synchronous
             conn.execute("PRAGMA journal_size_limit=8388608")
             with self._transaction():
                 self._upgrade_schema()
@@ -273,7 +285,14 @@ class ReadingBuffer:
         )
         return kept
 
-    def _transaction(self) -> "_Transaction":
+    def _transaction(self, durable: bool = True) -> "_Transaction":
+        """A write transaction; ``durable`` ones are on the card when they commit, the others
+        when the next durable one commits (a power cut in between undoes them, never
+        half-applies them, and never undoes a durable one that followed)."""
+        level = self._synchronous if durable else self._marks_synchronous
+        if level != self._synchronous_now:
+            self.conn.execute(f"PRAGMA synchronous={level}")
+            self._synchronous_now = level
         return _Transaction(self.conn)
 
     # -- seq reservation -----------------------------------------------------------------
@@ -528,7 +547,7 @@ class ReadingBuffer:
             now = time.time()
             marks = ",".join("?" * len(batch.seqs))
             try:
-                with self._transaction():
+                with self._transaction(durable=False):
                     if confirmed:
                         n = self.conn.execute(
                             f"UPDATE readings SET delivered_at = coalesce(delivered_at, ?), confirmed_at = ?, "
@@ -581,7 +600,7 @@ class ReadingBuffer:
             now = time.time()
             covered, params = _covered_sql(c)
             try:
-                with self._transaction():
+                with self._transaction(durable=False):
                     confirmed = self.conn.execute(
                         "UPDATE readings SET delivered_at = coalesce(delivered_at, ?), confirmed_at = ?, "
                         f"confirmed_odo = ? WHERE confirmed_at IS NULL AND {covered}",
@@ -612,7 +631,7 @@ class ReadingBuffer:
         with self._lock:
             n = 0
             try:
-                with self._transaction():
+                with self._transaction(durable=False):
                     for start in range(0, len(items), 500):
                         part = items[start:start + 500]
                         n += self.conn.execute(
@@ -634,7 +653,7 @@ class ReadingBuffer:
         if now - self._last_prune > 60:
             self._last_prune = now
             try:
-                with self._transaction():
+                with self._transaction(durable=False):
                     self.conn.execute(
                         "DELETE FROM readings WHERE confirmed_at IS NOT NULL AND confirmed_odo < ?",
                         (self.odometer() - self.keep_delivered,),
@@ -657,7 +676,7 @@ class ReadingBuffer:
     def close(self) -> None:
         with self._lock:
             try:
-                with self._transaction():
+                with self._transaction(durable=False):
                     self._set_meta("odometer", int(self.odometer()))
             except sqlite3.Error:
                 pass

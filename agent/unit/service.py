@@ -7,6 +7,12 @@ watchdog it is alive, and every few seconds writes the state file ``blankspot st
 Between turns it sleeps until the next of these is due (the probes say when they next want a
 turn), or until a panel button, a power failure or a stop wakes it.
 
+What it writes, it writes sparingly, for the SD card's sake: under systemd the state file
+lives in the service's runtime folder (``RuntimeDirectory=``, tmpfs), and the file beside the
+buffer is written only when the agent starts and stops, pointing to it; the data used is
+counted every ``USAGE_EVERY_S`` in memory and added to the usage ledger every
+``LEDGER_EVERY_S`` (and when the agent stops) in one commit on a ledger kept open.
+
 The readings come from a :class:`~agent.unit.probes.Probes`: the unit's devices
 (``source.kind = "devices"``), or whatever a factory passed in builds (the simulator's
 synthetic source, through ``agent.commands.unit.make_service``).
@@ -27,7 +33,7 @@ import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from agent.unit.buffer import BufferError, ReadingBuffer
 from agent.shared.clock import TimeKeeper, boot_id
@@ -37,11 +43,16 @@ from agent.shared.reading import Event, Reading, format_time, format_time_epoch,
 from agent.unit.uplink import MqttUplink
 from agent.shared.watchdog import SystemdNotifier, Watchdog
 
+if TYPE_CHECKING:
+    from agent.unit.measure.usage import CounterSample, UsageLedger
+
 log = logging.getLogger(__name__)
 
 TICK_S = 0.2  # the shortest signal interval the demo plans a trip with
 STATE_EVERY_S = 2.0
-USAGE_EVERY_S = 60.0
+USAGE_EVERY_S = 60.0  # the interface's counters sampled (in memory): a reset loses at most this long
+# A power cut loses at most this long of data usage not yet in the ledger (docs/measurement.md).
+LEDGER_EVERY_S = 600.0
 STOP_WAIT_S = 5.0
 # The longest a stop set without wake() goes unnoticed (the command and the demo call wake()).
 STOP_NOTICED_S = 1.0
@@ -50,6 +61,13 @@ STOP_NOTICED_S = 1.0
 def state_path(config: Config) -> Path:
     """Where the running agent leaves its state for ``blankspot status``."""
     return config.buffer.path.with_name(config.buffer.path.stem + ".state.json")
+
+
+def live_state_path(config: Config, environ: Mapping[str, str]) -> Path | None:
+    """Where the running agent rewrites its state every few seconds when systemd gave it a
+    runtime folder (in RAM): the file at :func:`state_path` then only points to it."""
+    folder = environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    return Path(folder) / state_path(config).name if folder else None
 
 
 # What builds the probes: (config, device id, the service's clock) -> Probes.
@@ -102,6 +120,13 @@ class AgentService:
                                            on_power_fail=lambda: self._halt("power"), clock=self.clock.monotonic)
         self._pending_parts: list[Event] = []
         self._uplink_bytes_counted = 0
+        self._ledger: UsageLedger | None = None
+        self._next_ledger_write = time.monotonic() + LEDGER_EVERY_S
+        self._first_sample: CounterSample | None = None  # this run's first, measured against the ledger's
+        self._last_sample: CounterSample | None = None
+        self._interface_unrecorded = 0  # bytes the interface moved since its first sample, not yet recorded
+        self._live_state = live_state_path(config, os.environ if environ is None else environ)
+        self._pointer_written: bool | None = None  # the `running` the file beside the buffer says
         self._parts_lock = threading.Lock()
         self._woken = threading.Event()
 
@@ -215,7 +240,8 @@ class AgentService:
             if drain_timeout > 0 and self.uplink.connected:
                 self.uplink.wait_until(lambda: self.buffer.pending_count() == 0, drain_timeout)
             self.uplink.stop()
-        self._account_usage()
+        self._account_usage(write=True)
+        self._close_ledger()
         self.watchdog.stop()
         self._show_state(running=False)
         if self.panel is not None and not self.shutdown_requested:
@@ -236,27 +262,57 @@ class AgentService:
 
     # -- data usage ------------------------------------------------------------------------
 
-    def _account_usage(self) -> None:
-        """Add the uplink's bytes and the interface counters to the day's data usage."""
+    def _account_usage(self, write: bool = False) -> None:
+        """Count the uplink's bytes and the interface's counters; add them to the day's data usage
+        in the ledger when ``LEDGER_EVERY_S`` has passed, or when ``write``."""
         from datetime import datetime, timezone
 
-        from agent.unit.measure.usage import InterfaceCounters, open_ledger
+        from agent.unit.measure.usage import INTERFACE_KIND, InterfaceCounters, counter_delta, open_ledger
 
         # Everything on the link counts, re-sends and the centre's confirmations included.
         sent = self.uplink.stats.bytes_sent + self.uplink.stats.bytes_received if self.uplink is not None else 0
-        new_bytes, self._uplink_bytes_counted = sent - self._uplink_bytes_counted, sent
         sample = InterfaceCounters(self.config.budget.interface).read() if self.config.budget.interface else None
-        if not new_bytes and sample is None:
+        if sample is not None:
+            if self._last_sample is None:
+                self._first_sample = sample
+            else:
+                self._interface_unrecorded += counter_delta(self._last_sample, sample)
+            self._last_sample = sample
+        if not write and time.monotonic() < self._next_ledger_write:
+            return
+        self._next_ledger_write = time.monotonic() + LEDGER_EVERY_S
+        new_bytes = sent - self._uplink_bytes_counted
+        if not new_bytes and self._last_sample is None:
             return
         now = datetime.now(timezone.utc)
         try:
-            with open_ledger(self.config) as ledger:
+            if self._ledger is None:
+                self._ledger = open_ledger(self.config)
+            with self._ledger.transaction():
                 if new_bytes:
-                    ledger.record("uplink", new_bytes, now)
-                if sample is not None:
-                    ledger.record_counters(sample, now)
+                    self._ledger.record("uplink", new_bytes, now)
+                if self._first_sample is not None:  # against the ledger's sample, from an earlier run
+                    self._ledger.record_counters(self._first_sample, now)
+                if self._last_sample is not None:
+                    if self._interface_unrecorded:
+                        self._ledger.record(INTERFACE_KIND + self._last_sample.interface,
+                                            self._interface_unrecorded, now)
+                    self._ledger.remember_counters(self._last_sample, now)
         except Exception as exc:  # accounting must never stop the readings
             log.warning("cannot record data usage in %s: %s", self.config.budget.ledger, exc)
+            self._close_ledger()
+            return
+        self._uplink_bytes_counted = sent
+        self._first_sample = None
+        self._interface_unrecorded = 0
+
+    def _close_ledger(self) -> None:
+        if self._ledger is not None:
+            try:
+                self._ledger.close()
+            except Exception as exc:
+                log.debug("closing the usage ledger: %s", exc)
+            self._ledger = None
 
     # -- state for the panel and for `blankspot status` -----------------------------------
 
@@ -304,10 +360,24 @@ class AgentService:
                 gps_fix=state["gps"], signal_quality=None if signal is None or signal.get("error") else signal["quality"],
                 uplink=state["uplink"], backlog=pending, backlog_full=used > 0.9 * self.config.buffer.max_size))
         self.notifier.status(f"{self.taken} readings this run; uplink {state['uplink']}; GPS {state['gps']}")
-        path = state_path(self.config)
-        try:
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(json.dumps(state, indent=1))
-            os.replace(tmp, path)
-        except OSError as exc:
-            log.debug("cannot write %s: %s", path, exc)
+        if self._live_state is not None and _write_json(self._live_state, state):
+            # The card's copy changes only when the agent starts or stops: a rename every
+            # couple of seconds is a journal commit and a flush of the card each time.
+            if self._pointer_written is not running:
+                if _write_json(state_path(self.config), {**state, "live": str(self._live_state)} if running else state):
+                    self._pointer_written = running
+            return
+        _write_json(state_path(self.config), state)
+        self._pointer_written = running
+
+
+def _write_json(path: Path, content: dict[str, Any]) -> bool:
+    """Replace ``path`` with ``content`` at once (a reader sees the old file or the new one)."""
+    try:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(content, indent=1))
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.debug("cannot write %s: %s", path, exc)
+        return False
+    return True

@@ -1,8 +1,9 @@
 """What ``blankspot status`` shows: the unit at a glance, from the files the agent leaves.
 
 Two files, both read without disturbing the agent: the state file the running agent rewrites
-every few seconds (:func:`agent.unit.service.state_path`), and the reading buffer (opened
-read-only).  Data usage comes from the usage ledger.
+every few seconds (:func:`agent.unit.service.state_path`; under systemd that file, written at
+start, names the one in the runtime folder the agent rewrites, which is read instead), and
+the reading buffer (opened read-only).  Data usage comes from the usage ledger.
 
 - :func:`collect_status` does the reading, and returns one JSON-ready dict whose keys are
   documented in ``docs/operating.md``; every age in it is computed there, once.
@@ -43,7 +44,20 @@ class AgentLiveness:
 
 
 def read_state(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """The agent's state file as a dict, or (None, why not)."""
+    """The agent's state as a dict, or (None, why not): from the state file, or from the live
+    one it names, while that exists."""
+    state, problem = _read_state_file(path)
+    live = state.get("live") if state is not None else None
+    if isinstance(live, str):
+        current, live_problem = _read_state_file(Path(live))
+        if current is not None:
+            return current, None
+        if live_problem:
+            return state, live_problem
+    return state, problem
+
+
+def _read_state_file(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 from zoneinfo import ZoneInfo
 
 from agent.shared.reading import Event
@@ -208,14 +209,27 @@ class UsageLedger:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Several records in one commit (one flush of the card), or each on its own outside one."""
+        if self.conn.in_transaction:
+            yield
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
     def record(self, kind: str, byte_count: int, when: datetime) -> None:
         """Add ``byte_count`` bytes of ``kind`` (``uplink``, ``throughput/http`` ...) to the
         day ``when`` falls on."""
         if byte_count < 0:
             raise ValueError("byte counts are not negative")
         day = self.calendar.day_of(when).isoformat()
-        with self.conn:
-            self.conn.execute("BEGIN IMMEDIATE")
+        with self.transaction():
             self.conn.execute(
                 "INSERT INTO usage (day, kind, bytes) VALUES (?, ?, ?) "
                 "ON CONFLICT (day, kind) DO UPDATE SET bytes = bytes + excluded.bytes",
@@ -230,20 +244,27 @@ class UsageLedger:
     def record_counters(self, sample: CounterSample, when: datetime) -> int | None:
         """Add what the interface moved since its previous sample to the day of ``when``
         (kind ``interface:<name>``); None for the first sample, which only sets the base."""
-        row = self.conn.execute(
-            "SELECT rx_bytes, tx_bytes, ifindex, boot_id FROM counters WHERE interface = ?", (sample.interface,)
-        ).fetchone()
+        with self.transaction():
+            row = self.conn.execute(
+                "SELECT rx_bytes, tx_bytes, ifindex, boot_id FROM counters WHERE interface = ?", (sample.interface,)
+            ).fetchone()
+            self.remember_counters(sample, when)
+            if row is None:
+                return None
+            delta = counter_delta(CounterSample(sample.interface, *row), sample)
+            if delta:
+                self.record(INTERFACE_KIND + sample.interface, delta, when)
+            return delta
+
+    def remember_counters(self, sample: CounterSample, when: datetime) -> None:
+        """Keep ``sample`` as the base the next one is measured against, adding nothing: for a
+        caller that counted the bytes up to it itself."""
         self.conn.execute(
-            "INSERT OR REPLACE INTO counters (interface, rx_bytes, tx_bytes, ifindex, boot_id, at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO counters (interface, rx_bytes, tx_bytes, ifindex, boot_id, at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
             (sample.interface, sample.rx_bytes, sample.tx_bytes, sample.ifindex, sample.boot_id,
              when.astimezone(timezone.utc).isoformat()),
         )
-        if row is None:
-            return None
-        delta = counter_delta(CounterSample(sample.interface, *row), sample)
-        if delta:
-            self.record(INTERFACE_KIND + sample.interface, delta, when)
-        return delta
 
     def last_cost(self, kind: str) -> int | None:
         row = self.conn.execute("SELECT bytes FROM last_cost WHERE kind = ?", (kind,)).fetchone()
