@@ -11,6 +11,11 @@ the state file) on a file system of its own: a fresh ext4 on a loop device, moun
 included: sectors written and flush requests (an ``fsync`` is one).  ``/proc/<pid>/io``
 ``write_bytes`` of the agent is shown beside them.
 
+Beside them, the file system's floor: a thread overwriting one 4 KiB block of an allocated
+file and ``fdatasync``-ing it at the same cadence, on a loop device of its own.  It is what
+any design making each reading durable on its own costs this file system (ext4 commits its
+journal for it), so it says how far the agent is from what is possible at all.
+
 With ``--against DIR`` a second agent runs the code checked out in DIR (the tree before a
 change: ``git archive main | tar -x -C DIR``) at the same time, against the same broker and
 collector, on a second loop device: the same minutes, the same readings.
@@ -40,6 +45,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +108,48 @@ class LoopCard:
                 break
             time.sleep(0.25)
         self.image.unlink(missing_ok=True)
+
+
+# -- the file system's own floor ------------------------------------------------------------
+
+class FloorWriter:
+    """What one durable write per reading costs on this file system, whatever writes it: a
+    4 KiB block of an allocated file overwritten and ``fdatasync``-ed every ``interval``
+    seconds, on a loop card of its own, beside the agents and in the same minutes."""
+
+    BLOCK = 4096
+    BLOCKS = 256
+
+    def __init__(self, card: LoopCard, interval: float) -> None:
+        self.card = card
+        self.interval = interval
+        self.path = card.mount / "floor.dat"
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        os.write(fd, b"\0" * self.BLOCK * self.BLOCKS)
+        os.fsync(fd)
+        self.fd = fd
+        self.times: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="floor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.wait(self.interval):
+            os.pwrite(self.fd, bytes([n % 251]) * self.BLOCK, (n % self.BLOCKS) * self.BLOCK)
+            os.fdatasync(self.fd)
+            self.times.append(time.time())
+            n += 1
+
+    def writes_between(self, start: float, end: float) -> int:
+        return sum(start <= t < end for t in self.times)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        os.close(self.fd)
 
 
 # -- one agent ----------------------------------------------------------------------------
@@ -275,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
             card = LoopCard(work, name, 512, args.mount_options)
             cards.append(card)
             agents.append(AgentProcess(name, tree, card, work, broker.port, args.interval, runtime / name))
+        floor_card = LoopCard(work, "floor", 512, args.mount_options)
+        cards.append(floor_card)
+        floor = FloorWriter(floor_card, args.interval)
         if args.fill > 0:
             # A unit that has run a while: its write-ahead log has grown to the size it keeps and is
             # rewritten in place.  A fresh one grows it commit by commit, and each growth costs a
@@ -289,11 +340,13 @@ def main(argv: list[str] | None = None) -> int:
                 agent.set_interval(args.interval)
         for agent in agents:
             agent.start()
+        floor.start()
         time.sleep(args.warmup)
         for card in cards:
             card.settle()
         start_wall = time.time()
         before = [(card.counters(), agent.write_bytes()) for card, agent in zip(cards, agents)]
+        floor_before = floor_card.counters()
         deadline = time.monotonic() + args.minutes * 60
         while time.monotonic() < deadline:
             dead = [agent.name for agent in agents if not agent.alive()]
@@ -304,12 +357,16 @@ def main(argv: list[str] | None = None) -> int:
             card.settle()
         end_wall = time.time()
         after = [(card.counters(), agent.write_bytes()) for card, agent in zip(cards, agents)]
+        floor_after = floor_card.counters()
+        floor.stop()
         for agent in agents:
             agent.stop()
         results = []
         for agent, (disk0, io0), (disk1, io1) in zip(agents, before, after):
             taken, confirmed = agent.readings_between(start_wall, end_wall)
             results.append(Figures(agent.name, end_wall - start_wall, taken, confirmed, disk1 - disk0, io1 - io0))
+        results.append(Figures("floor", end_wall - start_wall, floor.writes_between(start_wall, end_wall), 0,
+                               floor_after - floor_before, floor.writes_between(start_wall, end_wall) * FloorWriter.BLOCK))
         report(results, args)
     finally:
         for agent in agents:
@@ -344,8 +401,11 @@ def report(results: list[Figures], args: argparse.Namespace) -> None:
               "costs at this cadence; per day is for this cadence)")
     print(f"card life: {args.card_gb:g} GB x {args.pe_cycles:g} P/E cycles / (bytes per day x write "
           f"amplification {args.waf:g}); the card's own wear levelling assumed perfect")
-    if len(results) == 2 and results[0].bytes and results[0].disk.flushes:
-        this, against = results
+    print("floor: one 4 KiB block overwritten and fdatasync-ed per reading, nothing else: what any design "
+          "with one durable write per reading costs this file system")
+    agents = [r for r in results if r.name != "floor"]
+    if len(agents) == 2 and agents[0].bytes and agents[0].disk.flushes:
+        this, against = agents
         bytes_ratio = against.per_reading(against.bytes) / this.per_reading(this.bytes)
         flush_ratio = against.per_reading(against.disk.flushes) / this.per_reading(this.disk.flushes)
         print(f"per reading, --against writes {bytes_ratio:.1f}x the bytes and {flush_ratio:.1f}x the flushes "
