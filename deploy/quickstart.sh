@@ -57,6 +57,8 @@ if [ "$what" = test ]; then
   command -v shellcheck >/dev/null 2>&1 || packages="$packages shellcheck"
   command -v ansible-playbook >/dev/null 2>&1 || packages="$packages ansible-core"
   /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || packages="$packages python3-venv"
+  # What the buffer flushes to the card is counted with strace.
+  command -v strace >/dev/null 2>&1 || packages="$packages strace"
   # The exports are read back with GDAL, as QGIS reads them.
   command -v ogrinfo >/dev/null 2>&1 || packages="$packages gdal-bin"
   # The coverage map is checked in a headless browser.

@@ -73,7 +73,7 @@ def test_a_reading_its_acknowledgement_and_its_confirmation_cost_the_card_one_fl
     """The acknowledgement and the confirmation are committed without a flush of their own: their
     log frames are on the card with the next reading's flush."""
     if shutil.which("strace") is None:
-        pytest.skip("strace is not installed")
+        pytest.fail("strace is not installed (package strace); the test command installs it (deploy/quickstart.sh test)")
     cycles = 30
     trace_file = tmp_path / "trace"
     start, end = str(tmp_path / "counting-starts"), str(tmp_path / "counting-ends")
