@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.commands.exit_status import RuntimeFailure, UsageError
-from agent.commands.feed import add_broker_login, broker_password
+from agent.commands.common import add_broker_options, broker_of
 
 if TYPE_CHECKING:
     from agent.centre.survey import Survey
@@ -82,7 +82,6 @@ def open_store_or_exit(url: str, command: str):
 
 def add_collect(sub: argparse._SubParsersAction) -> None:
     from agent.centre.choices import COLLECTOR_GROUP, COLLECTOR_INFLIGHT, COLLECTOR_MESSAGES_PER_COMMIT
-    from agent.shared.protocol import DEFAULT_PREFIX
 
     p = sub.add_parser(
         "collect", help="central collector: store every unit's readings from the broker, once",
@@ -91,16 +90,13 @@ def add_collect(sub: argparse._SubParsersAction) -> None:
                     "group. Runs until SIGTERM. "
                     "Example: blankspot collect --broker mqtt://127.0.0.1:1883 --db sqlite:///var/lib/blankspot/collector.db",
     )
-    p.add_argument("--broker", required=True, metavar="URL",
-                   help="mqtt://host[:port] (default port 1883) or mqtts://host[:port] (TLS, default port 8883)")
+    add_broker_options(p)
     p.add_argument("--db", required=True, metavar="URL",
                    help="sqlite:///absolute/path.db, a file path, or postgresql://user@host/database")
     p.add_argument("--group", default=COLLECTOR_GROUP, help=f"shared subscription group (default {COLLECTOR_GROUP})")
-    p.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"topic prefix of the units (default {DEFAULT_PREFIX})")
     p.add_argument("--client-id", metavar="ID",
                    help="MQTT client id, unique per collector and the same across its restarts "
                         "(default blankspot-collector-<hostname>)")
-    add_broker_login(p)
     p.add_argument("--session-expiry", default="7d", metavar="DURATION",
                    help="how long the broker keeps this collector's messages while it is away (default 7d)")
     p.add_argument("--inflight", type=int, default=COLLECTOR_INFLIGHT, metavar="N",
@@ -118,21 +114,17 @@ def add_collect(sub: argparse._SubParsersAction) -> None:
 
 def cmd_collect(args: argparse.Namespace) -> int:
     from agent.commands.common import setup_logging
-    from agent.centre.ingest import Collector, CollectorSettings, default_client_id, parse_broker_url
+    from agent.centre.ingest import Collector, CollectorSettings, default_client_id
     from agent.shared.quantities import parse_duration
     from agent.shared.watchdog import SystemdNotifier, Watchdog
 
-    try:
-        broker = parse_broker_url(args.broker)
-    except ValueError as exc:
-        raise UsageError(f"blankspot collect: --broker: {exc}") from None
+    broker, password = broker_of(args, "collect")
     try:
         expiry = parse_duration(args.session_expiry)
         stats_interval = parse_duration(args.stats_interval)
         confirm_interval = parse_duration(args.confirm_interval)
     except ValueError as exc:
         raise UsageError(f"blankspot collect: {exc}") from None
-    password = broker_password(args, "collect")
     settings = CollectorSettings(
         broker=broker, client_id=args.client_id or default_client_id(), group=args.group, prefix=args.prefix,
         username=args.username, password=password,

@@ -16,39 +16,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from agent.commands.common import add_broker_options, broker_of
 from agent.commands.exit_status import RuntimeFailure, UsageError
 
 
-def add_broker_login(p: argparse.ArgumentParser) -> None:
-    """The broker's login and TLS options, as ``collect`` and ``tail`` take them."""
-    p.add_argument("--username", help="broker login")
-    p.add_argument("--password-file", metavar="PATH", help="file holding the broker password (first line)")
-    p.add_argument("--tls-ca", metavar="PATH", help="CA certificate to check the broker with (turns TLS on)")
-    p.add_argument("--tls-cert", metavar="PATH", help="client certificate, for brokers that require one")
-    p.add_argument("--tls-key", metavar="PATH", help="key of --tls-cert")
-
-
-def broker_password(args: argparse.Namespace, command: str) -> str | None:
-    """The password ``--password-file`` holds, after checking the TLS files exist; ``UsageError``."""
-    password = None
-    if args.password_file:
-        try:
-            lines = Path(args.password_file).read_text().splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"blankspot {command}: cannot read --password-file: {exc}") from None
-        password = lines[0] if lines else ""
-    for name in ("tls_ca", "tls_cert", "tls_key"):
-        value = getattr(args, name)
-        if value is not None and not Path(value).is_file():
-            raise UsageError(f"blankspot {command}: --{name.replace('_', '-')}: no such file {value}")
-    if bool(args.tls_cert) != bool(args.tls_key):
-        raise UsageError(f"blankspot {command}: --tls-cert and --tls-key go together")
-    return password
-
-
 def add_tail(sub: argparse._SubParsersAction) -> None:
-    from agent.shared.protocol import DEFAULT_PREFIX
-
     p = sub.add_parser(
         "tail", help="print the units' readings from the broker as JSON lines (any batch encoding)",
         description="Subscribe to the units' readings and print each reading as one JSON line "
@@ -57,14 +29,11 @@ def add_tail(sub: argparse._SubParsersAction) -> None:
                     "Example: blankspot tail --broker mqtt://127.0.0.1:1883 | jq -c '{device, seq, kind}'",
     )
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--broker", metavar="URL",
-                        help="mqtt://host[:port] (default port 1883) or mqtts://host[:port] (TLS, default 8883)")
     source.add_argument("--file", metavar="PATH", help="one batch payload saved to a file (- for standard input)")
-    p.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"topic prefix of the units (default {DEFAULT_PREFIX})")
+    add_broker_options(p, broker_into=source)
     p.add_argument("--device", default="+", metavar="ID", help="only this unit (default every unit)")
     p.add_argument("--status", action="store_true", help="also print the units' status messages")
     p.add_argument("--count", type=int, metavar="N", help="stop after N batches")
-    add_broker_login(p)
     p.set_defaults(func=cmd_tail)
 
 
@@ -95,18 +64,13 @@ def _decode_file(name: str) -> int:
 def _follow(args: argparse.Namespace) -> int:
     from paho.mqtt.enums import MQTTErrorCode
 
-    from agent.centre.ingest import parse_broker_url
     from agent.shared.mqtt import new_client, secure
     from agent.shared.protocol import PayloadError, decode_batch, decode_status, split_topic
     from agent.shared.reading import DEVICE_RE
 
-    try:
-        broker = parse_broker_url(args.broker)
-    except ValueError as exc:
-        raise UsageError(f"blankspot tail: --broker: {exc}") from None
     if args.device != "+" and not DEVICE_RE.fullmatch(args.device):
         raise UsageError(f"blankspot tail: --device: {args.device!r} is not a device id")
-    password = broker_password(args, "tail")
+    broker, password = broker_of(args, "tail")
     topics = [f"{args.prefix}/{args.device}/readings"] + ([f"{args.prefix}/{args.device}/status"] if args.status else [])
     stop = threading.Event()
     failure: list[str] = []
