@@ -151,8 +151,16 @@ class MqttUplink:
         # full window of refusals would cost a metered SIM eight batches per attempt.
         self._probing = False
         self._client: mqtt.Client | None = None
-        self._batch_properties: dict[str, Properties] = {}  # per encoding, MQTT 5 only
-        self._publish_overhead = 0
+        # The content type of each encoding; 3.1.1 has no properties, and there the payload's
+        # first byte says the encoding.
+        self._batch_properties: dict[str, Properties] = {}
+        # Fixed header, topic, packet id, properties: a handful of bytes beside the payload.
+        self._publish_overhead = len(self._readings_topic) + 8
+        if config.protocol == "5":
+            for encoding, content_type in CONTENT_TYPES.items():
+                properties = self._batch_properties[encoding] = Properties(PacketTypes.PUBLISH)
+                properties.ContentType = content_type
+            self._publish_overhead += len(CONTENT_TYPES[config.encoding]) + 3
         self._ready = False
         self._connect_started = 0.0
         self._next_attempt = 0.0
@@ -364,14 +372,6 @@ class MqttUplink:
             self._failed(f"cannot reach broker {cfg.host}:{cfg.port}: {exc}")
             return
         self._client = client
-        # Fixed header, topic, packet id, properties: a handful of bytes beside the payload.
-        self._publish_overhead = len(self._readings_topic) + 8
-        self._batch_properties = {}
-        if v5:  # 3.1.1 has no properties: there the payload's first byte says the encoding
-            for encoding, content_type in CONTENT_TYPES.items():
-                properties = self._batch_properties[encoding] = Properties(PacketTypes.PUBLISH)
-                properties.ContentType = content_type
-            self._publish_overhead += len(CONTENT_TYPES[cfg.encoding]) + 3
 
     def _failed(self, reason: str) -> None:
         self.stats.connection_failures += 1
