@@ -22,7 +22,7 @@ import zlib
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Sequence
 
-from agent.shared.reading import DECIMALS, PART_TYPES, SCHEMA, Position, format_time, parse_time
+from agent.shared.reading import DECIMALS, PART_TYPES, SCHEMA, Position, format_time, parse_time, short_json
 
 VERSION = 0x01
 CONTENT_TYPE = "application/vnd.blankspot.columns.v1+zlib"
@@ -178,7 +178,7 @@ def _column_values(name: str, spec: tuple[str, int | None], values: list[Any]) -
                 out.append(None)
                 continue
             if type(value) is not int or not -_LIMIT < value < _LIMIT:
-                raise ColumnsError(f"columns.{name}: expected whole numbers or null, got {_short(value)}")
+                raise ColumnsError(f"columns.{name}: expected whole numbers or null, got {short_json(value)}")
             total += value
             if not -_LIMIT < total < _LIMIT:
                 raise ColumnsError(f"columns.{name}: a value passes 2**63")
@@ -188,7 +188,7 @@ def _column_values(name: str, spec: tuple[str, int | None], values: list[Any]) -
     for value in values:
         if value is not None and not isinstance(value, wanted):
             raise ColumnsError(f"columns.{name}: expected {'objects' if kind == 'obj' else 'strings'} "
-                               f"or null, got {_short(value)}")
+                               f"or null, got {short_json(value)}")
     return values
 
 
@@ -225,8 +225,3 @@ def _time_text(millis: int, index: int) -> str:
         return format_time(_EPOCH + timedelta(milliseconds=millis))
     except (OverflowError, ValueError):
         raise ColumnsError(f"columns.time[{index}]: {millis} ms from 1970 is not a time from year 1 to 9999") from None
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= 40 else text[:37] + "..."

@@ -58,7 +58,7 @@ def parse_time(text: str) -> datetime:
     """The time :func:`format_time` wrote; anything else raises :class:`ReadingError`."""
     match = _TIME_RE.fullmatch(text) if isinstance(text, str) else None
     if match is None:
-        raise ReadingError(f"time: expected UTC ISO 8601 with milliseconds and 'Z', got {_short(text)}")
+        raise ReadingError(f"time: expected UTC ISO 8601 with milliseconds and 'Z', got {short_json(text)}")
     year, month, day, hour, minute, second, millis = map(int, match.groups())
     try:
         return datetime(year, month, day, hour, minute, second, millis * 1000, tzinfo=timezone.utc)
@@ -285,27 +285,27 @@ def _check_value(where: str, kind: Any, value: Any) -> Any:
     if isinstance(kind, tuple):
         if value not in kind:
             names = ", ".join("null" if k is None else k for k in kind)
-            raise ReadingError(f"{where}: expected one of {names}, got {_short(value)}")
+            raise ReadingError(f"{where}: expected one of {names}, got {short_json(value)}")
         return value
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ReadingError(f"{where}: expected an integer or null, got {_short(value)}")
+            raise ReadingError(f"{where}: expected an integer or null, got {short_json(value)}")
         if abs(value) > 2**53:
             raise ReadingError(f"{where}: integer out of range")
         return value
     if kind == "num":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
-            raise ReadingError(f"{where}: expected a number or null, got {_short(value)}")
+            raise ReadingError(f"{where}: expected a number or null, got {short_json(value)}")
         return value
     if kind == "str":
         if not isinstance(value, str):
-            raise ReadingError(f"{where}: expected a string or null, got {_short(value)}")
+            raise ReadingError(f"{where}: expected a string or null, got {short_json(value)}")
         if len(value) > MAX_STRING:
             raise ReadingError(f"{where}: string longer than {MAX_STRING} characters")
         return value
     if kind == "obj":
         if not isinstance(value, dict):
-            raise ReadingError(f"{where}: expected an object, got {_short(value)}")
+            raise ReadingError(f"{where}: expected an object, got {short_json(value)}")
         if len(json.dumps(value)) > 4096:
             raise ReadingError(f"{where}: object larger than 4096 bytes")
         return value
@@ -321,14 +321,15 @@ def _finite(number: int | float) -> bool:
         return False
 
 
-def _short(value: Any) -> str:
+def short_json(value: Any) -> str:
+    """``value`` as JSON for an error message, cut to 40 characters."""
     text = json.dumps(value) if not isinstance(value, (bytes, bytearray)) else repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _build(cls: type, where: str, table: Any) -> Any:
     if not isinstance(table, dict):
-        raise ReadingError(f"{where}: expected an object, got {_short(table)}")
+        raise ReadingError(f"{where}: expected an object, got {short_json(table)}")
     names = {name for name, _ in cls.FIELDS}
     extra = sorted(set(table) - names)
     if extra:
@@ -346,25 +347,25 @@ def _build(cls: type, where: str, table: Any) -> Any:
 def reading_from_dict(table: Any) -> Reading:
     """Validate and build a reading from its JSON form; raises :class:`ReadingError`."""
     if not isinstance(table, dict):
-        raise ReadingError(f"reading: expected an object, got {_short(table)}")
+        raise ReadingError(f"reading: expected an object, got {short_json(table)}")
     if table.get("schema") != SCHEMA:
-        raise ReadingError(f"schema: expected {SCHEMA!r}, got {_short(table.get('schema'))}")
+        raise ReadingError(f"schema: expected {SCHEMA!r}, got {short_json(table.get('schema'))}")
     kind = table.get("kind")
     if not isinstance(kind, str) or kind not in PART_TYPES:
-        raise ReadingError(f"kind: expected one of {', '.join(KINDS)}, got {_short(kind)}")
+        raise ReadingError(f"kind: expected one of {', '.join(KINDS)}, got {short_json(kind)}")
     allowed = {"schema", "device", "seq", "time", "time_source", "kind", "position", kind}
     extra = sorted(set(table) - allowed)
     if extra:
         raise ReadingError(f"unknown field {extra[0]!r}")
     device = table.get("device")
     if not isinstance(device, str) or not DEVICE_RE.fullmatch(device):
-        raise ReadingError(f"device: expected 1-64 letters, digits, '-', '_' or '.', got {_short(device)}")
+        raise ReadingError(f"device: expected 1-64 letters, digits, '-', '_' or '.', got {short_json(device)}")
     seq = table.get("seq")
     if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq < 2**63:
-        raise ReadingError(f"seq: expected a positive integer, got {_short(seq)}")
+        raise ReadingError(f"seq: expected a positive integer, got {short_json(seq)}")
     time_source = table.get("time_source")
     if time_source not in TIME_SOURCES:
-        raise ReadingError(f"time_source: expected one of {', '.join(TIME_SOURCES)}, got {_short(time_source)}")
+        raise ReadingError(f"time_source: expected one of {', '.join(TIME_SOURCES)}, got {short_json(time_source)}")
     position = table.get("position")
     return Reading(
         device=device,
