@@ -50,7 +50,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import REPO, machine_lines, work_dir
+from _common import REPO, open_run
 
 from agent.shared.reading import parse_time
 from agent.sim.broker import LocalBroker
@@ -300,11 +300,9 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which(tool) is None:
             print(f"bench/card.py needs {tool}", file=sys.stderr)
             return 2
-    work = Path(tempfile.mkdtemp(prefix="card-", dir=work_dir(args.dir)))
+    work = open_run(args.dir, "card-")
     runtime = Path(tempfile.mkdtemp(prefix="blankspot-run-", dir="/dev/shm"))
     trees = [("this", REPO)] + ([("against", args.against.resolve())] if args.against else [])
-    for line in machine_lines():
-        print(line)
     print(f"{args.fill:g} s of readings every {FILL_INTERVAL_S:g} s, agent killed and started again; "
           f"window {args.minutes:g} min after {args.warmup:g} s warm-up; one reading every {args.interval:g} s; "
           f"ext4 on a loop device, -o {args.mount_options}; state folder (RUNTIME_DIRECTORY) on tmpfs")
