@@ -34,7 +34,8 @@ from agent.unit.config import parse_config
 from agent.shared.mqtt import new_client
 from agent.shared.protocol import PayloadError, decode_batch, split_topic
 from agent.shared.reading import Event
-from agent.unit.service import TICK_S, AgentService
+from agent.unit.probes import FIELD_TICK_S
+from agent.unit.service import AgentService
 from agent.sim.boat import SimulatedBoat
 from agent.sim.broker import BrokerError, LocalBroker, mosquitto_path
 from agent.sim.scenario import mahakam_scenario
@@ -126,15 +127,15 @@ MIN_TRIP_SECONDS = 15.0
 # A river boat takes a signal reading every 50-70 m; the demo's trip one every 100 m (900 on
 # the route), so that most cells have the readings they need for a class at the defaults of
 # map, report and export, which the demo draws with.  The agent's loop starts at most one
-# every TICK_S, which is what makes the default trip three minutes long; a shorter trip
+# every FIELD_TICK_S on the move, which is what makes the default trip three minutes long; a shorter trip
 # takes fewer readings, and more of its cells stay unknown.
 TRIP_SIGNAL_READINGS = 900
-DEFAULT_TRIP_SECONDS = TRIP_SIGNAL_READINGS * TICK_S
+DEFAULT_TRIP_SECONDS = TRIP_SIGNAL_READINGS * FIELD_TICK_S
 
 
 def signal_interval(trip_seconds: float) -> float:
     """Seconds between two signal readings on a trip of ``trip_seconds``."""
-    return max(trip_seconds / TRIP_SIGNAL_READINGS, TICK_S)
+    return max(trip_seconds / TRIP_SIGNAL_READINGS, FIELD_TICK_S)
 
 
 def run_demo(trip_seconds: float = DEFAULT_TRIP_SECONDS, workdir: str | None = None, broker_kind: str = "auto",

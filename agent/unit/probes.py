@@ -38,6 +38,7 @@ from agent.unit.schedule import Scheduler, UnitState
 
 log = logging.getLogger(__name__)
 
+# On the move, how often the schedule is asked what is due (distance and cell change at any time).
 FIELD_TICK_S = 0.2
 
 Measure = Callable[[], Part]

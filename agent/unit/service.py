@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TICK_S = 0.2  # the shortest signal interval the demo plans a trip with
 STATE_EVERY_S = 2.0
 USAGE_EVERY_S = 60.0  # the interface's counters sampled (in memory): a reset loses at most this long
 # A power cut loses at most this long of data usage not yet in the ledger (docs/measurement.md).
