@@ -42,6 +42,7 @@ import argparse
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -54,7 +55,6 @@ from _common import REPO, open_run
 
 from agent.shared.reading import parse_time
 from agent.sim.broker import LocalBroker
-from agent.unit.buffer import read_readings
 
 DAY_S = 86_400.0
 FIELD_CADENCE_S = 10.0
@@ -218,22 +218,21 @@ class AgentProcess:
             self.process.wait(10)
 
     def readings_between(self, start: float, end: float) -> tuple[int, int]:
-        """Readings taken in the window, and how many of them the centre confirmed."""
+        """Readings taken in the window, and how many of them the centre confirmed.
+
+        Asked of the file in plain SQL (the columns every layout has), so that a buffer written
+        by the tree before a change is read as well as this one's."""
         taken = confirmed = 0
-        for stored in read_readings(self.buffer):
-            if stored.kind != "signal":
-                continue
-            moment = parse_time(_time_of(stored.body)).timestamp()
-            if start <= moment < end:
+        conn = sqlite3.connect(f"file:{self.buffer}?mode=ro", uri=True)
+        try:
+            rows = conn.execute("SELECT time, confirmed_at IS NOT NULL FROM readings WHERE kind = 'signal'").fetchall()
+        finally:
+            conn.close()
+        for time_text, is_confirmed in rows:
+            if start <= parse_time(time_text).timestamp() < end:
                 taken += 1
-                confirmed += stored.state == "confirmed"
+                confirmed += is_confirmed
         return taken, confirmed
-
-
-def _time_of(body: str) -> str:
-    import json
-
-    return json.loads(body)["time"]
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from agent.shared import seq_ranges
+from agent.unit import buffer_schema
 from agent.unit.buffer import BufferError, ConfirmOutcome, ReadingBuffer, read_readings, read_stats, sqlite_files
 from agent.shared.protocol import Confirmation
 from agent.shared.reading import reading_from_json
 from agent.sim.synthetic import SteppedTime
-from tests.support.readings_factory import event_reading, latency_reading, signal_reading
+from tests.support.readings_factory import bulky_reading, event_reading, latency_reading, signal_reading
 
 
 START = datetime(2026, 3, 1, tzinfo=timezone.utc)
@@ -105,7 +106,7 @@ def test_durable_settings(tmp_path: Path) -> None:
         assert buf.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
-BIG = replace(signal_reading(), part=replace(signal_reading().part, operator="X" * 200))  # ~850 bytes on disk
+BIG = bulky_reading()  # ~500 bytes on disk
 
 
 def test_full_buffer_prunes_delivered_first(tmp_path: Path) -> None:
@@ -269,12 +270,13 @@ class BufferMachine(RuleBasedStateMachine):
     @rule()
     def restart(self) -> None:
         self.buf.close()
+        assert {r.seq: r.state for r in read_readings(self.path)} == self.state, "closing writes every mark"
         self.buf = open_buffer(self.path)
         self.leased.clear()
 
     @invariant()
     def nothing_lost(self) -> None:
-        actual = {r.seq: r.state for r in read_readings(self.path)}
+        actual = {r.seq: r.state for r in self.buf.readings()}  # acknowledgements may wait in memory
         assert actual == self.state and set(actual) == set(self.appended)
         stats = self.buf.stats()
         counts = {state: list(self.state.values()).count(state) for state in ("pending", "delivered", "confirmed")}
@@ -528,7 +530,7 @@ def user_version_of(path: Path) -> int:
 def test_a_new_buffer_has_the_readings_columns_in_order(tmp_path: Path) -> None:
     open_buffer(tmp_path / "b.db").close()
     assert columns_of(tmp_path / "b.db") == FRESH_COLUMNS
-    assert user_version_of(tmp_path / "b.db") == 3
+    assert user_version_of(tmp_path / "b.db") == buffer_schema.LATEST
 
 
 # The layouts buffers were written in before their version was kept (PRAGMA user_version 0),
@@ -599,7 +601,7 @@ def test_a_buffer_written_in_an_older_layout_is_upgraded_in_place(
     # sqlite-utils 3 wrote FLOAT where a new buffer says REAL: the same column affinity
     assert [(name, notnull, pk) for name, _, notnull, pk in columns_of(path)] == \
         [(name, notnull, pk) for name, _, notnull, pk in FRESH_COLUMNS]
-    assert user_version_of(path) == 3
+    assert user_version_of(path) == buffer_schema.LATEST
     assert read_stats(path).last_seq == 6
     assert not [p for p in tmp_path.iterdir() if ".corrupt-" in p.name]
 
@@ -624,13 +626,14 @@ def test_a_buffer_newer_than_the_code_is_refused_in_one_line_and_left_as_it_is(t
     with open_buffer(path) as buf:
         buf.append(signal_reading())
     with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA user_version = 4")
+        conn.execute(f"PRAGMA user_version = {buffer_schema.LATEST + 1}")
     conn.close()
     before = path.read_bytes()
     for opening in (open_buffer, read_stats):
         with pytest.raises(BufferError) as refused:
             opening(path)
-        assert str(refused.value) == (f"buffer {path}: database schema version 4 is newer than this blankspot "
-                                      "knows (3): upgrade blankspot on this machine, or use another database")
+        assert str(refused.value) == (
+            f"buffer {path}: database schema version {buffer_schema.LATEST + 1} is newer than this blankspot "
+            f"knows ({buffer_schema.LATEST}): upgrade blankspot on this machine, or use another database")
     assert path.read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if ".corrupt-" in p.name]

@@ -20,6 +20,9 @@ import pytest
 
 from agent.commands.unit import make_service
 from agent.shared.polling import wait_until
+from agent.shared.clock import boot_id
+from agent.shared.protocol import Confirmation
+from agent.shared.reading import format_time_epoch
 from agent.unit.buffer import PAGE_SIZE, ReadingBuffer, read_readings, read_stats
 from agent.unit.config import load_config
 from agent.unit.measure.usage import UsageLedger
@@ -93,17 +96,20 @@ def test_a_reading_its_acknowledgement_and_its_confirmation_cost_the_card_one_fl
 
 
 def test_marks_not_yet_flushed_are_undone_whole_by_a_power_cut_never_a_reading(tmp_path: Path) -> None:
-    """What a power cut may take: the marks committed since the last reading, never a reading.
+    """What a power cut may take: marks waiting in memory or committed since the last reading's
+    flush, never a reading.
 
-    The log's commits after the last flushed one are what the card may lose; cutting them off
-    here, as a power cut would, leaves every reading, at worst pending again (sent again; the
-    centre keeps one copy per seq)."""
+    An acknowledgement waits in memory for the next commit; a confirmation is committed without
+    a flush.  The log's commits after the last flushed one are what the card may lose; cutting
+    them off here, as a power cut would, leaves every reading, at worst pending again (sent
+    again; the centre keeps one copy per seq)."""
     path = tmp_path / "buffer.db"
     buf = ReadingBuffer(path, "unit-1")
     seqs = [buf.append(signal_reading()).seq for _ in range(5)]
-    buf.ack(buf.take(10))
+    buf.ack(buf.take(10))  # waits in memory
     seqs.append(buf.append(signal_reading()).seq)  # flushed, with the acknowledgement before it
-    buf.ack(buf.take(10))  # committed, not flushed
+    buf.ack(buf.take(10))
+    buf.apply_confirmation(Confirmation("unit-1", 1, seqs[4], seqs[4]))  # committed with that mark, not flushed
     copy = tmp_path / "after-power-cut"
     copy.mkdir()
     shutil.copy(path, copy / path.name)
@@ -112,6 +118,8 @@ def test_marks_not_yet_flushed_are_undone_whole_by_a_power_cut_never_a_reading(t
     buf.close()
     states = {stored.seq: stored.state for stored in read_readings(copy / path.name)}
     assert states == {**{seq: "delivered" for seq in seqs[:5]}, seqs[5]: "pending"}
+    states = {stored.seq: stored.state for stored in read_readings(path)}
+    assert states == {**{seq: "confirmed" for seq in seqs[:5]}, seqs[5]: "delivered"}, "closing writes every mark"
 
 
 def _page_size(path: Path) -> int:
@@ -183,6 +191,30 @@ def test_under_systemd_the_state_is_rewritten_in_ram_and_the_card_only_names_it(
     stopped = json.loads(state_path(config).read_text())
     assert stopped["running"] is False and "live" not in stopped
     assert collect_status(config, state_path(config))["agent"]["running"] is False
+
+
+def test_an_acknowledgement_waiting_in_memory_is_counted_by_the_agent_and_by_blankspot_status(tmp_path: Path) -> None:
+    """The file shows the reading pending until the next commit; the agent's figures, and
+    ``blankspot status`` while the agent runs, count it as delivered."""
+    path = write_config(tmp_path / "agent.toml", 1, tmp_path / "buffer.db", {"uplink": {"enabled": False}})
+    config = load_config(path)
+    with ReadingBuffer(config.buffer.path, config.device_id) as buf:
+        buf.append_many([signal_reading()] * 3)
+        buf.ack(buf.take(2))
+        assert read_stats(config.buffer.path).pending == 3, "not written yet"
+        assert (buf.stats().pending, buf.stats().unconfirmed, buf.pending_count()) == (1, 2, 1)
+        assert buf.backlog() == {"pending": 1, "unconfirmed": 2, "oldest_pending_time": buf.stats().oldest_pending_time}
+        assert buf.take(10).seqs == (3,), "acknowledged readings are not taken again"
+        state = {"running": True, "pid": os.getpid(), "boot_id": boot_id(),
+                 "written": format_time_epoch(time.time()), "backlog": buf.backlog()}
+        state_path(config).write_text(json.dumps(state))
+        running = collect_status(config, state_path(config))["buffer"]
+        state_path(config).write_text(json.dumps({**state, "running": False}))
+        stopped = collect_status(config, state_path(config))["buffer"]
+    assert (running["pending"], running["unconfirmed"], running["last_seq"]) == (1, 2, 3)
+    assert (stopped["pending"], stopped["unconfirmed"]) == (3, 0), "a stopped agent's last figures are not used"
+    assert (read_stats(config.buffer.path).pending, read_stats(config.buffer.path).unconfirmed) == (1, 2), \
+        "closing the buffer writes the marks"
 
 
 def test_usage_recorded_in_one_transaction_is_kept_whole_or_not_at_all(tmp_path: Path) -> None:

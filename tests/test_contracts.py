@@ -160,7 +160,7 @@ def overflow_and_corrupt_events(tmp_path: Path) -> list[dict[str, Any]]:
     path = tmp_path / "small.db"
     with ReadingBuffer(path, "unit-1", max_bytes=150_000) as buffer:
         for _ in range(12):
-            buffer.append_many([signal_reading()] * 50)
+            buffer.append_many([signal_reading()] * 200)
         events = [json.loads(r.body) for r in read_readings(path) if r.kind == "event"]
     path.write_bytes(b"not a database " * 500)
     with ReadingBuffer(path, "unit-1") as buffer:
@@ -691,7 +691,8 @@ def test_documented_recovery_reads_back_a_damaged_buffer(tmp_path: Path) -> None
         assert buffer.take(1) is not None  # the buffer_corrupt event: a fresh buffer took over
     kept = [p for p in tmp_path.iterdir() if re.fullmatch(r"buffer\.db\.corrupt-\d{8}T\d{6}Z", p.name)]
     assert len(kept) == 1
-    script = block.group(1).replace("buffer.db.corrupt-20261124T031500Z", kept[0].name)
+    script = block.group(1).replace("buffer.db.corrupt-20261124T031500Z", kept[0].name) \
+        .replace("blankspot readings", f"{sys.executable} -m agent readings")
     done = subprocess.run(["sh", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     lines = (tmp_path / "recovered.jsonl").read_text().splitlines()
     recovered = [reading_from_json(line) for line in lines]

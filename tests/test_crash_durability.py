@@ -34,7 +34,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.unit.buffer import BufferError, read_readings, read_stats
+from agent.unit.buffer import BufferError, read_readings
+from agent.unit.config import load_config
+from agent.unit.service import state_path
+from agent.unit.status import collect_status
 from agent.shared.protocol import decode_batch, decode_status, readings_topic, status_topic
 from agent.shared.reading import Event, Reading
 from agent.sim.broker import LocalBroker
@@ -173,21 +176,24 @@ def inspect_buffer(path: Path) -> BufferSnapshot:
     return snap
 
 
-def pending_count(path: Path) -> int | None:
+def pending_count(config_file: Path) -> int | None:
+    """What ``blankspot status`` says is pending: the running agent's own count."""
+    config = load_config(config_file)
     try:
-        return read_stats(path).pending
+        buffer = collect_status(config, state_path(config))["buffer"]
     except BufferError:
         return None
+    return None if buffer is None else buffer["pending"]
 
 
-def drain_and_stop(config: Path, buffer: Path, log_path: Path, timeout: float = 30.0) -> AgentProcess:
+def drain_and_stop(config: Path, log_path: Path, timeout: float = 30.0) -> AgentProcess:
     """Run the agent until its buffer has nothing pending, then SIGTERM it; it must exit 0 quickly."""
     agent = AgentProcess(config, log_path)
     try:
         # Wait for this run's own first reading, so SIGTERM never lands before the handler is set.
         assert agent.wait_log("buffered seq=", 20), f"the agent did not start:\n{agent.text()[-2000:]}"
-        assert wait(lambda: pending_count(buffer) == 0, timeout, interval=0.05), (
-            f"buffer still has {pending_count(buffer)} pending after {timeout:g}s:\n{agent.text()[-2000:]}"
+        assert wait(lambda: pending_count(config) == 0, timeout, interval=0.05), (
+            f"buffer still has {pending_count(config)} pending after {timeout:g}s:\n{agent.text()[-2000:]}"
         )
         rc, took = agent.terminate()
         assert rc == 0, f"exit status {rc} after SIGTERM:\n{agent.text()[-2000:]}"
@@ -321,7 +327,7 @@ def test_kill_9_at_random_moments_loses_nothing_and_reuses_no_seq(tmp_path: Path
         assert "Traceback" not in agent.text(), f"run {run}:\n{agent.text()[-3000:]}"
         highest = max([highest, *logged, *snap.seqs])
 
-    final = drain_and_stop(agent_config(tmp_path / "final.toml", broker, buffer, "10m"), buffer, tmp_path / "final.log")
+    final = drain_and_stop(agent_config(tmp_path / "final.toml", broker, buffer, "10m"), tmp_path / "final.log")
     assert final.seqs() and final.seqs()[0] > highest, "the final run reused a seq"
     snap = inspect_buffer(buffer)
     assert snap.integrity == "ok"
@@ -378,7 +384,7 @@ def test_sigterm_exits_0_says_offline_and_loses_nothing(tmp_path: Path, broker: 
     assert retained["backlog"]["last_seq"] == max(snap.seqs)
 
     waiting = len(snap.pending)
-    drain_and_stop(agent_config(tmp_path / "final.toml", broker, buffer, "10m"), buffer, tmp_path / "final.log")
+    drain_and_stop(agent_config(tmp_path / "final.toml", broker, buffer, "10m"), tmp_path / "final.log")
     highest = max(inspect_buffer(buffer).seqs)
     every = set(range(1, highest + 1))
     sink.wait_for_seqs(DEVICE, every, 10)

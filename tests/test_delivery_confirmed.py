@@ -36,7 +36,7 @@ from agent.unit.uplink import MqttUplink
 from tests.support.broker import password_broker, require_mosquitto  # noqa: F401  (password_broker: a fixture)
 from tests.support.collector import CollectorProcess, wait_counts
 from tests.support.mqtt_sink import ReadingSink
-from tests.support.readings_factory import signal_reading
+from tests.support.readings_factory import bulky_reading, signal_reading
 from tests.support.unit_config import write_config
 
 DEVICE = "boat-07"
@@ -279,7 +279,7 @@ def test_a_full_buffer_and_an_unusable_buffer_leave_explained_holes(tmp_path: Pa
     unusable: the centre lacks those readings, says why (`blankspot units`, `report`), and the
     unit is left holding nothing unconfirmed: nothing is asked of it that it cannot send."""
     db = f"sqlite:///{tmp_path}/collector.db"
-    big = replace(signal_reading(DEVICE), part=replace(signal_reading(DEVICE).part, operator="X" * 200))
+    big = bulky_reading(DEVICE)
     with ReadingBuffer(tmp_path / "buffer.db", DEVICE, max_bytes=1_000_000) as buffer:
         for _ in range(30):
             buffer.append_many([big] * 100)  # a long blank spot: no connection, the buffer overflows

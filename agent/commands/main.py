@@ -20,7 +20,7 @@ from agent.commands.exit_status import EXIT_READER_GONE, EXIT_RUNTIME, EXIT_USAG
 from agent.unit.config import ConfigError
 
 COMMANDS: tuple[tuple[str, Callable[[argparse._SubParsersAction], None]], ...] = (
-    ("run", unit.add_run), ("status", unit.add_status), ("doctor", unit.add_doctor),
+    ("run", unit.add_run), ("status", unit.add_status), ("readings", unit.add_readings), ("doctor", unit.add_doctor),
     ("modem", devices.add_modem), ("gps", devices.add_gps),
     ("demo", demo.add_demo),
     ("measure", measure.add_measure),

@@ -1,4 +1,4 @@
-"""``blankspot run``, ``status`` and ``doctor``: the commands of a field unit; ``make_service``, the agent they run."""
+"""``blankspot run``, ``status``, ``readings`` and ``doctor``: the commands of a field unit; ``make_service``, the agent they run."""
 from __future__ import annotations
 
 import argparse
@@ -112,6 +112,42 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status, indent=2))
     else:
         print("\n".join(status_lines(status)))
+    return 0
+
+
+def add_readings(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("readings", help="print the readings a buffer file holds, one JSON line each",
+                       description="Print each reading a buffer file holds, oldest first, exactly as the unit sends "
+                                   "it (blankspot.reading/1, one per line): the unit's own buffer, even while the "
+                                   "agent runs, a buffer kept aside as corrupt, or what sqlite3 saved of one "
+                                   "(docs/buffer.md). Example: blankspot readings --pending recovered.db > pending.jsonl")
+    p.add_argument("file", nargs="?", default=None, help="a buffer file (default: buffer.path of the config)")
+    config_arg(p)
+    p.add_argument("--pending", action="store_true", help="only the readings the broker never acknowledged")
+    p.set_defaults(func=cmd_readings)
+
+
+def cmd_readings(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from agent.unit.buffer import BufferError, read_stored_bodies
+    from agent.unit.stored_body import StoredBodyError, unpack_body
+
+    path = Path(args.file) if args.file is not None else load_config_arg(args).buffer.path
+    if not path.is_file():
+        raise UsageError(f"blankspot readings: no buffer file at {path}")
+    unreadable = 0
+    try:
+        for seq, body in read_stored_bodies(path, pending_only=args.pending):
+            try:
+                print(unpack_body(body))
+            except StoredBodyError as exc:
+                unreadable += 1
+                print(f"blankspot readings: seq {seq}: {exc}", file=sys.stderr)
+    except BufferError as exc:
+        raise RuntimeFailure(str(exc)) from None
+    if unreadable:
+        raise RuntimeFailure(f"{unreadable} readings could not be read (each named above)")
     return 0
 
 

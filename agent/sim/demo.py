@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -24,7 +23,7 @@ from typing import Callable
 
 import paho.mqtt.client as mqtt
 
-from agent.unit.buffer import read_stats
+from agent.unit.buffer import read_readings, read_stats
 from agent.centre.coverage import DEFAULT_RESOLUTION, Thresholds
 from agent.centre.mapview import MapOptions, map_summary
 from agent.centre.store import open_store
@@ -332,13 +331,8 @@ def _draw_map(db: Path, map_path: Path) -> int:
 
 
 def _count_no_service(path: Path) -> int:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return conn.execute(
-            "SELECT count(*) FROM readings WHERE kind='signal' AND json_extract(body, '$.signal.rat') = 'NONE'"
-        ).fetchone()[0]
-    finally:
-        conn.close()
+    return sum(1 for stored in read_readings(path)
+               if stored.kind == "signal" and json.loads(stored.body)["signal"]["rat"] == "NONE")
 
 
 def _nearest_town(route: Route, distance_m: float) -> str:

@@ -7,9 +7,12 @@
   delivered (sent, and acknowledged by the broker); ``nack`` returns them, and they are
   served again before anything newer.  Leases live in memory, so after a crash every
   unacknowledged reading is pending again: at-least-once, deduplicated centrally on
-  ``(device, seq)``.  Marks (delivered, confirmed, counters) are committed without a flush of
-  their own and reach the card with the next append's flush: a power cut can undo the latest
-  marks, never a reading (one flush per reading in all, see ``docs/buffer.md``).
+  ``(device, seq)``.  The broker's acknowledgements wait in memory for the next commit (at
+  live cadence, the next reading's); other marks (confirmed, counters) are committed without
+  a flush of their own and reach the card with the next append's flush: a crash or a power
+  cut can undo the latest marks, never a reading (one flush per reading in all, see
+  ``docs/buffer.md``).  The buffer's own figures (``stats``, ``backlog``, ``readings``)
+  count the marks waiting.
 - A delivered reading stays the unit's responsibility until the centre *confirms* it
   (``apply_confirmation``, from the collectors' ``confirm`` messages): a broker's
   acknowledgement is flow control, not storage.  ``resend`` makes delivered but unconfirmed
@@ -17,9 +20,11 @@
   centre's database was restored from a backup) does the same.  Only confirmed readings are
   pruned by age, and their age is counted on the buffer's own odometer (seconds the buffer
   has been open), which no jump of the wall clock can move.
-- ``seq`` is strictly increasing and never reused.  The counter lives in the database and,
-  in blocks, in a small ``<file>.seq`` reservation file beside it, so even a database that
-  had to be moved aside as corrupt does not restart the numbering.
+- ``seq`` is strictly increasing and never reused: the next one follows the highest stored
+  (a counter in ``meta`` keeps it when the newest readings are deleted) and, in blocks, a
+  small ``<file>.seq`` reservation file beside the database, so even a database that had to
+  be moved aside as corrupt does not restart the numbering.
+- Bodies are stored deflated (:mod:`agent.unit.stored_body`): eight readings to a 1 KiB page.
 - Bounded: past ``max_bytes`` confirmed readings are pruned first, then the oldest
   unconfirmed ones; every such drop is added to a persisted counter and reported in an
   ``event`` reading (``buffer_overflow``) that names the seq ranges dropped.  Never silently.
@@ -47,7 +52,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterable, Iterator, Literal
+from typing import Any, Iterable, Iterator, Literal
 
 from agent.shared import seq_ranges
 from agent.shared.clock import Clock, Timestamp, TimeKeeper, boot_id
@@ -58,11 +63,20 @@ from agent.shared.reading import (
     Event, Reading, ReadingError, format_time, format_time_epoch, reading_from_json,
 )
 from agent.unit import buffer_schema
+from agent.unit.stored_body import StoredBodyError, pack_body, unpack_body
 
 log = logging.getLogger(__name__)
 
 SEQ_BLOCK = 1000
 PAGE_SIZE = 1024  # of a new buffer file
+# Pending: not acknowledged by the broker.  A pending reading is never confirmed; saying so
+# lets SQLite find pending readings through the one partial index, readings_unconfirmed.
+PENDING = "confirmed_at IS NULL AND delivered_at IS NULL"
+# The broker's acknowledgements wait in memory for the buffer's next commit (at live cadence,
+# the next reading's) and cost the card no commit of their own; they are committed by
+# themselves once the oldest has waited MARKS_HOLD_S or MARKS_HOLD_MAX readings wait.
+MARKS_HOLD_S = 30.0
+MARKS_HOLD_MAX = 1000
 _PRUNE_CHUNK = 500
 # An event's data stays under 4 KB: a drop that left more ranges is told in several events.
 _RANGES_PER_EVENT = 100
@@ -116,6 +130,15 @@ ReadingState = Literal["pending", "delivered", "confirmed"]
 
 
 @dataclass(frozen=True)
+class _Mark:
+    """The broker's acknowledgement of ``seqs`` at ``at`` (epoch seconds), not yet written."""
+
+    seqs: tuple[int, ...]
+    confirmed: bool
+    at: float
+
+
+@dataclass(frozen=True)
 class StoredReading:
     """A reading as the buffer holds it (see :func:`read_readings`)."""
 
@@ -161,7 +184,9 @@ class ReadingBuffer:
         self._boot = this_boot or boot_id()
         self._lock = threading.RLock()
         self._leased: dict[int, Batch] = {}
-        self._leased_seqs: set[int] = set()
+        self._leased_seqs: set[int] = set()  # not to be taken: leased, or acknowledged and not yet marked
+        self._marks: list[_Mark] = []
+        self._marks_since = 0.0  # monotonic time of the oldest mark waiting
         self._last_prune = 0.0
         self._seq_file = self.path.with_name(self.path.name + ".seq")
         try:
@@ -175,19 +200,19 @@ class ReadingBuffer:
         except sqlite3.DatabaseError as exc:
             corrupt_copy = self._move_aside(exc)
             self._open(synchronous, journal_mode)
-        existed = self._meta("next_seq") > 1
+        existed = self._next_seq > 1
         self._reserved = self._read_reservation()
         if corrupt_copy is not None:
             self._record_event(
                 "buffer_corrupt",
                 f"buffer database was unusable; moved aside to {corrupt_copy.name}, new buffer started",
-                {"kept_as": str(corrupt_copy), "next_seq": self._meta("next_seq")},
+                {"kept_as": str(corrupt_copy), "next_seq": self._next_seq},
             )
         elif self._renumbered and not existed:
             self._record_event(
                 "buffer_replaced",
                 "buffer database was missing; a new one was started and numbering continues",
-                {"next_seq": self._meta("next_seq")},
+                {"next_seq": self._next_seq},
             )
 
     # -- opening ------------------------------------------------------------------------
@@ -244,6 +269,7 @@ class ReadingBuffer:
             with self._transaction():
                 self._upgrade_schema()
             self._db_id = self._meta("db_id")
+            self._next_seq = _next_seq(conn)
             self._odometer_base = float(self._meta("odometer"))
             self._odometer_start = self.clock.monotonic()
             self._uncorrected = self._count_unsynced(self._boot) > 0
@@ -285,15 +311,52 @@ class ReadingBuffer:
         )
         return kept
 
-    def _transaction(self, durable: bool = True) -> "_Transaction":
-        """A write transaction; ``durable`` ones are on the card when they commit, the others
-        when the next durable one commits (a power cut in between undoes them, never
-        half-applies them, and never undoes a durable one that followed)."""
+    @contextmanager
+    def _transaction(self, durable: bool = True) -> Iterator[None]:
+        """A write transaction, ``BEGIN IMMEDIATE`` to ``COMMIT`` (``ROLLBACK`` on error).
+
+        ``durable`` ones are on the card when they commit, the others when the next durable
+        one commits (a power cut in between undoes them, never half-applies them, and never
+        undoes a durable one that followed).  Every transaction first writes the marks
+        waiting in memory; they are forgotten only once it has committed.
+        """
         level = self._synchronous if durable else self._marks_synchronous
         if level != self._synchronous_now:
             self.conn.execute(f"PRAGMA synchronous={level}")
             self._synchronous_now = level
-        return _Transaction(self.conn)
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            written = self._write_marks()
+            yield
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        self._marks_written(written)
+
+    @contextmanager
+    def _with_marks(self) -> Iterator[None]:
+        """Reads inside see the marks waiting in memory as if written.
+
+        They are applied in a transaction that is rolled back: the figures are exact and
+        reading them costs the card nothing.  Should that fail, the reads see the file alone.
+        """
+        applied = False
+        if self._marks:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                self._write_marks()
+                applied = True
+            except sqlite3.Error as exc:
+                log.debug("cannot apply the waiting marks for reading: %s", exc)
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+        try:
+            yield
+        finally:
+            if applied:
+                self.conn.execute("ROLLBACK")
 
     # -- seq reservation -----------------------------------------------------------------
 
@@ -315,11 +378,11 @@ class ReadingBuffer:
         except (OSError, ValueError) as exc:
             log.error("seq reservation file %s unreadable (%s); trusting the database counter", self._seq_file, exc)
             reserved, owner = 0, None
-        next_seq = self._meta("next_seq")
-        if reserved >= next_seq and owner != self._db_id:
+        if reserved >= self._next_seq and owner != self._db_id:
             log.warning("buffer database %s is new: numbering continues after reserved seq %d", self.path, reserved)
             with self._transaction():
                 self._set_meta("next_seq", reserved + 1)
+            self._next_seq = reserved + 1
             self._renumbered = True
             return 0
         return reserved if owner == self._db_id else 0
@@ -378,21 +441,24 @@ class ReadingBuffer:
             trusted = next((r for r in items if r.time_source != "unsynced" and r.boottime is not None), None)
             if trusted is not None:
                 self._correct_times(Timestamp(trusted.time, trusted.time_source, trusted.boottime))
-        next_seq = self._meta("next_seq")
+        next_seq = self._next_seq
         self._reserve(next_seq + len(items))
         stored = []
         with self._transaction():
+            self._prune_due(time.time())
             for offset, reading in enumerate(items):
                 numbered = replace(reading.at_precision(), seq=next_seq + offset)
                 unsynced = numbered.time_source == "unsynced" and numbered.boottime is not None
                 self.conn.execute(
                     "INSERT INTO readings(seq, kind, time, body, boot, boottime) VALUES (?, ?, ?, ?, ?, ?)",
-                    (numbered.seq, numbered.kind, format_time(numbered.time), numbered.to_json(),
+                    (numbered.seq, numbered.kind, format_time(numbered.time), pack_body(numbered.to_json()),
                      self._boot if unsynced else None, numbered.boottime if unsynced else None),
                 )
                 self._uncorrected = self._uncorrected or unsynced
                 stored.append(numbered)
-            self._set_meta("next_seq", next_seq + len(items))
+        # Not written to meta: the highest seq stored says it (see _next_seq), unless the
+        # newest readings are deleted (_deleted keeps it then).
+        self._next_seq = next_seq + len(items)
         return stored
 
     # -- clock corrections ---------------------------------------------------------------
@@ -400,7 +466,7 @@ class ReadingBuffer:
     def _count_unsynced(self, boot: str | None) -> int:
         where = "boot IS NOT NULL" if boot is None else "boot = ?"
         return self.conn.execute(
-            f"SELECT count(*) FROM readings WHERE {where} AND delivered_at IS NULL", () if boot is None else (boot,)
+            f"SELECT count(*) FROM readings WHERE {where} AND {PENDING}", () if boot is None else (boot,)
         ).fetchone()[0]
 
     def correct_times(self, now: Timestamp) -> int:
@@ -420,23 +486,23 @@ class ReadingBuffer:
     def _correct_times(self, now: Timestamp) -> int:
         if not now.trusted or now.boottime is None:
             return 0
-        rows = self.conn.execute(
-            "SELECT seq, body, boottime FROM readings WHERE boot = ? AND delivered_at IS NULL ORDER BY seq",
-            (self._boot,),
-        ).fetchall()
         corrected = 0
-        with self._transaction():
+        with self._transaction():  # which readings are pending is read after the marks waiting are written
+            rows = self.conn.execute(
+                f"SELECT seq, body, boottime FROM readings WHERE boot = ? AND {PENDING} ORDER BY seq",
+                (self._boot,),
+            ).fetchall()
             for seq, body, taken_at in rows:
                 moment = now.time - timedelta(seconds=now.boottime - taken_at)
                 try:
-                    stamped = replace(reading_from_json(body), time=moment, time_source=now.source)
-                except ReadingError as exc:  # stored, but not a valid reading: sent as it is, the centre judges it
+                    stamped = replace(reading_from_json(unpack_body(body)), time=moment, time_source=now.source)
+                except (ReadingError, StoredBodyError) as exc:  # sent as it is: the centre judges it
                     log.error("clock: reading seq %d cannot be re-stamped and keeps its unsynced time: %s", seq, exc)
                     self.conn.execute("UPDATE readings SET boot = NULL, boottime = NULL WHERE seq = ?", (seq,))
                     continue
                 self.conn.execute(
                     "UPDATE readings SET time = ?, body = ?, boot = NULL, boottime = NULL WHERE seq = ?",
-                    (format_time(stamped.time), stamped.to_json(), seq),
+                    (format_time(stamped.time), pack_body(stamped.to_json()), seq),
                 )
                 corrected += 1
         self._uncorrected = False
@@ -464,7 +530,7 @@ class ReadingBuffer:
         # Acknowledged by the broker but not confirmed: the centre probably holds them, so they
         # go before readings that never left the unit.  Either way a drop, counted and named.
         dropped = self._delete_oldest("confirmed_at IS NULL AND delivered_at IS NOT NULL", target, count=True)
-        dropped += self._delete_oldest("delivered_at IS NULL", target, count=True)
+        dropped += self._delete_oldest(PENDING, target, count=True)
         if pruned:
             log.info("buffer full: pruned %d confirmed readings", len(pruned))
         if dropped:
@@ -495,13 +561,16 @@ class ReadingBuffer:
                 ).fetchall()]
                 if count and seqs:  # in the same transaction: a drop is never unrecorded
                     self._set_meta("dropped_total", self._meta("dropped_total") + len(seqs))
+                self._deleted(seqs)
             if not seqs:
                 break
-            self._forget_leases(seqs)
             deleted.extend(seqs)
         return deleted
 
-    def _forget_leases(self, seqs: Iterable[int]) -> None:
+    def _deleted(self, seqs: list[int]) -> None:
+        """Call in the transaction that deleted ``seqs``."""
+        if seqs and max(seqs) == self._next_seq - 1:  # the newest no longer says where numbering goes on
+            self._set_meta("next_seq", self._next_seq)
         gone = set(seqs) & self._leased_seqs
         if gone:
             self._leased_seqs -= gone
@@ -517,10 +586,10 @@ class ReadingBuffer:
         """
         with self._lock:
             rows = self.conn.execute(
-                "SELECT seq, body FROM readings WHERE delivered_at IS NULL ORDER BY seq LIMIT ?",
+                f"SELECT seq, body FROM readings WHERE {PENDING} ORDER BY seq LIMIT ?",
                 (limit + len(self._leased_seqs),),
             ).fetchall()
-            rows = [row for row in rows if row[0] not in self._leased_seqs][:limit]
+            rows = [(seq, self._unpacked(seq, body)) for seq, body in rows if seq not in self._leased_seqs][:limit]
             if not rows:
                 return None
             if max_bytes is not None:
@@ -529,6 +598,12 @@ class ReadingBuffer:
             self._leased[batch.first] = batch
             self._leased_seqs.update(batch.seqs)
             return batch
+
+    def _unpacked(self, seq: int, body: str | bytes) -> str:
+        try:
+            return unpack_body(body)
+        except StoredBodyError as exc:
+            raise BufferError(f"buffer {self.path}: reading seq {seq}: {exc}") from None
 
     def _unlease(self, batch: Batch) -> bool:
         if self._leased.pop(batch.first, None) is None:
@@ -540,30 +615,52 @@ class ReadingBuffer:
         """The broker acknowledged ``batch``: mark it delivered (and ``confirmed`` too, when the
         broker's acknowledgement is all the unit will ever get).
 
-        Raises :class:`BufferError` when the mark cannot be written; the batch then stays
-        leased, so it is not sent again, and ``ack`` may be called again later.
+        The mark waits in memory for the buffer's next commit (see ``MARKS_HOLD_S``); until
+        then the batch is not taken again, and the buffer's figures count it as marked.
+        Raises :class:`BufferError` when marks due to be written cannot be; the batch then
+        stays leased, so it is not sent again, and ``ack`` may be called again later.
         """
         with self._lock:
-            now = time.time()
-            marks = ",".join("?" * len(batch.seqs))
+            if not self._marks:
+                self._marks_since = self.clock.monotonic()
+            self._marks.append(_Mark(batch.seqs, confirmed, time.time()))
+            leased = self._leased.pop(batch.first, None)
+            self._leased_seqs.update(batch.seqs)
+            waiting = sum(len(mark.seqs) for mark in self._marks)
+            if waiting < MARKS_HOLD_MAX and self.clock.monotonic() - self._marks_since < MARKS_HOLD_S:
+                return
             try:
                 with self._transaction(durable=False):
-                    if confirmed:
-                        n = self.conn.execute(
-                            f"UPDATE readings SET delivered_at = coalesce(delivered_at, ?), confirmed_at = ?, "
-                            f"confirmed_odo = ? WHERE confirmed_at IS NULL AND seq IN ({marks})",
-                            (now, now, self.odometer(), *batch.seqs),
-                        ).rowcount
-                        self._count_confirmed(n)
-                    else:
-                        self.conn.execute(
-                            f"UPDATE readings SET delivered_at = ? WHERE delivered_at IS NULL AND seq IN ({marks})",
-                            (now, *batch.seqs),
-                        )
+                    pass
             except (sqlite3.OperationalError, OSError) as exc:
+                self._marks.pop()
+                if leased is not None:
+                    self._leased[batch.first] = leased
                 raise BufferError(f"cannot write to the buffer {self.path}: {exc}") from None
-            self._unlease(batch)
-            self._prune_now_and_then(now)
+
+    def _write_marks(self) -> int:
+        """Write the marks waiting (in the transaction open); returns how many."""
+        for mark in self._marks:
+            where = ",".join("?" * len(mark.seqs))
+            if mark.confirmed:
+                n = self.conn.execute(
+                    f"UPDATE readings SET delivered_at = coalesce(delivered_at, ?), confirmed_at = ?, "
+                    f"confirmed_odo = ? WHERE confirmed_at IS NULL AND seq IN ({where})",
+                    (mark.at, mark.at, self.odometer(), *mark.seqs),
+                ).rowcount
+                self._count_confirmed(n)
+            else:
+                self.conn.execute(
+                    f"UPDATE readings SET delivered_at = ? WHERE delivered_at IS NULL AND seq IN ({where})",
+                    (mark.at, *mark.seqs),
+                )
+        return len(self._marks)
+
+    def _marks_written(self, n: int) -> None:
+        """The first ``n`` marks are committed: their readings may be taken again once pending."""
+        for mark in self._marks[:n]:
+            self._leased_seqs.difference_update(mark.seqs)
+        del self._marks[:n]
 
     def _count_confirmed(self, n: int) -> None:
         if n:
@@ -620,7 +717,6 @@ class ReadingBuffer:
             if reopened:
                 log.warning("the centre no longer holds %d readings it had confirmed (seq %s): sending them again",
                             len(reopened), seq_ranges.text(ranges))
-            self._prune_now_and_then(now)
             return ConfirmOutcome(True, confirmed, ranges)
 
     def resend(self, seqs: Iterable[int]) -> int:
@@ -645,41 +741,62 @@ class ReadingBuffer:
 
     def awaiting_confirmation(self) -> list[int]:
         """Seqs acknowledged by the broker and not yet confirmed by the centre, ascending."""
-        with self._lock:
+        with self._lock, self._with_marks():
             return [row[0] for row in self.conn.execute(
                 "SELECT seq FROM readings WHERE confirmed_at IS NULL AND delivered_at IS NOT NULL ORDER BY seq")]
 
+    def _prune_due(self, now: float) -> None:
+        """Delete confirmed readings older than ``keep_delivered``, once a minute at most; call
+        it in a transaction (an append's: the prune rides on the reading's commit)."""
+        if now - self._last_prune <= 60:
+            return
+        self._last_prune = now
+        self._deleted([row[0] for row in self.conn.execute(
+            "DELETE FROM readings WHERE confirmed_at IS NOT NULL AND confirmed_odo < ? RETURNING seq",
+            (self.odometer() - self.keep_delivered,),
+        )])
+
     def _prune_now_and_then(self, now: float) -> None:
-        if now - self._last_prune > 60:
-            self._last_prune = now
-            try:
-                with self._transaction(durable=False):
-                    self.conn.execute(
-                        "DELETE FROM readings WHERE confirmed_at IS NOT NULL AND confirmed_odo < ?",
-                        (self.odometer() - self.keep_delivered,),
-                    )
-            except (sqlite3.OperationalError, OSError) as exc:
-                log.debug("cannot prune old confirmed readings: %s", exc)
+        try:
+            with self._transaction(durable=False):
+                self._prune_due(now)
+        except (sqlite3.OperationalError, OSError) as exc:
+            log.debug("cannot prune old confirmed readings: %s", exc)
 
     # -- inspection ----------------------------------------------------------------------
 
     def pending_count(self) -> int:
         """Readings the broker has not acknowledged yet."""
-        with self._lock:
-            return self.conn.execute("SELECT count(*) FROM readings WHERE delivered_at IS NULL").fetchone()[0]
+        with self._lock, self._with_marks():
+            return self.conn.execute(f"SELECT count(*) FROM readings WHERE {PENDING}").fetchone()[0]
 
     def stats(self) -> BufferStats:
         """The buffer's figures; :func:`read_stats` gives the same from the file alone."""
-        with self._lock:
+        with self._lock, self._with_marks():
             return _stats(self.conn, self.max_bytes)
+
+    def backlog(self) -> dict[str, Any]:
+        """The figures of :class:`BufferStats` that each acknowledgement changes (pending,
+        oldest_pending_time, unconfirmed), marks waiting in memory included; cheap enough to
+        ask every second (indexes only), so the agent's state file can tell ``blankspot
+        status`` what the file does not say yet."""
+        with self._lock, self._with_marks():
+            return _backlog(self.conn)
+
+    def readings(self) -> list[StoredReading]:
+        """The readings held, oldest first, each with its state, as :func:`read_readings` gives
+        them from the file once the marks waiting in memory are written."""
+        with self._lock, self._with_marks():
+            return list(_stored_readings(self.conn, self.path))
 
     def close(self) -> None:
         with self._lock:
             try:
-                with self._transaction(durable=False):
+                with self._transaction():  # the marks waiting, durable: not sent again after a reboot
                     self._set_meta("odometer", int(self.odometer()))
-            except sqlite3.Error:
-                pass
+            except sqlite3.Error as exc:
+                log.warning("buffer %s: the last marks could not be written (%s); "
+                            "those readings will be sent again", self.path, exc)
             self.conn.close()
 
     def __enter__(self) -> "ReadingBuffer":
@@ -708,40 +825,39 @@ def _fit(rows: list[tuple[int, str]], max_bytes: int) -> list[tuple[int, str]]:
     return rows
 
 
-class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error) on an autocommit connection."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is None:
-            self.conn.execute("COMMIT")
-        elif self.conn.in_transaction:
-            self.conn.execute("ROLLBACK")
+def _backlog(conn: sqlite3.Connection) -> dict[str, Any]:
+    pending, oldest = conn.execute(f"SELECT count(*), min(time) FROM readings WHERE {PENDING}").fetchone()
+    unconfirmed = conn.execute(
+        "SELECT count(*) FROM readings WHERE confirmed_at IS NULL AND delivered_at IS NOT NULL").fetchone()[0]
+    return {"pending": pending, "oldest_pending_time": oldest, "unconfirmed": unconfirmed}
 
 
 def _stats(conn: sqlite3.Connection, max_bytes: int) -> BufferStats:
     """The buffer's figures; the same queries for the agent and for a read-only look."""
-    pending, oldest = conn.execute("SELECT count(*), min(time) FROM readings WHERE delivered_at IS NULL").fetchone()
-    unconfirmed = conn.execute(
-        "SELECT count(*) FROM readings WHERE confirmed_at IS NULL AND delivered_at IS NOT NULL").fetchone()[0]
+    backlog = _backlog(conn)
     kept, last_confirmed = conn.execute(
         "SELECT count(*), max(confirmed_at) FROM readings WHERE confirmed_at IS NOT NULL").fetchone()
     kept_from = conn.execute("SELECT min(seq) FROM readings").fetchone()[0]
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-    last_seq = int(meta.get("next_seq", 1)) - 1
+    last_seq = _next_seq(conn) - 1
     return BufferStats(
-        pending=pending, delivered_kept=kept, oldest_pending_time=oldest, last_seq=last_seq,
+        pending=backlog["pending"], delivered_kept=kept, oldest_pending_time=backlog["oldest_pending_time"],
+        last_seq=last_seq,
         dropped_total=int(meta.get("dropped_total", 0)), delivered_total=int(meta.get("delivered_total", 0)),
         used_bytes=_used_bytes(conn), max_bytes=max_bytes,
         last_delivered_at=None if last_confirmed is None else format_time_epoch(last_confirmed),
-        unconfirmed=unconfirmed, kept_from=kept_from if kept_from is not None else last_seq + 1,
+        unconfirmed=backlog["unconfirmed"], kept_from=kept_from if kept_from is not None else last_seq + 1,
         confirm_rev=int(meta.get("confirm_rev", 0)),
     )
+
+
+def _next_seq(conn: sqlite3.Connection) -> int:
+    """The seq the next reading gets: above every seq stored, and above ``meta.next_seq``,
+    which is written only when the newest readings are deleted (or a new database continues
+    another's numbering)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()
+    top = conn.execute("SELECT max(seq) FROM readings").fetchone()[0]
+    return max(int(row[0]) if row else 1, (top or 0) + 1)
 
 
 def _used_bytes(conn: sqlite3.Connection) -> int:
@@ -766,9 +882,41 @@ def read_readings(path: Path | str) -> Iterator[StoredReading]:
     that cannot be read raises :class:`BufferError`, as :func:`read_stats` does.
     """
     with _read_only(path) as conn:
-        yield from (StoredReading(*row) for row in conn.execute(
+        yield from _stored_readings(conn, Path(path))
+
+
+def read_stored_bodies(path: Path | str, pending_only: bool = False) -> Iterator[tuple[int, str | bytes]]:
+    """``(seq, stored body)`` of each reading in a buffer file, oldest first, as stored
+    (:func:`agent.unit.stored_body.unpack_body` reads a body).
+
+    Unlike :func:`read_readings`, any layout will do: a buffer of any blankspot version, or
+    what ``sqlite3``'s ``.dump`` or ``.recover`` saved of a damaged one.  ``pending_only``:
+    the readings the broker never acknowledged.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise BufferError(f"no buffer at {path}")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    except sqlite3.Error as exc:
+        raise BufferError(f"cannot open the buffer {path}: {exc}") from None
+    try:
+        where = " WHERE delivered_at IS NULL" if pending_only else ""
+        yield from conn.execute(f"SELECT seq, body FROM readings{where} ORDER BY seq")
+    except sqlite3.Error as exc:
+        raise BufferError(f"cannot read the readings of {path}: {exc}") from None
+    finally:
+        conn.close()
+
+
+def _stored_readings(conn: sqlite3.Connection, path: Path) -> Iterator[StoredReading]:
+    for seq, kind, state, body in conn.execute(
             "SELECT seq, kind, CASE WHEN confirmed_at IS NOT NULL THEN 'confirmed' "
-            "WHEN delivered_at IS NOT NULL THEN 'delivered' ELSE 'pending' END, body FROM readings ORDER BY seq"))
+            "WHEN delivered_at IS NOT NULL THEN 'delivered' ELSE 'pending' END, body FROM readings ORDER BY seq"):
+        try:
+            yield StoredReading(seq, kind, state, unpack_body(body))
+        except StoredBodyError as exc:
+            raise BufferError(f"buffer {path}: reading seq {seq}: {exc}") from None
 
 
 def _steps_lacking(conn: sqlite3.Connection, path: Path) -> tuple[Step, ...]:

@@ -2,8 +2,8 @@
 
 The step a buffer file is at is kept in its header, SQLite's ``PRAGMA user_version``.  Files
 written before that was kept are at ``user_version`` 0; the columns of their ``readings`` say
-which of the three layouts they have (before clock correction, before confirmations,
-today's), that is which step they are at.
+which of the three layouts of that time they have (before clock correction, before
+confirmations, with confirmations), that is which step they are at.
 
 Steps are append-only: once released, a step's SQL never changes; a change is a new step.
 The ``meta`` rows are not part of a step: the buffer adds those it lacks each time it opens.
@@ -46,6 +46,16 @@ STEPS: tuple[Step, ...] = (
             # confirmations re-open whatever it turns out not to hold.
             "UPDATE readings SET confirmed_at = delivered_at, confirmed_odo = 0 WHERE delivered_at IS NOT NULL",
             "CREATE INDEX readings_unconfirmed ON readings(seq) WHERE confirmed_at IS NULL",
+        ),
+    ),
+    Step(
+        4,
+        "one index for readings not yet confirmed: the pending ones are among them",
+        sqlite=(
+            # A pending reading is never confirmed, so readings_unconfirmed finds the pending
+            # ones too (queries ask for both conditions); an append then writes one index
+            # page instead of two.
+            "DROP INDEX readings_pending",
         ),
     ),
 )

@@ -339,6 +339,9 @@ class AgentService:
                                                            **part_dict(signal_reading.part)},
             "uplink": uplink,
             "readings_this_run": self.taken,
+            # Acknowledgements wait in memory for the buffer's next commit: the file alone
+            # would show the latest reading pending for a while after it was delivered.
+            "backlog": self.buffer.backlog(),
         }
 
     def _show_state(self, running: bool = True) -> None:

@@ -144,8 +144,12 @@ def collect_status(config: Config, state_file: Path, now: float | None = None,
     usage, problem = _usage(config)
     if problem:
         errors.append(problem)
-    return build_status(config, state, stats, usage, agent_liveness(state, now, alive, boot_id()),
-                        kernel_clock_synchronised(), now, errors)
+    agent = agent_liveness(state, now, alive, boot_id())
+    backlog = (state or {}).get("backlog")
+    if stats is not None and agent.running and isinstance(backlog, dict):
+        # The running agent's figures count the acknowledgements it has not written yet.
+        stats.update((key, value) for key, value in backlog.items() if key in stats)
+    return build_status(config, state, stats, usage, agent, kernel_clock_synchronised(), now, errors)
 
 
 def build_status(config: Config, state: dict[str, Any] | None, stats: dict[str, Any] | None,

@@ -1,6 +1,9 @@
 """Readings for tests: one of each kind, at a fixed time, without seq."""
 from __future__ import annotations
 
+import base64
+import random
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from agent.shared.reading import Event, Latency, Position, Reading, Signal, Throughput
@@ -14,6 +17,15 @@ def signal_reading(device: str = "unit-1", position: Position | None = SAMARINDA
                   pci=101, cell_id=0x1A2B301, tac=0x2B01, rssi_dbm=-71.0, rsrp_dbm=-99.0, rsrq_db=-11.0,
                   sinr_db=7.5, quality="fair")
     return Reading(device, T0, "ntp", part, position)
+
+
+def bulky_reading(device: str = "unit-1") -> Reading:
+    """A signal reading that takes ~500 bytes in the buffer, which stores bodies deflated: its
+    operator name and error are 256 characters each (the most the schema allows) that do not
+    compress."""
+    noise = base64.b64encode(random.Random(1).randbytes(384)).decode()
+    part = replace(signal_reading(device).part, operator=noise[:256], error=noise[256:])
+    return replace(signal_reading(device), part=part)
 
 
 def no_service_reading(device: str = "unit-1") -> Reading:
