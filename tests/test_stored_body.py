@@ -142,3 +142,11 @@ def test_readings_of_a_file_that_is_not_there_is_a_usage_error(tmp_path: Path) -
     done = blankspot("readings", str(tmp_path / "nothing.db"))
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr.strip() == f"blankspot readings: no buffer file at {tmp_path / 'nothing.db'}"
+
+
+def test_readings_of_a_file_that_is_no_database_says_so_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("not a database\n" * 100)
+    done = blankspot("readings", str(path))
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.strip() == f"blankspot: cannot read the buffer {path}: file is not a database"

@@ -893,20 +893,9 @@ def read_stored_bodies(path: Path | str, pending_only: bool = False) -> Iterator
     what ``sqlite3``'s ``.dump`` or ``.recover`` saved of a damaged one.  ``pending_only``:
     the readings the broker never acknowledged.
     """
-    path = Path(path)
-    if not path.exists():
-        raise BufferError(f"no buffer at {path}")
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    except sqlite3.Error as exc:
-        raise BufferError(f"cannot open the buffer {path}: {exc}") from None
-    try:
+    with _read_only(path, any_layout=True) as conn:
         where = " WHERE delivered_at IS NULL" if pending_only else ""
         yield from conn.execute(f"SELECT seq, body FROM readings{where} ORDER BY seq")
-    except sqlite3.Error as exc:
-        raise BufferError(f"cannot read the readings of {path}: {exc}") from None
-    finally:
-        conn.close()
 
 
 def _stored_readings(conn: sqlite3.Connection, path: Path) -> Iterator[StoredReading]:
@@ -928,8 +917,9 @@ def _steps_lacking(conn: sqlite3.Connection, path: Path) -> tuple[Step, ...]:
 
 
 @contextmanager
-def _read_only(path: Path | str) -> Iterator[sqlite3.Connection]:
-    """A read-only connection to a buffer file of the current layout; every failure a :class:`BufferError`."""
+def _read_only(path: Path | str, any_layout: bool = False) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to a buffer file (of the current layout unless ``any_layout``);
+    every failure a :class:`BufferError`."""
     path = Path(path)
     if not path.exists():
         raise BufferError(f"no buffer at {path} (has the agent run with this config?)")
@@ -938,7 +928,7 @@ def _read_only(path: Path | str) -> Iterator[sqlite3.Connection]:
     except sqlite3.Error as exc:
         raise BufferError(f"cannot open the buffer {path}: {exc}") from None
     try:
-        if _steps_lacking(conn, path):
+        if not any_layout and _steps_lacking(conn, path):
             raise BufferError(f"buffer {path} was written by an older blankspot: start the agent once to upgrade it")
         yield conn
     except sqlite3.Error as exc:
