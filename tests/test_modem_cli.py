@@ -115,6 +115,20 @@ def test_scan_lists_operators(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert any(r["mcc"] == 510 and r["mnc"] == 10 and r["status"] == "current" for r in rows)
 
 
+def test_names_from_a_modem_set_to_ucs2_are_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Firmware that starts in AT+CSCS="UCS2" prints operator names in hex: the reading and the
+    scan show the names, because the agent reads the character set when it opens the modem."""
+    with SimulatedModem.for_profile("quectel-ec25", radio=lambda: SERVED, workdir=tmp_path, time_scale=0.01,
+                                    charset="UCS2") as sim:
+        code, out, err = run(["modem", "--port", sim.port, "--model", "quectel-ec25", "--json"], capsys)
+        assert code == 0, err
+        assert json.loads(out)["operator"] == "TELKOMSEL"
+        code, out, err = run(["modem", "--port", sim.port, "--model", "quectel-ec25", "--scan", "--json"], capsys)
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [(r["operator"], r["mcc"], r["mnc"]) for r in rows] == [("TELKOMSEL", 510, 10)]
+
+
 def test_raw_shows_the_conversation(tmp_path: Path) -> None:
     with SimulatedModem.for_profile("quectel-ec25", radio=lambda: SERVED, workdir=tmp_path, time_scale=0.01) as sim:
         done = subprocess.run([sys.executable, "-m", "agent", "modem", "--port", sim.port, "--model", "quectel-ec25",

@@ -205,6 +205,20 @@ def test_registration_modes_and_unsupported_commands(port: serial.Serial) -> Non
     assert talk(port, "AT+C5GREG?") == b"\r\nERROR\r\n"
 
 
+def test_character_set_shapes_operator_names(port: serial.Serial) -> None:
+    """AT+CSCS chooses how strings are printed: a modem set to UCS2 prints names and the
+    numeric operator in hex, as u-blox LARA modules do; GSM maps them to the default alphabet."""
+    talk(port, "ATE0")
+    assert talk(port, "AT+CSCS?") == b'\r\n+CSCS: "IRA"\r\n\r\nOK\r\n'
+    assert talk(port, "AT+CSCS=?") == b'\r\n+CSCS: ("IRA","GSM","UCS2")\r\n\r\nOK\r\n'
+    assert talk(port, 'AT+CSCS="UCS2"') == b"\r\nOK\r\n"
+    assert talk(port, "AT+CSCS?") == b'\r\n+CSCS: "UCS2"\r\n\r\nOK\r\n'
+    assert talk(port, "AT+COPS?") == b'\r\n+COPS: 0,0,"00540045004C004B004F004D00530045004C",7\r\n\r\nOK\r\n'
+    assert b'"00350031003000310030",7)' in talk(port, "AT+COPS=?")
+    assert talk(port, 'AT+CSCS="KOI8"').startswith(b"\r\nERROR")
+    assert answers.in_charset("T@$", "GSM") == "T\x00\x02"
+
+
 def test_slow_commands_take_their_time_one_command_at_a_time(modem: SimulatedModem, port: serial.Serial) -> None:
     """AT+COPS=? takes seconds on a real modem (here scaled down); a command sent meanwhile
     is answered after it, never interleaved."""

@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 
 from agent.sim.scenario import Radio, Tower
+from agent.unit.devices.modem.charsets import GSM_BASIC
 
 # Registration stat in a blank spot: real modems keep searching (2) rather than giving up (0).
 SEARCHING = 2
@@ -33,6 +34,7 @@ class AnswerModes:
     cereg: int = 0
     c5greg: int = 0
     cops_format: int = 0  # AT+COPS=3,<format>: 0 long name, 1 short name, 2 numeric
+    charset: str = "IRA"  # AT+CSCS: the character set strings are printed in (IRA, GSM, UCS2)
 
 
 def normalise(command: str) -> str:
@@ -77,9 +79,9 @@ def dynamic_answer(driver: str, command: str, radio: Radio, modes: AnswerModes |
     elif key == "AT+C5GREG?":
         lines = registration("+C5GREG", radio, modes.c5greg)
     elif key == "AT+COPS?":
-        lines = cops(radio, modes.cops_format)
+        lines = cops(radio, modes.cops_format, modes.charset)
     elif key == "AT+COPS=?":
-        lines = cops_scan(radio)
+        lines = cops_scan(radio, modes.charset)
     elif key == 'AT+QENG="SERVINGCELL"':
         lines = qeng_servingcell(radio)
     elif key == "AT+QNWINFO":
@@ -238,22 +240,33 @@ def registration(prefix: str, radio: Radio, n: int = 0) -> list[str]:
     return [f'{prefix}: {n},1,"{area}","{_hex(tower.cell_id)}",{act}']
 
 
-def cops(radio: Radio, fmt: int = 0) -> list[str]:
+def in_charset(text: str, charset: str) -> str:
+    """A string parameter as a modem set to ``charset`` (AT+CSCS) prints it: UCS2 as hex
+    (``"TELKOMSEL"`` -> ``"00540045..."``), GSM as septets of the default alphabet."""
+    if charset == "UCS2":
+        return text.encode("utf-16-be").hex().upper()
+    if charset == "GSM":
+        return "".join(chr(GSM_BASIC.index(ch)) if ch in GSM_BASIC else "?" for ch in text)
+    return text
+
+
+def cops(radio: Radio, fmt: int = 0, charset: str = "IRA") -> list[str]:
     """``+COPS: 0,0,"TELKOMSEL",7``; ``+COPS: 0`` when not registered."""
     tower = radio.tower
     if tower is None:
         return ["+COPS: 0"]
     name = _plmn(tower) if fmt == 2 else tower.operator
-    return [f'+COPS: 0,{fmt},"{name}",{_ACT.get(tower.rat, 7)}']
+    return [f'+COPS: 0,{fmt},"{in_charset(name, charset)}",{_ACT.get(tower.rat, 7)}']
 
 
-def cops_scan(radio: Radio) -> list[str]:
+def cops_scan(radio: Radio, charset: str = "IRA") -> list[str]:
     """``+COPS: (2,"TELKOMSEL","TELKOMSEL","51010",7),,(0,1,2,3,4),(0,1,2)``; no entries in a blank spot."""
     ranges = "(0,1,2,3,4),(0,1,2)"
     tower = radio.tower
     if tower is None:
         return [f"+COPS: ,,{ranges}"]
-    entry = f'(2,"{tower.operator}","{tower.operator}","{_plmn(tower)}",{_ACT.get(tower.rat, 7)})'
+    name, numeric = in_charset(tower.operator, charset), in_charset(_plmn(tower), charset)
+    entry = f'(2,"{name}","{name}","{numeric}",{_ACT.get(tower.rat, 7)})'
     return [f"+COPS: {entry},,{ranges}"]
 
 
