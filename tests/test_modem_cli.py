@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,9 @@ import pytest
 
 from agent.commands.main import main
 from agent.shared.reading import Signal, reading_from_dict
-from agent.sim.scenario import Radio, mahakam_scenario
+from agent.sim.scenario import Radio, Tower, mahakam_scenario
+from agent.unit.devices.modem.profiles import load_profile
+from agent.unit.devices.modem.transcript import parse_transcript
 from agent.sim.modem import SimulatedModem
 
 PROFILES = ["quectel-ec25", "quectel-eg25g", "quectel-rm500q", "simcom-sim7600", "huawei-me909s", "telit-le910c1",
@@ -113,6 +116,24 @@ def test_scan_lists_operators(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert rows and all(set(r) == {"operator", "short", "mcc", "mnc", "rat", "status"} for r in rows)
     assert all(r["status"] in ("available", "current", "forbidden", "unknown") for r in rows)
     assert any(r["mcc"] == 510 and r["mnc"] == 10 and r["status"] == "current" for r in rows)
+
+
+def test_a_5g_modem_that_answers_only_c5greg_gives_a_reading(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A generic modem on NR standalone that refuses every signal command but +C5GREG? is still
+    measured: registered at home on NR5G-SA, not "answered none of its signal commands"."""
+    text = load_profile("generic-3gpp").transcript_path.read_text(encoding="utf-8")
+    for command in ("AT+CESQ", "AT+CSQ", "AT+CEREG?", "AT+CGREG?", "AT+CREG?", "AT+COPS?"):
+        text = re.sub(rf"^> {re.escape(command)}\n.*?\nOK\n", f"> {command}\nERROR\n", text, flags=re.M | re.S)
+    transcript = parse_transcript(text)
+    assert transcript.answer("AT+CSQ") == ("ERROR",) and transcript.answer("AT+C5GREG?") != ("ERROR",)
+    sa = Radio(Tower("sa", 0.0, 0.0, 1, rat="NR5G-SA", cell_id=0x939204254, tac=0x60AA00), -95.0, -11.0, 12.0, -70.0)
+    with SimulatedModem(transcript, "generic", lambda: sa, tmp_path, time_scale=0.01) as sim:
+        code, out, err = run(["modem", "--port", sim.port, "--model", "generic-3gpp", "--json"], capsys)
+    assert code == 0, err
+    body = json.loads(out)
+    assert_valid_signal(body)
+    assert (body["registration"], body["rat"], body["error"]) == ("home", "NR5G-SA", None)
+    assert (body["tac"], body["cell_id"]) == (0x60AA00, 0x939204254)
 
 
 def test_names_from_a_modem_set_to_ucs2_are_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -82,7 +82,9 @@ def test_the_seven_shipped_profiles_load_and_are_named_after_their_files() -> No
               f"{len(profile.quirks)} quirk notes")
     generic = load_profile("generic-3gpp")
     assert generic.usb == () and generic.cgmm == () and generic.gnss_on == () and generic.driver == "generic"
-    assert set(generic.signal_commands) <= {"AT+CESQ", "AT+CSQ", "AT+CEREG?", "AT+CGREG?", "AT+CREG?", "AT+COPS?"}
+    assert set(generic.signal_commands) <= {"AT+CESQ", "AT+CSQ", "AT+C5GREG?", "AT+CEREG?", "AT+CGREG?", "AT+CREG?",
+                                            "AT+COPS?"}
+    assert "AT+C5GREG?" in generic.signal_commands, "a 5G modem in standalone mode is registered there only"
 
 
 @pytest.mark.parametrize("name", SHIPPED)
