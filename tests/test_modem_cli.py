@@ -17,7 +17,7 @@ from agent.unit.devices.modem.transcript import parse_transcript
 from agent.sim.modem import SimulatedModem
 
 PROFILES = ["quectel-ec25", "quectel-eg25g", "quectel-rm500q", "simcom-sim7600", "huawei-me909s", "telit-le910c1",
-            "generic-3gpp"]
+            "sierra-em7455", "generic-3gpp"]
 TOWER = mahakam_scenario().towers[0]  # Samarinda, Telkomsel LTE band 3
 SERVED = Radio(TOWER, rsrp_dbm=-95.0, rsrq_db=-10.0, sinr_db=8.0, rssi_dbm=-67.0)
 BLANK = Radio(None)
@@ -61,7 +61,7 @@ def test_blank_spot_is_a_normal_reading(profile: str, tmp_path: Path, capsys: py
     assert body["csq"] is None and body["rsrp_dbm"] is None, "unknown levels are null, never 99 or 255"
 
 
-@pytest.mark.parametrize("profile", ["quectel-ec25", "simcom-sim7600", "huawei-me909s", "telit-le910c1"])
+@pytest.mark.parametrize("profile", ["quectel-ec25", "simcom-sim7600", "huawei-me909s", "telit-le910c1", "sierra-em7455"])
 def test_model_is_detected_without_model_flag(profile: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with SimulatedModem.for_profile(profile, radio=lambda: SERVED, workdir=tmp_path, time_scale=0.01) as sim:
         code, out, err = run(["modem", "--port", sim.port], capsys)

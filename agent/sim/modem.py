@@ -71,6 +71,7 @@ BOOT_MESSAGES: dict[str, tuple[str, ...]] = {
     "huawei": ("^SYSSTART",),
     "generic": ("RDY",),
     "telit": (),
+    "sierra": (),
 }
 
 # 3GPP TS 27.007 section 9.2 codes, with the texts modems print under AT+CMEE=2.
