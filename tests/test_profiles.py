@@ -281,7 +281,9 @@ CGMM_CASES = [
     ("EM9191", "generic-3gpp"),                       # a 5G Sierra: not this family's screens
     ("", "generic-3gpp"),
     ("TS27007-MODEM", "generic-3gpp"),
-    ("LE910C4-EU", "generic-3gpp"),
+    ("LE910C4-EU", "telit-le910c1"),                  # the LE910Cx guide's #RFSTS
+    ("LE910-EU V2", "telit-le910c1"),
+    ("LN940A11", "generic-3gpp"),                     # Telit, but AT^RFSTS?, not #RFSTS
     ("\x00\xff garbage", "generic-3gpp"),
 ]
 
