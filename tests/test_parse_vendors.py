@@ -536,7 +536,7 @@ def test_any_text_gives_facts_or_at_parse_error(name: str, text: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(PARSERS))
 @settings(max_examples=200, deadline=None)
-@given(text=st.text(alphabet=st.sampled_from(list('+QENG:CPSIRFSTHQWNOX^#"servingcl,-0123456789ABF \r\n'))))
+@given(text=st.text(alphabet=st.sampled_from(list('+QENG:CPSIRFSTHQWNOX^#!LDM"servingcl,-0123456789ABF \t\r\n'))))
 def test_at_like_text_gives_facts_or_at_parse_error(name: str, text: str) -> None:
     """Random text made of the characters answers are made of reaches deeper than st.text()."""
     run(PARSERS[name], text)
@@ -578,6 +578,39 @@ def test_mutated_real_answers_give_facts_or_at_parse_error(name: str, data: st.D
     """Damaged answers (a bad field, a lost byte, a cut line) never crash a parser nor yield a
     sentinel as a level: the result is honest facts or AtParseError."""
     run(PARSERS[name], data.draw(mutated(name)))
+
+
+SCREEN_LABELS = ["Mode", "System mode", "EMM state", "LTE band", "LTE Rx chan", "PCC RxM RSSI", "PCC RxD RSSI",
+                 "RSRP (dBm)", "RSRQ (dB)", "SINR (dB)", "TAC", "Cell ID", "Tx Power", "Temperature"]
+SCREEN_VALUES = st.sampled_from(["ONLINE", "LOW POWER MODE", "LTE", "WCDMA", "GSM", "Registered", "Deregistered",
+                                 "B3", "B", "B999", "-84", "-140", "--", "-12.7", "1e3", "D5AC (54700)", "D5AC (1)",
+                                 "FFFFFFFF (4294967295)", "02C3484A", "(", "", "NaN"]) | st.text(max_size=6)
+SEPARATORS = st.sampled_from(["\t\t", "\t", "  ", " ", "        \t", ""])
+
+
+@st.composite
+def sierra_screen(draw: st.DrawFn) -> str:
+    """A !GSTATUS: screen or an !LTEINFO: table built from the captured labels and columns, with
+    values, separators and column counts at random."""
+    if draw(st.booleans()):
+        lines = ["!GSTATUS:" + draw(st.sampled_from(["", " "]))]
+        for _ in range(draw(st.integers(0, 8))):
+            pairs = [f"{draw(st.sampled_from(SCREEN_LABELS))}:{draw(SEPARATORS)}{draw(SCREEN_VALUES)}"
+                     for _ in range(draw(st.integers(1, 2)))]
+            lines.append(draw(SEPARATORS).join(pairs))
+        return "\n".join(lines)
+    columns = draw(st.lists(st.sampled_from(["EARFCN", "MCC", "MNC", "TAC", "CID", "Bd", "D", "U", "SNR", "PCI",
+                                              "RSRQ", "RSRP", "RSSI", "RXLV"]), max_size=16))
+    values = draw(st.lists(SCREEN_VALUES.filter(lambda v: v.strip() != "" and " " not in v), max_size=16))
+    return "!LTEINFO: \nServing:   " + " ".join(columns) + "\n" + draw(SEPARATORS) + " ".join(values)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=sierra_screen())
+def test_sierra_screens_at_random_give_facts_or_at_parse_error(text: str) -> None:
+    """Labels and columns the parsers look for, with values no capture shows."""
+    run(parse_gstatus, text)
+    run(parse_lteinfo, text)
 
 
 @pytest.mark.parametrize("name", sorted(PARSERS))
