@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from agent.unit.devices.modem.errors import AtParseError
 from agent.unit.devices.modem.parse_3gpp import (
     parse_cesq, parse_cgatt, parse_cgmi, parse_cgmm, parse_cgmr, parse_cimi, parse_cops, parse_cops_scan, parse_cpin,
-    parse_csq, parse_iccid, parse_identity, parse_registration, rat_from_act, registration_from_stat,
+    parse_cscs, parse_csq, parse_iccid, parse_identity, parse_registration, rat_from_act, registration_from_stat,
 )
 from agent.unit.devices.modem.values import CurrentOperator, Identity, OperatorChoice, Registration, SignalFacts
 
@@ -128,10 +128,13 @@ REGISTRATION_ROWS = [
     ("\r\n+CREG: 1,84CD,00D30156\r\n", reg(None, 1, lac=0x84CD, ci=0xD30156)),
     ('+CREG: 2,1,"CE00","01CEAD8F"', reg(2, 1, lac=0xCE00, ci=0x01CEAD8F)),    # Sony Ericsson K850i
     ('\r\n+CREG: 1,"CE00","00005449"\r\n', reg(None, 1, lac=0xCE00, ci=0x5449)),
-    ("+CREG: 2,0,00,0", reg(2, 0, ci=0)),              # Huawei E160G unregistered: LAC 0000 is no area
+    ("+CREG: 2,0,00,0", reg(2, 0)),                    # Huawei E160G unregistered: LAC 0000 is no area, CI 0 beside it no cell
     ('+CREG: 2,1,"8BE3","00002BAF"', reg(2, 1, lac=0x8BE3, ci=0x2BAF)),        # TM-506, leading zeros
     ("\r\n+CREG: 2,,\r\n", reg(None, 2)),              # Novatel XU870 searching, empty location
     ('+CREG:002,001,"18d8","ffff"', reg(2, 1, lac=0x18D8)),  # Iridium: zero-padded, lower case, CI all-F
+    ('+CGREG:002,0011,"0f0d","14c3"', reg(2, 11, lac=0x0F0D, ci=0x14C3)),  # MM: <stat> padded to four digits
+    ('\r\n+CREG: 0011,"0001","0010",000\r\n', reg(None, 11, lac=1, ci=0x10, act=0)),  # the same in a URC
+    ("\r\n+CREG: 10,0001,0010,0\r\n", reg(None, 10, lac=1, ci=0x10, act=0)),  # MM: URC whose <stat> 10 is no <n>
     ("+CREG:2,1,0001,0010", reg(2, 1, lac=1, ci=0x10)),
     ("\r\n+CREG: 1,0001,0010,0\r\n", reg(None, 1, lac=1, ci=0x10, act=0)),
     ('\r\n+CREG: 001,"0001","0010",000\r\n', reg(None, 1, lac=1, ci=0x10, act=0)),
@@ -262,16 +265,16 @@ COPS_SCAN_ROWS = [
       op("available", "Cingular", "Cingular", 310, 410, "GSM")]),
     ('+COPS: (1,"T-Mobile","TMO","31026",0),(1,"AT&T","AT&T","310410",2),(1,"AT&T","AT&T","310410",0),,(0,1,2,3,4),)',
      [TMO_GSM, ATT_UMTS, ATT_GSM]),                    # Sierra AirCard 881: empty last list
-    ('+COPS: (2,"T-Mobile","","310260"),(0,"Cingular Wireless","","310410")',
-     [op("current", "T-Mobile", None, 310, 260, None), op("unknown", "Cingular Wireless", None, 310, 410, None)]),
+    ('+COPS: (2,"T-Mobile","","310260"),(0,"Cingular Wireless","","310410")',  # BUSlink SCWi275u: no <AcT>, so GSM
+     [op("current", "T-Mobile", None, 310, 260, "GSM"), op("unknown", "Cingular Wireless", None, 310, 410, "GSM")]),
     ('+COPS: (2,"AT&Tp","AT&T@","310410",0),(3,"","","31026",0),',
      [op("current", "AT&Tp", "AT&T@", 310, 410, "GSM"), op("forbidden", None, None, 310, 26, "GSM")]),  # ZTE MF627
     ('+COPS: (2,"AT&T","","310410",0),(2,"","","3104100",2),(1,"AT&T","","310260",0),,(0-4),(0-2)',
      [op("current", "AT&T", None, 310, 410, "GSM"), op("current", None, None, None, None, "WCDMA"),
       op("available", "AT&T", None, 310, 260, "GSM")]),  # Option Quicksilver: 7-digit numeric is no PLMN
     ('+COPS: (2,"T - Mobile",,"31026"),(1,"Einstein PCS",,"31064"),(1,"Cingular",,"31041"),,(0,1,3),(0,2)',
-     [op("current", "T - Mobile", None, 310, 26, None), op("available", "Einstein PCS", None, 310, 64, None),
-      op("available", "Cingular", None, 310, 41, None)]),  # Nokia N80: unquoted empty short name
+     [op("current", "T - Mobile", None, 310, 26, "GSM"), op("available", "Einstein PCS", None, 310, 64, "GSM"),
+      op("available", "Cingular", None, 310, 41, "GSM")]),  # Nokia N80: unquoted empty short name, no <AcT>
     (('+COPS: (0,"AT&T MicroCell","AT&T MicroCell","310410",2)\r\n+COPS: (1,"AT&T MicroCell","AT&T MicroCell",'
      '"310410",0)\r\n+COPS: (1,"T-Mobile","TMO","31026",0)\r\n'),
      [op("unknown", "AT&T MicroCell", "AT&T MicroCell", 310, 410, "WCDMA"),
@@ -288,9 +291,9 @@ COPS_SCAN_ROWS = [
     # Telit GM862 software user guide example
     (('+COPS: (2,"I WIND",,"22288"),(1,"SI MOBITEL GSM",,"29341"),(1,"vodafone IT",,"22210"),(1,"SI.MOBIL",,"29340"),'
      '(3,"I TIM",,"22201"),,(0-4),(0,2)'),
-     [op("current", "I WIND", None, 222, 88, None), op("available", "SI MOBITEL GSM", None, 293, 41, None),
-      op("available", "vodafone IT", None, 222, 10, None), op("available", "SI.MOBIL", None, 293, 40, None),
-      op("forbidden", "I TIM", None, 222, 1, None)]),
+     [op("current", "I WIND", None, 222, 88, "GSM"), op("available", "SI MOBITEL GSM", None, 293, 41, "GSM"),
+      op("available", "vodafone IT", None, 222, 10, "GSM"), op("available", "SI.MOBIL", None, 293, 40, "GSM"),
+      op("forbidden", "I TIM", None, 222, 1, "GSM")]),
     # ML307 field log, list wrapped over indented lines
     (('+COPS: (1,"CHINA MOBILE","CMCC","46000",7),\n       (3,"","","46015",7),\n       (3,"CHN-CT","CT","46011",7),\n'
      '       (3,"CHN-UNICOM","UNICOM","46001",7),\n       ,(0,1,2,3,4),(0,1,2)'),
@@ -313,6 +316,66 @@ def test_cops_scan_parentheses_inside_a_name() -> None:
     text = '+COPS: (2,"PT Telkomsel (Persero), Tbk","TSEL","51010",7),(1,"XL","XL","51011",2),,(0-4),(0-2)'
     assert parse_cops_scan(text) == [op("current", "PT Telkomsel (Persero), Tbk", "TSEL", 510, 10, "LTE"),
                                      op("available", "XL", "XL", 510, 11, "WCDMA")]
+
+
+LARA_SCAN = ('+COPS: (2,"004D006F007600690073007400610072","004D006F007600690073007400610072",'
+             '"00320031003400300037",7),(1,"0059004F00490047004F","0059004F00490047004F","00320031003400300034",7)')
+MF627 = '+COPS: (2,"AT&Tp","AT&T@","310410",0),(3,"","","31026",0),'
+
+SCAN_CHARSET_ROWS = [
+    # (charset the modem was set to with AT+CSCS, answer, choices)
+    ("UCS2", '+COPS: (2,"T-Mobile",', BAD),             # cut off: a list read in part would hide operators
+    # MM's ZTE MF627 test: in the GSM default alphabet '@' on the line is an inverted exclamation mark
+    ("GSM", MF627, [op("current", "AT&Tp", "AT&T\u00a1", 310, 410, "GSM"), op("forbidden", None, None, 310, 26, "GSM")]),
+    # the same bytes from a modem set to IRA (ASCII) are what they look like
+    ("IRA", MF627, [op("current", "AT&Tp", "AT&T@", 310, 410, "GSM"), op("forbidden", None, None, 310, 26, "GSM")]),
+    ('"gsm"', MF627, [op("current", "AT&Tp", "AT&T\u00a1", 310, 410, "GSM"), op("forbidden", None, None, 310, 26, "GSM")]),
+    # u-blox LARA set to UCS2: names and numeric fields in hex
+    ("UCS2", LARA_SCAN, [op("current", "Movistar", "Movistar", 214, 7, "LTE"), op("available", "YOIGO", "YOIGO", 214, 4, "LTE")]),
+    # constructed on the LARA layout: a name the modem has only in ASCII stays as it is under UCS2
+    ("UCS2", '+COPS: (1,"XL","XL","00350031003000310031",7)', [op("available", "XL", "XL", 510, 11, "LTE")]),
+    # constructed from TS 23.038: septet 0x11 is '_', 0x1B 0x65 the euro sign, 0x1B 0x3C '['
+    ("GSM", '+COPS: (1,"Op\x11X\x1b\x65","\x1b\x3cT","51089",2)', [op("available", "Op_X\u20ac", "[T", 510, 89, "WCDMA")]),
+]
+
+
+@pytest.mark.parametrize("charset,text,expected", SCAN_CHARSET_ROWS)
+def test_cops_scan_names_in_the_modems_character_set(charset: str, text: str, expected: Any) -> None:
+    """AT+CSCS decides how names are printed: UCS2 hex and the GSM alphabet become text."""
+    check(lambda t: parse_cops_scan(t, charset=charset), text, expected)
+
+
+COPS_CHARSET_ROWS = [
+    (None, '+COPS: 0,0,"00540045004C004B004F004D00530045004C",7',   # unknown set: a hex name is not guessed at
+     CurrentOperator(mode=0, name="00540045004C004B004F004D00530045004C", mcc=None, mnc=None, rat="LTE")),
+    ("UCS2", '+COPS: 0,0,"00540045004C004B004F004D00530045004C",7',
+     CurrentOperator(mode=0, name="TELKOMSEL", mcc=None, mnc=None, rat="LTE")),
+    (None, '+COPS: 0,2,"00350031003000310030",7',               # digits in UCS2 can only be a numeric operator
+     CurrentOperator(mode=0, name="51010", mcc=510, mnc=10, rat="LTE")),
+    ("GSM", '+COPS: 0,0,"AT&T@",0', CurrentOperator(mode=0, name="AT&T\u00a1", mcc=None, mnc=None, rat="GSM")),
+]
+
+
+@pytest.mark.parametrize("charset,text,expected", COPS_CHARSET_ROWS)
+def test_cops_name_in_the_modems_character_set(charset: str | None, text: str, expected: CurrentOperator) -> None:
+    assert parse_cops(text, charset=charset) == expected
+
+
+CSCS_ROWS = [
+    ("", BAD),
+    ('+CSCS: ("IRA","GSM","UCS2")', BAD),               # MM, Option iCON 225: the AT+CSCS=? list
+    ("+CSCS: ", BAD),
+    ('+CSCS: "IRA"', "IRA"),                           # MM, BlackBerry (answering the test command with its set)
+    ('\r\n+CSCS: "UCS2"\r\n', "UCS2"),
+    ('+CSCS:"gsm"', "GSM"),
+    ("+CSCS: 8859-1", "8859-1"),
+]
+
+
+@pytest.mark.parametrize("text,expected", CSCS_ROWS)
+def test_cscs(text: str, expected: Any) -> None:
+    """AT+CSCS?: the character set, upper case, quotes gone."""
+    check(parse_cscs, text, expected)
 
 
 # -- SIM state, attach, IMSI, ICCID --------------------------------------------------------
@@ -476,7 +539,7 @@ def test_cgmi_cgmm_cgmr(parser: Callable[[str], str], text: str, expected: Any) 
 ALL_TABLES = {
     "csq": CSQ_ROWS, "cesq": CESQ_ROWS, "registration": REGISTRATION_ROWS, "cops": COPS_ROWS,
     "cops_scan": COPS_SCAN_ROWS, "cpin": CPIN_ROWS, "cgatt": CGATT_ROWS, "cimi": CIMI_ROWS, "iccid": ICCID_ROWS,
-    "identity": IDENTITY_ROWS, "cgmi/cgmm/cgmr": GM_ROWS,
+    "identity": IDENTITY_ROWS, "cgmi/cgmm/cgmr": GM_ROWS, "cscs": CSCS_ROWS,
 }
 
 
@@ -547,7 +610,9 @@ def test_every_n_form_round_trips(command: str, n: int, stat: int, area: int, ci
 
 PARSERS: list[Callable[[str], Any]] = [
     parse_csq, parse_cesq, parse_registration, parse_cops, parse_cops_scan, parse_cpin, parse_cgatt, parse_cimi,
-    parse_iccid, parse_identity, parse_cgmi, parse_cgmm, parse_cgmr,
+    parse_iccid, parse_identity, parse_cgmi, parse_cgmm, parse_cgmr, parse_cscs,
+    lambda text: parse_cops_scan(text, charset="GSM"), lambda text: parse_cops_scan(text, charset="UCS2"),
+    lambda text: parse_cops(text, charset="UCS2"),
 ]
 
 REAL_ANSWERS = [row[-2] for rows in ALL_TABLES.values() for row in rows if row[-1] is not BAD]

@@ -1,4 +1,4 @@
-"""Vendor signal parsers (Quectel, SIMCom, Huawei, Telit) against what real modems printed.
+"""Vendor signal parsers (Quectel, SIMCom, Huawei, Telit, Sierra) against what real modems printed.
 
 Every table row is one response's information text as a modem printed it (the source of each
 group is in its comment) and the complete SignalFacts it must give: a field not named in the
@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from agent.unit.devices.modem.errors import AtParseError
 from agent.unit.devices.modem.parse_huawei import parse_hcsq, parse_sysinfoex
 from agent.unit.devices.modem.parse_quectel import parse_qcsq, parse_qeng_servingcell, parse_qnwinfo, parse_qspn
+from agent.unit.devices.modem.parse_sierra import parse_gstatus, parse_lteinfo
 from agent.unit.devices.modem.parse_simcom import parse_cpsi
 from agent.unit.devices.modem.parse_telit import parse_rfsts
 from agent.unit.devices.modem.values import SignalFacts
@@ -40,8 +41,10 @@ def good(parser: Parser, text: str, expected: SignalFacts, label: str) -> Parame
 
 BAD = [
     *(bad(p, "", "empty") for p in (parse_qeng_servingcell, parse_qnwinfo, parse_qcsq, parse_qspn,
-                                     parse_cpsi, parse_hcsq, parse_sysinfoex, parse_rfsts)),
-    *(bad(p, "OK", "final-result-only") for p in (parse_qeng_servingcell, parse_cpsi, parse_hcsq, parse_rfsts)),
+                                     parse_cpsi, parse_hcsq, parse_sysinfoex, parse_rfsts, parse_gstatus,
+                                     parse_lteinfo)),
+    *(bad(p, "OK", "final-result-only") for p in (parse_qeng_servingcell, parse_cpsi, parse_hcsq, parse_rfsts,
+                                                  parse_gstatus, parse_lteinfo)),
     bad(parse_qeng_servingcell, "+CSQ: 15,99", "another-command"),
     bad(parse_qeng_servingcell, '+QENG: "servingcell"', "no-state"),
     bad(parse_qeng_servingcell, '+QENG: "servingcell","BOGUS","LTE"', "unknown-state"),
@@ -61,6 +64,15 @@ BAD = [
     bad(parse_sysinfoex, "^SYSINFOEX: ,,,", "no-numbers"),
     bad(parse_sysinfoex, '^SYSINFOEX: 9,3,0,1,,6,"LTE",101,"LTE"', "unknown-service-status"),
     bad(parse_rfsts, '#RFSTS: "510 10",1850,-98', "truncated"),
+    bad(parse_gstatus, "!GSTATUS:\nTemperature: 29", "no-mode"),
+    # MC7455 stuck in low power mode (Sierra Wireless forum, "MC7455 lower power mode (config name
+    # mismatch) after latest FW"): the radio is off, no measurement, and the screen stops there
+    bad(parse_gstatus, "!GSTATUS:\nCurrent Time:  434              Temperature: 29\n"
+                       "Reset Counter: 3                Mode:        LOW POWER MODE\n", "low-power-mode"),
+    bad(parse_gstatus, "!GSTATUS: \nReset Counter: 1\t\tMode:        ONLINE\nSystem mode:   WIMAX", "unknown-system"),
+    bad(parse_lteinfo, "!LTEINFO: \nIntraFreq:    PCI  RSRQ   RSRP   RSSI RXLV", "no-serving-table"),
+    bad(parse_lteinfo, "!LTEINFO: \nServing:   EARFCN MCC MNC   TAC      CID Bd D U SNR PCI  RSRQ   RSRP   RSSI RXLV\n"
+                       "              800 310 410 35666", "serving-row-cut"),
 ]
 
 
@@ -197,6 +209,8 @@ QSPN = [
     good(parse_qspn, '+QSPN: "T-Mobile","T-Mobile","",0,"310260"', F(operator="T-Mobile", mcc=310, mnc=260), "mnc-3"),
     # <alphabet> quoted
     good(parse_qspn, '+QSPN: "O2 - UK","O2","","0","23410"', F(operator="O2 - UK", mcc=234, mnc=10), "alphabet-quoted"),
+    # RM5xx on DITO 515-66 (3ginfo-lite issue 57): the network broadcasts no name, only its PLMN
+    good(parse_qspn, '+QSPN: "515 66","515 66","DITO",0,"51566"', F(operator="DITO", mcc=515, mnc=66), "plmn-as-name"),
 ]
 
 # ================================================================ SIMCom AT+CPSI?
@@ -310,7 +324,76 @@ RFSTS = [
            rsrq_db=-13.0, tac=0x2D18, cell_id=0x3089F02, band=66), "lte-lm960"),
 ]
 
-TABLE = QENG + QNWINFO + QCSQ + QSPN + CPSI + HCSQ + SYSINFOEX + RFSTS
+# ================================================================ Sierra Wireless !GSTATUS?, !LTEINFO?
+
+GSTATUS_DW5811E = (  # Dell DW5811e (EM7455) on Orange PL (3ginfo-lite issue 37): columns as runs of spaces
+    "!GSTATUS:\nCurrent Time:  638610           Temperature: 36\nReset Counter: 1                Mode:        ONLINE\n"
+    "System mode:   LTE              PS state:    Attached\nLTE band:      B3               LTE bw:      10 MHz\n"
+    "LTE Rx chan:   1749             LTE Tx chan: 19749\nLTE CA state:  NOT ASSIGNED\n"
+    "EMM state:     Registered       Normal Service\nRRC state:     RRC Connected\nIMS reg state: No Srv\n\n"
+    "PCC RxM RSSI:  -74              RSRP (dBm):  -109\nPCC RxD RSSI:  -74              RSRP (dBm):  -117\n"
+    "Tx Power:      0                TAC:         D5AC (54700)\n"
+    "RSRQ (dB):     -17.4            Cell ID:     023E3E34 (37633588)\nSINR (dB):     -2.6"
+)
+GSTATUS_TABS = (  # 3ginfo-lite issue 136: tabs between columns, blanks after values, "Tx Power: --"
+    "!GSTATUS: \nCurrent Time:  1373\t\tTemperature: 53\nReset Counter: 3\t\tMode:        ONLINE         \n"
+    "System mode:   LTE        \tPS state:    Attached     \nLTE band:      B8     \t\tLTE bw:      5 MHz   \n"
+    "LTE Rx chan:   3764\t\tLTE Tx chan: 21764\nLTE CA state:  NOT ASSIGNED\n"
+    "EMM state:     Registered     \tNormal Service \nRRC state:     RRC Idle       \nIMS reg state: No Srv  \t\t\n\n"
+    "PCC RxM RSSI:  -84\t\tRSRP (dBm):  -110\nPCC RxD RSSI:  -85\t\tRSRP (dBm):  -118\n"
+    "Tx Power:      --\t\tTAC:         E2EA (58090)\nRSRQ (dB):     -12.7\t\tCell ID:     02C3484A (46352458)\n"
+    "SINR (dB):      1.0"
+)
+GSTATUS_CA = (  # EM7455 on AT&T, carrier aggregation (danielewood/sierra-wireless-modems README)
+    "!GSTATUS: \nCurrent Time:  22016\t\tTemperature: 40\nReset Counter: 1\t\tMode:        ONLINE         \n"
+    "System mode:   LTE        \tPS state:    Attached     \nLTE band:      B2     \t\tLTE bw:      20 MHz  \n"
+    "LTE Rx chan:   800\t\tLTE Tx chan: 18800\nLTE CA state:  ACTIVE      \t\tLTE Scell band:B12    \n"
+    "LTE Scell bw:10 MHz  \t\tLTE Scell chan:5110\nEMM state:     Registered     \tNormal Service \n"
+    "RRC state:     RRC Connected  \nIMS reg state: No Srv  \t\t\n\nPCC RxM RSSI:  -45\t\tRSRP (dBm):  -81\n"
+    "PCC RxD RSSI:  -44\t\tRSRP (dBm):  -79\nSCC RxM RSSI:  -52\t\tRSRP (dBm):  -83\n"
+    "SCC RxD RSSI:  -51\t\tRSRP (dBm):  -81\nTx Power:      15\t\tTAC:         8C65 (35666)\n"
+    "RSRQ (dB):     -14.0\t\tCell ID:     0A14666A (169106666)\nSINR (dB):     23.8"
+)
+GSTATUS_VERIZON = (  # MC7455 on Verizon, band 13, no diversity antenna: RxD RSRP -140 (Sierra Wireless
+    # forum, "[MC7455] Can't dial PPP"; +CREG: 0,3 in the same session: CS denied, LTE registered)
+    "!GSTATUS:\nCurrent Time:  48\t\tTemperature: 28\nReset Counter: 5\t\tMode:        ONLINE\n"
+    "System mode:   LTE        \tPS state:    Attached\nLTE band:      B13    \t\tLTE bw:      10 MHz\n"
+    "LTE Rx chan:   5230\t\tLTE Tx chan: 23230\nLTE CA state:  NOT ASSIGNED\nEMM state:     Registered     \tNormal Service\n"
+    "RRC state:     RRC Idle\nIMS reg state: No Srv\n\nPCC RxM RSSI:  -75\t\tRSRP (dBm):  -105\n"
+    "PCC RxD RSSI:  -100\t\tRSRP (dBm):  -140\nTx Power:      0\t\tTAC:         9200 (37376)\n"
+    "RSRQ (dB):     -12.8\t\tCell ID:     023B7D03 (37453059)\nSINR (dB):      0.6"
+)
+LTEINFO_CA = (  # the same EM7455 and cell (danielewood/sierra-wireless-modems README): fixed-width columns
+    "!LTEINFO: \nServing:   EARFCN MCC MNC   TAC      CID Bd D U SNR PCI  RSRQ   RSRP   RSSI RXLV\n"
+    "              800 310 410 35666 0A14666A  2 5 5  22 404 -14.1  -79.6  -45.5 --\n\n"
+    "IntraFreq:                                          PCI  RSRQ   RSRP   RSSI RXLV\n"
+    "                                                    404 -14.1  -79.6  -45.5 --\n"
+    "                                                    402 -20.0  -89.3  -57.6 --\n\n"
+    "InterFreq: EARFCN ThresholdLow ThresholdHi Priority PCI  RSRQ   RSRP   RSSI RXLV\n"
+    "             5110            0           0        0 272 -12.1  -80.9  -50.6   0"
+)
+
+SIERRA = [
+    good(parse_gstatus, GSTATUS_DW5811E,
+         F(rat="LTE", band=3, earfcn=1749, tac=0xD5AC, cell_id=0x023E3E34, rssi_dbm=-74.0, rsrp_dbm=-109.0,
+           rsrq_db=-17.4, sinr_db=-2.6), "dw5811e-spaces"),
+    good(parse_gstatus, GSTATUS_TABS,
+         F(rat="LTE", band=8, earfcn=3764, tac=0xE2EA, cell_id=0x02C3484A, rssi_dbm=-84.0, rsrp_dbm=-110.0,
+           rsrq_db=-12.7, sinr_db=1.0), "tabs-trailing-blanks"),
+    # the README's TAC 8C65 is 35941, not the 35666 beside it, and its cell id disagrees the same
+    # way (an edited paste): neither is believed
+    good(parse_gstatus, GSTATUS_CA,
+         F(rat="LTE", band=2, earfcn=800, rssi_dbm=-45.0, rsrp_dbm=-81.0, rsrq_db=-14.0, sinr_db=23.8),
+         "carrier-aggregation-hex-and-decimal-disagree"),
+    good(parse_gstatus, GSTATUS_VERIZON,
+         F(rat="LTE", band=13, earfcn=5230, tac=0x9200, cell_id=0x023B7D03, rssi_dbm=-75.0, rsrp_dbm=-105.0,
+           rsrq_db=-12.8, sinr_db=0.6), "main-antenna-levels"),
+    good(parse_lteinfo, LTEINFO_CA,
+         F(rat="LTE", mcc=310, mnc=410, earfcn=800, tac=35666, cell_id=0x0A14666A, band=2, pci=404, sinr_db=22.0,
+           rsrq_db=-14.1, rsrp_dbm=-79.6, rssi_dbm=-45.5), "serving-cell"),
+]
+
+TABLE = QENG + QNWINFO + QCSQ + QSPN + CPSI + HCSQ + SYSINFOEX + RFSTS + SIERRA
 
 
 @pytest.mark.parametrize("parser, text, expected", TABLE)
@@ -352,6 +435,33 @@ def test_sysinfoex_states_from_the_command_table(text: str, expected: SignalFact
     assert parse_sysinfoex(text) == expected
 
 
+_ONLINE = "!GSTATUS: \nCurrent Time:  1373\t\tTemperature: 53\nReset Counter: 3\t\tMode:        ONLINE         \n"
+
+
+@pytest.mark.parametrize(
+    "parser, text, expected",
+    [
+        # online, but no system on the screen: nothing to claim either way
+        (parse_gstatus, _ONLINE, F()),
+        # EMM not registered: the cell's levels are kept, but it is not named as serving
+        (parse_gstatus, _ONLINE + "System mode:   LTE        \tPS state:    Detached     \n"
+                                  "EMM state:     Deregistered   \tNo Cell Available\n"
+                                  "PCC RxM RSSI:  -101\t\tRSRP (dBm):  -128\n",
+         F(rssi_dbm=-101.0, rsrp_dbm=-128.0)),
+        # WCDMA: the rat, and no level (no capture shows that screen's layout)
+        (parse_gstatus, _ONLINE + "System mode:   WCDMA      \tPS state:    Attached     \n", F(rat="WCDMA")),
+        # a Serving: table with no row under it
+        (parse_lteinfo, "!LTEINFO: \nServing:   EARFCN MCC MNC   TAC      CID Bd D U SNR PCI  RSRQ   RSRP   RSSI RXLV\n\n"
+                        "IntraFreq:                                          PCI  RSRQ   RSRP   RSSI RXLV\n", F()),
+    ],
+    ids=["online-no-system", "emm-deregistered", "wcdma", "lteinfo-no-serving-row"],
+)
+def test_sierra_screens_no_capture_shows(parser: Parser, text: str, expected: SignalFacts) -> None:
+    """Built on the captured layouts: a screen that does not say the unit is served names no
+    serving technology, and nothing the parser has not seen is guessed at."""
+    assert parser(text) == expected
+
+
 @pytest.mark.parametrize("mode", ["Low Power Mode", "Offline", "Factory Test Mode", "Reset"])
 def test_cpsi_radio_off_is_not_a_blank_spot(mode: str) -> None:
     """The SIM7600 manual's other operation modes mean the radio is off: that is no
@@ -377,7 +487,7 @@ def test_lines_of_other_commands_are_ignored() -> None:
 
 PARSERS: dict[str, Parser] = {
     p.__name__: p for p in (parse_qeng_servingcell, parse_qnwinfo, parse_qcsq, parse_qspn, parse_cpsi,
-                            parse_hcsq, parse_sysinfoex, parse_rfsts)
+                            parse_hcsq, parse_sysinfoex, parse_rfsts, parse_gstatus, parse_lteinfo)
 }
 REAL: dict[str, list[str]] = {name: [] for name in PARSERS}
 for param in TABLE:
@@ -426,7 +536,7 @@ def test_any_text_gives_facts_or_at_parse_error(name: str, text: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(PARSERS))
 @settings(max_examples=200, deadline=None)
-@given(text=st.text(alphabet=st.sampled_from(list('+QENG:CPSIRFSTHQWNOX^#"servingcl,-0123456789ABF \r\n'))))
+@given(text=st.text(alphabet=st.sampled_from(list('+QENG:CPSIRFSTHQWNOX^#!LDM"servingcl,-0123456789ABF \t\r\n'))))
 def test_at_like_text_gives_facts_or_at_parse_error(name: str, text: str) -> None:
     """Random text made of the characters answers are made of reaches deeper than st.text()."""
     run(PARSERS[name], text)
@@ -468,6 +578,39 @@ def test_mutated_real_answers_give_facts_or_at_parse_error(name: str, data: st.D
     """Damaged answers (a bad field, a lost byte, a cut line) never crash a parser nor yield a
     sentinel as a level: the result is honest facts or AtParseError."""
     run(PARSERS[name], data.draw(mutated(name)))
+
+
+SCREEN_LABELS = ["Mode", "System mode", "EMM state", "LTE band", "LTE Rx chan", "PCC RxM RSSI", "PCC RxD RSSI",
+                 "RSRP (dBm)", "RSRQ (dB)", "SINR (dB)", "TAC", "Cell ID", "Tx Power", "Temperature"]
+SCREEN_VALUES = st.sampled_from(["ONLINE", "LOW POWER MODE", "LTE", "WCDMA", "GSM", "Registered", "Deregistered",
+                                 "B3", "B", "B999", "-84", "-140", "--", "-12.7", "1e3", "D5AC (54700)", "D5AC (1)",
+                                 "FFFFFFFF (4294967295)", "02C3484A", "(", "", "NaN"]) | st.text(max_size=6)
+SEPARATORS = st.sampled_from(["\t\t", "\t", "  ", " ", "        \t", ""])
+
+
+@st.composite
+def sierra_screen(draw: st.DrawFn) -> str:
+    """A !GSTATUS: screen or an !LTEINFO: table built from the captured labels and columns, with
+    values, separators and column counts at random."""
+    if draw(st.booleans()):
+        lines = ["!GSTATUS:" + draw(st.sampled_from(["", " "]))]
+        for _ in range(draw(st.integers(0, 8))):
+            pairs = [f"{draw(st.sampled_from(SCREEN_LABELS))}:{draw(SEPARATORS)}{draw(SCREEN_VALUES)}"
+                     for _ in range(draw(st.integers(1, 2)))]
+            lines.append(draw(SEPARATORS).join(pairs))
+        return "\n".join(lines)
+    columns = draw(st.lists(st.sampled_from(["EARFCN", "MCC", "MNC", "TAC", "CID", "Bd", "D", "U", "SNR", "PCI",
+                                              "RSRQ", "RSRP", "RSSI", "RXLV"]), max_size=16))
+    values = draw(st.lists(SCREEN_VALUES.filter(lambda v: v.strip() != "" and " " not in v), max_size=16))
+    return "!LTEINFO: \nServing:   " + " ".join(columns) + "\n" + draw(SEPARATORS) + " ".join(values)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=sierra_screen())
+def test_sierra_screens_at_random_give_facts_or_at_parse_error(text: str) -> None:
+    """Labels and columns the parsers look for, with values no capture shows."""
+    run(parse_gstatus, text)
+    run(parse_lteinfo, text)
 
 
 @pytest.mark.parametrize("name", sorted(PARSERS))

@@ -1,6 +1,6 @@
 """Model profiles in firmware_configs/: what ships, how files are checked, how a modem is recognised.
 
-- The seven shipped profiles load, are named after their files, and every command a profile
+- The eight shipped profiles load, are named after their files, and every command a profile
   sends (init, GNSS, signal, reset, scan) is answered in its transcript.
 - A wrong profile file is refused with one line naming the file, the line and the key.
 - Detection: by USB id, with AT+CGMM deciding between models that share an id (EC25 and
@@ -47,8 +47,8 @@ from tests.support.source_tree import copy_source
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "firmware_configs"
-SHIPPED = ["generic-3gpp", "huawei-me909s", "quectel-ec25", "quectel-eg25g", "quectel-rm500q", "simcom-sim7600",
-           "telit-le910c1"]
+SHIPPED = ["generic-3gpp", "huawei-me909s", "quectel-ec25", "quectel-eg25g", "quectel-rm500q", "sierra-em7455",
+           "simcom-sim7600", "telit-le910c1"]
 FINALS = ("OK", "ERROR", "COMMAND NOT SUPPORT")
 IDENTITY_COMMANDS = ["AT", "ATE0", "ATE1", "AT+CMEE=2", "ATI", "AT+CGMI", "AT+CGMM", "AT+CGMR", "AT+CIMI",
                      "AT+CPIN?", "AT+CGATT?"]
@@ -68,8 +68,8 @@ def commands_of(profile) -> list[str]:
 
 # -- what ships ------------------------------------------------------------------------------
 
-def test_the_seven_shipped_profiles_load_and_are_named_after_their_files() -> None:
-    """Every .toml in firmware_configs/ is valid, its name is its file stem, and these seven ship."""
+def test_the_eight_shipped_profiles_load_and_are_named_after_their_files() -> None:
+    """Every .toml in firmware_configs/ is valid, its name is its file stem, and these eight ship."""
     profiles = all_profiles()
     assert [p.name for p in profiles] == SHIPPED
     assert sorted(p.stem for p in CONFIGS.glob("*.toml")) == SHIPPED
@@ -82,7 +82,9 @@ def test_the_seven_shipped_profiles_load_and_are_named_after_their_files() -> No
               f"{len(profile.quirks)} quirk notes")
     generic = load_profile("generic-3gpp")
     assert generic.usb == () and generic.cgmm == () and generic.gnss_on == () and generic.driver == "generic"
-    assert set(generic.signal_commands) <= {"AT+CESQ", "AT+CSQ", "AT+CEREG?", "AT+CGREG?", "AT+CREG?", "AT+COPS?"}
+    assert set(generic.signal_commands) <= {"AT+CESQ", "AT+CSQ", "AT+C5GREG?", "AT+CEREG?", "AT+CGREG?", "AT+CREG?",
+                                            "AT+COPS?"}
+    assert "AT+C5GREG?" in generic.signal_commands, "a 5G modem in standalone mode is registered there only"
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -249,6 +251,9 @@ USB_CASES = [
     ("12d1", "15c1", None, "huawei-me909s"),
     ("1bc7", "1201", "LE910C1-EU", "telit-le910c1"),
     ("1bc7", "1204", None, "telit-le910c1"),          # MBIM composition
+    ("1199", "9071", "EM7455", "sierra-em7455"),
+    ("413c", "81b6", None, "sierra-em7455"),          # Dell DW5811e
+    ("1199", "9091", "EM7565", "sierra-em7455"),
     ("1234", "5678", "EC25", None),                     # unknown id: no USB match
 ]
 
@@ -270,9 +275,15 @@ CGMM_CASES = [
     ("ME909S-120", "huawei-me909s"),
     ("LE910C1-EU", "telit-le910c1"),
     ("LE910C1-NF", "telit-le910c1"),
+    ("EM7455", "sierra-em7455"),
+    ("MC7455", "sierra-em7455"),
+    ("EM7565", "sierra-em7455"),
+    ("EM9191", "generic-3gpp"),                       # a 5G Sierra: not this family's screens
     ("", "generic-3gpp"),
     ("TS27007-MODEM", "generic-3gpp"),
-    ("LE910C4-EU", "generic-3gpp"),
+    ("LE910C4-EU", "telit-le910c1"),                  # the LE910Cx guide's #RFSTS
+    ("LE910-EU V2", "telit-le910c1"),
+    ("LN940A11", "generic-3gpp"),                     # Telit, but AT^RFSTS?, not #RFSTS
     ("\x00\xff garbage", "generic-3gpp"),
 ]
 
@@ -354,6 +365,9 @@ def test_find_ports_tells_at_and_nmea_ports_apart() -> None:
         usb_port("/dev/ttyUSB7", 0x12D1, 0x15C1, "1-1.5:2.4"),   # ME909s PCUI
         usb_port("/dev/ttyUSB8", 0x1BC7, 0x1204, "1-1.6:1.4"),   # LE910C1 MBIM composition NMEA
         usb_port("/dev/ttyUSB9", 0x1BC7, 0x1204, "1-1.6:1.5"),   # LE910C1 MBIM composition AT
+        usb_port("/dev/ttyUSB10", 0x413C, 0x81B6, "1-1.7:1.0"),  # DW5811e DM/DIAG
+        usb_port("/dev/ttyUSB11", 0x413C, 0x81B6, "1-1.7:1.2"),  # DW5811e NMEA
+        usb_port("/dev/ttyUSB12", 0x413C, 0x81B6, "1-1.7:1.3"),  # DW5811e AT
         ListPortInfo("/dev/ttyAMA0", skip_link_detection=True),   # the Pi's UART, no USB id
     ]
     found = find_ports(ports)
@@ -361,6 +375,8 @@ def test_find_ports_tells_at_and_nmea_ports_apart() -> None:
         print(f"{port.device}: {port.vid}:{port.pid} if{port.interface} {port.role} {port.profile.name} {port.candidates}")
     assert [(p.device, p.role, p.profile.name) for p in found] == [
         ("/dev/ttyUSB1", "nmea", "quectel-ec25"),
+        ("/dev/ttyUSB11", "nmea", "sierra-em7455"),
+        ("/dev/ttyUSB12", "at", "sierra-em7455"),
         ("/dev/ttyUSB2", "at", "quectel-ec25"),
         ("/dev/ttyUSB4", "nmea", "simcom-sim7600"),
         ("/dev/ttyUSB5", "at", "simcom-sim7600"),
@@ -368,7 +384,7 @@ def test_find_ports_tells_at_and_nmea_ports_apart() -> None:
         ("/dev/ttyUSB8", "nmea", "telit-le910c1"),
         ("/dev/ttyUSB9", "at", "telit-le910c1"),
     ]
-    assert found[1].candidates == ("quectel-ec25", "quectel-eg25g")
+    assert found[3].candidates == ("quectel-ec25", "quectel-eg25g")
     print("this machine:", find_ports())  # real comports(): must not fail without modems
 
 

@@ -72,3 +72,73 @@ def test_error_reading_is_not_a_blank_spot() -> None:
 def test_command_without_a_parser_is_a_parse_error() -> None:
     with pytest.raises(AtParseError):
         facts_from_answer("AT+CGPADDR", "+CGPADDR: 1,10.0.0.1")
+
+
+def test_a_technology_only_one_command_tells_is_kept() -> None:
+    """A Quectel in NR standalone: +CSQ measures no NR (99), +CEREG and +CREG are not registered
+    (EPS and CS), +COPS? gives no <AcT>; only +QNWINFO names the technology.  Nothing says there
+    is no service on NR, so the unit is served on NR5G-SA, home or roaming unknown."""
+    s = signal_of(
+        ("AT+CSQ", "+CSQ: 99,99"),
+        ("AT+CEREG?", "+CEREG: 2,0"),
+        ("AT+CREG?", "+CREG: 2,0"),
+        ("AT+COPS?", '+COPS: 0,0,"T-Mobile"'),
+        ("AT+QNWINFO", '+QNWINFO: "FDD NR5G","310260","NR5G BAND 71",126490'),  # RM520 (3ginfo-lite issue 48)
+    )
+    assert (s.rat, s.registration, s.band, s.earfcn, s.mcc, s.mnc) == ("NR5G-SA", "unknown", 71, 126490, 310, 260)
+    assert s.quality is None, "no NR level known: null, not a guess"
+
+
+def test_registered_on_5g_only() -> None:
+    """+C5GREG alone says registered: the rest of the TS 27.007 commands know nothing of NR."""
+    s = signal_of(
+        ("AT+CESQ", "+CESQ: 99,99,255,255,255,255"),
+        ("AT+CSQ", "+CSQ: 99,99"),
+        ("AT+C5GREG?", '+C5GREG: 2,1,"60AA00","939204254",11,1,"01"'),  # RM520 (3ginfo-lite issue 48)
+        ("AT+CEREG?", "+CEREG: 2,0"),
+        ("AT+CREG?", "+CREG: 2,0"),
+    )
+    assert (s.registration, s.rat, s.tac, s.cell_id) == ("home", "NR5G-SA", 0x60AA00, 0x939204254)
+
+
+def test_a_sierra_screen_is_service_where_only_cs_is_denied() -> None:
+    """MC7455 on Verizon (Sierra Wireless forum): +CREG: 0,3 (circuit switched denied) while the
+    status screen shows LTE registered: in service on LTE, the main antenna's RSRP -105 is poor."""
+    screen = ("!GSTATUS:\nReset Counter: 5\t\tMode:        ONLINE\nSystem mode:   LTE        \tPS state:    Attached\n"
+              "LTE band:      B13    \t\tLTE bw:      10 MHz\nLTE Rx chan:   5230\t\tLTE Tx chan: 23230\n"
+              "EMM state:     Registered     \tNormal Service\nPCC RxM RSSI:  -75\t\tRSRP (dBm):  -105\n"
+              "PCC RxD RSSI:  -100\t\tRSRP (dBm):  -140\nTx Power:      0\t\tTAC:         9200 (37376)\n"
+              "RSRQ (dB):     -12.8\t\tCell ID:     023B7D03 (37453059)\nSINR (dB):      0.6")
+    s = signal_of(("AT!GSTATUS?", screen), ("AT+CSQ", "+CSQ: 18,99"), ("AT+CREG?", "+CREG: 0,3"),
+                  ("AT+COPS?", '+COPS: 0,0,"Verizon Wireless",7'))
+    assert (s.rat, s.registration, s.operator, s.band, s.rsrp_dbm, s.quality) == (
+        "LTE", "unknown", "Verizon Wireless", 13, -105.0, "poor")
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        # the serving-cell command says SEARCH: a +COPS? naming LTE beside it is stale
+        [('AT+QENG="servingcell"', '+QENG: "servingcell","SEARCH"'), ("AT+COPS?", '+COPS: 0,0,"TELKOMSEL",7')],
+        # +CEREG speaks for LTE: searching there outweighs a technology named elsewhere
+        [("AT+CEREG?", "+CEREG: 2,2"), ("AT+COPS?", '+COPS: 0,0,"TELKOMSEL",7'), ("AT+CSQ", "+CSQ: 14,99")],
+        [("AT+QNWINFO", "+QNWINFO: No Service"), ("AT+COPS?", '+COPS: 0,0,"TELKOMSEL",7')],
+    ],
+    ids=["explicit-search", "eps-searching", "qnwinfo-no-service"],
+)
+def test_no_service_on_the_named_technology_wins(answers: list[tuple[str, str]]) -> None:
+    s = signal_of(*answers)
+    assert (s.rat, s.quality) == ("NONE", "none") and s.registration in ("searching", "not_registered")
+
+
+def test_the_technology_of_a_command_that_is_not_registered_is_not_the_readings() -> None:
+    """+CREG not registered on a GSM cell, +CEREG registered on LTE: the reading is LTE."""
+    s = signal_of(("AT+CREG?", '+CREG: 2,0,"0F3C","4B1D",0'), ("AT+CEREG?", '+CEREG: 2,1,"2B01","1A2B301",7'),
+                  ("AT+CSQ", "+CSQ: 20,99"))
+    assert (s.registration, s.rat) == ("home", "LTE")
+
+
+def test_operator_name_in_the_modems_character_set() -> None:
+    """A modem set to UCS2 (AT+CSCS) prints +COPS? names in hex: the reading has the text."""
+    facts = facts_from_answer("AT+COPS?", '+COPS: 0,0,"00540045004C004B004F004D00530045004C",7', charset="UCS2")
+    assert facts.operator == "TELKOMSEL" and facts.rat == "LTE"

@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.unit.devices.modem import levels
+from agent.unit.devices.modem.parse_sierra import parse_gstatus, parse_lteinfo
 from agent.unit.devices.modem.parse_telit import parse_rfsts
 from agent.unit.devices.modem.profiles import DRIVERS
 from agent.unit.devices.modem.transcript import parse_transcript
@@ -203,6 +204,20 @@ def test_registration_modes_and_unsupported_commands(port: serial.Serial) -> Non
     assert talk(port, "AT+COPS=3,2") == b"\r\nOK\r\n"
     assert talk(port, "AT+COPS?") == b'\r\n+COPS: 0,2,"51010",7\r\n\r\nOK\r\n'
     assert talk(port, "AT+C5GREG?") == b"\r\nERROR\r\n"
+
+
+def test_character_set_shapes_operator_names(port: serial.Serial) -> None:
+    """AT+CSCS chooses how strings are printed: a modem set to UCS2 prints names and the
+    numeric operator in hex, as u-blox LARA modules do; GSM maps them to the default alphabet."""
+    talk(port, "ATE0")
+    assert talk(port, "AT+CSCS?") == b'\r\n+CSCS: "IRA"\r\n\r\nOK\r\n'
+    assert talk(port, "AT+CSCS=?") == b'\r\n+CSCS: ("IRA","GSM","UCS2")\r\n\r\nOK\r\n'
+    assert talk(port, 'AT+CSCS="UCS2"') == b"\r\nOK\r\n"
+    assert talk(port, "AT+CSCS?") == b'\r\n+CSCS: "UCS2"\r\n\r\nOK\r\n'
+    assert talk(port, "AT+COPS?") == b'\r\n+COPS: 0,0,"00540045004C004B004F004D00530045004C",7\r\n\r\nOK\r\n'
+    assert b'"00350031003000310030",7)' in talk(port, "AT+COPS=?")
+    assert talk(port, 'AT+CSCS="KOI8"').startswith(b"\r\nERROR")
+    assert answers.in_charset("T@$", "GSM") == "T\x00\x02"
 
 
 def test_slow_commands_take_their_time_one_command_at_a_time(modem: SimulatedModem, port: serial.Serial) -> None:
@@ -431,6 +446,33 @@ def test_rfsts_without_an_lte_cell_reads_back_as_no_service(radio: Radio) -> Non
     """Only LTE cells are modelled: a blank spot, and a tower of another RAT, read as no service."""
     facts = parse_rfsts("\n".join(answers.dynamic_answer("telit", "AT#RFSTS", radio)))
     assert facts == SignalFacts(rat="NONE", no_service=True)
+
+
+def test_sierra_screens_read_back_as_the_cell_and_levels_they_were_made_from() -> None:
+    """The simulated EM7455 prints !GSTATUS? and !LTEINFO? in the captured layouts (tabs, blanks
+    after values, fixed-width columns), and parse_gstatus/parse_lteinfo read them back."""
+    radio = Radio(SAMARINDA, rsrp_dbm=-98.0, rsrq_db=-10.5, sinr_db=17.0, rssi_dbm=-70.0)
+    screen = answers.dynamic_answer("sierra", "AT!GSTATUS?", radio)
+    table = answers.dynamic_answer("sierra", "AT!LTEINFO?", radio)
+    assert screen is not None and table is not None and screen[-1] == table[-1] == "OK"
+    assert screen[:3] == ["!GSTATUS: ", "Current Time:  22016\t\tTemperature: 40",
+                          "Reset Counter: 1\t\tMode:        ONLINE         "]
+    assert "LTE band:      B3     \t\tLTE bw:      20 MHz  " in screen
+    assert table[2] == "             1850 510  10 11009 01A2B301  3 5 5  17 101 -10.5  -98.0  -70.0 --"
+    cell = dict(band=SAMARINDA.band, earfcn=SAMARINDA.earfcn, cell_id=SAMARINDA.cell_id, tac=SAMARINDA.tac,
+                rsrp_dbm=-98.0, rsrq_db=-10.5, sinr_db=17.0, rssi_dbm=-70.0)
+    assert parse_gstatus("\n".join(screen[:-1])) == SignalFacts(rat="LTE", **cell)
+    assert parse_lteinfo("\n".join(table[:-1])) == SignalFacts(rat="LTE", mcc=510, mnc=10, pci=SAMARINDA.pci, **cell)
+
+
+@pytest.mark.parametrize("radio", [BLANK, Radio(Tower("g", 0, 0, 1, rat="GSM"), rssi_dbm=-80.0)], ids=["blank", "gsm"])
+def test_sierra_screens_without_an_lte_cell_claim_nothing(radio: Radio) -> None:
+    """No capture shows these screens without a cell: the simulated ones name no cell and no
+    technology, so the reading is made from +CEREG/+CREG, as on a real unit that prints a screen
+    the parser does not know."""
+    for command, parser in (("AT!GSTATUS?", parse_gstatus), ("AT!LTEINFO?", parse_lteinfo)):
+        lines = answers.dynamic_answer("sierra", command, radio)
+        assert lines is not None and parser("\n".join(lines[:-1])) == SignalFacts()
 
 
 def test_nsa_and_sa_forms() -> None:

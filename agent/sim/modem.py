@@ -10,7 +10,7 @@ V.250 verbose framing: information text as ``\\r\\n<line>\\r\\n`` (several lines
 text per AT+CMEE).  Answers come from, in order:
 
 * the modem's own settings: ``AT``, ``ATE0``/``ATE1``, ``AT+CMEE``, ``AT+CREG=<n>`` and its
-  siblings, ``AT+COPS=3,<format>``, ``AT+CPIN``;
+  siblings, ``AT+COPS=3,<format>``, ``AT+CSCS`` (operator names in IRA, GSM or UCS2), ``AT+CPIN``;
 * the radio, for dynamic signal commands (:mod:`agent.sim.modem_answers`), unless the
   transcript records that the model answers ``ERROR`` to that command (no 5G, say);
 * the model's transcript, for everything else; unknown commands get ``ERROR``.
@@ -71,6 +71,7 @@ BOOT_MESSAGES: dict[str, tuple[str, ...]] = {
     "huawei": ("^SYSSTART",),
     "generic": ("RDY",),
     "telit": (),
+    "sierra": (),
 }
 
 # 3GPP TS 27.007 section 9.2 codes, with the texts modems print under AT+CMEE=2.
@@ -92,6 +93,8 @@ SIM_COMMANDS = frozenset({"AT+CIMI", "AT+CCID", "AT+ICCID", "AT+QCCID", "AT+CICC
 _FINALS = re.compile(r"^(OK|ERROR|NO CARRIER|BUSY|NO ANSWER|NO DIALTONE|COMMAND NOT SUPPORT|\+CM[ES] ERROR:.*)$")
 _REG_SET = re.compile(r"^AT\+(CREG|CGREG|CEREG|C5GREG)=(\d+)$")
 _CPIN_SET = re.compile(r'^AT\+CPIN="?([^",]*)"?')
+_CSCS_SET = re.compile(r'^AT\+CSCS="?([A-Z0-9\-]*)"?$')
+CHARSETS = ("IRA", "GSM", "UCS2")
 _MAX_LINE = 2048
 
 
@@ -115,7 +118,8 @@ class SimulatedModem:
     ``radio`` is called for every dynamic command, so a test or a demo moves the unit by
     changing what it returns.  ``cgmm`` makes AT+CGMM answer that model name whatever the
     transcript says.  ``sim`` is ``ready``, ``pin`` (unlocked by ``AT+CPIN="<pin>"``) or
-    ``absent``.  ``delays`` overrides :data:`DEFAULT_DELAYS` per command; ``time_scale``
+    ``absent``.  ``charset`` is the AT+CSCS character set at power-on (IRA, GSM or UCS2:
+    some firmware starts in UCS2).  ``delays`` overrides :data:`DEFAULT_DELAYS` per command; ``time_scale``
     multiplies every command delay (0.01 for fast tests).  After a reset command the port is
     gone ``reset_gap`` seconds after the OK, for ``reset_s`` seconds, and prints
     ``boot_messages`` ``boot_delay`` seconds after it is back.  ``received`` lists every
@@ -133,6 +137,7 @@ class SimulatedModem:
         name: str = "ttyUSB2",
         sim: str = "ready",
         pin: str = "1234",
+        charset: str = "IRA",
         delays: Mapping[str, float] | None = None,
         default_delay: float = DEFAULT_DELAY,
         time_scale: float = 1.0,
@@ -144,6 +149,9 @@ class SimulatedModem:
     ) -> None:
         if sim not in ("ready", "pin", "absent"):
             raise ValueError(f"sim must be ready, pin or absent, not {sim!r}")
+        if charset not in CHARSETS:
+            raise ValueError(f"charset must be one of {', '.join(CHARSETS)}, not {charset!r}")
+        self.charset_at_power_on = charset
         self.transcript = transcript
         self.driver = driver
         self.radio = radio
@@ -161,7 +169,7 @@ class SimulatedModem:
         self._dynamic = dynamic_commands(driver)
         self._sim_at_power_on = sim
         self._sim = sim
-        self._state = _State()
+        self._state = self._power_on_state()
         self.received: list[str] = []  # every command line the modem took, in order
         self.resets = 0
 
@@ -450,6 +458,8 @@ class SimulatedModem:
             self._reply(key, ["OK"])
         elif key.startswith("AT+CMEE"):
             self._reply(key, self._cmee(key))
+        elif key.startswith("AT+CSCS"):
+            self._reply(key, self._cscs(key))
         elif _REG_SET.match(key):
             match = _REG_SET.match(key)
             assert match is not None
@@ -484,6 +494,22 @@ class SimulatedModem:
         else:
             recorded = self.transcript.answer(key)
             self._reply(key, list(recorded) if recorded is not None else ["ERROR"])
+
+    def _power_on_state(self) -> _State:
+        state = _State()
+        state.modes.charset = self.charset_at_power_on
+        return state
+
+    def _cscs(self, key: str) -> list[str]:
+        if key == "AT+CSCS?":
+            return [f'+CSCS: "{self._state.modes.charset}"', "OK"]
+        if key == "AT+CSCS=?":
+            return ["+CSCS: (" + ",".join(f'"{name}"' for name in CHARSETS) + ")", "OK"]
+        match = _CSCS_SET.match(key)
+        if match and match.group(1) in CHARSETS:
+            self._state.modes.charset = match.group(1)
+            return ["OK"]
+        return [self._cme(50)]
 
     def _cmee(self, key: str) -> list[str]:
         if key == "AT+CMEE?":
@@ -521,7 +547,7 @@ class SimulatedModem:
         self._line.clear()
         self._close_pty()
         self._pending_urc = None
-        self._state = _State()
+        self._state = self._power_on_state()
         self._sim = self._sim_at_power_on
         self._timers.clear()
         self._later(self.reset_s, self._end_reset)

@@ -8,7 +8,8 @@ shape as :meth:`Transcript.answer <agent.unit.devices.modem.transcript.Transcrip
 
 Answer shapes follow the vendors' AT manuals and captured logs: 3GPP TS 27.007 (+CSQ,
 +CESQ, +CREG/+CGREG/+CEREG/+C5GREG, +COPS), Quectel EC25/RM500Q (+QENG, +QNWINFO, +QCSQ,
-+QSPN), SIMCom SIM7600 (+CPSI), Huawei ME909s (^HCSQ, ^SYSINFOEX), Telit LE910Cx (#RFSTS).
++QSPN), SIMCom SIM7600 (+CPSI), Huawei ME909s (^HCSQ, ^SYSINFOEX), Telit LE910Cx (#RFSTS),
+Sierra Wireless EM7455 (!GSTATUS?, !LTEINFO?).
 Level indices are the inverse of :mod:`agent.unit.devices.modem.levels`: the index whose
 range contains the level, so decoding an index gives the lower edge of that range, never a
 higher value than measured.
@@ -19,6 +20,7 @@ import math
 from dataclasses import dataclass
 
 from agent.sim.scenario import Radio, Tower
+from agent.unit.devices.modem.charsets import GSM_BASIC
 
 # Registration stat in a blank spot: real modems keep searching (2) rather than giving up (0).
 SEARCHING = 2
@@ -33,6 +35,7 @@ class AnswerModes:
     cereg: int = 0
     c5greg: int = 0
     cops_format: int = 0  # AT+COPS=3,<format>: 0 long name, 1 short name, 2 numeric
+    charset: str = "IRA"  # AT+CSCS: the character set strings are printed in (IRA, GSM, UCS2)
 
 
 def normalise(command: str) -> str:
@@ -49,6 +52,7 @@ _VENDOR = {  # one entry per profiles.DRIVERS (tests/test_sim_modem.py holds the
     "quectel": frozenset({'AT+QENG="SERVINGCELL"', "AT+QNWINFO", "AT+QCSQ", "AT+QSPN"}),
     "simcom": frozenset({"AT+CPSI?"}),
     "huawei": frozenset({"AT^HCSQ?", "AT^SYSINFOEX"}),
+    "sierra": frozenset({"AT!GSTATUS?", "AT!LTEINFO?"}),
 }
 
 
@@ -77,9 +81,9 @@ def dynamic_answer(driver: str, command: str, radio: Radio, modes: AnswerModes |
     elif key == "AT+C5GREG?":
         lines = registration("+C5GREG", radio, modes.c5greg)
     elif key == "AT+COPS?":
-        lines = cops(radio, modes.cops_format)
+        lines = cops(radio, modes.cops_format, modes.charset)
     elif key == "AT+COPS=?":
-        lines = cops_scan(radio)
+        lines = cops_scan(radio, modes.charset)
     elif key == 'AT+QENG="SERVINGCELL"':
         lines = qeng_servingcell(radio)
     elif key == "AT+QNWINFO":
@@ -94,6 +98,10 @@ def dynamic_answer(driver: str, command: str, radio: Radio, modes: AnswerModes |
         lines = hcsq(radio)
     elif key == "AT#RFSTS":
         lines = rfsts(radio)
+    elif key == "AT!GSTATUS?":
+        lines = gstatus(radio)
+    elif key == "AT!LTEINFO?":
+        lines = lteinfo(radio)
     else:  # AT^SYSINFOEX
         lines = sysinfoex(radio)
     return [*lines, "OK"]
@@ -238,22 +246,33 @@ def registration(prefix: str, radio: Radio, n: int = 0) -> list[str]:
     return [f'{prefix}: {n},1,"{area}","{_hex(tower.cell_id)}",{act}']
 
 
-def cops(radio: Radio, fmt: int = 0) -> list[str]:
+def in_charset(text: str, charset: str) -> str:
+    """A string parameter as a modem set to ``charset`` (AT+CSCS) prints it: UCS2 as hex
+    (``"TELKOMSEL"`` -> ``"00540045..."``), GSM as septets of the default alphabet."""
+    if charset == "UCS2":
+        return text.encode("utf-16-be").hex().upper()
+    if charset == "GSM":
+        return "".join(chr(GSM_BASIC.index(ch)) if ch in GSM_BASIC else "?" for ch in text)
+    return text
+
+
+def cops(radio: Radio, fmt: int = 0, charset: str = "IRA") -> list[str]:
     """``+COPS: 0,0,"TELKOMSEL",7``; ``+COPS: 0`` when not registered."""
     tower = radio.tower
     if tower is None:
         return ["+COPS: 0"]
     name = _plmn(tower) if fmt == 2 else tower.operator
-    return [f'+COPS: 0,{fmt},"{name}",{_ACT.get(tower.rat, 7)}']
+    return [f'+COPS: 0,{fmt},"{in_charset(name, charset)}",{_ACT.get(tower.rat, 7)}']
 
 
-def cops_scan(radio: Radio) -> list[str]:
+def cops_scan(radio: Radio, charset: str = "IRA") -> list[str]:
     """``+COPS: (2,"TELKOMSEL","TELKOMSEL","51010",7),,(0,1,2,3,4),(0,1,2)``; no entries in a blank spot."""
     ranges = "(0,1,2,3,4),(0,1,2)"
     tower = radio.tower
     if tower is None:
         return [f"+COPS: ,,{ranges}"]
-    entry = f'(2,"{tower.operator}","{tower.operator}","{_plmn(tower)}",{_ACT.get(tower.rat, 7)})'
+    name, numeric = in_charset(tower.operator, charset), in_charset(_plmn(tower), charset)
+    entry = f'(2,"{name}","{name}","{numeric}",{_ACT.get(tower.rat, 7)})'
     return [f"+COPS: {entry},,{ranges}"]
 
 
@@ -452,3 +471,69 @@ def rfsts(radio: Radio) -> list[str]:
     return [f'#RFSTS: "{tower.mcc:03d} {_mnc(tower)}",{tower.earfcn},{levels},{_hex(tower.tac)},FF,0,1280,10,1,'
             f'{_hex(tower.cell_id, 7)},"{_RFSTS_IMSI}","{tower.operator}",3,{tower.band},720,3240,'
             f"{_round(_level(radio.sinr_db, -20.0))}"]
+
+
+# -- Sierra Wireless (EM7455/MC7455 screens, as captured) --------------------------------------
+
+# The part of the status screen every capture starts with; a modem in low power mode stops
+# after it.  Current Time is seconds since boot; a constant here.
+_GSTATUS_HEAD = ["!GSTATUS: ", "Current Time:  22016\t\tTemperature: 40", "Reset Counter: 1\t\tMode:        ONLINE         "]
+_LTEINFO_HEADER = "Serving:   EARFCN MCC MNC   TAC      CID Bd D U SNR PCI  RSRQ   RSRP   RSSI RXLV"
+_LTEINFO_INTRA = "IntraFreq:                                          PCI  RSRQ   RSRP   RSSI RXLV"
+_LTEINFO_INTER = "InterFreq: EARFCN ThresholdLow ThresholdHi Priority PCI  RSRQ   RSRP   RSSI RXLV"
+
+
+def _lte_tower(radio: Radio) -> Tower | None:
+    tower = radio.tower
+    return tower if tower is not None and tower.rat in ("LTE", "NR5G-NSA") else None
+
+
+def gstatus(radio: Radio) -> list[str]:
+    """The ``!GSTATUS:`` screen of an EM7455 on the serving LTE cell, tabs and trailing blanks
+    as captured (danielewood/sierra-wireless-modems README; 3ginfo-lite issue 136).
+
+    No capture shows the screen of a modem without a cell: the simulated one stops after the
+    Mode line, as the low-power capture does, and so claims nothing.  Only LTE cells (an NSA
+    tower's anchor included) are modelled.  The diversity branch reads what the main one does.
+    """
+    tower = _lte_tower(radio)
+    if tower is None:
+        return list(_GSTATUS_HEAD)
+    rssi = _round(_level(radio.rssi_dbm, -110.0))
+    rsrp = _round(_level(radio.rsrp_dbm, -140.0))
+    tx_chan = tower.earfcn + 18000 if tower.band < 33 else tower.earfcn  # FDD uplink EARFCN; TDD shares one
+    return [
+        *_GSTATUS_HEAD,
+        "System mode:   LTE        \tPS state:    Attached     ",
+        f"LTE band:      B{tower.band:<6d}\t\tLTE bw:      20 MHz  ",
+        f"LTE Rx chan:   {tower.earfcn}\t\tLTE Tx chan: {tx_chan}",
+        "LTE CA state:  NOT ASSIGNED",
+        "EMM state:     Registered     \tNormal Service ",
+        "RRC state:     RRC Idle       ",
+        "IMS reg state: No Srv  \t\t",
+        "",
+        f"PCC RxM RSSI:  {rssi}\t\tRSRP (dBm):  {rsrp}",
+        f"PCC RxD RSSI:  {rssi}\t\tRSRP (dBm):  {rsrp}",
+        f"Tx Power:      --\t\tTAC:         {tower.tac:04X} ({tower.tac})",
+        f"RSRQ (dB):     {_level(radio.rsrq_db, -20.0):.1f}\t\tCell ID:     {tower.cell_id:08X} ({tower.cell_id})",
+        f"SINR (dB):     {_level(radio.sinr_db, -20.0):4.1f}",
+    ]
+
+
+def lteinfo(radio: Radio) -> list[str]:
+    """``!LTEINFO:`` of an EM7455: the serving cell in fixed-width columns under ``Serving:``
+    (TAC decimal, CID hex, ``--`` for the unknown RXLV), then the neighbour tables.
+
+    Without an LTE cell the tables are printed empty (no capture shows that screen).
+    """
+    tower = _lte_tower(radio)
+    if tower is None:
+        return ["!LTEINFO: ", _LTEINFO_HEADER, "", _LTEINFO_INTRA, "", _LTEINFO_INTER]
+    rsrq = _level(radio.rsrq_db, -20.0)
+    rsrp = _level(radio.rsrp_dbm, -140.0)
+    rssi = _level(radio.rssi_dbm, -110.0)
+    levels = f"{rsrq:5.1f} {rsrp:6.1f} {rssi:6.1f} --"
+    serving = (f"{tower.earfcn:>17d} {tower.mcc:3d} {tower.mnc:3d} {tower.tac:5d} {tower.cell_id:08X} {tower.band:2d} 5 5 "
+               f"{_round(_level(radio.sinr_db, -20.0)):3d} {tower.pci:3d} {levels}")
+    return ["!LTEINFO: ", _LTEINFO_HEADER, serving, "", _LTEINFO_INTRA, f"{tower.pci:55d} {levels}", "",
+            _LTEINFO_INTER]

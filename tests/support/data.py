@@ -6,3 +6,4 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parent.parent / "data"
 NMEA = DATA / "nmea"
 ROUTE = DATA / "mahakam-route.csv"
+AT_ANSWERS = DATA / "at" / "answers.jsonl"

@@ -16,7 +16,7 @@ from typing import Callable
 
 from agent.unit.devices.modem.at import AtChannel, RawLog
 from agent.unit.devices.modem.errors import AtCommandError, AtParseError, AtTimeout, ModemError, PortGone
-from agent.unit.devices.modem.parse_3gpp import parse_cops_scan, parse_cpin
+from agent.unit.devices.modem.parse_3gpp import parse_cops_scan, parse_cpin, parse_cscs
 from agent.unit.devices.modem.profiles import ModemProfile, detect_by_cgmm, detect_by_usb, find_ports, load_profile
 from agent.unit.devices.modem.signal import error_signal, facts_from_answer, signal_from_facts
 from agent.unit.devices.modem.values import OperatorChoice, SignalFacts
@@ -46,6 +46,7 @@ class Modem:
     recover: bool = True   # climb the reopen/reset ladder (the agent); a one-shot query does not
     sleep: Callable[[float], None] = time.sleep
     recoveries: list[Recovery] = field(default_factory=list)
+    charset: str | None = None   # AT+CSCS: the character set the modem prints names in, read at connect
 
     def __post_init__(self) -> None:
         extra = tuple(self.profile.extra_final) if self.profile else ()
@@ -96,6 +97,15 @@ class Modem:
                 self.channel.query(command)
             except AtCommandError as exc:  # an optional setting the firmware lacks
                 log.info("init command not accepted: %s", exc)
+        self.charset = self._read_charset()
+
+    def _read_charset(self) -> str | None:
+        """The modem's AT+CSCS character set (operator names are printed in it); None if it will not say."""
+        answer = self._answer("AT+CSCS?")
+        try:
+            return parse_cscs(answer) if answer is not None else None
+        except AtParseError:
+            return None
 
     def close(self) -> None:
         self.channel.close()
@@ -203,7 +213,7 @@ class Modem:
             facts: list[SignalFacts] = []
             for command in self.profile.signal_commands:
                 try:
-                    facts.append(facts_from_answer(command, self.query(command)))
+                    facts.append(facts_from_answer(command, self.query(command), self.charset))
                 except AtCommandError as exc:
                     log.debug("signal command not answered: %s", exc)
                 except AtParseError as exc:
@@ -217,7 +227,7 @@ class Modem:
     def scan(self) -> list[OperatorChoice]:
         """Operators visible here (AT+COPS=?; can take minutes)."""
         assert self.profile is not None, "connect() first"
-        return parse_cops_scan(self.query(self.profile.scan_command, self.profile.scan_timeout))
+        return parse_cops_scan(self.query(self.profile.scan_command, self.profile.scan_timeout), self.charset)
 
 
 def _sim_reason(state: str) -> str:

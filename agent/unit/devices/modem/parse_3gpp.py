@@ -22,13 +22,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from agent.unit.devices.modem import levels
+from agent.unit.devices.modem import charsets, levels
 from agent.unit.devices.modem.errors import AtParseError
 from agent.unit.devices.modem.values import CurrentOperator, Identity, OperatorChoice, Registration, SignalFacts
 
 __all__ = [
     "parse_cesq", "parse_cgatt", "parse_cgmi", "parse_cgmm", "parse_cgmr", "parse_cimi", "parse_cops",
-    "parse_cops_scan", "parse_cpin", "parse_csq", "parse_iccid", "parse_identity", "parse_registration",
+    "parse_cops_scan", "parse_cpin", "parse_cscs", "parse_csq", "parse_iccid", "parse_identity", "parse_registration",
     "rat_from_act", "registration_from_stat",
 ]
 
@@ -89,10 +89,12 @@ def rat_from_act(act: int | None) -> str | None:
 
 # -- shared helpers ------------------------------------------------------------------------
 
-def _lines(text: str) -> list[str]:
+def _lines(text: str, *, keep_controls: bool = False) -> list[str]:
     if not isinstance(text, str):
         raise AtParseError(f"expected the text of a response, got {type(text).__name__}")
     unified = text.replace("\r\n", "\n").replace("\r", "\n")
+    if keep_controls:  # septets of the GSM alphabet: 0x00 is '@', 0x11 '_'
+        return [line.strip(" \t") for line in unified.split("\n")]
     return [_CONTROL.sub("", line).strip() for line in unified.split("\n")]
 
 
@@ -143,10 +145,16 @@ def _unquote(field: str) -> str:
     return field[1:-1].strip() if _is_quoted(field) else field.strip()
 
 
+def _decimal(value: str, max_digits: int) -> bool:
+    # ASCII digits, at most max_digits of them after leading zeros: firmware pads numbers
+    # (Iridium's "001", "0011" for <stat> 11), and a padded number is the same number.
+    return bool(_DIGITS.fullmatch(value)) and len(value.lstrip("0")) <= max_digits and len(value) <= max_digits + 4
+
+
 def _int(field: str, what: str, *, max_digits: int = 6) -> int:
     """A required decimal field (ASCII digits only, bounded length)."""
     value = _unquote(field)
-    if not _DIGITS.fullmatch(value) or len(value) > max_digits:
+    if not _decimal(value, max_digits):
         raise AtParseError(f"{what} is not a number: {field!r}")
     return int(value)
 
@@ -156,7 +164,7 @@ def _opt_int(field: str | None, *, max_digits: int = 6) -> int | None:
     if field is None:
         return None
     value = _unquote(field)
-    if not _DIGITS.fullmatch(value) or len(value) > max_digits:
+    if not _decimal(value, max_digits):
         return None
     return int(value)
 
@@ -284,15 +292,18 @@ _REG = _prefix_re("+CREG", "+CGREG", "+CEREG", "+C5GREG")
 def _is_read_form(fields: list[str]) -> bool:
     """``<n>,<stat>,...`` (answer to ``AT+CxREG?``) rather than ``<stat>,<lac>,...`` (URC).
 
-    In the read form the second field is a bare <stat> (0..11, at most three digits: Iridium
-    prints "001"); in the URC it is an area code, quoted or four-plus hex digits, or empty.
+    In the read form the first field is a bare <n> (0..5) and the second a bare <stat>
+    (0..11); in the URC the second is an area code, quoted or four-plus hex digits, or empty.
+    A four-digit second field is therefore an area code ("+CEREG: 2, 0001, 00000100, 7",
+    Altair) unless the fields after it are quoted and it is not: a modem quotes its area code
+    and cell id alike, so that field is a <stat> padded with zeros ("+CGREG:002,0011,"0f0d",...").
     """
     if len(fields) < 2:
         return False
     n, stat = fields[0], fields[1]
-    if not (_DIGITS.fullmatch(n) and _DIGITS.fullmatch(stat)):
+    if not (_decimal(n, 1) and _decimal(stat, 2)) or int(n) > 5 or int(stat) > 11:
         return False
-    return len(n) <= 3 and len(stat) <= 3 and int(n) <= 5 and int(stat) <= 11
+    return len(stat) <= 3 or any(_is_quoted(field) for field in fields[2:])
 
 
 def parse_registration(text: str) -> Registration:
@@ -321,6 +332,9 @@ def parse_registration(text: str) -> Registration:
         ci, act = rest[3], rest[4]
     act_number = _opt_int(act, max_digits=3)
     area_code = _area_code(area)
+    cell_id = _opt_hex(ci)
+    if cell_id == 0 and area_code is None:
+        cell_id = None  # "+CREG: 2,0,00,0" (Huawei E160G, not registered): a zero beside no area is no cell
     eps_or_5gs = prefix in ("+CEREG", "+C5GREG")
     return Registration(
         n=n,
@@ -328,7 +342,7 @@ def parse_registration(text: str) -> Registration:
         registration=registration_from_stat(stat),
         lac=None if eps_or_5gs else area_code,
         tac=area_code if eps_or_5gs else None,
-        cell_id=_opt_hex(ci),
+        cell_id=cell_id,
         act=act_number,
         rat=rat_from_act(act_number),
     )
@@ -339,11 +353,13 @@ def parse_registration(text: str) -> Registration:
 _COPS = _prefix_re("+COPS")
 
 
-def parse_cops(text: str) -> CurrentOperator:
+def parse_cops(text: str, charset: str | None = None) -> CurrentOperator:
     """``+COPS: <mode>[,<format>,<oper>[,<AcT>]]`` (the ``AT+COPS?`` answer).
 
-    ``name`` is ``<oper>`` as given (long, short or numeric per ``<format>``); a numeric one
-    (format 2, or a long name the modem could only give as digits) also yields mcc/mnc.
+    ``name`` is ``<oper>`` as given (long, short or numeric per ``<format>``), decoded from the
+    modem's ``AT+CSCS`` ``charset`` (see :func:`parse_cops_scan`); a numeric one (format 2, or
+    a long name the modem could only give as digits) also yields mcc/mnc.  Without <AcT> the
+    technology is unknown: unlike a scan entry, the read answer has no default for it.
     """
     _, body = _prefixed(text, _COPS, "+COPS")
     if body.startswith("("):
@@ -356,10 +372,20 @@ def parse_cops(text: str) -> CurrentOperator:
         if fmt > 2:
             raise AtParseError(f"+COPS <format> {fmt} is not defined by TS 27.007 (0..2)")
     oper = _field(fields, 2)
-    name = _unquote(oper) if oper is not None else ""
+    name = _name(_unquote(oper), charset) if oper is not None else ""
     mcc, mnc = _plmn(name)
     act = _opt_int(_field(fields, 3), max_digits=3)
     return CurrentOperator(mode=mode, name=name or None, mcc=mcc, mnc=mnc, rat=rat_from_act(act))
+
+
+def _name(value: str, charset: str | None) -> str:
+    """A string parameter as text.  With the character set unknown, only a value that
+    decodes from UCS2 hex to digits is decoded (a numeric operator: hex digits that happen
+    to spell a name would be decoded wrongly, digits cannot be)."""
+    if charset is not None:
+        return charsets.decode(value, charset).strip()
+    decoded = charsets.ucs2(value)
+    return decoded if decoded is not None and _DIGITS.fullmatch(decoded) else value
 
 
 def _groups(body: str) -> list[tuple[str, str]]:
@@ -388,53 +414,50 @@ def _groups(body: str) -> list[tuple[str, str]]:
 _STRAY_ACT = re.compile(r"^\s*,\s*([0-9]{1,2})\s*\)")
 
 
-def _ucs2(value: str) -> str | None:
-    """``value`` decoded from UCS2 hex (AT+CSCS="UCS2"), or None when it is not that."""
-    if len(value) < 4 or len(value) % 4 or not _HEX.fullmatch(value):
-        return None
-    try:
-        return bytes.fromhex(value).decode("utf-16-be")
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
-def _operator_choice(inner: str, after: str) -> OperatorChoice:
+def _operator_choice(inner: str, after: str, charset: str | None) -> OperatorChoice:
     fields = _split(inner)
     if len(fields) < 4:
-        raise AtParseError(f"+COPS entry has {len(fields)} fields, expected 4 or 5: ({inner})")
+        raise AtParseError(f"+COPS entry has {len(fields)} fields, expected 4 or 5: ({_show(inner)})")
     status = _int(fields[0], "+COPS <stat>", max_digits=2)
     if status not in _OPERATOR_STATUS:
         raise AtParseError(f"+COPS <stat> {status} is not defined by TS 27.007 (0..3)")
     long_name, short_name, numeric = (_unquote(f) for f in fields[1:4])
-    decoded = _ucs2(numeric)
-    if decoded is not None and _DIGITS.fullmatch(decoded):
+    if charset is None and _name(numeric, None) != numeric:
         # UCS2 character set: the numeric field gives it away; the names are in UCS2 too.
-        numeric = decoded
-        long_name = _ucs2(long_name) or long_name
-        short_name = _ucs2(short_name) or short_name
+        charset = "UCS2"
+    long_name, short_name, numeric = (_name(value, charset) for value in (long_name, short_name, numeric))
     act_field = _field(fields, 4)
     stray = _STRAY_ACT.match(after)
     if act_field is None and stray:
         # TM-506 / F3607gw close the entry before <AcT>: (1,"AT&T","AT&T","310410"),2)
         act_field = stray.group(1)
+    # TS 27.007 7.3: an entry without <AcT> (a GSM-only or pre-Release 99 modem) is GSM.
+    act = 0 if act_field is None or act_field == "" else _opt_int(act_field, max_digits=3)
     mcc, mnc = _plmn(numeric)
-    act = _opt_int(act_field, max_digits=3)
     return OperatorChoice(
         status=_OPERATOR_STATUS[status], long_name=long_name or None, short_name=short_name or None,
         mcc=mcc, mnc=mnc, rat=rat_from_act(act),
     )
 
 
-def parse_cops_scan(text: str) -> list[OperatorChoice]:
+def parse_cops_scan(text: str, charset: str | None = None) -> list[OperatorChoice]:
     """``+COPS: (<stat>,long,short,numeric[,<AcT>]),...,,(modes),(formats)`` (``AT+COPS=?``).
 
     The trailing lists of supported modes and formats are not operators and are skipped; an
     empty scan (``+COPS: ,,(0-4),(0-2)``) is an empty list.  Some modems print one entry per
     ``+COPS:`` line, or continue the list on lines without the prefix: all of it is read.
+
+    An entry without <AcT> is GSM (TS 27.007's default).  Names are in the modem's ``AT+CSCS``
+    ``charset``: ``UCS2`` hex and the ``GSM`` default alphabet are decoded to text
+    (:mod:`agent.unit.devices.modem.charsets`); with the set unknown (None), a numeric field
+    in UCS2 hex gives the set away.  A malformed entry (fewer than four fields, a <stat>
+    TS 27.007 does not define, an unclosed quote) refuses the whole answer: a list read in
+    part would say that operators the modem saw are absent.
     """
+    charset = charsets.normalise_charset(charset)
     parts: list[str] = []
     in_list = False
-    for line in _lines(text):
+    for line in _lines(text, keep_controls=charset == "GSM"):
         m = _COPS.match(line)
         if m:
             parts.append(m.group(2).strip())
@@ -453,7 +476,7 @@ def parse_cops_scan(text: str) -> list[OperatorChoice]:
     for inner, after in groups:
         if '"' not in inner:
             continue  # (0,1,2,3,4) or (0-2): supported modes / formats
-        choices.append(_operator_choice(inner, after))
+        choices.append(_operator_choice(inner, after, charset))
     return choices
 
 
@@ -470,6 +493,19 @@ def parse_cpin(text: str) -> str:
     if not _CPIN_STATE.fullmatch(state) or len(state) > 32:
         raise AtParseError(f"+CPIN state is not a SIM state: {_show(body)}")
     return state
+
+
+_CSCS = _prefix_re("+CSCS")
+_CHARSET = re.compile(r"[A-Z0-9][A-Z0-9\-]{0,15}")
+
+
+def parse_cscs(text: str) -> str:
+    """``+CSCS: "UCS2"``: the character set the modem prints strings in (IRA, GSM, UCS2 ...)."""
+    _, body = _prefixed(text, _CSCS, "+CSCS")
+    name = charsets.normalise_charset(body) or ""
+    if not _CHARSET.fullmatch(name):
+        raise AtParseError(f"+CSCS is not a character set name: {_show(body)}")
+    return name
 
 
 _CGATT = _prefix_re("+CGATT")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+from agent.unit.devices.modem import charsets
 from agent.unit.devices.modem.errors import AtParseError
 from agent.unit.devices.modem.fields import prefixed_lines as _lines, split_fields as _fields, field_at as _at, int_within as _int
 from agent.unit.devices.modem.fields import split_plmn
@@ -284,26 +285,24 @@ def parse_qcsq(text: str) -> SignalFacts:
 
 # ---------------------------------------------------------------- AT+QSPN
 
-_UCS2 = re.compile(r"(?:[0-9A-Fa-f]{4})+", re.ASCII)
-
-
-def _ucs2(name: str) -> str:
-    return bytes.fromhex(name).decode("utf-16-be", errors="replace") if _UCS2.fullmatch(name) else name
+# A network that broadcasts no name is shown by its PLMN: "515 66" is a number, not a name.
+_PLMN_NAME = re.compile(r"[0-9]{3}[ \-]?[0-9]{2,3}", re.ASCII)
 
 
 def parse_qspn(text: str) -> SignalFacts:
     """``+QSPN: <FNN>,<SNN>,<SPN>,<alphabet>,<RPLMN>`` -> operator name and MCC/MNC.
 
     The name is the network's full name, else its short name, else the SIM's service provider
-    name; with <alphabet> 1 the names are UCS2 in hex and are decoded.
+    name; with <alphabet> 1 the names are UCS2 in hex and are decoded.  A network name that is
+    only the PLMN's digits (``"515 66"``, DITO on an RM5xx) names nothing and is passed over.
     """
     row = _fields(_lines(text, "+QSPN:")[0])
     if len(row) < 5:
         raise AtParseError(f"+QSPN needs 5 fields, got {len(row)}: {text[:80]!r}")
     names = [name for name in row[:3] if name]
     if row[3] == "1":
-        names = [_ucs2(name) for name in names]
-    names = [name.strip() for name in names if name.strip()]
+        names = [charsets.ucs2(name) or name for name in names]
+    names = [name.strip() for name in names if name.strip() and not _PLMN_NAME.fullmatch(name.strip())]
     try:
         mcc, mnc = split_plmn(row[4])
     except AtParseError:

@@ -35,7 +35,7 @@ from agent.unit.config_schema import SettingError, build, line_of, section, sett
 ENV_VAR = "BLANKSPOT_FIRMWARE_CONFIGS"
 LOCAL_DIR = Path("/etc/blankspot/firmware_configs")
 FALLBACK = "generic-3gpp"
-DRIVERS = ("generic", "quectel", "simcom", "huawei", "telit")
+DRIVERS = ("generic", "quectel", "simcom", "huawei", "telit", "sierra")
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 _HEX4_RE = re.compile(r"(?:0x)?([0-9a-fA-F]{4})")

@@ -5,6 +5,15 @@ merged in the profile's order of preference (the first command that knows a fiel
 except registration, where the best state any command reports wins: a unit registered on
 GSM while LTE searches is in service.
 
+A command that names the technology the unit is served on (a serving-cell report, +COPS?
+with <AcT>, +QNWINFO) is evidence of service on its own, unless another command says there
+is no service on that technology: an explicit no service (rat NONE: +QENG SEARCH, +CPSI NO
+SERVICE ...), or a registration command of that technology's domain that is not registered
+(+CEREG speaks for LTE, +C5GREG for NR standalone, +CREG and +CGREG for GSM and WCDMA).  So
+a unit on NR standalone whose +CEREG and +CREG say "not registered", and whose +CSQ says
+99 (it measures GSM/WCDMA/LTE only), is served on NR5G-SA with registration ``unknown``
+(nothing says home or roaming), not a blank spot.
+
 No service is a normal reading: ``rat`` NONE, ``quality`` none, ``registration`` says why,
 and whatever levels the modem still measured are kept as evidence.  A modem that did not
 answer, or has no usable SIM, gives a reading with ``error`` set instead: that is not
@@ -20,6 +29,7 @@ from agent.shared.operators import operator_name
 from agent.unit.devices.modem.parse_3gpp import parse_cesq, parse_cops, parse_csq, parse_registration
 from agent.unit.devices.modem.parse_huawei import parse_hcsq, parse_sysinfoex
 from agent.unit.devices.modem.parse_quectel import parse_qcsq, parse_qeng_servingcell, parse_qnwinfo, parse_qspn
+from agent.unit.devices.modem.parse_sierra import parse_gstatus, parse_lteinfo
 from agent.unit.devices.modem.parse_simcom import parse_cpsi
 from agent.unit.devices.modem.parse_telit import parse_rfsts
 from agent.unit.devices.modem.values import SignalFacts
@@ -27,14 +37,28 @@ from agent.shared.quality import signal_quality
 from agent.shared.reading import Signal
 
 _REGISTRATION_RANK = {"home": 5, "roaming": 5, "denied": 4, "searching": 3, "not_registered": 2, "unknown": 1}
+_NOT_SERVED = ("searching", "denied", "not_registered")
+
+# The technologies a registration domain speaks for (TS 27.007 7.2, 10.1.19, 10.1.22, 10.1.x
+# of +C5GREG): "not registered" in one says nothing of the others.  +CREG and +CGREG on LTE
+# follow the combined attach, which a data-only LTE unit does not make, so they do not speak
+# for LTE; +CEREG speaks for the LTE anchor of EN-DC too.
+_DOMAIN_RATS = {
+    "cs": frozenset({"GSM", "WCDMA"}),
+    "ps": frozenset({"GSM", "WCDMA"}),
+    "eps": frozenset({"LTE", "NR5G-NSA"}),
+    "5gs": frozenset({"NR5G-SA"}),
+}
 
 
-def _registration(text: str) -> SignalFacts:
-    return parse_registration(text).facts()
+def _registration(domain: str) -> Callable[[str], SignalFacts]:
+    def parse(text: str) -> SignalFacts:
+        return parse_registration(text).facts(domain)
+    return parse
 
 
-def _cops(text: str) -> SignalFacts:
-    current = parse_cops(text)
+def _cops(text: str, charset: str | None = None) -> SignalFacts:
+    current = parse_cops(text, charset)
     numeric = current.name is not None and current.name.isdigit()
     return SignalFacts(operator=None if numeric else current.name, mcc=current.mcc, mnc=current.mnc, rat=current.rat)
 
@@ -42,10 +66,10 @@ def _cops(text: str) -> SignalFacts:
 PARSERS: dict[str, Callable[[str], SignalFacts]] = {
     "+CSQ": parse_csq,
     "+CESQ": parse_cesq,
-    "+CREG": _registration,
-    "+CGREG": _registration,
-    "+CEREG": _registration,
-    "+C5GREG": _registration,
+    "+CREG": _registration("cs"),
+    "+CGREG": _registration("ps"),
+    "+CEREG": _registration("eps"),
+    "+C5GREG": _registration("5gs"),
     "+COPS": _cops,
     "+QENG": parse_qeng_servingcell,
     "+QNWINFO": parse_qnwinfo,
@@ -55,6 +79,8 @@ PARSERS: dict[str, Callable[[str], SignalFacts]] = {
     "^HCSQ": parse_hcsq,
     "^SYSINFOEX": parse_sysinfoex,
     "#RFSTS": parse_rfsts,
+    "!GSTATUS": parse_gstatus,
+    "!LTEINFO": parse_lteinfo,
 }
 
 
@@ -62,13 +88,37 @@ def has_parser(command: str) -> bool:
     return command_prefix(command) in PARSERS
 
 
-def facts_from_answer(command: str, text: str) -> SignalFacts:
-    """Parse the answer to one signal command; AtParseError for anything unexpected."""
+def facts_from_answer(command: str, text: str, charset: str | None = None) -> SignalFacts:
+    """Parse the answer to one signal command; AtParseError for anything unexpected.
+
+    ``charset`` is the modem's ``AT+CSCS`` character set, which the operator name of
+    ``+COPS?`` is printed in (None when not known).
+    """
     prefix = command_prefix(command)
+    if prefix == "+COPS":
+        return _cops(text, charset)
     parser = PARSERS.get(prefix or "")
     if parser is None:
         raise AtParseError(f"{command}: no signal parser for this command")
     return parser(text)
+
+
+def _speaks_against(facts: SignalFacts, rat: str) -> bool:
+    """Whether ``facts`` say there is no service on ``rat``."""
+    if facts.rat == "NONE":
+        return True
+    if facts.registration in _NOT_SERVED:
+        return facts.domain is None or rat in _DOMAIN_RATS.get(facts.domain, frozenset())
+    return False
+
+
+def _served_on(facts: list[SignalFacts]) -> str | None:
+    """The first technology a command says the unit is served on that no command denies."""
+    for item in facts:
+        if item.rat not in (None, "NONE") and item.registration is None and not item.no_service:
+            if not any(_speaks_against(other, item.rat) for other in facts):
+                return item.rat
+    return None
 
 
 def signal_from_facts(facts: list[SignalFacts]) -> Signal:
@@ -81,6 +131,8 @@ def signal_from_facts(facts: list[SignalFacts]) -> Signal:
     levels = (merged.rsrp_dbm, merged.rscp_dbm, merged.rssi_dbm)
     if registration in ("home", "roaming"):
         in_service = True
+    elif _served_on(facts) is not None:
+        in_service, registration = True, "unknown"  # served, but nothing says home or roaming
     elif registration == "unknown":
         in_service = any(v is not None for v in levels) and not merged.no_service
     else:
@@ -93,8 +145,10 @@ def signal_from_facts(facts: list[SignalFacts]) -> Signal:
         if registration == "unknown" and merged.no_service:
             registration = "searching"
     else:
-        # In service on an unknown technology, or without any level: null, never a guess.
-        rat = merged.rat if merged.rat not in (None, "NONE") else _rat_from_levels(merged)
+        # The first technology a command names for the service; in service on an unknown
+        # technology, or without any level: null, never a guess.
+        rat = next((f.rat for f in facts if f.rat not in (None, "NONE") and f.registration not in _NOT_SERVED),
+                   None) or _rat_from_levels(merged)
         quality = None if rat is None else signal_quality(
             rat, rsrp_dbm=merged.rsrp_dbm, rscp_dbm=merged.rscp_dbm, rssi_dbm=merged.rssi_dbm)
     return Signal(

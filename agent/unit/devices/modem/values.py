@@ -33,13 +33,15 @@ class SignalFacts:
     ecio_db: float | None = None
     csq: int | None = None           # raw +CSQ rssi index 0..31, None for 99
     no_service: bool = False         # the command itself says there is no service (SEARCH, NO SERVICE, +CSQ: 99,99)
+    domain: str | None = None        # the registration domain ``registration`` speaks for: cs (+CREG), ps (+CGREG),
+                                     # eps (+CEREG), 5gs (+C5GREG); None when the command speaks for the whole modem
 
     def merged(self, other: "SignalFacts") -> "SignalFacts":
         """These facts, with gaps filled from ``other`` (self wins where both know)."""
         updates = {f.name: getattr(other, f.name) for f in fields(self)
-                   if getattr(self, f.name) is None and getattr(other, f.name) is not None}
+                   if f.name != "domain" and getattr(self, f.name) is None and getattr(other, f.name) is not None}
         result = replace(self, **updates)
-        return replace(result, no_service=self.no_service or other.no_service)
+        return replace(result, no_service=self.no_service or other.no_service, domain=None)
 
 
 @dataclass(frozen=True)
@@ -49,14 +51,16 @@ class Registration:
     n: int | None                  # the URC mode, present in read answers only
     stat: int                      # 0..11 as in TS 27.007
     registration: str              # home | roaming | searching | denied | not_registered | unknown
-    lac: int | None = None         # from <lac> (CREG/CGREG) 
+    lac: int | None = None         # from <lac> (CREG/CGREG)
     tac: int | None = None         # from <tac> (CEREG/C5GREG)
     cell_id: int | None = None
     act: int | None = None         # access technology number (TS 27.007 <AcT>)
     rat: str | None = None         # <AcT> as GSM | WCDMA | LTE | NR5G-NSA | NR5G-SA
 
-    def facts(self) -> SignalFacts:
-        return SignalFacts(registration=self.registration, lac=self.lac, tac=self.tac, cell_id=self.cell_id, rat=self.rat)
+    def facts(self, domain: str | None = None) -> SignalFacts:
+        """As signal facts; ``domain`` (cs, ps, eps, 5gs) says which domain the registration is of."""
+        return SignalFacts(registration=self.registration, lac=self.lac, tac=self.tac, cell_id=self.cell_id,
+                           rat=self.rat, domain=domain)
 
 
 @dataclass(frozen=True)
