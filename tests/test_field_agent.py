@@ -117,7 +117,7 @@ def test_a_modem_that_stops_answering_is_reset_and_the_outage_recorded(tmp_path:
 def test_unsynchronised_clock_gives_readings_gps_time(tmp_path: Path) -> None:
     import datetime as dt
 
-    gps_start = dt.datetime(2026, 11, 24, 2, 0, tzinfo=dt.timezone.utc)
+    gps_start = dt.datetime(2026, 12, 4, 2, 0, tzinfo=dt.timezone.utc)  # after the release date
     with SimulatedBoat(TOWN, SCENARIO, 20.0, time_scale=1, rate_hz=5, start_time=gps_start,
                        workdir=tmp_path / "dev") as boat:
         # No broker yet (a blank spot): the readings wait in the buffer, where they get corrected.
