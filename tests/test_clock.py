@@ -17,6 +17,7 @@ from agent.unit.buffer import ReadingBuffer, read_readings
 from agent.shared.clock import EARLIEST_PLAUSIBLE, TimeKeeper, Timestamp, boottime
 from agent.unit.devices.gps.fix import Fix
 from agent.unit.devices.gps.reader import GpsReader
+from agent.unit.gps_feed import GpsFeed
 from agent.shared.reading import Event, Reading, parse_time, reading_from_json
 from agent.sim.gps import SimulatedGps
 from agent.sim.route import mahakam_route
@@ -280,3 +281,29 @@ def test_gps_receiver_gives_the_time_and_corrects_readings_taken_under_canopy(tm
     print(f"{len(bodies)} readings, worst error against the receiver's time {worst * 1000:.0f} ms")
     assert worst < 0.25
 
+
+def test_a_receiver_with_the_week_rollover_bug_still_gives_the_time_and_one_event(tmp_path: Path) -> None:
+    """A receiver whose firmware sends dates 1024 weeks early (2007 for 2026), read through the
+    GPS feed: the time keeper gets the corrected time, and the feed has one
+    ``gps_date_corrected`` event for the run, however many fixes follow."""
+    keeper = TimeKeeper(synchronised=lambda: False, wall=lambda: EPOCH_1970)
+    early = GPS_NOW - timedelta(weeks=1024)
+    with SimulatedGps(mahakam_route(), 36.0, rate_hz=5, start_time=early, workdir=tmp_path) as gps:
+        feed = GpsFeed(lambda: GpsReader(gps.port, 9600), gps.port, keeper).start()
+        try:
+            deadline = time.monotonic() + 15
+            events: list[Event] = []
+            while time.monotonic() < deadline and (not events or feed.epochs < 10):
+                events += feed.new_events()
+                time.sleep(0.1)
+            events += feed.new_events()
+        finally:
+            feed.stop()
+    stamp = keeper.now()
+    print(f"{feed.epochs} epochs, time {stamp.time} ({stamp.source}), events {events}")
+    assert stamp.source == "gps" and abs(stamp.time - GPS_NOW) < timedelta(minutes=1)
+    assert feed.epochs >= 10
+    assert [(e.type, e.data) for e in events] == [("gps_date_corrected", {
+        "receiver_date": "2007-04-20", "corrected_date": "2026-12-04", "weeks": 1024})]
+    assert events[0].message == ("GPS receiver reports dates 1024 weeks early (a firmware week-rollover bug): "
+                                 "its 2007-04-20 is taken as 2026-12-04")
