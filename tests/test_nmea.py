@@ -1,4 +1,8 @@
-"""NMEA parsing and fix merging, checked on real sentences and real receiver captures."""
+"""NMEA parsing and fix merging, checked on real sentences and real receiver captures.
+
+The fuzz runs at the end have longer profiles, marked ``long`` and skipped by default; run
+them with ``deploy/quickstart.sh test -m long`` (or ``pytest -m long tests/test_nmea.py``).
+"""
 
 from __future__ import annotations
 
@@ -616,6 +620,10 @@ def test_real_captures_match_gpsd_expectations(name: str) -> None:
 
 
 # --- robustness ------------------------------------------------------------------------
+#
+# Two fuzz runs: valid sentences with noise between them, and whole recordings mutated line
+# by line.  Each has a longer profile, marked ``long`` and skipped unless selected:
+# ``deploy/quickstart.sh test -m long`` (or ``pytest -m long``).
 
 _SAMPLE = [
     "$GPGGA,202640.000,4404.1306,N,12118.8515,W,2,10,0.98,1127.7,M,-19.6,M,0000,0000*6C",
@@ -629,6 +637,12 @@ _SAMPLE = [
     "$GPRMC,,V,,,,,,,,,,N*53",
     "$GLGSV,3,1,11,65,36,040,,71,20,318,16,72,58,002,25,73,26,070,23*61",
     "$GNRMC,223746.00,A,3806.62966,N,12237.61384,W,0.061,,110720,,,D,V*0A",
+    "$GNGLL,3806.62964,N,12237.61382,W,223745.00,A,D*6C",
+    "$GPGLL,4527.458,S,16709.165,E,225309,A*3E",
+    "$INGLL,4426.1130,N,07140.5579,W,194102,A*2C",
+    "$GPGLL,3854.5087,N,07726.4523,W,125106,V,S*55",
+    "$GPGGA,125106,3854.5087,N,07726.4523,W,8,10,2.0,268.8,M,-33.9,M,,*7F",
+    "$GPRMC,000231.42,A,4829.0005,N,00022.0016,E,0.16,212.28,220899,,,A*59",
 ]
 
 _noise = st.one_of(
@@ -641,39 +655,136 @@ _noise = st.one_of(
         lambda p: _with_checksum(p[0][1:p[0].index("*")][: p[1]] + p[2])),
 )
 
+_references = st.dates(min_value=dt.date(1980, 1, 6), max_value=dt.date(2100, 1, 1))
 
-def _positions(lines: list[str]) -> set[tuple[float, float]]:
-    out = set()
-    for line in lines:
+
+def _holds_for(lines: list[str], reference: dt.date) -> int:
+    """Every line parses or raises NmeaError (nothing else); FixState takes every sentence;
+    every fix position is one a parsed sentence carried (never 0,0 from empty fields); a
+    no-fix has no position; a date is never before the reference (but for the day a
+    midnight roll-back may take), and is corrected by whole 1024-week periods.  Returns the
+    number of fixes with a position."""
+    state = FixState(reference_date=reference)
+    allowed: set[tuple[float, float]] = set()
+    fixes: list[Fix] = []
+    for i, line in enumerate(lines):
         try:
-            s = parse_sentence(line)
+            sentence = parse_sentence(line)
         except NmeaError:
             continue
-        if getattr(s, "lat", None) is not None:
-            out.add((s.lat, s.lon))
-    return out
+        if getattr(sentence, "lat", None) is not None:
+            allowed.add((sentence.lat, sentence.lon))
+        done = state.update(sentence, now_monotonic=float(i))
+        if done is not None:
+            fixes.append(done)
+    last = state.flush(now_monotonic=float(len(lines)))
+    if last is not None:
+        fixes.append(last)
+    for fix in fixes:
+        if fix.fix == "none":
+            assert (fix.lat, fix.lon, fix.alt_m, fix.speed_kmh) == (None,) * 4
+        else:
+            assert fix.fix in ("2d", "3d")
+            assert (fix.lat, fix.lon) in allowed
+            assert (fix.lat, fix.lon) != (0.0, 0.0) or (0.0, 0.0) in allowed
+        assert fix.date_corrected_weeks >= 0 and fix.date_corrected_weeks % 1024 == 0
+        if fix.time is not None:
+            assert fix.time.tzinfo is not None and fix.time.utcoffset() == dt.timedelta(0)
+            assert fix.time.date() >= reference - dt.timedelta(days=1), (fix, reference)
+        else:
+            assert fix.date_corrected_weeks == 0
+    return sum(f.fix != "none" for f in fixes)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.sampled_from(_SAMPLE), st.lists(_noise, max_size=3)), max_size=25))
-def test_noise_raises_only_nmea_error_and_never_invents_a_position(
-    stream: list[tuple[str, list[str]]],
-) -> None:
-    """Random text, bytes and truncated or corrupted sentences between valid ones raise only
-    NmeaError, and every fix position is one a sentence that parsed actually carried."""
+_noisy_streams = st.lists(st.tuples(st.sampled_from(_SAMPLE), st.lists(_noise, max_size=3)), max_size=25)
+
+
+def _noisy(stream: list[tuple[str, list[str]]]) -> list[str]:
     lines: list[str] = []
     for good, noise in stream:
         lines.append(good)
         lines.extend(noise)
-    for line in lines:
-        try:
-            parse_sentence(line)
-        except NmeaError:
-            pass
-    allowed = _positions(lines)
-    for fix in _feed(lines):
-        if fix.fix == "none":
-            assert fix.lat is None and fix.lon is None
-        else:
-            assert (fix.lat, fix.lon) in allowed
-            assert fix.lat is not None and (fix.lat, fix.lon) != (0.0, 0.0)
+    return lines
+
+
+_QUICK = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_LONG = settings(max_examples=20_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@_QUICK
+@given(_noisy_streams, _references)
+def test_noise_raises_only_nmea_error_and_never_invents_a_position(
+    stream: list[tuple[str, list[str]]], reference: dt.date,
+) -> None:
+    """Random text, bytes and truncated or corrupted sentences between valid ones raise only
+    NmeaError, and every fix position is one a sentence that parsed actually carried."""
+    _holds_for(_noisy(stream), reference)
+
+
+@pytest.mark.long
+@_LONG
+@given(_noisy_streams, _references)
+def test_noise_long(stream: list[tuple[str, list[str]]], reference: dt.date) -> None:
+    """The noise run above, with many more examples."""
+    _holds_for(_noisy(stream), reference)
+
+
+_RECORDINGS = {name: _capture_lines(name) for name in _capture_names()}
+
+
+@st.composite
+def _mutated_recordings(draw: st.DrawFn) -> tuple[str, list[str]]:
+    """A whole recording with some of its lines dropped, repeated, swapped, cut short,
+    edited (checksum recomputed, so the content is what is wrong), stripped of their
+    checksum, or with noise put between them."""
+    name = draw(st.sampled_from(sorted(_RECORDINGS)))
+    lines = list(_RECORDINGS[name])
+    for _ in range(draw(st.integers(0, 20))):
+        i = draw(st.integers(0, len(lines) - 1))
+        line = lines[i]
+        how = draw(st.sampled_from(["drop", "repeat", "swap", "cut", "edit", "unframe", "noise"]))
+        if how == "drop" and len(lines) > 1:
+            del lines[i]
+        elif how == "repeat":
+            lines.insert(i, line)
+        elif how == "swap":
+            j = draw(st.integers(0, len(lines) - 1))
+            lines[i], lines[j] = lines[j], line
+        elif how == "cut":
+            lines[i] = line[: draw(st.integers(0, len(line)))]
+        elif how == "edit" and line.startswith("$") and "*" in line:
+            body = line[1:line.rindex("*")]
+            at = draw(st.integers(0, len(body)))
+            gone = draw(st.integers(0, 12))
+            lines[i] = _with_checksum(body[:at] + draw(st.text(max_size=10)) + body[at + gone:])
+        elif how == "unframe":
+            lines[i] = line.split("*", 1)[0]
+        elif how == "noise":
+            lines.insert(i, draw(_noise))
+    return name, lines
+
+
+@_QUICK
+@given(_mutated_recordings(), _references)
+def test_mutated_recordings_raise_only_nmea_error_and_never_invent_a_position(
+    recording: tuple[str, list[str]], reference: dt.date,
+) -> None:
+    """Every recording, with lines dropped, repeated, swapped, cut, edited or mixed with noise,
+    and replayed as of any day: the same guarantees as for noise."""
+    _holds_for(recording[1], reference)
+
+
+@pytest.mark.long
+@_LONG
+@given(_mutated_recordings(), _references)
+def test_mutated_recordings_long(recording: tuple[str, list[str]], reference: dt.date) -> None:
+    """The mutated-recordings run above, with many more examples."""
+    _holds_for(recording[1], reference)
+
+
+def test_unmutated_recordings_hold_as_of_any_day() -> None:
+    """The properties the fuzz runs check hold for every recording as recorded, replayed as of
+    its own day and as of the release (when every date in them is corrected)."""
+    for name, lines in _RECORDINGS.items():
+        for reference in (REPLAYS.get(name, Replay()).recorded or _recorded(name), RELEASE_DATE):
+            assert _holds_for(lines, reference) > 0 or REPLAYS.get(name, Replay()).never_a_fix, name
