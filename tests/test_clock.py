@@ -2,7 +2,9 @@
 earlier readings re-stamped once a trusted time appears, seq untouched by clock steps."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -12,14 +14,16 @@ from pathlib import Path
 import pytest
 
 from agent.unit.buffer import ReadingBuffer, read_readings
-from agent.shared.clock import EARLIEST_PLAUSIBLE, TimeKeeper, boottime
+from agent.shared.clock import EARLIEST_PLAUSIBLE, TimeKeeper, Timestamp, boottime
 from agent.unit.devices.gps.fix import Fix
 from agent.unit.devices.gps.reader import GpsReader
+from agent.unit.gps_feed import GpsFeed
 from agent.shared.reading import Event, Reading, parse_time, reading_from_json
 from agent.sim.gps import SimulatedGps
 from agent.sim.route import mahakam_route
 
-GPS_NOW = datetime(2026, 11, 24, 3, 0, 0, tzinfo=timezone.utc)
+# After the release date: the GPS reader takes an earlier date for a week rollover.
+GPS_NOW = datetime(2026, 12, 4, 3, 0, 0, tzinfo=timezone.utc)
 EPOCH_1970 = 120.0  # a Pi without RTC after a power cut: two minutes into 1970
 
 
@@ -81,6 +85,23 @@ def test_gps_times_that_are_not_trusted(fix: Fix, why: str) -> None:
 
 def test_earliest_plausible_date_is_not_in_the_future() -> None:
     assert EARLIEST_PLAUSIBLE < datetime.now(timezone.utc)
+
+
+def test_a_date_corrected_for_the_week_rollover_is_taken_and_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    """The reader moved the receiver's date 1024 weeks forward: the time is taken (its time of
+    day is right), and the first such fix logs a warning a technician can act on."""
+    boot = FakeBoot(1000.0)
+    keeper = TimeKeeper(synchronised=lambda: False, wall=lambda: EPOCH_1970, boot=boot)
+    corrected = dataclasses.replace(fix_at(GPS_NOW, received=999.0), date_corrected_weeks=1024)
+    with caplog.at_level(logging.WARNING, logger="agent.shared.clock"):
+        assert keeper.gps_fix(corrected)
+        assert keeper.gps_fix(dataclasses.replace(corrected, time=GPS_NOW + timedelta(seconds=1), received=1000.0))
+    assert keeper.now() == Timestamp(GPS_NOW + timedelta(seconds=1), "gps", 1000.0)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    print(warnings)
+    assert len(warnings) == 1
+    assert warnings[0].startswith("GPS receiver reports dates 1024 weeks early (a firmware week-rollover bug); "
+                                  "dates corrected by 1024 weeks (it says 2007-04-20, taken as 2026-12-04)")
 
 
 def test_ntp_wins_over_gps_once_synchronised() -> None:
@@ -259,3 +280,30 @@ def test_gps_receiver_gives_the_time_and_corrects_readings_taken_under_canopy(tm
         worst = max(worst, abs((parse_time(body["time"]) - truth).total_seconds()))
     print(f"{len(bodies)} readings, worst error against the receiver's time {worst * 1000:.0f} ms")
     assert worst < 0.25
+
+
+def test_a_receiver_with_the_week_rollover_bug_still_gives_the_time_and_one_event(tmp_path: Path) -> None:
+    """A receiver whose firmware sends dates 1024 weeks early (2007 for 2026), read through the
+    GPS feed: the time keeper gets the corrected time, and the feed has one
+    ``gps_date_corrected`` event for the run, however many fixes follow."""
+    keeper = TimeKeeper(synchronised=lambda: False, wall=lambda: EPOCH_1970)
+    early = GPS_NOW - timedelta(weeks=1024)
+    with SimulatedGps(mahakam_route(), 36.0, rate_hz=5, start_time=early, workdir=tmp_path) as gps:
+        feed = GpsFeed(lambda: GpsReader(gps.port, 9600), gps.port, keeper).start()
+        try:
+            deadline = time.monotonic() + 15
+            events: list[Event] = []
+            while time.monotonic() < deadline and (not events or feed.epochs < 10):
+                events += feed.new_events()
+                time.sleep(0.1)
+            events += feed.new_events()
+        finally:
+            feed.stop()
+    stamp = keeper.now()
+    print(f"{feed.epochs} epochs, time {stamp.time} ({stamp.source}), events {events}")
+    assert stamp.source == "gps" and abs(stamp.time - GPS_NOW) < timedelta(minutes=1)
+    assert feed.epochs >= 10
+    assert [(e.type, e.data) for e in events] == [("gps_date_corrected", {
+        "receiver_date": "2007-04-20", "corrected_date": "2026-12-04", "weeks": 1024})]
+    assert events[0].message == ("GPS receiver reports dates 1024 weeks early (a firmware week-rollover bug): "
+                                 "its 2007-04-20 is taken as 2026-12-04")

@@ -23,6 +23,7 @@ import sys
 import threading
 import tomllib
 from dataclasses import replace
+from datetime import datetime, timezone
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Callable
@@ -43,6 +44,9 @@ from agent.shared.reading import (
 )
 from agent.commands.unit import make_service
 from agent.unit.config_schema import SettingError, Spec, build, walk
+from agent.unit.devices.gps.fix import Fix
+from agent.unit.gps_feed import date_corrected_event
+from agent.shared.clock import Timestamp
 from agent.shared.quantities import format_duration, format_size
 from agent.shared.polling import wait_until as wait_for
 from tests.support.readings_factory import ALL_KINDS, T0, latency_reading, signal_reading
@@ -196,12 +200,30 @@ def event_types_table() -> str:
 
 
 def test_every_event_type_in_the_code_is_documented() -> None:
-    """An event type recorded anywhere in agent/ appears in protocol.md's table of event types."""
+    """An event type recorded anywhere in agent/ (by the buffer's ``_record_event`` or as an
+    ``Event`` part) appears in protocol.md's table of event types."""
     source = "\n".join(p.read_text() for p in (ROOT / "agent").rglob("*.py"))
-    recorded = set(re.findall(r'_record_event\(\s*"(\w+)"', source))
+    recorded = set(re.findall(r'(?:_record_event|\bEvent)\(\s*(?:type=)?"(\w+)"', source))
     documented = set(re.findall(r"^\| `(\w+)` \|", event_types_table(), re.M))
     print(f"event types recorded in agent/: {sorted(recorded)}")
     assert recorded and recorded <= documented
+
+
+def test_the_gps_date_corrected_event_validates_and_is_documented(tmp_path: Path) -> None:
+    """The event the GPS feed keeps for a receiver with the week-rollover bug, as the buffer
+    stores it, follows the schema, and protocol.md lists every key of its data."""
+    fix = Fix(datetime(2026, 12, 4, 3, 0, tzinfo=timezone.utc), -0.5, 117.1, None, None, None, None, None,
+              "2d", received=10.0, date_corrected_weeks=1024)
+    reading = Reading.taken("unit-1", Timestamp(fix.time, "gps", 10.0), date_corrected_event(fix),
+                            Position(-0.5, 117.1, None, None, None, None, None, "2d"))
+    with ReadingBuffer(tmp_path / "buffer.db", "unit-1") as buffer:
+        [document] = stored(buffer, [reading])
+    assert schema_errors("reading", document) == [], document
+    assert document["event"]["data"] == {"receiver_date": "2007-04-20", "corrected_date": "2026-12-04", "weeks": 1024}
+    row = re.search(r"^\| `gps_date_corrected` \|.*$", event_types_table(), re.M)
+    assert row, "protocol.md does not list event type gps_date_corrected"
+    for key in document["event"]["data"]:
+        assert f"`{key}`" in row.group(0), f"protocol.md: gps_date_corrected data key {key} undocumented"
 
 
 def test_batches_validate(tmp_path: Path) -> None:

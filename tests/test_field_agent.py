@@ -117,7 +117,7 @@ def test_a_modem_that_stops_answering_is_reset_and_the_outage_recorded(tmp_path:
 def test_unsynchronised_clock_gives_readings_gps_time(tmp_path: Path) -> None:
     import datetime as dt
 
-    gps_start = dt.datetime(2026, 11, 24, 2, 0, tzinfo=dt.timezone.utc)
+    gps_start = dt.datetime(2026, 12, 4, 2, 0, tzinfo=dt.timezone.utc)  # after the release date
     with SimulatedBoat(TOWN, SCENARIO, 20.0, time_scale=1, rate_hz=5, start_time=gps_start,
                        workdir=tmp_path / "dev") as boat:
         # No broker yet (a blank spot): the readings wait in the buffer, where they get corrected.
@@ -135,6 +135,37 @@ def test_unsynchronised_clock_gives_readings_gps_time(tmp_path: Path) -> None:
     for body in bodies:
         moment = dt.datetime.strptime(body["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
         assert gps_start - dt.timedelta(seconds=2) <= moment <= gps_start + dt.timedelta(seconds=60)
+
+
+def test_a_receiver_with_the_week_rollover_bug_gives_corrected_times_and_one_event(tmp_path: Path) -> None:
+    """The boat's receiver sends dates 1024 weeks early (2007 for 2026): readings get the
+    corrected GPS time, and one gps_date_corrected event, placed on the route, says so."""
+    import datetime as dt
+
+    true_start = dt.datetime(2026, 12, 4, 2, 0, tzinfo=dt.timezone.utc)
+    early = true_start - dt.timedelta(weeks=1024)
+    with SimulatedBoat(TOWN, SCENARIO, 20.0, time_scale=1, rate_hz=5, start_time=early,
+                       workdir=tmp_path / "dev") as boat:
+        config = load_config(field_config(tmp_path, 1, boat))
+        keeper = TimeKeeper(synchronised=lambda: False, wall=lambda: 86400.0)  # the Pi thinks it is 2 Jan 1970
+        service = AgentService(config, clock=keeper)
+        stop, thread = run_in_thread(service)
+        try:
+            assert wait_until(lambda: service.taken >= 10 and _events(service, "gps_date_corrected"), 20)
+        finally:
+            stop.set()
+            thread.join(30)
+    bodies = [json.loads(r.body) for r in read_readings(config.buffer.path)]
+    events = [b for b in bodies if b["kind"] == "event" and b["event"]["type"] == "gps_date_corrected"]
+    print(f"{len(bodies)} readings; {events}")
+    assert len(events) == 1
+    assert events[0]["event"]["data"] == {"receiver_date": "2007-04-20", "corrected_date": "2026-12-04",
+                                          "weeks": 1024}
+    assert events[0]["time_source"] == "gps" and events[0]["position"] is not None
+    assert all(b["time_source"] == "gps" for b in bodies)
+    for body in bodies:
+        moment = dt.datetime.strptime(body["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
+        assert true_start - dt.timedelta(seconds=2) <= moment <= true_start + dt.timedelta(seconds=60)
 
 
 def test_the_watchdog_is_fed_while_healthy_and_starved_when_the_loop_hangs(tmp_path: Path, broker) -> None:

@@ -52,6 +52,9 @@ MT3339_EPOCHS = [
     "$GPRMC,202642.000,A,4404.1305,N,12118.8515,W,0.00,0.00,130415,,,D*7A",
     "$GPZDA,202642.000,13,04,2015,,*56",
 ]
+# The capture is replayed as of the day it was made: its dates are the receiver's own then,
+# where today's reader would take them for a week rollover (tests/test_nmea.py).
+MT3339_RECORDED = dt.date(2015, 4, 13)
 LAT_40, LON_40 = 44 + 4.1306 / 60, -(121 + 18.8515 / 60)
 LAT_41 = 44 + 4.1305 / 60
 
@@ -129,7 +132,7 @@ def test_inline_real_sentences_give_one_fix_per_epoch(receiver: FakeReceiver) ->
     """Three epochs of a real MT3339 capture give three fixes with its position, the DGPS 3D
     mode from GSA and the date from RMC; ZDA (valid, but not a type the reader uses) is
     counted as unsupported, not as an error. The last epoch ends when the line falls quiet."""
-    with GpsReader(receiver.path) as reader:
+    with GpsReader(receiver.path, reference_date=MT3339_RECORDED) as reader:
         receiver.send(crlf(MT3339_EPOCHS), chunk=37, pause=0.005)
         started = time.monotonic()
         fixes = collect(reader, 3, seconds=6)
@@ -154,7 +157,7 @@ def test_capture_file_replayed_gives_every_fix(receiver: FakeReceiver) -> None:
     gpsd's first positions, and every sentence is accounted for in the counts."""
     log_lines = [ln for ln in (NMEA / "mt3339.log").read_text().splitlines() if not ln.startswith("#")]
     expected = json.loads((NMEA / "mt3339.expected.json").read_text())
-    with GpsReader(receiver.path) as reader:
+    with GpsReader(receiver.path, reference_date=MT3339_RECORDED) as reader:
         receiver.send(crlf(log_lines), chunk=512, pause=0.002)
         fixes = collect(reader, 30, seconds=15)
     s = reader.stats

@@ -9,7 +9,8 @@ knows whether anything has disciplined the system clock and ``adjtimex(2)`` tell
 - ``ntp``: the kernel says the system clock is synchronised (NTP, chrony, or gpsd feeding
   chrony), and it shows a plausible date;
 - ``gps``: the system clock is not synchronised but a GPS fix with a date has been seen in
-  this boot; the time is that fix's UTC time carried forward on ``CLOCK_BOOTTIME``;
+  this boot; the time is that fix's UTC time carried forward on ``CLOCK_BOOTTIME`` (a date the
+  GPS reader corrected for the week rollover is used too, and said so in the log once);
 - ``unsynced``: neither; the system time is used as it is and marked untrusted.
 
 Every stamp also records ``CLOCK_BOOTTIME`` (seconds since boot, never stepped, counting
@@ -28,16 +29,24 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Callable, Protocol
 
 log = logging.getLogger(__name__)
 
 TIME_ERROR = 5  # adjtimex(2): clock not synchronised
 
-# No reading can have been taken before this software existed.  A clock or a GPS receiver
-# saying otherwise is wrong: an RTC-less Pi at 1970, a stale fake-hwclock, or a receiver hit
-# by the GPS week-number rollover (old firmware reports dates 1024 weeks, ~19.6 years, early).
+# The day this version is released: move it forward with every release.  No unit runs this
+# code before that day, so a GPS receiver's date before it is wrong: old firmware hit by the
+# GPS week-number rollover reports dates 1024 weeks (about 19.6 years) early.  The NMEA reader
+# (``devices.gps.fix``) moves such a date forward by whole 1024-week periods until it is not
+# before this one, which stays right for 1024 weeks after it.  Never a day still to come: a
+# correct receiver's date before it would be moved 19.6 years ahead.
+RELEASE_DATE = date(2026, 12, 1)
+
+# A clock before this has never been set: an RTC-less Pi at 1970, a stale fake-hwclock, or a
+# GPS time nobody corrected for the week rollover (gpsd's are taken as gpsd gives them).
+# Fixed, unlike RELEASE_DATE: it only tells a set clock from an unset one.
 EARLIEST_PLAUSIBLE = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 TRUSTED_SOURCES = ("gps", "ntp")
@@ -77,6 +86,11 @@ class GpsTime(Protocol):
 
     @property
     def received(self) -> float | None: ...
+
+    @property
+    def date_corrected_weeks(self) -> int:
+        """Weeks the reader added to the receiver's date (week rollover); 0 if none."""
+        ...
 
 
 def boottime() -> float:
@@ -139,12 +153,16 @@ class TimeKeeper:
     steady: Callable[[], float] = time.monotonic
     _gps: tuple[datetime, float] | None = field(default=None, init=False)
     _warned_implausible: bool = field(default=False, init=False)
+    _warned_corrected: bool = field(default=False, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def gps_fix(self, fix: GpsTime) -> bool:
         """Take a fix's UTC time as the reference; False (ignored) without a position or a
         date, or when implausible.  A receiver without a fix may still print its RTC's guess
-        of the time: that guess is not trusted."""
+        of the time: that guess is not trusted.  A date the reader moved forward for the GPS
+        week rollover is taken (the time of day and the position are right, the era was not),
+        and the first one is logged: a technician must know the receiver's firmware is at
+        fault and its dates are not its own."""
         fix_time, received_boottime = fix.time, fix.received
         if fix.fix == "none" or fix_time is None or received_boottime is None:
             return False
@@ -154,6 +172,14 @@ class TimeKeeper:
                             "the week-rollover bug?)", fix_time.isoformat(), EARLIEST_PLAUSIBLE.date())
                 self._warned_implausible = True
             return False
+        weeks = fix.date_corrected_weeks
+        if weeks and not self._warned_corrected:
+            self._warned_corrected = True
+            said = (fix_time - timedelta(weeks=weeks)).date()
+            log.warning("GPS receiver reports dates %d weeks early (a firmware week-rollover bug); dates "
+                        "corrected by %d weeks (it says %s, taken as %s) before they are used as the time. "
+                        "A firmware update from the receiver's maker ends this", weeks, weeks, said,
+                        fix_time.date())
         with self._lock:
             first = self._gps is None
             self._gps = (fix_time, received_boottime)

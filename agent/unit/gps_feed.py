@@ -5,15 +5,21 @@ updates the current fix, the odometer (distance and speed for the mobile schedul
 time keeper (GPS time when the system clock is unsynchronised).  A receiver that vanishes
 (USB re-enumeration, gpsd restarting) is reopened with a growing pause; meanwhile the fix is
 ``none`` and readings carry no position, which is what they should say.
+
+The first time the time keeper takes a date the reader corrected for the GPS week rollover,
+the feed keeps a ``gps_date_corrected`` event for the probes to record (once per run): the
+readings' times then rest on a correction, and the centre must be able to tell.
 """
 from __future__ import annotations
 
 import logging
 import threading
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Callable
 
 from agent.shared.clock import TimeKeeper, boottime
+from agent.shared.reading import Event
 from agent.unit.devices.gps.fix import NO_FIX, Fix
 from agent.unit.devices.gps.motion import Odometer
 from agent.unit.devices.gps.reader import GpsError
@@ -38,6 +44,8 @@ class GpsFeed:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _events: list[Event] = field(default_factory=list)
+    _date_correction_told: bool = False
 
     def start(self) -> "GpsFeed":
         self._thread = threading.Thread(target=self._run, name="gps-feed", daemon=True)
@@ -60,6 +68,12 @@ class GpsFeed:
     def state(self) -> str:
         """``absent`` (no receiver), ``none``, ``2d`` or ``3d``: what the GPS light shows."""
         return self.current().fix if self.receiver_present else "absent"
+
+    def new_events(self) -> list[Event]:
+        """Events about the receiver since the last call, for the probes to record."""
+        with self._lock:
+            events, self._events = self._events, []
+        return events
 
     def distance_m(self) -> float:
         with self._lock:
@@ -108,4 +122,20 @@ class GpsFeed:
                 self.odometer.update(fix, now)
         if first:
             log.info("GPS: first epoch (%s)", fix.fix)
-        self.keeper.gps_fix(fix)
+        taken = self.keeper.gps_fix(fix)
+        if taken and fix.date_corrected_weeks and not self._date_correction_told:
+            self._date_correction_told = True
+            with self._lock:
+                self._events.append(date_corrected_event(fix))
+
+
+def date_corrected_event(fix: Fix) -> Event:
+    """The ``gps_date_corrected`` event for a fix whose date the reader moved forward."""
+    assert fix.time is not None
+    weeks = fix.date_corrected_weeks
+    used = fix.time.date()
+    said = used - timedelta(weeks=weeks)
+    return Event("gps_date_corrected",
+                 f"GPS receiver reports dates {weeks} weeks early (a firmware week-rollover bug): "
+                 f"its {said} is taken as {used}",
+                 {"receiver_date": said.isoformat(), "corrected_date": used.isoformat(), "weeks": weeks})

@@ -15,6 +15,8 @@ test that takes a minute on a moving boat belongs where it began.
   every rung climbed is also recorded as a ``modem_recovery`` event.
 - The modem's own GNSS is switched on through its profile after connecting and again after
   every reset (a reset turns it off).
+- What the GPS feed has to tell (a receiver whose dates are corrected for the week rollover)
+  is recorded as an event, placed at the current fix.
 """
 from __future__ import annotations
 
@@ -242,6 +244,10 @@ class FieldProbes:
             if outcome is not None:
                 readings.extend(self._readings(outcome))
         readings.extend(self._taken(Started(self.keeper.now(), None), e) for e in self.modem.new_recoveries())
+        if self.gps is not None:
+            fix = self.gps.current()
+            readings.extend(self._taken(Started(self.keeper.now(), position_of(fix)), e)
+                            for e in self.gps.new_events())
         return readings
 
     def tick(self) -> list[Reading]:

@@ -5,9 +5,14 @@ because pynmea2 accepts sentences without a checksum, keeps numbers as strings a
 empty position into 0°, 0°. Here a checksum is required, numbers are ``float``/``int``, and a
 field the receiver left empty is ``None``.
 
-Only the position-relevant sentence types are accepted, from any satellite-system talker
-(GP, GN, GL, GA, GB, BD, GQ). Each type has a minimum field count; shorter sentences are
+Only the position-relevant sentence types are accepted (GGA, RMC, GNS, GLL, GSA, VTG, GSV),
+from the talkers in ``TALKERS``. Each type has a minimum field count; shorter sentences are
 rejected rather than guessed at. Speeds are converted from knots to km/h.
+
+A position that was not measured is not a fix: RMC/GLL status V, the NMEA 2.3 mode indicator
+N (not valid), M (manual input) or S (simulator), and GGA quality 0, 7 (manual) or 8
+(simulator) all say so (a Garmin in simulator mode sends a full position with quality 8 and
+mode S).
 
 The one exception raised is ``NmeaError`` (a ``ValueError``); its message says what was wrong.
 """
@@ -23,7 +28,17 @@ import pynmea2
 
 KNOT_KMH = 1.852
 
-TALKERS = frozenset({"GP", "GN", "GL", "GA", "GB", "BD", "GQ"})
+# Satellite systems: GPS, combined GNSS, GLONASS, Galileo, BeiDou (GB and the older BD),
+# QZSS (GQ in NMEA 4.11; receivers such as the Telit SL869 send QZ).  IN is "integrated
+# navigation": a sonar or chart plotter passing on its GPS's fix (Humminbird sends every
+# sentence, positions included, as IN).
+TALKERS = frozenset({"GP", "GN", "GL", "GA", "GB", "BD", "GQ", "QZ", "IN"})
+
+# NMEA 2.3+ mode indicator letters that mean the position was not measured: N not valid,
+# M manual input, S simulator.  (E, estimated by dead reckoning, is still the receiver's own.)
+UNMEASURED_MODES = frozenset("NMS")
+# GGA quality: 0 no fix, 7 manual input, 8 simulator.
+UNMEASURED_QUALITIES = frozenset({0, 7, 8})
 
 
 class NmeaError(ValueError):
@@ -32,7 +47,8 @@ class NmeaError(ValueError):
 
 @dataclass(frozen=True)
 class Gga:
-    """Fix data: ``quality`` 0 means no fix; ``alt_m`` is above mean sea level."""
+    """Fix data: ``quality`` 0 (no fix), 7 (manual) or 8 (simulator) means no measured
+    position (``has_fix``); ``alt_m`` is above mean sea level."""
 
     talker: str
     time: dt.time | None
@@ -43,10 +59,15 @@ class Gga:
     hdop: float | None
     alt_m: float | None
 
+    @property
+    def has_fix(self) -> bool:
+        return self.quality not in UNMEASURED_QUALITIES
+
 
 @dataclass(frozen=True)
 class Rmc:
-    """Recommended minimum: ``status_valid`` is False for status V (or a mode indicator N)."""
+    """Recommended minimum: ``status_valid`` is False for status V (or a mode indicator N,
+    M or S)."""
 
     talker: str
     time: dt.time | None
@@ -59,8 +80,21 @@ class Rmc:
 
 
 @dataclass(frozen=True)
+class Gll:
+    """Geographic position: ``status_valid`` is False for status V (or a mode indicator N, M
+    or S).  Some receivers (SiRF, Garmin, Magellan, Humminbird) send it alone in some epochs."""
+
+    talker: str
+    time: dt.time | None
+    status_valid: bool
+    lat: float | None
+    lon: float | None
+
+
+@dataclass(frozen=True)
 class Gns:
-    """Multi-constellation fix data; ``mode`` has one letter per system, all ``N`` = no fix."""
+    """Multi-constellation fix data; ``mode`` has one letter per system; none measured
+    (each ``N``, ``M`` or ``S``) = no fix."""
 
     talker: str
     time: dt.time | None
@@ -73,7 +107,7 @@ class Gns:
 
     @property
     def has_fix(self) -> bool:
-        return any(c not in "N" for c in self.mode) if self.mode else False
+        return any(c not in UNMEASURED_MODES for c in self.mode)
 
 
 @dataclass(frozen=True)
@@ -104,7 +138,7 @@ class Gsv:
     sats_in_view: int | None
 
 
-Sentence = Union[Gga, Rmc, Gns, Gsa, Vtg, Gsv]
+Sentence = Union[Gga, Rmc, Gll, Gns, Gsa, Vtg, Gsv]
 
 
 def _float(value: str, name: str) -> float | None:
@@ -197,14 +231,24 @@ def _gga(t: str, f: list[str]) -> Gga:
                _float(f[7], "GGA HDOP"), _float(f[8], "GGA altitude"))
 
 
+def _status_valid(f: list[str], status: int, mode: int, kind: str) -> bool:
+    if f[status] not in ("A", "V", ""):
+        raise NmeaError(f"{kind} status is not A or V: {f[status]!r}")
+    # NMEA 2.3+ adds a mode indicator; N, M or S (nothing measured) overrides a stray A.
+    return f[status] == "A" and not (len(f) > mode and f[mode] in UNMEASURED_MODES)
+
+
 def _rmc(t: str, f: list[str]) -> Rmc:
-    if f[1] not in ("A", "V", ""):
-        raise NmeaError(f"RMC status is not A or V: {f[1]!r}")
+    valid = _status_valid(f, 1, 11, "RMC")
     lat, lon = _position(f, 2)
-    # NMEA 2.3+ adds a mode indicator; N (data not valid) overrides a stray A.
-    valid = f[1] == "A" and not (len(f) > 11 and f[11] == "N")
     return Rmc(t, _time(f[0]), _date(f[8]), valid, lat, lon,
                _knots(f[6], "RMC speed"), _float(f[7], "RMC course"))
+
+
+def _gll(t: str, f: list[str]) -> Gll:
+    valid = _status_valid(f, 5, 6, "GLL")
+    lat, lon = _position(f, 0)
+    return Gll(t, _time(f[4]), valid, lat, lon)
 
 
 def _gns(t: str, f: list[str]) -> Gns:
@@ -239,11 +283,16 @@ def _gsv(t: str, f: list[str]) -> Gsv:
 _TABLE: dict[str, tuple[int, Callable[[str, list[str]], Sentence]]] = {
     "GGA": (9, _gga),
     "RMC": (9, _rmc),
+    # Before NMEA 2.0, GLL had no time and no status: without a status it cannot say
+    # whether the position is valid, so it is too short.
+    "GLL": (6, _gll),
     "GNS": (9, _gns),
     "GSA": (17, _gsa),
     "VTG": (8, _vtg),
     "GSV": (3, _gsv),
 }
+
+SENTENCE_TYPES = frozenset(_TABLE)
 
 
 def parse_sentence(line: str) -> Sentence:

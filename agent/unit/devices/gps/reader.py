@@ -25,6 +25,7 @@ commands of its profile, over an ``AtChannel``.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from collections import deque
@@ -34,21 +35,17 @@ from typing import TYPE_CHECKING, Callable
 
 import serial
 
-from agent.shared.clock import boottime
+from agent.shared.clock import RELEASE_DATE, boottime
 from agent.unit.devices.serial_port import PORT_ERRORS, close_quietly, port_failure
 
 from .fix import Fix, FixState
-from .nmea import TALKERS, NmeaError, parse_sentence
+from .nmea import SENTENCE_TYPES, TALKERS, NmeaError, parse_sentence
 
 if TYPE_CHECKING:
     from agent.unit.devices.modem.at import AtChannel
     from agent.unit.devices.modem.profiles import ModemProfile
 
 log = logging.getLogger(__name__)
-
-# The sentence types parse_sentence converts; a checksum-valid sentence of another type (ZDA,
-# TXT, a vendor's $PMTK) proves the baud rate right but carries nothing for a fix.
-SUPPORTED_TYPES = frozenset({"GGA", "RMC", "GNS", "GSA", "VTG", "GSV"})
 
 READ_TIMEOUT_S = 0.2
 # A receiver's burst lasts well under a second; this much quiet after it means the epoch is over.
@@ -125,7 +122,9 @@ def _checksum_ok(candidate: bytes) -> bool | None:
 
 def _address_supported(candidate: bytes) -> bool:
     address = candidate[1:].split(b",", 1)[0].decode("ascii", errors="replace")
-    return address[:2] in TALKERS and address[2:] in SUPPORTED_TYPES
+    # A checksum-valid sentence of a type parse_sentence does not convert (ZDA, TXT, a
+    # vendor's $PMTK) proves the baud rate right but carries nothing for a fix.
+    return address[:2] in TALKERS and address[2:] in SENTENCE_TYPES
 
 
 class GpsReader:
@@ -135,6 +134,8 @@ class GpsReader:
     ``clock`` is ``CLOCK_BOOTTIME``, which stamps each fix's ``received`` and ages it; tests give their own.
     ``raw`` is called with every complete line as received (binary shown as escapes), for a
     capture file or a debug log; its exceptions are logged and do not stop the reader.
+    ``reference_date`` is the ``FixState``'s: dates before it are taken for a week rollover
+    (the release date; a replay of an old recording gives the day it was made).
     """
 
     def __init__(
@@ -145,6 +146,7 @@ class GpsReader:
         max_age_s: float = 5.0,
         raw: Callable[[str], None] | None = None,
         clock: Callable[[], float] = boottime,
+        reference_date: dt.date = RELEASE_DATE,
     ) -> None:
         self.port = port
         self.baud = baud
@@ -152,7 +154,7 @@ class GpsReader:
         self.raw = raw
         self._clock = clock
         self.stats = GpsStats()
-        self._state = FixState()
+        self._state = FixState(reference_date)
         self._state_lock = threading.Lock()  # current() may be called from another thread
         self._pending = b""
         self._ready: deque[Fix] = deque()
