@@ -23,15 +23,19 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import datetime, timezone
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent.shared.reading import Reading, Signal, reading_from_dict
 from agent.unit.devices.modem.errors import AtParseError
+from agent.unit.devices.modem.framing import clean_line, command_prefix, final_result, is_echo, is_urc
+from agent.unit.devices.modem.signal import facts_from_answer, has_parser, signal_from_facts
 from agent.unit.devices.modem.parse_3gpp import (
     parse_cesq, parse_cgatt, parse_cgmi, parse_cgmm, parse_cgmr, parse_cimi, parse_cops, parse_cops_scan, parse_cpin,
     parse_cscs, parse_csq, parse_iccid, parse_identity, parse_registration,
@@ -387,3 +391,74 @@ def damaged_answer(draw: st.DrawFn) -> str:
 def test_damaged_answers_give_a_value_or_at_parse_error(text: str) -> None:
     for parser in ALL_PARSERS.values():
         _value_or_parse_error(parser, text)
+
+
+# -- the whole path: lines as the channel meets them, to a reading's signal part -------------------
+
+_SIGNAL_ROWS = [row for row in ROWS if has_parser(row["command"])]
+
+
+@st.composite
+def answered_profile(draw: st.DrawFn) -> list[tuple[str, str, str | None]]:
+    """What a modem answered to a profile's signal commands: a few real answers, each damaged
+    at random or not, with echoes, URCs, noise bytes and final results among their lines, and
+    the character set the modem said it uses."""
+    answers = []
+    for row in draw(st.lists(st.sampled_from(_SIGNAL_ROWS), min_size=1, max_size=5)):
+        text = draw(st.just(row["answer"]) | damaged_answer())
+        lines = text.replace("\r\n", "\n").split("\n")
+        for _ in range(draw(st.integers(0, 3))):
+            extra = draw(st.sampled_from([row["command"], "+CEREG: 1", "RDY", "OK", "\x00\x1b", "+CME ERROR: 10", ""]))
+            lines.insert(draw(st.integers(0, len(lines))), extra)
+        answers.append((row["command"], "\n".join(lines), draw(st.sampled_from([None, "IRA", "GSM", "UCS2"]))))
+    return answers
+
+
+def _through_the_path(answers: list[tuple[str, str, str | None]]) -> Signal:
+    """Lines cleaned and sorted as the channel sorts them (echo, URCs and final results left
+    out), each command's information text to its parser, the facts merged into a signal part."""
+    facts = []
+    for command, text, charset in answers:
+        prefix = command_prefix(command)
+        info = [line for line in map(clean_line, text.split("\n"))
+                if line and not is_echo(line, command) and not is_urc(line, prefix) and final_result(line) is None]
+        try:
+            facts.append(facts_from_answer(command, "\n".join(info), charset))
+        except AtParseError:
+            continue
+    return signal_from_facts(facts)
+
+
+def _holds_for_the_path(answers: list[tuple[str, str, str | None]]) -> None:
+    signal = _through_the_path(answers)
+    reading = Reading("unit-1", datetime(2026, 12, 5, tzinfo=timezone.utc), "gps", signal, None)
+    assert reading_from_dict(json.loads(replace(reading, seq=1).to_json())).part == signal, "a valid signal part"
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(answered_profile())
+def test_real_answers_through_the_whole_path_give_a_valid_signal_part(answers) -> None:
+    """Whatever a modem answers, damaged or not, mixed with echoes, URCs and noise: the agent
+    gets a signal part that follows the reading schema, and only AtParseError is raised on the
+    way (and handled)."""
+    _holds_for_the_path(answers)
+
+
+_LONG = settings(max_examples=20_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.long
+@_LONG
+@given(text=damaged_answer())
+def test_damaged_answers_long(text: str) -> None:
+    """The damaged-answers run above, with many more examples."""
+    for parser in ALL_PARSERS.values():
+        _value_or_parse_error(parser, text)
+
+
+@pytest.mark.long
+@_LONG
+@given(answered_profile())
+def test_whole_path_long(answers) -> None:
+    """The whole-path run above, with many more examples."""
+    _holds_for_the_path(answers)
