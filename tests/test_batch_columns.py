@@ -19,10 +19,11 @@ from hypothesis import given, settings, strategies as st
 
 from agent.shared.batch_columns import COLUMNS, COLUMNS_OF, CONTENT_TYPES as VERSION_CONTENT_TYPES, MAX_INFLATED_BYTES
 from agent.shared.batch_columns import VERSION
+from agent.shared.operators import codes_of_numbers
 from agent.shared.protocol import CONTENT_TYPES, PayloadError, decode_batch, encode_batch, encode_for_wire
 from agent.shared.reading import (
     DECIMALS, FIXES, QUALITIES, RATS, REGISTRATIONS, TIME_SOURCES, Event, Latency, Position, Reading, Signal,
-    PART_TYPES as PARTS_OF, Throughput, reading_from_dict,
+    PART_TYPES as PARTS_OF, REGISTRATIONS_1, SCHEMA_1, Throughput, reading_from_dict,
 )
 from tests.support.readings_factory import (
     event_reading, latency_reading, no_service_reading, signal_reading, throughput_reading,
@@ -104,6 +105,34 @@ def test_the_centre_reads_back_exactly_what_the_unit_kept(readings: list[Reading
     assert decode_batch(payload, DEVICE) == kept(readings)
     assert decode_batch(payload, DEVICE, CONTENT_TYPES["compact"]) == kept(readings)
     assert decode_batch(encode_batch(DEVICE, bodies(readings)), DEVICE) == kept(readings), "JSON says the same"
+
+
+@st.composite
+def bodies_of_schema_1(draw: st.DrawFn) -> list[dict]:
+    """Readings as units before blankspot.reading/2 stored them: any valid /1 reading."""
+    bodies = []
+    for reading in kept(draw(batches())):
+        body = reading.to_dict()
+        body["schema"] = SCHEMA_1
+        if body["kind"] == "signal":
+            body["signal"].update(registration=draw(st.sampled_from(REGISTRATIONS_1)), mcc=draw(whole(-5, 1200)),
+                                  mnc=draw(whole(-5, 1200)))
+        bodies.append(body)
+    return bodies
+
+
+@settings(max_examples=300, deadline=None)
+@given(bodies_of_schema_1())
+def test_every_valid_reading_of_schema_1_is_read_in_either_encoding(bodies: list[dict]) -> None:
+    """The collector quarantines nothing that was valid /1: its codes become digits, or null
+    where they named no network."""
+    stored = [json.dumps(body) for body in bodies]
+    readings = decode_batch(encode_batch(DEVICE, stored), DEVICE)
+    assert decode_batch(encode_batch(DEVICE, stored, "compact"), DEVICE) == readings
+    for body, reading in zip(bodies, readings, strict=True):
+        if body["kind"] == "signal":
+            assert (reading.part.mcc, reading.part.mnc) == codes_of_numbers(body["signal"]["mcc"], body["signal"]["mnc"])
+            assert reading.part.registration == body["signal"]["registration"]
 
 
 @pytest.mark.parametrize("make", [signal_reading, no_service_reading, latency_reading, throughput_reading,

@@ -120,6 +120,7 @@ def test_format_plmn(mcc: str, mnc: str, text: str) -> None:
 
 
 @pytest.mark.parametrize("mcc, mnc", [("51", "10"), ("5100", "1"), ("510", "1"), ("510", "1000"), ("510", "-1"),
+                                      ("000", "00"),
                                       (510, "10"), ("510", 10), ("\u0665\u0661\u0660", "10")])
 def test_format_plmn_rejects(mcc: object, mnc: object) -> None:
     with pytest.raises(ValueError):
@@ -176,3 +177,18 @@ def test_split_plmn_gives_a_code_or_at_parse_error(text: str) -> None:
     except AtParseError:
         return
     assert len(mcc) == 3 and mcc.isdigit() and mcc != "000" and len(mnc) in (2, 3) and mnc.isdigit()
+
+
+def key_kept_before(mcc: int, mnc: int) -> str:
+    """The operator key the centre wrote for integer codes before blankspot.reading/2 (the
+    coverage figures of an older database are kept under it)."""
+    three = mcc in THREE_DIGIT_MNC_MCCS or (mcc in {405} and mnc >= 100) or mnc >= 100
+    return f"{mcc:03d}-{mnc:03d}" if three else f"{mcc:03d}-{mnc:02d}"
+
+
+@settings(max_examples=1000, deadline=None)
+@given(mcc=st.integers(1, 999), mnc=st.integers(0, 999))
+def test_a_network_of_schema_1_keeps_the_key_its_figures_are_kept_under(mcc: int, mnc: int) -> None:
+    """Integer codes read as digits give the key they always had: figures, operator names
+    and kept tracks of an upgraded database stay valid."""
+    assert plmn_key(*codes_of_numbers(mcc, mnc)) == key_kept_before(mcc, mnc)
