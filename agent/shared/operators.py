@@ -67,20 +67,24 @@ def codes_of_numbers(mcc: object, mnc: object) -> tuple[str, str] | tuple[None, 
     return f"{mcc:03d}", mnc_digits(mcc, mnc)
 
 
+def _check(mcc: object, mnc: object) -> None:
+    # MCC 000 is what modems print when they have no network.
+    if not is_mcc(mcc) or not is_mnc(mnc) or mcc == "000":
+        raise ValueError(f"not a PLMN: MCC {mcc!r}, MNC {mnc!r}")
+
+
 def format_plmn(mcc: str, mnc: str) -> str:
     """The PLMN as one string of digits, the inverse of
     :func:`agent.unit.devices.modem.fields.split_plmn`: ("510", "10") -> ``"51010"``,
     ("310", "026") -> ``"310026"``."""
-    if not is_mcc(mcc) or not is_mnc(mnc):
-        raise ValueError(f"not a PLMN: MCC {mcc!r}, MNC {mnc!r}")
+    _check(mcc, mnc)
     return mcc + mnc
 
 
 def plmn_key(mcc: str, mnc: str) -> str:
     """How maps, reports and exports name a network: ``510-01``; ValueError for codes that
-    are not digits."""
-    if not is_mcc(mcc) or not is_mnc(mnc):
-        raise ValueError(f"not a PLMN: MCC {mcc!r}, MNC {mnc!r}")
+    name none (not digits, MCC 000)."""
+    _check(mcc, mnc)
     return f"{mcc}-{mnc}"
 
 
