@@ -231,7 +231,7 @@ def sim_verdict(state: str) -> CheckResult:
 
 def registration_verdict(signal: dict[str, Any]) -> CheckResult:
     reg = signal.get("registration") or "unknown"
-    where = " ".join(str(x) for x in (signal.get("operator"), signal.get("rat")) if x)
+    where = " ".join(str(x) for x in (signal.get("operator"), signal.get("rat")) if x and x != "NONE")
     on = f" on {where}" if where else ""
     # Registered for "SMS only" or "CSFB not preferred": data works, voice or SMS are restricted.
     limited = {"sms_only": " (SMS only: no circuit-switched voice)",
