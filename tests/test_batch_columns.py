@@ -6,6 +6,7 @@ reason, and nothing but :class:`PayloadError` ever comes out of the decoder.
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import re
@@ -16,11 +17,13 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from agent.shared.batch_columns import COLUMNS, MAX_INFLATED_BYTES, VERSION
+from agent.shared.batch_columns import COLUMNS, COLUMNS_OF, CONTENT_TYPES as VERSION_CONTENT_TYPES, MAX_INFLATED_BYTES
+from agent.shared.batch_columns import VERSION
+from agent.shared.operators import codes_of_numbers
 from agent.shared.protocol import CONTENT_TYPES, PayloadError, decode_batch, encode_batch, encode_for_wire
 from agent.shared.reading import (
     DECIMALS, FIXES, QUALITIES, RATS, REGISTRATIONS, TIME_SOURCES, Event, Latency, Position, Reading, Signal,
-    Throughput,
+    PART_TYPES as PARTS_OF, REGISTRATIONS_1, SCHEMA_1, Throughput, reading_from_dict,
 )
 from tests.support.readings_factory import (
     event_reading, latency_reading, no_service_reading, signal_reading, throughput_reading,
@@ -40,17 +43,21 @@ def whole(low: int, high: int) -> st.SearchStrategy:
 
 
 TEXT = st.none() | st.text(max_size=12)
+# A network's codes as readings carry them: three digits and two or three, or neither.
+CODES = st.just((None, None)) | st.tuples(st.from_regex(r"\A[0-9]{3}\Z"), st.from_regex(r"\A[0-9]{2,3}\Z"))
 POSITIONS = st.builds(
     Position, lat=st.floats(-90, 90), lon=st.floats(-180, 180), alt_m=number(-500, 9000), hdop=number(0, 99.99),
     sats=whole(0, 64), speed_kmh=number(0, 2000), course_deg=number(0, 360), fix=st.sampled_from(FIXES),
 )
 PARTS = st.one_of(
-    st.builds(Signal, registration=st.sampled_from(REGISTRATIONS), operator=TEXT, mcc=whole(0, 999),
-              mnc=whole(0, 999), rat=st.sampled_from(RATS + (None,)), band=whole(0, 300), earfcn=whole(0, 2**22),
-              pci=whole(0, 1007), cell_id=whole(0, 2**36), tac=whole(0, 2**24), lac=whole(0, 2**16),
-              rssi_dbm=number(-140, 0), rsrp_dbm=number(-160, 0), rsrq_db=number(-40, 20),
-              sinr_db=number(-30, 50), rscp_dbm=number(-130, 0), ecio_db=number(-30, 0), csq=whole(0, 31),
-              quality=st.sampled_from(QUALITIES + (None,)), error=TEXT),
+    st.tuples(CODES, st.builds(
+        Signal, registration=st.sampled_from(REGISTRATIONS), operator=TEXT,
+        rat=st.sampled_from(RATS + (None,)), band=whole(0, 300), earfcn=whole(0, 2**22),
+        pci=whole(0, 1007), cell_id=whole(0, 2**36), tac=whole(0, 2**24), lac=whole(0, 2**16),
+        rssi_dbm=number(-140, 0), rsrp_dbm=number(-160, 0), rsrq_db=number(-40, 20),
+        sinr_db=number(-30, 50), rscp_dbm=number(-130, 0), ecio_db=number(-30, 0), csq=whole(0, 31),
+        quality=st.sampled_from(QUALITIES + (None,)), error=TEXT,
+    )).map(lambda drawn: dataclasses.replace(drawn[1], mcc=drawn[0][0], mnc=drawn[0][1])),
     st.builds(Latency, target=st.text(max_size=20), method=st.sampled_from(["icmp", "tcp", "udp"]),
               sent=st.integers(0, 100), received=st.integers(0, 100), loss_pct=st.floats(0, 100),
               rtt_min_ms=number(0, 60000), rtt_avg_ms=number(0, 60000), rtt_max_ms=number(0, 60000),
@@ -100,6 +107,34 @@ def test_the_centre_reads_back_exactly_what_the_unit_kept(readings: list[Reading
     assert decode_batch(encode_batch(DEVICE, bodies(readings)), DEVICE) == kept(readings), "JSON says the same"
 
 
+@st.composite
+def bodies_of_schema_1(draw: st.DrawFn) -> list[dict]:
+    """Readings as units before blankspot.reading/2 stored them: any valid /1 reading."""
+    bodies = []
+    for reading in kept(draw(batches())):
+        body = reading.to_dict()
+        body["schema"] = SCHEMA_1
+        if body["kind"] == "signal":
+            body["signal"].update(registration=draw(st.sampled_from(REGISTRATIONS_1)), mcc=draw(whole(-5, 1200)),
+                                  mnc=draw(whole(-5, 1200)))
+        bodies.append(body)
+    return bodies
+
+
+@settings(max_examples=300, deadline=None)
+@given(bodies_of_schema_1())
+def test_every_valid_reading_of_schema_1_is_read_in_either_encoding(bodies: list[dict]) -> None:
+    """The collector quarantines nothing that was valid /1: its codes become digits, or null
+    where they named no network."""
+    stored = [json.dumps(body) for body in bodies]
+    readings = decode_batch(encode_batch(DEVICE, stored), DEVICE)
+    assert decode_batch(encode_batch(DEVICE, stored, "compact"), DEVICE) == readings
+    for body, reading in zip(bodies, readings, strict=True):
+        if body["kind"] == "signal":
+            assert (reading.part.mcc, reading.part.mnc) == codes_of_numbers(body["signal"]["mcc"], body["signal"]["mnc"])
+            assert reading.part.registration == body["signal"]["registration"]
+
+
 @pytest.mark.parametrize("make", [signal_reading, no_service_reading, latency_reading, throughput_reading,
                                   event_reading])
 def test_each_kind_of_reading_travels_compact(make) -> None:
@@ -137,12 +172,70 @@ def packed(body: object, version: int = VERSION) -> bytes:
 
 GOOD = {"seq": [7], "time": [1764039845678], "time_source": ["gps"], "kind": ["event"], "event.type": ["boot"],
         "event.data": [{}]}
+SIGNAL = {"seq": [7], "time": [1764039845678], "time_source": ["gps"], "kind": ["signal"],
+          "signal.registration": ["home"], "signal.rat": ["NONE"], "signal.quality": ["none"]}
 
 
 def test_a_hand_made_minimal_batch_is_read() -> None:
     (reading,) = decode_batch(packed(body_of(GOOD)), DEVICE)
     assert (reading.seq, reading.kind, reading.part, reading.position) == (7, "event", Event("boot"), None)
     assert reading.time == datetime(2025, 11, 25, 3, 4, 5, 678000, tzinfo=timezone.utc)
+
+
+# A compact batch (version 0x01) as a unit of the previous version sent it: readings of
+# blankspot.reading/1, MCC and MNC as numbers, Indosat as 510-1, a US network as 310-26.
+EARLIER = base64.b64decode(
+    "AXjahZRRj6IwEMe/S5/RAIKAb5ecuVzO1Qd9MxtSS8XeQottNbvZ7He/GRZWVoGjyaRpf/+Z6XTKO8n4VTBOFuSgqJ1ExCGS"
+    "LEKHMFVcSmnI4p0YfiaLfeA5zXh2iBUlaPZelIRBnARBOI9ix3Phe7QNnhp10RhpT/LKQJyulbZq5kC/CJkhZkQuaQHrj5OC"
+    "Wi7Z220JZJUywgolp7AJ8knozjAHHPJSFI77jVES8/ciL5gPU7SwaYmcP0ScMlUBkAztG2oN7g9tV5xn6Ut5wiBBOEAxqJzh"
+    "acZzwPzYGwp2FK9Yt1kGdfkyNYaz57ZYU81zYaymKELBScFtOkQrWgqZY1E51exUzz/lNXFzoCoOaqVR/Hv9c7P9sWvImyG7"
+    "5erP5mm7XHWEJWOgCeEEE991O7Rf90lLSaQ8xw87xMSbd05QXzFZ7ZaQ7a/tE9j1Zr1s08X1G3ygdT/N7jNEc6PgyEdWN0Uc"
+    "uuNoxQRyrjeOMV4UqcDQfhTMkjj6TwaW1seGR5OMg9oYkWYH7MxJhLVM3BFWVy2bPHBO4n5Dz4AiCUmMp2CE1J9sFI6T5wst"
+    "hH3D6zpSofGZK4XNKZXk7YXVS89f7xpKoXOOV3zfVPG0HqQN0gpKbk8q6xEIVlYPtOGyx3l4j2nOuLjyHrfBPVooY9KK9Xj1"
+    "3abRu44t/FeETEvT4zr2enl6zXv5MBzwT197+chLHvi/wlque/G539AfH/8ACDgH7g==")
+
+
+def test_a_batch_an_earlier_unit_sent_compact_is_read_as_reading_2() -> None:
+    assert EARLIER[0] == 0x01
+    readings = decode_batch(EARLIER, "boat-7")
+    assert decode_batch(EARLIER, "boat-7", VERSION_CONTENT_TYPES[0x01]) == readings
+    assert [r.seq for r in readings] == [41, 42, 43, 44, 45]
+    codes = [(r.part.mcc, r.part.mnc) for r in readings if isinstance(r.part, Signal)]
+    assert codes == [("510", "01"), ("310", "026"), (None, None), ("510", "10")]
+    assert readings[0].part.operator == "INDOSAT" and readings[0].position.lat == -0.503
+    assert readings[3].part.rtt_avg_ms == 55.0
+    again = readings[0].to_dict()
+    assert again["schema"] == "blankspot.reading/2" and again["signal"]["mnc"] == "01"
+
+
+def test_bodies_stored_before_an_upgrade_travel_compact_beside_new_ones() -> None:
+    """A unit's buffer holds readings of /1 written before its upgrade: they go in the same
+    compact batch as the /2 ones, as the readings the centre reads them as."""
+    new = [dataclasses.replace(signal_reading(DEVICE), seq=3, part=dataclasses.replace(
+        signal_reading(DEVICE).part, registration="sms_only_home", mcc="510", mnc="01"))]
+    old = json.loads(dataclasses.replace(signal_reading(DEVICE), seq=2).to_json())
+    old["schema"] = "blankspot.reading/1"
+    old["signal"].update(mcc=510, mnc=1)
+    stored = [json.dumps(old), *bodies(new)]
+    payload = encode_batch(DEVICE, stored, "compact")
+    assert payload[0] == VERSION == 0x02
+    assert decode_batch(payload, DEVICE) == [reading_from_dict(json.loads(body)) for body in stored]
+    assert decode_batch(encode_batch(DEVICE, stored), DEVICE) == decode_batch(payload, DEVICE), "JSON says the same"
+    assert decode_batch(payload, DEVICE)[0].part.mnc == "01"
+    unreadable = dict(old, signal=dict(old["signal"], mcc="510"))
+    encoding, payload = encode_for_wire(DEVICE, [json.dumps(unreadable)], "compact")
+    assert encoding == "json", "a stored reading that does not read goes as it is: the centre judges it"
+
+
+def test_each_version_has_its_columns() -> None:
+    assert COLUMNS is COLUMNS_OF[VERSION]
+    assert COLUMNS_OF[0x01]["signal.mcc"] == COLUMNS_OF[0x01]["signal.mnc"] == ("int", 0)
+    assert COLUMNS_OF[0x02]["signal.mcc"] == COLUMNS_OF[0x02]["signal.mnc"] == ("str", None)
+    assert {name: spec for name, spec in COLUMNS_OF[0x01].items() if name not in ("signal.mcc", "signal.mnc")} == \
+        {name: spec for name, spec in COLUMNS_OF[0x02].items() if name not in ("signal.mcc", "signal.mnc")}
+    assert VERSION_CONTENT_TYPES == {1: "application/vnd.blankspot.columns.v1+zlib",
+                                     2: "application/vnd.blankspot.columns.v2+zlib"}
+    assert CONTENT_TYPES["compact"] == VERSION_CONTENT_TYPES[VERSION]
 
 
 BOMB = bytes((VERSION,)) + zlib.compress(b" " * (MAX_INFLATED_BYTES + 1), 9)
@@ -171,7 +264,20 @@ BOMB = bytes((VERSION,)) + zlib.compress(b" " * (MAX_INFLATED_BYTES + 1), 9)
     (packed(body_of(GOOD, device="boat-8")), None, "batch device 'boat-8' does not match topic device 'boat-7'"),
     (packed(body_of(GOOD)), "application/json", "not JSON"),
     (packed(body_of(GOOD)), "application/zip", "content type 'application/zip': expected"),
-    (encode_batch(DEVICE, ['{"x": 1}']), CONTENT_TYPES["compact"], "expected version byte 0x01, got 0x7b"),
+    (encode_batch(DEVICE, ['{"x": 1}']), CONTENT_TYPES["compact"], "expected version byte 0x02, got 0x7b"),
+    (encode_batch(DEVICE, ['{"x": 1}']), None, "readings[0]: schema: expected"),  # "{" is no version: JSON
+    (bytes((0x03,)) + packed(body_of(GOOD))[1:], CONTENT_TYPES["compact"], "expected version byte 0x02, got 0x03"),
+    (packed(body_of(GOOD), 0x01), CONTENT_TYPES["compact"], "expected version byte 0x02, got 0x01"),
+    (packed(body_of(GOOD)), VERSION_CONTENT_TYPES[0x01], "expected version byte 0x01, got 0x02"),
+    # each version's own columns: /1 carries MCC and MNC as numbers, /2 as digits
+    (packed(body_of({**SIGNAL, "signal.mcc": ["510"], "signal.mnc": ["10"]}), 0x01), None,
+     "columns.signal.mcc: expected whole numbers or null"),
+    (packed(body_of({**SIGNAL, "signal.mcc": [510], "signal.mnc": [10]})), None,
+     "columns.signal.mcc: expected strings or null, got 510"),
+    (packed(body_of({**SIGNAL, "signal.mcc": ["510"], "signal.mnc": ["1"]})), None,
+     "readings[0]: signal.mnc: expected two or three digits"),
+    (packed(body_of({**SIGNAL, "signal.registration": ["emergency_only"]}), 0x01), None,
+     "readings[0]: signal.registration: expected one of"),
 ])
 def test_a_payload_off_the_encoding_is_refused_with_its_reason(payload: bytes, content_type, reason: str) -> None:
     with pytest.raises(PayloadError) as refused:
@@ -223,6 +329,18 @@ def test_the_documented_decoder_reads_it_without_blankspot() -> None:
                 expected.pop(part)
         assert {k: v for k, v in expected.items() if v is not None} == {k: v for k, v in their.items()
                                                                         if v is not None}
+    # a batch of an earlier unit: readings of /1, MCC and MNC as numbers
+    earlier = scope["decode"](EARLIER)
+    assert {r["schema"] for r in earlier} == {"blankspot.reading/1"}
+    assert (earlier[0]["signal"]["mcc"], earlier[0]["signal"]["mnc"]) == (510, 1)
+    assert [reading_from_dict(with_nulls(r)) for r in earlier] == decode_batch(EARLIER, "boat-7")
+
+
+def with_nulls(reading: dict) -> dict:
+    """A reading the documented decoder rebuilt (absent fields are null) with its nulls written."""
+    parts = {"position": Position, **{kind: cls for kind, cls in PARTS_OF.items()}}
+    return {key: {name: value.get(name) for name, _ in parts[key].FIELDS} if key in parts and value is not None
+            else value for key, value in reading.items()}
 
 
 def test_the_documented_precision_is_the_one_the_unit_keeps() -> None:

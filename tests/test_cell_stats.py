@@ -18,13 +18,15 @@ from agent.centre.store import open_store
 from agent.centre.store import schema
 from agent.centre.store.schema import MIGRATIONS
 from agent.centre.store.sqlite import SqliteStore
-from agent.shared.reading import Latency, Reading, Signal, Throughput
+from agent.shared.reading import (
+    HOME_REGISTRATIONS, NO_SERVICE_REGISTRATIONS, ROAMING_REGISTRATIONS, Latency, Reading, Signal, Throughput,
+)
 from tests.support.postgres import postgres_url  # noqa: F401  (fixture)
 from tests.support.survey_factory import T0, boat_trip, in_service, no_service, position
 
 # Three cells a few km apart on the Mahakam, and no position at all.
 PLACES = ((-0.5030, 117.1460), (-0.4500, 117.0500), (-0.3300, 116.9900), None)
-NETWORKS = ((510, 10, "TELKOMSEL"), (510, 1, "INDOSAT OOREDOO"), (510, 11, "XL Axiata"))
+NETWORKS = (("510", "10", "TELKOMSEL"), ("510", "01", "INDOSAT OOREDOO"), ("510", "11", "XL Axiata"))
 
 
 @st.composite
@@ -45,11 +47,18 @@ def unit_readings(draw, device: str) -> list[Reading]:
         rsrp = draw(st.integers(-240, -120)) / 2
         if kind in ("home", "roaming"):
             mcc, mnc, name = home if kind == "home" else draw(st.sampled_from(NETWORKS))
-            part = Signal(registration=kind, operator=name, mcc=mcc, mnc=mnc, rat=draw(st.sampled_from(("LTE", "WCDMA"))),
-                          rsrp_dbm=rsrp, rssi_dbm=rsrp + 28, quality=draw(st.sampled_from(("good", "fair", "poor"))))
+            words = HOME_REGISTRATIONS if kind == "home" else ROAMING_REGISTRATIONS  # SMS only, CSFB ... too
+            part = Signal(registration=draw(st.sampled_from(sorted(words))), operator=name, mcc=mcc, mnc=mnc,
+                          rat=draw(st.sampled_from(("LTE", "WCDMA"))), rsrp_dbm=rsrp, rssi_dbm=rsrp + 28,
+                          quality=draw(st.sampled_from(("good", "fair", "poor"))))
         elif kind == "none":
-            part = Signal(registration="searching", rat="NONE", quality="none",
-                          rssi_dbm=draw(st.sampled_from((None, -110.0))))
+            part = Signal(registration=draw(st.sampled_from(sorted(NO_SERVICE_REGISTRATIONS))), rat="NONE",
+                          quality="none", rssi_dbm=draw(st.sampled_from((None, -110.0))))
+            if part.registration == "emergency_only" and draw(st.booleans()):
+                # the cell the modem is attached to for emergency calls, as another source may tell it
+                mcc, mnc, name = draw(st.sampled_from(NETWORKS))
+                part = Signal(registration="emergency_only", operator=name, mcc=mcc, mnc=mnc, rat="LTE",
+                              rsrp_dbm=rsrp, rssi_dbm=rsrp + 28, quality="good")
         elif kind == "error":
             part = Signal(registration="unknown", rat="NONE", quality=None, error="no answer")
         elif kind == "latency":
@@ -163,7 +172,7 @@ def _latency(device: str, seq: int, lat: float, lon: float) -> Reading:
 
 
 _A, _B = PLACES[0], PLACES[1]
-_INDOSAT = {"mcc": 510, "mnc": 1, "operator": "INDOSAT OOREDOO"}
+_INDOSAT = {"mcc": "510", "mnc": "01", "operator": "INDOSAT OOREDOO"}
 
 
 # Each case: the commits of one unit, every seq above the ones stored before, and what the
@@ -358,7 +367,7 @@ def test_a_technology_grid_counts_that_technology_and_every_reading_without_serv
     from agent.centre.cell_stats import FiguresFilter
 
     def gsm(seq: int, lat: float, lon: float) -> Reading:
-        part = Signal(registration="home", operator="TELKOMSEL", mcc=510, mnc=10, rat="GSM", rssi_dbm=-95.0,
+        part = Signal(registration="home", operator="TELKOMSEL", mcc="510", mnc="10", rat="GSM", rssi_dbm=-95.0,
                       quality="poor")
         return Reading("boat-1", T0, "gps", part, position(lat, lon), seq)
 

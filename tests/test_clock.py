@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ from agent.shared.clock import EARLIEST_PLAUSIBLE, TimeKeeper, Timestamp, bootti
 from agent.unit.devices.gps.fix import Fix
 from agent.unit.devices.gps.reader import GpsReader
 from agent.unit.gps_feed import GpsFeed
-from agent.shared.reading import Event, Reading, parse_time, reading_from_json
+from agent.shared.reading import Event, Reading, Signal, parse_time, reading_from_json
+from agent.unit.stored_body import pack_body
 from agent.sim.gps import SimulatedGps
 from agent.sim.route import mahakam_route
 
@@ -172,6 +174,30 @@ def test_a_stored_reading_the_schema_refuses_keeps_its_unsynced_time(
         bodies = pending_bodies(buffer)
     assert [b["time_source"] for b in bodies] == ["gps", "unsynced", "gps"]
     assert any(r.levelname == "ERROR" and "seq 2 cannot be re-stamped" in r.getMessage() for r in caplog.records)
+
+
+def test_a_reading_stored_before_an_upgrade_is_re_stamped_too(tmp_path: Path) -> None:
+    """The agent was upgraded without a reboot: a reading it stored unsynced as
+    blankspot.reading/1 is read, converted and re-stamped with the rest."""
+    boot = FakeBoot(100.0)
+    keeper = TimeKeeper(synchronised=lambda: False, wall=lambda: EPOCH_1970, boot=boot)
+    path = tmp_path / "b.db"
+    with ReadingBuffer(path, "unit-1", clock=keeper) as buffer:
+        signal = Signal(registration="home", operator="INDOSAT", mcc="510", mnc="01", rat="LTE", quality=None)
+        stored = buffer.append(Reading.taken("unit-1", keeper.now(), signal))
+    earlier = stored.to_dict()  # as the earlier version wrote it into the buffer's file
+    earlier["schema"] = "blankspot.reading/1"
+    earlier["signal"].update(mcc=510, mnc=1)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE readings SET body = ? WHERE seq = ?", (pack_body(json.dumps(earlier)), stored.seq))
+    conn.close()
+    with ReadingBuffer(path, "unit-1", clock=keeper) as buffer:
+        keeper.gps_fix(fix_at(GPS_NOW, received=100.0))
+        assert buffer.correct_times(keeper.now()) == 1
+        (body,) = pending_bodies(buffer)
+    assert body["schema"] == "blankspot.reading/2" and body["time_source"] == "gps"
+    assert (body["signal"]["mcc"], body["signal"]["mnc"]) == ("510", "01")
+    assert reading_from_json(json.dumps(body)).part == signal
 
 
 def test_correction_survives_a_crash_in_the_same_boot(tmp_path: Path) -> None:

@@ -6,7 +6,9 @@ the payload's first byte (3.1.1); a real collector stores every reading once eit
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,10 +18,14 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from agent.shared.batch_columns import VERSION
 from agent.shared.protocol import CONTENT_TYPES, encode_batch
 from agent.shared.reading import reading_from_dict
 from agent.sim.broker import LocalBroker
+from agent.centre.coverage import Thresholds
+from agent.centre.store import open_store
 from agent.unit.buffer import ReadingBuffer
+from agent.unit.stored_body import pack_body
 from agent.unit.config import load_config
 from agent.unit.uplink import MqttUplink
 from tests.support.collector import CollectorProcess, collectors, stored_keys, wait_counts  # noqa: F401  (fixture)
@@ -73,9 +79,40 @@ def test_compact_batches_are_stored_once_whatever_the_protocol(tmp_path: Path, b
         uplink.stop()
         watcher.close()
     assert stored_keys(db) == [("boat-1", seq) for seq in range(1, 101)]
-    assert watcher.seen and set(watcher.seen) == {(content_type, 0x01)}
+    assert watcher.seen and set(watcher.seen) == {(content_type, VERSION)}
     assert uplink.stats.bytes_sent < 100 * 60, "a few dozen bytes a reading, not 580"
     buffer.close()
+
+
+@pytest.mark.parametrize("encoding", ["compact", "json"])
+def test_readings_stored_before_an_upgrade_reach_the_centre_beside_new_ones(tmp_path: Path, broker: LocalBroker,
+                                                                            collectors, encoding: str) -> None:
+    """A unit upgraded with readings of blankspot.reading/1 in its buffer sends them with its
+    new ones, in either encoding; the collector stores all of them, quarantines none, and a
+    /1 and a /2 reading of one network count for the same operator."""
+    db = f"sqlite:///{tmp_path / 'centre.db'}"
+    collectors.append(CollectorProcess(tmp_path, broker.port, db, "collector-1", "--confirm-interval", "1s").start())
+    buffer, uplink = unit(tmp_path, broker.port, "5", encoding)
+    indosat = dataclasses.replace(signal_reading("boat-1").part, operator=None, mcc="510", mnc="01")
+    stored = buffer.append_many([dataclasses.replace(signal_reading("boat-1"), part=indosat)] * 30)
+    with sqlite3.connect(buffer.path) as conn:  # the first 20 as the earlier version wrote them
+        for reading in stored[:20]:
+            earlier = reading.to_dict()
+            earlier["schema"] = "blankspot.reading/1"
+            earlier["signal"].update(mcc=510, mnc=1)
+            conn.execute("UPDATE readings SET body = ? WHERE seq = ?", (pack_body(json.dumps(earlier)), reading.seq))
+    conn.close()
+    uplink.start()
+    try:
+        done = wait_counts(db, lambda c: c["readings_inserted"] >= 30, 30, "30 readings stored", *collectors)
+        assert uplink.wait_until(lambda: buffer.stats().unconfirmed == 0, 20), "the centre confirms them"
+    finally:
+        uplink.stop()
+        buffer.close()
+    assert done["quarantined"] == 0 and done["readings_refused"] == 0
+    with open_store(db) as store:
+        assert [r.part for r in store.iter_readings()] == [indosat] * 30
+        assert {cell.operator for cell in store.coverage(8, Thresholds()).cells} == {"510-01"}
 
 
 def blankspot(*args: str, stdin: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -40,7 +40,7 @@ from agent.commands.main import build_parser, main
 from agent.unit.config import Config, DeviceConfig, UplinkConfig, load_config
 from agent.shared.protocol import DEFAULT_PREFIX, decode_batch, encode_batch, encode_status
 from agent.shared.reading import (
-    PART_TYPES, Position, Reading, ReadingError, Signal, reading_from_dict, reading_from_json,
+    PART_TYPES, SIGNAL_FIELDS_1, Position, Reading, ReadingError, Signal, reading_from_dict, reading_from_json,
 )
 from agent.commands.unit import make_service
 from agent.unit.config_schema import SettingError, Spec, build, walk
@@ -57,7 +57,7 @@ CONFIG_DOC = ROOT / "docs" / "configuration.md"
 PROTOCOL_DOC = ROOT / "docs" / "protocol.md"
 BUFFER_DOC = ROOT / "docs" / "buffer.md"
 EXAMPLE_CONFIG = ROOT / "deploy" / "agent.example.toml"
-SCHEMA_NAMES = ("reading", "batch", "status", "confirm")
+SCHEMA_NAMES = ("reading", "reading-1", "batch", "status", "confirm")
 
 
 # -- schemas ------------------------------------------------------------------------------
@@ -95,14 +95,25 @@ def test_schema_files_are_valid_draft_2020_12_and_installed() -> None:
         Draft202012Validator.check_schema(schema)
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
         assert schema["$id"] == f"{name}.schema.json"
-    assert validators()["batch"].schema["properties"]["readings"]["items"] == {"$ref": "reading.schema.json"}
+    assert validators()["batch"].schema["properties"]["readings"]["items"] == \
+        {"oneOf": [{"$ref": "reading.schema.json"}, {"$ref": "reading-1.schema.json"}]}
 
 
-def test_reading_schema_mirrors_the_reading_module() -> None:
-    """Field names, required fields, enums, limits and patterns are the ones agent/shared/reading.py checks."""
-    schema = load_schema("reading")
+# Where the reading schemas differ: what reading_from_dict checks of /2's codes beyond "a string".
+CODES = {"mcc": {"type": ["string", "null"], "pattern": "^[0-9]{3}$"},
+         "mnc": {"type": ["string", "null"], "pattern": "^[0-9]{2,3}$"}}
+
+
+@pytest.mark.parametrize("name, version, signal_fields", [
+    ("reading", reading_module.SCHEMA, Signal.FIELDS), ("reading-1", reading_module.SCHEMA_1, SIGNAL_FIELDS_1),
+])
+def test_reading_schema_mirrors_the_reading_module(name: str, version: str, signal_fields) -> None:
+    """Field names, required fields, enums, limits and patterns are the ones agent/shared/reading.py checks,
+    for the schema units write (/2) and the one collectors still read (/1)."""
+    schema = load_schema(name)
     defs = schema["$defs"]
-    assert schema["properties"]["schema"] == {"const": reading_module.SCHEMA}
+    assert schema["properties"]["schema"] == {"const": version}
+    assert version.rsplit("/", 1)[1] in schema["title"]
     assert schema["properties"]["kind"]["enum"] == list(reading_module.KINDS) == list(PART_TYPES)
     assert schema["properties"]["time_source"]["enum"] == list(reading_module.TIME_SOURCES)
     assert defs["device"]["pattern"] == f"^{reading_module.DEVICE_RE.pattern}$"  # the code uses fullmatch
@@ -111,15 +122,18 @@ def test_reading_schema_mirrors_the_reading_module() -> None:
     assert schema["additionalProperties"] is False
     for name, cls in {"position": Position, **PART_TYPES}.items():
         part = defs[name]
-        names = [field for field, _ in cls.FIELDS]
+        fields = signal_fields if name == "signal" else cls.FIELDS
+        names = [field for field, _ in fields]
         assert list(part["properties"]) == names, name
         assert part["additionalProperties"] is False, name
         optional = {"error"} if name in ("latency", "throughput") else set()
         assert set(part["required"]) == set(names) - optional, f"{name}: the agent always writes every field"
-        for field, kind in cls.FIELDS:
+        for field, kind in fields:
             prop = part["properties"][field]
             if isinstance(kind, tuple):
                 assert prop["enum"] == list(kind), f"{name}.{field}"
+            elif name == "signal" and field in CODES and version == reading_module.SCHEMA:
+                assert {k: v for k, v in prop.items() if k != "description"} == CODES[field]
             else:
                 expected = {"int": "integer", "num": "number", "str": "text", "obj": None}[kind.rstrip("!")]
                 if expected is None:
@@ -425,7 +439,18 @@ INVALID: list[tuple[str, Callable[[dict], Any]]] = [
     ("time with offset", _set("time", "2026-11-24T11:04:05.678+08:00")),
     ("time as number", _set("time", 1795489445.678)),
     ("time_source gsm", _set("time_source", "gsm")),
-    ("schema version 2", _set("schema", "blankspot.reading/2")),
+    ("schema version 3", _set("schema", "blankspot.reading/3")),
+    ("schema version 1 with mcc as digits", lambda body: {**body, "schema": "blankspot.reading/1"}),
+    ("mcc as integer", _set("signal.mcc", 510)),
+    ("mcc of two digits", _set("signal.mcc", "51")),
+    ("mcc of four digits", _set("signal.mcc", "5100")),
+    ("mcc with a letter", _set("signal.mcc", "51O")),
+    ("mnc of one digit", _set("signal.mnc", "1")),
+    ("mnc of four digits", _set("signal.mnc", "0010")),
+    ("mnc as integer", _set("signal.mnc", 10)),
+    ("mcc without mnc", _set("signal.mnc", None)),
+    ("mnc without mcc", _set("signal.mcc", None)),
+    ("registration of no schema", _set("signal.registration", "emergency")),
     ("unknown kind", _set("kind", "weather")),
     ("missing kind", _drop("kind")),
     ("extra field", _set("extra", 1)),
@@ -476,7 +501,55 @@ VALID: list[tuple[str, Callable[[dict], None]]] = [
     ("device of 64 characters", _set("device", "u" * 64)),
     ("operator of 256 characters", _set("signal.operator", "é" * 256)),
     ("integer 2**53", _set("signal.cell_id", 2**53)),
+    ("mnc of three digits", _set("signal.mnc", "010")),
+    ("no network codes", lambda b: b["signal"].update(mcc=None, mnc=None)),
+    ("test network 001-01", lambda b: b["signal"].update(mcc="001", mnc="01")),
+    *((f"registration {word}", _set("signal.registration", word))
+      for word in reading_module.REGISTRATIONS if word not in reading_module.REGISTRATIONS_1),
 ]
+
+
+def reading_1_body(tmp_path: Path) -> dict[str, Any]:
+    """A signal reading as a unit stored it before blankspot.reading/2."""
+    body = base_body(tmp_path)
+    body["schema"] = "blankspot.reading/1"
+    body["signal"].update(mcc=510, mnc=1)
+    return body
+
+
+def test_a_reading_of_schema_1_follows_its_own_schema_and_is_read(tmp_path: Path) -> None:
+    """What units stored before the upgrade: reading-1.schema.json describes it, batches and
+    statuses may carry it, and reading_from_dict reads it with its codes as digits."""
+    body = reading_1_body(tmp_path)
+    assert schema_errors("reading-1", body) == []
+    assert schema_errors("reading", body), "reading.schema.json is /2 only"
+    assert schema_errors("reading-1", base_body(tmp_path)), "and reading-1.schema.json is /1 only"
+    assert schema_errors("batch", {"schema": "blankspot.batch/1", "device": "unit-1",
+                                   "readings": [body, base_body(tmp_path)]}) == [], "/1 and /2 side by side"
+    status = {"schema": "blankspot.status/1", "device": "unit-1", "state": "online"}
+    assert schema_errors("status", {**status, "signal": body["signal"]}) == []
+    assert schema_errors("status", {**status, "signal": base_body(tmp_path)["signal"]}) == []
+    assert schema_errors("status", {**status, "signal": {**body["signal"], "mcc": "510"}})
+    reading = reading_from_dict(body)
+    assert (reading.part.mcc, reading.part.mnc) == ("510", "01")
+
+
+INVALID_1: list[tuple[str, Callable[[dict], Any]]] = [
+    ("mcc as digits", _set("signal.mcc", "510")),
+    ("mnc as a fraction", _set("signal.mnc", 1.5)),
+    ("a registration word of /2", _set("signal.registration", "sms_only_home")),
+    ("extra signal field", _set("signal.plmn", "51001")),
+]
+
+
+@pytest.mark.parametrize("name,mutate", INVALID_1, ids=[name for name, _ in INVALID_1])
+def test_invalid_readings_of_schema_1_are_rejected_by_decoder_and_its_schema(name: str, mutate,
+                                                                            tmp_path: Path) -> None:
+    body = reading_1_body(tmp_path)
+    mutate(body)
+    with pytest.raises(ReadingError):
+        reading_from_dict(body)
+    assert schema_errors("reading-1", body), f"reading-1.schema.json accepts what reading_from_dict rejects: {name}"
 
 
 @pytest.mark.parametrize("name,mutate", INVALID, ids=[name for name, _ in INVALID])
@@ -753,9 +826,21 @@ def test_protocol_doc_examples_follow_the_schemas() -> None:
                 assert [e.message for e in validator.iter_errors(value)] == [], block
                 checked += 1
             continue
-        name = {"blankspot.batch/1": "batch", "blankspot.status/1": "status", "blankspot.reading/1": "reading",
-                "blankspot.confirm/1": "confirm"}[document["schema"]]
+        name = {"blankspot.batch/1": "batch", "blankspot.status/1": "status", "blankspot.reading/2": "reading",
+                "blankspot.reading/1": "reading-1", "blankspot.confirm/1": "confirm"}[document["schema"]]
         assert schema_errors(name, document) == [], block
         checked += 1
     print(f"JSON examples in protocol.md checked: {checked}")
     assert checked >= 5
+
+
+def test_the_documented_validation_accepts_a_batch_of_both_reading_schemas(tmp_path: Path) -> None:
+    """The jsonschema snippet in protocol.md, run as written, on a batch a unit sends after an
+    upgrade: a reading it stored as /1 beside a new one; and it refuses a broken one."""
+    code = re.search(r"^## Validating payloads$.*?```python\n(.*?)```", PROTOCOL_DOC.read_text(), re.M | re.S).group(1)
+    bodies = [json.dumps(reading_1_body(tmp_path)), json.dumps(base_body(tmp_path))]
+    exec(compile(code, "docs/protocol.md", "exec"), {"payload": encode_batch("unit-1", bodies)})
+    broken = json.loads(bodies[1])
+    broken["signal"]["mnc"] = "1"
+    with pytest.raises(Exception, match="is not valid under any of the given schemas"):
+        exec(compile(code, "docs/protocol.md", "exec"), {"payload": encode_batch("unit-1", [json.dumps(broken)])})

@@ -20,7 +20,7 @@ from agent.centre.coverage import (
 )
 from agent.shared.geo import haversine_m
 from agent.shared.quality import QUALITY_ORDER
-from agent.shared.reading import Latency, Signal, Throughput, Reading
+from agent.shared.reading import REGISTRATIONS, SCHEMA_1, Latency, Reading, Signal, Throughput, reading_from_dict
 from agent.sim.route import mahakam_route
 from tests.support.survey_factory import T0, boat_trip, in_service, no_answer, no_service, position, tag
 
@@ -110,15 +110,84 @@ def test_median_quality(classes, expected):
 
 
 @pytest.mark.parametrize("signal, expected", [
-    (Signal(registration="home", mcc=510, mnc=10, operator="TELKOMSEL", rat="LTE"), "510-10"),
-    (Signal(registration="home", mcc=510, mnc=1, rat="LTE"), "510-01"),
-    (Signal(registration="roaming", mcc=310, mnc=260, rat="LTE"), "310-260"),
+    (Signal(registration="home", mcc="510", mnc="10", operator="TELKOMSEL", rat="LTE"), "510-10"),
+    (Signal(registration="home", mcc="510", mnc="01", rat="LTE"), "510-01"),
+    (Signal(registration="roaming", mcc="310", mnc="260", rat="LTE"), "310-260"),
     (Signal(registration="home", operator=" IND XL ", rat="GSM"), "IND XL"),
-    (Signal(registration="home", mcc=0, mnc=0, operator="X", rat="GSM"), "X"),
+    (Signal(registration="home", mcc="000", mnc="00", operator="X", rat="GSM"), "X"),
     (Signal(registration="searching", rat="NONE"), None),
+    (Signal(registration="roaming", mcc="310", mnc="026", rat="LTE"), "310-026"),  # two networks ...
+    (Signal(registration="roaming", mcc="310", mnc="26", rat="GSM"), "310-26"),    # ... two keys
 ])
 def test_operator_key(signal, expected):
     assert operator_key(signal) == expected
+
+
+def test_a_reading_of_schema_1_and_one_of_schema_2_of_one_network_count_for_the_same_operator() -> None:
+    """Indosat's 510-01 as /1 wrote it (510, 1) and as /2 writes it ("510", "01"): one key, one cell."""
+    mine = in_service("u", 1, LAT, LON, mcc="510", mnc="01", operator="INDOSAT")
+    earlier = mine.to_dict()
+    earlier.update(schema=SCHEMA_1, seq=2)
+    earlier["signal"].update(mcc=510, mnc=1)
+    readings = [mine, reading_from_dict(earlier)]
+    assert [operator_key(r.part) for r in readings] == ["510-01", "510-01"]
+    coverage = aggregate(readings, thresholds=Thresholds(min_samples=2))
+    assert [(c.operator, c.operator_name, c.samples) for c in coverage.cells] == [("510-01", "Indosat", 2)]
+
+
+def test_310_026_and_310_26_stay_two_operators_on_the_map() -> None:
+    readings = [in_service("u", seq, LAT, LON, mcc="310", mnc=mnc, operator=None, registration="roaming")
+                for seq, mnc in enumerate(["026", "26", "026"], start=1)]
+    coverage = aggregate(readings, thresholds=Thresholds(min_samples=1))
+    assert sorted((c.operator, c.samples) for c in coverage.cells) == [("310-026", 2), ("310-26", 1)]
+
+
+# How each registration state counts on the coverage map (docs/signal-quality.md): in
+# service or a blank spot, and whether the centre learns the SIM's home network from it.
+REGISTRATION_ON_THE_MAP = [
+    # registration, in service, teaches the home operator
+    ("home", True, True),
+    ("sms_only_home", True, True),
+    ("csfb_not_preferred_home", True, True),
+    ("roaming", True, False),
+    ("sms_only_roaming", True, False),
+    ("csfb_not_preferred_roaming", True, False),
+    ("emergency_only", False, False),
+    ("rlos_only", False, False),
+    ("searching", False, False),
+    ("denied", False, False),
+    ("not_registered", False, False),
+    ("unknown", True, False),
+]
+
+
+def test_the_table_names_every_registration_word() -> None:
+    assert sorted(word for word, _, _ in REGISTRATION_ON_THE_MAP) == sorted(REGISTRATIONS)
+
+
+@pytest.mark.parametrize("registration, served, home", REGISTRATION_ON_THE_MAP,
+                         ids=[word for word, _, _ in REGISTRATION_ON_THE_MAP])
+def test_each_registration_state_counts_on_the_map_as_documented(registration: str, served: bool,
+                                                                 home: bool) -> None:
+    """A unit at home on Telkomsel (510-10) measures a cell of Indosat (510-01): its reading
+    says the cell's codes and good levels, as a modem attached for emergency calls only may.
+    In service, the reading counts for Indosat; without, it is a blank spot of the SIM's
+    home operator.  A home registration makes Indosat the home operator for what follows."""
+    first = in_service("u", 1, LAT, LON, mcc="510", mnc="10")
+    part = Signal(registration=registration, operator="INDOSAT", mcc="510", mnc="01", rat="LTE", rsrp_dbm=-85.0,
+                  quality="good")
+    reading = Reading("u", T0, "gps", part, position(LAT, LON), 2)
+    after = no_service("u", 3, *SAMARINDA)  # in another cell
+    attributed = list(attribute([first, reading, after], HomeOperators.learn([first, reading, after])))
+    coverage = aggregate([first, reading, after], thresholds=Thresholds(min_samples=1))
+    here = {c.operator: c for c in coverage.cells if c.cell == cell_of(LAT, LON)}
+    if served:
+        assert attributed[1].operator == "510-01"
+        assert (here["510-01"].samples, here["510-01"].no_service, here["510-01"].coverage_class) == (1, 0, "covered")
+    else:
+        assert attributed[1].operator == "510-10"
+        assert (here["510-10"].samples, here["510-10"].no_service) == (2, 1) and "510-01" not in here
+    assert attributed[2].operator == ("510-01" if home else "510-10")
 
 
 # -- the Mahakam trip -----------------------------------------------------------------------
@@ -255,9 +324,9 @@ def test_unplaced_readings_are_counted_not_placed():
 def test_no_service_counts_for_the_home_operator():
     readings = [
         no_service("u", 1, LAT, LON),                                     # before the first home reading
-        in_service("u", 2, LAT, LON, mcc=510, mnc=1, operator="INDOSAT"),
+        in_service("u", 2, LAT, LON, mcc="510", mnc="01", operator="INDOSAT"),
         no_service("u", 3, LAT, LON),
-        in_service("u", 4, LAT, LON, mcc=510, mnc=10, registration="roaming"),  # visited network
+        in_service("u", 4, LAT, LON, mcc="510", mnc="10", registration="roaming"),  # visited network
         no_service("u", 5, LAT, LON),
     ]
     home = HomeOperators.learn(readings)
@@ -268,8 +337,8 @@ def test_no_service_counts_for_the_home_operator():
 
 def test_sim_swap_changes_the_home_operator_from_then_on():
     readings = [
-        in_service("u", 1, LAT, LON, mcc=510, mnc=10), no_service("u", 2, LAT, LON),
-        in_service("u", 3, LAT, LON, mcc=510, mnc=11, operator="XL"), no_service("u", 4, LAT, LON),
+        in_service("u", 1, LAT, LON, mcc="510", mnc="10"), no_service("u", 2, LAT, LON),
+        in_service("u", 3, LAT, LON, mcc="510", mnc="11", operator="XL"), no_service("u", 4, LAT, LON),
     ]
     home = HomeOperators.learn(readings)
     assert [a.operator for a in attribute(readings, home)] == ["510-10", "510-10", "510-11", "510-11"]
@@ -278,11 +347,11 @@ def test_sim_swap_changes_the_home_operator_from_then_on():
 def test_home_operators_learnt_while_attributing_give_what_learning_first_gives():
     readings = [
         no_service("u", 1, LAT, LON),                                     # before the first home reading
-        in_service("u", 2, LAT, LON, mcc=510, mnc=10, registration="roaming"),
+        in_service("u", 2, LAT, LON, mcc="510", mnc="10", registration="roaming"),
         no_service("u", 3, LAT, LON),
-        in_service("u", 4, LAT, LON, mcc=510, mnc=1, operator="INDOSAT"),
+        in_service("u", 4, LAT, LON, mcc="510", mnc="01", operator="INDOSAT"),
         no_service("u", 5, LAT, LON),
-        in_service("u", 6, LAT, LON, mcc=510, mnc=11, operator="XL"),     # a SIM swap
+        in_service("u", 6, LAT, LON, mcc="510", mnc="11", operator="XL"),     # a SIM swap
         no_service("u", 7, LAT, LON),
         no_service("v", 1, LAT, LON),                                     # never at home
     ]
@@ -299,10 +368,10 @@ def test_home_operators_learnt_while_attributing_give_what_learning_first_gives(
 
 def test_a_home_operator_told_ahead_counts_until_one_is_learnt():
     home = HomeOperators()
-    home.expect_first("u", Signal(registration="home", operator="INDOSAT", mcc=510, mnc=1))
+    home.expect_first("u", Signal(registration="home", operator="INDOSAT", mcc="510", mnc="01"))
     home.expect_first("w", Signal(registration="home"))  # names no network: tells nothing
     assert (home.at("u", 1), home.at("u", None), home.at("w", 1)) == ("510-01", "510-01", UNKNOWN_OPERATOR)
-    home.add(in_service("u", 5, LAT, LON, mcc=510, mnc=11, operator="XL"))
+    home.add(in_service("u", 5, LAT, LON, mcc="510", mnc="11", operator="XL"))
     assert (home.at("u", 1), home.at("u", 9)) == ("510-11", "510-11")
 
 
@@ -317,9 +386,9 @@ def test_two_operators_are_classed_apart():
     readings = []
     seq = 1
     for i in range(8):
-        readings.append(in_service("a", seq, LAT, LON, mcc=510, mnc=10))
+        readings.append(in_service("a", seq, LAT, LON, mcc="510", mnc="10"))
         seq += 1
-    readings.append(in_service("b", 1, -0.5, 117.1, mcc=510, mnc=1, operator="INDOSAT"))
+    readings.append(in_service("b", 1, -0.5, 117.1, mcc="510", mnc="01", operator="INDOSAT"))
     for i in range(8):
         readings.append(no_service("b", 2 + i, LAT, LON))
     cov = aggregate(readings)
@@ -374,7 +443,7 @@ def test_unsynced_times_do_not_date_a_cell_that_has_trusted_ones() -> None:
 
     from agent.shared.reading import Position
 
-    good = Signal(registration="home", operator="TELKOMSEL", mcc=510, mnc=10, rat="LTE", rsrp_dbm=-90.0, quality="good")
+    good = Signal(registration="home", operator="TELKOMSEL", mcc="510", mnc="10", rat="LTE", rsrp_dbm=-90.0, quality="good")
     base = Reading("unit-1", datetime(2026, 11, 24, 3, 0, tzinfo=timezone.utc), "gps", good,
                    Position(-0.5, 117.1), seq=1)
     readings = [_replace(base, seq=n, time=base.time.replace(minute=n)) for n in range(1, 6)]

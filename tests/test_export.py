@@ -28,7 +28,7 @@ from agent.centre.export import (
 )
 from agent.centre.segments import segments, tracks
 from agent.commands.main import main
-from tests.support.survey_factory import damaged_survey, no_answer, survey_db, trip_with_tags
+from tests.support.survey_factory import damaged_survey, in_service, no_answer, survey_db, trip_with_tags
 
 KML_NS_URL = "http://www.opengis.net/kml/2.2"
 K = "{" + KML_NS_URL + "}"
@@ -188,8 +188,21 @@ def test_segments_and_cells_name_operators_as_points_do(db, tmp_path):
 
 
 def test_an_operator_key_is_named_by_its_brand_when_nothing_better_is_known():
-    assert [default_operator_name(k) for k in ("510-10", "510-89", "999-99", "unknown", "MyNet")] == \
-        ["Telkomsel", "Tri", "999-99", "unknown SIM", "MyNet"]
+    assert [default_operator_name(k) for k in ("510-10", "510-89", "999-99", "unknown", "MyNet", "510-01", "510-001")] \
+        == ["Telkomsel", "Tri", "999-99", "unknown SIM", "MyNet", "Indosat", "510-001"]
+
+
+def test_codes_keep_their_digits_in_every_format(tmp_path):
+    """Indosat's 510-01: "01" in GeoJSON, CSV and KML (typed as text), never 1."""
+    db = survey_db(tmp_path / "c.db", [in_service("probe-2", seq, -0.5030, 117.1460, mcc="510", mnc="01",
+                                                   operator="INDOSAT") for seq in range(1, 6)])
+    (point, *_) = geojson_layer(db, tmp_path / "points.geojson", "points")
+    assert (point["mcc"], point["mnc"], point["operator"], point["operator_name"]) == ("510", "01", "510-01", "Indosat")
+    (row, *_) = csv_layer(db, tmp_path / "points.csv", "points")
+    assert (row["mcc"], row["mnc"], row["operator"]) == ("510", "01", "510-01")
+    assert {c.name: c.type for c in COLUMNS["points"]}["mnc"] == "string"
+    assert export(db, tmp_path / "survey.kml", "--format", "kml", "--what", "points") == 0
+    assert '<SimpleData name="mnc">01</SimpleData>' in (tmp_path / "survey.kml").read_text(encoding="utf-8")
 
 
 # -- KML 2.2 ------------------------------------------------------------------------------

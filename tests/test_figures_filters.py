@@ -28,7 +28,7 @@ SAMARINDA = (-0.5030, 117.1460)
 
 
 def gsm(seq: int) -> Reading:
-    part = Signal(registration="home", operator="TELKOMSEL", mcc=510, mnc=10, rat="GSM", rssi_dbm=-85.0,
+    part = Signal(registration="home", operator="TELKOMSEL", mcc="510", mnc="10", rat="GSM", rssi_dbm=-85.0,
                   quality="fair")
     return Reading("boat-1", T0 + timedelta(minutes=1), "gps", part, position(*SAMARINDA), seq)
 

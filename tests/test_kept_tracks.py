@@ -20,11 +20,13 @@ from agent.centre.store.schema import MIGRATIONS
 from agent.centre.segments import Track
 from agent.centre.store.sqlite import SqliteStore
 from agent.centre.survey import Survey, map_page
-from agent.shared.reading import Event, Latency, Reading, Signal
+from agent.shared.reading import (
+    HOME_REGISTRATIONS, NO_SERVICE_REGISTRATIONS, ROAMING_REGISTRATIONS, Event, Latency, Reading, Signal,
+)
 from tests.support.postgres import postgres_url  # noqa: F401  (fixture)
 from tests.support.survey_factory import T0, boat_trip, position
 
-NETWORKS = ((510, 10, "TELKOMSEL"), (510, 1, "INDOSAT OOREDOO"))
+NETWORKS = (("510", "10", "TELKOMSEL"), ("510", "01", "INDOSAT OOREDOO"))
 START = T0 + timedelta(hours=15, minutes=50)  # ten minutes before midnight in WITA
 DAYS = (None, ("2026-11-24", "2026-11-24"), ("2026-11-25", "2026-11-25"), ("2026-11-26", "2026-12-31"))
 DEVICES = (None, frozenset(), frozenset({"boat-2"}), frozenset({"boat-1", "probe-3"}))
@@ -51,10 +53,16 @@ def unit_readings(draw, device: str) -> list[Reading]:
         kind = draw(st.sampled_from(("home", "home", "roaming", "none", "none", "none", "error", "latency", "tag")))
         if kind in ("home", "roaming"):
             mcc, mnc, name = home if kind == "home" else draw(st.sampled_from(NETWORKS))
-            part = Signal(registration=kind, operator=name, mcc=mcc, mnc=mnc, rat="LTE", rsrp_dbm=-100.0,
-                          quality="fair")
+            words = HOME_REGISTRATIONS if kind == "home" else ROAMING_REGISTRATIONS  # SMS only, CSFB ... too
+            part = Signal(registration=draw(st.sampled_from(sorted(words))), operator=name, mcc=mcc, mnc=mnc,
+                          rat="LTE", rsrp_dbm=-100.0, quality="fair")
         elif kind == "none":
-            part = Signal(registration="searching", rat="NONE", quality="none")
+            part = Signal(registration=draw(st.sampled_from(sorted(NO_SERVICE_REGISTRATIONS))), rat="NONE",
+                          quality="none")
+            if part.registration in ("emergency_only", "rlos_only") and draw(st.booleans()):
+                # attached to a cell the public cannot use, as another source may tell it: still a blank spot
+                part = Signal(registration=part.registration, operator="INDOSAT OOREDOO", mcc="510", mnc="01",
+                              rat="LTE", rsrp_dbm=-100.0, quality="fair")
         elif kind == "error":
             part = Signal(registration="unknown", rat="NONE", quality=None, error="no answer")
         elif kind == "latency":

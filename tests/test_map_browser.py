@@ -38,7 +38,7 @@ def load_with_script(workdir: Path, page: Path, script: str, fragment: str = "",
 
 def indosat_unit() -> list:
     """A second unit with an Indosat SIM, in service downstream and without it near Tenggarong."""
-    readings = [in_service("probe-2", seq, -0.5030, 117.1460, mcc=510, mnc=1, operator="INDOSAT", rsrp=-85.0)
+    readings = [in_service("probe-2", seq, -0.5030, 117.1460, mcc="510", mnc="01", operator="INDOSAT", rsrp=-85.0)
                 for seq in range(1, 8)]
     readings += [no_service("probe-2", seq, -0.4240, 116.9840) for seq in range(8, 16)]
     return readings

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.commands.main import main
-from agent.shared.reading import Signal, reading_from_dict
+from agent.shared.reading import SCHEMA, Signal, reading_from_dict
 from agent.sim.scenario import Radio, Tower, mahakam_scenario
 from agent.unit.devices.modem.profiles import load_profile
 from agent.unit.devices.modem.transcript import parse_transcript
@@ -30,7 +30,7 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 
 def assert_valid_signal(body: dict) -> None:
-    reading = {"schema": "blankspot.reading/1", "device": "unit-1", "seq": 1, "time": "2026-11-24T00:00:00.000Z",
+    reading = {"schema": SCHEMA, "device": "unit-1", "seq": 1, "time": "2026-11-24T00:00:00.000Z",
                "time_source": "ntp", "kind": "signal", "position": None, "signal": body}
     assert isinstance(reading_from_dict(reading).part, Signal)
 
@@ -115,7 +115,7 @@ def test_scan_lists_operators(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     rows = json.loads(out)
     assert rows and all(set(r) == {"operator", "short", "mcc", "mnc", "rat", "status"} for r in rows)
     assert all(r["status"] in ("available", "current", "forbidden", "unknown") for r in rows)
-    assert any(r["mcc"] == 510 and r["mnc"] == 10 and r["status"] == "current" for r in rows)
+    assert any(r["mcc"] == "510" and r["mnc"] == "10" and r["status"] == "current" for r in rows)
 
 
 def test_a_5g_modem_that_answers_only_c5greg_gives_a_reading(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -147,7 +147,7 @@ def test_names_from_a_modem_set_to_ucs2_are_text(tmp_path: Path, capsys: pytest.
         code, out, err = run(["modem", "--port", sim.port, "--model", "quectel-ec25", "--scan", "--json"], capsys)
     assert code == 0, err
     rows = json.loads(out)
-    assert [(r["operator"], r["mcc"], r["mnc"]) for r in rows] == [("TELKOMSEL", 510, 10)]
+    assert [(r["operator"], r["mcc"], r["mnc"]) for r in rows] == [("TELKOMSEL", "510", "10")]
 
 
 def test_raw_shows_the_conversation(tmp_path: Path) -> None:

@@ -7,10 +7,10 @@ types model (registration stat, area code, cell id, access technology, operator 
 levels, SIM state), the parsed value must agree field by field.  A difference is either
 fixed in the parser or listed below, with its reason:
 
-- ``DELIBERATE``: we read the answer differently on purpose;
-- ``SCHEMA_CHANGE``: the reading cannot say it yet (the registration words for TS 27.007
-  <stat> 6..11, the MCC/MNC as integers); the row will agree once the reading's schema
-  says it, and is listed so that change knows what to check.
+- ``DELIBERATE``: we read the answer differently on purpose.
+
+(``blankspot.reading/2`` gave the reading words for TS 27.007 <stat> 6..11 and the MCC/MNC
+as the digits broadcast; the rows that waited for it agree now, and none is listed.)
 
 A listed row that agrees fails too: the list must say what is true.  Last, every parser is
 fed every answer of the corpus, its own or not, and the answers cut and spliced at random:
@@ -108,11 +108,12 @@ MM_STATE_STAT = {
     "ROAMING_SMS_ONLY": 7, "EMERGENCY_ONLY": 8, "HOME_CSFB_NOT_PREFERRED": 9, "ROAMING_CSFB_NOT_PREFERRED": 10,
     "ATTACHED_RLOS": 11,
 }
-# The reading's registration words say the six states of TS 27.007 <stat> 0..5.  For 6..11
-# the source names a state the reading has no word for: the expectation stays the source's
-# name, so the row differs and must be listed under SCHEMA_CHANGE.
+# ModemManager's states as the reading's registration words, one for each TS 27.007 <stat>.
 MM_STATE_WORD = {"IDLE": "not_registered", "HOME": "home", "SEARCHING": "searching", "DENIED": "denied",
-                 "UNKNOWN": "unknown", "ROAMING": "roaming"}
+                 "UNKNOWN": "unknown", "ROAMING": "roaming", "HOME_SMS_ONLY": "sms_only_home",
+                 "ROAMING_SMS_ONLY": "sms_only_roaming", "EMERGENCY_ONLY": "emergency_only",
+                 "HOME_CSFB_NOT_PREFERRED": "csfb_not_preferred_home",
+                 "ROAMING_CSFB_NOT_PREFERRED": "csfb_not_preferred_roaming", "ATTACHED_RLOS": "rlos_only"}
 # ModemManager's access technology names as the reading's rat (EDGE, GPRS: a GSM cell).
 MM_ACT = {"UNKNOWN": None, "GSM": "GSM", "GPRS": "GSM", "EDGE": "GSM", "UMTS": "WCDMA", "HSDPA": "WCDMA",
           "HSUPA": "WCDMA", "HSPA": "WCDMA", "HSPA_PLUS": "WCDMA", "LTE": "LTE", "5GNR": "NR5G-SA"}
@@ -128,11 +129,12 @@ def _mm_hex(value: str) -> int | None:
     return number or None
 
 
-def _plmn(numeric: str | None) -> tuple[int | None, int | None]:
-    # TS 23.003: 3 MCC digits, then 2 or 3 MNC digits; anything else names no network.
+def _plmn(numeric: str | None) -> tuple[str | None, str | None]:
+    # TS 23.003: 3 MCC digits, then 2 or 3 MNC digits, kept as digits (51001 is 510-01);
+    # anything else names no network.
     if numeric is None or not numeric.isdigit() or len(numeric) not in (5, 6):
         return None, None
-    return int(numeric[:3]), int(numeric[3:])
+    return numeric[:3], numeric[3:]
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ def compare_registration(row: dict[str, Any], got: Registration, expected: dict[
     if "state" in expected:  # ModemManager
         state = expected["state"]
         fields += [Field("stat", MM_STATE_STAT[state], got.stat),
-                   Field("registration", MM_STATE_WORD.get(state, state), got.registration),
+                   Field("registration", MM_STATE_WORD[state], got.registration),
                    Field("area code", _mm_hex(expected["lac"]), area),
                    Field("cell id", _mm_hex(expected["ci"]), got.cell_id),
                    Field("rat", MM_ACT[expected["act"]], got.rat)]
@@ -241,28 +243,6 @@ COMPARATORS: dict[str, Callable[[dict[str, Any], Any, dict[str, Any]], list[Fiel
 
 # -- the rows we read differently, and why ----------------------------------------------------
 
-def _words(stat: int, state: str, word: str) -> str:
-    return (f"<stat> {stat} ({state}) is read as '{word}': the reading's registration words say <stat> 0..5 "
-            "only, and the mapping of 6..11 changes with the schema")
-
-
-SCHEMA_CHANGE: dict[int, str] = {
-    37: _words(11, "attached for RLOS only", "not_registered"),
-    40: _words(11, "attached for RLOS only", "not_registered"),
-    53: _words(10, "roaming, CSFB not preferred", "roaming"),
-    54: _words(11, "attached for RLOS only", "not_registered"),
-    55: _words(6, "home, SMS only", "home"),
-    56: _words(6, "home, SMS only", "home"),
-    67: _words(11, "attached for RLOS only", "not_registered"),
-    70: _words(11, "attached for RLOS only", "not_registered"),
-    71: _words(10, "roaming, CSFB not preferred", "roaming"),
-    72: _words(11, "attached for RLOS only", "not_registered"),
-    77: _words(10, "roaming, CSFB not preferred", "roaming"),
-    78: _words(10, "roaming, CSFB not preferred", "roaming"),
-    79: _words(11, "attached for RLOS only", "not_registered"),
-    87: _words(10, "roaming, CSFB not preferred", "roaming"),
-}
-
 DELIBERATE: dict[int, str] = {
     48: "Iridium's cell id 'ffff' is all ones, what modems print for no valid cell (nRF91 documents "
         "FFFFFFFF as invalid): unknown, never the number 65535",
@@ -300,11 +280,11 @@ def test_row_gives_a_value_or_at_parse_error_and_agrees_with_its_source(number: 
     if kind == "refused":
         # A source that expects a value for a row we refuse is a difference like any other.
         wants_value = bool(expected) and expected.get("parse_ok") is not False and expected.get("lock") != "UNKNOWN"
-        listed = number in DELIBERATE or number in SCHEMA_CHANGE
+        listed = number in DELIBERATE
         assert not wants_value or listed, f"refused, but the source reads it: {got}"
         return
     found = differences(number, row, got)
-    listed = DELIBERATE.get(number) or SCHEMA_CHANGE.get(number)
+    listed = DELIBERATE.get(number)
     if listed:
         assert found, f"listed as differing ({listed}), but the parse agrees with the source"
     else:
@@ -320,9 +300,9 @@ def test_the_corpus_is_read() -> None:
     print(f"\n{len(READ)} of {len(ROWS)} rows read: {dict(outcomes)}; {compared} compared with their source")
     print("by vendor:", dict(sorted(by_vendor.items())))
     print("by command:", dict(sorted(by_command.items())))
-    print(f"listed: {len(DELIBERATE)} deliberate, {len(SCHEMA_CHANGE)} waiting for the schema change")
+    print(f"listed: {len(DELIBERATE)} deliberate")
     assert len(ROWS) == 404 and len(READ) >= 180
-    assert set(DELIBERATE) | set(SCHEMA_CHANGE) <= {number for number, _ in READ}
+    assert set(DELIBERATE) <= {number for number, _ in READ}
 
 
 # -- every parser, every answer, and the answers damaged ---------------------------------------

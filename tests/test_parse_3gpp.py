@@ -184,7 +184,8 @@ def test_registration(text: str, expected: Any) -> None:
 
 STAT_TABLE = [
     (0, "not_registered"), (1, "home"), (2, "searching"), (3, "denied"), (4, "unknown"), (5, "roaming"),
-    (6, "home"), (7, "roaming"), (8, "not_registered"), (9, "home"), (10, "roaming"), (11, "not_registered"),
+    (6, "sms_only_home"), (7, "sms_only_roaming"), (8, "emergency_only"), (9, "csfb_not_preferred_home"),
+    (10, "csfb_not_preferred_roaming"), (11, "rlos_only"),
     (12, "unknown"), (None, "unknown"),
 ]
 
@@ -220,12 +221,18 @@ COPS_ROWS = [
     # MM cops_query_data
     ('+COPS: 1,0,"CHINA MOBILE"', CurrentOperator(mode=1, name="CHINA MOBILE", mcc=None, mnc=None, rat=None)),
     ('+COPS: 1,0,"CHINA MOBILE",7', CurrentOperator(mode=1, name="CHINA MOBILE", mcc=None, mnc=None, rat="LTE")),
-    ('+COPS: 1,2,"46000"', CurrentOperator(mode=1, name="46000", mcc=460, mnc=0, rat=None)),
-    ('+COPS: 1,2,"46000",7', CurrentOperator(mode=1, name="46000", mcc=460, mnc=0, rat="LTE")),
+    ('+COPS: 1,2,"46000"', CurrentOperator(mode=1, name="46000", mcc="460", mnc="00", rat=None)),
+    ('+COPS: 1,2,"46000",7', CurrentOperator(mode=1, name="46000", mcc="460", mnc="00", rat="LTE")),
     # Telkomsel unit, modem UI log
     ('+COPS: 0,0,"Telkomsel",7', CurrentOperator(mode=0, name="Telkomsel", mcc=None, mnc=None, rat="LTE")),
     # the MM numeric layout with Telkomsel's PLMN
-    ('+COPS: 0,2,"51010",7', CurrentOperator(mode=0, name="51010", mcc=510, mnc=10, rat="LTE")),
+    ('+COPS: 0,2,"51010",7', CurrentOperator(mode=0, name="51010", mcc="510", mnc="10", rat="LTE")),
+    # the digits are the code: Indosat's 51001 is 510-01; 310026 and 31026 are two networks
+    ('+COPS: 0,2,"51001",7', CurrentOperator(mode=0, name="51001", mcc="510", mnc="01", rat="LTE")),
+    ('+COPS: 0,2,"310026",7', CurrentOperator(mode=0, name="310026", mcc="310", mnc="026", rat="LTE")),
+    ('+COPS: 0,2,"31026",0', CurrentOperator(mode=0, name="31026", mcc="310", mnc="26", rat="GSM")),
+    # MCC 000 is what a modem prints when it has no network: no codes
+    ('+COPS: 0,2,"00000",7', CurrentOperator(mode=0, name="00000", mcc=None, mnc=None, rat="LTE")),
     # ML307 log before registration: mode only
     ("+COPS: 0", CurrentOperator(mode=0, name=None, mcc=None, mnc=None, rat=None)),
     ('\r\n+COPS: 0,0,"Telkomsel",7 \r\n', CurrentOperator(mode=0, name="Telkomsel", mcc=None, mnc=None, rat="LTE")),
@@ -240,14 +247,14 @@ def test_cops(text: str, expected: Any) -> None:
 
 # -- +COPS=? -------------------------------------------------------------------------------
 
-def op(status: str, long_name: str | None, short_name: str | None, mcc: int | None, mnc: int | None,
+def op(status: str, long_name: str | None, short_name: str | None, mcc: str | None, mnc: str | None,
        rat: str | None) -> OperatorChoice:
     return OperatorChoice(status=status, long_name=long_name, short_name=short_name, mcc=mcc, mnc=mnc, rat=rat)
 
 
-TMO_GSM = op("available", "T-Mobile", "TMO", 310, 26, "GSM")
-ATT_UMTS = op("available", "AT&T", "AT&T", 310, 410, "WCDMA")
-ATT_GSM = op("available", "AT&T", "AT&T", 310, 410, "GSM")
+TMO_GSM = op("available", "T-Mobile", "TMO", "310", "26", "GSM")
+ATT_UMTS = op("available", "AT&T", "AT&T", "310", "410", "WCDMA")
+ATT_GSM = op("available", "AT&T", "AT&T", "310", "410", "GSM")
 
 COPS_SCAN_ROWS = [
     ("", BAD),
@@ -258,47 +265,47 @@ COPS_SCAN_ROWS = [
     ('+COPS: (2,"T-Mobile")', BAD),
     # MM test_cops_response_*
     ('+COPS: (2,"","T-Mobile","31026",0),(2,"T - Mobile","T - Mobile","310260"),2),(1,"AT&T","AT&T","310410"),0)',
-     [op("current", None, "T-Mobile", 310, 26, "GSM"), op("current", "T - Mobile", "T - Mobile", 310, 260, "WCDMA"),
+     [op("current", None, "T-Mobile", "310", "26", "GSM"), op("current", "T - Mobile", "T - Mobile", "310", "260", "WCDMA"),
       ATT_GSM]),                                       # Sony Ericsson TM-506: ')' before <AcT>
     ('+COPS: (1,"T-Mobile US","TMO US","31026",0),(1,"Cingular","Cingular","310410",0),,(0, 1, 3),(0-2)',
-     [op("available", "T-Mobile US", "TMO US", 310, 26, "GSM"),
-      op("available", "Cingular", "Cingular", 310, 410, "GSM")]),
+     [op("available", "T-Mobile US", "TMO US", "310", "26", "GSM"),
+      op("available", "Cingular", "Cingular", "310", "410", "GSM")]),
     ('+COPS: (1,"T-Mobile","TMO","31026",0),(1,"AT&T","AT&T","310410",2),(1,"AT&T","AT&T","310410",0),,(0,1,2,3,4),)',
      [TMO_GSM, ATT_UMTS, ATT_GSM]),                    # Sierra AirCard 881: empty last list
     ('+COPS: (2,"T-Mobile","","310260"),(0,"Cingular Wireless","","310410")',  # BUSlink SCWi275u: no <AcT>, so GSM
-     [op("current", "T-Mobile", None, 310, 260, "GSM"), op("unknown", "Cingular Wireless", None, 310, 410, "GSM")]),
+     [op("current", "T-Mobile", None, "310", "260", "GSM"), op("unknown", "Cingular Wireless", None, "310", "410", "GSM")]),
     ('+COPS: (2,"AT&Tp","AT&T@","310410",0),(3,"","","31026",0),',
-     [op("current", "AT&Tp", "AT&T@", 310, 410, "GSM"), op("forbidden", None, None, 310, 26, "GSM")]),  # ZTE MF627
+     [op("current", "AT&Tp", "AT&T@", "310", "410", "GSM"), op("forbidden", None, None, "310", "26", "GSM")]),  # ZTE MF627
     ('+COPS: (2,"AT&T","","310410",0),(2,"","","3104100",2),(1,"AT&T","","310260",0),,(0-4),(0-2)',
-     [op("current", "AT&T", None, 310, 410, "GSM"), op("current", None, None, None, None, "WCDMA"),
-      op("available", "AT&T", None, 310, 260, "GSM")]),  # Option Quicksilver: 7-digit numeric is no PLMN
+     [op("current", "AT&T", None, "310", "410", "GSM"), op("current", None, None, None, None, "WCDMA"),
+      op("available", "AT&T", None, "310", "260", "GSM")]),  # Option Quicksilver: 7-digit numeric is no PLMN
     ('+COPS: (2,"T - Mobile",,"31026"),(1,"Einstein PCS",,"31064"),(1,"Cingular",,"31041"),,(0,1,3),(0,2)',
-     [op("current", "T - Mobile", None, 310, 26, "GSM"), op("available", "Einstein PCS", None, 310, 64, "GSM"),
-      op("available", "Cingular", None, 310, 41, "GSM")]),  # Nokia N80: unquoted empty short name, no <AcT>
+     [op("current", "T - Mobile", None, "310", "26", "GSM"), op("available", "Einstein PCS", None, "310", "64", "GSM"),
+      op("available", "Cingular", None, "310", "41", "GSM")]),  # Nokia N80: unquoted empty short name, no <AcT>
     (('+COPS: (0,"AT&T MicroCell","AT&T MicroCell","310410",2)\r\n+COPS: (1,"AT&T MicroCell","AT&T MicroCell",'
      '"310410",0)\r\n+COPS: (1,"T-Mobile","TMO","31026",0)\r\n'),
-     [op("unknown", "AT&T MicroCell", "AT&T MicroCell", 310, 410, "WCDMA"),
-      op("available", "AT&T MicroCell", "AT&T MicroCell", 310, 410, "GSM"), TMO_GSM]),  # Novatel XU870: a line each
+     [op("unknown", "AT&T MicroCell", "AT&T MicroCell", "310", "410", "WCDMA"),
+      op("available", "AT&T MicroCell", "AT&T MicroCell", "310", "410", "GSM"), TMO_GSM]),  # Novatel XU870: a line each
     ('+COPS: (2,"T - Mobile",,"31026",0),\r\n(1,"AT&T",,"310410",0),,(0,1,3),(0,2)',
-     [op("current", "T - Mobile", None, 310, 26, "GSM"), op("available", "AT&T", None, 310, 410, "GSM")]),  # Nokia 2720
+     [op("current", "T - Mobile", None, "310", "26", "GSM"), op("available", "AT&T", None, "310", "410", "GSM")]),  # Nokia 2720
     ('+COPS: (1,"T-Mobile USA, In","T-Mobile","310260",0),(1,"AT&T","AT&T","310410",0),,(0,1,2,3,4),(0,1,2)',
-     [op("available", "T-Mobile USA, In", "T-Mobile", 310, 260, "GSM"), ATT_GSM]),  # Samsung Z810: comma in a name
+     [op("available", "T-Mobile USA, In", "T-Mobile", "310", "260", "GSM"), ATT_GSM]),  # Samsung Z810: comma in a name
     (('+COPS: (2,"004D006F007600690073007400610072","004D006F007600690073007400610072","00320031003400300037",7),'
      '(1,"0059004F00490047004F","0059004F00490047004F","00320031003400300034",7)'),
-     [op("current", "Movistar", "Movistar", 214, 7, "LTE"),
-      op("available", "YOIGO", "YOIGO", 214, 4, "LTE")]),  # u-blox LARA: names in UCS2
+     [op("current", "Movistar", "Movistar", "214", "07", "LTE"),
+      op("available", "YOIGO", "YOIGO", "214", "04", "LTE")]),  # u-blox LARA: names in UCS2
     ("+COPS: (0,1,2,3),(1,2,3,4)", []),                # MM gsm_invalid: only lists, no operators
     # Telit GM862 software user guide example
     (('+COPS: (2,"I WIND",,"22288"),(1,"SI MOBITEL GSM",,"29341"),(1,"vodafone IT",,"22210"),(1,"SI.MOBIL",,"29340"),'
      '(3,"I TIM",,"22201"),,(0-4),(0,2)'),
-     [op("current", "I WIND", None, 222, 88, "GSM"), op("available", "SI MOBITEL GSM", None, 293, 41, "GSM"),
-      op("available", "vodafone IT", None, 222, 10, "GSM"), op("available", "SI.MOBIL", None, 293, 40, "GSM"),
-      op("forbidden", "I TIM", None, 222, 1, "GSM")]),
+     [op("current", "I WIND", None, "222", "88", "GSM"), op("available", "SI MOBITEL GSM", None, "293", "41", "GSM"),
+      op("available", "vodafone IT", None, "222", "10", "GSM"), op("available", "SI.MOBIL", None, "293", "40", "GSM"),
+      op("forbidden", "I TIM", None, "222", "01", "GSM")]),
     # ML307 field log, list wrapped over indented lines
     (('+COPS: (1,"CHINA MOBILE","CMCC","46000",7),\n       (3,"","","46015",7),\n       (3,"CHN-CT","CT","46011",7),\n'
      '       (3,"CHN-UNICOM","UNICOM","46001",7),\n       ,(0,1,2,3,4),(0,1,2)'),
-     [op("available", "CHINA MOBILE", "CMCC", 460, 0, "LTE"), op("forbidden", None, None, 460, 15, "LTE"),
-      op("forbidden", "CHN-CT", "CT", 460, 11, "LTE"), op("forbidden", "CHN-UNICOM", "UNICOM", 460, 1, "LTE")]),
+     [op("available", "CHINA MOBILE", "CMCC", "460", "00", "LTE"), op("forbidden", None, None, "460", "15", "LTE"),
+      op("forbidden", "CHN-CT", "CT", "460", "11", "LTE"), op("forbidden", "CHN-UNICOM", "UNICOM", "460", "01", "LTE")]),
     # what firmware prints when no PLMN is found: only the supported-modes lists
     ("+COPS: ,,(0,1,2,3,4),(0,1,2)", []),
     ("+COPS: ,,(0-4),(0-2)", []),
@@ -314,8 +321,8 @@ def test_cops_scan(text: str, expected: Any) -> None:
 def test_cops_scan_parentheses_inside_a_name() -> None:
     """A name may hold commas and parentheses inside its quotes (constructed on the Z810 layout)."""
     text = '+COPS: (2,"PT Telkomsel (Persero), Tbk","TSEL","51010",7),(1,"XL","XL","51011",2),,(0-4),(0-2)'
-    assert parse_cops_scan(text) == [op("current", "PT Telkomsel (Persero), Tbk", "TSEL", 510, 10, "LTE"),
-                                     op("available", "XL", "XL", 510, 11, "WCDMA")]
+    assert parse_cops_scan(text) == [op("current", "PT Telkomsel (Persero), Tbk", "TSEL", "510", "10", "LTE"),
+                                     op("available", "XL", "XL", "510", "11", "WCDMA")]
 
 
 LARA_SCAN = ('+COPS: (2,"004D006F007600690073007400610072","004D006F007600690073007400610072",'
@@ -326,16 +333,16 @@ SCAN_CHARSET_ROWS = [
     # (charset the modem was set to with AT+CSCS, answer, choices)
     ("UCS2", '+COPS: (2,"T-Mobile",', BAD),             # cut off: a list read in part would hide operators
     # MM's ZTE MF627 test: in the GSM default alphabet '@' on the line is an inverted exclamation mark
-    ("GSM", MF627, [op("current", "AT&Tp", "AT&T\u00a1", 310, 410, "GSM"), op("forbidden", None, None, 310, 26, "GSM")]),
+    ("GSM", MF627, [op("current", "AT&Tp", "AT&T\u00a1", "310", "410", "GSM"), op("forbidden", None, None, "310", "26", "GSM")]),
     # the same bytes from a modem set to IRA (ASCII) are what they look like
-    ("IRA", MF627, [op("current", "AT&Tp", "AT&T@", 310, 410, "GSM"), op("forbidden", None, None, 310, 26, "GSM")]),
-    ('"gsm"', MF627, [op("current", "AT&Tp", "AT&T\u00a1", 310, 410, "GSM"), op("forbidden", None, None, 310, 26, "GSM")]),
+    ("IRA", MF627, [op("current", "AT&Tp", "AT&T@", "310", "410", "GSM"), op("forbidden", None, None, "310", "26", "GSM")]),
+    ('"gsm"', MF627, [op("current", "AT&Tp", "AT&T\u00a1", "310", "410", "GSM"), op("forbidden", None, None, "310", "26", "GSM")]),
     # u-blox LARA set to UCS2: names and numeric fields in hex
-    ("UCS2", LARA_SCAN, [op("current", "Movistar", "Movistar", 214, 7, "LTE"), op("available", "YOIGO", "YOIGO", 214, 4, "LTE")]),
+    ("UCS2", LARA_SCAN, [op("current", "Movistar", "Movistar", "214", "07", "LTE"), op("available", "YOIGO", "YOIGO", "214", "04", "LTE")]),
     # constructed on the LARA layout: a name the modem has only in ASCII stays as it is under UCS2
-    ("UCS2", '+COPS: (1,"XL","XL","00350031003000310031",7)', [op("available", "XL", "XL", 510, 11, "LTE")]),
+    ("UCS2", '+COPS: (1,"XL","XL","00350031003000310031",7)', [op("available", "XL", "XL", "510", "11", "LTE")]),
     # constructed from TS 23.038: septet 0x11 is '_', 0x1B 0x65 the euro sign, 0x1B 0x3C '['
-    ("GSM", '+COPS: (1,"Op\x11X\x1b\x65","\x1b\x3cT","51089",2)', [op("available", "Op_X\u20ac", "[T", 510, 89, "WCDMA")]),
+    ("GSM", '+COPS: (1,"Op\x11X\x1b\x65","\x1b\x3cT","51089",2)', [op("available", "Op_X\u20ac", "[T", "510", "89", "WCDMA")]),
 ]
 
 
@@ -351,7 +358,7 @@ COPS_CHARSET_ROWS = [
     ("UCS2", '+COPS: 0,0,"00540045004C004B004F004D00530045004C",7',
      CurrentOperator(mode=0, name="TELKOMSEL", mcc=None, mnc=None, rat="LTE")),
     (None, '+COPS: 0,2,"00350031003000310030",7',               # digits in UCS2 can only be a numeric operator
-     CurrentOperator(mode=0, name="51010", mcc=510, mnc=10, rat="LTE")),
+     CurrentOperator(mode=0, name="51010", mcc="510", mnc="10", rat="LTE")),
     ("GSM", '+COPS: 0,0,"AT&T@",0', CurrentOperator(mode=0, name="AT&T\u00a1", mcc=None, mnc=None, rat="GSM")),
 ]
 

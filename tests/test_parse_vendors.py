@@ -24,6 +24,8 @@ from agent.unit.devices.modem.parse_sierra import parse_gstatus, parse_lteinfo
 from agent.unit.devices.modem.parse_simcom import parse_cpsi
 from agent.unit.devices.modem.parse_telit import parse_rfsts
 from agent.unit.devices.modem.values import SignalFacts
+from agent.shared.operators import is_mcc, is_mnc
+from agent.shared.reading import REGISTRATIONS as READING_REGISTRATIONS
 
 F = SignalFacts
 Parser = Callable[[str], SignalFacts]
@@ -93,54 +95,54 @@ QENG = [
     # SINR 21 is dB (the reporter checked it against the modem's own UI).
     good(parse_qeng_servingcell,
          '+QENG: "servingcell","NOCONN","LTE","FDD",222,88,4CAA71F,28,1500,3,3,3,77B8,-84,-9,-56,21,35',
-         F(mcc=222, mnc=88, rat="LTE", cell_id=0x4CAA71F, pci=28, earfcn=1500, band=3, tac=0x77B8,
+         F(mcc="222", mnc="88", rat="LTE", cell_id=0x4CAA71F, pci=28, earfcn=1500, band=3, tac=0x77B8,
            rsrp_dbm=-84.0, rsrq_db=-9.0, rssi_dbm=-56.0, sinr_db=21.0), "lte-ep06"),
     # EP06-E with a spusu SIM, Italy 222-88; issue 111: srxlev printed as "-"
     good(parse_qeng_servingcell,
          '+QENG: "servingcell","NOCONN","LTE","FDD",222,88,243800E,20,3350,7,5,5,3AC9,-86,-13,-52,15,-',
-         F(mcc=222, mnc=88, rat="LTE", cell_id=0x243800E, pci=20, earfcn=3350, band=7, tac=0x3AC9,
+         F(mcc="222", mnc="88", rat="LTE", cell_id=0x243800E, pci=20, earfcn=3350, band=7, tac=0x3AC9,
            rsrp_dbm=-86.0, rsrq_db=-13.0, rssi_dbm=-52.0, sinr_db=15.0), "lte-srxlev-dash"),
     # EG25-G in a PinePhone, Spain 214-01 (openqti cell.h)
     good(parse_qeng_servingcell,
          '+QENG: "servingcell","NOCONN","LTE","FDD",214,01,7676A09,188,6300,20,3,3,603,-104,-9,-78,11,23',
-         F(mcc=214, mnc=1, rat="LTE", cell_id=0x7676A09, pci=188, earfcn=6300, band=20, tac=0x603,
+         F(mcc="214", mnc="01", rat="LTE", cell_id=0x7676A09, pci=188, earfcn=6300, band=20, tac=0x603,
            rsrp_dbm=-104.0, rsrq_db=-9.0, rssi_dbm=-78.0, sinr_db=11.0), "lte-eg25g"),
     # EC2x field tester in Iran (MCI 432-11, Irancell 432-35), captured with \r\r\n framing;
     # SINR -1 can only be dB (the 1/5 dB scale starts at 0)
     good(parse_qeng_servingcell,
          '+QENG: "servingcell","NOCONN","LTE","FDD",432,35,1E77017,456,2850,7,5,5,584E,-100,-17,-62,-1,23\r\n\r\n',
-         F(mcc=432, mnc=35, rat="LTE", cell_id=0x1E77017, pci=456, earfcn=2850, band=7, tac=0x584E,
+         F(mcc="432", mnc="35", rat="LTE", cell_id=0x1E77017, pci=456, earfcn=2850, band=7, tac=0x584E,
            rsrp_dbm=-100.0, rsrq_db=-17.0, rssi_dbm=-62.0, sinr_db=-1.0), "lte-negative-sinr-crlf"),
     good(parse_qeng_servingcell,
          '+QENG: "servingcell","LIMSRV","WCDMA",432,35,584E,12DBAE3,10662,452,1,-70,-4,-,-,-,-,-',
-         F(registration="not_registered", mcc=432, mnc=35, rat="WCDMA", lac=0x584E, cell_id=0x12DBAE3,
+         F(registration="not_registered", mcc="432", mnc="35", rat="WCDMA", lac=0x584E, cell_id=0x12DBAE3,
            earfcn=10662, pci=452, rscp_dbm=-70.0, ecio_db=-4.0), "wcdma-limsrv"),
     # Optus 505-02, ArduPilot LTE_modem.lua: this firmware prints SINR on the 0..250 scale;
     # 53 is not a dB value, so it is unknown rather than a guess
     good(parse_qeng_servingcell,
          '+QENG: "servingcell","NOCONN","LTE","FDD",505,02,12AED4A,445,3750,8,3,3,CBE8,-99,-14,-71,53,30',
-         F(mcc=505, mnc=2, rat="LTE", cell_id=0x12AED4A, pci=445, earfcn=3750, band=8, tac=0xCBE8,
+         F(mcc="505", mnc="02", rat="LTE", cell_id=0x12AED4A, pci=445, earfcn=3750, band=8, tac=0xCBE8,
            rsrp_dbm=-99.0, rsrq_db=-14.0, rssi_dbm=-71.0), "lte-scaled-sinr-dropped"),
     # docomo 440-10, WCDMA during a call (a Go modem library's tests)
     good(parse_qeng_servingcell,
          '+QENG: "servingcell","CONNECT","WCDMA",440,10,75,6FE0090,10736,58,0,-78,-3,-,-,-,-,-',
-         F(mcc=440, mnc=10, rat="WCDMA", lac=0x75, cell_id=0x6FE0090, earfcn=10736, pci=58,
+         F(mcc="440", mnc="10", rat="WCDMA", lac=0x75, cell_id=0x6FE0090, earfcn=10736, pci=58,
            rscp_dbm=-78.0, ecio_db=-3.0), "wcdma-connect"),
     # GSM, China Mobile 460-00 (a router firmware's comment): band "-", BSIC as pci
     good(parse_qeng_servingcell,
          '+QENG: "servingcell","NOCONN","GSM",460,00,247C,1327,35,82,-,-52,255,255,0,53,179,1,-,-,-,-,-,-,-,-,-,"-"',
-         F(mcc=460, mnc=0, rat="GSM", lac=0x247C, cell_id=0x1327, pci=35, earfcn=82, rssi_dbm=-52.0), "gsm"),
+         F(mcc="460", mnc="00", rat="GSM", lac=0x247C, cell_id=0x1327, pci=35, earfcn=82, rssi_dbm=-52.0), "gsm"),
     # BG96 in Germany, 262-03, LTE-M while connected (Electric Imp Quectel driver)
     good(parse_qeng_servingcell,
          '+QENG: "servingcell","CONNECT","CAT-M","FDD",262,03,2FAA03,187,6200,20,3,3,2AFB,-105,-11,-76,10,-',
-         F(mcc=262, mnc=3, rat="LTE", cell_id=0x2FAA03, pci=187, earfcn=6200, band=20, tac=0x2AFB,
+         F(mcc="262", mnc="03", rat="LTE", cell_id=0x2FAA03, pci=187, earfcn=6200, band=20, tac=0x2AFB,
            rsrp_dbm=-105.0, rsrq_db=-11.0, rssi_dbm=-76.0, sinr_db=10.0), "cat-m"),
     # RM50x EN-DC on Smart 515-03 (3ginfo-lite issue 56): no space after ':' on the NR line
     good(parse_qeng_servingcell,
          '+QENG: "servingcell","NOCONN"\n'
          '+QENG: "LTE","FDD",515,03,3359966,1,150,1,5,5,4AA3,-89,-13,-58,16,15,20,-\n'
          '+QENG:"NR5G-NSA",515,03,832,-76,21,-11,528030,41,8,1',
-         F(mcc=515, mnc=3, rat="NR5G-NSA", cell_id=0x3359966, pci=1, earfcn=150, band=1, tac=0x4AA3,
+         F(mcc="515", mnc="03", rat="NR5G-NSA", cell_id=0x3359966, pci=1, earfcn=150, band=1, tac=0x4AA3,
            rsrp_dbm=-89.0, rsrq_db=-13.0, rssi_dbm=-58.0, sinr_db=16.0), "en-dc"),
     # Quectel's own test scripts (RG50xQ, 460-00): EN-DC anchor without an NR leg yet;
     # -32768 and PCI 65535 are placeholders, so rat stays LTE
@@ -148,12 +150,12 @@ QENG = [
          '+QENG: "servingcell","NOCONN"\n'
          '+QENG: "LTE","FDD",460,00,1A2D001,1,1300,3,5,5,1,-55,-6,-29,19,0,-,84\n'
          '+QENG: "NR5G-NSA",460,00,65535,-32768,-32768,-32768',
-         F(mcc=460, mnc=0, rat="LTE", cell_id=0x1A2D001, pci=1, earfcn=1300, band=3, tac=0x1,
+         F(mcc="460", mnc="00", rat="LTE", cell_id=0x1A2D001, pci=1, earfcn=1300, band=3, tac=0x1,
            rsrp_dbm=-55.0, rsrq_db=-6.0, rssi_dbm=-29.0, sinr_db=19.0), "en-dc-no-nr-leg"),
     # RM520N-GL on T-Mobile 310-260, standalone n71 (rm520 package tests: "captured from a real")
     good(parse_qeng_servingcell,
          '+QENG: "servingcell","NOCONN","NR5G-SA","FDD",310,260,106497003,792,B0FB00,126270,71,3,-98,-12,7,0,18',
-         F(mcc=310, mnc=260, rat="NR5G-SA", cell_id=0x106497003, pci=792, tac=0xB0FB00, earfcn=126270,
+         F(mcc="310", mnc="260", rat="NR5G-SA", cell_id=0x106497003, pci=792, tac=0xB0FB00, earfcn=126270,
            band=71, rsrp_dbm=-98.0, rsrq_db=-12.0, sinr_db=7.0), "nr5g-sa"),
 ]
 
@@ -164,23 +166,23 @@ QNWINFO = [
     good(parse_qnwinfo, "+QNWINFO: No Service", F(rat="NONE", no_service=True), "no-service"),
     # spusu 222-88 (3ginfo-lite issue 111)
     good(parse_qnwinfo, '+QNWINFO: "FDD LTE","22288","LTE BAND 7",3350',
-         F(rat="LTE", mcc=222, mnc=88, band=7, earfcn=3350), "fdd-lte"),
+         F(rat="LTE", mcc="222", mnc="88", band=7, earfcn=3350), "fdd-lte"),
     # EN-DC on Smart 515-03 (issue 56): anchor band and channel
     good(parse_qnwinfo, '+QNWINFO: "FDD LTE","51503","LTE BAND 1",150\n+QNWINFO: "TDD NR5G","51503","NR5G BAND 41",528030',
-         F(rat="NR5G-NSA", mcc=515, mnc=3, band=1, earfcn=150), "en-dc"),
+         F(rat="NR5G-NSA", mcc="515", mnc="03", band=1, earfcn=150), "en-dc"),
     # RM520 on T-Mobile 310-260 standalone (a field notebook of observed answers)
     good(parse_qnwinfo, '+QNWINFO: "FDD NR5G","310260","NR5G BAND 71",127490',
-         F(rat="NR5G-SA", mcc=310, mnc=260, band=71, earfcn=127490), "nr5g-sa"),
+         F(rat="NR5G-SA", mcc="310", mnc="260", band=71, earfcn=127490), "nr5g-sa"),
     # lab network 901-70: "NR5G_BAND 78" with an underscore
     good(parse_qnwinfo, '+QNWINFO: "TDD NR5G","90170","NR5G_BAND 78",626976',
-         F(rat="NR5G-SA", mcc=901, mnc=70, band=78, earfcn=626976), "band-underscore"),
+         F(rat="NR5G-SA", mcc="901", mnc="70", band=78, earfcn=626976), "band-underscore"),
     # an Elixir Quectel library's test: operator unquoted
     good(parse_qnwinfo, '+QNWINFO: "FDD LTE",46011,"LTE BAND 3",1650',
-         F(rat="LTE", mcc=460, mnc=11, band=3, earfcn=1650), "unquoted-operator"),
+         F(rat="LTE", mcc="460", mnc="11", band=3, earfcn=1650), "unquoted-operator"),
     # BG96 on T-Mobile Austria 232-03 (a getting-started guide): no 3GPP band number in "GSM 900"
-    good(parse_qnwinfo, '+QNWINFO: "EDGE","23203","GSM 900",1', F(rat="GSM", mcc=232, mnc=3, earfcn=1), "edge"),
+    good(parse_qnwinfo, '+QNWINFO: "EDGE","23203","GSM 900",1', F(rat="GSM", mcc="232", mnc="03", earfcn=1), "edge"),
     good(parse_qnwinfo, '+QNWINFO: "HSPA+","23203","WCDMA 2100",10836',
-         F(rat="WCDMA", mcc=232, mnc=3, earfcn=10836), "hspa-plus"),
+         F(rat="WCDMA", mcc="232", mnc="03", earfcn=10836), "hspa-plus"),
 ]
 
 QCSQ = [
@@ -202,15 +204,15 @@ QCSQ = [
 
 QSPN = [
     # RM520N-GL on TIM Italy 222-01 (sample output in a CLI tool's README): no SPN on the SIM
-    good(parse_qspn, '+QSPN: "I TIM","TIM","",0,"22201"', F(operator="I TIM", mcc=222, mnc=1), "tim"),
-    good(parse_qspn, '+QSPN: "SUN","SUN","SUN",0,"51503"', F(operator="SUN", mcc=515, mnc=3), "sun"),
-    good(parse_qspn, '+QSPN: "mobily","mobily","mobily",0,"42003"', F(operator="mobily", mcc=420, mnc=3), "mobily"),
+    good(parse_qspn, '+QSPN: "I TIM","TIM","",0,"22201"', F(operator="I TIM", mcc="222", mnc="01"), "tim"),
+    good(parse_qspn, '+QSPN: "SUN","SUN","SUN",0,"51503"', F(operator="SUN", mcc="515", mnc="03"), "sun"),
+    good(parse_qspn, '+QSPN: "mobily","mobily","mobily",0,"42003"', F(operator="mobily", mcc="420", mnc="03"), "mobily"),
     # three-digit MNC
-    good(parse_qspn, '+QSPN: "T-Mobile","T-Mobile","",0,"310260"', F(operator="T-Mobile", mcc=310, mnc=260), "mnc-3"),
+    good(parse_qspn, '+QSPN: "T-Mobile","T-Mobile","",0,"310260"', F(operator="T-Mobile", mcc="310", mnc="260"), "mnc-3"),
     # <alphabet> quoted
-    good(parse_qspn, '+QSPN: "O2 - UK","O2","","0","23410"', F(operator="O2 - UK", mcc=234, mnc=10), "alphabet-quoted"),
+    good(parse_qspn, '+QSPN: "O2 - UK","O2","","0","23410"', F(operator="O2 - UK", mcc="234", mnc="10"), "alphabet-quoted"),
     # RM5xx on DITO 515-66 (3ginfo-lite issue 57): the network broadcasts no name, only its PLMN
-    good(parse_qspn, '+QSPN: "515 66","515 66","DITO",0,"51566"', F(operator="DITO", mcc=515, mnc=66), "plmn-as-name"),
+    good(parse_qspn, '+QSPN: "515 66","515 66","DITO",0,"51566"', F(operator="DITO", mcc="515", mnc="66"), "plmn-as-name"),
 ]
 
 # ================================================================ SIMCom AT+CPSI?
@@ -219,42 +221,42 @@ CPSI = [
     # SIM7600 with a by.u (Telkomsel) SIM in a lab in Indonesia, before and after signal
     good(parse_cpsi, "+CPSI: NO SERVICE,Online", F(rat="NONE", no_service=True), "no-service"),
     good(parse_cpsi, "+CPSI: LTE,Online,510-10,0x0830,110132496,22,EUTRAN-BAND40,39092,3,3,-200,-1057,-660,4",
-         F(rat="LTE", mcc=510, mnc=10, tac=0x0830, cell_id=110132496, pci=22, band=40, earfcn=39092,
+         F(rat="LTE", mcc="510", mnc="10", tac=0x0830, cell_id=110132496, pci=22, band=40, earfcn=39092,
            rsrq_db=-20.0, rsrp_dbm=-105.7, rssi_dbm=-66.0, sinr_db=4.0), "lte-telkomsel"),
     # Airtel 404-45 (a ROS message definition's sample)
     good(parse_cpsi, "+CPSI: LTE,Online,404-45,0x21F9,322642,453,EUTRAN-BAND40,39275,4,4,-168,-1126,-773,7",
-         F(rat="LTE", mcc=404, mnc=45, tac=0x21F9, cell_id=322642, pci=453, band=40, earfcn=39275,
+         F(rat="LTE", mcc="404", mnc="45", tac=0x21F9, cell_id=322642, pci=453, band=40, earfcn=39275,
            rsrq_db=-16.8, rsrp_dbm=-112.6, rssi_dbm=-77.3, sinr_db=7.0), "lte-airtel"),
     # SIM7600E-H in Switzerland, 228-02 (a PPP setup README)
     good(parse_cpsi, "+CPSI: LTE,Online,228-02,0x9CA4,20964868,46,EUTRAN-BAND20,6200,3,3,-178,-1089,-742,8",
-         F(rat="LTE", mcc=228, mnc=2, tac=0x9CA4, cell_id=20964868, pci=46, band=20, earfcn=6200,
+         F(rat="LTE", mcc="228", mnc="02", tac=0x9CA4, cell_id=20964868, pci=46, band=20, earfcn=6200,
            rsrq_db=-17.8, rsrp_dbm=-108.9, rssi_dbm=-74.2, sinr_db=8.0), "lte-salt"),
     # SIM7000 (ArduPilot LTE_modem.lua, Telstra 505-01): LTE-M, levels in whole dB(m)
     good(parse_cpsi, "+CPSI: LTE CAT-M1,Online,505-01,0x2036,134523149,238,EUTRAN-BAND28,9410,5,5,-20,-116,-82,6",
-         F(rat="LTE", mcc=505, mnc=1, tac=0x2036, cell_id=134523149, pci=238, band=28, earfcn=9410,
+         F(rat="LTE", mcc="505", mnc="01", tac=0x2036, cell_id=134523149, pci=238, band=28, earfcn=9410,
            rsrq_db=-20.0, rsrp_dbm=-116.0, rssi_dbm=-82.0, sinr_db=6.0), "cat-m1-whole-units"),
     # a firmware that prints +CESQ-style indices (oFono's SIMCom netmon driver): not dB, dropped
     good(parse_cpsi, "+CPSI: LTE,Online,460-01,0x230A,175499523,318,EUTRAN-BAND3,1650,5,0,21,67,255,19",
-         F(rat="LTE", mcc=460, mnc=1, tac=0x230A, cell_id=175499523, pci=318, band=3, earfcn=1650, sinr_db=19.0),
+         F(rat="LTE", mcc="460", mnc="01", tac=0x230A, cell_id=175499523, pci=318, band=3, earfcn=1650, sinr_db=19.0),
          "index-levels-dropped"),
     # SIM8262 in Norway, 242-12, standalone n78 (a network test tool's README)
     good(parse_cpsi, "+CPSI: NR5G_SA,Online,242-12,0x765D,4955280,0,NR5G_BAND78,640704,-770,-110,290",
-         F(rat="NR5G-SA", mcc=242, mnc=12, tac=0x765D, cell_id=4955280, pci=0, band=78, earfcn=640704,
+         F(rat="NR5G-SA", mcc="242", mnc="12", tac=0x765D, cell_id=4955280, pci=0, band=78, earfcn=640704,
            rsrp_dbm=-77.0, rsrq_db=-11.0, sinr_db=29.0), "nr5g-sa"),
     # SIM5320-era WCDMA on Telstra 505-01: EC/IO and RSCP as positive magnitudes
     good(parse_cpsi, "+CPSI: WCDMA,Online,505-01,0x0152,14302219,WCDMA 850,214,4436,0,12.5,83,23,36,500",
-         F(rat="WCDMA", mcc=505, mnc=1, lac=0x0152, cell_id=14302219, pci=214, earfcn=4436,
+         F(rat="WCDMA", mcc="505", mnc="01", lac=0x0152, cell_id=14302219, pci=214, earfcn=4436,
            ecio_db=-12.5, rscp_dbm=-83.0), "wcdma"),
     # China Unicom 460-01 (a router script's comment)
     good(parse_cpsi, "+CPSI: WCDMA,Online,460-01,0xA809,11122855,WCDMA IMT 2000,279,10663,0,1.5,62,33,52,500",
-         F(rat="WCDMA", mcc=460, mnc=1, lac=0xA809, cell_id=11122855, pci=279, earfcn=10663,
+         F(rat="WCDMA", mcc="460", mnc="01", lac=0xA809, cell_id=11122855, pci=279, earfcn=10663,
            ecio_db=-1.5, rscp_dbm=-62.0), "wcdma-imt2000"),
     # SIM7000G with a 1NCE SIM on Telekom.de 262-01: ARFCN and band name share a field
     good(parse_cpsi, "+CPSI: GSM,Online,262-01,0x972d,5559,79 EGSM 900,-83,0,24-24",
-         F(rat="GSM", mcc=262, mnc=1, lac=0x972D, cell_id=5559, earfcn=79, rssi_dbm=-83.0), "gsm"),
+         F(rat="GSM", mcc="262", mnc="01", lac=0x972D, cell_id=5559, earfcn=79, rssi_dbm=-83.0), "gsm"),
     # SIM5360 in OVMS, Vodafone.de 262-02
     good(parse_cpsi, "+CPSI: GSM,Online,262-02,0x011f,14822,4 EGSM 900,-67,0,40-40",
-         F(rat="GSM", mcc=262, mnc=2, lac=0x011F, cell_id=14822, earfcn=4, rssi_dbm=-67.0), "gsm-lowercase-hex"),
+         F(rat="GSM", mcc="262", mnc="02", lac=0x011F, cell_id=14822, earfcn=4, rssi_dbm=-67.0), "gsm-lowercase-hex"),
 ]
 
 # ================================================================ Huawei ^HCSQ, ^SYSINFOEX
@@ -292,15 +294,15 @@ SYSINFOEX = [
 RFSTS = [
     # GSM on vodafone NL 204-04 (pmoerenhout/atcommander, a Telit GE/HE910)
     good(parse_rfsts, '#RFSTS: "204 04",1001,-80,00DE,01,5,19,10,2,9878,"204007930002270","vodafone NL",1,2',
-         F(operator="vodafone NL", mcc=204, mnc=4, rat="GSM", earfcn=1001, lac=0xDE, cell_id=0x9878, rssi_dbm=-80.0),
+         F(operator="vodafone NL", mcc="204", mnc="04", rat="GSM", earfcn=1001, lac=0xDE, cell_id=0x9878, rssi_dbm=-80.0),
          "gsm"),
     # no space after ':'
     good(parse_rfsts, '#RFSTS:"204 08",14,-80,0CBC,00,5,19,11,,BEE9,"204000090192154","NL KPN",0,2',
-         F(operator="NL KPN", mcc=204, mnc=8, rat="GSM", earfcn=14, lac=0xCBC, cell_id=0xBEE9, rssi_dbm=-80.0,
+         F(operator="NL KPN", mcc="204", mnc="08", rat="GSM", earfcn=14, lac=0xCBC, cell_id=0xBEE9, rssi_dbm=-80.0,
            registration="not_registered"), "gsm-no-space-sd0"),
     # camped on T-Mobile NL without being attached (<SD> 0): limited service, levels kept
     good(parse_rfsts, '#RFSTS: "204 16",848,-89,03F8,,0,19,29,,14BB,"204007930002270","T-Mobile NL",0,3',
-         F(operator="T-Mobile NL", mcc=204, mnc=16, rat="GSM", earfcn=848, lac=0x3F8, cell_id=0x14BB,
+         F(operator="T-Mobile NL", mcc="204", mnc="16", rat="GSM", earfcn=848, lac=0x3F8, cell_id=0x14BB,
            rssi_dbm=-89.0, registration="not_registered"), "gsm-limited"),
     # no cell at all: ARFCN 32767, RSSI -47 placeholder, <SD> 0, no TXPWR field
     good(parse_rfsts, '#RFSTS: ,32767,-47,,,19,27,,,"204230090288415","",0,2', F(rat="NONE", no_service=True),
@@ -310,17 +312,17 @@ RFSTS = [
          "no-cell-placeholders"),
     # LE910 on Turkcell 286-01 (an Arduino library's comments): LTE without <RAC>
     good(parse_rfsts, '#RFSTS: "286 01",1795,-101,-67,-15,2242,,128,3,1,0B5D121,"286016339612498","Turkcell",3,3,108',
-         F(operator="Turkcell", mcc=286, mnc=1, rat="LTE", earfcn=1795, rsrp_dbm=-101.0, rssi_dbm=-67.0,
+         F(operator="Turkcell", mcc="286", mnc="01", rat="LTE", earfcn=1795, rsrp_dbm=-101.0, rssi_dbm=-67.0,
            rsrq_db=-15.0, tac=0x2242, cell_id=0xB5D121, band=3), "lte-le910"),
     # LE910C1 on Turkcell: LTE with <RAC>, trailing timers and SINR
     good(parse_rfsts,
          '#RFSTS:"286 01",6400,-100,-66,-18,2242,FF,0,128,10,1,859315,"286016339811626","TR TURKCELL",3,20,720,3240,-5',
-         F(operator="TR TURKCELL", mcc=286, mnc=1, rat="LTE", earfcn=6400, rsrp_dbm=-100.0, rssi_dbm=-66.0,
+         F(operator="TR TURKCELL", mcc="286", mnc="01", rat="LTE", earfcn=6400, rsrp_dbm=-100.0, rssi_dbm=-66.0,
            rsrq_db=-18.0, tac=0x2242, cell_id=0x859315, band=20), "lte-le910c1"),
     # LM960A18 on T-Mobile 310-260, IMSI hidden as zeros (a recorded transcript in a test suite)
     good(parse_rfsts,
          '#RFSTS: "310 260",66786,-101,-68,-13,2D18,255,,640,1,0,3089F02,"000000000000000","T-Mobile",3,66',
-         F(operator="T-Mobile", mcc=310, mnc=260, rat="LTE", earfcn=66786, rsrp_dbm=-101.0, rssi_dbm=-68.0,
+         F(operator="T-Mobile", mcc="310", mnc="260", rat="LTE", earfcn=66786, rsrp_dbm=-101.0, rssi_dbm=-68.0,
            rsrq_db=-13.0, tac=0x2D18, cell_id=0x3089F02, band=66), "lte-lm960"),
 ]
 
@@ -389,7 +391,7 @@ SIERRA = [
          F(rat="LTE", band=13, earfcn=5230, tac=0x9200, cell_id=0x023B7D03, rssi_dbm=-75.0, rsrp_dbm=-105.0,
            rsrq_db=-12.8, sinr_db=0.6), "main-antenna-levels"),
     good(parse_lteinfo, LTEINFO_CA,
-         F(rat="LTE", mcc=310, mnc=410, earfcn=800, tac=35666, cell_id=0x0A14666A, band=2, pci=404, sinr_db=22.0,
+         F(rat="LTE", mcc="310", mnc="410", earfcn=800, tac=35666, cell_id=0x0A14666A, band=2, pci=404, sinr_db=22.0,
            rsrq_db=-14.1, rsrp_dbm=-79.6, rssi_dbm=-45.5), "serving-cell"),
 ]
 
@@ -473,7 +475,7 @@ def test_cpsi_radio_off_is_not_a_blank_spot(mode: str) -> None:
 def test_qspn_decodes_ucs2_names() -> None:
     """<alphabet> 1 means the names are UCS2 in hex (AT+QSPN in the EC2x manual)."""
     text = '+QSPN: "00540045004C004B004F004D00530045004C","0054005300450049","",1,"51010"'
-    assert parse_qspn(text) == F(operator="TELKOMSEL", mcc=510, mnc=10)
+    assert parse_qspn(text) == F(operator="TELKOMSEL", mcc="510", mnc="10")
 
 
 def test_lines_of_other_commands_are_ignored() -> None:
@@ -494,10 +496,10 @@ for param in TABLE:
     REAL[param.values[0].__name__].append(param.values[1])
 
 RATS = {"GSM", "WCDMA", "LTE", "NR5G-NSA", "NR5G-SA", "NONE", None}
-REGISTRATIONS = {"home", "roaming", "searching", "denied", "not_registered", "unknown", None}
+REGISTRATIONS = {*READING_REGISTRATIONS, None}
 LEVELS = {"rssi_dbm": (-130, -1), "rsrp_dbm": (-156, -31), "rsrq_db": (-43, 3), "sinr_db": (-23, 40),
           "rscp_dbm": (-125, -20), "ecio_db": (-35, 0)}
-IDS = {"mcc": (1, 999), "mnc": (0, 999), "pci": (0, 1007), "earfcn": (0, 3279165), "band": (1, 1024),
+IDS = {"pci": (0, 1007), "earfcn": (0, 3279165), "band": (1, 1024),
        "tac": (0, 0xFFFFFF), "lac": (0, 0xFFFF), "cell_id": (0, (1 << 36) - 1), "csq": (0, 31)}
 
 
@@ -512,6 +514,9 @@ def check_facts(facts: SignalFacts) -> None:
     for name, (low, high) in IDS.items():
         value = getattr(facts, name)
         assert value is None or (type(value) is int and low <= value <= high), (name, value)
+    # The codes as digits, both or neither, never MCC 000 (no network).
+    assert (facts.mcc is None) == (facts.mnc is None), (facts.mcc, facts.mnc)
+    assert facts.mcc is None or (is_mcc(facts.mcc) and facts.mcc != "000" and is_mnc(facts.mnc)), (facts.mcc, facts.mnc)
     assert type(facts.no_service) is bool
     if facts.no_service:  # a blank spot is a blank spot: nothing measured, no cell named
         assert facts.rat == "NONE"
@@ -626,6 +631,6 @@ def test_bytes_decoded_with_replacement_are_handled() -> None:
     """A serial line garbled into invalid UTF-8 arrives decoded with errors="replace"."""
     raw = b'+QENG: "servingcell","NOCONN","LTE","FDD",510,10,\xff\xfe,445,1850,3,5,5,2B01,-98,-10,-66,12,30'
     facts = parse_qeng_servingcell(raw.decode("utf-8", errors="replace"))
-    assert facts.cell_id is None and facts.mcc == 510 and facts.rsrp_dbm == -98.0
+    assert facts.cell_id is None and facts.mcc == "510" and facts.rsrp_dbm == -98.0
     with pytest.raises(AtParseError):
         parse_qeng_servingcell(b"\xff\xfe+QENG".decode("utf-8", errors="replace"))

@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 
 from agent.shared.protocol import PayloadError, decode_batch, decode_status, encode_batch, encode_status, split_topic
 from agent.shared.reading import (
+    HOME_REGISTRATIONS,
+    NO_SERVICE_REGISTRATIONS,
+    REGISTRATIONS,
+    REGISTRATIONS_1,
+    ROAMING_REGISTRATIONS,
+    SERVED_REGISTRATIONS,
     ReadingError,
+    Signal,
     format_time,
     format_time_epoch,
     parse_time,
@@ -30,7 +37,8 @@ def test_json_round_trip(make) -> None:
 def test_json_form_is_the_contract() -> None:
     body = replace(signal_reading(), seq=7).to_dict()
     assert list(body)[:7] == ["schema", "device", "seq", "time", "time_source", "kind", "position"]
-    assert body["schema"] == "blankspot.reading/1"
+    assert body["schema"] == "blankspot.reading/2"
+    assert (body["signal"]["mcc"], body["signal"]["mnc"]) == ("510", "10")  # digits, as broadcast
     assert body["time"] == "2026-11-24T03:04:05.678Z"
     assert body["kind"] == "signal" and "signal" in body and "latency" not in body
     assert body["signal"]["csq"] is None  # unknown is null, never 99
@@ -127,6 +135,17 @@ BAD = [
     (lambda d: d.pop("signal"), "signal"),
     (lambda d: d.update(latency={}), "latency"),
     (lambda d: d["signal"].update(operator="x" * 1000), "longer"),
+    (lambda d: d.update(schema="blankspot.reading/3"), "schema"),
+    (lambda d: d["signal"].update(mcc=510), "signal.mcc: expected a string"),           # /2 codes are digits
+    (lambda d: d["signal"].update(mcc="51"), "signal.mcc: expected three digits"),
+    (lambda d: d["signal"].update(mcc="5100"), "signal.mcc: expected three digits"),
+    (lambda d: d["signal"].update(mcc="\u0665\u0661\u0660"), "signal.mcc: expected three digits"),
+    (lambda d: d["signal"].update(mnc="1"), "signal.mnc: expected two or three digits"),
+    (lambda d: d["signal"].update(mnc="0001"), "signal.mnc: expected two or three digits"),
+    (lambda d: d["signal"].update(mnc=" 10"), "signal.mnc: expected two or three digits"),
+    (lambda d: d["signal"].update(mnc=None), "mcc and mnc are both known or both null"),
+    (lambda d: d["signal"].update(mcc=None), "mcc and mnc are both known or both null"),
+    (lambda d: d["signal"].update(registration="sms_only"), "signal.registration"),
 ]
 
 
@@ -137,6 +156,69 @@ def test_invalid_readings_are_rejected(mutate, words: str) -> None:
     with pytest.raises(ReadingError) as info:
         reading_from_dict(body)
     assert words in str(info.value)
+
+
+def reading_1(**signal) -> dict:
+    """A signal reading as a unit of an earlier version wrote it: ``blankspot.reading/1``."""
+    body = replace(signal_reading(), seq=7).to_dict()
+    body["schema"] = "blankspot.reading/1"
+    body["signal"].update({"mcc": 510, "mnc": 10, **signal})
+    return body
+
+
+@pytest.mark.parametrize(
+    "mcc, mnc, codes",
+    [
+        (510, 10, ("510", "10")), (510, 1, ("510", "01")), (310, 26, ("310", "026")), (310, 260, ("310", "260")),
+        (405, 25, ("405", "25")), (405, 854, ("405", "854")), (1, 1, ("001", "01")),
+        # codes that named no network (the map fell back on the operator's name): neither is kept
+        (None, None, (None, None)), (510, None, (None, None)), (None, 10, (None, None)), (0, 10, (None, None)),
+        (1000, 1, (None, None)), (510, -1, (None, None)), (510, 1000, (None, None)),
+    ],
+)
+def test_a_reading_of_schema_1_is_read_with_its_codes_as_digits(mcc, mnc, codes) -> None:
+    reading = reading_from_dict(reading_1(mcc=mcc, mnc=mnc))
+    assert (reading.part.mcc, reading.part.mnc) == codes
+    assert reading.part.registration == "home" and reading.seq == 7
+    again = reading.to_dict()
+    assert again["schema"] == "blankspot.reading/2" and reading_from_dict(again) == reading
+
+
+def test_a_reading_of_schema_1_and_one_of_schema_2_of_the_same_network_are_the_same_reading() -> None:
+    mine = replace(signal_reading(), seq=7, part=replace(signal_reading().part, mcc="510", mnc="01"))
+    assert reading_from_dict(reading_1(mcc=510, mnc=1)) == reading_from_dict(mine.to_dict()) == mine
+
+
+@pytest.mark.parametrize("registration", sorted(set(REGISTRATIONS) - set(REGISTRATIONS_1)))
+def test_schema_1_has_only_its_own_registration_words(registration: str) -> None:
+    body = reading_1(registration=registration)
+    with pytest.raises(ReadingError, match="signal.registration"):
+        reading_from_dict(body)
+    body["schema"] = "blankspot.reading/2"
+    body["signal"].update(mcc="510", mnc="10")
+    assert reading_from_dict(body).part.registration == registration
+
+
+@pytest.mark.parametrize("mutate, words", [
+    (lambda d: d["signal"].update(mcc="510"), "signal.mcc: expected an integer"),  # /1 codes are integers
+    (lambda d: d["signal"].update(mnc=1.0), "signal.mnc: expected an integer"),
+    (lambda d: d["signal"].update(mcc=True), "signal.mcc: expected an integer"),
+])
+def test_schema_1_is_read_as_strictly_as_it_always_was(mutate, words: str) -> None:
+    body = reading_1()
+    mutate(body)
+    with pytest.raises(ReadingError, match=words):
+        reading_from_dict(body)
+
+
+def test_every_registration_word_has_its_place_on_the_map() -> None:
+    """The sets every comparison takes: each word is in service, without it, or unknown."""
+    assert HOME_REGISTRATIONS | ROAMING_REGISTRATIONS == SERVED_REGISTRATIONS
+    assert not HOME_REGISTRATIONS & ROAMING_REGISTRATIONS and not SERVED_REGISTRATIONS & NO_SERVICE_REGISTRATIONS
+    assert SERVED_REGISTRATIONS | NO_SERVICE_REGISTRATIONS | {"unknown"} == set(REGISTRATIONS)
+    assert len(REGISTRATIONS) == len(set(REGISTRATIONS)) == 12
+    assert REGISTRATIONS[:6] == REGISTRATIONS_1
+    assert Signal().registration == "unknown"
 
 
 def test_nan_is_rejected() -> None:

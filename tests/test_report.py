@@ -19,6 +19,7 @@ from agent.centre.report import (
     tagged_places, write_report_csv,
 )
 from agent.commands.main import main
+from agent.shared.reading import SCHEMA_1, reading_from_dict
 from tests.support.postgres import postgres_url  # noqa: F401  (fixture)
 from tests.support.survey_factory import damaged_survey, in_service, no_service, survey_db, tag, trip_with_tags
 
@@ -158,7 +159,7 @@ def test_csv_rows():
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory) -> str:
-    extra = [in_service("probe-2", 1, *COVERED, mcc=510, mnc=1, operator="INDOSAT")]
+    extra = [in_service("probe-2", 1, *COVERED, mcc="510", mnc="01", operator="INDOSAT")]
     extra += [no_service("probe-2", seq, -0.4240, 116.9840) for seq in range(2, 10)]
     return survey_db(tmp_path_factory.mktemp("report") / "collector.db", trip_with_tags() + extra)
 
@@ -176,6 +177,26 @@ def test_report_command_with_places_and_csv(db, tmp_path, capsys):
     names = {r["nearest_place"] for r in rows}
     assert names <= {"Sebulu", "Muara Kaman", "kantor desa Muara Kaman"} and len(names) >= 2
     assert all(float(r["place_km"]) < 30 for r in rows)
+
+
+def test_readings_of_both_schemas_are_one_operator_printed_with_its_digits(tmp_path, capsys):
+    """Indosat's readings sent by a unit before its upgrade (/1: MNC 1) and after (/2: "01")
+    make one operator, 510-01, in the report and its --operator argument."""
+    now = [in_service("probe-2", seq, *COVERED, mcc="510", mnc="01", operator="INDOSAT") for seq in range(1, 4)]
+    before = []
+    for seq in range(4, 7):
+        body = in_service("probe-2", seq, *COVERED, mcc="510", mnc="01", operator="INDOSAT").to_dict()
+        body["schema"] = SCHEMA_1
+        body["signal"].update(mcc=510, mnc=1)
+        before.append(reading_from_dict(body))  # as the collector reads it
+    blank = [no_service("probe-2", seq, -0.4240, 116.9840) for seq in range(7, 13)]
+    db = survey_db(tmp_path / "collector.db", now + before + blank)
+    assert main(["report", "--db", db, "--operator", "510-01", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [(o["operator"], o["operator_name"]) for o in report["operators"]] == [("510-01", "Indosat")]
+    assert main(["report", "--db", db]) == 0
+    text = capsys.readouterr().out
+    assert "Indosat (510-01): 1 blank, 0 weak, 1 covered" in text and "510-1)" not in text
 
 
 def test_report_json_holds_what_the_text_and_csv_say(db, tmp_path, capsys):

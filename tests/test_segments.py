@@ -99,9 +99,9 @@ def test_each_unit_has_its_own_segments():
 
 def test_segments_count_for_the_home_operator():
     readings = walk("SSS---")
-    readings[0] = in_service("u", 1, LAT, LON0, mcc=510, mnc=1, operator="INDOSAT")
-    readings[1] = in_service("u", 2, LAT, LON0 + STEP_DEG, mcc=510, mnc=1, operator="INDOSAT")
-    readings[2] = in_service("u", 3, LAT, LON0 + 2 * STEP_DEG, mcc=510, mnc=1, operator="INDOSAT")
+    readings[0] = in_service("u", 1, LAT, LON0, mcc="510", mnc="01", operator="INDOSAT")
+    readings[1] = in_service("u", 2, LAT, LON0 + STEP_DEG, mcc="510", mnc="01", operator="INDOSAT")
+    readings[2] = in_service("u", 3, LAT, LON0 + 2 * STEP_DEG, mcc="510", mnc="01", operator="INDOSAT")
     assert [s.operator for s in found(readings)] == ["510-01"]
 
 

@@ -19,7 +19,7 @@ def test_first_command_wins_and_gaps_are_filled() -> None:
         ("AT+CEREG?", '+CEREG: 2,1,"2B01","1A2B301",7'),
         ("AT+COPS?", '+COPS: 0,0,"TELKOMSEL",7'),
     )
-    assert (s.registration, s.rat, s.operator, s.mcc, s.mnc) == ("home", "LTE", "TELKOMSEL", 510, 10)
+    assert (s.registration, s.rat, s.operator, s.mcc, s.mnc) == ("home", "LTE", "TELKOMSEL", "510", "10")
     assert (s.rsrp_dbm, s.rsrq_db, s.csq, s.cell_id, s.tac, s.pci) == (-95, -10, 23, 0x1A2B301, 0x2B01, 101)
     assert s.quality == "fair" and s.error is None
 
@@ -60,7 +60,7 @@ def test_levels_heard_without_service_are_kept_as_evidence() -> None:
 
 def test_operator_named_from_the_table_when_only_numbers_are_known() -> None:
     s = signal_of(("AT+COPS?", '+COPS: 0,2,"51028",7'), ("AT+CEREG?", "+CEREG: 2,5"), ("AT+CSQ", "+CSQ: 20,99"))
-    assert s.registration == "roaming" and s.mcc == 510 and s.mnc == 28
+    assert s.registration == "roaming" and s.mcc == "510" and s.mnc == "28"
     assert s.operator is not None and "Smartfren" in s.operator
 
 
@@ -85,7 +85,7 @@ def test_a_technology_only_one_command_tells_is_kept() -> None:
         ("AT+COPS?", '+COPS: 0,0,"T-Mobile"'),
         ("AT+QNWINFO", '+QNWINFO: "FDD NR5G","310260","NR5G BAND 71",126490'),  # RM520 (3ginfo-lite issue 48)
     )
-    assert (s.rat, s.registration, s.band, s.earfcn, s.mcc, s.mnc) == ("NR5G-SA", "unknown", 71, 126490, 310, 260)
+    assert (s.rat, s.registration, s.band, s.earfcn, s.mcc, s.mnc) == ("NR5G-SA", "unknown", 71, 126490, "310", "260")
     assert s.quality is None, "no NR level known: null, not a guess"
 
 
@@ -142,3 +142,50 @@ def test_operator_name_in_the_modems_character_set() -> None:
     """A modem set to UCS2 (AT+CSCS) prints +COPS? names in hex: the reading has the text."""
     facts = facts_from_answer("AT+COPS?", '+COPS: 0,0,"00540045004C004B004F004D00530045004C",7', charset="UCS2")
     assert facts.operator == "TELKOMSEL" and facts.rat == "LTE"
+
+
+@pytest.mark.parametrize(
+    "stat, registration",
+    [(6, "sms_only_home"), (7, "sms_only_roaming"), (9, "csfb_not_preferred_home"), (10, "csfb_not_preferred_roaming")],
+)
+def test_registered_for_sms_only_or_csfb_not_preferred_is_service(stat: int, registration: str) -> None:
+    """The data bearer is there: only circuit-switched voice and SMS differ."""
+    s = signal_of(("AT+CSQ", "+CSQ: 20,99"), ("AT+CEREG?", f'+CEREG: 2,{stat},"2B01","1A2B301",7'),
+                  ("AT+COPS?", '+COPS: 0,2,"51001",7'))
+    assert (s.registration, s.rat, s.quality, s.error) == (registration, "LTE", "good", None)
+    assert (s.mcc, s.mnc, s.operator) == ("510", "01", "Indosat")
+
+
+@pytest.mark.parametrize("stat, registration", [(8, "emergency_only"), (11, "rlos_only")])
+def test_attached_for_emergency_or_restricted_local_services_only_is_no_service(stat: int, registration: str) -> None:
+    """The cell is there, the public cannot use it: a blank spot, its levels kept as evidence;
+    the technology +COPS names is denied by +CEREG of its own domain."""
+    s = signal_of(("AT+CSQ", "+CSQ: 20,99"), ("AT+CEREG?", f'+CEREG: 2,{stat},"2B01","1A2B301",7'),
+                  ("AT+COPS?", '+COPS: 0,2,"51010",7'))
+    assert (s.registration, s.rat, s.quality, s.error) == (registration, "NONE", "none", None)
+    assert s.rssi_dbm == -73 and (s.mcc, s.mnc) == ("510", "10")
+
+
+@pytest.mark.parametrize(
+    "answers, registration",
+    [
+        # full service outranks a restricted registration of another domain ...
+        ([("AT+CEREG?", "+CEREG: 2,6"), ("AT+CREG?", '+CREG: 2,1,"0F3C","4B1D",0')], "home"),
+        # ... a restricted registration outranks emergency only ...
+        ([("AT+CREG?", "+CREG: 2,8"), ("AT+CEREG?", '+CEREG: 2,10,"2B01","1A2B301",7')], "csfb_not_preferred_roaming"),
+        # ... which outranks the states without service
+        ([("AT+CEREG?", "+CEREG: 2,3"), ("AT+CREG?", "+CREG: 2,8")], "emergency_only"),
+        ([("AT+CEREG?", "+CEREG: 2,11"), ("AT+CREG?", "+CREG: 2,2")], "rlos_only"),
+    ],
+)
+def test_the_best_registration_any_command_reports_wins(answers: list[tuple[str, str]], registration: str) -> None:
+    assert signal_of(*answers).registration == registration
+
+
+def test_an_mnc_printed_without_its_zeros_is_restored() -> None:
+    """A Sierra screen prints an MNC without its zeros: restored as Indonesia writes it, and
+    the first command's pair of codes wins whole."""
+    lteinfo = ("!LTEINFO: \nServing:   EARFCN MCC MNC   TAC      CID Bd D U SNR PCI  RSRQ   RSRP   RSSI RXLV\n"
+               "             1850 510   1 11009 01A2B301  3 5 5   8 101 -10.0  -95.0  -67.0 --\n")
+    s = signal_of(("AT!LTEINFO?", lteinfo), ("AT+COPS?", '+COPS: 0,2,"51089",7'), ("AT+CEREG?", "+CEREG: 2,1"))
+    assert (s.mcc, s.mnc, s.operator) == ("510", "01", "Indosat")

@@ -437,7 +437,7 @@ def test_rfsts_reads_back_as_the_cell_and_levels_it_was_made_from() -> None:
     radio = Radio(SAMARINDA, rsrp_dbm=-98.0, rsrq_db=-11.0, sinr_db=17.0, rssi_dbm=-70.0)
     facts = parse_rfsts("\n".join(answers.dynamic_answer("telit", "AT#RFSTS", radio)))
     assert facts == SignalFacts(
-        operator="TELKOMSEL", mcc=510, mnc=10, rat="LTE", band=SAMARINDA.band, earfcn=SAMARINDA.earfcn,
+        operator="TELKOMSEL", mcc="510", mnc="10", rat="LTE", band=SAMARINDA.band, earfcn=SAMARINDA.earfcn,
         cell_id=SAMARINDA.cell_id, tac=SAMARINDA.tac, rsrp_dbm=-98.0, rssi_dbm=-70.0, rsrq_db=-11.0)
 
 
@@ -462,7 +462,7 @@ def test_sierra_screens_read_back_as_the_cell_and_levels_they_were_made_from() -
     cell = dict(band=SAMARINDA.band, earfcn=SAMARINDA.earfcn, cell_id=SAMARINDA.cell_id, tac=SAMARINDA.tac,
                 rsrp_dbm=-98.0, rsrq_db=-10.5, sinr_db=17.0, rssi_dbm=-70.0)
     assert parse_gstatus("\n".join(screen[:-1])) == SignalFacts(rat="LTE", **cell)
-    assert parse_lteinfo("\n".join(table[:-1])) == SignalFacts(rat="LTE", mcc=510, mnc=10, pci=SAMARINDA.pci, **cell)
+    assert parse_lteinfo("\n".join(table[:-1])) == SignalFacts(rat="LTE", mcc="510", mnc="10", pci=SAMARINDA.pci, **cell)
 
 
 @pytest.mark.parametrize("radio", [BLANK, Radio(Tower("g", 0, 0, 1, rat="GSM"), rssi_dbm=-80.0)], ids=["blank", "gsm"])

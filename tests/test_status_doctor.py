@@ -102,6 +102,14 @@ def test_the_sim_state_is_read_back_from_a_signal_readings_error(error, state, s
     ({"registration": "denied"}, FAIL, "denied"),
     ({"registration": "not_registered"}, WARN, "not registered"),
     ({"registration": "unknown"}, WARN, "unknown"),
+    ({"registration": "sms_only_home", "operator": "TELKOMSEL", "rat": "LTE"}, OK,
+     "home network on TELKOMSEL LTE (SMS only"),
+    ({"registration": "csfb_not_preferred_home", "rat": "LTE"}, OK, "home network on LTE (voice fallback"),
+    ({"registration": "sms_only_roaming", "operator": "XL"}, WARN, "roaming on XL (SMS only"),
+    ({"registration": "csfb_not_preferred_roaming"}, WARN, "roaming (voice fallback"),
+    ({"registration": "emergency_only", "operator": "XL", "rat": "NONE"}, WARN,
+     "attached for emergency calls only on XL: no service"),
+    ({"registration": "rlos_only"}, WARN, "restricted local services only"),
 ])
 def test_registration(signal, status, words) -> None:
     result = registration_verdict(signal)

@@ -8,6 +8,7 @@ concurrent writers, collectors starting together on a new file, schema migration
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 import subprocess
 import sys
@@ -27,7 +28,8 @@ from agent.centre.store.base import (
 )
 from agent.centre.store.postgres import PostgresStore
 from agent.centre.store.sqlite import SqliteStore
-from agent.shared.reading import Event, Reading, Signal
+from agent.shared.operators import codes_of_numbers
+from agent.shared.reading import SCHEMA_1, Event, Reading, Signal
 from agent.sim.broker import free_port
 from tests.support.postgres import postgres_url  # noqa: F401  (fixture)
 from tests.support.readings_factory import ALL_KINDS, T0, latency_reading, no_service_reading, signal_reading
@@ -217,7 +219,7 @@ def test_many_readings_stream_back_in_steps(store) -> None:
 
 def test_each_units_first_home_registration_naming_its_network(store) -> None:
     def home(device: str, seq: int, **changed) -> Reading:
-        part = dataclasses.replace(Signal(registration="home", operator="TELKOMSEL", mcc=510, mnc=10, rat="LTE",
+        part = dataclasses.replace(Signal(registration="home", operator="TELKOMSEL", mcc="510", mnc="10", rat="LTE",
                                           quality="good"), **changed)
         return Reading(device, T0, "gps", part, None, seq=seq)
 
@@ -226,14 +228,17 @@ def test_each_units_first_home_registration_naming_its_network(store) -> None:
         home("boat-07", 2, error="modem did not answer"),
         home("boat-07", 3, registration="roaming"),
         home("boat-07", 4, mcc=None, mnc=None, operator=" "),   # names no network
-        home("boat-07", 5, mcc=0, operator=None),               # no PLMN, no name
-        home("boat-07", 6, mnc=11, operator="XL"),
+        home("boat-07", 5, mcc="000", operator=None),           # no PLMN, no name
+        home("boat-07", 6, mnc="01", operator="INDOSAT", registration="sms_only_home"),  # at home, SMS only
         home("boat-07", 7),
         home("village-2", 9, mcc=None, mnc=None, operator="Telkomsel"),
         numbered(latency_reading, "village-2", 10),
         numbered(no_service_reading, "probe-3", 1),             # never at home
+        home("probe-3", 2, registration="sms_only_roaming"),
+        home("probe-3", 3, registration="emergency_only"),
     ])
-    assert store.first_home_signals() == [("boat-07", 6, 510, 11, "XL"), ("village-2", 9, None, None, "Telkomsel")]
+    assert store.first_home_signals() == [("boat-07", 6, "510", "01", "INDOSAT"),
+                                          ("village-2", 9, None, None, "Telkomsel")]
 
 
 def test_columns_for_queries(store, db_url: str) -> None:
@@ -247,13 +252,23 @@ def test_columns_for_queries(store, db_url: str) -> None:
     rows = sql(db_url, "SELECT seq, kind, lat, lon, fix, registration, operator, mcc, mnc, rat, rsrp_dbm, quality, "
                        "error, rtt_avg_ms, loss_pct, event_type, event_message FROM readings ORDER BY seq")
     assert rows == [
-        (1, "signal", -0.503, 117.146, "3d", "home", "TELKOMSEL", 510, 10, "LTE", -99.0, "fair", None, None, None, None, None),
+        (1, "signal", -0.503, 117.146, "3d", "home", "TELKOMSEL", "510", "10", "LTE", -99.0, "fair", None, None, None, None, None),
         (2, "signal", -0.503, 117.146, "3d", "searching", None, None, None, "NONE", None, "none", None, None, None, None, None),
         (3, "latency", None, None, None, None, None, None, None, None, None, None, None, 55.0, 20.0, None, None),
         (4, "signal", None, None, None, "unknown", None, None, None, None, None, None, "modem did not answer",
          None, None, None, None),
         (5, "event", None, None, None, None, None, None, None, None, None, None, None, None, None, "tag", "kantor desa"),
     ]
+
+
+def test_the_codes_are_kept_as_the_digits_broadcast(store, db_url: str) -> None:
+    """510-01 stays 510-01, and 310-026 and 310-26 stay two networks, in the columns and the bodies."""
+    codes = [("510", "01"), ("310", "026"), ("310", "26"), ("510", "010")]
+    store.insert_readings([Reading("boat-07", T0, "gps", Signal(registration="roaming", mcc=mcc, mnc=mnc, rat="LTE",
+                                                                quality="good"), None, seq=seq)
+                           for seq, (mcc, mnc) in enumerate(codes, start=1)])
+    assert sql(db_url, "SELECT mcc, mnc FROM readings ORDER BY seq") == codes
+    assert [(r.part.mcc, r.part.mnc) for r in store.iter_readings()] == codes
 
 
 def test_sql_looking_strings_are_only_data(store) -> None:
@@ -264,7 +279,7 @@ def test_sql_looking_strings_are_only_data(store) -> None:
     event = Reading("boat-07", T0, "ntp", Event(SQL_INJECTION, SQL_INJECTION + '"); --', {SQL_INJECTION: 1}), None, seq=2)
     assert store.insert_readings([reading, event]) == (2, 0)
     assert list(store.iter_readings()) == [reading, event]
-    assert store.first_home_signals() == [("boat-07", 1, 510, 10, SQL_INJECTION)]  # its operator column
+    assert store.first_home_signals() == [("boat-07", 1, "510", "10", SQL_INJECTION)]  # its operator column
 
 
 @pytest.mark.parametrize("bad, why", [
@@ -373,14 +388,79 @@ def test_an_old_database_is_upgraded_in_place(db_url: str) -> None:
     old.close()
     assert not sql(db_url, "SELECT 1 FROM schema_version WHERE version = 2")
     with open_store(db_url) as upgraded:
-        assert upgraded.schema_version() == schema.LATEST == 7
+        assert upgraded.schema_version() == schema.LATEST == 8
         assert upgraded.keeps_tracks() and upgraded.tracks_up_to_date(), "the kept tracks are built"
         assert [r.seq for r in upgraded.iter_readings(kind="signal")] == list(range(1, 11))
         assert sql(db_url, "SELECT first_seq, last_seq FROM seq_ranges") == [(1, 10)], "the ledger is built"
         assert upgraded.insert_readings(run({"boat-07": range(5, 16)})) == (5, 6)
         assert upgraded.ledger()["boat-07"]["top"] == 15 and upgraded.holes("boat-07") == []
         assert upgraded.coverage(8, Thresholds()).cells, "the coverage figures are built"
-    assert [row[0] for row in sql(db_url, "SELECT version FROM schema_version ORDER BY version")] == [1, 2, 3, 4, 5, 6, 7]
+    assert [row[0] for row in sql(db_url, "SELECT version FROM schema_version ORDER BY version")] == [1, 2, 3, 4, 5, 6, 7, 8]
+
+
+def execute(db_url: str, query: str, params: tuple = ()) -> None:
+    """A statement beside the store that returns no rows (as :func:`sql`, for tests of the schema)."""
+    parsed = parse_db_url(db_url)
+    if parsed.backend == "sqlite":
+        with sqlite3.connect(parsed.target) as conn:
+            conn.execute(query.replace("%s", "?"), params)
+        conn.close()
+        return
+    import psycopg
+
+    with psycopg.connect(parsed.target) as conn:
+        conn.execute(query, params)
+
+
+# (MCC, MNC) as a database before step 8 keeps them, integers as blankspot.reading/1 had them.
+OLD_CODES = [(510, 1), (510, 10), (510, 89), (310, 26), (310, 260), (302, 720), (405, 25), (405, 854), (1, 1),
+             (0, 10), (1000, 1), (510, -1), (510, 1000), (510, None), (None, 10), (None, None)]
+
+
+def test_an_older_databases_codes_become_the_digits_a_reading_of_1_is_read_as(db_url: str) -> None:
+    """Schema step 8: each row's codes as text, written as its /1 body is read, so the columns
+    and the bodies agree, and a /1 and a /2 reading of one network are stored alike."""
+    old = _open_at(db_url, schema.MIGRATIONS[:7])
+    readings = [Reading("boat-07", T0, "gps", Signal(registration="home", operator="X", mcc=mcc, mnc=mnc, rat="LTE",
+                                                     quality="good"), None, seq=seq)
+                for seq, (mcc, mnc) in enumerate(OLD_CODES, start=1)]
+    old.insert_readings(readings)
+    old.close()
+    for reading in readings:  # the bodies as the earlier collector stored them
+        body = {**reading.to_dict(), "schema": SCHEMA_1}
+        execute(db_url, "UPDATE readings SET body = %s WHERE seq = %s", (json.dumps(body), reading.seq))
+    with open_store(db_url) as upgraded:
+        assert upgraded.schema_version() == 8
+        digits = [codes_of_numbers(mcc, mnc) for mcc, mnc in OLD_CODES]
+        assert sql(db_url, "SELECT mcc, mnc FROM readings ORDER BY seq") == digits
+        assert [(r.part.mcc, r.part.mnc) for r in upgraded.iter_readings()] == digits
+        assert digits[:4] == [("510", "01"), ("510", "10"), ("510", "89"), ("310", "026")]
+        again = dataclasses.replace(readings[0], seq=100, part=dataclasses.replace(readings[0].part, mcc="510",
+                                                                                   mnc="01"))
+        upgraded.insert_readings([again])
+        assert sql(db_url, "SELECT mcc, mnc FROM readings WHERE seq = 100") == [("510", "01")]
+        assert upgraded.first_home_signals() == [("boat-07", 1, "510", "01", "X")]
+
+
+def test_the_home_registrations_of_reading_2_are_in_the_home_index(tmp_path: Path) -> None:
+    """The queries for a unit's home registrations are the partial index's: SQLite uses it."""
+    from agent.centre.store.aggregates import HOME_REGISTRATION, HOME_ROW
+
+    with open_store(str(tmp_path / "c.db")):
+        pass
+    with sqlite3.connect(tmp_path / "c.db") as conn:
+        (index,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'readings_home'").fetchone()
+        # INDEXED BY fails ("no query solution") unless the query's terms imply the index's.
+        plan = conn.execute(f"EXPLAIN QUERY PLAN SELECT seq FROM readings INDEXED BY readings_home"
+                            f" WHERE device = ? AND {HOME_ROW} ORDER BY seq DESC LIMIT 1", ("boat-07",)).fetchall()
+        with pytest.raises(sqlite3.OperationalError, match="no query solution"):
+            conn.execute("SELECT seq FROM readings INDEXED BY readings_home WHERE device = ? AND kind = 'signal'"
+                         " AND registration = 'roaming'", ("boat-07",))
+    conn.close()
+    assert index.endswith(f"WHERE {HOME_REGISTRATION}")
+    assert HOME_REGISTRATION == ("kind = 'signal' AND registration IN ('csfb_not_preferred_home', 'home', "
+                                 "'sms_only_home')")
+    assert any("readings_home" in row[-1] for row in plan), plan
 
 
 def test_opening_again_changes_nothing(db_url: str) -> None:
@@ -426,4 +506,4 @@ def test_migrations_are_numbered_in_order_and_cover_both_backends() -> None:
     versions = [s.version for s in schema.MIGRATIONS]
     assert versions[0] == 1 and all(a < b for a, b in zip(versions, versions[1:]))
     for step in schema.MIGRATIONS:
-        assert step.sqlite and step.postgres and len(step.sqlite) == len(step.postgres)
+        assert step.sqlite and step.postgres

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.centre.store import open_store
-from agent.centre.stored_readings import StoredReadings, decode_row
+from agent.centre.stored_readings import StoredReadings, _quick_reading, decode_row
 from agent.shared import reading as schema
 from agent.shared.reading import ReadingError, reading_from_dict
 from tests.support.postgres import postgres_url  # noqa: F401  (fixture)
@@ -39,7 +39,10 @@ def body(reading) -> str:
 BAD_BODIES = [
     (lambda r: body(r)[:60], "body is not JSON: "),
     (year_one_body, "time: expected UTC ISO 8601 with milliseconds and 'Z', got \"1-01-01T00:00:00.000Z\""),
-    (lambda r: body(r).replace("blankspot.reading/1", "blankspot.reading/9"), "schema: expected"),
+    (lambda r: body(r).replace(schema.SCHEMA, "blankspot.reading/9"), "schema: expected"),
+    (lambda r: json.dumps({**r.to_dict(), "schema": schema.SCHEMA_1,  # /1 with /2's codes
+                           "signal": {**r.to_dict()["signal"], "mcc": "510", "mnc": "10"}}),
+     "signal.mcc: expected an integer"),
     (lambda r: "null", "reading: expected an object, got null"),
     (lambda r: json.dumps({**r.to_dict(), "seq": 7}), "body is reading boat-1#7, not this row's"),
     (lambda r: json.dumps({**r.to_dict(), "position": {**r.to_dict()["position"], "lat": 91.0}}),
@@ -74,6 +77,28 @@ def test_a_body_as_the_store_writes_it_reads_back_as_the_reading(make) -> None:
     assert decode_row("unit-1", 7, reading.to_json()) == reading
 
 
+def as_schema_1(body: dict) -> dict:
+    """A body of /2 as a collector of an earlier version stored it."""
+    body = {**body, "schema": schema.SCHEMA_1}
+    if body["kind"] == "signal":
+        signal = body["signal"]
+        body["signal"] = {**signal, "mcc": None if signal["mcc"] is None else int(signal["mcc"]),
+                          "mnc": None if signal["mnc"] is None else int(signal["mnc"])}
+    return body
+
+
+@pytest.mark.parametrize("make", ALL_KINDS, ids=lambda f: f.__name__)
+def test_a_body_stored_as_reading_1_is_read_quickly_and_as_the_strict_reader_reads_it(make) -> None:
+    reading = dataclasses.replace(make(), seq=7)
+    if isinstance(reading.part, schema.Signal):
+        reading = dataclasses.replace(reading, part=dataclasses.replace(reading.part, mcc="510", mnc="01"))
+    earlier = as_schema_1(reading.to_dict())
+    quick = None if reading.kind == "event" else reading  # events are left to the strict reader
+    assert _quick_reading(earlier, "unit-1", 7) == quick
+    assert decode_row("unit-1", 7, json.dumps(earlier)) == reading
+    assert reading_from_dict(earlier) == reading
+
+
 def strictly(device: str, seq: int, body: Any) -> Any:
     """What the collector's strict reader makes of a row: the reading, or why there is none."""
     try:
@@ -92,9 +117,10 @@ def as_decoded(device: str, seq: int, body: Any) -> Any:
 
 # Values a field of a stored body could be changed to: those of the schema's choices, numbers
 # at the edges of what it takes, and anything else JSON holds.
-CHOICES = schema.TIME_SOURCES + schema.KINDS + schema.FIXES + schema.REGISTRATIONS + schema.RATS + schema.QUALITIES
+CHOICES = (schema.TIME_SOURCES + schema.KINDS + schema.FIXES + schema.REGISTRATIONS + schema.RATS + schema.QUALITIES
+           + schema.SCHEMAS + ("510", "01", "1", "0010", "510 "))
 FIELD_VALUES = (
-    st.none() | st.booleans() | st.sampled_from(CHOICES)
+    st.none() | st.booleans() | st.sampled_from(CHOICES) | st.sampled_from([510, 1, 1000, 1.0])
     | st.sampled_from([2**53, 2**53 + 1, -2**53 - 1, 2**63, 0, -1, 1.5, 91.0, -181.0, float("inf"), 10**400])
     | st.integers() | st.floats() | st.text(max_size=300)
     | st.lists(st.integers(), max_size=2) | st.dictionaries(st.text(max_size=5), st.integers(), max_size=2)
@@ -103,8 +129,10 @@ FIELD_VALUES = (
 
 @st.composite
 def changed_bodies(draw: st.DrawFn) -> dict:
-    """A stored body with one field, at any depth, changed, dropped or added."""
+    """A stored body, of /2 or of /1, with one field, at any depth, changed, dropped or added."""
     body = dataclasses.replace(draw(st.sampled_from(ALL_KINDS))(), seq=7).to_dict()
+    if draw(st.booleans()):
+        body = as_schema_1(body)
     objects = [body] + [value for value in body.values() if isinstance(value, dict)]
     target = draw(st.sampled_from(objects))
     name = draw(st.sampled_from(sorted(target)) | st.text(max_size=8))

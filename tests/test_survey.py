@@ -53,7 +53,7 @@ def test_a_row_that_does_not_decode_is_counted_once_and_left_out_of_every_figure
 def test_an_operator_is_found_by_mcc_mnc_or_name_and_an_unknown_one_names_those_known(tmp_path) -> None:
     url = survey_db(tmp_path / "survey.db", [
         in_service("boat-1", 1, *COVERED),
-        in_service("probe-2", 1, *COVERED, mnc=1, operator="INDOSAT OOREDOO"),
+        in_service("probe-2", 1, *COVERED, mnc="01", operator="INDOSAT OOREDOO"),
     ])
     with open_store(url) as store:
         survey = Survey(store, DEFAULT_RESOLUTION, Thresholds())

@@ -8,15 +8,20 @@ level figures again.
 
 Which operator a reading counts for:
 
-- a reading in service counts for the network it was on, named by ``mcc-mnc``
-  (``510-10``), or by the operator name when the modem gave no codes;
+- a reading in service counts for the network it was on, named by ``mcc-mnc`` as the
+  network broadcasts the digits (``510-10``, ``510-01``), or by the operator name when the
+  modem gave no codes;
 - a reading that names no network (no service, no answer, or no codes) counts for the
   *home operator* of the unit's SIM at that time: the network of the unit's nearest earlier
-  reading registered ``home`` (or, before the first such reading, of the first one after).
-  A unit never seen at home counts for :data:`UNKNOWN_OPERATOR`;
+  reading registered at home (``HOME_REGISTRATIONS``: ``home``, and home for SMS only or with
+  CSFB not preferred), or, before the first such reading, of the first one after.  A unit
+  never seen at home counts for :data:`UNKNOWN_OPERATOR`;
 - latency and throughput readings count for the operator of the unit's last signal reading.
 
-A signal reading with ``error`` (the modem did not answer) is never evidence of no
+No service (:func:`is_no_service`) is ``rat`` NONE, ``quality`` none, or a registration
+without service for the public (``NO_SERVICE_REGISTRATIONS``: searching, denied, not
+registered, attached for emergency or restricted local services only), whatever the modem
+heard.  A signal reading with ``error`` (the modem did not answer) is never evidence of no
 service: it is counted as ``no_answer`` and takes no part in the class.  Readings without a
 position are not placed (counted in :attr:`Coverage.unplaced`).
 
@@ -35,9 +40,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from agent.shared.operators import format_plmn, operator_name
+from agent.shared.operators import operator_name, plmn_key
 from agent.shared.quality import QUALITY_ORDER
-from agent.shared.reading import Latency, Reading, Signal, Throughput
+from agent.shared.reading import HOME_REGISTRATIONS, NO_SERVICE_REGISTRATIONS, Latency, Reading, Signal, Throughput
 
 log = logging.getLogger(__name__)
 
@@ -77,39 +82,47 @@ def classify(samples: int, no_service: int, quality_median: str | None, threshol
 # -- operators -----------------------------------------------------------------------------
 
 def operator_key(signal: Signal) -> str | None:
-    """``510-10`` for a signal that names its network, else its operator name, else None."""
+    """``510-10`` for a signal that names its network (its digits as broadcast: ``510-01``,
+    ``310-026``), else its operator name, else None."""
     return _operator_key(signal.mcc, signal.mnc, signal.operator)
 
 
 # Attributing one reading asks its key several times, and a fleet's readings name few networks.
 @functools.lru_cache(maxsize=1024)
-def _operator_key(mcc: int | None, mnc: int | None, operator: str | None) -> str | None:
+def _operator_key(mcc: str | None, mnc: str | None, operator: str | None) -> str | None:
     if mcc is not None and mnc is not None:
         try:
-            plmn = format_plmn(mcc, mnc)
-        except ValueError:
+            return plmn_key(mcc, mnc)
+        except ValueError:  # codes that name no network (MCC 000)
             pass
-        else:
-            return f"{plmn[:3]}-{plmn[3:]}"
     if operator and operator.strip():
         return operator.strip()
     return None
 
 
 def is_no_service(signal: Signal) -> bool:
-    """The modem answered and said there is no service here."""
-    return signal.error is None and (signal.rat == "NONE" or signal.quality == "none")
+    """The modem answered and said there is no service here for the public: no technology,
+    no quality, or a registration without service (attached for emergency calls only
+    included, whatever cell the modem heard)."""
+    return signal.error is None and (signal.rat == "NONE" or signal.quality == "none"
+                                     or signal.registration in NO_SERVICE_REGISTRATIONS)
+
+
+def is_home(signal: Signal) -> bool:
+    """An answered reading registered on the SIM's own network: what the home operator is learnt from."""
+    return signal.error is None and signal.registration in HOME_REGISTRATIONS
 
 
 class HomeOperators:
-    """Which network each unit's SIM belongs to, over time, learnt from ``home`` registrations.
+    """Which network each unit's SIM belongs to, over time, learnt from home registrations
+    (:func:`is_home`).
 
     Kept as change points per device (``seq`` where the home network was first seen or
     changed, e.g. after a SIM swap), so it is small however many readings there are.
 
     It can be learnt while the readings are attributed, in one pass: a reading's home
     operator depends only on the change points up to its ``seq``, which the pass has met,
-    except before the unit's first ``home`` registration, which :meth:`expect_first` tells
+    except before the unit's first home registration, which :meth:`expect_first` tells
     ahead.
     """
 
@@ -134,13 +147,13 @@ class HomeOperators:
         if key is None:
             return
         self._names[key][operator_name(part.mcc, part.mnc) or (part.operator or "").strip() or key] += 1
-        if part.registration == "home":
+        if is_home(part):
             self._changed(reading, key)
 
     def add_home(self, reading: Reading) -> None:
         """:meth:`add` without counting the names (for a caller that counts them itself)."""
         part = reading.part
-        if isinstance(part, Signal) and part.error is None and part.registration == "home":
+        if isinstance(part, Signal) and is_home(part):
             key = operator_key(part)
             if key is not None:
                 self._changed(reading, key)
@@ -153,7 +166,7 @@ class HomeOperators:
             changes.append((reading.seq, key))
 
     def expect_first(self, device: str, signal: Signal) -> None:
-        """``signal`` is ``device``'s first ``home`` registration, before its readings are met."""
+        """``signal`` is ``device``'s first home registration, before its readings are met."""
         key = operator_key(signal)
         if key is not None:
             self._first[device] = key

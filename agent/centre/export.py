@@ -32,7 +32,7 @@ from typing import Any, TextIO
 from xml.etree import ElementTree as ET
 
 from agent.centre.choices import EXPORT_FORMATS, EXPORT_LAYERS
-from agent.centre.coverage import UNKNOWN_OPERATOR, Attributed, CellCoverage, Coverage, cell_ring
+from agent.centre.coverage import UNKNOWN_OPERATOR, Attributed, CellCoverage, Coverage, cell_ring, is_no_service
 from agent.centre.segments import Segment, Track
 from agent.shared.operators import operator_name
 from agent.shared.reading import Event, Latency, Signal, Throughput, format_time, part_dict
@@ -98,11 +98,10 @@ COLUMNS = {"points": POINT_COLUMNS, "tracks": TRACK_COLUMNS, "segments": SEGMENT
 
 
 def default_operator_name(key: str) -> str:
-    """The brand of an operator key when nothing better is known: ``510-10`` -> ``Telkomsel``."""
+    """The brand of an operator key when nothing better is known: ``510-10`` -> ``Telkomsel``
+    (by its digits: ``510-01`` is Indosat)."""
     mcc, _, mnc = key.partition("-")
-    if mcc.isdigit() and mnc.isdigit():
-        return operator_name(int(mcc), int(mnc)) or key
-    return "unknown SIM" if key == UNKNOWN_OPERATOR else key
+    return operator_name(mcc, mnc) or ("unknown SIM" if key == UNKNOWN_OPERATOR else key)
 
 
 @dataclass
@@ -333,7 +332,7 @@ def _point_mark(item: Attributed, names: Callable[[str], str]) -> ET.Element:
         style = "tag"
     elif isinstance(part, Signal) and part.error is not None:
         style = "point-no-answer"
-    elif isinstance(part, Signal) and part.rat == "NONE":
+    elif isinstance(part, Signal) and is_no_service(part):
         style = "point-none"
     else:
         style = "point"

@@ -19,6 +19,8 @@ present, each of its exact JSON type) is checked field by field against tables b
 from the schema, without the error messages the strict reader prepares on the way.  Any
 body that is not, such as every row that does not decode, goes through
 ``reading_from_dict`` itself, so what is refused and why stays exactly the strict reader's.
+Bodies of ``blankspot.reading/1`` (every row stored before the collector's upgrade) take the
+quick way too, their MCC and MNC converted to digits as the strict reader converts them.
 """
 from __future__ import annotations
 
@@ -28,9 +30,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from agent.shared.operators import codes_of_numbers, is_mcc, is_mnc
 from agent.shared.reading import (
-    DEVICE_RE, MAX_STRING, PART_TYPES, SCHEMA, TIME_SOURCES, Event, Position, Reading, ReadingError, parse_time,
-    reading_from_dict,
+    DEVICE_RE, MAX_STRING, PART_TYPES, SCHEMA, SCHEMA_1, SIGNAL_FIELDS_1, TIME_SOURCES, Event, Position, Reading,
+    ReadingError, Signal, parse_time, reading_from_dict,
 )
 
 log = logging.getLogger(__name__)
@@ -76,17 +79,22 @@ class _Shape:
     builds: type
     names: frozenset[str]
     fields: tuple[tuple[str, Any, bool], ...]
+    # What the types alone do not check: the values to build from (converted, or ``table``
+    # itself), or None where the strict reader has to look.
+    finish: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
 
     @classmethod
-    def of(cls, part: type) -> "_Shape":
+    def of(cls, part: type, table: tuple[tuple[str, Any], ...] | None = None,
+           finish: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None) -> "_Shape":
         fields = []
-        for name, kind in part.FIELDS:
+        table = part.FIELDS if table is None else table
+        for name, kind in table:
             if isinstance(kind, tuple):
                 fields.append((name, kind, None in kind))
             else:
                 base = kind.rstrip("!")
                 fields.append((name, {"int": int, "num": float, "str": str}[base], not kind.endswith("!")))
-        return cls(part, frozenset(name for name, _ in part.FIELDS), tuple(fields))
+        return cls(part, frozenset(name for name, _ in table), tuple(fields), finish)
 
     def build(self, table: Any) -> Any:
         """The object ``table`` describes, or None where the strict reader has to look."""
@@ -111,11 +119,31 @@ class _Shape:
                     return None
             elif value not in kind:
                 return None
+        if self.finish is not None:
+            table = self.finish(table)
+            if table is None:
+                return None
         return _assemble(self.builds, table)
 
 
+def _codes(signal: dict[str, Any]) -> dict[str, Any] | None:
+    """A /2 signal's MCC and MNC: digits, both or neither."""
+    mcc, mnc = signal["mcc"], signal["mnc"]
+    if mcc is None and mnc is None:
+        return signal
+    return signal if is_mcc(mcc) and is_mnc(mnc) else None
+
+
+def _codes_1(signal: dict[str, Any]) -> dict[str, Any]:
+    """A /1 signal with its MCC and MNC as the digits the strict reader makes of them."""
+    mcc, mnc = codes_of_numbers(signal["mcc"], signal["mnc"])
+    return {**signal, "mcc": mcc, "mnc": mnc}
+
+
 # Events carry free-form data, rare enough to leave to the strict reader.
-_PARTS = {kind: _Shape.of(part) for kind, part in PART_TYPES.items() if part is not Event}
+_PARTS = {kind: _Shape.of(part, finish=_codes if part is Signal else None)
+          for kind, part in PART_TYPES.items() if part is not Event}
+_PARTS_OF = {SCHEMA: _PARTS, SCHEMA_1: {**_PARTS, "signal": _Shape.of(Signal, SIGNAL_FIELDS_1, _codes_1)}}
 _POSITION = _Shape.of(Position)
 _READING_FIELDS = {kind: frozenset({"schema", "device", "seq", "time", "time_source", "kind", "position", kind})
                    for kind in _PARTS}
@@ -124,10 +152,11 @@ _READING_FIELDS = {kind: frozenset({"schema", "device", "seq", "time", "time_sou
 def _quick_reading(table: Any, device: str, seq: int) -> Reading | None:
     """The reading of a body shaped as the store writes it, for the row ``(device, seq)``;
     None for any other body (``reading_from_dict`` then decides)."""
-    if type(table) is not dict or table.get("schema") != SCHEMA:
+    parts = _PARTS_OF.get(table.get("schema")) if type(table) is dict and type(table.get("schema")) is str else None
+    if parts is None:
         return None
     kind = table.get("kind")
-    shape = _PARTS.get(kind) if type(kind) is str else None
+    shape = parts.get(kind) if type(kind) is str else None
     if shape is None or table.keys() != _READING_FIELDS[kind]:
         return None
     if table["device"] != device or type(device) is not str or not DEVICE_RE.fullmatch(device):

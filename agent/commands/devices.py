@@ -73,7 +73,8 @@ def _print_scan(modem, as_json: bool) -> int:
         print(json.dumps(rows))
     else:
         for row in rows:
-            print(f"{row['status']:<10} {row['mcc']}-{row['mnc']:<4} {row['rat'] or '-':<9} {row['operator']}")
+            plmn = f"{row['mcc']}-{row['mnc']}" if row["mcc"] is not None else "-"
+            print(f"{row['status']:<10} {plmn:<8} {row['rat'] or '-':<9} {row['operator']}")
         if not rows:
             print("no operator visible here")
     return 0

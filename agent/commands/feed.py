@@ -3,7 +3,8 @@
 A unit sends its batches compressed by default; ``mosquitto_sub`` shows those as bytes.
 ``tail`` subscribes like any MQTT client (not in the collectors' shared group, so it takes
 nothing from them) and prints every reading of every batch as one line of its JSON form,
-``blankspot.reading/1``; ``--file`` reads one saved payload instead.
+``blankspot.reading/2`` (a reading a unit sent as ``/1`` printed as it is read, codes as
+digits); ``--file`` reads one saved payload instead.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def add_tail(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "tail", help="print the units' readings from the broker as JSON lines (any batch encoding)",
         description="Subscribe to the units' readings and print each reading as one JSON line "
-                    "(blankspot.reading/1), from compact and JSON batches alike; or decode one saved "
+                    "(blankspot.reading/2), from compact and JSON batches alike; or decode one saved "
                     "payload with --file. Runs until interrupted, or until --count batches. "
                     "Example: blankspot tail --broker mqtt://127.0.0.1:1883 | jq -c '{device, seq, kind}'",
     )

@@ -118,9 +118,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 def add_readings(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("readings", help="print the readings a buffer file holds, one JSON line each",
                        description="Print each reading a buffer file holds, oldest first, exactly as the unit sends "
-                                   "it (blankspot.reading/1, one per line): the unit's own buffer, even while the "
-                                   "agent runs, a buffer kept aside as corrupt, or what sqlite3 saved of one "
-                                   "(docs/buffer.md). Example: blankspot readings --pending recovered.db > pending.jsonl")
+                                   "it (blankspot.reading/2, or /1 if stored before an upgrade; one per line): the "
+                                   "unit's own buffer, even while the agent runs, a buffer kept aside as corrupt, or "
+                                   "what sqlite3 saved of one (docs/buffer.md). "
+                                   "Example: blankspot readings --pending recovered.db > pending.jsonl")
     p.add_argument("file", nargs="?", default=None, help="a buffer file (default: buffer.path of the config)")
     config_arg(p)
     p.add_argument("--pending", action="store_true", help="only the readings the broker never acknowledged")

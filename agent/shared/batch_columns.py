@@ -8,12 +8,19 @@ entry per reading), every number is a whole number of the steps its instrument r
 previous number, columns with nothing in them are left out, and the whole is compressed
 with zlib (RFC 1950, in every language's standard library).
 
-Payload: one byte, :data:`VERSION`, then the zlib stream of a UTF-8 JSON object
+Payload: one byte, the version, then the zlib stream of a UTF-8 JSON object
 ``{"device": ..., "n": <readings>, "columns": {<column>: [...], ...}}``.
 
+The version says the reading schema the columns follow, and so which columns are numbers:
+``0x02`` (:data:`VERSION`, what units write) is ``blankspot.reading/2``, whose MCC and MNC
+are strings of digits and go as text; ``0x01``, written by units before it, is
+``blankspot.reading/1``, whose MCC and MNC are integers and go as numbers.  Both are read.
+
 :func:`encode_columns` takes readings in their JSON form (as the unit's buffer keeps them);
-:func:`decode_columns` gives them back in that form, to be validated by
-``reading_from_dict`` like those of a JSON batch.  It raises :class:`ColumnsError` only.
+a reading of ``/1`` stored before an upgrade goes as the ``/2`` reading the centre reads it
+as.  :func:`decode_columns` gives them back in their JSON form, of the schema the version
+says, to be validated by ``reading_from_dict`` like those of a JSON batch.  It raises
+:class:`ColumnsError` only.
 """
 from __future__ import annotations
 
@@ -22,10 +29,16 @@ import zlib
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Sequence
 
-from agent.shared.reading import DECIMALS, PART_TYPES, SCHEMA, Position, format_time, parse_time, short_json
+from agent.shared.reading import (
+    DECIMALS, PART_TYPES, SCHEMA, SCHEMA_1, SIGNAL_FIELDS_1, Position, ReadingError, format_time, parse_time,
+    reading_from_dict, short_json,
+)
 
-VERSION = 0x01
-CONTENT_TYPE = "application/vnd.blankspot.columns.v1+zlib"
+VERSION = 0x02
+# Each version: the reading schema its columns follow, and its MQTT 5 content type.
+SCHEMAS = {0x01: SCHEMA_1, 0x02: SCHEMA}
+CONTENT_TYPES = {version: f"application/vnd.blankspot.columns.v{version}+zlib" for version in SCHEMAS}
+CONTENT_TYPE = CONTENT_TYPES[VERSION]
 # Decompressed, a batch is never larger than this: a payload that inflates past it is refused
 # before it is read (a few kilobytes of zeros can inflate to gigabytes).
 MAX_INFLATED_BYTES = 8_000_000
@@ -39,15 +52,17 @@ class ColumnsError(ValueError):
     """A compact batch that does not follow the encoding."""
 
 
-def _column_table() -> dict[str, tuple[str, int | None]]:
-    """Every column: ``name -> (type, decimals)``; type is ``int`` (whole numbers in steps
-    of 10**-decimals, differences), ``str`` (text and choices) or ``obj`` (an event's data)."""
+def _column_table(schema: str) -> dict[str, tuple[str, int | None]]:
+    """Every column of ``schema``'s readings: ``name -> (type, decimals)``; type is ``int``
+    (whole numbers in steps of 10**-decimals, differences), ``str`` (text and choices) or
+    ``obj`` (an event's data)."""
     table: dict[str, tuple[str, int | None]] = {
         "seq": ("int", 0), "time": ("int", 0), "time_source": ("str", None), "kind": ("str", None),
     }
     groups: list[tuple[str, type]] = [("position", Position), *PART_TYPES.items()]
     for group, cls in groups:
-        for name, kind in cls.FIELDS:
+        fields = SIGNAL_FIELDS_1 if group == "signal" and schema == SCHEMA_1 else cls.FIELDS
+        for name, kind in fields:
             kind = kind.rstrip("!") if isinstance(kind, str) else "str"
             if kind in ("int", "num"):
                 table[f"{group}.{name}"] = ("int", DECIMALS[group].get(name, 0))
@@ -56,7 +71,8 @@ def _column_table() -> dict[str, tuple[str, int | None]]:
     return table
 
 
-COLUMNS = _column_table()
+COLUMNS_OF = {version: _column_table(schema) for version, schema in SCHEMAS.items()}
+COLUMNS = COLUMNS_OF[VERSION]
 _GROUP_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     group: tuple((name, f"{group}.{name}") for name, _ in cls.FIELDS)
     for group, cls in [("position", Position), *PART_TYPES.items()]
@@ -64,10 +80,12 @@ _GROUP_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
 
 
 def encode_columns(device: str, readings: Sequence[dict[str, Any]], level: int = 9) -> bytes:
-    """The compact payload of ``readings`` (their JSON form, all of ``device``).
+    """The compact payload of ``readings`` (their JSON form, all of ``device``), version
+    :data:`VERSION`: a reading of ``blankspot.reading/1`` goes as the ``/2`` reading the
+    centre reads it as.
 
-    :class:`ColumnsError` for a number too large to come back exactly (a field of 10**10 km/h):
-    such a batch goes as JSON.
+    :class:`ColumnsError` for a number too large to come back exactly (a field of 10**10 km/h),
+    or a stored reading of ``/1`` that does not read: such a batch goes as JSON.
     """
     n = len(readings)
     columns: dict[str, list[Any]] = {}
@@ -81,6 +99,8 @@ def encode_columns(device: str, readings: Sequence[dict[str, Any]], level: int =
         column[index] = value
 
     for index, reading in enumerate(readings):
+        if reading.get("schema") != SCHEMA:
+            reading = _current(reading)
         put("seq", index, reading["seq"])
         put("time", index, _millis(reading["time"]))
         put("time_source", index, reading["time_source"])
@@ -101,15 +121,20 @@ def encode_columns(device: str, readings: Sequence[dict[str, Any]], level: int =
     return bytes((VERSION,)) + zlib.compress(text.encode("utf-8"), level)
 
 
-def decode_columns(payload: bytes) -> tuple[Any, list[dict[str, Any]]]:
-    """``(device, readings in their JSON form)`` from a compact payload.
+def decode_columns(payload: bytes, version: int | None = None) -> tuple[Any, list[dict[str, Any]]]:
+    """``(device, readings in their JSON form)`` from a compact payload, each reading of the
+    schema its version says; ``version``: the one the payload must have (its MQTT 5 content
+    type says), any known one when None.
 
     Checks the encoding only (sizes, types, ranges); what the readings say is checked by
     ``reading_from_dict`` afterwards, as for a JSON batch.
     """
-    if not payload or payload[0] != VERSION:
-        raise ColumnsError(f"expected version byte {VERSION:#04x}, got "
+    wanted = SCHEMAS if version is None else (version,)
+    if not payload or payload[0] not in wanted:
+        raise ColumnsError(f"expected version byte {' or '.join(format(v, '#04x') for v in wanted)}, got "
                            f"{'nothing' if not payload else format(payload[0], '#04x')}")
+    version = payload[0]
+    table = COLUMNS_OF[version]
     inflater = zlib.decompressobj()
     try:
         text = inflater.decompress(payload[1:], MAX_INFLATED_BYTES)
@@ -134,17 +159,25 @@ def decode_columns(payload: bytes) -> tuple[Any, list[dict[str, Any]]]:
         raise ColumnsError("columns: expected an object")
     decoded: dict[str, list[Any]] = {}
     for name, values in columns.items():
-        spec = COLUMNS.get(name)
+        spec = table.get(name)
         if spec is None:
             raise ColumnsError(f"columns: unknown column {name!r}")
         if not isinstance(values, list) or len(values) != n:
             raise ColumnsError(f"columns.{name}: expected a list of {n} entries")
         decoded[name] = _column_values(name, spec, values)
     device = body["device"]
-    return device, [_reading(device, decoded, index) for index in range(n)]
+    return device, [_reading(device, decoded, index, SCHEMAS[version]) for index in range(n)]
 
 
-def _reading(device: Any, columns: dict[str, list[Any]], index: int) -> dict[str, Any]:
+def _current(reading: dict[str, Any]) -> dict[str, Any]:
+    """A stored reading of an earlier schema in the JSON form of :data:`SCHEMA`, as the centre reads it."""
+    try:
+        return reading_from_dict(reading).to_dict()
+    except ReadingError as exc:
+        raise ColumnsError(f"stored reading of {short_json(reading.get('schema'))} does not read: {exc}") from None
+
+
+def _reading(device: Any, columns: dict[str, list[Any]], index: int, schema: str) -> dict[str, Any]:
     def get(name: str) -> Any:
         column = columns.get(name)
         return None if column is None else column[index]
@@ -152,7 +185,7 @@ def _reading(device: Any, columns: dict[str, list[Any]], index: int) -> dict[str
     kind = get("kind")
     millis = get("time")
     reading: dict[str, Any] = {
-        "schema": SCHEMA,
+        "schema": schema,
         "device": device,
         "seq": get("seq"),
         "time": None if millis is None else _time_text(millis, index),

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from agent.shared import seq_ranges
-from agent.shared.batch_columns import CONTENT_TYPE as COLUMNS_CONTENT_TYPE, VERSION as COLUMNS_VERSION
+from agent.shared.batch_columns import CONTENT_TYPE as COLUMNS_CONTENT_TYPE, CONTENT_TYPES as COLUMNS_CONTENT_TYPES
 from agent.shared.batch_columns import ColumnsError, decode_columns, encode_columns
 from agent.shared.reading import DEVICE_RE, Reading, ReadingError, reading_from_dict
 
@@ -31,6 +31,9 @@ MAX_BATCH_BYTES = 4_000_000
 # How a batch is written on the wire; MQTT 5 says which in the message's content type.
 CONTENT_TYPES = {"compact": COLUMNS_CONTENT_TYPE, "json": "application/json"}
 ENCODINGS = tuple(CONTENT_TYPES)
+# Every content type a batch may come with: each version of the compact encoding, JSON.
+_READ_CONTENT_TYPES = {**{t: ("compact", v) for v, t in COLUMNS_CONTENT_TYPES.items()},
+                       CONTENT_TYPES["json"]: ("json", None)}
 
 
 class PayloadError(ValueError):
@@ -89,12 +92,12 @@ def batch_encoding(payload: bytes, content_type: str | None = None) -> str:
     """Which encoding a batch payload is in: from its MQTT 5 content type when it has one,
     else from its first byte (a JSON batch starts with ``{``, a compact one with its version)."""
     if content_type:
-        for encoding, known in CONTENT_TYPES.items():
-            if content_type == known:
-                return encoding
-        raise PayloadError(f"content type {content_type!r}: expected "
-                           + " or ".join(repr(t) for t in CONTENT_TYPES.values()))
-    if payload[:1] == bytes((COLUMNS_VERSION,)):
+        known = _READ_CONTENT_TYPES.get(content_type)
+        if known is None:
+            raise PayloadError(f"content type {content_type!r}: expected "
+                               + " or ".join(repr(t) for t in _READ_CONTENT_TYPES))
+        return known[0]
+    if payload[:1] and payload[0] in COLUMNS_CONTENT_TYPES:
         return "compact"
     return "json"
 
@@ -106,7 +109,8 @@ def decode_batch(payload: bytes, topic_device: str | None = None, content_type: 
         raise PayloadError(f"payload of {len(payload)} bytes exceeds {MAX_BATCH_BYTES}")
     if batch_encoding(payload, content_type) == "compact":
         try:
-            device, items = decode_columns(payload)
+            # Over MQTT 5 the content type names the version too: the first byte must agree.
+            device, items = decode_columns(payload, _READ_CONTENT_TYPES[content_type][1] if content_type else None)
         except ColumnsError as exc:
             raise PayloadError(f"compact batch: {exc}") from None
     else:

@@ -1,8 +1,14 @@
-"""The reading: one measurement, its position and time, as in schema ``blankspot.reading/1``.
+"""The reading: one measurement, its position and time, as in schema ``blankspot.reading/2``.
 
 ``Reading.to_dict`` / ``reading_from_dict`` are the JSON form.  ``reading_from_dict``
 validates strictly (it is what the collector trusts) and raises :class:`ReadingError` only.
 The JSON Schema in ``agent/schema/reading.schema.json`` says the same for integrators.
+
+Units write ``blankspot.reading/2``.  ``reading_from_dict`` reads ``blankspot.reading/1`` as
+well (``agent/schema/reading-1.schema.json``), converted as it is read: its registration
+words are a subset of /2's, and its MCC and MNC, integers there, become the digits the
+network broadcasts (:func:`agent.shared.operators.codes_of_numbers`).  So the collector, the
+buffer's clock correction and every reader take bodies stored before an upgrade.
 """
 from __future__ import annotations
 
@@ -14,14 +20,36 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from agent.shared.operators import codes_of_numbers, is_mcc, is_mnc
+
 if TYPE_CHECKING:
     from agent.shared.clock import Timestamp
 
-SCHEMA = "blankspot.reading/1"
+SCHEMA = "blankspot.reading/2"
+SCHEMA_1 = "blankspot.reading/1"  # read, converted; no longer written
+SCHEMAS = (SCHEMA, SCHEMA_1)
 TIME_SOURCES = ("gps", "ntp", "unsynced")
 KINDS = ("signal", "latency", "throughput", "event")
 FIXES = ("none", "2d", "3d")
-REGISTRATIONS = ("home", "roaming", "searching", "denied", "not_registered", "unknown")
+# The registration words of blankspot.reading/1: TS 27.007 <stat> 0..5.
+REGISTRATIONS_1 = ("home", "roaming", "searching", "denied", "not_registered", "unknown")
+# blankspot.reading/2 adds <stat> 6..11, in their order: registered for "SMS only" (home,
+# roaming), attached for emergency bearer services only, registered for "CSFB not
+# preferred" (home, roaming), attached for access to Restricted Local Operator Services.
+REGISTRATIONS = REGISTRATIONS_1 + ("sms_only_home", "sms_only_roaming", "emergency_only",
+                                   "csfb_not_preferred_home", "csfb_not_preferred_roaming", "rlos_only")
+# What each word means for coverage (docs/signal-quality.md), the one place every comparison
+# of registrations takes its sets from.  Registered on the SIM's own network: the centre
+# learns a unit's home operator from these.
+HOME_REGISTRATIONS = frozenset({"home", "sms_only_home", "csfb_not_preferred_home"})
+ROAMING_REGISTRATIONS = frozenset({"roaming", "sms_only_roaming", "csfb_not_preferred_roaming"})
+# In service: the data bearer is there ("SMS only" and "CSFB not preferred" differ only in
+# circuit-switched voice and SMS).
+SERVED_REGISTRATIONS = HOME_REGISTRATIONS | ROAMING_REGISTRATIONS
+# No service for the public: a blank spot on the map.  Attached for emergency calls or for
+# the restricted local operator services only is no service a villager can use.
+NO_SERVICE_REGISTRATIONS = frozenset({"searching", "denied", "not_registered", "emergency_only", "rlos_only"})
+# "unknown" says neither: the technology and the levels the modem reports decide.
 RATS = ("GSM", "WCDMA", "LTE", "NR5G-NSA", "NR5G-SA", "NONE")
 QUALITIES = ("excellent", "good", "fair", "poor", "none")
 DEVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", re.ASCII)  # use fullmatch
@@ -30,7 +58,7 @@ MAX_STRING = 256
 
 
 class ReadingError(ValueError):
-    """A reading (or its JSON form) does not follow ``blankspot.reading/1``."""
+    """A reading (or its JSON form) follows neither ``blankspot.reading/2`` nor ``/1``."""
 
 
 def format_time(moment: datetime) -> str:
@@ -91,8 +119,8 @@ class Position:
 class Signal:
     registration: str = "unknown"
     operator: str | None = None
-    mcc: int | None = None
-    mnc: int | None = None
+    mcc: str | None = None  # three digits, "510"
+    mnc: str | None = None  # two or three digits as the network broadcasts them, "01"; both or neither
     rat: str | None = "NONE"  # None: in service, technology not known
     band: int | None = None
     earfcn: int | None = None
@@ -111,12 +139,19 @@ class Signal:
     error: str | None = None
 
     FIELDS: ClassVar[tuple[_Field, ...]] = (
-        ("registration", REGISTRATIONS), ("operator", "str"), ("mcc", "int"), ("mnc", "int"),
+        ("registration", REGISTRATIONS), ("operator", "str"), ("mcc", "str"), ("mnc", "str"),
         ("rat", RATS + (None,)), ("band", "int"), ("earfcn", "int"), ("pci", "int"), ("cell_id", "int"),
         ("tac", "int"), ("lac", "int"), ("rssi_dbm", "num"), ("rsrp_dbm", "num"),
         ("rsrq_db", "num"), ("sinr_db", "num"), ("rscp_dbm", "num"), ("ecio_db", "num"),
         ("csq", "int"), ("quality", QUALITIES + (None,)), ("error", "str"),
     )
+
+
+# The signal part as blankspot.reading/1 has it: MCC and MNC as integers, six registration words.
+SIGNAL_FIELDS_1: tuple[_Field, ...] = tuple(
+    (name, "int") if name in ("mcc", "mnc") else (name, REGISTRATIONS_1) if name == "registration" else (name, kind)
+    for name, kind in Signal.FIELDS
+)
 
 
 @dataclass(frozen=True)
@@ -327,29 +362,48 @@ def short_json(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _build(cls: type, where: str, table: Any) -> Any:
+def _build(cls: type, where: str, table: Any, fields: tuple[_Field, ...] | None = None) -> Any:
     if not isinstance(table, dict):
         raise ReadingError(f"{where}: expected an object, got {short_json(table)}")
-    names = {name for name, _ in cls.FIELDS}
+    fields = cls.FIELDS if fields is None else fields
+    names = {name for name, _ in fields}
     extra = sorted(set(table) - names)
     if extra:
         raise ReadingError(f"{where}: unknown field {extra[0]!r}")
     missing = [name for name in names - set(table) if name not in getattr(cls, "MAY_BE_ABSENT", ())]
     if missing:
         raise ReadingError(f"{where}: missing field {sorted(missing)[0]!r} (unknown values are null, not absent)")
-    values = {name: _check_value(f"{where}.{name}", kind, table.get(name)) for name, kind in cls.FIELDS}
+    values = {name: _check_value(f"{where}.{name}", kind, table.get(name)) for name, kind in fields}
     if cls is Position:
         if not -90 <= values["lat"] <= 90 or not -180 <= values["lon"] <= 180:
             raise ReadingError(f"{where}: lat/lon out of range")
+    if cls is Signal:
+        if fields is SIGNAL_FIELDS_1:
+            values["mcc"], values["mnc"] = codes_of_numbers(values["mcc"], values["mnc"])
+        else:
+            check_codes(where, values["mcc"], values["mnc"])
     return cls(**values)
 
 
+def check_codes(where: str, mcc: Any, mnc: Any) -> None:
+    """A signal's MCC and MNC as /2 has them: three digits and two or three, both or neither."""
+    if mcc is not None and not is_mcc(mcc):
+        raise ReadingError(f"{where}.mcc: expected three digits or null, got {short_json(mcc)}")
+    if mnc is not None and not is_mnc(mnc):
+        raise ReadingError(f"{where}.mnc: expected two or three digits or null, got {short_json(mnc)}")
+    if (mcc is None) != (mnc is None):
+        raise ReadingError(f"{where}: mcc and mnc are both known or both null, got {short_json(mcc)} and "
+                           f"{short_json(mnc)}")
+
+
 def reading_from_dict(table: Any) -> Reading:
-    """Validate and build a reading from its JSON form; raises :class:`ReadingError`."""
+    """Validate and build a reading from its JSON form, ``blankspot.reading/2`` or
+    ``blankspot.reading/1`` (converted as it is read); raises :class:`ReadingError`."""
     if not isinstance(table, dict):
         raise ReadingError(f"reading: expected an object, got {short_json(table)}")
-    if table.get("schema") != SCHEMA:
-        raise ReadingError(f"schema: expected {SCHEMA!r}, got {short_json(table.get('schema'))}")
+    schema = table.get("schema")
+    if schema not in SCHEMAS:
+        raise ReadingError(f"schema: expected {SCHEMA!r} (or the earlier {SCHEMA_1!r}), got {short_json(schema)}")
     kind = table.get("kind")
     if not isinstance(kind, str) or kind not in PART_TYPES:
         raise ReadingError(f"kind: expected one of {', '.join(KINDS)}, got {short_json(kind)}")
@@ -373,7 +427,8 @@ def reading_from_dict(table: Any) -> Reading:
         time=parse_time(table.get("time")),
         time_source=time_source,
         position=None if position is None else _build(Position, "position", position),
-        part=_build(PART_TYPES[kind], kind, table.get(kind)),
+        part=_build(PART_TYPES[kind], kind, table.get(kind), SIGNAL_FIELDS_1 if kind == "signal" and schema == SCHEMA_1
+                    else None),
     )
 
 

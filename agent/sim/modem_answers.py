@@ -185,11 +185,11 @@ _ACT = {"GSM": 0, "WCDMA": 2, "LTE": 7, "NR5G-SA": 11, "NR5G-NSA": 13}
 
 
 def _plmn(tower: Tower) -> str:
-    return f"{tower.mcc:03d}{tower.mnc:02d}"
+    return tower.mcc + tower.mnc
 
 
 def _mnc(tower: Tower) -> str:
-    return f"{tower.mnc:02d}"
+    return tower.mnc
 
 
 def _hex(value: int, width: int = 4) -> str:
@@ -394,7 +394,7 @@ def cpsi(radio: Radio) -> list[str]:
     tower = radio.tower
     if tower is None:
         return ["+CPSI: NO SERVICE,Online"]
-    plmn = f"{tower.mcc:03d}-{_mnc(tower)}"
+    plmn = f"{tower.mcc}-{_mnc(tower)}"
     rsrp10 = _round(_level(radio.rsrp_dbm, -140.0) * 10)
     rsrq10 = _round(_level(radio.rsrq_db, -20.0) * 10)
     rssi10 = _round(_level(radio.rssi_dbm, -110.0) * 10)
@@ -468,7 +468,7 @@ def rfsts(radio: Radio) -> list[str]:
         return [f'#RFSTS: ,-1,-47,-47,,,,,,,,,"{_RFSTS_IMSI}","",0,,,,']
     levels = ",".join(str(_round(_level(value, default))) for value, default in (
         (radio.rsrp_dbm, -140.0), (radio.rssi_dbm, -110.0), (radio.rsrq_db, -20.0)))
-    return [f'#RFSTS: "{tower.mcc:03d} {_mnc(tower)}",{tower.earfcn},{levels},{_hex(tower.tac)},FF,0,1280,10,1,'
+    return [f'#RFSTS: "{tower.mcc} {_mnc(tower)}",{tower.earfcn},{levels},{_hex(tower.tac)},FF,0,1280,10,1,'
             f'{_hex(tower.cell_id, 7)},"{_RFSTS_IMSI}","{tower.operator}",3,{tower.band},720,3240,'
             f"{_round(_level(radio.sinr_db, -20.0))}"]
 
@@ -533,7 +533,8 @@ def lteinfo(radio: Radio) -> list[str]:
     rsrp = _level(radio.rsrp_dbm, -140.0)
     rssi = _level(radio.rssi_dbm, -110.0)
     levels = f"{rsrq:5.1f} {rsrp:6.1f} {rssi:6.1f} --"
-    serving = (f"{tower.earfcn:>17d} {tower.mcc:3d} {tower.mnc:3d} {tower.tac:5d} {tower.cell_id:08X} {tower.band:2d} 5 5 "
-               f"{_round(_level(radio.sinr_db, -20.0)):3d} {tower.pci:3d} {levels}")
+    # Right-aligned numbers: an MNC's zeros are not printed ("510-01" shows as 510   1).
+    serving = (f"{tower.earfcn:>17d} {int(tower.mcc):3d} {int(tower.mnc):3d} {tower.tac:5d} {tower.cell_id:08X} "
+               f"{tower.band:2d} 5 5 {_round(_level(radio.sinr_db, -20.0)):3d} {tower.pci:3d} {levels}")
     return ["!LTEINFO: ", _LTEINFO_HEADER, serving, "", _LTEINFO_INTRA, f"{tower.pci:55d} {levels}", "",
             _LTEINFO_INTER]

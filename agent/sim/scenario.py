@@ -20,8 +20,8 @@ class Tower:
     lon: float
     range_m: float
     operator: str = "TELKOMSEL"
-    mcc: int = 510
-    mnc: int = 10
+    mcc: str = "510"
+    mnc: str = "10"   # the digits the network broadcasts: Indosat is "01"
     rat: str = "LTE"
     band: int = 3
     earfcn: int = 1850

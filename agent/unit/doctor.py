@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable
 from agent.unit.buffer import BufferError, BufferStats, read_stats, sqlite_files
 from agent.shared.clock import EARLIEST_PLAUSIBLE, boot_id, kernel_clock_synchronised
 from agent.shared.installed import doc
+from agent.shared.reading import HOME_REGISTRATIONS, ROAMING_REGISTRATIONS
 from agent.unit.config import Config, ConfigError, read_password
 from agent.unit.status import AgentLiveness, age_of, agent_liveness, format_age, pid_alive, read_state
 from agent.unit.identity import CPUINFO, DEVICETREE_SERIAL, pi_serial, proposed_device_id
@@ -230,13 +231,22 @@ def sim_verdict(state: str) -> CheckResult:
 
 def registration_verdict(signal: dict[str, Any]) -> CheckResult:
     reg = signal.get("registration") or "unknown"
-    where = " ".join(str(x) for x in (signal.get("operator"), signal.get("rat")) if x)
+    where = " ".join(str(x) for x in (signal.get("operator"), signal.get("rat")) if x and x != "NONE")
     on = f" on {where}" if where else ""
-    if reg == "home":
-        return ok("registration", f"home network{on}")
-    if reg == "roaming":
-        return warn("registration", f"roaming{on}",
+    # Registered for "SMS only" or "CSFB not preferred": data works, voice or SMS are restricted.
+    limited = {"sms_only": " (SMS only: no circuit-switched voice)",
+               "csfb_not_preferred": " (voice fallback to 2G/3G not preferred)"}
+    kind = next((k for k in limited if reg.startswith(k)), None)
+    if reg in HOME_REGISTRATIONS:
+        return ok("registration", f"home network{on}{limited[kind] if kind else ''}")
+    if reg in ROAMING_REGISTRATIONS:
+        return warn("registration", f"roaming{on}{limited[kind] if kind else ''}",
                     "a roaming SIM may be charged more or cut off: use a SIM of an operator that serves here")
+    if reg in ("emergency_only", "rlos_only"):
+        what = "emergency calls" if reg == "emergency_only" else "the operator's restricted local services"
+        return warn("registration", f"attached for {what} only{on}: no service for the public here",
+                    "a blank spot for this SIM (the readings record it); if a phone on the same operator has "
+                    "service on this spot, check the SIM with the operator")
     if reg == "searching":
         return warn("registration", "searching: no network here",
                     "normal inside a blank spot (the readings record it); if a phone on the same operator has "

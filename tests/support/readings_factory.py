@@ -13,7 +13,7 @@ SAMARINDA = Position(lat=-0.503, lon=117.146, alt_m=12.0, hdop=0.9, sats=9, spee
 
 
 def signal_reading(device: str = "unit-1", position: Position | None = SAMARINDA) -> Reading:
-    part = Signal(registration="home", operator="TELKOMSEL", mcc=510, mnc=10, rat="LTE", band=3, earfcn=1850,
+    part = Signal(registration="home", operator="TELKOMSEL", mcc="510", mnc="10", rat="LTE", band=3, earfcn=1850,
                   pci=101, cell_id=0x1A2B301, tac=0x2B01, rssi_dbm=-71.0, rsrp_dbm=-99.0, rsrq_db=-11.0,
                   sinr_db=7.5, quality="fair")
     return Reading(device, T0, "ntp", part, position)

@@ -25,7 +25,7 @@ DAY_TWO = T0 + timedelta(days=3)   # 2026-11-27 in WITA
 def indosat_unit() -> list[Reading]:
     """A second unit with an Indosat SIM, three days after the boat of ``trip_with_tags``: in
     service by Samarinda, without service near Tenggarong (it stands still: no track)."""
-    readings = [in_service("probe-2", seq, -0.5030, 117.1460, mcc=510, mnc=1, operator="INDOSAT", rsrp=-85.0,
+    readings = [in_service("probe-2", seq, -0.5030, 117.1460, mcc="510", mnc="01", operator="INDOSAT", rsrp=-85.0,
                            when=DAY_TWO) for seq in range(1, 8)]
     readings += [no_service("probe-2", seq, -0.4240, 116.9840, when=DAY_TWO) for seq in range(8, 16)]
     return readings

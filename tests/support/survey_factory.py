@@ -57,7 +57,7 @@ def tag(device: str, seq: int, lat: float, lon: float, message: str | None, when
 
 
 def in_service(device: str, seq: int, lat: float | None, lon: float | None, *, when: datetime = T0,
-               rsrp: float = -90.0, quality: str = "good", mcc: int = 510, mnc: int = 10,
+               rsrp: float = -90.0, quality: str = "good", mcc: str = "510", mnc: str = "10",
                operator: str = "TELKOMSEL", registration: str = "home") -> Reading:
     part = Signal(registration=registration, operator=operator, mcc=mcc, mnc=mnc, rat="LTE", rsrp_dbm=rsrp,
                   rssi_dbm=rsrp + 28, quality=quality)

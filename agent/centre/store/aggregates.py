@@ -7,9 +7,9 @@ that the figures can always be put right when that operator changes.
 
 Why it changes: what a reading counts for depends on readings of the same unit around it
 (:mod:`agent.centre.coverage`): a reading without service counts for the unit's home
-operator at its seq, learnt from ``home`` registrations (before the first one, from the
-first one); a latency or throughput test counts for the unit's last signal reading before
-it.  Readings arrive late and out of order, so a reading that arrives can change what
+operator at its seq, learnt from home registrations (``HOME_REGISTRATIONS``; before the
+first one, from the first one); a latency or throughput test counts for the unit's last
+signal reading before it.  Readings arrive late and out of order, so a reading that arrives can change what
 stored readings count for, but only in one run of seqs of its unit (:func:`window`): from
 the earliest new seq (from the unit's start when the new readings hold its first home
 registration) up to the next stored home registration after the last new one, or the next
@@ -51,10 +51,11 @@ from agent.centre.cell_stats import (
     CellStats, FiguresFilter, StatsKey, UNPLACED, coverage_of_totals, key_of, operator_names, wita_day,
 )
 from agent.centre.coverage import Attribution, Coverage, HomeOperators, Thresholds, operator_key
-from agent.centre.store.statements import Insert, Run, inserter
+from agent.centre.coverage import is_home as is_home_signal
+from agent.centre.store.statements import Insert, Run, inserter, one_of
 from agent.centre.stored_readings import StoredReadings, decode_row
-from agent.shared.operators import operator_name
-from agent.shared.reading import Reading, ReadingError, Signal, format_time, parse_time
+from agent.shared.operators import codes_of_numbers, operator_name
+from agent.shared.reading import HOME_REGISTRATIONS, Reading, ReadingError, Signal, format_time, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +81,28 @@ REBUILD_PROGRESS_EVERY = 100_000  # readings between two calls of a rebuild's pr
 NO_GRID_NOTICE = ("h3 is not installed (pip install 'blankspot[collector]'): readings are stored without their"
                   " coverage figures, and map, report and export read every stored reading until, with h3"
                   " installed, 'blankspot aggregate --db URL --rebuild' computes the figures")
-_HOME = ("kind = 'signal' AND registration = 'home' AND error IS NULL"
-         " AND ((mcc IS NOT NULL AND mnc IS NOT NULL) OR trim(operator) <> '')")
+# A row registered at home: as the partial index readings_home has it (schema step 8), so
+# that the queries below use it.
+HOME_REGISTRATION = "kind = 'signal' AND " + one_of("registration", HOME_REGISTRATIONS)
+# ... answered, and naming a network (the codes, or a name): what the home operator is
+# learnt from (is_home, from the columns).
+HOME_ROW = (f"{HOME_REGISTRATION} AND error IS NULL"
+            " AND ((mcc IS NOT NULL AND mnc IS NOT NULL AND mcc <> '000') OR trim(operator) <> '')")
 
 
 def is_home(reading: Reading) -> bool:
     """Whether ``reading`` is a home registration that :class:`HomeOperators` learns from."""
     part = reading.part
-    return (isinstance(part, Signal) and part.error is None and part.registration == "home"
-            and operator_key(part) is not None)
+    return isinstance(part, Signal) and is_home_signal(part) and operator_key(part) is not None
+
+
+def columns_codes(mcc: Any, mnc: Any) -> tuple[str | None, str | None]:
+    """A row's ``mcc`` and ``mnc`` columns as a reading has them: text since schema step 8; in
+    an older database integers (SQLite's INTEGER affinity makes the digits a number), written
+    as a reading of /1 is read."""
+    if isinstance(mcc, int) or isinstance(mnc, int):
+        return codes_of_numbers(mcc, mnc)
+    return mcc, mnc
 
 
 def name_of(signal: Signal) -> tuple[str, str] | None:
@@ -102,8 +116,8 @@ def name_of(signal: Signal) -> tuple[str, str] | None:
 
 
 def _home_signal(row: tuple[Any, ...]) -> Signal:
-    mcc, mnc, operator = row
-    return Signal(registration="home", operator=operator, mcc=mcc, mnc=mnc)
+    mcc, mnc = columns_codes(row[0], row[1])
+    return Signal(registration="home", operator=row[2], mcc=mcc, mnc=mnc)
 
 
 @dataclass
@@ -140,7 +154,7 @@ class Ends:
     and what its last signal reading counts for."""
 
     top: int = -1
-    home: tuple[int, int | None, int | None, str | None] | None = None
+    home: tuple[int, Any, Any, str | None] | None = None  # seq, the mcc and mnc columns, operator
     counts_for: str | None = None
 
 
@@ -222,7 +236,7 @@ class Figures:
             for device, top, seq, mcc, mnc, operator, counts_for in self.run(
                     "SELECT e.device, e.top, h.seq, h.mcc, h.mnc, h.operator, e.counts_for FROM ("
                     "SELECT u.column1 AS device, (SELECT max(seq) FROM readings WHERE device = u.column1) AS top,"
-                    f" (SELECT seq FROM readings WHERE device = u.column1 AND {_HOME} ORDER BY seq DESC LIMIT 1) AS home,"
+                    f" (SELECT seq FROM readings WHERE device = u.column1 AND {HOME_ROW} ORDER BY seq DESC LIMIT 1) AS home,"
                     " (SELECT counts_for FROM readings WHERE device = u.column1 AND kind = 'signal'"
                     " AND counts_for IS NOT NULL ORDER BY seq DESC LIMIT 1) AS counts_for"
                     f" FROM (VALUES {units}) AS u) AS e"
@@ -306,7 +320,7 @@ class Figures:
         seqs = [r.seq for r in new]
         homes = [r.seq for r in new if is_home(r)]
         signals = [r.seq for r in new if isinstance(r.part, Signal)]
-        first_home = run(f"SELECT seq, mcc, mnc, operator FROM readings WHERE device = ? AND {_HOME}"
+        first_home = run(f"SELECT seq, mcc, mnc, operator FROM readings WHERE device = ? AND {HOME_ROW}"
                          " ORDER BY seq LIMIT 1", (device,))
         first_home_seq = first_home[0][0] if first_home else None
         # Where the run of seqs to attribute again starts and ends (see the module docstring).
@@ -314,7 +328,7 @@ class Figures:
         if homes and (first_home_seq is None or homes[0] < first_home_seq):
             start = None
         ends: list[int | None] = [max(seqs) + 1]  # type: ignore[type-var]
-        for wanted, condition in ((homes, _HOME), (signals, "kind = 'signal'")):
+        for wanted, condition in ((homes, HOME_ROW), (signals, "kind = 'signal'")):
             if wanted:
                 after = run(f"SELECT min(seq) FROM readings WHERE device = ? AND seq > ? AND {condition}",
                             (device, max(wanted)))
@@ -329,7 +343,7 @@ class Figures:
             home.expect_first(device, first[0][1])  # type: ignore[arg-type]
         attribution = Attribution(home)
         if start is not None:
-            before = run(f"SELECT seq, mcc, mnc, operator FROM readings WHERE device = ? AND seq < ? AND {_HOME}"
+            before = run(f"SELECT seq, mcc, mnc, operator FROM readings WHERE device = ? AND seq < ? AND {HOME_ROW}"
                          " ORDER BY seq DESC LIMIT 1", (device, start))
             if before:
                 home.add(Reading(device, _EPOCH, "unsynced",
@@ -488,7 +502,7 @@ class Figures:
         run = self.run
         homes = {row[0]: _home_signal(row[1:]) for row in run(
             f"SELECT r.device, r.mcc, r.mnc, r.operator FROM readings AS r JOIN (SELECT device, min(seq) AS seq"
-            f" FROM readings WHERE {_HOME} GROUP BY device) AS f ON r.device = f.device AND r.seq = f.seq", ())}
+            f" FROM readings WHERE {HOME_ROW} GROUP BY device) AS f ON r.device = f.device AND r.seq = f.seq", ())}
         home = HomeOperators()
         for device, signal in homes.items():
             home.expect_first(device, signal)

@@ -293,19 +293,20 @@ class Store(abc.ABC):
             stored, _gone, _ledger = SeqLedger(self._runner(conn)).load(device)
         return stored
 
-    def first_home_signals(self) -> list[tuple[str, int, int | None, int | None, str | None]]:
-        """Per device, its first signal reading registered ``home``, answered and naming its
-        network (codes or a name): ``(device, seq, mcc, mnc, operator)``, ordered by device.
-        One small query on the rows' columns; no body is read."""
+    def first_home_signals(self) -> list[tuple[str, int, str | None, str | None, str | None]]:
+        """Per device, its first signal reading registered at home (``HOME_REGISTRATIONS``),
+        answered and naming its network (codes or a name): ``(device, seq, mcc, mnc,
+        operator)``, the codes as digits, ordered by device.  One small query on the rows'
+        columns; no body is read."""
+        from agent.centre.store.aggregates import HOME_ROW, columns_codes
+
         with self._reading() as conn:
             rows = self._runner(conn)(
                 "SELECT r.device, r.seq, r.mcc, r.mnc, r.operator FROM readings AS r JOIN"
-                " (SELECT device, min(seq) AS seq FROM readings"
-                "  WHERE kind = 'signal' AND registration = 'home' AND error IS NULL"
-                "  AND ((mcc BETWEEN 1 AND 999 AND mnc BETWEEN 0 AND 999) OR trim(operator) <> '')"
+                f" (SELECT device, min(seq) AS seq FROM readings WHERE {HOME_ROW}"
                 "  GROUP BY device) AS earliest ON r.device = earliest.device AND r.seq = earliest.seq"
                 " ORDER BY r.device", ())
-        return [tuple(row) for row in rows]
+        return [(device, seq, *columns_codes(mcc, mnc), operator) for device, seq, mcc, mnc, operator in rows]
 
     def keeps_figures(self) -> bool:
         """Whether the coverage figures are kept as readings arrive (schema step 4 on)."""

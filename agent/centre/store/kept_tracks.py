@@ -63,7 +63,7 @@ from agent.centre.report import Place
 from agent.centre.segments import Segment, Track, TrackPoint, TrackRules, is_gap, path_length_m
 from agent.centre.store.statements import Run, insert_rows
 from agent.centre.stored_readings import decode_row
-from agent.shared.reading import ReadingError, format_time, parse_time
+from agent.shared.reading import NO_SERVICE_REGISTRATIONS, ReadingError, format_time, parse_time
 
 if TYPE_CHECKING:
     from agent.centre.cell_stats import FiguresFilter
@@ -78,7 +78,7 @@ _ZOOMS = range(MIN_TRACK_ZOOM, FINEST_TRACK_ZOOM + 1)
 _END = 2 ** 62  # past every seq
 
 # The columns a stored row is computed again from, in this order.
-_ROW = "seq, time, kind, lat, lon, error, rat, quality, counts_for, event_type, event_message"
+_ROW = "seq, time, kind, lat, lon, error, rat, quality, registration, counts_for, event_type, event_message"
 _READABLE = "NOT EXISTS (SELECT 1 FROM kept_unreadable AS u WHERE u.device = readings.device AND u.seq = readings.seq)"
 
 
@@ -112,6 +112,7 @@ class _Row:
     error: str | None
     rat: str | None
     quality: str | None
+    registration: str | None
     counts_for: str | None
     event_type: str | None
     event_message: str | None
@@ -254,7 +255,8 @@ class _Blanks:
             self._close(row.seq)
         self.previous = point
         current = self.open
-        if row.rat == "NONE" or row.quality == "none":
+        # No service, as agent.centre.coverage.is_no_service says it of the reading (error is None here).
+        if row.rat == "NONE" or row.quality == "none" or row.registration in NO_SERVICE_REGISTRATIONS:
             if current is not None and current.operator != row.counts_for:
                 self._close(row.seq)
                 current = None

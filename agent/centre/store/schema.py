@@ -224,6 +224,73 @@ MIGRATIONS += (
     ),
 )
 
+# Step 8: blankspot.reading/2 carries MCC and MNC as strings of digits ("510", "01"), which an
+# integer column cannot keep: SQLite's INTEGER affinity and PostgreSQL's integer make "01" 1,
+# and 310-026 one network with 310-26.  The columns become text, each existing row's codes
+# written as blankspot.reading/1 is read (agent.shared.operators.codes_of_numbers): three
+# digits for the MCC; for the MNC three in the countries of three-digit MNCs or from 100 on,
+# else two; both NULL where they named no network.  That is how coverage keys were already
+# written, so the figures, the operator names and the kept tracks stay as they are.  The
+# home registrations of reading/2 (SMS only, CSFB not preferred, at home) join the partial
+# index the home operators are read from.
+#
+# What it costs: the table is written once more, in one transaction.  PostgreSQL rewrites
+# the table and its indexes (ALTER COLUMN TYPE) under an exclusive lock: for a regency's
+# year, 10 million readings and some 8 GB, several minutes of disk-bound work on an SSD and
+# room for a second copy; collectors wait for it (units keep their readings meanwhile), maps
+# and reports started before it hold it back.  SQLite copies the table into a new one (the
+# file grows by the table's size until a VACUUM) and builds its three indexes again; for an
+# office's database of a few hundred thousand readings, seconds.  Adding text columns beside
+# the integers instead would write every row too (an UPDATE), leave two sets of codes, and
+# bloat PostgreSQL's table until a VACUUM.
+_CODES_VALID = "mcc BETWEEN 1 AND 999 AND mnc BETWEEN 0 AND 999"
+_THREE_DIGIT = "mcc IN (302, 310, 311, 312, 313, 314, 315, 316, 334, 338, 722, 732) OR mnc >= 100"
+_HOME_INDEX = ("CREATE INDEX readings_home ON readings (device, seq) WHERE kind = 'signal'"
+               " AND registration IN ('csfb_not_preferred_home', 'home', 'sms_only_home')")
+_READING_COLUMNS_8 = (
+    "device", "seq", "time", "time_source", "kind", "lat", "lon", "fix", "registration", "operator", "mcc", "mnc",
+    "rat", "band", "cell_id", "rssi_dbm", "rsrp_dbm", "rsrq_db", "sinr_db", "quality", "error", "rtt_avg_ms",
+    "loss_pct", "down_mbps", "up_mbps", "event_type", "event_message", "body", "received_at", "cell", "counts_for",
+)
+_SQLITE_CODES = {
+    "mcc": f"CASE WHEN typeof(mcc) = 'integer' AND typeof(mnc) = 'integer' AND {_CODES_VALID}"
+           " THEN printf('%03d', mcc) END",
+    "mnc": f"CASE WHEN typeof(mcc) = 'integer' AND typeof(mnc) = 'integer' AND {_CODES_VALID}"
+           f" THEN printf(CASE WHEN {_THREE_DIGIT} THEN '%03d' ELSE '%02d' END, mnc) END",
+}
+
+MIGRATIONS += (
+    Step(
+        8,
+        "MCC and MNC as the digits broadcast (blankspot.reading/2); its home registrations in the home index",
+        sqlite=(
+            # The table of steps 1 and 4, mcc and mnc TEXT, its columns in the same order.
+            "CREATE TABLE readings_8 ("
+            " device TEXT NOT NULL, seq INTEGER NOT NULL, time TEXT NOT NULL, time_source TEXT NOT NULL,"
+            " kind TEXT NOT NULL, lat REAL, lon REAL, fix TEXT, registration TEXT, operator TEXT, mcc TEXT,"
+            " mnc TEXT, rat TEXT, band INTEGER, cell_id INTEGER, rssi_dbm REAL, rsrp_dbm REAL, rsrq_db REAL,"
+            " sinr_db REAL, quality TEXT, error TEXT, rtt_avg_ms REAL, loss_pct REAL, down_mbps REAL, up_mbps REAL,"
+            " event_type TEXT, event_message TEXT, body TEXT NOT NULL, received_at TEXT NOT NULL, cell TEXT,"
+            " counts_for TEXT, PRIMARY KEY (device, seq))",
+            f"INSERT INTO readings_8 ({', '.join(_READING_COLUMNS_8)})"
+            f" SELECT {', '.join(_SQLITE_CODES.get(c, c) for c in _READING_COLUMNS_8)} FROM readings",
+            "DROP TABLE readings",
+            "ALTER TABLE readings_8 RENAME TO readings",
+            "CREATE INDEX readings_by_kind ON readings (kind, device, seq)",
+            "CREATE INDEX readings_by_time ON readings (time)",
+            _HOME_INDEX,
+        ),
+        postgres=(
+            "DROP INDEX readings_home",
+            "ALTER TABLE readings"
+            f" ALTER COLUMN mcc TYPE text USING CASE WHEN {_CODES_VALID} THEN lpad(mcc::text, 3, '0') END,"
+            f" ALTER COLUMN mnc TYPE text USING CASE WHEN {_CODES_VALID}"
+            f" THEN lpad(mnc::text, CASE WHEN {_THREE_DIGIT} THEN 3 ELSE 2 END, '0') END",
+            _HOME_INDEX,
+        ),
+    ),
+)
+
 LATEST = MIGRATIONS[-1].version
 
 
@@ -251,6 +318,12 @@ def has_totals(steps: tuple[Step, ...]) -> bool:
 def has_periods(steps: tuple[Step, ...]) -> bool:
     """Whether a database built by ``steps`` keeps the coverage figures per day and month."""
     return any(step.version == 7 for step in steps)
+
+
+def has_text_codes(steps: tuple[Step, ...]) -> bool:
+    """Whether a database built by ``steps`` keeps MCC and MNC as text (an older one keeps
+    integers, which lose an MNC's zeros)."""
+    return any(step.version == 8 for step in steps)
 
 
 VERSION_TABLE = {

@@ -3,7 +3,8 @@ placeholders): one statement per chunk instead of one per row, which is one roun
 PostgreSQL and one step of the SQLite engine's parse-and-bind work."""
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 Run = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
@@ -31,3 +32,12 @@ def insert_rows(run: Run, table: str, columns: Sequence[str], rows: Sequence[Seq
 def inserter(run: Run) -> Insert:
     """:func:`insert_rows` through ``run``, as an :data:`Insert`."""
     return lambda table, columns, rows, conflict="": insert_rows(run, table, columns, rows, conflict)
+
+
+def one_of(column: str, words: Iterable[str]) -> str:
+    """``column IN ('a', 'b')`` for words of the reading's schema, sorted: the same text every
+    time, as a query must be to use a partial index that has it."""
+    words = sorted(words)
+    if not words or not all(re.fullmatch(r"[a-z_]+", word) for word in words):
+        raise ValueError(f"not words of the schema: {words!r}")
+    return f"{column} IN ({', '.join(repr(word) for word in words)})"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from agent.unit.devices.modem.errors import AtParseError
-from agent.shared.operators import THREE_DIGIT_MNC_MCCS
+from agent.shared.operators import THREE_DIGIT_MNC_MCCS, mnc_digits
 
 _DEC = re.compile(r"[+-]?[0-9]{1,12}", re.ASCII)
 
@@ -55,12 +55,13 @@ _SEPARATED = re.compile(r"([0-9]{3})[ \-_]+([0-9]{2,3})", re.ASCII)
 _JOINED = re.compile(r"([0-9]{3})([0-9]{2,3})", re.ASCII)
 
 
-def split_plmn(plmn: str) -> tuple[int, int]:
-    """``"51010"`` -> (510, 10); ``"310260"``, ``"310 260"``, ``"510-10"`` work too.
+def split_plmn(plmn: str) -> tuple[str, str]:
+    """``"51010"`` -> ("510", "10"); ``"310260"``, ``"310 260"``, ``"510-10"`` work too.
 
-    A trailing ``F`` (the filler of a two-digit MNC in SIM encoding) is dropped.  Raises
-    :class:`AtParseError` for anything that is not a PLMN, including MCC 000, which modems
-    print when they have none.
+    The digits are kept as written: ``"51001"`` is ("510", "01").  A trailing ``F`` (the
+    filler of a two-digit MNC in SIM encoding) is dropped.  Raises :class:`AtParseError` for
+    anything that is not a PLMN, including MCC 000, which modems print when they have none,
+    and a two-digit MNC in a country of three-digit ones.
     """
     if not isinstance(plmn, str):
         raise AtParseError(f"PLMN must be text, got {type(plmn).__name__}")
@@ -70,9 +71,31 @@ def split_plmn(plmn: str) -> tuple[int, int]:
     m = _SEPARATED.fullmatch(text) or _JOINED.fullmatch(text)
     if m is None:
         raise AtParseError(f"not a PLMN: {plmn!r}")
-    mcc, mnc = int(m.group(1)), int(m.group(2))
-    if mcc == 0:
+    mcc, mnc = m.group(1), m.group(2)
+    if mcc == "000":
         raise AtParseError(f"no PLMN (MCC 000): {plmn!r}")
-    if len(m.group(2)) == 2 and mcc in THREE_DIGIT_MNC_MCCS:
+    if len(mnc) == 2 and int(mcc) in THREE_DIGIT_MNC_MCCS:
         raise AtParseError(f"MCC {mcc} uses three-digit MNCs: {plmn!r}")
     return mcc, mnc
+
+
+_DIGITS = re.compile(r"[0-9]{1,3}", re.ASCII)
+
+
+def printed_codes(mcc: str, mnc: str) -> tuple[str, str] | tuple[None, None]:
+    """MCC and MNC a modem prints as two fields, as digits; ``(None, None)`` for anything
+    else (a placeholder such as ``-``, MCC 000).
+
+    A code printed with all its digits is kept as printed (``515,03``, ``310,260``).  An MNC
+    printed as a bare number, with fewer digits than its country writes (``510,1``, the
+    right-aligned columns of a Sierra screen), is written as the country writes it
+    (:func:`agent.shared.operators.mnc_digits`): ``1`` is ``01`` in Indonesia, ``26`` is
+    ``026`` in the USA.  An MCC is always three digits.
+    """
+    mcc, mnc = mcc.strip(), mnc.strip()
+    if not _DIGITS.fullmatch(mcc) or not _DIGITS.fullmatch(mnc) or int(mcc) == 0:
+        return None, None
+    country = int(mcc)
+    if len(mnc) == 3 or (len(mnc) == 2 and country not in THREE_DIGIT_MNC_MCCS):
+        return f"{country:03d}", mnc
+    return f"{country:03d}", mnc_digits(country, int(mnc))

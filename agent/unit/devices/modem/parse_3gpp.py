@@ -32,20 +32,20 @@ __all__ = [
     "rat_from_act", "registration_from_stat",
 ]
 
-# TS 27.007 <stat> of +CREG / +CGREG / +CEREG / +C5GREG.
+# TS 27.007 <stat> of +CREG / +CGREG / +CEREG / +C5GREG, each with its word of the reading.
 _STAT = {
-    0: "not_registered",   # not registered, not searching
+    0: "not_registered",               # not registered, not searching
     1: "home",
     2: "searching",
     3: "denied",
     4: "unknown",
     5: "roaming",
-    6: "home",             # registered for "SMS only", home
-    7: "roaming",          # registered for "SMS only", roaming
-    8: "not_registered",   # attached for emergency bearer services only
-    9: "home",             # registered for "CSFB not preferred", home
-    10: "roaming",         # registered for "CSFB not preferred", roaming
-    11: "not_registered",  # attached for access to RLOS
+    6: "sms_only_home",                # registered for "SMS only", home
+    7: "sms_only_roaming",             # registered for "SMS only", roaming
+    8: "emergency_only",               # attached for emergency bearer services only
+    9: "csfb_not_preferred_home",      # registered for "CSFB not preferred", home
+    10: "csfb_not_preferred_roaming",  # registered for "CSFB not preferred", roaming
+    11: "rlos_only",                   # attached for access to RLOS (Restricted Local Operator Services)
 }
 
 # TS 27.007 <AcT> (section 7.3 / 7.2) to the reading's rat names.
@@ -196,11 +196,12 @@ def _field(fields: list[str], index: int) -> str | None:
     return fields[index] if index < len(fields) else None
 
 
-def _plmn(numeric: str | None) -> tuple[int | None, int | None]:
-    """MCC/MNC from a numeric operator: 5 digits is a 2-digit MNC, 6 digits a 3-digit one."""
-    if numeric is None or not _DIGITS.fullmatch(numeric) or len(numeric) not in (5, 6):
+def _plmn(numeric: str | None) -> tuple[str | None, str | None]:
+    """MCC/MNC digits from a numeric operator: 5 digits is a 2-digit MNC, 6 digits a 3-digit
+    one (``"51001"`` is ``"510"``, ``"01"``); MCC 000 is no network."""
+    if numeric is None or not _DIGITS.fullmatch(numeric) or len(numeric) not in (5, 6) or numeric[:3] == "000":
         return None, None
-    return int(numeric[:3]), int(numeric[3:])
+    return numeric[:3], numeric[3:]
 
 
 # -- signal --------------------------------------------------------------------------------

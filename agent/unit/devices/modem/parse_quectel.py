@@ -29,7 +29,7 @@ from dataclasses import replace
 from agent.unit.devices.modem import charsets
 from agent.unit.devices.modem.errors import AtParseError
 from agent.unit.devices.modem.fields import prefixed_lines as _lines, split_fields as _fields, field_at as _at, int_within as _int
-from agent.unit.devices.modem.fields import split_plmn
+from agent.unit.devices.modem.fields import printed_codes, split_plmn
 from agent.unit.devices.modem.values import SignalFacts
 
 # ---------------------------------------------------------------- fields and ranges
@@ -80,11 +80,9 @@ def _ecio(text: str) -> float | None:
     return _within(_int(text, -99999, 99999), -35, 0)
 
 
-def _mcc_mnc(mcc: str, mnc: str) -> tuple[int | None, int | None]:
-    code = _int(mcc, 1, 999)
-    if code is None:
-        return None, None
-    return code, _int(mnc, 0, 999)
+def _mcc_mnc(mcc: str, mnc: str) -> tuple[str | None, str | None]:
+    # Quectel prints the MNC with its zeros ("515,03"); a bare number is padded as its country writes it.
+    return printed_codes(mcc, mnc)
 
 
 # ---------------------------------------------------------------- AT+QENG="servingcell"

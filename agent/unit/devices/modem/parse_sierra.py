@@ -39,6 +39,7 @@ from __future__ import annotations
 import re
 
 from agent.unit.devices.modem.errors import AtParseError
+from agent.unit.devices.modem.fields import printed_codes
 from agent.unit.devices.modem.values import SignalFacts
 
 __all__ = ["parse_gstatus", "parse_lteinfo"]
@@ -176,12 +177,13 @@ def parse_lteinfo(text: str) -> SignalFacts:
     if len(values) != len(names):
         raise AtParseError(f"!LTEINFO serving row has {len(values)} values for {len(names)} columns: {row!r}")
     cell = dict(zip(names, values))
-    mcc = _integer(cell.get("MCC"), 1, 999)
+    # The columns are right-aligned numbers: an MNC's zeros are not printed, its country's rule restores them.
+    mcc, mnc = printed_codes(cell.get("MCC", ""), cell.get("MNC", ""))
     cid = cell.get("CID")
     return SignalFacts(
         rat="LTE",
         mcc=mcc,
-        mnc=_integer(cell.get("MNC"), 0, 999) if mcc is not None else None,
+        mnc=mnc,
         earfcn=_integer(cell.get("EARFCN"), 0, 262143),
         tac=_identity(_integer(cell.get("TAC"), 0, 65535), 16),
         cell_id=_identity(int(cid, 16), 28) if cid is not None and _HEX.fullmatch(cid) else None,

@@ -25,7 +25,7 @@ import re
 from dataclasses import replace
 
 from agent.unit.devices.modem.errors import AtParseError
-from agent.unit.devices.modem.fields import prefixed_lines as _lines, field_at as _at, int_within as _int
+from agent.unit.devices.modem.fields import field_at as _at, int_within as _int, prefixed_lines as _lines, printed_codes
 from agent.unit.devices.modem.values import SignalFacts
 
 _NUM = re.compile(r"[+-]?[0-9]{1,12}(?:\.[0-9]{1,6})?", re.ASCII)
@@ -56,11 +56,11 @@ def _within(value: float | None, low: float, high: float) -> float | None:
     return round(value, 1) if value is not None and low <= value <= high else None
 
 
-def _plmn(text: str) -> tuple[int | None, int | None]:
+def _plmn(text: str) -> tuple[str | None, str | None]:
     m = _PLMN.fullmatch(text)
-    if m is None or int(m.group(1)) == 0:
+    if m is None:
         return None, None
-    return int(m.group(1)), int(m.group(2))
+    return printed_codes(m.group(1), m.group(2))
 
 
 def _band(text: str) -> int | None:

@@ -15,7 +15,11 @@ a unit on NR standalone whose +CEREG and +CREG say "not registered", and whose +
 (nothing says home or roaming), not a blank spot.
 
 No service is a normal reading: ``rat`` NONE, ``quality`` none, ``registration`` says why,
-and whatever levels the modem still measured are kept as evidence.  A modem that did not
+and whatever levels the modem still measured are kept as evidence.  Attached for emergency
+bearer services or for restricted local operator services only (``emergency_only``,
+``rlos_only``) is no service too: the cell is there, but the public cannot use it.
+Registered for "SMS only" or "CSFB not preferred" is service: the data bearer is there, only
+circuit-switched voice and SMS differ.  A modem that did not
 answer, or has no usable SIM, gives a reading with ``error`` set instead: that is not
 evidence of a blank spot, and the collector never counts it as one.
 """
@@ -34,10 +38,19 @@ from agent.unit.devices.modem.parse_simcom import parse_cpsi
 from agent.unit.devices.modem.parse_telit import parse_rfsts
 from agent.unit.devices.modem.values import SignalFacts
 from agent.shared.quality import signal_quality
-from agent.shared.reading import Signal
+from agent.shared.reading import NO_SERVICE_REGISTRATIONS, REGISTRATIONS, SERVED_REGISTRATIONS, Signal
 
-_REGISTRATION_RANK = {"home": 5, "roaming": 5, "denied": 4, "searching": 3, "not_registered": 2, "unknown": 1}
-_NOT_SERVED = ("searching", "denied", "not_registered")
+# Which registration a reading keeps when commands differ: the best state any of them
+# reports.  Full service first; then registered with circuit-switched voice or SMS
+# restricted (the data bearer is there); then attached for emergency or restricted local
+# services only; then the states without service.
+_REGISTRATION_RANK = {
+    "home": 7, "roaming": 7,
+    "sms_only_home": 6, "sms_only_roaming": 6, "csfb_not_preferred_home": 6, "csfb_not_preferred_roaming": 6,
+    "emergency_only": 5, "rlos_only": 5,
+    "denied": 4, "searching": 3, "not_registered": 2, "unknown": 1,
+}
+assert set(_REGISTRATION_RANK) == set(REGISTRATIONS)
 
 # The technologies a registration domain speaks for (TS 27.007 7.2, 10.1.19, 10.1.22, 10.1.x
 # of +C5GREG): "not registered" in one says nothing of the others.  +CREG and +CGREG on LTE
@@ -107,7 +120,7 @@ def _speaks_against(facts: SignalFacts, rat: str) -> bool:
     """Whether ``facts`` say there is no service on ``rat``."""
     if facts.rat == "NONE":
         return True
-    if facts.registration in _NOT_SERVED:
+    if facts.registration in NO_SERVICE_REGISTRATIONS:
         return facts.domain is None or rat in _DOMAIN_RATS.get(facts.domain, frozenset())
     return False
 
@@ -129,7 +142,7 @@ def signal_from_facts(facts: list[SignalFacts]) -> Signal:
     known = [f.registration for f in facts if f.registration]
     registration = max(known, key=lambda r: _REGISTRATION_RANK.get(r, 0)) if known else "unknown"
     levels = (merged.rsrp_dbm, merged.rscp_dbm, merged.rssi_dbm)
-    if registration in ("home", "roaming"):
+    if registration in SERVED_REGISTRATIONS:
         in_service = True
     elif _served_on(facts) is not None:
         in_service, registration = True, "unknown"  # served, but nothing says home or roaming
@@ -137,9 +150,12 @@ def signal_from_facts(facts: list[SignalFacts]) -> Signal:
         in_service = any(v is not None for v in levels) and not merged.no_service
     else:
         in_service = False
+    # The codes as a pair, from the first command that gives both: never one command's MCC
+    # beside another's MNC.
+    mcc, mnc = next(((f.mcc, f.mnc) for f in facts if f.mcc is not None and f.mnc is not None), (None, None))
     operator = merged.operator
-    if operator is None and merged.mcc is not None and merged.mnc is not None:
-        operator = operator_name(merged.mcc, merged.mnc)
+    if operator is None:
+        operator = operator_name(mcc, mnc)
     if not in_service:
         rat, quality = "NONE", "none"
         if registration == "unknown" and merged.no_service:
@@ -147,12 +163,13 @@ def signal_from_facts(facts: list[SignalFacts]) -> Signal:
     else:
         # The first technology a command names for the service; in service on an unknown
         # technology, or without any level: null, never a guess.
-        rat = next((f.rat for f in facts if f.rat not in (None, "NONE") and f.registration not in _NOT_SERVED),
+        rat = next((f.rat for f in facts
+                    if f.rat not in (None, "NONE") and f.registration not in NO_SERVICE_REGISTRATIONS),
                    None) or _rat_from_levels(merged)
         quality = None if rat is None else signal_quality(
             rat, rsrp_dbm=merged.rsrp_dbm, rscp_dbm=merged.rscp_dbm, rssi_dbm=merged.rssi_dbm)
     return Signal(
-        registration=registration, operator=operator, mcc=merged.mcc, mnc=merged.mnc, rat=rat,
+        registration=registration, operator=operator, mcc=mcc, mnc=mnc, rat=rat,
         band=merged.band, earfcn=merged.earfcn, pci=merged.pci, cell_id=merged.cell_id, tac=merged.tac,
         lac=merged.lac, rssi_dbm=merged.rssi_dbm, rsrp_dbm=merged.rsrp_dbm, rsrq_db=merged.rsrq_db,
         sinr_db=merged.sinr_db, rscp_dbm=merged.rscp_dbm, ecio_db=merged.ecio_db, csq=merged.csq,

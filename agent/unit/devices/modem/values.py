@@ -14,10 +14,10 @@ from agent.shared.operators import operator_name
 
 @dataclass(frozen=True)
 class SignalFacts:
-    registration: str | None = None  # home | roaming | searching | denied | not_registered | unknown
+    registration: str | None = None  # a word of agent.shared.reading.REGISTRATIONS
     operator: str | None = None      # name as the network or modem gives it
-    mcc: int | None = None
-    mnc: int | None = None
+    mcc: str | None = None           # three digits
+    mnc: str | None = None           # two or three digits, as the network broadcasts them
     rat: str | None = None           # GSM | WCDMA | LTE | NR5G-NSA | NR5G-SA | NONE
     band: int | None = None
     earfcn: int | None = None        # EARFCN / UARFCN / ARFCN / NR-ARFCN of the serving cell
@@ -50,7 +50,7 @@ class Registration:
 
     n: int | None                  # the URC mode, present in read answers only
     stat: int                      # 0..11 as in TS 27.007
-    registration: str              # home | roaming | searching | denied | not_registered | unknown
+    registration: str              # the stat as a word of agent.shared.reading.REGISTRATIONS
     lac: int | None = None         # from <lac> (CREG/CGREG)
     tac: int | None = None         # from <tac> (CEREG/C5GREG)
     cell_id: int | None = None
@@ -70,8 +70,8 @@ class OperatorChoice:
     status: str                    # available | current | forbidden | unknown
     long_name: str | None
     short_name: str | None
-    mcc: int | None
-    mnc: int | None
+    mcc: str | None
+    mnc: str | None
     rat: str | None                # GSM | WCDMA | LTE | NR5G-NSA | NR5G-SA, None when not given
 
     @property
@@ -86,8 +86,8 @@ class CurrentOperator:
 
     mode: int
     name: str | None               # as given (long, short or numeric per <format>)
-    mcc: int | None
-    mnc: int | None
+    mcc: str | None
+    mnc: str | None
     rat: str | None
 
 
