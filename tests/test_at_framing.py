@@ -5,7 +5,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.unit.devices.modem.framing import clean_line, command_prefix, final_result, is_echo, is_urc
+from agent.unit.devices.modem.framing import (
+    Final, ResponseLines, clean_line, command_prefix, final_result, is_echo, is_urc,
+)
 
 
 @pytest.mark.parametrize(
@@ -85,3 +87,14 @@ def test_fuzz_framing(line: str) -> None:
     command_prefix(line)
     is_urc(line, command_prefix(line))
     clean_line(line)
+
+
+def test_response_lines_sort_a_reply_as_it_arrives() -> None:
+    """Echo, the command's own answer (even with a URC prefix), a URC among it, the final result."""
+    response = ResponseLines("AT+CEREG?")
+    kinds = [response.add(line) for line in ("AT+CEREG?", "+CEREG: 2,1,\"2B01\",\"01A2B301\",7", "+CREG: 1", "OK")]
+    assert kinds == ["echo", "info", "urc", "final"]
+    assert response.lines == ['+CEREG: 2,1,"2B01","01A2B301",7'] and response.final == Final(True, "OK")
+    late = ResponseLines("AT+CSQ", extra_finals=("COMMAND NOT SUPPORT",))
+    assert [late.add(line) for line in ("+CSQ: 15,99", "AT+CSQ", "COMMAND NOT SUPPORT")] == ["info", "info", "final"]
+    assert late.final == Final(False, "COMMAND NOT SUPPORT")

@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 
 from agent.shared.reading import Reading, Signal, reading_from_dict
 from agent.unit.devices.modem.errors import AtParseError
-from agent.unit.devices.modem.framing import clean_line, command_prefix, final_result, is_echo, is_urc
+from agent.unit.devices.modem.framing import ResponseLines, clean_line
 from agent.unit.devices.modem.signal import facts_from_answer, has_parser, signal_from_facts
 from agent.unit.devices.modem.parse_3gpp import (
     parse_cesq, parse_cgatt, parse_cgmi, parse_cgmm, parse_cgmr, parse_cimi, parse_cops, parse_cops_scan, parse_cpin,
@@ -395,15 +395,17 @@ def answered_profile(draw: st.DrawFn) -> list[tuple[str, str, str | None]]:
 
 
 def _through_the_path(answers: list[tuple[str, str, str | None]]) -> Signal:
-    """Lines cleaned and sorted as the channel sorts them (echo, URCs and final results left
-    out), each command's information text to its parser, the facts merged into a signal part."""
+    """Lines cleaned and sorted as the channel sorts them (its echo, URCs, and whatever follows
+    the final result left out), each command's information text to its parser, the facts
+    merged into a signal part."""
     facts = []
     for command, text, charset in answers:
-        prefix = command_prefix(command)
-        info = [line for line in map(clean_line, text.split("\n"))
-                if line and not is_echo(line, command) and not is_urc(line, prefix) and final_result(line) is None]
+        response = ResponseLines(command)
+        for line in filter(None, map(clean_line, text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))):
+            if response.add(line) == "final":
+                break
         try:
-            facts.append(facts_from_answer(command, "\n".join(info), charset))
+            facts.append(facts_from_answer(command, "\n".join(response.lines), charset))
         except AtParseError:
             continue
     return signal_from_facts(facts)

@@ -20,7 +20,7 @@ import serial
 
 from agent.unit.devices.modem.errors import AtTimeout, PortGone
 from agent.unit.devices.serial_port import PORT_ERRORS, close_quietly, port_failure
-from agent.unit.devices.modem.framing import Final, clean_line, command_prefix, final_result, is_echo, is_urc
+from agent.unit.devices.modem.framing import Final, ResponseLines, clean_line
 
 log = logging.getLogger(__name__)
 
@@ -192,28 +192,23 @@ class AtChannel:
         self._pending = ""
 
     def _read_response(self, command: str, timeout: float) -> AtResponse:
-        prefix = command_prefix(command)
+        response = ResponseLines(command, self.extra_finals)
         deadline = time.monotonic() + timeout
-        lines: list[str] = []
-        echo_seen = False
         while time.monotonic() < deadline:
             if self._serial is None:
                 raise PortGone(f"{self.port} is gone")
             batch = self._lines()
             for index, line in enumerate(batch):
-                if not echo_seen and not lines and is_echo(line, command):
-                    echo_seen = True
-                    continue
-                final = final_result(line, self.extra_finals)
-                if final is not None:
+                kind = response.add(line)
+                if kind == "final":
+                    assert response.final is not None
                     for after in batch[index + 1:]:  # e.g. +CEREG: right after OK in the same read
                         self._urc(after)
-                    return AtResponse(command, tuple(lines), final)
-                if is_urc(line, prefix):
+                    return AtResponse(command, tuple(response.lines), response.final)
+                if kind == "urc":
                     self._urc(line)
-                else:
-                    lines.append(line)
         self._late_answer_possible = True
+        lines = response.lines
         raise AtTimeout(f"{command}: no answer from {self.port} within {timeout:g}s"
                         + (f" (got {len(lines)} lines, no final result)" if lines else ""))
 

@@ -100,3 +100,31 @@ def is_urc(line: str, running_prefix: str | None) -> bool:
 
 def is_echo(line: str, command: str) -> bool:
     return line.replace(" ", "").upper() == command.replace(" ", "").upper()
+
+
+class ResponseLines:
+    """One command's response as its lines arrive (each already through :func:`clean_line`):
+    its echo left out, unsolicited results told apart, information lines kept, up to the
+    final result.  :meth:`add` says what each line was: ``"echo"``, ``"urc"``, ``"info"`` or
+    ``"final"`` (then :attr:`final` holds it; lines after it are not this response's)."""
+
+    def __init__(self, command: str, extra_finals: tuple[str, ...] = ()) -> None:
+        self.command = command
+        self.prefix = command_prefix(command)
+        self.extra_finals = extra_finals
+        self.lines: list[str] = []
+        self.final: Final | None = None
+        self._echo_seen = False
+
+    def add(self, line: str) -> str:
+        if not self._echo_seen and not self.lines and is_echo(line, self.command):
+            self._echo_seen = True
+            return "echo"
+        final = final_result(line, self.extra_finals)
+        if final is not None:
+            self.final = final
+            return "final"
+        if is_urc(line, self.prefix):
+            return "urc"
+        self.lines.append(line)
+        return "info"
