@@ -11,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 
@@ -20,6 +22,7 @@ from agent.unit.buffer import read_readings
 from agent.unit.config import load_config
 from agent.shared.geo import haversine_m
 from agent.shared.polling import wait_until
+from agent.shared.reading import parse_time
 from agent.unit.service import AgentService, state_path
 from agent.sim.boat import SimulatedBoat
 from agent.sim.link import LinkProxy
@@ -114,58 +117,49 @@ def test_a_modem_that_stops_answering_is_reset_and_the_outage_recorded(tmp_path:
     assert all(s["error"] is None and s["rat"] == "LTE" for s in last_signals)
 
 
-def test_unsynchronised_clock_gives_readings_gps_time(tmp_path: Path) -> None:
-    import datetime as dt
-
-    gps_start = dt.datetime(2026, 12, 4, 2, 0, tzinfo=dt.timezone.utc)  # after the release date
-    with SimulatedBoat(TOWN, SCENARIO, 20.0, time_scale=1, rate_hz=5, start_time=gps_start,
+def _readings_of_a_pi_in_1970(tmp_path: Path, receiver_start: datetime, done: Callable[[AgentService], bool]) -> list[dict]:
+    """A boat whose receiver starts at ``receiver_start`` and a Pi whose clock says 2 January
+    1970, no broker (a blank spot: the readings wait in the buffer, where they get corrected):
+    the agent runs until ``done``; the readings it buffered."""
+    with SimulatedBoat(TOWN, SCENARIO, 20.0, time_scale=1, rate_hz=5, start_time=receiver_start,
                        workdir=tmp_path / "dev") as boat:
-        # No broker yet (a blank spot): the readings wait in the buffer, where they get corrected.
         config = load_config(field_config(tmp_path, 1, boat))
-        keeper = TimeKeeper(synchronised=lambda: False, wall=lambda: 86400.0)  # the Pi thinks it is 2 Jan 1970
+        keeper = TimeKeeper(synchronised=lambda: False, wall=lambda: 86400.0)
         service = AgentService(config, clock=keeper)
         stop, thread = run_in_thread(service)
         try:
-            assert wait_until(lambda: service.taken >= 10 and keeper.source == "gps", 20)
+            assert wait_until(lambda: service.taken >= 10 and keeper.source == "gps" and done(service), 20)
         finally:
             stop.set()
             thread.join(30)
-    bodies = [json.loads(r.body) for r in read_readings(config.buffer.path)]
+    return [json.loads(r.body) for r in read_readings(config.buffer.path)]
+
+
+def _all_at_gps_time_near(bodies: list[dict], start: datetime) -> None:
     assert bodies and all(b["time_source"] == "gps" for b in bodies), "none left in 1970"
     for body in bodies:
-        moment = dt.datetime.strptime(body["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
-        assert gps_start - dt.timedelta(seconds=2) <= moment <= gps_start + dt.timedelta(seconds=60)
+        moment = parse_time(body["time"])
+        assert start - timedelta(seconds=2) <= moment <= start + timedelta(seconds=60)
+
+
+def test_unsynchronised_clock_gives_readings_gps_time(tmp_path: Path) -> None:
+    gps_start = datetime(2026, 12, 4, 2, 0, tzinfo=timezone.utc)  # after the release date
+    _all_at_gps_time_near(_readings_of_a_pi_in_1970(tmp_path, gps_start, lambda service: True), gps_start)
 
 
 def test_a_receiver_with_the_week_rollover_bug_gives_corrected_times_and_one_event(tmp_path: Path) -> None:
     """The boat's receiver sends dates 1024 weeks early (2007 for 2026): readings get the
     corrected GPS time, and one gps_date_corrected event, placed on the route, says so."""
-    import datetime as dt
-
-    true_start = dt.datetime(2026, 12, 4, 2, 0, tzinfo=dt.timezone.utc)
-    early = true_start - dt.timedelta(weeks=1024)
-    with SimulatedBoat(TOWN, SCENARIO, 20.0, time_scale=1, rate_hz=5, start_time=early,
-                       workdir=tmp_path / "dev") as boat:
-        config = load_config(field_config(tmp_path, 1, boat))
-        keeper = TimeKeeper(synchronised=lambda: False, wall=lambda: 86400.0)  # the Pi thinks it is 2 Jan 1970
-        service = AgentService(config, clock=keeper)
-        stop, thread = run_in_thread(service)
-        try:
-            assert wait_until(lambda: service.taken >= 10 and _events(service, "gps_date_corrected"), 20)
-        finally:
-            stop.set()
-            thread.join(30)
-    bodies = [json.loads(r.body) for r in read_readings(config.buffer.path)]
+    true_start = datetime(2026, 12, 4, 2, 0, tzinfo=timezone.utc)
+    bodies = _readings_of_a_pi_in_1970(tmp_path, true_start - timedelta(weeks=1024),
+                                       lambda service: bool(_events(service, "gps_date_corrected")))
     events = [b for b in bodies if b["kind"] == "event" and b["event"]["type"] == "gps_date_corrected"]
     print(f"{len(bodies)} readings; {events}")
     assert len(events) == 1
     assert events[0]["event"]["data"] == {"receiver_date": "2007-04-20", "corrected_date": "2026-12-04",
                                           "weeks": 1024}
     assert events[0]["time_source"] == "gps" and events[0]["position"] is not None
-    assert all(b["time_source"] == "gps" for b in bodies)
-    for body in bodies:
-        moment = dt.datetime.strptime(body["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
-        assert true_start - dt.timedelta(seconds=2) <= moment <= true_start + dt.timedelta(seconds=60)
+    _all_at_gps_time_near(bodies, true_start)
 
 
 def test_the_watchdog_is_fed_while_healthy_and_starved_when_the_loop_hangs(tmp_path: Path, broker) -> None:
