@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -182,7 +183,9 @@ def test_unmeasured_positions_are_not_fixes() -> None:
 LONG_AGO = dt.date(2000, 1, 1)
 
 
-def _feed(lines: list[str], state: FixState | None = None) -> list[Fix]:
+def _feed(lines: list[str], state: FixState | None = None, seen: Callable[[object], None] | None = None) -> list[Fix]:
+    """The fixes a receiver sending ``lines`` gives, one line a second; ``seen`` is told each
+    sentence that parsed."""
     state = state or FixState(reference_date=LONG_AGO)
     out: list[Fix] = []
     for i, line in enumerate(lines):
@@ -190,6 +193,8 @@ def _feed(lines: list[str], state: FixState | None = None) -> list[Fix]:
             s = parse_sentence(line)
         except NmeaError:
             continue
+        if seen is not None:
+            seen(s)
         done = state.update(s, now_monotonic=float(i))
         if done is not None:
             out.append(done)
@@ -664,22 +669,13 @@ def _holds_for(lines: list[str], reference: dt.date) -> int:
     no-fix has no position; a date is never before the reference (but for the day a
     midnight roll-back may take), and is corrected by whole 1024-week periods.  Returns the
     number of fixes with a position."""
-    state = FixState(reference_date=reference)
     allowed: set[tuple[float, float]] = set()
-    fixes: list[Fix] = []
-    for i, line in enumerate(lines):
-        try:
-            sentence = parse_sentence(line)
-        except NmeaError:
-            continue
+
+    def carried(sentence: object) -> None:
         if getattr(sentence, "lat", None) is not None:
-            allowed.add((sentence.lat, sentence.lon))
-        done = state.update(sentence, now_monotonic=float(i))
-        if done is not None:
-            fixes.append(done)
-    last = state.flush(now_monotonic=float(len(lines)))
-    if last is not None:
-        fixes.append(last)
+            allowed.add((sentence.lat, sentence.lon))  # type: ignore[attr-defined]
+
+    fixes = _feed(lines, FixState(reference_date=reference), seen=carried)
     for fix in fixes:
         if fix.fix == "none":
             assert (fix.lat, fix.lon, fix.alt_m, fix.speed_kmh) == (None,) * 4
