@@ -355,12 +355,12 @@ class AgentService:
         if self.panel is not None:
             from agent.unit.devices.panel_policy import PanelState
 
-            pending = self.buffer.pending_count()
             used = self.buffer.used_bytes()
             signal = state["signal"]
             self.panel.show(PanelState(
                 gps_fix=state["gps"], signal_quality=None if signal is None or signal.get("error") else signal["quality"],
-                uplink=state["uplink"], backlog=pending, backlog_full=used > 0.9 * self.config.buffer.max_size))
+                uplink=state["uplink"], backlog=state["backlog"]["pending"],
+                backlog_full=used > 0.9 * self.config.buffer.max_size))
         self.notifier.status(f"{self.taken} readings this run; uplink {state['uplink']}; GPS {state['gps']}")
         if self._live_state is not None and _write_json(self._live_state, state):
             # The card's copy changes only when the agent starts or stops: a rename every
