@@ -16,7 +16,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from agent.shared import seq_ranges
 from agent.unit import buffer_schema
-from agent.unit.buffer import BufferError, ConfirmOutcome, ReadingBuffer, read_readings, read_stats, sqlite_files
+from agent.unit.buffer import (
+    BufferError, ConfirmOutcome, ReadingBuffer, intake_path, read_readings, read_stats, sqlite_files,
+)
 from agent.shared.protocol import Confirmation
 from agent.shared.reading import reading_from_json
 from agent.sim.synthetic import SteppedTime
@@ -177,9 +179,14 @@ def test_read_readings_gives_each_reading_with_its_state_while_the_buffer_is_ope
         buf.ack(buf.take(2))
         buf.apply_confirmation(confirm(1, upto=1, top=1))
         seen = list(read_readings(path))
-    assert [(r.seq, r.kind, r.state) for r in seen] == [
-        (1, "signal", "confirmed"), (2, "latency", "delivered"), (3, "event", "pending")]
+        assert [(r.seq, r.kind, r.state) for r in buf.readings()] == [
+            (1, "signal", "confirmed"), (2, "latency", "delivered"), (3, "event", "pending")]
+    # The file shows every reading at once (from the intake, until they are filed), and the
+    # marks once they are written (here, when the buffer is closed).
+    assert [(r.seq, r.kind, r.state) for r in seen] == [(1, "signal", "pending"), (2, "latency", "pending"),
+                                                       (3, "event", "pending")]
     assert [r.body for r in seen] == [r.to_json() for r in stored]
+    assert [(r.seq, r.state) for r in read_readings(path)] == [(1, "confirmed"), (2, "delivered"), (3, "pending")]
 
 
 class BufferMachine(RuleBasedStateMachine):
@@ -323,11 +330,11 @@ def test_a_deleted_database_does_not_restart_numbering(tmp_path: Path) -> None:
         assert buf.append(signal_reading()).seq > 3
 
 
-def test_sqlite_files_are_every_file_of_an_open_buffer_but_its_reservation(tmp_path: Path) -> None:
+def test_sqlite_files_are_every_file_of_an_open_buffer_but_its_reservation_and_its_intake(tmp_path: Path) -> None:
     path = tmp_path / "buffer.db"
     with open_buffer(path) as buf:
         buf.append(signal_reading())
-        assert set(tmp_path.iterdir()) == {*sqlite_files(path), tmp_path / "buffer.db.seq"}
+        assert set(tmp_path.iterdir()) == {*sqlite_files(path), tmp_path / "buffer.db.seq", intake_path(path)}
 
 
 def test_take_can_cap_the_batch_in_bytes(tmp_path: Path) -> None:
@@ -404,8 +411,8 @@ def confirm(rev: int, upto: int, top: int = 0, holes: tuple = ()) -> Confirmatio
 
 
 def states(buf: ReadingBuffer) -> dict[str, list[int]]:
-    """The seqs the buffer holds in each state, ascending."""
-    stored = list(read_readings(buf.path))
+    """The seqs the buffer holds in each state, ascending, as it sees them itself."""
+    stored = buf.readings()
     return {state: [r.seq for r in stored if r.state == state] for state in ("pending", "delivered", "confirmed")}
 
 

@@ -23,6 +23,7 @@ from agent.shared.polling import wait_until
 from agent.shared.clock import boot_id
 from agent.shared.protocol import Confirmation
 from agent.shared.reading import format_time_epoch
+from agent.unit import buffer as buffer_module
 from agent.unit.buffer import PAGE_SIZE, ReadingBuffer, read_readings, read_stats
 from agent.unit.config import load_config
 from agent.unit.measure.usage import UsageLedger
@@ -95,31 +96,38 @@ def test_a_reading_its_acknowledgement_and_its_confirmation_cost_the_card_one_fl
     assert stats.pending == 0 and stats.unconfirmed == 0 and stats.delivered_total == cycles + 10
 
 
-def test_marks_not_yet_flushed_are_undone_whole_by_a_power_cut_never_a_reading(tmp_path: Path) -> None:
-    """What a power cut may take: marks waiting in memory or committed since the last reading's
-    flush, never a reading.
+def test_a_power_cut_takes_marks_never_a_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a power cut may take: what waits in memory (acknowledgements, confirmations) and
+    marks committed since SQLite's last flush, never a reading.
 
-    An acknowledgement waits in memory for the next commit; a confirmation is committed without
-    a flush.  The log's commits after the last flushed one are what the card may lose; cutting
-    them off here, as a power cut would, leaves every reading, at worst pending again (sent
-    again; the centre keeps one copy per seq)."""
+    A reading is flushed to the intake when it is taken; SQLite gets it with the marks that
+    waited with it, in a flushed commit.  An acknowledgement that is committed between two
+    filings is not flushed by itself.  The card keeps the intake and the log up to its last
+    flushed commit; opening that copy finds every reading, at worst pending again (sent again;
+    the centre keeps one copy per seq)."""
     path = tmp_path / "buffer.db"
     buf = ReadingBuffer(path, "unit-1")
-    seqs = [buf.append(signal_reading()).seq for _ in range(5)]
+    seqs = [buf.append(signal_reading()).seq for _ in range(5)]  # in the intake
     buf.ack(buf.take(10))  # waits in memory
-    seqs.append(buf.append(signal_reading()).seq)  # flushed, with the acknowledgement before it
-    buf.ack(buf.take(10))
-    buf.apply_confirmation(Confirmation("unit-1", 1, seqs[4], seqs[4]))  # committed with that mark, not flushed
+    monkeypatch.setattr(buffer_module, "HOLD_S", 0.0)
+    seqs.append(buf.append(signal_reading()).seq)  # files seq 1-6 and the acknowledgement: flushed
+    buf.ack(buf.take(10))  # committed, not flushed
+    monkeypatch.setattr(buffer_module, "HOLD_S", 300.0)
+    seqs += [buf.append(signal_reading()).seq for _ in range(2)]  # in the intake
+    buf.apply_confirmation(Confirmation("unit-1", 1, seqs[4], seqs[4]))  # waits in memory
     copy = tmp_path / "after-power-cut"
     copy.mkdir()
-    shutil.copy(path, copy / path.name)
+    for name in (path.name, path.name + ".seq", path.name + ".intake"):
+        shutil.copy(tmp_path / name, copy / name)
     log = path.with_name(path.name + "-wal").read_bytes()
     (copy / (path.name + "-wal")).write_bytes(log[:_commit_ends(log, _page_size(path))[-2]])
     buf.close()
-    states = {stored.seq: stored.state for stored in read_readings(copy / path.name)}
-    assert states == {**{seq: "delivered" for seq in seqs[:5]}, seqs[5]: "pending"}
+    with ReadingBuffer(copy / path.name, "unit-1") as after_cut:
+        states = {stored.seq: stored.state for stored in after_cut.readings()}
+    assert states == {**{seq: "delivered" for seq in seqs[:5]}, **{seq: "pending" for seq in seqs[5:]}}
     states = {stored.seq: stored.state for stored in read_readings(path)}
-    assert states == {**{seq: "confirmed" for seq in seqs[:5]}, seqs[5]: "delivered"}, "closing writes every mark"
+    assert states == {**{seq: "confirmed" for seq in seqs[:5]}, seqs[5]: "delivered",
+                      **{seq: "pending" for seq in seqs[6:]}}, "closing writes every mark"
 
 
 def _page_size(path: Path) -> int:

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from agent.shared import seq_ranges
+from agent.unit import buffer as buffer_module
 from agent.unit.buffer import ReadingBuffer, sqlite_files
 from agent.centre.store import open_store
 from agent.unit.config import Config, load_config, read_password
@@ -380,14 +381,17 @@ def fill(card: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_a_full_disk_for_30s_sends_nothing_twice_and_loses_nothing(tmp_path: Path, small_card: Path,
-                                                                   broker: LocalBroker, collectors: list) -> None:
+def test_a_full_disk_for_30s_sends_nothing_twice_and_loses_nothing(
+        tmp_path: Path, small_card: Path, broker: LocalBroker, collectors: list,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """The card fills up while 500 readings wait and the broker is up.  The unit cannot record
     what the broker acknowledges nor what the centre confirms: it holds back (one log line, its
     status says why) instead of reconnecting and sending the backlog again.  Over 30 s: a few
     connections at most, at most two copies of any reading on the wire; once space returns,
     every reading is in the centre's database and confirmed.  Where the buffer's pages sit on
-    the card is about the file itself, so the test empties its WAL in SQL."""
+    the card is about the file itself, so the test empties its WAL in SQL.  The buffer commits
+    what waits in memory after a second here (not minutes), so the full card is met at once."""
+    monkeypatch.setattr(buffer_module, "HOLD_S", 1.0)
     db = f"sqlite:///{tmp_path}/collector.db"
     collector = start_collector(tmp_path, broker.port, db, collectors)
     copies = ReadingSink(broker.port, client_id="wire-watch", persistent=False).start()

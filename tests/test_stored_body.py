@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.unit import buffer as buffer_module
 from agent.unit.buffer import PAGE_SIZE, ReadingBuffer, read_readings
 from agent.unit.stored_body import DICTIONARY_V1, StoredBodyError, pack_body, unpack_body
 from tests.support.readings_factory import (
@@ -107,18 +108,22 @@ def blankspot(*args: str) -> subprocess.CompletedProcess:
                           timeout=60)
 
 
-def test_readings_prints_a_buffer_as_the_unit_sends_it_while_the_agent_holds_it_open(tmp_path: Path) -> None:
+def test_readings_prints_a_buffer_as_the_unit_sends_it_while_the_agent_holds_it_open(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "buffer.db"
     with ReadingBuffer(path, "unit-1") as buffer:
         stored = buffer.append_many([signal_reading(), latency_reading(), event_reading()])
         buffer.ack(buffer.take(2))
-        buffer.append(signal_reading())  # writes the acknowledgement
+        monkeypatch.setattr(buffer_module, "HOLD_S", 0.0)
+        buffer.append(signal_reading())  # files the readings and the acknowledgement
+        monkeypatch.setattr(buffer_module, "HOLD_S", 300.0)
+        buffer.append(signal_reading())  # into the intake only
         everything = blankspot("readings", str(path))
         pending = blankspot("readings", "--pending", str(path))
     assert everything.returncode == 0, everything.stderr
     assert everything.stdout.splitlines()[:3] == [r.to_json() for r in stored]
-    assert [json.loads(line)["seq"] for line in everything.stdout.splitlines()] == [1, 2, 3, 4]
-    assert [json.loads(line)["seq"] for line in pending.stdout.splitlines()] == [3, 4]
+    assert [json.loads(line)["seq"] for line in everything.stdout.splitlines()] == [1, 2, 3, 4, 5]
+    assert [json.loads(line)["seq"] for line in pending.stdout.splitlines()] == [3, 4, 5]
     assert [r.body for r in read_readings(path)] == everything.stdout.splitlines()
 
 

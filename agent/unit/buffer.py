@@ -1,18 +1,20 @@
 """ReadingBuffer: the durable on-unit store every reading passes through.
 
-- ``append`` assigns the reading its ``seq`` and returns only once the row is on disk
-  (SQLite WAL, ``synchronous=FULL``: one fsync of the WAL per commit, see
-  ``docs/buffer.md``), so a reading that was taken survives ``kill -9`` and power loss.
+- ``append`` assigns the reading its ``seq`` and returns only once it is on disk, so a
+  reading that was taken survives ``kill -9`` and power loss: it is written to the
+  buffer's intake (:mod:`agent.unit.intake`, one page and one ``fdatasync``), and filed into
+  SQLite (WAL, ``synchronous=FULL``) with the readings and marks that waited with it, in one
+  transaction every few minutes (``HOLD_S``) or when the intake fills up; at the latest when
+  the buffer is opened again.  See ``docs/buffer.md``.
 - ``take`` leases the oldest pending readings as a :class:`Batch`; ``ack`` marks them
   delivered (sent, and acknowledged by the broker); ``nack`` returns them, and they are
   served again before anything newer.  Leases live in memory, so after a crash every
   unacknowledged reading is pending again: at-least-once, deduplicated centrally on
-  ``(device, seq)``.  The broker's acknowledgements wait in memory for the next commit (at
-  live cadence, the next reading's); other marks (confirmed, counters) are committed without
-  a flush of their own and reach the card with the next append's flush: a crash or a power
-  cut can undo the latest marks, never a reading (one flush per reading in all, see
+  ``(device, seq)``.  The broker's acknowledgements and the centre's confirmations wait in
+  memory with the intake's readings and are committed with them: a crash or a power cut can
+  undo the latest marks, never a reading (one flush per reading in all, see
   ``docs/buffer.md``).  The buffer's own figures (``stats``, ``backlog``, ``readings``)
-  count the marks waiting.
+  and ``take`` see the readings and marks waiting as if they were written.
 - A delivered reading stays the unit's responsibility until the centre *confirms* it
   (``apply_confirmation``, from the collectors' ``confirm`` messages): a broker's
   acknowledgement is flow control, not storage.  ``resend`` makes delivered but unconfirmed
@@ -37,11 +39,13 @@
   re-stamps every such reading still pending: ``time = trusted - (boottime now - boottime
   then)``, ``time_source`` the trusted source.  Readings of an earlier boot cannot be placed
   in time and stay ``unsynced``; readings already delivered stay as they were sent.
-- :func:`read_stats` and :func:`read_readings` look into a buffer file read-only, safe while
-  the agent writes it: its figures, and its readings each with its state.
+- :func:`read_stats` and :func:`read_readings` look into a buffer file (and its intake)
+  read-only, safe while the agent writes it: its figures, and its readings each with its
+  state.
 """
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import secrets
@@ -63,6 +67,7 @@ from agent.shared.reading import (
     Event, Reading, ReadingError, format_time, format_time_epoch, reading_from_json,
 )
 from agent.unit import buffer_schema
+from agent.unit.intake import INTAKE_BYTES, IntakeError, IntakeLog, IntakeRecord, read_intake
 from agent.unit.stored_body import StoredBodyError, pack_body, unpack_body
 
 log = logging.getLogger(__name__)
@@ -72,11 +77,14 @@ PAGE_SIZE = 1024  # of a new buffer file
 # Pending: not acknowledged by the broker.  A pending reading is never confirmed; saying so
 # lets SQLite find pending readings through the one partial index, readings_unconfirmed.
 PENDING = "confirmed_at IS NULL AND delivered_at IS NULL"
-# The broker's acknowledgements wait in memory for the buffer's next commit (at live cadence,
-# the next reading's) and cost the card no commit of their own; they are committed by
-# themselves once the oldest has waited MARKS_HOLD_S or MARKS_HOLD_MAX readings wait.
-MARKS_HOLD_S = 30.0
-MARKS_HOLD_MAX = 1000
+# Readings in the intake, the broker's acknowledgements and the centre's confirmations wait
+# in memory and are committed to SQLite together, once the oldest has waited HOLD_S, HOLD_MAX
+# readings' worth wait, or the intake is three quarters full.  Every commit costs the card
+# log pages, the log's index and checkpoints whatever it holds: at a fixed probe's cadence
+# this makes one commit of some 30 readings out of 30.  What a crash takes is the marks, so
+# HOLD_S is also how many readings a crash may send again (docs/buffer.md).
+HOLD_S = 300.0
+HOLD_MAX = 1000
 _PRUNE_CHUNK = 500
 # An event's data stays under 4 KB: a drop that left more ranges is told in several events.
 _RANGES_PER_EVENT = 100
@@ -136,6 +144,26 @@ class _Mark:
     seqs: tuple[int, ...]
     confirmed: bool
     at: float
+    odo: float  # the buffer's odometer then
+
+
+@dataclass(frozen=True)
+class _Filing:
+    """Readings in the intake, not yet in SQLite."""
+
+    records: tuple[IntakeRecord, ...]
+
+
+@dataclass(frozen=True)
+class _Confirming:
+    """A confirmation from the centre received at ``at``, not yet written."""
+
+    confirmation: Confirmation
+    at: float
+    odo: float
+
+
+_Waiting = _Mark | _Filing | _Confirming
 
 
 @dataclass(frozen=True)
@@ -173,9 +201,12 @@ class ReadingBuffer:
         this_boot: str | None = None,
         synchronous: str = "FULL",
         journal_mode: str = "WAL",
+        intake_bytes: int = INTAKE_BYTES,
     ) -> None:
         """``this_boot`` is the id of the boot the buffer runs in (the kernel's when not given):
-        readings stamped ``unsynced`` are re-stamped only in the boot that took them."""
+        readings stamped ``unsynced`` are re-stamped only in the boot that took them.
+        ``intake_bytes`` 0: every reading is committed to SQLite by itself, no intake (the way
+        the benchmarks compare against)."""
         self.path = Path(path)
         self.device = device
         self.max_bytes = max_bytes
@@ -185,9 +216,12 @@ class ReadingBuffer:
         self._lock = threading.RLock()
         self._leased: dict[int, Batch] = {}
         self._leased_seqs: set[int] = set()  # not to be taken: leased, or acknowledged and not yet marked
-        self._marks: list[_Mark] = []
-        self._marks_since = 0.0  # monotonic time of the oldest mark waiting
+        self._waiting: list[_Waiting] = []
+        self._waiting_since = 0.0  # monotonic time of the oldest
+        self._filing_fault: str | None = None
         self._last_prune = 0.0
+        self._intake: IntakeLog | None = None
+        self._last_confirmed_at: float | None = None  # in this run
         self._seq_file = self.path.with_name(self.path.name + ".seq")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -201,6 +235,12 @@ class ReadingBuffer:
             corrupt_copy = self._move_aside(exc)
             self._open(synchronous, journal_mode)
         existed = self._next_seq > 1
+        if intake_bytes:
+            self._open_intake(intake_bytes)
+        earlier = self._count_unsynced(None) - self._count_unsynced(self._boot)
+        if earlier:
+            log.warning("%d readings waiting from an earlier boot were taken before the clock was "
+                        "trusted; they keep time_source 'unsynced'", earlier)
         self._reserved = self._read_reservation()
         if corrupt_copy is not None:
             self._record_event(
@@ -269,20 +309,42 @@ class ReadingBuffer:
             with self._transaction():
                 self._upgrade_schema()
             self._db_id = self._meta("db_id")
-            self._next_seq = _next_seq(conn)
+            self._confirm_rev = self._meta("confirm_rev")
             self._odometer_base = float(self._meta("odometer"))
             self._odometer_start = self.clock.monotonic()
-            self._uncorrected = self._count_unsynced(self._boot) > 0
-            earlier = self._count_unsynced(None) - self._count_unsynced(self._boot)
-            if earlier:
-                log.warning("%d readings waiting from an earlier boot were taken before the clock was "
-                            "trusted; they keep time_source 'unsynced'", earlier)
+            self._take_stock()
         except (sqlite3.DatabaseError, BufferError):
             conn.close()
             raise
         except OSError as exc:
             conn.close()
             raise sqlite3.DatabaseError(str(exc)) from None
+
+    def _take_stock(self) -> None:
+        self._next_seq = _next_seq(self.conn)
+        self._uncorrected = self._count_unsynced(self._boot) > 0
+
+    def _open_intake(self, size: int) -> None:
+        """Open the intake and file what it holds that SQLite lacks: the readings of a run that
+        ended before it could file them (a crash, a power cut, a card that could not be written)."""
+        try:
+            self._intake = IntakeLog(intake_path(self.path), size)
+        except IntakeError as exc:
+            self.conn.close()
+            raise BufferError(str(exc)) from None
+        filed = self._meta("intake_filed")
+        found = tuple(r for r in self._intake.records if r.seq > filed)
+        if found:
+            self._wait(_Filing(found))
+            try:
+                with self._transaction():
+                    pass
+            except sqlite3.Error as exc:
+                self.conn.close()
+                raise BufferError(f"cannot file the intake's readings into the buffer {self.path}: {exc}") from None
+            log.info("buffer %s: filed %d readings (seq %d-%d) from the intake, where the last run left them",
+                     self.path, len(found), found[0].seq, found[-1].seq)
+            self._take_stock()
 
     def _upgrade_schema(self) -> None:
         todo = _steps_lacking(self.conn, self.path)
@@ -291,7 +353,7 @@ class ReadingBuffer:
             for step in todo:
                 log.info("buffer %s: applied schema step %d (%s)", self.path, step.version, step.description)
         initial = {"next_seq": 1, "dropped_total": 0, "delivered_total": 0, "db_id": secrets.randbits(62),
-                   "confirm_rev": 0, "odometer": 0}
+                   "confirm_rev": 0, "odometer": 0, "intake_filed": 0}
         for key, value in initial.items():
             self.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
@@ -317,46 +379,74 @@ class ReadingBuffer:
 
         ``durable`` ones are on the card when they commit, the others when the next durable
         one commits (a power cut in between undoes them, never half-applies them, and never
-        undoes a durable one that followed).  Every transaction first writes the marks
-        waiting in memory; they are forgotten only once it has committed.
+        undoes a durable one that followed).  Every transaction first writes what waits in
+        memory (the intake's readings, marks, confirmations), in the order it came; it is
+        forgotten only once the transaction has committed.  One that files the intake's
+        readings is durable, and the intake is written from its start again after it.
         """
-        level = self._synchronous if durable else self._marks_synchronous
+        filing = any(isinstance(op, _Filing) for op in self._waiting)
+        level = self._synchronous if durable or filing else self._marks_synchronous
         if level != self._synchronous_now:
             self.conn.execute(f"PRAGMA synchronous={level}")
             self._synchronous_now = level
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            written = self._write_marks()
+            written = self._write_waiting()
             yield
             self.conn.execute("COMMIT")
         except BaseException:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             raise
-        self._marks_written(written)
+        self._waiting_written(written)
+        if filing and self._intake is not None:
+            self._intake.restart()
 
     @contextmanager
-    def _with_marks(self) -> Iterator[None]:
-        """Reads inside see the marks waiting in memory as if written.
+    def _with_waiting(self, strict: bool = False) -> Iterator[None]:
+        """Reads and writes inside see what waits in memory as if written, and are undone.
 
-        They are applied in a transaction that is rolled back: the figures are exact and
-        reading them costs the card nothing.  Should that fail, the reads see the file alone.
+        It is applied in a transaction that is rolled back: the figures are exact and
+        reading them costs the card nothing.  Should that fail, the reads see the file alone,
+        or, ``strict``, the error is raised.
         """
-        applied = False
-        if self._marks:
-            try:
-                self.conn.execute("BEGIN IMMEDIATE")
-                self._write_marks()
-                applied = True
-            except sqlite3.Error as exc:
-                log.debug("cannot apply the waiting marks for reading: %s", exc)
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
+        if not self._waiting:
+            yield
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
         try:
+            try:
+                self._write_waiting()
+            except sqlite3.Error as exc:
+                if strict:
+                    raise
+                log.debug("cannot apply what waits in memory for reading: %s", exc)
+                self.conn.execute("ROLLBACK")
+                self.conn.execute("BEGIN")
             yield
         finally:
-            if applied:
+            if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
+
+    def _wait(self, op: _Waiting) -> None:
+        if not self._waiting:
+            self._waiting_since = self.clock.monotonic()
+        self._waiting.append(op)
+
+    def _hold_over(self) -> bool:
+        """True when what waits in memory is due to be committed (see ``HOLD_S``)."""
+        if not self._waiting:
+            return False
+        waiting = sum(len(op.seqs) if isinstance(op, _Mark) else len(op.records) if isinstance(op, _Filing) else 1
+                      for op in self._waiting)
+        return (waiting >= HOLD_MAX or self.clock.monotonic() - self._waiting_since >= HOLD_S
+                or (self._intake is not None and self._intake.used > self._intake.size * 3 // 4))
+
+    def _commit_waiting(self) -> None:
+        """Commit what waits, when it is due: durably if it holds readings, else with the next flush."""
+        if self._hold_over():
+            with self._transaction(durable=False):
+                self._prune_due(time.time())
 
     # -- seq reservation -----------------------------------------------------------------
 
@@ -443,23 +533,47 @@ class ReadingBuffer:
                 self._correct_times(Timestamp(trusted.time, trusted.time_source, trusted.boottime))
         next_seq = self._next_seq
         self._reserve(next_seq + len(items))
-        stored = []
-        with self._transaction():
-            self._prune_due(time.time())
-            for offset, reading in enumerate(items):
-                numbered = replace(reading.at_precision(), seq=next_seq + offset)
-                unsynced = numbered.time_source == "unsynced" and numbered.boottime is not None
-                self.conn.execute(
-                    "INSERT INTO readings(seq, kind, time, body, boot, boottime) VALUES (?, ?, ?, ?, ?, ?)",
-                    (numbered.seq, numbered.kind, format_time(numbered.time), pack_body(numbered.to_json()),
-                     self._boot if unsynced else None, numbered.boottime if unsynced else None),
-                )
-                self._uncorrected = self._uncorrected or unsynced
-                stored.append(numbered)
+        stored, records = [], []
+        for offset, reading in enumerate(items):
+            numbered = replace(reading.at_precision(), seq=next_seq + offset)
+            unsynced = numbered.time_source == "unsynced" and numbered.boottime is not None
+            records.append(IntakeRecord(numbered.seq, numbered.kind, format_time(numbered.time),
+                                        pack_body(numbered.to_json()), self._boot if unsynced else None,
+                                        numbered.boottime if unsynced else None))
+            stored.append(numbered)
+        if self._intake is not None and self._intake.fits(records):
+            try:
+                self._intake.append(records)
+            except IntakeError as exc:
+                raise BufferError(str(exc)) from None
+            self._wait(_Filing(tuple(records)))
+            self._filed_later()
+        else:
+            with self._transaction():
+                self._prune_due(time.time())
+                _insert_rows(self.conn, records)
+        self._uncorrected = self._uncorrected or any(r.boot is not None for r in records)
         # Not written to meta: the highest seq stored says it (see _next_seq), unless the
         # newest readings are deleted (_deleted keeps it then).
         self._next_seq = next_seq + len(items)
         return stored
+
+    def _filed_later(self) -> None:
+        """After an append to the intake: file what waits if it is due.  The readings are on
+        the card already, so a failure here is told, not raised; they are filed later (at the
+        latest when the buffer is opened again), and the intake takes readings until it is
+        full."""
+        try:
+            self._commit_waiting()
+        except (sqlite3.OperationalError, OSError) as exc:
+            if self._filing_fault is None:
+                log.error("buffer %s: cannot file the intake's readings (%s); they are safe in %s and "
+                          "are filed once the buffer can be written", self.path, exc, intake_path(self.path))
+            self._filing_fault = str(exc)
+            return
+        if self._filing_fault is not None and not self._waiting:
+            log.warning("buffer %s: the intake's readings are filed again", self.path)
+            self._filing_fault = None
 
     # -- clock corrections ---------------------------------------------------------------
 
@@ -585,10 +699,11 @@ class ReadingBuffer:
         returned or re-opened reading is served before anything newer.
         """
         with self._lock:
-            rows = self.conn.execute(
-                f"SELECT seq, body FROM readings WHERE {PENDING} ORDER BY seq LIMIT ?",
-                (limit + len(self._leased_seqs),),
-            ).fetchall()
+            with self._with_waiting():
+                rows = self.conn.execute(
+                    f"SELECT seq, body FROM readings WHERE {PENDING} ORDER BY seq LIMIT ?",
+                    (limit + len(self._leased_seqs),),
+                ).fetchall()
             rows = [(seq, self._unpacked(seq, body)) for seq, body in rows if seq not in self._leased_seqs][:limit]
             if not rows:
                 return None
@@ -600,10 +715,7 @@ class ReadingBuffer:
             return batch
 
     def _unpacked(self, seq: int, body: str | bytes) -> str:
-        try:
-            return unpack_body(body)
-        except StoredBodyError as exc:
-            raise BufferError(f"buffer {self.path}: reading seq {seq}: {exc}") from None
+        return _unpack_from(self.path, seq, body)
 
     def _unlease(self, batch: Batch) -> bool:
         if self._leased.pop(batch.first, None) is None:
@@ -615,52 +727,61 @@ class ReadingBuffer:
         """The broker acknowledged ``batch``: mark it delivered (and ``confirmed`` too, when the
         broker's acknowledgement is all the unit will ever get).
 
-        The mark waits in memory for the buffer's next commit (see ``MARKS_HOLD_S``); until
-        then the batch is not taken again, and the buffer's figures count it as marked.
-        Raises :class:`BufferError` when marks due to be written cannot be; the batch then
-        stays leased, so it is not sent again, and ``ack`` may be called again later.
+        The mark waits in memory for the buffer's next commit (see ``HOLD_S``); until then
+        the batch is not taken again, and the buffer's figures count it as marked.  Raises
+        :class:`BufferError` when what is due to be written cannot be; the batch then stays
+        leased, so it is not sent again, and ``ack`` may be called again later.
         """
         with self._lock:
-            if not self._marks:
-                self._marks_since = self.clock.monotonic()
-            self._marks.append(_Mark(batch.seqs, confirmed, time.time()))
+            now = time.time()
+            self._wait(_Mark(batch.seqs, confirmed, now, self.odometer()))
+            if confirmed:
+                self._last_confirmed_at = now
             leased = self._leased.pop(batch.first, None)
             self._leased_seqs.update(batch.seqs)
-            waiting = sum(len(mark.seqs) for mark in self._marks)
-            if waiting < MARKS_HOLD_MAX and self.clock.monotonic() - self._marks_since < MARKS_HOLD_S:
-                return
             try:
-                with self._transaction(durable=False):
-                    pass
+                self._commit_waiting()
             except (sqlite3.OperationalError, OSError) as exc:
-                self._marks.pop()
+                self._waiting.pop()
                 if leased is not None:
                     self._leased[batch.first] = leased
                 raise BufferError(f"cannot write to the buffer {self.path}: {exc}") from None
 
-    def _write_marks(self) -> int:
-        """Write the marks waiting (in the transaction open); returns how many."""
-        for mark in self._marks:
-            where = ",".join("?" * len(mark.seqs))
-            if mark.confirmed:
+    def _write_waiting(self) -> int:
+        """Write what waits in memory (in the transaction open), in order; returns how many."""
+        filed = 0
+        for op in self._waiting:
+            if isinstance(op, _Filing):
+                _insert_rows(self.conn, op.records)
+                filed = max(filed, op.records[-1].seq)
+            elif isinstance(op, _Confirming):
+                self._confirm(op.confirmation, op.at, op.odo)
+            elif op.confirmed:
+                where = ",".join("?" * len(op.seqs))
                 n = self.conn.execute(
                     f"UPDATE readings SET delivered_at = coalesce(delivered_at, ?), confirmed_at = ?, "
                     f"confirmed_odo = ? WHERE confirmed_at IS NULL AND seq IN ({where})",
-                    (mark.at, mark.at, self.odometer(), *mark.seqs),
+                    (op.at, op.at, op.odo, *op.seqs),
                 ).rowcount
                 self._count_confirmed(n)
             else:
                 self.conn.execute(
-                    f"UPDATE readings SET delivered_at = ? WHERE delivered_at IS NULL AND seq IN ({where})",
-                    (mark.at, *mark.seqs),
+                    f"UPDATE readings SET delivered_at = ? WHERE delivered_at IS NULL "
+                    f"AND seq IN ({','.join('?' * len(op.seqs))})",
+                    (op.at, *op.seqs),
                 )
-        return len(self._marks)
+        if filed and filed > self._meta("intake_filed"):
+            self._set_meta("intake_filed", filed)
+        return len(self._waiting)
 
-    def _marks_written(self, n: int) -> None:
-        """The first ``n`` marks are committed: their readings may be taken again once pending."""
-        for mark in self._marks[:n]:
-            self._leased_seqs.difference_update(mark.seqs)
-        del self._marks[:n]
+    def _waiting_written(self, n: int) -> None:
+        """The first ``n`` things waiting are committed: the readings of their marks may be
+        taken again once pending."""
+        in_flight = {seq for batch in self._leased.values() for seq in batch.seqs}
+        for op in self._waiting[:n]:
+            if isinstance(op, _Mark):
+                self._leased_seqs.difference_update(set(op.seqs) - in_flight)
+        del self._waiting[:n]
 
     def _count_confirmed(self, n: int) -> None:
         if n:
@@ -692,32 +813,49 @@ class ReadingBuffer:
         """
         c = confirmation
         with self._lock:
-            if c.rev <= self._meta("confirm_rev"):
+            if c.rev <= self._confirm_rev:
                 return ConfirmOutcome(False)
-            now = time.time()
-            covered, params = _covered_sql(c)
+            now, odo = time.time(), self.odometer()
             try:
-                with self._transaction(durable=False):
-                    confirmed = self.conn.execute(
-                        "UPDATE readings SET delivered_at = coalesce(delivered_at, ?), confirmed_at = ?, "
-                        f"confirmed_odo = ? WHERE confirmed_at IS NULL AND {covered}",
-                        (now, now, self.odometer(), *params),
-                    ).rowcount
-                    reopened = [row[0] for row in self.conn.execute(
-                        "UPDATE readings SET confirmed_at = NULL, confirmed_odo = NULL, delivered_at = NULL "
-                        f"WHERE confirmed_at IS NOT NULL AND NOT ({covered}) RETURNING seq",
-                        params,
-                    ).fetchall()]
-                    # Re-opened readings leave the count, so a reading confirmed twice counts once.
-                    self._count_confirmed(confirmed - len(reopened))
-                    self._set_meta("confirm_rev", c.rev)
+                # What it changes is worked out now; it is written with what waits.
+                with self._with_waiting(strict=True):
+                    confirmed, reopened = self._confirm(c, now, odo)
+                self._wait(_Confirming(c, now, odo))
+                self._confirm_rev = c.rev
+                # Re-opened, they may be taken again, although the acknowledgement it undoes waits still.
+                self._leased_seqs.difference_update(reopened)
+                if confirmed:
+                    self._last_confirmed_at = now
+                self._commit_waiting()
             except (sqlite3.OperationalError, OSError) as exc:
+                if self._waiting and isinstance(self._waiting[-1], _Confirming) and self._waiting[-1].confirmation is c:
+                    self._waiting.pop()
+                    self._confirm_rev = self._meta("confirm_rev")
                 raise BufferError(f"cannot write to the buffer {self.path}: {exc}") from None
             ranges = seq_ranges.from_seqs(reopened)
             if reopened:
                 log.warning("the centre no longer holds %d readings it had confirmed (seq %s): sending them again",
                             len(reopened), seq_ranges.text(ranges))
             return ConfirmOutcome(True, confirmed, ranges)
+
+    def _confirm(self, c: Confirmation, at: float, odo: float) -> tuple[int, list[int]]:
+        """Apply ``c`` (in the transaction open): how many readings it confirms, and the seqs
+        of those confirmed before that it no longer covers."""
+        covered, params = _covered_sql(c)
+        confirmed = self.conn.execute(
+            "UPDATE readings SET delivered_at = coalesce(delivered_at, ?), confirmed_at = ?, "
+            f"confirmed_odo = ? WHERE confirmed_at IS NULL AND {covered}",
+            (at, at, odo, *params),
+        ).rowcount
+        reopened = [row[0] for row in self.conn.execute(
+            "UPDATE readings SET confirmed_at = NULL, confirmed_odo = NULL, delivered_at = NULL "
+            f"WHERE confirmed_at IS NOT NULL AND NOT ({covered}) RETURNING seq",
+            params,
+        ).fetchall()]
+        # Re-opened readings leave the count, so a reading confirmed twice counts once.
+        self._count_confirmed(confirmed - len(reopened))
+        self._set_meta("confirm_rev", c.rev)
+        return confirmed, reopened
 
     def resend(self, seqs: Iterable[int]) -> int:
         """Make delivered but unconfirmed readings pending again; returns how many."""
@@ -741,7 +879,7 @@ class ReadingBuffer:
 
     def awaiting_confirmation(self) -> list[int]:
         """Seqs acknowledged by the broker and not yet confirmed by the centre, ascending."""
-        with self._lock, self._with_marks():
+        with self._lock, self._with_waiting():
             return [row[0] for row in self.conn.execute(
                 "SELECT seq FROM readings WHERE confirmed_at IS NULL AND delivered_at IS NOT NULL ORDER BY seq")]
 
@@ -767,36 +905,46 @@ class ReadingBuffer:
 
     def pending_count(self) -> int:
         """Readings the broker has not acknowledged yet."""
-        with self._lock, self._with_marks():
+        with self._lock, self._with_waiting():
             return self.conn.execute(f"SELECT count(*) FROM readings WHERE {PENDING}").fetchone()[0]
 
     def stats(self) -> BufferStats:
         """The buffer's figures; :func:`read_stats` gives the same from the file alone."""
-        with self._lock, self._with_marks():
+        with self._lock, self._with_waiting():
             return _stats(self.conn, self.max_bytes)
 
     def backlog(self) -> dict[str, Any]:
-        """The figures of :class:`BufferStats` that each acknowledgement changes (pending,
-        oldest_pending_time, unconfirmed), marks waiting in memory included; cheap enough to
-        ask every second (indexes only), so the agent's state file can tell ``blankspot
-        status`` what the file does not say yet."""
-        with self._lock, self._with_marks():
-            return _backlog(self.conn)
+        """The figures of :class:`BufferStats` that readings, acknowledgements and
+        confirmations change (pending, oldest_pending_time, unconfirmed, last_seq, kept_from,
+        delivered_total, last_delivered_at), what waits in memory included; cheap enough to ask
+        every second (indexes only), so the agent's state file can tell ``blankspot status``
+        what the file does not say yet."""
+        with self._lock, self._with_waiting():
+            figures = _backlog(self.conn)
+            figures["delivered_total"] = self._meta("delivered_total")
+            kept_from = self.conn.execute("SELECT min(seq) FROM readings").fetchone()[0]
+        figures["last_seq"] = self._next_seq - 1
+        figures["kept_from"] = self._next_seq if kept_from is None else kept_from
+        if self._last_confirmed_at is not None:
+            figures["last_delivered_at"] = format_time_epoch(self._last_confirmed_at)
+        return figures
 
     def readings(self) -> list[StoredReading]:
         """The readings held, oldest first, each with its state, as :func:`read_readings` gives
         them from the file once the marks waiting in memory are written."""
-        with self._lock, self._with_marks():
+        with self._lock, self._with_waiting():
             return list(_stored_readings(self.conn, self.path))
 
     def close(self) -> None:
         with self._lock:
             try:
-                with self._transaction():  # the marks waiting, durable: not sent again after a reboot
+                with self._transaction():  # what waits, durable: not sent again after a reboot
                     self._set_meta("odometer", int(self.odometer()))
             except sqlite3.Error as exc:
-                log.warning("buffer %s: the last marks could not be written (%s); "
-                            "those readings will be sent again", self.path, exc)
+                log.warning("buffer %s: the last marks could not be written (%s); those readings "
+                            "will be sent again (readings in the intake are filed at the next start)", self.path, exc)
+            if self._intake is not None:
+                self._intake.close()
             self.conn.close()
 
     def __enter__(self) -> "ReadingBuffer":
@@ -804,6 +952,18 @@ class ReadingBuffer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def intake_path(path: Path) -> Path:
+    """The intake of the buffer at ``path`` (:mod:`agent.unit.intake`)."""
+    return path.with_name(path.name + ".intake")
+
+
+def _insert_rows(conn: sqlite3.Connection, records: Iterable[IntakeRecord]) -> None:
+    # OR IGNORE: a reading the intake still holds after the buffer filed it (a copy kept
+    # through a power cut) is stored once.
+    conn.executemany("INSERT OR IGNORE INTO readings(seq, kind, time, body, boot, boottime) VALUES (?, ?, ?, ?, ?, ?)",
+                     [r.row for r in records])
 
 
 def _covered_sql(c: Confirmation) -> tuple[str, list[int]]:
@@ -869,9 +1029,16 @@ def _used_bytes(conn: sqlite3.Connection) -> int:
 
 
 def read_stats(path: Path | str) -> BufferStats:
-    """Stats of a buffer file opened read-only (safe while the agent is writing it)."""
+    """Stats of a buffer file and its intake, opened read-only (safe while the agent is writing it)."""
     with _read_only(path) as conn:
-        return _stats(conn, 0)
+        stats = _stats(conn, 0)
+        unfiled = _unfiled(conn, Path(path))
+    if not unfiled:
+        return stats
+    return replace(
+        stats, pending=stats.pending + len(unfiled),
+        oldest_pending_time=min(t for t in (stats.oldest_pending_time, unfiled[0].time) if t is not None),
+        last_seq=max(stats.last_seq, unfiled[-1].seq), kept_from=min(stats.kept_from or unfiled[0].seq, unfiled[0].seq))
 
 
 def read_readings(path: Path | str) -> Iterator[StoredReading]:
@@ -882,7 +1049,9 @@ def read_readings(path: Path | str) -> Iterator[StoredReading]:
     that cannot be read raises :class:`BufferError`, as :func:`read_stats` does.
     """
     with _read_only(path) as conn:
-        yield from _stored_readings(conn, Path(path))
+        unfiled = [StoredReading(r.seq, r.kind, "pending", _unpack_from(path, r.seq, r.body))
+                   for r in _unfiled(conn, Path(path))]
+        yield from heapq.merge(_stored_readings(conn, Path(path)), unfiled, key=lambda stored: stored.seq)
 
 
 def read_stored_bodies(path: Path | str, pending_only: bool = False) -> Iterator[tuple[int, str | bytes]]:
@@ -895,17 +1064,40 @@ def read_stored_bodies(path: Path | str, pending_only: bool = False) -> Iterator
     """
     with _read_only(path, any_layout=True) as conn:
         where = " WHERE delivered_at IS NULL" if pending_only else ""
-        yield from conn.execute(f"SELECT seq, body FROM readings{where} ORDER BY seq")
+        unfiled = [(r.seq, r.body) for r in _unfiled(conn, Path(path))]
+        yield from heapq.merge(conn.execute(f"SELECT seq, body FROM readings{where} ORDER BY seq"), unfiled,
+                               key=lambda row: row[0])
+
+
+def _unfiled(conn: sqlite3.Connection, path: Path) -> list[IntakeRecord]:
+    """The readings in the intake of the buffer at ``path`` that its database lacks, oldest first."""
+    try:
+        records = read_intake(intake_path(path))
+    except IntakeError as exc:
+        raise BufferError(str(exc)) from None
+    if not records:
+        return []
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'intake_filed'").fetchone()
+    except sqlite3.Error:  # a layout without it: a file saved from a damaged buffer
+        row = None
+    filed = int(row[0]) if row else 0
+    return [r for r in records if r.seq > filed
+            and conn.execute("SELECT 1 FROM readings WHERE seq = ?", (r.seq,)).fetchone() is None]
 
 
 def _stored_readings(conn: sqlite3.Connection, path: Path) -> Iterator[StoredReading]:
     for seq, kind, state, body in conn.execute(
             "SELECT seq, kind, CASE WHEN confirmed_at IS NOT NULL THEN 'confirmed' "
             "WHEN delivered_at IS NOT NULL THEN 'delivered' ELSE 'pending' END, body FROM readings ORDER BY seq"):
-        try:
-            yield StoredReading(seq, kind, state, unpack_body(body))
-        except StoredBodyError as exc:
-            raise BufferError(f"buffer {path}: reading seq {seq}: {exc}") from None
+        yield StoredReading(seq, kind, state, _unpack_from(path, seq, body))
+
+
+def _unpack_from(path: Path | str, seq: int, body: str | bytes) -> str:
+    try:
+        return unpack_body(body)
+    except StoredBodyError as exc:
+        raise BufferError(f"buffer {path}: reading seq {seq}: {exc}") from None
 
 
 def _steps_lacking(conn: sqlite3.Connection, path: Path) -> tuple[Step, ...]:

@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from agent.unit.buffer import BufferError, BufferStats, read_stats, sqlite_files
+from agent.unit.buffer import BufferError, BufferStats, intake_path, read_stats, sqlite_files
 from agent.shared.clock import EARLIEST_PLAUSIBLE, boot_id, kernel_clock_synchronised
 from agent.shared.installed import doc
 from agent.shared.reading import HOME_REGISTRATIONS, ROAMING_REGISTRATIONS
@@ -824,7 +824,7 @@ def check_disk(ctx: Context) -> CheckResult:
     where = _existing(buffer.path.parent)
     usage = shutil.disk_usage(where)
     used = 0
-    for file in sqlite_files(buffer.path):
+    for file in (*sqlite_files(buffer.path), intake_path(buffer.path)):
         try:
             used += file.stat().st_size
         except OSError:
