@@ -9,7 +9,6 @@ the field) and the unit's grace and probe waits are short, so that a scenario ta
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from tests.support.broker import password_broker, require_mosquitto  # noqa: F40
 from tests.support.collector import CollectorProcess, wait_counts
 from tests.support.mqtt_sink import ReadingSink
 from tests.support.readings_factory import bulky_reading, signal_reading
+from tests.support.small_card import fill, small_card  # noqa: F401  (small_card: a fixture)
 from tests.support.unit_config import write_config
 
 DEVICE = "boat-07"
@@ -351,34 +351,6 @@ def test_a_reading_dated_year_1_is_quarantined_alone_and_settled_for_the_unit(tm
 
 
 # -- a buffer that cannot be written ---------------------------------------------------------
-
-@pytest.fixture
-def small_card(tmp_path: Path):
-    """A real 16 MB filesystem (tmpfs) for the buffer, so that it can really fill up."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small filesystem needs root (the test command runs as root in CI)")
-    card = tmp_path / "card"
-    card.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(card)], check=True)
-    yield card
-    subprocess.run(["umount", "-l", str(card)], check=False)
-
-
-def fill(card: Path) -> Path:
-    """Fill the filesystem to the last byte; returns the filler file."""
-    filler = card / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
-    try:
-        for chunk in (65536, 1):
-            try:
-                while True:
-                    os.write(fd, b"\0" * chunk)
-            except OSError:
-                pass
-    finally:
-        os.close(fd)
-    return filler
-
 
 @pytest.mark.slow
 def test_a_full_disk_for_30s_sends_nothing_twice_and_loses_nothing(
