@@ -83,7 +83,7 @@ RATS = ("gsm", "umts", "lte", "nr", "none")
 ERROR_REASONS = ("not_heartbeat", "version", "malformed", "truncated", "unknown_unit", "bad_signature")
 
 _DIGITS36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_BASE36 = re.compile(r"-?(?:0|[1-9A-Z][0-9A-Z]*)", re.ASCII)
+_BASE36 = re.compile(r"-?(?:0|[1-9A-Z][0-9A-Z]{0,11})", re.ASCII)  # 12 digits hold more than any field
 _DEVICE = re.compile(r"[A-Za-z0-9._-]{1,32}", re.ASCII)
 _SENT_DEVICE = re.compile(r"[A-Za-z0-9./-]{1,32}", re.ASCII)
 _OPERATOR = re.compile(r"[0-9]{5,6}", re.ASCII)
