@@ -25,6 +25,7 @@ from agent.shared.reading import (
     DECIMALS, FIXES, QUALITIES, RATS, REGISTRATIONS, TIME_SOURCES, Event, Latency, Position, Reading, Signal,
     PART_TYPES as PARTS_OF, REGISTRATIONS_1, SCHEMA_1, Throughput, reading_from_dict,
 )
+from tests.support.docs import run_python_block
 from tests.support.readings_factory import (
     event_reading, latency_reading, no_service_reading, signal_reading, throughput_reading,
 )
@@ -312,11 +313,7 @@ def test_the_decoder_raises_nothing_but_payload_error(payload: bytes) -> None:
 
 def test_the_documented_decoder_reads_it_without_blankspot() -> None:
     """The Python decoder in docs/protocol.md, run as written, gives what the package gives."""
-    text = PROTOCOL_DOC.read_text()
-    start = text.index("A decoder needs nothing but zlib and a JSON parser")
-    code = re.search(r"```python\n(.*?)```", text[start:], re.S).group(1)
-    scope: dict = {}
-    exec(compile(code, "docs/protocol.md", "exec"), scope)
+    scope = run_python_block("protocol.md", after="A decoder needs nothing but zlib and a JSON parser")
     readings = [dataclasses.replace(make(DEVICE), seq=seq, time=make(DEVICE).time + timedelta(seconds=seq))
                 for seq, make in enumerate([signal_reading, no_service_reading, latency_reading, throughput_reading,
                                             event_reading, signal_reading], start=40)]

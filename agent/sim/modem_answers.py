@@ -19,8 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from agent.shared.gsm_alphabet import GSM_BASIC
 from agent.sim.scenario import Radio, Tower
-from agent.unit.devices.modem.charsets import GSM_BASIC
 
 # Registration stat in a blank spot: real modems keep searching (2) rather than giving up (0).
 SEARCHING = 2

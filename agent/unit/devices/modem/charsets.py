@@ -10,17 +10,10 @@ from __future__ import annotations
 
 import re
 
+from agent.shared.gsm_alphabet import ESCAPE as _ESCAPE, GSM_BASIC, GSM_EXTENSION
+
 __all__ = ["decode", "gsm_default", "normalise_charset", "ucs2"]
 
-# TS 23.038 6.2.1, the GSM 7-bit default alphabet: character n is the septet n.
-GSM_BASIC = (
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-# Its extension table, reached through the escape septet 0x1B.
-GSM_EXTENSION = {0x0A: "\f", 0x14: "^", 0x28: "{", 0x29: "}", 0x2F: "\\", 0x3C: "[", 0x3D: "~", 0x3E: "]",
-                 0x40: "|", 0x65: "€"}
-_ESCAPE = 0x1B
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{4})+", re.ASCII)
 
 
