@@ -74,8 +74,8 @@ def _syncs_between_markers(trace: str, start: str, end: str) -> list[str]:
 
 
 def test_a_reading_its_acknowledgement_and_its_confirmation_cost_the_card_one_flush(tmp_path: Path) -> None:
-    """The acknowledgement and the confirmation are committed without a flush of their own: their
-    log frames are on the card with the next reading's flush."""
+    """The acknowledgement and the confirmation wait in memory and are committed with the
+    readings they came with, minutes later (here, at the close): no flush of their own."""
     if shutil.which("strace") is None:
         pytest.fail("strace is not installed (package strace); the test command installs it (deploy/quickstart.sh test)")
     cycles = 30

@@ -339,8 +339,8 @@ class AgentService:
                                                            **part_dict(signal_reading.part)},
             "uplink": uplink,
             "readings_this_run": self.taken,
-            # Acknowledgements wait in memory for the buffer's next commit: the file alone
-            # would show the latest reading pending for a while after it was delivered.
+            # Acknowledgements and confirmations wait in memory for the buffer's next filing
+            # (minutes): the file alone would show readings pending after they were delivered.
             "backlog": self.buffer.backlog(),
         }
 
