@@ -21,9 +21,14 @@ ready SIM, network commands (the dynamic ones, operator scans, IMSI/ICCID) answe
 (:data:`DEFAULT_DELAYS`, scaled by ``time_scale``) and the modem handles one command at a
 time, as a real one does.
 
+Short messages (:mod:`agent.sim.modem_sms`): the TS 27.005 commands, a SIM storage that
+announces arrivals with ``+CMTI``, and ``AT+CMGS``, after which the modem prints ``> `` and
+takes the message typed up to Ctrl-Z (ESC cancels).  With ``number`` and ``sms_network``
+(:class:`agent.sim.sms_network.SmsNetwork`) what it sends reaches the modem of that number.
+
 Misbehaviour on demand: :meth:`mute`, :meth:`send_garbage`, :meth:`urc_inside_next_reply`,
-:meth:`vanish` / :meth:`reappear`, and the profile's reset command (gone for ``reset_s``,
-then boot messages such as ``RDY``).
+:meth:`vanish` / :meth:`reappear`, the profile's reset command (gone for ``reset_s``,
+then boot messages such as ``RDY``), and refused or unanswered sends (:meth:`fail_sms`).
 """
 from __future__ import annotations
 
@@ -49,6 +54,19 @@ from agent.sim.modem_answers import (
     dynamic_commands,
     normalise,
 )
+from agent.sim.modem_sms import (
+    DEFAULT_CAPACITY,
+    DEFAULT_SMSC,
+    FAULT_CODES,
+    SentSms,
+    SmsFault,
+    SmsModes,
+    SmsSide,
+    StoredSms,
+    cms_line,
+    is_send,
+)
+from agent.sim.sms_network import SmsNetwork
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +114,10 @@ _CPIN_SET = re.compile(r'^AT\+CPIN="?([^",]*)"?')
 _CSCS_SET = re.compile(r'^AT\+CSCS="?([A-Z0-9\-]*)"?$')
 CHARSETS = ("IRA", "GSM", "UCS2")
 _MAX_LINE = 2048
+_CTRL_Z = 0x1A  # ends a message typed after the > prompt (TS 27.005 3.5.1)
+_ESC = 0x1B  # cancels it
+_PROMPT = b"\r\n> "  # TS 27.005 3.5.1: <CR><LF>, the greater-than sign and a space, no line end
+_SEND_KEY = "AT+CMGS"  # the delay of a send's answer after Ctrl-Z (set_delay, delay_sms)
 
 
 @dataclass
@@ -110,6 +132,17 @@ class _State:
     echo: bool = True
     cmee: int = 0
     modes: AnswerModes = field(default_factory=AnswerModes)
+    sms: SmsModes = field(default_factory=SmsModes)
+
+
+@dataclass
+class _Typing:
+    """An AT+CMGS and the message the host types after it, until Ctrl-Z or ESC."""
+
+    line: str
+    body: bytearray = field(default_factory=bytearray)
+    ended: str | None = None  # "sent" (Ctrl-Z) or "cancelled" (ESC)
+    prompted: bool = False
 
 
 class SimulatedModem:
@@ -124,6 +157,10 @@ class SimulatedModem:
     gone ``reset_gap`` seconds after the OK, for ``reset_s`` seconds, and prints
     ``boot_messages`` ``boot_delay`` seconds after it is back.  ``received`` lists every
     command the modem took.
+
+    Short messages: ``number`` is the SIM's MSISDN, under which it joins ``sms_network``;
+    ``smsc`` the service centre number on the SIM (None: none, sends answer ``+CMS ERROR:
+    330``); ``sms_capacity`` how many messages the SIM stores.  The storage survives resets.
     """
 
     def __init__(
@@ -146,6 +183,10 @@ class SimulatedModem:
         reset_gap: float = 0.2,
         boot_delay: float = 0.2,
         boot_messages: Sequence[str] | None = None,
+        number: str | None = None,
+        sms_network: SmsNetwork | None = None,
+        smsc: str | None = DEFAULT_SMSC,
+        sms_capacity: int = DEFAULT_CAPACITY,
     ) -> None:
         if sim not in ("ready", "pin", "absent"):
             raise ValueError(f"sim must be ready, pin or absent, not {sim!r}")
@@ -172,6 +213,11 @@ class SimulatedModem:
         self._state = self._power_on_state()
         self.received: list[str] = []  # every command line the modem took, in order
         self.resets = 0
+        if sms_capacity < 1:
+            raise ValueError(f"sms_capacity must be at least 1, not {sms_capacity!r}")
+        self._sms = SmsSide(number=number, network=sms_network, smsc=smsc, capacity=sms_capacity)
+        self._typing: _Typing | None = None  # the message being typed, bytes go to it
+        self._waiting: _Typing | None = None  # prompted, waiting for its Ctrl-Z
 
         self._own_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="blankspot-modem-") if workdir is None else workdir)
@@ -185,7 +231,7 @@ class SimulatedModem:
         self._muted = False
         self._pending_urc: str | None = None
         self._line = bytearray()
-        self._commands: deque[str] = deque()
+        self._commands: deque[str | _Typing] = deque()
         self._replies: list[_Reply] = []
         self._busy = False
         self._timers: list[tuple[float, Callable[[], None]]] = []
@@ -195,6 +241,8 @@ class SimulatedModem:
         self._open_pty()
         self._thread = threading.Thread(target=self._run, name=f"sim-modem-{name}", daemon=True)
         self._thread.start()
+        if sms_network is not None and number is not None:
+            sms_network.attach(number, self)
 
     @classmethod
     def for_profile(cls, name: str, radio: Callable[[], Radio] = lambda: Radio(None),
@@ -245,6 +293,7 @@ class SimulatedModem:
                 self._replies.clear()
                 self._commands.clear()
                 self._busy = False
+                self._typing = self._waiting = None
             self._line.clear()
 
     def send_garbage(self, data: bytes) -> None:
@@ -280,6 +329,61 @@ class SimulatedModem:
         with self._lock:
             self._begin_reset()
 
+    # -- short messages --------------------------------------------------------------------
+
+    @property
+    def number(self) -> str | None:
+        return self._sms.number
+
+    @property
+    def smsc(self) -> str | None:
+        return self._sms.smsc
+
+    @smsc.setter
+    def smsc(self, number: str | None) -> None:
+        with self._lock:
+            self._sms.smsc = number
+
+    @property
+    def sms_messages(self) -> list[StoredSms]:
+        """What the SIM stores now, by index."""
+        with self._lock:
+            return [self._sms.messages[i] for i in sorted(self._sms.messages)]
+
+    @property
+    def sms_sent(self) -> list[SentSms]:
+        """Every message AT+CMGS handed to the network, in order."""
+        with self._lock:
+            return list(self._sms.sent)
+
+    def fail_sms(self, fault: SmsFault | None, code: int | None = None) -> None:
+        """Sends fail from now on: ``no_credit`` (+CMS ERROR: 21, or ``code``), ``no_network`` (331),
+        ``smsc_unknown`` (330), ``no_answer`` (nothing after Ctrl-Z, ever); None: sends work again."""
+        if fault is not None and fault not in FAULT_CODES:
+            raise ValueError(f"fault must be one of {', '.join(FAULT_CODES)} or None, not {fault!r}")
+        with self._lock:
+            self._sms.fault = fault
+            self._sms.fault_code = code
+
+    def delay_sms(self, seconds: float) -> None:
+        """The answer to a send comes ``seconds`` (before ``time_scale``) after its Ctrl-Z."""
+        self.set_delay(_SEND_KEY, seconds)
+
+    def deliver_sms(self, pdu: str) -> bool:
+        """Store a received SMS-DELIVER (service centre first) and announce it per AT+CNMI.
+
+        False when the storage is full: the message is not stored, and a network keeps it.
+        """
+        with self._lock:
+            index = self._sms.store(pdu)
+            if index is None:
+                log.debug("simulated modem %s: SMS storage full", self.port)
+                return False
+            if self._state.sms.announces and not self._muted:
+                # As a Huawei announces one (answers.jsonl, bg111/asterisk-chan-dongle issue 31).
+                self._write(_frame(f'+CMTI: "SM",{index}'))
+            return True
+
     def close(self) -> None:
         self._stop.set()
         self._wake()
@@ -314,6 +418,7 @@ class SimulatedModem:
         self._replies.clear()
         self._commands.clear()
         self._busy = False
+        self._typing = self._waiting = None
         self._line.clear()
 
     def _write(self, data: bytes) -> None:
@@ -378,18 +483,47 @@ class SimulatedModem:
             return
         if self._state.echo:
             self._write(data)
+        self._take(data)
+        self._next_command()
+
+    def _take(self, data: bytes) -> None:
+        """Bytes from the host: command lines, or the message typed after an AT+CMGS."""
         for byte in data:
-            if byte == 0x0D:
+            if self._typing is not None:
+                self._type(self._typing, byte)
+            elif byte == 0x0D:
                 line = self._line.decode("latin-1")
                 self._line.clear()
-                self._commands.append(line)
+                if is_send(line):
+                    # What follows the command line is the message, even before the prompt is out.
+                    self._typing = _Typing(line)
+                    self._commands.append(self._typing)
+                else:
+                    self._commands.append(line)
             elif byte == 0x0A:
                 continue
             elif byte == 0x08:
                 del self._line[-1:]
+            elif byte in (_CTRL_Z, _ESC):
+                self._line.clear()  # a stray end of message: what was typed before it is dropped
             elif len(self._line) < _MAX_LINE:
                 self._line.append(byte)
-        self._next_command()
+
+    def _type(self, typing: _Typing, byte: int) -> None:
+        if byte in (_CTRL_Z, _ESC):
+            typing.ended = "sent" if byte == _CTRL_Z else "cancelled"
+            self._typing = None
+            if self._waiting is typing:
+                self._waiting = None
+                self._end_typing(typing)
+        elif byte == 0x0D:
+            if self._state.sms.text_mode:
+                # Text mode: a line break in the message, and the prompt again (TS 27.005 3.5.1).
+                typing.body.append(0x0A)
+                if typing.prompted:
+                    self._write(_PROMPT)
+        elif byte != 0x0A and len(typing.body) < _MAX_LINE:
+            typing.body.append(byte)
 
     def _run_due(self) -> None:
         now = time.monotonic()
@@ -402,17 +536,58 @@ class SimulatedModem:
             self._write(reply.data)
             if reply.then is not None:
                 reply.then()
-        if not self._replies:
+        if not self._replies and self._waiting is None:
             self._busy = False
             self._next_command()
 
     def _next_command(self) -> None:
         while not self._busy and self._commands and self._master is not None:
-            line = self._commands.popleft().strip()
+            item = self._commands.popleft()
+            if isinstance(item, _Typing):
+                self.received.append(item.line.strip())
+                self._start_typing(item)
+                continue
+            line = item.strip()
             if line[:2].upper() != "AT":
                 continue  # line noise: modems look for "AT" and ignore the rest
             self.received.append(line)
             self._handle(line)
+
+    # -- sending a short message -----------------------------------------------------------
+
+    def _start_typing(self, typing: _Typing) -> None:
+        """AT+CMGS reached: refuse it, or print the prompt after the usual delay."""
+        state = self._state
+        refusal = self._sms.refuse_before_prompt(typing.line, state.sms, state.modes.charset, self._sim, state.cmee)
+        if refusal is not None:
+            self._reply(_SEND_KEY, refusal)
+            if self._typing is typing:
+                # No prompt, so what the host typed after the command was never a message.
+                self._typing = None
+                self._take(bytes(typing.body))
+            return
+        self._busy = True
+        due = time.monotonic() + self.default_delay * self.time_scale
+        self._replies.append(_Reply(due, _PROMPT, then=lambda: self._prompted(typing)))
+
+    def _prompted(self, typing: _Typing) -> None:
+        typing.prompted = True
+        if typing.ended is None:
+            self._waiting = typing
+        else:
+            self._end_typing(typing)
+
+    def _end_typing(self, typing: _Typing) -> None:
+        """Ctrl-Z sends the message; ESC cancels it and the modem answers OK."""
+        if typing.ended == "cancelled":
+            self._reply(_SEND_KEY, ["OK"])
+            return
+        state = self._state
+        answer = self._sms.send(typing.line, bytes(typing.body), state.sms, state.modes.charset, state.cmee)
+        if answer is None:
+            log.debug("simulated modem %s: a send left unanswered", self.port)
+            return
+        self._reply(_SEND_KEY, answer)
 
     # -- answering -------------------------------------------------------------------------
 
@@ -460,6 +635,11 @@ class SimulatedModem:
             self._reply(key, self._cmee(key))
         elif key.startswith("AT+CSCS"):
             self._reply(key, self._cscs(key))
+        elif self._sms.handles(key):
+            if self._sim != "ready" and not key.endswith("=?"):
+                self._reply(key, [cms_line(310 if self._sim == "absent" else 311, self._state.cmee)])
+            else:
+                self._reply(key, self._sms.answer(key, self._state.sms, self._state.modes.charset, self._state.cmee))
         elif _REG_SET.match(key):
             match = _REG_SET.match(key)
             assert match is not None
@@ -545,6 +725,7 @@ class SimulatedModem:
         self._replies.clear()
         self._busy = False
         self._line.clear()
+        self._typing = self._waiting = None
         self._close_pty()
         self._pending_urc = None
         self._state = self._power_on_state()
