@@ -83,7 +83,7 @@ PENDING = "confirmed_at IS NULL AND delivered_at IS NULL"
 # log pages, the log's index and checkpoints whatever it holds: at a fixed probe's cadence
 # this makes one commit of some 30 readings out of 30.  What a crash takes is the marks, so
 # HOLD_S is also how many readings a crash may send again (docs/buffer.md).
-HOLD_S = 300.0
+HOLD_S = 600.0
 HOLD_MAX = 1000
 _PRUNE_CHUNK = 500
 # An event's data stays under 4 KB: a drop that left more ranges is told in several events.
