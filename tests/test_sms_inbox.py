@@ -5,6 +5,9 @@ SQLite file and a real PostgreSQL; keys are files in a folder, as deploy/ansible
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -175,10 +178,9 @@ def test_an_operators_notice_is_not_a_heartbeat_and_is_kept_in_the_log(store, ke
 
 def test_malformed_version_and_unreadable_are_counted_and_outgoing_messages_left_alone(store, keys) -> None:
     key = key_of(keys, "boat_7")
-    body = "BS1 boat/7 10 t=3AY940 b=3BS s=L62U u=5K0H w=sleepy"
-    from agent.shared import heartbeat
-
-    malformed = body + " " + heartbeat._signature(key, body)
+    body = "BS1 boat/7 10 t=3AY940 b=3BS s=L62U u=5K0H w=sleepy"  # signed, but no such reason
+    digest = hmac.new(key, body.encode("ascii"), hashlib.sha256).digest()
+    malformed = body + " " + base64.b32encode(digest).decode("ascii")[:12]
     messages = listed(malformed, "BS2 boat/7 1 whatever AAAAAAAAAAAA")
     messages += [StoredPdu(index=5, stat=0, length=3, pdu="07911111"),  # cut short: does not decode
                  StoredPdu(index=6, stat=2, length=20, pdu="0011000B911632547698F00000AA05E8329BFD06")]
