@@ -2,13 +2,18 @@
 
 ``blankspot units`` prints it; ``blankspot report`` ends with its holes section.  Everything
 comes from the collector's database: the units' last statuses (backlog as the unit reported
-it) and the seq ledger (:mod:`agent.centre.ledger`).
+it), the seq ledger (:mod:`agent.centre.ledger`), and the heartbeats units sent by SMS when
+their data link was down (:mod:`agent.centre.sms_inbox`): a unit whose latest heartbeat
+arrived after its last status and its last reading is shown "alive by SMS".
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
+
+from agent.centre.store.sms_kept import KeptHeartbeat
+from agent.shared.operators import operator_name
 
 from agent.centre.ledger import CORRUPT, DROPPED, LOST, REFUSED, REPLACED, RESEND, UNKNOWN, Hole
 from agent.centre.store.base import Store
@@ -36,6 +41,8 @@ class UnitView:
     backlog: dict[str, Any] | None
     fault: str | None
     holes: list[Hole] = field(default_factory=list)
+    # The latest heartbeat by SMS, when newer than the last status and the last reading.
+    alive_by_sms: dict[str, Any] | None = None
 
     @property
     def missing(self) -> int:
@@ -46,6 +53,8 @@ class UnitView:
         table["holes"] = [{"first": h.first, "last": h.last, "count": h.count, "reason": h.reason}
                           for h in self.holes]
         table["missing"] = self.missing
+        if self.alive_by_sms is None:  # units without heartbeats keep the keys they had
+            del table["alive_by_sms"]
         return table
 
 
@@ -53,8 +62,10 @@ def fleet(store: Store) -> list[UnitView]:
     """Every unit the centre has heard of, by status or by readings, sorted by device."""
     statuses = {u["device"]: u for u in store.units()}
     ledger = store.ledger()
+    heartbeats = store.heartbeats()
+    received = store.last_received_per_unit() if heartbeats else {}
     views = []
-    for device in sorted(set(statuses) | set(ledger)):
+    for device in sorted(set(statuses) | set(ledger) | set(heartbeats)):
         status = statuses.get(device)
         payload = status["status"] if status else {}
         entry = ledger.get(device, {})
@@ -66,14 +77,61 @@ def fleet(store: Store) -> list[UnitView]:
             last_seen=format_time(seen) if seen else None,
             stored=entry.get("stored", 0), top=entry.get("top", 0), backlog=backlog, fault=fault,
             holes=store.holes(device),
+            alive_by_sms=_alive_by_sms(heartbeats.get(device), seen, received.get(device)),
         ))
     return views
 
 
-def write_units(views: list[UnitView], out: TextIO) -> None:
-    """The fleet as text for an operator: one line per unit, then its holes."""
+def _alive_by_sms(kept: KeptHeartbeat | None, status_at: datetime | None,
+                  reading_at: datetime | None) -> dict[str, Any] | None:
+    """The heartbeat as ``blankspot units --json`` gives it, when it came after the unit's last
+    status and last reading (all three as the centre received them: one clock)."""
+    if kept is None or any(at is not None and at >= kept.received_at for at in (status_at, reading_at)):
+        return None
+    hb = kept.heartbeat
+    mcc, mnc = (hb.operator[:3], hb.operator[3:]) if hb.operator else (None, None)
+    return {
+        "time": format_time(hb.time), "received_at": format_time(kept.received_at), "sender": kept.sender,
+        "source": kept.source, "counter": hb.counter, "backlog": hb.backlog,
+        "oldest": format_time(hb.oldest) if hb.oldest else None,
+        "oldest_age_s": int((hb.time - hb.oldest).total_seconds()) if hb.oldest else None,
+        "last_seq": hb.last_seq, "lat": hb.lat, "lon": hb.lon, "rat": hb.rat,
+        "operator": f"{mcc}-{mnc}" if mcc else None, "operator_name": operator_name(mcc, mnc),
+        "level_dbm": hb.level_dbm, "uptime_s": hb.uptime_s, "reason": hb.reason,
+    }
+
+
+def alive_by_sms_text(sms: dict[str, Any]) -> str:
+    """``alive by SMS at <time>, backlog N (oldest <age>), last signal <rat> <operator> <level>
+    dBm, data down: <reason>``; the age is the oldest waiting reading's when the unit wrote it."""
+    backlog = f"backlog {sms['backlog']}"
+    if sms.get("oldest_age_s") is not None:
+        backlog += f" (oldest {age_text(sms['oldest_age_s'])})"
+    signal = [sms.get("rat"), sms.get("operator_name") or sms.get("operator"),
+              f"{sms['level_dbm']} dBm" if sms.get("level_dbm") is not None else None]
+    known = " ".join(str(part) for part in signal if part)
+    return (f"alive by SMS at {sms['time']}, {backlog}, last signal {known or 'not known'}, "
+            f"data down: {sms['reason'].replace('_', ' ')}")
+
+
+def age_text(seconds: int) -> str:
+    """``2d 3h``, ``3h 48m``, ``12m``, ``40s``: two units at most."""
+    days, rest = divmod(max(0, int(seconds)), 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m" if minutes else f"{secs}s"
+
+
+def write_units(views: list[UnitView], out: TextIO, refused_sms: dict[str, int] | None = None) -> None:
+    """The fleet as text for an operator: one line per unit, then what it says by SMS, its
+    holes, and the SMS refused (when any were)."""
     if not views:
         out.write("No units yet: nothing stored and no status received.\n")
+        _write_refused(refused_sms, out)
         return
     out.write(f"{'unit':<20} {'state':<8} {'last seen':<24} {'stored':>9} {'top seq':>9} "
               f"{'waiting':>8} {'unconf.':>8} {'missing':>8}\n")
@@ -82,11 +140,20 @@ def write_units(views: list[UnitView], out: TextIO) -> None:
         out.write(f"{v.device:<20} {v.state or '-':<8} {v.last_seen or '-':<24} {v.stored:>9} {v.top:>9} "
                   f"{_num(backlog.get('pending')):>8} {_num(backlog.get('unconfirmed')):>8} {v.missing:>8}\n")
     for v in views:
+        if v.alive_by_sms:
+            out.write(f"\n{v.device}: {alive_by_sms_text(v.alive_by_sms)}\n")
         if v.fault:
             out.write(f"\n{v.device}: unit reports a fault: {v.fault}\n")
         if v.holes:
             out.write(f"\n{v.device}: {v.missing} readings up to seq {v.top} are not at the centre:\n")
             write_holes(v.holes, out, indent="  ")
+    _write_refused(refused_sms, out)
+
+
+def _write_refused(refused_sms: dict[str, int] | None, out: TextIO) -> None:
+    if refused_sms:
+        counts = ", ".join(f"{reason} {n}" for reason, n in sorted(refused_sms.items()))
+        out.write(f"\nSMS not stored as heartbeats: {counts}\n")
 
 
 def write_holes(holes: list[Hole], out: TextIO, indent: str = "") -> None:

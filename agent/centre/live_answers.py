@@ -28,7 +28,7 @@ from typing import Any
 
 from agent.centre.cell_stats import STATS_RESOLUTION, WITA, wita_day
 from agent.centre.coverage import Coverage, cell_ring
-from agent.centre.fleet import REASON_TEXT, UnitView
+from agent.centre.fleet import REASON_TEXT, UnitView, alive_by_sms_text
 from agent.centre.mapview import (
     CLASS_TITLES, FINEST_TRACK_ZOOM, MIN_TRACK_ZOOM, PIECE_COST, SEGMENT_BUDGET, TRACK_BUDGET, cell_popup,
     longest_within, pixel_m, simplify, thin, time_row,
@@ -392,8 +392,10 @@ def places_answer(labels: Sequence[dict[str, Any]], view: View) -> dict[str, Any
 
 # -- the fleet -------------------------------------------------------------------------------
 
-def fleet_answer(views: Sequence[UnitView], now: datetime) -> dict[str, Any]:
-    """Each unit: state, last seen (UTC, and its age), readings stored, backlog, holes."""
+def fleet_answer(views: Sequence[UnitView], now: datetime, refused_sms: dict[str, int] | None = None) -> dict[str, Any]:
+    """Each unit: state, last seen (UTC, and its age), readings stored, backlog, holes, and
+    ``alive_by_sms`` when its heartbeat by SMS is the newest news of it; the SMS refused, by
+    reason."""
     units = []
     for v in views:
         age = None
@@ -410,7 +412,9 @@ def fleet_answer(views: Sequence[UnitView], now: datetime) -> dict[str, Any]:
             "holes": [{"first": h.first, "last": h.last, "count": h.count,
                        "reason": REASON_TEXT.get(h.reason, h.reason)} for h in v.holes],
         })
-    return {"units": units, "now": format_time(now)}
+        if v.alive_by_sms is not None:
+            units[-1]["alive_by_sms"] = {**v.alive_by_sms, "text": alive_by_sms_text(v.alive_by_sms)}
+    return {"units": units, "now": format_time(now), "refused_sms": dict(refused_sms or {})}
 
 
 def days_of(coverage: Coverage) -> tuple[str, str] | None:

@@ -308,8 +308,9 @@ class LiveMap:
         parse_view(params, allowed=())
         with self._store_lock:
             views = fleet(self.store)
+            refused = self.store.refused_sms()
         # Not kept: the ages move with the clock.
-        return fleet_answer(views, datetime.now(timezone.utc)), False
+        return fleet_answer(views, datetime.now(timezone.utc), refused), False
 
     # -- health and metrics -----------------------------------------------------------------
 

@@ -245,11 +245,13 @@ def add_units(sub: argparse._SubParsersAction) -> None:
         "units", help="the fleet: each unit's state, last seen, backlog and the readings the centre lacks",
         description="List every unit the collector's database knows: state and last status, readings stored, "
                     "the backlog the unit last reported, and each seq range the centre lacks with the reason "
-                    "(dropped by the unit, unusable buffer, refused, waiting to be sent again, lost for good). "
+                    "(dropped by the unit, unusable buffer, refused, waiting to be sent again, lost for good); "
+                    "a unit whose SMS heartbeat came after its last status and reading is 'alive by SMS', and "
+                    "the SMS not stored as heartbeats are counted by reason. "
                     "Example: blankspot units --db sqlite:///var/lib/blankspot/collector.db --json",
     )
     p.add_argument("--db", required=True, metavar="URL", help=_DB_HELP)
-    p.add_argument("--json", action="store_true", help="print one JSON object: {\"units\": [...]}")
+    p.add_argument("--json", action="store_true", help="print one JSON object: {\"units\": [...], \"refused_sms\": {reason: count}}")
     p.set_defaults(func=cmd_units)
 
 
@@ -497,12 +499,13 @@ def cmd_units(args: argparse.Namespace) -> int:
         store = _open_existing_store(args.db, "units")
         try:
             views = fleet(store)
+            refused = store.refused_sms()
         finally:
             store.close()
         if args.json:
-            print(json.dumps({"units": [v.as_dict() for v in views]}, indent=1))
+            print(json.dumps({"units": [v.as_dict() for v in views], "refused_sms": refused}, indent=1))
         else:
-            write_units(views, sys.stdout)
+            write_units(views, sys.stdout, refused)
         return 0
 
     return _guarded("units", work)

@@ -28,6 +28,17 @@
     missing: ["Hilang", "Missing"],
     stored: ["Tersimpan", "Stored"],
     noUnits: ["Belum ada unit", "No units yet"],
+    aliveBySms: ["Hidup lewat SMS", "Alive by SMS"],
+    oldest: ["terlama", "oldest"],
+    lastSignal: ["sinyal terakhir", "last signal"],
+    dataDown: ["data mati", "data down"],
+    refusedSms: ["SMS ditolak", "SMS refused"],
+    down_no_data_service: ["tanpa layanan data", "no data service"],
+    down_quota_exhausted: ["kuota habis", "quota exhausted"],
+    down_broker_unreachable: ["broker tak terjangkau", "broker unreachable"],
+    down_login_refused: ["login ditolak", "login refused"],
+    down_no_signal: ["tanpa sinyal", "no signal"],
+    down_unknown: ["tidak diketahui", "unknown"],
     noUnit: ["Tidak ada unit yang dipilih", "No unit chosen"],
     noBase: ["Tanpa peta dasar", "No base map"],
     baseOffline: ["Peta dasar tidak tersedia (luring)", "Base map unavailable (offline)"],
@@ -134,6 +145,7 @@
   var overview = { operators: data.operators, technologies: data.technologies || [], units: [], days: null };
   var noticeText = "";
   var fleetUnits = null;
+  var fleetRefused = {};
 
   // -- title, filters, layers, notices --
   // A box in a corner of the map whose clicks and scrolls stay in it (not the map's).
@@ -296,10 +308,26 @@
           esc(u.state || "-") + "</td><td>" + timeHtml(u.last_seen) + "</td><td>" + esc(u.stored) + "</td><td>" +
           esc(u.pending === null ? "-" : u.pending) + '</td><td title="' + esc(holes) + '">' + esc(u.missing) +
           "</td></tr>";
+        if (u.alive_by_sms) { html += smsRow(u.alive_by_sms); }
       });
       html += "</table>";
     }
+    var refused = Object.keys(fleetRefused || {}).sort().map(function (reason) {
+      return reason + " " + fleetRefused[reason];
+    });
+    if (refused.length) {
+      html += '<div class="bs-sub bs-sms-refused">' + esc(say("refusedSms")) + ": " + esc(refused.join(", ")) + "</div>";
+    }
     fleetDiv.innerHTML = html + "</details>";
+  }
+  // A unit whose heartbeat by SMS is newer than its last status and reading: what it said.
+  function smsRow(a) {
+    var backlog = say("backlog") + " " + a.backlog + (a.oldest ? " (" + say("oldest") + " " + timeHtml(a.oldest) + ")" : "");
+    var signal = [a.rat, a.operator_name || a.operator, a.level_dbm === null ? null : a.level_dbm + " dBm"]
+      .filter(function (part) { return part !== null && part !== undefined; }).join(" ");
+    return '<tr class="bs-fleet-sms"><td></td><td colspan="5" title="' + esc(a.text) + '">' + esc(say("aliveBySms")) +
+      " " + timeHtml(a.time) + ", " + backlog + ", " + esc(say("lastSignal")) + " " + esc(signal || "-") + ", " +
+      esc(say("dataDown")) + ": " + esc(T["down_" + a.reason] ? say("down_" + a.reason) : a.reason) + "</td></tr>";
   }
   if (LIVE) {
     fleetDiv = cornerPanel("bottomleft", "bs-fleet-panel");
@@ -493,6 +521,7 @@
   function askFleet() {
     return ask("fleet", {}).then(function (answer) {
       fleetUnits = answer.units;
+      fleetRefused = answer.refused_sms || {};
       renderFleet();
     }, function (error) { setNotice(say("failed") + ": " + error.message); });
   }

@@ -18,6 +18,9 @@ extra).  Opening applies the schema migrations (``agent.centre.store.schema``).
 - ``tracks(zoom, where)``, ``track_costs(where)``, ``segments(where, zoom)``, ``tags(where)``:
   the units' tracks, blank-spot segments and tagged spots kept per unit
   (``agent.centre.store.kept_tracks``), brought up to date first (``refresh_tracks()``).
+- ``record_heartbeat(hb, received_at, sender) -> "stored" | "replayed"``,
+  ``count_refused_sms(reason, ...)``, ``refused_sms()``, ``heartbeats()``, ``sms_log()``: the
+  heartbeats and other messages the SMS gateway reads (``agent.centre.store.sms_kept``).
 - ``commit(work, collector)``: all of the above for several MQTT messages in one transaction
   (what ``blankspot collect`` uses, so a message is acknowledged only once all of it is in).
 
@@ -38,7 +41,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
 from urllib.parse import urlsplit
 
 from agent.shared import seq_ranges
@@ -47,11 +50,15 @@ from agent.centre.ledger import Hole, LedgerChange, SeqLedger, UnitWork, holes_o
 from agent.shared.reading import Event, Latency, Reading, Signal, Throughput, format_time, reading_from_dict
 
 if TYPE_CHECKING:
+    from agent.centre.store.sms_kept import KeptHeartbeat, Recorded
+    from agent.shared.heartbeat import Heartbeat
     from agent.centre.cell_stats import FiguresFilter
     from agent.centre.store.aggregates import Figures
     from agent.centre.coverage import Coverage, Thresholds
     from agent.centre.report import Place
     from agent.centre.segments import Segment, Track
+
+T = TypeVar("T")
 
 QUARANTINE_RAW_BYTES = 65_536
 MAX_TOPIC_CHARS = 1024
@@ -445,6 +452,74 @@ class Store(abc.ABC):
         self.refresh_tracks()
         with self._reading() as conn:
             return self._kept(conn).tags(where or FiguresFilter())  # type: ignore[no-any-return]
+
+    # -- the SMS gateway's heartbeats and refusals (agent.centre.store.sms_kept) -----------
+
+    def keeps_sms(self) -> bool:
+        """Whether heartbeats and refused SMS are kept (schema step 9 on)."""
+        return self._sms  # type: ignore[attr-defined,no-any-return]
+
+    @abc.abstractmethod
+    def _writing(self, work: "Callable[[Any], T]") -> T:
+        """``work(run)`` in one write transaction, rolled back on any failure; the database's
+        errors as a StoreError."""
+
+    def record_heartbeat(self, hb: "Heartbeat", received_at: datetime, sender: str) -> "Recorded":
+        """Keep ``hb`` as its unit's latest heartbeat, received at ``received_at`` from the
+        number ``sender``: "stored"; or, when its counter is not greater than the last one
+        accepted from that unit, "replayed" (and counted as such).  One transaction: when
+        this returns, the heartbeat and its counter are on disk."""
+        from agent.centre.store import sms_kept
+
+        return self._writing(lambda run: sms_kept.record_heartbeat(run, hb, received_at, sender))
+
+    def count_refused_sms(self, reason: str, received_at: datetime | None = None, sender: str = "",
+                          text: str = "", coding: str = "gsm7") -> None:
+        """Count a message not stored as a heartbeat under ``reason`` (one of
+        ``sms_kept.REFUSALS``) and keep it in the log of the newest ones."""
+        from agent.centre.store import sms_kept
+
+        when = received_at or now_utc()
+        self._writing(lambda run: sms_kept.count_refused(run, reason, when, sender, text, coding))
+
+    def refused_sms(self) -> dict[str, int]:
+        """How many SMS were not stored as heartbeats, per reason met."""
+        from agent.centre.store import sms_kept
+
+        if not self.keeps_sms():
+            return {}
+        with self._reading() as conn:
+            return sms_kept.refused_counts(self._runner(conn))
+
+    def heartbeats(self) -> "dict[str, KeptHeartbeat]":
+        """Per unit, its latest verified heartbeat (the one of the highest counter)."""
+        from agent.centre.store import sms_kept
+
+        if not self.keeps_sms():
+            return {}
+        with self._reading() as conn:
+            return sms_kept.kept_heartbeats(self._runner(conn))
+
+    def sms_log(self) -> list[dict[str, Any]]:
+        """The newest SMS not stored as heartbeats, oldest first (``sms_kept.logged_messages``)."""
+        from agent.centre.store import sms_kept
+
+        if not self.keeps_sms():
+            return []
+        with self._reading() as conn:
+            return sms_kept.logged_messages(self._runner(conn))
+
+    def last_received_per_unit(self) -> dict[str, datetime]:
+        """Per unit, when its highest stored reading was received (as :meth:`last_received`)."""
+        with self._reading() as conn:
+            rows = self._runner(conn)(
+                "SELECT r.device, r.received_at FROM readings AS r JOIN"
+                " (SELECT device, max(last_seq) AS seq FROM seq_ranges GROUP BY device) AS top"
+                " ON r.device = top.device AND r.seq = top.seq", ())
+        from agent.shared.reading import parse_time
+
+        return {device: value.astimezone(timezone.utc) if isinstance(value, datetime) else parse_time(value)
+                for device, value in rows}
 
     @abc.abstractmethod
     def quarantined(self) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import timezone
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from agent.centre.store import schema
 from agent.centre.coverage import has_grid_library
@@ -36,6 +36,7 @@ except ImportError:  # the `postgres` extra is not installed
     psycopg = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CONNECT_TIMEOUT_S = 10
 # Any constant will do: it only has to be the same for every blankspot migrating this database.
@@ -100,6 +101,7 @@ class PostgresStore(Store):
         self._totals = schema.has_totals(steps)
         self._periods = schema.has_periods(steps)
         self._kept_tracks = schema.has_kept_tracks(steps)
+        self._sms = schema.has_sms(steps)
         self._grid = has_grid_library()
         conn = self._conn
         with conn.transaction():
@@ -266,6 +268,16 @@ class PostgresStore(Store):
                 yield from cur
 
         return stream
+
+    def _writing(self, work: Callable[[Any], T]) -> T:
+        try:
+            conn = self._usable()
+            with conn.transaction():
+                return work(self._runner(conn))
+        except (psycopg.DataError, psycopg.IntegrityError, UnicodeEncodeError) as exc:
+            raise StoreDataError(f"PostgreSQL {self.url}: {_one_line(exc)}") from None
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL {self.url}: {_one_line(exc)}") from None
 
     def rebuild_figures(self, progress: Any = None) -> int:
         try:

@@ -61,7 +61,7 @@ class ReadOnlySqliteStore(SqliteStore):
         except StoreError:
             self._db.close()
             raise
-        self._ledger = self._figures = self._totals = self._periods = self._kept_tracks = True
+        self._ledger = self._figures = self._totals = self._periods = self._kept_tracks = self._sms = True
         self._grid = has_grid_library()
 
     def commit(self, work: Work, collector: str = "") -> CommitResult:
@@ -94,7 +94,7 @@ def _postgres_class() -> Any:
             super()._connect()
 
         def _migrate(self, steps: Any) -> None:
-            self._ledger = self._figures = self._totals = self._periods = self._kept_tracks = True
+            self._ledger = self._figures = self._totals = self._periods = self._kept_tracks = self._sms = True
             self._grid = has_grid_library()
             conn = self._conn
             exists = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()[0]

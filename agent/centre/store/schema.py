@@ -291,6 +291,27 @@ MIGRATIONS += (
     ),
 )
 
+# Step 9: what the SMS gateway reads (agent.centre.store.sms_kept says what each table holds).
+_SMS = (
+    "CREATE TABLE unit_heartbeats (device {text} PRIMARY KEY, counter {bigint} NOT NULL, time {text} NOT NULL,"
+    " received_at {text} NOT NULL, sender {text} NOT NULL, source {text} NOT NULL, fields {text} NOT NULL)",
+    "CREATE TABLE sms_refused (reason {text} PRIMARY KEY, n {bigint} NOT NULL, last_at {text} NOT NULL)",
+)
+_SMS_LOG = ("sender {text} NOT NULL, reason {text} NOT NULL, coding {text} NOT NULL, text {text} NOT NULL,"
+            " received_at {text} NOT NULL")
+
+MIGRATIONS += (
+    Step(
+        9,
+        "heartbeats received by SMS, the highest counter accepted per unit, SMS refused by reason",
+        sqlite=tuple(q.format(**_SQLITE_TYPES) for q in _SMS)
+        + ("CREATE TABLE sms_log (id INTEGER PRIMARY KEY AUTOINCREMENT, " + _SMS_LOG.format(**_SQLITE_TYPES) + ")",),
+        postgres=tuple(q.format(**_PG_TYPES) for q in _SMS)
+        + ("CREATE TABLE sms_log (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+           + _SMS_LOG.format(**_PG_TYPES) + ")",),
+    ),
+)
+
 LATEST = MIGRATIONS[-1].version
 
 
@@ -324,6 +345,11 @@ def has_text_codes(steps: tuple[Step, ...]) -> bool:
     """Whether a database built by ``steps`` keeps MCC and MNC as text (an older one keeps
     integers, which lose an MNC's zeros)."""
     return any(step.version == 8 for step in steps)
+
+
+def has_sms(steps: tuple[Step, ...]) -> bool:
+    """Whether a database built by ``steps`` keeps the heartbeats and refusals of SMS."""
+    return any(step.version == 9 for step in steps)
 
 
 VERSION_TABLE = {

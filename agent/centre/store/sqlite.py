@@ -93,6 +93,7 @@ class SqliteStore(Store):
         self._totals = schema.has_totals(steps)
         self._periods = schema.has_periods(steps)
         self._kept_tracks = schema.has_kept_tracks(steps)
+        self._sms = schema.has_sms(steps)
         self._grid = has_grid_library()
         db = self._db
         db.execute("BEGIN IMMEDIATE")  # one migrator at a time
@@ -230,6 +231,9 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite database {self.path}: {exc}") from None
         return result
+
+    def _writing(self, work: Callable[[Any], T]) -> T:
+        return self._immediate(lambda db: work(self._runner(db)))
 
     def rebuild_figures(self, progress: Any = None) -> int:
         def rebuild(db: sqlite3.Connection) -> int:
