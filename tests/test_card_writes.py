@@ -211,7 +211,8 @@ def test_an_acknowledgement_waiting_in_memory_is_counted_by_the_agent_and_by_bla
         buf.ack(buf.take(2))
         assert read_stats(config.buffer.path).pending == 3, "not written yet"
         assert (buf.stats().pending, buf.stats().unconfirmed, buf.pending_count()) == (1, 2, 1)
-        assert buf.backlog() == {"pending": 1, "unconfirmed": 2, "oldest_pending_time": buf.stats().oldest_pending_time}
+        assert buf.backlog() == {"pending": 1, "unconfirmed": 2, "oldest_pending_time": buf.stats().oldest_pending_time,
+                                 "last_seq": 3, "kept_from": 1, "delivered_total": 0}
         assert buf.take(10).seqs == (3,), "acknowledged readings are not taken again"
         state = {"running": True, "pid": os.getpid(), "boot_id": boot_id(),
                  "written": format_time_epoch(time.time()), "backlog": buf.backlog()}

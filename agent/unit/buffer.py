@@ -717,6 +717,10 @@ class ReadingBuffer:
     def _unpacked(self, seq: int, body: str | bytes) -> str:
         return _unpack_from(self.path, seq, body)
 
+    def _in_flight(self) -> set[int]:
+        """The seqs of the batches leased and not yet acknowledged."""
+        return {seq for batch in self._leased.values() for seq in batch.seqs}
+
     def _unlease(self, batch: Batch) -> bool:
         if self._leased.pop(batch.first, None) is None:
             return False
@@ -777,7 +781,7 @@ class ReadingBuffer:
     def _waiting_written(self, n: int) -> None:
         """The first ``n`` things waiting are committed: the readings of their marks may be
         taken again once pending."""
-        in_flight = {seq for batch in self._leased.values() for seq in batch.seqs}
+        in_flight = self._in_flight()
         for op in self._waiting[:n]:
             if isinstance(op, _Mark):
                 self._leased_seqs.difference_update(set(op.seqs) - in_flight)
@@ -823,7 +827,7 @@ class ReadingBuffer:
                 self._wait(_Confirming(c, now, odo))
                 self._confirm_rev = c.rev
                 # Re-opened, they may be taken again, although the acknowledgement it undoes waits still.
-                self._leased_seqs.difference_update(reopened)
+                self._leased_seqs.difference_update(set(reopened) - self._in_flight())
                 if confirmed:
                     self._last_confirmed_at = now
                 self._commit_waiting()
