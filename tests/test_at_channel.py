@@ -171,3 +171,115 @@ def test_a_stuck_modem_is_reset_through_its_profile(tmp_path: Path) -> None:
         assert [(r.action, r.ok) for r in modem.recoveries] == [("reopen", True), ("reset", True)]
         assert sim.resets == 1
         modem.close()
+
+
+# -- a message typed after AT+CMGS's prompt --------------------------------------------------------
+
+def _sms_pair(tmp_path: Path):
+    from agent.sim.sms_network import SmsNetwork
+
+    net = SmsNetwork(delay_s=0.05)
+    unit = SimulatedModem.for_profile("quectel-ec25", radio=lambda: SERVED, workdir=tmp_path / "unit",
+                                      time_scale=0.01, number="+6281234500001", sms_network=net)
+    centre = SimulatedModem.for_profile("quectel-ec25", radio=lambda: SERVED, workdir=tmp_path / "centre",
+                                        time_scale=0.01, number="+6281234500002", sms_network=net)
+    return net, unit, centre
+
+
+def test_a_message_is_typed_after_the_prompt_and_its_reference_returned(tmp_path: Path) -> None:
+    from agent.shared.sms_pdu import encode_submit
+    from agent.unit.devices.modem.parse_sms import parse_cmgs
+
+    net, unit, centre = _sms_pair(tmp_path)
+    try:
+        with AtChannel(unit.port, timeout=2.0) as ch:
+            ch.query("AT+CMGF=0")
+            pdu, octets = encode_submit("+6281234500002", "BS1 test")
+            response = ch.send_after_prompt(f"AT+CMGS={octets}", pdu, timeout=5.0)
+            assert response.final.ok and parse_cmgs(response.text) == 1
+            assert ch.query("AT").strip() == "", "the channel is back to commands"
+        assert net.wait_idle(5.0)
+        assert [m.pdu for m in centre.sms_messages] and unit.sms_sent[0].text == "BS1 test"
+    finally:
+        unit.close(), centre.close(), net.close()
+
+
+def test_a_refused_send_ends_in_its_cms_error_not_a_timeout(tmp_path: Path) -> None:
+    from agent.unit.devices.modem.sms import send_text
+
+    net, unit, centre = _sms_pair(tmp_path)
+    try:
+        unit.fail_sms("no_credit")
+        with AtChannel(unit.port, timeout=2.0) as ch:
+            started = time.monotonic()
+            result = send_text(ch, "+6281234500002", "BS1 test", timeout=5.0)
+            assert time.monotonic() - started < 2.0
+            assert (result.ok, result.code, result.kind) == (False, 21, "no_credit_or_barred")
+            unit.fail_sms(None)
+            assert send_text(ch, "+6281234500002", "BS1 again", timeout=5.0).ok
+    finally:
+        unit.close(), centre.close(), net.close()
+
+
+def test_a_command_refused_before_the_prompt_is_answered_and_nothing_typed(tmp_path: Path) -> None:
+    net, unit, centre = _sms_pair(tmp_path)
+    try:
+        with AtChannel(unit.port, timeout=2.0) as ch:
+            ch.query("AT+CMGF=0")
+            response = ch.send_after_prompt("AT+CMGS=3", "0011", timeout=2.0)  # 3 octets: no TPDU is that short
+            assert not response.final.ok and response.final.kind == "+CMS ERROR" and response.final.code == 304
+            assert ch.query("AT").strip() == ""
+        assert unit.sms_sent == []
+    finally:
+        unit.close(), centre.close(), net.close()
+
+
+def test_no_prompt_cancels_with_esc_and_times_out(tmp_path: Path) -> None:
+    net, unit, centre = _sms_pair(tmp_path)
+    try:
+        with AtChannel(unit.port, timeout=2.0) as ch:
+            ch.query("AT+CMGF=0")
+            unit.mute(True)
+            with pytest.raises(AtTimeout):
+                ch.send_after_prompt("AT+CMGS=20", "00" * 21, prompt_timeout=0.5)
+            unit.mute(False)
+            assert ch.query("AT").strip() == "", "the next command is not taken for a message"
+        assert unit.sms_sent == []
+    finally:
+        unit.close(), centre.close(), net.close()
+
+
+def test_a_send_that_never_finishes_is_a_timeout_and_the_channel_recovers(tmp_path: Path) -> None:
+    from agent.unit.devices.modem.sms import send_text
+
+    net, unit, centre = _sms_pair(tmp_path)
+    try:
+        unit.fail_sms("no_answer")
+        with AtChannel(unit.port, timeout=2.0) as ch:
+            result = send_text(ch, "+6281234500002", "BS1 test", timeout=0.5)
+            assert (result.ok, result.kind) == (False, "no_answer")
+            assert ch.query("AT").strip() == ""
+    finally:
+        unit.close(), centre.close(), net.close()
+
+
+def test_the_lock_keeps_other_commands_out_of_a_message(tmp_path: Path) -> None:
+    from agent.unit.devices.modem.sms import send_text
+
+    net, unit, centre = _sms_pair(tmp_path)
+    try:
+        unit.delay_sms(0.5)
+        with AtChannel(unit.port, timeout=2.0) as ch:
+            answers: list[str] = []
+            sender = threading.Thread(target=lambda: answers.append(
+                "sent" if send_text(ch, "+6281234500002", "BS1 test", timeout=5.0).ok else "failed"))
+            sender.start()
+            time.sleep(0.1)
+            for _ in range(3):
+                ch.query("AT+CSQ")
+            sender.join(5)
+            # A command typed into the message would have spoilt its PDU (+CMS ERROR: 304).
+            assert answers == ["sent"] and [m.text for m in unit.sms_sent] == ["BS1 test"]
+        assert unit.received.count("AT+CSQ") == 3
+    finally:
+        unit.close(), centre.close(), net.close()

@@ -21,6 +21,9 @@ from agent.unit.devices.modem.framing import (
         ('+CME ERROR: "SIM PIN required"', False, "+CME ERROR", None, "SIM PIN required"),  # quoted text (some Huawei fw)
         ("+CME ERROR:30", False, "+CME ERROR", 30, "no network service"),          # no space after ':'
         ("+CMS ERROR: 500", False, "+CMS ERROR", 500, None),
+        ("+CMS Error: 500", False, "+CMS ERROR", 500, None),                       # mixed case (SIMCom fw)
+        ("+cms error: 21", False, "+CMS ERROR", 21, None),
+        ("+CMS ERROR: Operation not allowed", False, "+CMS ERROR", None, "Operation not allowed"),  # AT+CMEE=2
         ("NO CARRIER", False, "NO CARRIER", None, None),
         ("BUSY", False, "BUSY", None, None),
     ],

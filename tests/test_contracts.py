@@ -614,6 +614,8 @@ def toml_default(spec: Spec, default: Any) -> str:
         return f'"{format_duration(default)}"'
     if spec.kind == "size":
         return f'"{format_size(default)}"'
+    if spec.kind == "strings":
+        return "[" + ", ".join(f'"{item}"' for item in default) + "]"
     return f'"{default}"'
 
 

@@ -636,3 +636,25 @@ class _Ports:
     def __init__(self, tmp_path: Path) -> None:
         self.modem_port = str(tmp_path / "ttyUSB2")
         self.gps_port = str(tmp_path / "ttyACM0")
+
+
+def test_doctor_checks_the_sms_settings_and_the_sims_service_centre(tmp_path: Path, boat: SimulatedBoat,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.shared.heartbeat import new_key
+
+    config = field_config(tmp_path, 1, boat)
+    key = tmp_path / "sms.key"
+    config.write_text(config.read_text() + f'\n[sms]\nnumbers = ["+6281234500002"]\nkey_file = "{key}"\n')
+    _, checks = doctor(capsys, config, "--skip-broker")
+    assert checks["SMS"]["status"] == "FAIL" and "cannot read the heartbeat key" in checks["SMS"]["detail"]
+    key.write_text(new_key())
+    _, checks = doctor(capsys, config, "--skip-broker")
+    assert checks["SMS"]["status"] == "ok" and "+6281234500002" in checks["SMS"]["detail"]
+    assert checks["SMS centre"]["status"] == "ok"
+    boat.modem.smsc = None
+    _, checks = doctor(capsys, config, "--skip-broker")
+    assert checks["SMS centre"]["status"] == "WARN"
+    assert checks["SMS centre"]["detail"] == "the SIM has no SMS service centre; heartbeats cannot be sent"
+    config.write_text(config.read_text() + 'every = "1h"\n')
+    _, checks = doctor(capsys, config, "--skip-broker")
+    assert checks["SMS"]["status"] == "WARN" and "sms.max_per_day allows 4" in checks["SMS"]["detail"]

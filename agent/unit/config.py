@@ -5,6 +5,7 @@ and ``deploy/agent.example.toml`` describe the same keys, and a test keeps them 
 """
 from __future__ import annotations
 
+import re
 import shlex
 import tomllib
 from dataclasses import dataclass
@@ -305,6 +306,31 @@ class ThroughputConfig:
 
 
 @dataclass(frozen=True)
+class SmsConfig:
+    numbers: tuple[str, ...] = setting(
+        (), "Numbers, in international format (+62...), that get the signed heartbeat SMS while the data link "
+        "is down: the centre's SMS gateway. Empty: no heartbeats.", "strings",
+    )
+    after: float = setting(
+        3600.0, "The first heartbeat when the centre has confirmed no batch for this long (since the agent "
+        "started, when none yet).", "duration", minimum=1,
+    )
+    every: float = setting(21600.0, "Then another heartbeat this often while the data stays down.", "duration", minimum=1)
+    max_per_day: int = setting(
+        4, "Most heartbeats a day (each goes to every number); more are skipped, and an event reading says so.",
+        "int", minimum=0, maximum=1000,
+    )
+    max_per_month: int = setting(60, "Most heartbeats a calendar month.", "int", minimum=0, maximum=30000)
+    key_file: Path = setting(
+        Path("/etc/blankspot/sms.key"), "The unit's heartbeat key (64 hex digits; the centre holds a copy). "
+        "Read at start when numbers is set.", "path",
+    )
+    check_interval: float = setting(
+        300.0, "How often the SIM is read for messages that arrived (also at once on +CMTI).", "duration", minimum=1,
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     device: DeviceConfig = section(DeviceConfig, "Identity of this unit.")
     buffer: BufferConfig = section(BufferConfig, "The durable on-unit reading buffer.")
@@ -318,6 +344,7 @@ class Config:
     throughput: ThroughputConfig = section(ThroughputConfig, "Throughput tests (within [budget]).")
     panel: PanelConfig = section(PanelConfig, "Status lights, push button and power-fail input (Raspberry Pi GPIO).")
     budget: BudgetConfig = section(BudgetConfig, "Mobile data: the limits measurements keep to, and where usage is counted.")
+    sms: SmsConfig = section(SmsConfig, "The signed heartbeat SMS a unit sends while its data link is down (source.kind 'devices').")
 
     @property
     def device_id(self) -> str:
@@ -378,6 +405,43 @@ def _check(config: Config, require_device_id: bool = True) -> None:
         raise SettingError("gps.port", "a receiver on a serial port needs its port, e.g. port = \"/dev/ttyACM0\"")
     _check_panel(config.panel)
     _check_budget(config.budget)
+    _check_sms(config.sms, config.device.id)
+
+
+def _check_sms(sms: SmsConfig, device_id: str = "") -> None:
+    if sms.numbers and len(device_id) > 32:
+        raise SettingError("sms.numbers", f"a heartbeat names its unit in at most 32 characters; device.id "
+                           f"{device_id!r} has {len(device_id)}")
+    for index, number in enumerate(sms.numbers):
+        if not _INTERNATIONAL.fullmatch(number):
+            raise SettingError(f"sms.numbers[{index}]", f"expected a number in international format such as "
+                               f"\"+6281234567890\" (a '+', the country code, no spaces), got {number!r}")
+    if len(set(sms.numbers)) != len(sms.numbers):
+        raise SettingError("sms.numbers", "a number is listed twice")
+    if sms.max_per_month and sms.max_per_day > sms.max_per_month:
+        raise SettingError("sms.max_per_day", f"{sms.max_per_day} a day is more than sms.max_per_month allows "
+                           f"({sms.max_per_month})")
+
+
+_INTERNATIONAL = re.compile(r"\+[1-9][0-9]{6,14}")  # E.164: a country code and at most 15 digits in all
+
+
+def read_sms_key(config: Config, source: Path | str = "<config>") -> bytes | None:
+    """The heartbeat key of ``sms.key_file`` when ``sms.numbers`` is set (None otherwise);
+    a missing or malformed key is a ConfigError naming the file."""
+    from agent.shared.heartbeat import HeartbeatKeyError, read_key
+
+    if not config.sms.numbers:
+        return None
+    path = config.sms.key_file
+    try:
+        return read_key(path.read_text(encoding="ascii"))
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(source, f"sms.key_file: cannot read the heartbeat key {path}: {reason} (install.sh writes "
+                          "one; sms.numbers is set, so heartbeats need it)") from None
+    except HeartbeatKeyError as exc:
+        raise ConfigError(source, f"sms.key_file: {path} is not a heartbeat key: {exc}") from None
 
 
 def _check_budget(budget: BudgetConfig) -> None:

@@ -598,6 +598,8 @@ def talk_to_modem(ctx: Context, port: str) -> list[CheckResult]:
             if not signal.get("error"):
                 results.append(registration_verdict(signal))
             results.append(signal_verdict(signal))
+            if config.sms.numbers:
+                results.append(_service_centre(modem))
         if config.gps.source == "modem":
             results.append(switch_gnss_on(modem))
         return results
@@ -605,6 +607,54 @@ def talk_to_modem(ctx: Context, port: str) -> list[CheckResult]:
         return [_modem_failed(port, exc)]
     finally:
         modem.close()
+
+
+def service_centre_verdict(number: str | None) -> CheckResult:
+    if number is None:
+        return warn("SMS centre", "the SIM has no SMS service centre; heartbeats cannot be sent",
+                    "ask the operator for its SMS centre number and set it: AT+CSCA=\"+62...\",145")
+    return ok("SMS centre", f"the SIM's SMS service centre is {number}")
+
+
+def sms_verdict(numbers: tuple[str, ...], key_problem: str | None, every_s: float, max_per_day: int,
+                max_per_month: int) -> CheckResult:
+    """The [sms] settings: who gets heartbeats, whether the key can sign them, whether the budget allows them."""
+    if not numbers:
+        return ok("SMS", "no heartbeat SMS (sms.numbers is empty)")
+    if key_problem is not None:
+        return fail("SMS", key_problem, "install.sh writes a key (mode 0600) and prints the centre's copy; or "
+                                        "empty sms.numbers")
+    if max_per_day == 0 or max_per_month == 0:
+        return warn("SMS", f"heartbeats to {', '.join(numbers)} are configured but the budget allows none",
+                    "raise sms.max_per_day and sms.max_per_month")
+    wanted = -(-86400 // int(every_s))  # heartbeats a whole day of outage asks for
+    if wanted > max_per_day:
+        return warn("SMS", f"sms.every asks for up to {wanted} heartbeats a day, sms.max_per_day allows {max_per_day}: "
+                           "the rest are skipped", "lengthen sms.every or raise sms.max_per_day")
+    return ok("SMS", f"heartbeats to {', '.join(numbers)}, key readable, at most {max_per_day} a day and "
+                     f"{max_per_month} a month")
+
+
+def check_sms(ctx: Context) -> CheckResult:
+    from agent.unit.config import ConfigError, read_sms_key
+
+    sms = ctx.config.sms
+    problem = None
+    try:
+        read_sms_key(ctx.config, ctx.config_path)
+    except ConfigError as exc:
+        problem = str(exc)
+    return sms_verdict(tuple(sms.numbers), problem, sms.every, sms.max_per_day, sms.max_per_month)
+
+
+def _service_centre(modem: Any) -> CheckResult:
+    from agent.unit.devices.modem.errors import AtCommandError, AtParseError
+    from agent.unit.devices.modem.sms import service_centre
+
+    try:
+        return service_centre_verdict(service_centre(modem.channel))
+    except (AtCommandError, AtParseError) as exc:
+        return warn("SMS centre", f"cannot read the SIM's SMS service centre (AT+CSCA?): {exc}")
 
 
 def _modem_failed(port: str, exc: Exception) -> CheckResult:
@@ -866,7 +916,7 @@ def run_doctor(config: Config, config_path: str, options: DoctorOptions,
     ctx = make_context(config, config_path, options)
     checks: list[tuple[str, Callable[[Context], Any]]] = [("config", check_config), ("agent", check_agent)]
     if config.source.kind == "devices":
-        checks += [("modem", check_modem), ("GPS", check_gps)]
+        checks += [("modem", check_modem), ("GPS", check_gps), ("SMS", check_sms)]
     else:
         checks.append(("devices", lambda c: ok("devices", "modem and GPS not used (source.kind = \"synthetic\")")))
     checks += [("clock", check_clock), ("broker", check_broker), ("disk", check_disk), ("buffer", check_buffer)]

@@ -15,15 +15,19 @@ test that takes a minute on a moving boat belongs where it began.
   every rung climbed is also recorded as a ``modem_recovery`` event.
 - The modem's own GNSS is switched on through its profile after connecting and again after
   every reset (a reset turns it off).
+- With ``sms.numbers`` set, an :class:`~agent.unit.sms_duty.SmsDuty` attached by the service
+  runs as one more kind ("sms") on its own runner: the SIM's inbox and the heartbeat SMS, on
+  the modem's AT channel, whose lock lets signal readings in between its commands.
 - What the GPS feed has to tell (a receiver whose dates are corrected for the week rollover)
   is recorded as an event, placed at the current fix.
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from agent.shared.clock import Timestamp, TimeKeeper
 from agent.unit.config import Config
@@ -37,6 +41,9 @@ from agent.unit.gps_feed import GpsFeed
 from agent.unit.probe_runner import Outcome, ProbeRunner
 from agent.shared.reading import Event, Part, Position, Reading, Signal
 from agent.unit.schedule import Scheduler, UnitState
+
+if TYPE_CHECKING:
+    from agent.unit.sms_duty import SmsDuty
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +112,7 @@ class FieldModem:
         self.modem: Modem | None = None
         self._recoveries_reported = 0
         self._failing = False
+        self._connecting = threading.Lock()  # the signal and the sms runners both ask for the modem
 
     def _port(self) -> str:
         port = port_for("at", self.config.modem.port)
@@ -114,12 +122,13 @@ class FieldModem:
         return port
 
     def connected(self) -> Modem:
-        if self.modem is None:
-            modem = open_modem(self._port(), self.config.modem.model, self.config.modem.baud, recover=True)
-            self.modem = modem
-            log.info("modem: %s on %s", modem.profile.name if modem.profile else "?", modem.port)
-            self._enable_gnss()
-        return self.modem
+        with self._connecting:
+            if self.modem is None:
+                modem = open_modem(self._port(), self.config.modem.model, self.config.modem.baud, recover=True)
+                self.modem = modem
+                log.info("modem: %s on %s", modem.profile.name if modem.profile else "?", modem.port)
+                self._enable_gnss()
+            return self.modem
 
     def _enable_gnss(self) -> None:
         if self.config.gps.source != "modem" or self.modem is None or self.modem.profile is None:
@@ -216,6 +225,14 @@ class FieldProbes:
         self.runners = {kind: ProbeRunner(kind, fn, timeout, clock) for kind, fn in measures.items()}
         self.started_at = clock()
         self.last_signal_reading: Reading | None = None
+        self.sms: SmsDuty | None = None
+
+    def attach_sms(self, duty: "SmsDuty") -> None:
+        """Run ``duty`` as the kind "sms" whenever it says it has something to do."""
+        self.sms = duty
+        runner = ProbeRunner("sms", duty.run, self.config.schedule.probe_timeout, self.clock)
+        runner.on_done = self.runners["signal"].on_done
+        self.runners["sms"] = runner
 
     def start(self) -> "FieldProbes":
         if self.gps is not None:
@@ -261,6 +278,8 @@ class FieldProbes:
             fix = self.fix()
             runner.start(Started(self.keeper.now(), None if fix is None else position_of(fix)))
             self.scheduler.started(kind, state)
+        if self.sms is not None and not self.runners["sms"].busy and self.sms.due_in() <= 0:
+            self.runners["sms"].start(Started(self.keeper.now(), None))
         return readings
 
     def next_in(self) -> float:
@@ -268,17 +287,20 @@ class FieldProbes:
         one finishing wakes the loop (:meth:`wake_on_finish`).  On the move what is due depends
         on the distance travelled and the serving cell: the schedule is asked a few times a
         second."""
-        idle = [kind for kind, runner in self.runners.items() if not runner.busy]
+        idle = [kind for kind, runner in self.runners.items() if not runner.busy and kind != "sms"]
         due = self.scheduler.next_in(self.unit_state(), idle)
         if due is None and self.config.schedule.mode == "mobile":
             return FIELD_TICK_S
-        waits = [w for w in [due, *(r.abandon_in() for r in self.runners.values())] if w is not None]
+        sms = None if self.sms is None or self.runners["sms"].busy else self.sms.due_in()
+        waits = [w for w in [due, sms, *(r.abandon_in() for r in self.runners.values())] if w is not None]
         return min(waits) if waits else FIELD_TICK_S
 
     def wake_on_finish(self, wake: Callable[[], None]) -> None:
         """Call ``wake`` (on the measurement's thread) whenever a measurement ends."""
         for runner in self.runners.values():
             runner.on_done = wake
+        if self.sms is not None:
+            self.sms.wake = wake
 
     def _taken(self, started: Started, part: Part) -> Reading:
         return Reading.taken(self.device, started.stamp, part, started.position)
@@ -289,6 +311,8 @@ class FieldProbes:
             return [self._taken(started, Event(
                 "probe_timeout", f"{outcome.kind} measurement abandoned after {outcome.seconds:.0f} s",
                 {"kind": outcome.kind, "seconds": round(outcome.seconds, 1)}))]
+        if outcome.kind == "sms" and outcome.error is None:
+            return []  # the duty recorded its own events, before deleting what it read from the SIM
         if outcome.error is not None or outcome.result is None:
             return [self._taken(started, Event("probe_failed", f"{outcome.kind}: {outcome.error}"[:500],
                                                {"kind": outcome.kind}))]

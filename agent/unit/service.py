@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from agent.unit.buffer import BufferError, ReadingBuffer
 from agent.shared.clock import TimeKeeper, boot_id
-from agent.unit.config import Config, read_password
+from agent.unit.config import Config, read_password, read_sms_key
 from agent.unit.probes import FieldProbes, Probes, default_latency, default_throughput, position_of
 from agent.shared.reading import Event, Reading, format_time, format_time_epoch, part_dict
 from agent.unit.uplink import MqttUplink
@@ -81,6 +81,8 @@ class AgentService:
         self.config = config
         self.device = config.device_id
         self.clock = clock or TimeKeeper()
+        # Before anything is opened: a missing key is a config error (exit status 2).
+        sms_key = read_sms_key(config, config_path) if config.source.kind == "devices" else None
         if probes is not None:
             self.probes: Probes = probes(config, self.device, self.clock)
         elif config.source.kind == "devices":
@@ -128,6 +130,42 @@ class AgentService:
         self._pointer_written: bool | None = None  # the `running` the file beside the buffer says
         self._parts_lock = threading.Lock()
         self._woken = threading.Event()
+        self.sms = None
+        if sms_key is not None and isinstance(self.probes, FieldProbes) and self.uplink is not None:
+            self.sms = self._sms_duty(self.probes, sms_key)
+
+    def _sms_duty(self, probes: FieldProbes, key: bytes) -> Any:
+        """The heartbeat SMS, run by the probes on the modem's channel (agent.unit.sms_duty)."""
+        from agent.unit.sms_duty import LinkView, SmsDuty, UnitView, boot_uptime_s
+
+        uplink = self.uplink
+        assert uplink is not None
+
+        def link() -> LinkView:
+            backlog = self.buffer.backlog()
+            idle = uplink.connected and not backlog["pending"] and not backlog["unconfirmed"]
+            return LinkView(backlog.get("last_delivered_at"), idle, uplink.stats.last_error)
+
+        def unit() -> UnitView:
+            fix = probes.fix()
+            reading = probes.last_signal_reading
+            signal = reading.part if reading is not None and reading.kind == "signal" else None
+            return UnitView(self.clock.now(), None if fix is None else position_of(fix), self.buffer.backlog(),
+                            signal, boot_uptime_s(time.monotonic() - self.started))  # type: ignore[arg-type]
+
+        duty = SmsDuty(self.config, key, lambda: probes.modem.connected().channel, link=link, unit=unit,
+                       append=self._append_now, wake=self.wake)
+        probes.attach_sms(duty)
+        return duty
+
+    def _append_now(self, readings: list[Reading]) -> object:
+        """Append from another thread, raising BufferError: the caller acts only once they are stored."""
+        stored = self.buffer.append_many(readings)
+        for reading in stored:
+            log.info("event %s: %s", reading.part.type, reading.part.message)  # type: ignore[union-attr]
+        if self.uplink is not None:
+            self.uplink.wake()
+        return stored
 
     # -- what other parts ask ------------------------------------------------------------
 

@@ -6,6 +6,11 @@ raising :class:`AtCommandError` for an error final result, :class:`AtTimeout` wh
 result arrives in time, and :class:`PortGone` when the port disappears.  Unsolicited
 result codes are kept apart (``urcs``, and the ``on_urc`` callback) whenever they arrive.
 A lock makes the channel safe to share between probes: one command at a time.
+
+``send_after_prompt()`` is the one exchange of two halves (TS 27.005 3.5.1, ``AT+CMGS``):
+the command, the modem's ``> `` prompt (no line end after it), then the message and
+Ctrl-Z.  The lock is held from the command to the final result, so no other probe's
+command lands in the middle of a message.
 """
 from __future__ import annotations
 
@@ -23,6 +28,9 @@ from agent.unit.devices.serial_port import PORT_ERRORS, close_quietly, port_fail
 from agent.unit.devices.modem.framing import Final, ResponseLines, clean_line
 
 log = logging.getLogger(__name__)
+
+CTRL_Z = "\x1a"  # ends the message typed after the prompt: send it
+ESC = "\x1b"  # abandons it: the modem answers OK and sends nothing
 
 RawLog = Callable[[str, str], None]  # (direction ">" or "<", text)
 
@@ -112,6 +120,49 @@ class AtChannel:
         if not response.final.ok:
             raise response.final.error_for(command)
         return response.text
+
+    def send_after_prompt(self, command: str, body: str, *, prompt_timeout: float = 5.0,
+                          timeout: float = 60.0) -> AtResponse:
+        """Send ``command`` (``AT+CMGS=<n>``), wait for the ``> `` prompt, type ``body`` and
+        Ctrl-Z; the response up to its final result (``+CMGS: <mr>`` and OK, or ``+CMS ERROR``).
+
+        A final result before the prompt (the modem refused the command: no SIM, a bad
+        length) is returned as the response, and ``body`` is never typed.  No prompt within
+        ``prompt_timeout``: ESC, so that the modem does not take the next command as the
+        message, then :class:`AtTimeout`.  No final result ``timeout`` seconds after Ctrl-Z
+        (a network that never answers): :class:`AtTimeout`, the late answer dropped later.
+        """
+        with self._lock:
+            if self._serial is None:
+                self.open()
+            if self._late_answer_possible:
+                self._discard_late_answer()
+            self._drain_urcs()
+            self._write(command + "\r")
+            response = ResponseLines(command, self.extra_finals)
+            deadline = time.monotonic() + prompt_timeout
+            while not self._prompt_seen(response):
+                if response.final is not None:
+                    return AtResponse(command, tuple(response.lines), response.final)
+                if time.monotonic() >= deadline:
+                    self._write(ESC)
+                    self._late_answer_possible = True  # the OK to the ESC, or a refusal, may follow
+                    raise AtTimeout(f"{command}: no prompt from {self.port} within {prompt_timeout:g}s; cancelled")
+            self._pending = ""
+            self._write(body + CTRL_Z)
+            return self._read_response(command, timeout)
+
+    def _prompt_seen(self, response: ResponseLines) -> bool:
+        """Read what has come; True once the pending half line is the prompt.  Complete lines
+        go to ``response`` (echo, URCs, a final result that refuses the command)."""
+        if self._serial is None:
+            raise PortGone(f"{self.port} is gone")
+        for line in self._lines():
+            if response.final is not None:
+                self._urc(line)
+            elif response.add(line) == "urc":
+                self._urc(line)
+        return response.final is None and self._pending.strip() == ">"
 
     def poll_urcs(self) -> list[str]:
         """Read what has arrived between commands; every complete line there is a URC."""

@@ -40,7 +40,8 @@ CME_TEXT = {
     111: "PLMN not allowed", 112: "location area not allowed", 113: "roaming not allowed in this location area",
 }
 
-_ERROR_RE = re.compile(r"^\+(CME|CMS) ERROR:\s*(.*)$")
+# Some firmware writes the prefix in mixed case ("+CMS Error: 500"); the code is what counts.
+_ERROR_RE = re.compile(r"^\+(CME|CMS) ERROR:\s*(.*)$", re.IGNORECASE)
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -70,11 +71,12 @@ def final_result(line: str, extra_finals: tuple[str, ...] = ()) -> Final | None:
         return Final(False, line)
     m = _ERROR_RE.match(line)
     if m:
-        kind = f"+{m.group(1)} ERROR"
+        family = m.group(1).upper()
+        kind = f"+{family} ERROR"
         detail = m.group(2).strip().strip('"')
         if detail.isdigit():
             code = int(detail)
-            return Final(False, kind, code, CME_TEXT.get(code) if m.group(1) == "CME" else None)
+            return Final(False, kind, code, CME_TEXT.get(code) if family == "CME" else None)
         return Final(False, kind, None, detail or None)
     return None
 
