@@ -118,13 +118,16 @@ class SmsGateway:
     units' ``keys`` until :meth:`run`'s ``stop`` is set.
 
     ``channel_factory`` makes the AT channel (``AtChannel`` with its on_urc callback);
-    ``now`` is the centre's clock for ``received_at``.
+    ``now`` is the centre's clock for ``received_at``; ``after_commit`` is called with each
+    listing once its messages are recorded and before any is deleted (the window a crash
+    must survive; tests hold it open there).
     """
 
     def __init__(self, settings: GatewaySettings, store: Store, keys: Keys, *,
                  notifier: SystemdNotifier | None = None, watchdog: Watchdog | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-                 channel_factory: Callable[..., AtChannel] = AtChannel) -> None:
+                 channel_factory: Callable[..., AtChannel] = AtChannel,
+                 after_commit: Callable[[Listing], None] | None = None) -> None:
         settings.check()
         self.settings = settings
         self.store = store
@@ -133,6 +136,7 @@ class SmsGateway:
         self.watchdog = watchdog or Watchdog(self.notifier, None)
         self.now = now
         self.channel_factory = channel_factory
+        self.after_commit = after_commit
         self.stats = GatewayStats()
         self._channel: AtChannel | None = None
         self._announced = threading.Event()  # a +CMTI arrived since the last listing
@@ -282,6 +286,8 @@ class SmsGateway:
             return self.settings.list_every_s
         listing = process_listing(messages, self.store, self.keys, self.now)
         self._count(listing)
+        if self.after_commit is not None:
+            self.after_commit(listing)
         self._delete(channel, listing.to_delete)
         left = len(received) - len(listing.to_delete)
         if left:
