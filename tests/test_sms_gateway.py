@@ -28,6 +28,7 @@ from agent.shared.sms_pdu import encode_submit
 from agent.sim.modem import SimulatedModem
 from agent.sim.sms_network import SmsNetwork
 from agent.sim.broker import free_port
+from tests.support.systemd import FakeSystemd
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = "+6281234500001"
@@ -77,11 +78,11 @@ def db(tmp_path: Path) -> str:
 class Gateway:
     """``blankspot sms-gateway`` as a process; its log in a file, read as it grows."""
 
-    def __init__(self, argv: list[str], log: Path) -> None:
+    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
         self.log_path = log
         self._log = log.open("a")
         self.process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self._log,
-                                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                                        env=dict(os.environ, PYTHONPATH=str(ROOT), **(env or {})))
 
     @property
     def log(self) -> str:
@@ -105,10 +106,10 @@ class Gateway:
 def start_gateway(tmp_path: Path, centre: SimulatedModem, db: str, keys_dir: Path):
     started: list[Gateway] = []
 
-    def start(*more: str, argv: list[str] | None = None) -> Gateway:
+    def start(*more: str, argv: list[str] | None = None, env: dict[str, str] | None = None) -> Gateway:
         argv = argv or [sys.executable, "-m", "agent", "sms-gateway", "--port", centre.port, "--db", db,
                         "--keys-dir", str(keys_dir), "--list-every", "2s", *more]
-        gateway = Gateway(argv, tmp_path / "gateway.log")
+        gateway = Gateway(argv, tmp_path / "gateway.log", env)
         started.append(gateway)
         return gateway
 
@@ -193,6 +194,20 @@ def test_forged_replayed_truncated_and_ucs2_messages_are_refused_counted_and_del
         assert store.heartbeats()["boat_7"].heartbeat.counter == 1043, "nothing refused was stored"
     assert gateway.stop() == 0
     assert "refused" in gateway.log and "Traceback" not in gateway.log
+
+
+def test_it_speaks_the_notify_protocol_of_its_systemd_unit(tmp_path, centre, start_gateway) -> None:
+    """Type=notify with WatchdogSec=: READY=1, watchdog pings while the loop turns, STOPPING=1
+    and exit 0 on SIGTERM."""
+    systemd = FakeSystemd(str(tmp_path / "notify.sock"))
+    try:
+        gateway = start_gateway(env={"NOTIFY_SOCKET": systemd.env_value, "WATCHDOG_USEC": "1000000"})
+        assert wait_until(lambda: any(m.startswith("READY=1") for _, m in systemd.messages), 15), systemd.messages
+        assert wait_until(lambda: len(systemd.pings()) >= 3, 10), systemd.messages
+        assert gateway.stop() == 0
+        assert wait_until(lambda: any("STOPPING=1" in m for _, m in systemd.messages), 5), systemd.messages
+    finally:
+        systemd.close()
 
 
 # -- crashes and vanishing modems ------------------------------------------------------------------

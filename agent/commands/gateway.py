@@ -114,8 +114,8 @@ def add_sms_inbox(sub: argparse._SubParsersAction) -> None:
         description="Read the message gammu-smsd hands to its RunOnReceive program (SMS_MESSAGES, "
                     "SMS_1_NUMBER, SMS_1_TEXT, ...), store a verified heartbeat or count the refusal. "
                     "Exits 0 when every message was recorded, 1 when the database could not be written. "
-                    "Example (gammu-smsdrc): RunOnReceive = /opt/blankspot/venv/bin/blankspot sms-inbox "
-                    "--db postgresql://blankspot@127.0.0.1/blankspot --keys-dir /etc/blankspot/heartbeat-keys")
+                    "Example: (a line of gammu-smsdrc's [smsd] section) RunOnReceive = /opt/blankspot/venv/bin/blankspot "
+                    "sms-inbox --db postgresql://blankspot@127.0.0.1/blankspot --keys-dir /etc/blankspot/heartbeat-keys")
     p.add_argument("--db", required=True, metavar="URL", help=_DB_HELP)
     _keys_arg(p)
     p.add_argument("ids", nargs="*", metavar="ID",
