@@ -122,7 +122,8 @@ def analyze(root: Path, *args: str) -> subprocess.CompletedProcess:
 # -- the units -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["blankspot-agent.service", "blankspot-collector.service",
-                                  "blankspot-speed-server.service", "blankspot-serve.service"])
+                                  "blankspot-speed-server.service", "blankspot-serve.service",
+                                  "blankspot-sms-gateway.service"])
 def test_units_verify_without_a_single_warning(systemd_root: Path, name: str) -> None:
     shutil.copy(UNITS / name, systemd_root / "etc/systemd/system" / name)
     done = analyze(systemd_root, "verify", "--man=no", f"/etc/systemd/system/{name}")
@@ -141,10 +142,12 @@ def test_verify_does_catch_mistakes(systemd_root: Path) -> None:
 
 @pytest.mark.parametrize("name, threshold", [("blankspot-agent.service", 3.0), ("blankspot-collector.service", 2.0),
                                              ("blankspot-speed-server.service", 2.0),
-                                             ("blankspot-serve.service", 2.0)])
+                                             ("blankspot-serve.service", 2.0),
+                                             ("blankspot-sms-gateway.service", 2.0)])
 def test_units_are_hardened(systemd_root: Path, name: str, threshold: float) -> None:
     """systemd's own exposure score (0 = locked down, 10 = exposed); the agent needs
-    serial ports, GPIO and raw ICMP sockets, the collector only the network."""
+    serial ports, GPIO and raw ICMP sockets, the collector only the network, the SMS gateway
+    the network and the modem's port."""
     shutil.copy(UNITS / name, systemd_root / "etc/systemd/system" / name)
     done = analyze(systemd_root, "security", "--offline=true", "--no-pager", f"/etc/systemd/system/{name}")
     m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", done.stdout)
@@ -211,6 +214,26 @@ def test_serve_unit_runs_the_live_map_read_only_as_the_collectors_user() -> None
     collector_env = dict(line.split("=", 1) for line in (UNITS / "collector.env.example").read_text().splitlines()
                          if line and not line.startswith("#"))
     assert example["BLANKSPOT_DB"] == collector_env["BLANKSPOT_DB"], "it reads the collector's database"
+
+
+def test_sms_gateway_unit_runs_as_the_collector_with_the_modems_port_only() -> None:
+    collector = unit_settings(UNITS / "blankspot-collector.service")["Service"]
+    service = unit_settings(UNITS / "blankspot-sms-gateway.service")["Service"]
+    assert one(service, "Type") == "notify" and one(service, "NotifyAccess") == "main"
+    assert one(service, "WatchdogSec") and one(service, "RestartPreventExitStatus") == "2"
+    assert one(service, "EnvironmentFile") == "/etc/blankspot/sms-gateway.env"
+    assert one(service, "ExecStart") == ("/opt/blankspot/venv/bin/blankspot sms-gateway --port ${BLANKSPOT_SMS_PORT} "
+                                         "--db ${BLANKSPOT_DB} $BLANKSPOT_SMS_GATEWAY_ARGS")
+    for key in ("User", "Group", "StateDirectory", "ProtectSystem"):
+        assert one(service, key) == one(collector, key), key
+    assert one(service, "DevicePolicy") == "closed"
+    assert sorted(service["DeviceAllow"]) == ["char-ttyACM rw", "char-ttyUSB rw"]
+    example = dict(line.split("=", 1) for line in (UNITS / "sms-gateway.env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    assert set(example) == {"BLANKSPOT_SMS_PORT", "BLANKSPOT_DB", "BLANKSPOT_SMS_GATEWAY_ARGS"}
+    collector_env = dict(line.split("=", 1) for line in (UNITS / "collector.env.example").read_text().splitlines()
+                         if line and not line.startswith("#"))
+    assert example["BLANKSPOT_DB"] == collector_env["BLANKSPOT_DB"], "it writes the collector's database"
 
 
 def test_serve_accepts_its_units_command_line(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import sys
 from typing import Callable, Sequence
 
 from agent import __version__
-from agent.commands import centre, demo, devices, feed, measure, unit
+from agent.commands import centre, demo, devices, feed, gateway, measure, unit
 from agent.commands.exit_status import EXIT_READER_GONE, EXIT_RUNTIME, EXIT_USAGE, RuntimeFailure, UsageError
 from agent.unit.config import ConfigError
 
@@ -26,7 +26,8 @@ COMMANDS: tuple[tuple[str, Callable[[argparse._SubParsersAction], None]], ...] =
     ("measure", measure.add_measure),
     ("speed-server", centre.add_speed_server), ("collect", centre.add_collect), ("export", centre.add_export),
     ("map", centre.add_map), ("report", centre.add_report), ("units", centre.add_units),
-    ("aggregate", centre.add_aggregate), ("serve", centre.add_serve), ("tail", feed.add_tail),
+    ("aggregate", centre.add_aggregate), ("serve", centre.add_serve),
+    ("sms-gateway", gateway.add_sms_gateway), ("sms-inbox", gateway.add_sms_inbox), ("tail", feed.add_tail),
 )
 
 
