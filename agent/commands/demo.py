@@ -17,6 +17,9 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
                         "classed at the map's default grid; a shorter trip leaves more of them unknown)")
     p.add_argument("--workdir", default=None, help="keep the demo's files here (default: a temporary folder)")
     p.add_argument("--broker", choices=("auto", "mosquitto", "amqtt"), default="auto", help="which local broker to start")
+    p.add_argument("--village", action="store_true",
+                   help="also run a probe at a kantor desa whose data quota runs out during the trip: its "
+                        "heartbeat SMS reaches the centre's SMS gateway, and the end shows it alive by SMS")
     p.add_argument("--verbose", "-v", action="store_true", help="show the agent's log")
     p.set_defaults(func=cmd_demo)
 
@@ -32,6 +35,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise UsageError(f"blankspot demo: --seconds must be at least {MIN_TRIP_SECONDS:g}, not {args.seconds:g}")
     setup_logging("error" if not args.verbose else "info")
     try:
-        return run_demo(trip_seconds=args.seconds, workdir=args.workdir, broker_kind=args.broker, out=print)
+        return run_demo(trip_seconds=args.seconds, workdir=args.workdir, broker_kind=args.broker, out=print,
+                        village=args.village)
     except DemoError as exc:
         raise RuntimeFailure(str(exc)) from None

@@ -8,6 +8,8 @@
 - The agent as a unit runs it: ``source.kind = "devices"``, the mobile schedule, the buffer.
 - The collector (an MQTT 5 shared subscription into a SQLite store; with amqtt, which speaks
   only MQTT 3.1.1, a plain subscriber feeds the same store) and, at the end, the coverage map.
+- With ``village``: a fixed probe at Sebulu whose data quota runs out during the trip, alive by
+  SMS through the centre's SMS gateway (:mod:`agent.sim.village`).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import paho.mqtt.client as mqtt
 
@@ -40,6 +42,9 @@ from agent.sim.broker import BrokerError, LocalBroker, mosquitto_path
 from agent.sim.scenario import mahakam_scenario
 from agent.sim.link import LinkProxy
 from agent.sim.route import Route, mahakam_route
+
+if TYPE_CHECKING:
+    from agent.sim.village import VillageProbe
 
 DEVICE = "demo-boat"
 PREFIX = "blankspot/v1"
@@ -106,8 +111,9 @@ class Centre:
             self._plain = PlainSubscriber(broker.port, self.store)
             self._plain.start()
 
-    def stored(self) -> int:
-        return self.store.counts()["readings"]
+    def stored(self, device: str = DEVICE) -> int:
+        """Readings of ``device`` stored (the boat's, unless another is named)."""
+        return self.store.ledger().get(device, {}).get("stored", 0)
 
     def duplicates(self) -> int:
         return self.collector.stats.duplicates if self._plain is None else 0
@@ -138,7 +144,7 @@ def signal_interval(trip_seconds: float) -> float:
 
 
 def run_demo(trip_seconds: float = DEFAULT_TRIP_SECONDS, workdir: str | None = None, broker_kind: str = "auto",
-             out: Callable[[str], None] = print, route: Route | None = None) -> int:
+             out: Callable[[str], None] = print, route: Route | None = None, village: bool = False) -> int:
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="blankspot-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     kind = None if broker_kind == "auto" else broker_kind
@@ -161,7 +167,13 @@ def run_demo(trip_seconds: float = DEFAULT_TRIP_SECONDS, workdir: str | None = N
         centre = Centre(broker, work / "collector.db")
         stack.callback(centre.stop)
         boat.follow_link(link)
-        return _trip(trip_seconds, work, broker, link, boat, centre, out)
+        probe = None
+        if village:
+            from agent.sim.village import VillageProbe
+
+            probe = VillageProbe(work, broker, centre.db, trip_seconds, time_scale)
+            stack.callback(probe.close)
+        return _trip(trip_seconds, work, broker, link, boat, centre, out, probe)
     raise AssertionError("unreachable")
 
 
@@ -208,7 +220,7 @@ def _config(work: Path, link: LinkProxy, broker: LocalBroker, boat: SimulatedBoa
 
 
 def _trip(trip_seconds: float, work: Path, broker: LocalBroker, link: LinkProxy, boat: SimulatedBoat,
-          centre: Centre, out: Callable[[str], None]) -> int:
+          centre: Centre, out: Callable[[str], None], probe: "VillageProbe | None" = None) -> int:
     route = boat.route
     config = _config(work, link, broker, boat, trip_seconds)
     hours = route.length_m / (BOAT_SPEED_KMH / 3.6) / 3600
@@ -216,6 +228,9 @@ def _trip(trip_seconds: float, work: Path, broker: LocalBroker, link: LinkProxy,
         f"({hours:.1f} h), shown in {trip_seconds:.0f} s.")
     out(f"Simulated GPS on {boat.gps_port}, Quectel EC25 on {boat.modem_port}; broker {broker.kind} on port "
         f"{broker.port}; collector into {centre.db.name}.")
+    if probe is not None:
+        out(f"Village probe {probe.device} at the kantor desa of Sebulu: Quectel EC25 on {probe.modem.port}, "
+            f"SIM {probe.number}; the centre's SMS gateway on {probe.centre_modem.port} ({probe.centre_number}).")
     out(f"Work folder: {work}")
     out("")
     out("   time    km  where                     signal                   link  buffered  stored")
@@ -236,6 +251,9 @@ def _trip(trip_seconds: float, work: Path, broker: LocalBroker, link: LinkProxy,
             # The technician presses the unit's button at the village landing (the panel's short press).
             service.tag(Event("tag", "kantor desa Muara Kaman", {"source": "button"}))
             tagged = True
+        if probe is not None:
+            for line in probe.poll(elapsed, centre.store):
+                out(line)
         if elapsed >= next_line:
             radio = boat.radio()
             distance = boat.distance_m()
@@ -259,6 +277,7 @@ def _trip(trip_seconds: float, work: Path, broker: LocalBroker, link: LinkProxy,
     stored = centre.stored()
     duplicates = centre.duplicates()
     taken_in_blank = _count_no_service(config.buffer.path)
+    village = _village_end(probe, centre) if probe is not None else None
     map_path = work / "map.html"
     map_status = _draw_map(centre.db, map_path)
     summary = {
@@ -271,6 +290,8 @@ def _trip(trip_seconds: float, work: Path, broker: LocalBroker, link: LinkProxy,
         "final_drain_seconds": round(drain_s, 2),
         "map": str(map_path) if map_status == 0 else None,
     }
+    if village is not None:
+        summary["village"] = village["summary"]
     (work / "summary.json").write_text(json.dumps(summary, indent=2))
     out("")
     out("Summary")
@@ -282,17 +303,52 @@ def _trip(trip_seconds: float, work: Path, broker: LocalBroker, link: LinkProxy,
     out(f"  coverage map                 {map_path if map_status == 0 else 'NOT WRITTEN'}")
     out(f"  summary written to           {work / 'summary.json'}")
     delivered = stored == taken and stats.pending == 0 and taken_in_blank > 0
-    out("  result                       " + _verdict(delivered, map_status == 0))
-    return 0 if delivered and map_status == 0 else 1
+    alive = None
+    if village is not None:
+        for line in village["lines"]:
+            out(line)
+        alive = village["alive"]
+    out("  result                       " + _verdict(delivered, map_status == 0, alive))
+    return 0 if delivered and map_status == 0 and alive is not False else 1
 
 
-def _verdict(delivered: bool, mapped: bool) -> str:
-    """The demo's last line: delivery first, then the step after it that failed, if one did."""
+def _verdict(delivered: bool, mapped: bool, alive_by_sms: bool | None = None) -> str:
+    """The demo's last line: delivery first, then the step after it that failed, if one did;
+    with the village probe, whether the centre knows it is alive by SMS."""
     if not delivered:
-        return "READINGS MISSING"
-    if not mapped:
-        return "every reading arrived exactly once after dedup; the map step failed (reason above)"
-    return "every reading arrived exactly once after dedup"
+        text = "READINGS MISSING"
+    elif not mapped:
+        text = "every reading arrived exactly once after dedup; the map step failed (reason above)"
+    else:
+        text = "every reading arrived exactly once after dedup"
+    if alive_by_sms is True:
+        text += "; the village probe is alive by SMS"
+    elif alive_by_sms is False:
+        text += "; NO HEARTBEAT from the village probe"
+    return text
+
+
+def _village_end(probe: "VillageProbe", centre: Centre) -> dict:
+    """The village probe at the end of the trip: its heartbeat filed (waited for a little when
+    the trip was too short for it), and the fleet as ``blankspot units`` prints it."""
+    from agent.centre.fleet import fleet
+    from agent.sim.village import units_text
+
+    probe.wait_filed(centre.store, 15.0)
+    view = next((v for v in fleet(centre.store) if v.device == probe.device), None)
+    sms = view.alive_by_sms if view is not None else None
+    alive = sms is not None and sms["reason"] == "quota_exhausted"
+    lines = ["", f"Village probe {probe.device}",
+             f"  data quota exhausted at     {probe.quota_at:.1f}s (SMS from {probe.operator}); "
+             f"heartbeats by SMS after {probe.after}, every {probe.every} (1 h and 6 h in trip time)",
+             f"  heartbeats sent / filed      {probe.heartbeats_sent()} / {len(probe.filed_counters)}",
+             f"  the fleet, as blankspot units --db {centre.db} prints it:"]
+    lines += [f"    {line}" if line else "" for line in units_text(centre.store).splitlines()]
+    lines.append(f"  the fleet panel of the live map (blankspot serve --db {centre.db}) shows the same; "
+                 "the offline map.html has no fleet panel")
+    return {"alive": alive, "lines": lines,
+            "summary": {"device": probe.device, "heartbeats_sent": probe.heartbeats_sent(),
+                        "heartbeats_filed": len(probe.filed_counters), "alive_by_sms": sms}}
 
 
 def _draw_map(db: Path, map_path: Path) -> int:
