@@ -408,6 +408,39 @@ def test_operators_config_is_never_overwritten(tmp_path: Path) -> None:
     assert (root / "etc/blankspot/agent.example.toml").exists(), "the new example lies beside it"
 
 
+def test_install_makes_the_units_heartbeat_key_once_and_names_the_centres_copy(tmp_path: Path) -> None:
+    from agent.shared.heartbeat import read_key
+
+    root = pi_root(tmp_path / "pi")
+    dry = install(root, "--dry-run", "--no-pip")
+    assert "would create /etc/blankspot/heartbeat.key" in dry.stdout and not (root / "etc/blankspot").exists()
+
+    done = install(root, "--no-pip")
+    key_file = root / "etc/blankspot/heartbeat.key"
+    gid = group_members(root)["blankspot"][0]
+    assert snapshot(root)["etc/blankspot/heartbeat.key"][:3] == ("-rw-r-----", 0, gid), "the agent's group reads it"
+    text = key_file.read_text()
+    assert re.fullmatch(r"[0-9a-f]{64}\n", text) and len(read_key(text)) == 32
+    assert "install: installed /etc/blankspot/heartbeat.key" in done.stdout
+    assert Config().sms.key_file == Path("/etc/blankspot/heartbeat.key"), "where the agent looks by default"
+    assert "copy its new heartbeat key /etc/blankspot/heartbeat.key to the collector host" in done.stdout
+    assert "/etc/blankspot/heartbeat-keys/<device id>.key" in done.stdout, "no device id set yet"
+    assert not list((root / "etc/blankspot").glob("*.new"))
+
+    # Never replaced (the centre's copy would no longer match); the hint names the unit once it has an id.
+    config = root / "etc/blankspot/agent.toml"
+    config.write_text(config.read_text().replace('\nid = ""\n', '\nid = "boat-07"\n'))
+    again = install(root, "--no-pip")
+    assert key_file.read_text() == text
+    assert "heartbeat.key" not in " ".join(re.findall(r"install: installed .*", again.stdout))
+    assert "copy its heartbeat key /etc/blankspot/heartbeat.key" in again.stdout
+    assert "/etc/blankspot/heartbeat-keys/boat-07.key" in again.stdout
+
+    other = pi_root(tmp_path / "pi-2")
+    install(other, "--no-pip")
+    assert (other / "etc/blankspot/heartbeat.key").read_text() != text, "every unit its own key"
+
+
 def test_install_without_gpio_group(tmp_path: Path) -> None:
     root = pi_root(tmp_path / "pc", gpio=False)
     done = install(root, "--no-pip")
@@ -438,7 +471,7 @@ def test_dry_run_never_says_installed(tmp_path: Path) -> None:
 
 def test_collector_install(tmp_path: Path) -> None:
     root = pi_root(tmp_path / "server", gpio=False)
-    install(root, "--collector", "--no-pip")
+    done = install(root, "--collector", "--no-pip")
     tree = snapshot(root)
     assert tree["etc/blankspot/collector.env"][:3] == ("-rw-------", 0, 0), "it may hold passwords"
     assert (root / "etc/systemd/system/multi-user.target.wants/blankspot-collector.service").is_symlink()
@@ -448,7 +481,29 @@ def test_collector_install(tmp_path: Path) -> None:
         "the live map waits for its login and address"
     assert tree["etc/blankspot/serve.env"][:3] == ("-rw-------", 0, 0)
     assert not (root / "etc/udev/rules.d").exists() and not (root / "etc/blankspot/agent.toml").exists()
+    assert not (root / "etc/blankspot/heartbeat.key").exists(), "a unit's key, not the centre's"
     assert unit_settings(UNITS / "blankspot-collector.service")["Service"]["PrivateDevices"] == ["yes"]
+
+    # The SMS gateway: in place, not enabled until its modem is named; the units' keys'
+    # folder readable by the group the gateway runs as.
+    gateway = unit_settings(UNITS / "blankspot-sms-gateway.service")["Service"]
+    gid = group_members(root)[one(gateway, "Group")][0]
+    assert (root / "etc/systemd/system/blankspot-sms-gateway.service").read_bytes() == \
+        (UNITS / "blankspot-sms-gateway.service").read_bytes()
+    assert not (root / "etc/systemd/system/multi-user.target.wants/blankspot-sms-gateway.service").exists(), \
+        "the gateway waits for its modem's port"
+    assert tree["etc/blankspot/sms-gateway.env"][:3] == ("-rw-------", 0, 0)
+    assert (root / "etc/blankspot/sms-gateway.env").read_bytes() == (UNITS / "sms-gateway.env.example").read_bytes()
+    assert tree["etc/blankspot/heartbeat-keys"][:3] == ("drwxr-x---", 0, gid)
+    assert (root / "opt/blankspot/share/doc/sms-heartbeat.md").is_file(), "the unit's Documentation="
+    assert "systemctl enable --now blankspot-sms-gateway" in done.stdout
+    assert "/etc/blankspot/heartbeat-keys/<device id>.key" in done.stdout
+
+    mine = "BLANKSPOT_SMS_PORT=/dev/serial/by-id/usb-Quectel-if02-port0\n"
+    (root / "etc/blankspot/sms-gateway.env").write_text(mine)
+    again = install(root, "--collector", "--no-pip")
+    assert (root / "etc/blankspot/sms-gateway.env").read_text() == mine
+    assert "kept /etc/blankspot/sms-gateway.env" in again.stdout
 
 
 def test_share_modem_installs_port_only_rules(tmp_path: Path) -> None:
@@ -526,7 +581,8 @@ def test_bundle_holds_everything_install_needs(bundle: Path) -> None:
     assert (bundle.parent / "bundle.tar.gz").is_file()
     for needed in ("deploy/install.sh", "deploy/agent.example.toml", "deploy/udev/90-blankspot.rules",
                    "systemd/blankspot-agent.service", "systemd/blankspot-serve.service", "systemd/serve.env.example",
-                   "docs/install.md", "docs/serve.md", "firmware_configs/quectel-ec25.toml"):
+                   "systemd/blankspot-sms-gateway.service", "systemd/sms-gateway.env.example",
+                   "docs/install.md", "docs/serve.md", "docs/sms-heartbeat.md", "firmware_configs/quectel-ec25.toml"):
         assert (bundle / needed).is_file(), needed
     listed = [line.split()[1].removeprefix("./") for line in (bundle / "SHA256SUMS").read_text().splitlines()]
     assert sorted(listed) == wheels
