@@ -14,6 +14,9 @@ Required behaviour:
 - install.sh makes the user (dialout, gpio when it exists), folders, config, units, udev
   rules and the enable link; run twice it leaves the same tree; it never overwrites an
   operator's agent.toml; --dry-run changes nothing and never says "installed";
+- install.sh gives a unit its own heartbeat key once (readable by the agent, never replaced)
+  and says where the centre's copy goes; a collector gets the SMS gateway's unit, not
+  enabled, its settings and the keys' folder;
 - the package builds without a warning and carries its licence;
 - the offline bundle (made with the collector's extras) installs with no package index
   reachable; under --root the virtualenv works once the image boots (run in a mount
@@ -22,7 +25,8 @@ Required behaviour:
   a bundle without the collector's extras is named as the reason the install stops; the
   same collector installed from a checkout (pip with the package index) draws them too;
 - the playbook gives each unit its own device id, account and password, the broker the
-  matching hashed password file, the collector what it needs to draw maps, and a second run
+  matching hashed password file, the collector what it needs to draw maps, every unit's
+  heartbeat key and the SMS gateway enabled on the modem it names, and a second run
   changes nothing; Mosquitto started from the broker's files lets a unit in with the
   password the playbook gave it.
 """
@@ -42,6 +46,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.shared.heartbeat import read_key
 from agent.unit.config import Config, parse_config
 from agent.unit.config_files import SERVICE_STATE_DIRECTORY
 from agent.sim.broker import LocalBroker, free_port
@@ -409,8 +414,6 @@ def test_operators_config_is_never_overwritten(tmp_path: Path) -> None:
 
 
 def test_install_makes_the_units_heartbeat_key_once_and_names_the_centres_copy(tmp_path: Path) -> None:
-    from agent.shared.heartbeat import read_key
-
     root = pi_root(tmp_path / "pi")
     dry = install(root, "--dry-run", "--no-pip")
     assert "would create /etc/blankspot/heartbeat.key" in dry.stdout and not (root / "etc/blankspot").exists()
@@ -723,7 +726,8 @@ all:
           blankspot_install_args: [--python, {SYSTEM_PYTHON}]
     collectors:
       hosts:
-        central: {{}}
+        central:
+          blankspot_sms_gateway_port: /dev/serial/by-id/usb-Quectel_EC25-if02-port0
     units:
       vars:
         blankspot_agent_settings: {{log: {{level: info}}}}
@@ -800,6 +804,35 @@ def test_playbook_provisions_units_and_broker(tmp_path: Path, bundle: Path) -> N
     assert all(h.startswith("$7$") for h in hashed.values())
     env_file = (tmp_path / "central/etc/blankspot/collector.env").read_text()
     assert "BLANKSPOT_BROKER=mqtt://127.0.0.1:1883" in env_file and "--username collector" in env_file
+
+    # Heartbeat keys: each unit's own, the collector host holding a copy of every one, where
+    # the SMS gateway (enabled: its modem is named) reads them as the group it runs as.
+    central = tmp_path / "central"
+    gateway = unit_settings(UNITS / "blankspot-sms-gateway.service")["Service"]
+    gid = group_members(central)[one(gateway, "Group")][0]
+    tree = snapshot(central)
+    assert tree["etc/blankspot/heartbeat-keys"][:3] == ("drwxr-x---", 0, gid)
+    keys = set()
+    for host, device in (("boat-07", "boat-07"), ("desa-3", "desa-muara-kaman")):
+        key = (tmp_path / host / "etc/blankspot/heartbeat.key").read_text()
+        assert len(read_key(key)) == 32 and re.fullmatch(r"[0-9a-f]{64}\n", key)
+        assert key == (central / f"etc/blankspot/heartbeat-keys/{device}.key").read_text() == \
+            (credentials / f"{device}.heartbeat.key").read_text().strip() + "\n"
+        assert tree[f"etc/blankspot/heartbeat-keys/{device}.key"][:3] == ("-rw-r-----", 0, gid)
+        keys.add(key)
+    assert len(keys) == 2
+    assert sorted(p.name for p in (central / "etc/blankspot/heartbeat-keys").iterdir()) == \
+        ["boat-07.key", "desa-muara-kaman.key"]
+    assert (central / "etc/systemd/system/blankspot-sms-gateway.service").is_file()
+    wants = central / "etc/systemd/system/multi-user.target.wants/blankspot-sms-gateway.service"
+    assert os.readlink(wants) == "/etc/systemd/system/blankspot-sms-gateway.service", "enabled: its modem is named"
+    assert tree["etc/blankspot/sms-gateway.env"][:3] == ("-rw-------", 0, 0)
+    sms_env = dict(line.split("=", 1) for line in (central / "etc/blankspot/sms-gateway.env").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    collector_env = dict(line.split("=", 1) for line in env_file.splitlines() if line and not line.startswith("#"))
+    assert sms_env == {"BLANKSPOT_SMS_PORT": "/dev/serial/by-id/usb-Quectel_EC25-if02-port0",
+                       "BLANKSPOT_DB": collector_env["BLANKSPOT_DB"],
+                       "BLANKSPOT_SMS_GATEWAY_ARGS": "--keys-dir /etc/blankspot/heartbeat-keys --list-every 60s"}
 
     # Mosquitto from what the playbook wrote lets boat-07 in with its password, and not elsewhere.
     conf = (tmp_path / "central/etc/mosquitto/conf.d/blankspot.conf").read_text()
