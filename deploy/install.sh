@@ -12,8 +12,10 @@
 #                    bundle, its own wheels/ are used without this option
 #   --collector      install blankspot-collector.service and /etc/blankspot/collector.env,
 #                    blankspot-serve.service (the live map; not enabled) and
-#                    /etc/blankspot/serve.env, and blankspot with its collector and
-#                    postgres extras (h3, psycopg);
+#                    /etc/blankspot/serve.env, blankspot-sms-gateway.service (the units'
+#                    heartbeat SMS; not enabled), /etc/blankspot/sms-gateway.env and the
+#                    folder of the units' keys, /etc/blankspot/heartbeat-keys, and
+#                    blankspot with its collector and postgres extras (h3, psycopg);
 #                    a bundle for it is made with make-bundle.sh --extras collector,postgres
 #   --share-modem    udev rules that keep ModemManager off the AT and NMEA ports only, so it
 #                    can still run the data connection (default: it keeps off the whole modem)
@@ -25,8 +27,12 @@
 #   --python PATH    interpreter for the virtualenv (default: python3; 3.11 or newer)
 #   --dry-run        print what would be done and change nothing
 #
+# A unit gets its own heartbeat key, /etc/blankspot/heartbeat.key, when it has none; the
+# centre needs a copy (the last lines printed say where).
+#
 # Running it again is safe: it creates what is missing, updates what changed (units, rules,
-# a new blankspot wheel), and never overwrites /etc/blankspot/agent.toml, collector.env or serve.env.
+# a new blankspot wheel), and never overwrites /etc/blankspot/agent.toml, heartbeat.key,
+# collector.env, serve.env or sms-gateway.env.
 # docs/install.md describes every step.
 set -eu
 
@@ -42,7 +48,7 @@ pip=yes
 python=python3
 dry_run=no
 
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 die() { echo "install: $*" >&2; exit 1; }
 say() { echo "install: $*"; }
 
@@ -125,7 +131,11 @@ need() {
 
 # -- what will be installed ---------------------------------------------------------------------
 need "$source_root/systemd/$unit"
-if [ "$collector" = yes ]; then need "$source_root/systemd/blankspot-serve.service"; fi
+if [ "$collector" = yes ]; then
+  need "$source_root/systemd/blankspot-serve.service"
+  need "$source_root/systemd/blankspot-sms-gateway.service"
+  need "$source_root/systemd/sms-gateway.env.example"
+fi
 if [ "$collector" = no ]; then
   need "$source_root/deploy/agent.example.toml"
   need "$source_root/deploy/udev/90-blankspot.rules"
@@ -241,12 +251,42 @@ else
   put_file "$source_root/systemd/collector.env.example" /etc/blankspot/collector.env 600 root keep
   put_file "$source_root/systemd/serve.env.example" /etc/blankspot/serve.env.example 644 root
   put_file "$source_root/systemd/serve.env.example" /etc/blankspot/serve.env 600 root keep
+  put_file "$source_root/systemd/sms-gateway.env.example" /etc/blankspot/sms-gateway.env.example 644 root
+  put_file "$source_root/systemd/sms-gateway.env.example" /etc/blankspot/sms-gateway.env 600 root keep
+  # The units' heartbeat keys, one <device id>.key each (root:blankspot 0640): the SMS
+  # gateway, running as the service user, reads the one of each message's unit.
+  put_dir /etc/blankspot/heartbeat-keys 750 "$user"
 fi
-for doc in install.md serve.md; do
+for doc in install.md serve.md sms-heartbeat.md; do
   if [ -e "$source_root/docs/$doc" ]; then
     put_file "$source_root/docs/$doc" "/opt/blankspot/share/doc/$doc" 644 root
   fi
 done
+
+# -- the unit's heartbeat key: /etc/blankspot/heartbeat.key -------------------------------------
+# It signs the heartbeat SMS the unit sends while its data link is down (docs/sms-heartbeat.md);
+# the centre checks them with its copy.  32 random bytes as 64 hex digits, the format
+# agent.shared.heartbeat.new_key() writes; made once, never replaced (the centre's copy
+# would no longer match).  root:blankspot 0640, as the broker password: the agent reads it.
+key=/etc/blankspot/heartbeat.key
+key_made=no
+if [ "$collector" = no ] && [ ! -e "$prefix$key" ]; then
+  if [ "$dry_run" = yes ]; then
+    echo "would create $key (a new heartbeat key, mode 640, root:$user)"
+  else
+    gid=$(group_id "$user"); gid=${gid:-0}
+    (
+      umask 077
+      { od -An -N32 -tx1 /dev/urandom | tr -d ' \n'; echo; } > "$prefix$key.new"
+    )
+    grep -Eqx '[0-9a-f]{64}' "$prefix$key.new" || { rm -f "$prefix$key.new"; die "could not make a heartbeat key from /dev/urandom"; }
+    chown "0:$gid" "$prefix$key.new"
+    chmod 640 "$prefix$key.new"
+    mv "$prefix$key.new" "$prefix$key"
+    say "installed $key (a new heartbeat key)"
+    key_made=yes
+  fi
+fi
 
 # -- udev: stable names for the modem's ports ---------------------------------------------------
 if [ "$collector" = no ]; then
@@ -278,8 +318,11 @@ fi
 put_file "$source_root/systemd/$unit" "/etc/systemd/system/$unit" 644 root
 # The live map is installed beside the collector but not enabled: it needs a login (or stays
 # on this machine) and the address, in serve.env, first (docs/serve.md).
+# So is the SMS gateway: it needs the centre's modem, named in sms-gateway.env, and the
+# units' keys (docs/sms-heartbeat.md).
 if [ "$collector" = yes ]; then
   put_file "$source_root/systemd/blankspot-serve.service" /etc/systemd/system/blankspot-serve.service 644 root
+  put_file "$source_root/systemd/blankspot-sms-gateway.service" /etc/systemd/system/blankspot-sms-gateway.service 644 root
 fi
 if [ -z "$prefix" ] && [ -d /run/systemd/system ]; then
   run systemctl daemon-reload
@@ -299,7 +342,17 @@ if [ "$collector" = no ]; then
   say "next: set device.id and [uplink] in /etc/blankspot/agent.toml, check it with"
   say "      sudo -u $user $venv/bin/blankspot run --check --config /etc/blankspot/agent.toml"
   say "      then: sudo systemctl restart $unit; journalctl -u $unit -f"
+  # The centre's copy of the key: the collector host's SMS gateway checks this unit's
+  # heartbeat SMS with it.
+  device=$(awk '/^[[:space:]]*\[/ { section = $0 }
+                section ~ /^[[:space:]]*\[device\]/ && /^[[:space:]]*id[[:space:]]*=/ {
+                  sub(/^[^=]*=[[:space:]]*"/, ""); sub(/".*/, ""); print; exit }' "$prefix/etc/blankspot/agent.toml" 2>/dev/null || true)
+  if [ "$key_made" = yes ]; then what="its new heartbeat key"; else what="its heartbeat key"; fi
+  say "heartbeat SMS: copy $what $key to the collector host as"
+  say "      /etc/blankspot/heartbeat-keys/${device:-<device id>}.key (root:blankspot, mode 640)"
 else
   say "next: fill in /etc/blankspot/collector.env, then: sudo systemctl restart $unit"
   say "      the live map: set /etc/blankspot/serve.env (docs/serve.md), then: sudo systemctl enable --now blankspot-serve"
+  say "      the SMS gateway: set the modem's port in /etc/blankspot/sms-gateway.env, put each unit's key in"
+  say "      /etc/blankspot/heartbeat-keys/<device id>.key (docs/sms-heartbeat.md), then: sudo systemctl enable --now blankspot-sms-gateway"
 fi

@@ -108,8 +108,11 @@ copy systemd/blankspot-collector.service
 copy systemd/collector.env.example
 copy systemd/blankspot-serve.service
 copy systemd/serve.env.example
+copy systemd/blankspot-sms-gateway.service
+copy systemd/sms-gateway.env.example
 copy docs/install.md
 copy docs/serve.md
+copy docs/sms-heartbeat.md
 for profile in "$source_root"/firmware_configs/*; do copy "firmware_configs/$(basename "$profile")"; done
 
 (cd "$out/wheels" && sha256sum ./*.whl > ../SHA256SUMS)

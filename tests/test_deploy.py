@@ -14,6 +14,9 @@ Required behaviour:
 - install.sh makes the user (dialout, gpio when it exists), folders, config, units, udev
   rules and the enable link; run twice it leaves the same tree; it never overwrites an
   operator's agent.toml; --dry-run changes nothing and never says "installed";
+- install.sh gives a unit its own heartbeat key once (readable by the agent, never replaced)
+  and says where the centre's copy goes; a collector gets the SMS gateway's unit, not
+  enabled, its settings and the keys' folder;
 - the package builds without a warning and carries its licence;
 - the offline bundle (made with the collector's extras) installs with no package index
   reachable; under --root the virtualenv works once the image boots (run in a mount
@@ -22,7 +25,8 @@ Required behaviour:
   a bundle without the collector's extras is named as the reason the install stops; the
   same collector installed from a checkout (pip with the package index) draws them too;
 - the playbook gives each unit its own device id, account and password, the broker the
-  matching hashed password file, the collector what it needs to draw maps, and a second run
+  matching hashed password file, the collector what it needs to draw maps, every unit's
+  heartbeat key and the SMS gateway enabled on the modem it names, and a second run
   changes nothing; Mosquitto started from the broker's files lets a unit in with the
   password the playbook gave it.
 """
@@ -42,6 +46,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.shared.heartbeat import read_key
 from agent.unit.config import Config, parse_config
 from agent.unit.config_files import SERVICE_STATE_DIRECTORY
 from agent.sim.broker import LocalBroker, free_port
@@ -408,6 +413,37 @@ def test_operators_config_is_never_overwritten(tmp_path: Path) -> None:
     assert (root / "etc/blankspot/agent.example.toml").exists(), "the new example lies beside it"
 
 
+def test_install_makes_the_units_heartbeat_key_once_and_names_the_centres_copy(tmp_path: Path) -> None:
+    root = pi_root(tmp_path / "pi")
+    dry = install(root, "--dry-run", "--no-pip")
+    assert "would create /etc/blankspot/heartbeat.key" in dry.stdout and not (root / "etc/blankspot").exists()
+
+    done = install(root, "--no-pip")
+    key_file = root / "etc/blankspot/heartbeat.key"
+    gid = group_members(root)["blankspot"][0]
+    assert snapshot(root)["etc/blankspot/heartbeat.key"][:3] == ("-rw-r-----", 0, gid), "the agent's group reads it"
+    text = key_file.read_text()
+    assert re.fullmatch(r"[0-9a-f]{64}\n", text) and len(read_key(text)) == 32
+    assert "install: installed /etc/blankspot/heartbeat.key" in done.stdout
+    assert Config().sms.key_file == Path("/etc/blankspot/heartbeat.key"), "where the agent looks by default"
+    assert "copy its new heartbeat key /etc/blankspot/heartbeat.key to the collector host" in done.stdout
+    assert "/etc/blankspot/heartbeat-keys/<device id>.key" in done.stdout, "no device id set yet"
+    assert not list((root / "etc/blankspot").glob("*.new"))
+
+    # Never replaced (the centre's copy would no longer match); the hint names the unit once it has an id.
+    config = root / "etc/blankspot/agent.toml"
+    config.write_text(config.read_text().replace('\nid = ""\n', '\nid = "boat-07"\n'))
+    again = install(root, "--no-pip")
+    assert key_file.read_text() == text
+    assert "heartbeat.key" not in " ".join(re.findall(r"install: installed .*", again.stdout))
+    assert "copy its heartbeat key /etc/blankspot/heartbeat.key" in again.stdout
+    assert "/etc/blankspot/heartbeat-keys/boat-07.key" in again.stdout
+
+    other = pi_root(tmp_path / "pi-2")
+    install(other, "--no-pip")
+    assert (other / "etc/blankspot/heartbeat.key").read_text() != text, "every unit its own key"
+
+
 def test_install_without_gpio_group(tmp_path: Path) -> None:
     root = pi_root(tmp_path / "pc", gpio=False)
     done = install(root, "--no-pip")
@@ -438,7 +474,7 @@ def test_dry_run_never_says_installed(tmp_path: Path) -> None:
 
 def test_collector_install(tmp_path: Path) -> None:
     root = pi_root(tmp_path / "server", gpio=False)
-    install(root, "--collector", "--no-pip")
+    done = install(root, "--collector", "--no-pip")
     tree = snapshot(root)
     assert tree["etc/blankspot/collector.env"][:3] == ("-rw-------", 0, 0), "it may hold passwords"
     assert (root / "etc/systemd/system/multi-user.target.wants/blankspot-collector.service").is_symlink()
@@ -448,7 +484,29 @@ def test_collector_install(tmp_path: Path) -> None:
         "the live map waits for its login and address"
     assert tree["etc/blankspot/serve.env"][:3] == ("-rw-------", 0, 0)
     assert not (root / "etc/udev/rules.d").exists() and not (root / "etc/blankspot/agent.toml").exists()
+    assert not (root / "etc/blankspot/heartbeat.key").exists(), "a unit's key, not the centre's"
     assert unit_settings(UNITS / "blankspot-collector.service")["Service"]["PrivateDevices"] == ["yes"]
+
+    # The SMS gateway: in place, not enabled until its modem is named; the units' keys'
+    # folder readable by the group the gateway runs as.
+    gateway = unit_settings(UNITS / "blankspot-sms-gateway.service")["Service"]
+    gid = group_members(root)[one(gateway, "Group")][0]
+    assert (root / "etc/systemd/system/blankspot-sms-gateway.service").read_bytes() == \
+        (UNITS / "blankspot-sms-gateway.service").read_bytes()
+    assert not (root / "etc/systemd/system/multi-user.target.wants/blankspot-sms-gateway.service").exists(), \
+        "the gateway waits for its modem's port"
+    assert tree["etc/blankspot/sms-gateway.env"][:3] == ("-rw-------", 0, 0)
+    assert (root / "etc/blankspot/sms-gateway.env").read_bytes() == (UNITS / "sms-gateway.env.example").read_bytes()
+    assert tree["etc/blankspot/heartbeat-keys"][:3] == ("drwxr-x---", 0, gid)
+    assert (root / "opt/blankspot/share/doc/sms-heartbeat.md").is_file(), "the unit's Documentation="
+    assert "systemctl enable --now blankspot-sms-gateway" in done.stdout
+    assert "/etc/blankspot/heartbeat-keys/<device id>.key" in done.stdout
+
+    mine = "BLANKSPOT_SMS_PORT=/dev/serial/by-id/usb-Quectel-if02-port0\n"
+    (root / "etc/blankspot/sms-gateway.env").write_text(mine)
+    again = install(root, "--collector", "--no-pip")
+    assert (root / "etc/blankspot/sms-gateway.env").read_text() == mine
+    assert "kept /etc/blankspot/sms-gateway.env" in again.stdout
 
 
 def test_share_modem_installs_port_only_rules(tmp_path: Path) -> None:
@@ -526,7 +584,8 @@ def test_bundle_holds_everything_install_needs(bundle: Path) -> None:
     assert (bundle.parent / "bundle.tar.gz").is_file()
     for needed in ("deploy/install.sh", "deploy/agent.example.toml", "deploy/udev/90-blankspot.rules",
                    "systemd/blankspot-agent.service", "systemd/blankspot-serve.service", "systemd/serve.env.example",
-                   "docs/install.md", "docs/serve.md", "firmware_configs/quectel-ec25.toml"):
+                   "systemd/blankspot-sms-gateway.service", "systemd/sms-gateway.env.example",
+                   "docs/install.md", "docs/serve.md", "docs/sms-heartbeat.md", "firmware_configs/quectel-ec25.toml"):
         assert (bundle / needed).is_file(), needed
     listed = [line.split()[1].removeprefix("./") for line in (bundle / "SHA256SUMS").read_text().splitlines()]
     assert sorted(listed) == wheels
@@ -667,7 +726,8 @@ all:
           blankspot_install_args: [--python, {SYSTEM_PYTHON}]
     collectors:
       hosts:
-        central: {{}}
+        central:
+          blankspot_sms_gateway_port: /dev/serial/by-id/usb-Quectel_EC25-if02-port0
     units:
       vars:
         blankspot_agent_settings: {{log: {{level: info}}}}
@@ -744,6 +804,35 @@ def test_playbook_provisions_units_and_broker(tmp_path: Path, bundle: Path) -> N
     assert all(h.startswith("$7$") for h in hashed.values())
     env_file = (tmp_path / "central/etc/blankspot/collector.env").read_text()
     assert "BLANKSPOT_BROKER=mqtt://127.0.0.1:1883" in env_file and "--username collector" in env_file
+
+    # Heartbeat keys: each unit's own, the collector host holding a copy of every one, where
+    # the SMS gateway (enabled: its modem is named) reads them as the group it runs as.
+    central = tmp_path / "central"
+    gateway = unit_settings(UNITS / "blankspot-sms-gateway.service")["Service"]
+    gid = group_members(central)[one(gateway, "Group")][0]
+    tree = snapshot(central)
+    assert tree["etc/blankspot/heartbeat-keys"][:3] == ("drwxr-x---", 0, gid)
+    keys = set()
+    for host, device in (("boat-07", "boat-07"), ("desa-3", "desa-muara-kaman")):
+        key = (tmp_path / host / "etc/blankspot/heartbeat.key").read_text()
+        assert len(read_key(key)) == 32 and re.fullmatch(r"[0-9a-f]{64}\n", key)
+        assert key == (central / f"etc/blankspot/heartbeat-keys/{device}.key").read_text() == \
+            (credentials / f"{device}.heartbeat.key").read_text().strip() + "\n"
+        assert tree[f"etc/blankspot/heartbeat-keys/{device}.key"][:3] == ("-rw-r-----", 0, gid)
+        keys.add(key)
+    assert len(keys) == 2
+    assert sorted(p.name for p in (central / "etc/blankspot/heartbeat-keys").iterdir()) == \
+        ["boat-07.key", "desa-muara-kaman.key"]
+    assert (central / "etc/systemd/system/blankspot-sms-gateway.service").is_file()
+    wants = central / "etc/systemd/system/multi-user.target.wants/blankspot-sms-gateway.service"
+    assert os.readlink(wants) == "/etc/systemd/system/blankspot-sms-gateway.service", "enabled: its modem is named"
+    assert tree["etc/blankspot/sms-gateway.env"][:3] == ("-rw-------", 0, 0)
+    sms_env = dict(line.split("=", 1) for line in (central / "etc/blankspot/sms-gateway.env").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    collector_env = dict(line.split("=", 1) for line in env_file.splitlines() if line and not line.startswith("#"))
+    assert sms_env == {"BLANKSPOT_SMS_PORT": "/dev/serial/by-id/usb-Quectel_EC25-if02-port0",
+                       "BLANKSPOT_DB": collector_env["BLANKSPOT_DB"],
+                       "BLANKSPOT_SMS_GATEWAY_ARGS": "--keys-dir /etc/blankspot/heartbeat-keys --list-every 60s"}
 
     # Mosquitto from what the playbook wrote lets boat-07 in with its password, and not elsewhere.
     conf = (tmp_path / "central/etc/mosquitto/conf.d/blankspot.conf").read_text()

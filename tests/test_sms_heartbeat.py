@@ -135,7 +135,7 @@ def network(tmp_path: Path):
 
 
 def unit_config(tmp_path: Path, modem: SimulatedModem, **sms: object) -> Path:
-    key = tmp_path / "sms.key"
+    key = tmp_path / "heartbeat.key"
     if not key.exists():
         key.write_text(new_key())
     values = {"numbers": [CENTRE], "after": "2s", "every": "3s", "key_file": str(key), "check_interval": "1s"}
@@ -198,7 +198,7 @@ def heartbeats(texts: list[str], key: bytes) -> list[Heartbeat]:
 def test_heartbeats_reach_the_centre_after_and_every(tmp_path: Path, network) -> None:
     net, unit, centre = network
     path = unit_config(tmp_path, unit)
-    key = read_key((tmp_path / "sms.key").read_text())
+    key = read_key((tmp_path / "heartbeat.key").read_text())
     started = time.monotonic()
     service = run_agent(path, 8.6)
     assert net.wait_idle(5)
@@ -257,7 +257,7 @@ def test_no_credit_is_an_event_and_retried_later_not_in_a_loop(tmp_path: Path, n
 def test_an_operator_notice_is_recorded_deleted_and_the_next_heartbeat_says_quota(tmp_path: Path, network) -> None:
     net, unit, centre = network
     path = unit_config(tmp_path, unit, after="3s", every="3s")
-    key = read_key((tmp_path / "sms.key").read_text())
+    key = read_key((tmp_path / "heartbeat.key").read_text())
 
     def quota_heartbeat_sent(service: AgentService) -> bool:
         return any(e["data"]["reason"] == "quota_exhausted" for e in events(path, "sms_heartbeat_sent"))
@@ -276,7 +276,7 @@ def test_an_operator_notice_is_recorded_deleted_and_the_next_heartbeat_says_quot
 def test_the_counter_is_kept_across_restarts_and_never_reused(tmp_path: Path, network) -> None:
     net, unit, centre = network
     path = unit_config(tmp_path, unit, after="1s", every="1s")
-    key = read_key((tmp_path / "sms.key").read_text())
+    key = read_key((tmp_path / "heartbeat.key").read_text())
     run_agent(path, 2.6)
     run_agent(path, 2.6)
     config = load_config(path)

@@ -643,10 +643,11 @@ def test_doctor_checks_the_sms_settings_and_the_sims_service_centre(tmp_path: Pa
     from agent.shared.heartbeat import new_key
 
     config = field_config(tmp_path, 1, boat)
-    key = tmp_path / "sms.key"
+    key = tmp_path / "heartbeat.key"
     config.write_text(config.read_text() + f'\n[sms]\nnumbers = ["+6281234500002"]\nkey_file = "{key}"\n')
     _, checks = doctor(capsys, config, "--skip-broker")
     assert checks["SMS"]["status"] == "FAIL" and "cannot read the heartbeat key" in checks["SMS"]["detail"]
+    assert "deploy/install.sh" in checks["SMS"]["advice"] and "/etc/blankspot/heartbeat.key" in checks["SMS"]["advice"]
     key.write_text(new_key())
     _, checks = doctor(capsys, config, "--skip-broker")
     assert checks["SMS"]["status"] == "ok" and "+6281234500002" in checks["SMS"]["detail"]

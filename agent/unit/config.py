@@ -322,7 +322,7 @@ class SmsConfig:
     )
     max_per_month: int = setting(60, "Most heartbeats a calendar month.", "int", minimum=0, maximum=30000)
     key_file: Path = setting(
-        Path("/etc/blankspot/sms.key"), "The unit's heartbeat key (64 hex digits; the centre holds a copy). "
+        Path("/etc/blankspot/heartbeat.key"), "The unit's heartbeat key (64 hex digits; the centre holds a copy). "
         "Read at start when numbers is set.", "path",
     )
     check_interval: float = setting(
@@ -438,8 +438,9 @@ def read_sms_key(config: Config, source: Path | str = "<config>") -> bytes | Non
         return read_key(path.read_text(encoding="ascii"))
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(source, f"sms.key_file: cannot read the heartbeat key {path}: {reason} (install.sh writes "
-                          "one; sms.numbers is set, so heartbeats need it)") from None
+        raise ConfigError(source, f"sms.key_file: cannot read the heartbeat key {path}: {reason} (deploy/install.sh "
+                          "or the Ansible playbook writes /etc/blankspot/heartbeat.key; sms.numbers is set, so "
+                          "heartbeats need it)") from None
     except HeartbeatKeyError as exc:
         raise ConfigError(source, f"sms.key_file: {path} is not a heartbeat key: {exc}") from None
 

@@ -622,8 +622,9 @@ def sms_verdict(numbers: tuple[str, ...], key_problem: str | None, every_s: floa
     if not numbers:
         return ok("SMS", "no heartbeat SMS (sms.numbers is empty)")
     if key_problem is not None:
-        return fail("SMS", key_problem, "install.sh writes a key (mode 0600) and prints the centre's copy; or "
-                                        "empty sms.numbers")
+        return fail("SMS", key_problem, "run deploy/install.sh again: it writes /etc/blankspot/heartbeat.key "
+                                        "(root:blankspot 0640) when missing and says where the centre's copy "
+                                        "goes (a fleet under Ansible: run the playbook); or empty sms.numbers")
     if max_per_day == 0 or max_per_month == 0:
         return warn("SMS", f"heartbeats to {', '.join(numbers)} are configured but the budget allows none",
                     "raise sms.max_per_day and sms.max_per_month")
