@@ -34,7 +34,7 @@ from agent.shared.reading import Event, Reading, Signal
 from agent.sim.broker import LocalBroker, free_port
 from agent.unit.buffer import read_readings
 from tests.support.collector import CollectorProcess, stored_keys, wait_counts
-from tests.support.postgres import postgres_url  # noqa: F401  (fixture)
+from tests.support.postgres import db_url, postgres_url  # noqa: F401  (fixtures)
 from tests.support.readings_factory import ALL_KINDS, T0, signal_reading
 from tests.support.survey_factory import boat_trip
 from tests.support.unit_config import write_config
@@ -44,13 +44,6 @@ PREFIX = "blankspot/v1"
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/collector.db"
-    return request.getfixturevalue("postgres_url")
-
 
 class Units:
     """Plain paho, MQTT 5, publishing the way units do: QoS 1, waiting for each PUBACK."""

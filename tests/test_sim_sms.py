@@ -33,6 +33,7 @@ from agent.unit.devices.modem.parse_sms import (
     parse_csca,
 )
 from agent.unit.devices.modem.transcript import parse_transcript
+from tests.support.raw_modem import read_until
 
 TRANSCRIPT = parse_transcript("> AT+CGMI\nQuectel\n\nOK\n")
 UNIT = "+6281234500001"
@@ -44,16 +45,6 @@ NOON = datetime(2026, 5, 1, 12, 0, 0, tzinfo=timezone(timedelta(hours=8)))
 
 
 # -- talking to a modem, as a client does --------------------------------------------------------
-
-def read_until(port: serial.Serial, done, within: float = 2.0) -> bytes:
-    data = b""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        data += port.read(max(1, port.in_waiting))
-        if done(data):
-            return data
-    raise AssertionError(f"nothing conclusive within {within}s; got {data!r}")
-
 
 def talk(port: serial.Serial, command: str) -> bytes:
     """Send ``command``; the bytes up to its final result."""

@@ -22,13 +22,15 @@ import pytest
 import serial
 
 from agent.centre.store import open_store
-from agent.shared.heartbeat import Heartbeat, encode_heartbeat, new_key, read_key
+from agent.shared.heartbeat import Heartbeat, encode_heartbeat, read_key
 from agent.shared.polling import wait_until
 from agent.shared.sms_pdu import encode_submit
 from agent.sim.modem import SimulatedModem
 from agent.sim.sms_network import SmsNetwork
 from agent.sim.broker import free_port
 from tests.support.systemd import FakeSystemd
+from tests.support.raw_modem import read_until
+from tests.support.heartbeat_keys import keys_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = "+6281234500001"
@@ -59,11 +61,7 @@ def centre(tmp_path: Path, network: SmsNetwork):
 
 @pytest.fixture
 def keys_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "heartbeat-keys"
-    folder.mkdir()
-    for device in ("boat_7", "probe-2"):
-        (folder / f"{device}.key").write_text(new_key(), encoding="ascii")
-    return folder
+    return keys_folder(tmp_path)
 
 
 def key(keys_dir: Path, device: str = "boat_7") -> bytes:
@@ -129,23 +127,13 @@ def stored_and_sim_empty(db: str, centre: SimulatedModem, devices: set[str], tim
 
 # -- a unit's modem, as the unit's uplink drives it ------------------------------------------
 
-def _read_until(port: serial.Serial, done, within: float = 3.0) -> bytes:
-    data = b""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        data += port.read(max(1, port.in_waiting))
-        if done(data):
-            return data
-    raise AssertionError(f"nothing conclusive within {within}s; got {data!r}")
-
-
 def send_from_unit(port: serial.Serial, text: str, to: str = CENTRE) -> None:
     """AT+CMGS in PDU mode: the command, the prompt, the PDU and Ctrl-Z, then +CMGS and OK."""
     pdu, length = encode_submit(to, text)
     port.write(f"AT+CMGS={length}\r".encode("ascii"))
-    assert _read_until(port, lambda d: d.endswith(b"> ")) == b"\r\n> "
+    assert read_until(port, lambda d: d.endswith(b"> ")) == b"\r\n> "
     port.write(pdu.encode("ascii") + b"\x1a")
-    answer = _read_until(port, lambda d: d.endswith(b"OK\r\n") or b"ERROR" in d)
+    answer = read_until(port, lambda d: d.endswith(b"OK\r\n") or b"ERROR" in d)
     assert b"+CMGS:" in answer, answer
 
 
@@ -159,7 +147,7 @@ def test_heartbeats_a_unit_sends_are_stored_and_deleted_from_the_sim(tmp_path, n
                                     sms_network=network) as unit, \
             serial.Serial(unit.port, 115200, timeout=0.05) as port:
         port.write(b"ATE0\r")
-        _read_until(port, lambda d: d.endswith(b"OK\r\n"))
+        read_until(port, lambda d: d.endswith(b"OK\r\n"))
         send_from_unit(port, encode_heartbeat(heartbeat(1043), key(keys_dir)))
     network.submit(UNIT, CENTRE, encode_heartbeat(heartbeat(7, "probe-2", backlog=0), key(keys_dir, "probe-2")))
 

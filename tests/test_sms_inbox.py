@@ -22,9 +22,10 @@ from agent.commands.main import main
 from agent.shared.heartbeat import Heartbeat, encode_heartbeat, new_key, read_key
 from agent.shared.sms_pdu import encode_deliver
 from agent.unit.devices.modem.parse_sms import StoredPdu, StoredText, parse_cmgl_pdu
-from tests.support.postgres import postgres_url  # noqa: F401  (fixture)
+from tests.support.postgres import db_url, postgres_url, store  # noqa: F401  (fixtures)
 from tests.support.readings_factory import signal_reading
 from tests.support.served_map import served
+from tests.support.heartbeat_keys import keys_folder
 
 UNIT_NUMBER = "+6281234567001"
 SENT = datetime(2026, 5, 1, 18, 0, 5, tzinfo=timezone(timedelta(hours=8)))
@@ -36,27 +37,9 @@ HB = Heartbeat(device="boat_7", counter=1043, time=datetime(2026, 5, 1, 10, 0, t
 QUOTA_NOTICE = "Kuota internet Anda telah habis. Beli paket baru di *363# atau MyTelkomsel."
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/collector.db"
-    return request.getfixturevalue("postgres_url")
-
-
-@pytest.fixture
-def store(db_url: str):
-    s = open_store(db_url)
-    yield s
-    s.close()
-
-
 @pytest.fixture
 def keys(tmp_path: Path) -> KeyFolder:
-    folder = tmp_path / "heartbeat-keys"
-    folder.mkdir()
-    for device in ("boat_7", "probe-2"):
-        (folder / f"{device}.key").write_text(new_key(), encoding="ascii")
-    return KeyFolder(folder)
+    return KeyFolder(keys_folder(tmp_path))
 
 
 def key_of(keys: KeyFolder, device: str) -> bytes:

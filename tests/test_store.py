@@ -31,7 +31,7 @@ from agent.centre.store.sqlite import SqliteStore
 from agent.shared.operators import codes_of_numbers
 from agent.shared.reading import SCHEMA_1, Event, Reading, Signal
 from agent.sim.broker import free_port
-from tests.support.postgres import postgres_url  # noqa: F401  (fixture)
+from tests.support.postgres import db_url, postgres_url, store  # noqa: F401  (fixtures)
 from tests.support.readings_factory import ALL_KINDS, T0, latency_reading, no_service_reading, signal_reading
 
 SQL_INJECTION = "'; DROP TABLE readings; --"
@@ -43,20 +43,6 @@ def numbered(make, device: str, seq: int) -> Reading:
 
 def run(readings_per_device: dict[str, range], make=signal_reading) -> list[Reading]:
     return [numbered(make, device, seq) for device, seqs in readings_per_device.items() for seq in seqs]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/collector.db"
-    return request.getfixturevalue("postgres_url")
-
-
-@pytest.fixture
-def store(db_url: str):
-    s = open_store(db_url)
-    yield s
-    s.close()
 
 
 def sql(db_url: str, query: str, params: tuple = ()) -> list[tuple]:

@@ -177,16 +177,17 @@ def run_demo(trip_seconds: float = DEFAULT_TRIP_SECONDS, workdir: str | None = N
     raise AssertionError("unreachable")
 
 
-def _config(work: Path, link: LinkProxy, broker: LocalBroker, boat: SimulatedBoat, trip_seconds: float):
-    return parse_config(
-        f"""
+def unit_toml(device: str, work: Path, uplink_port: int, broker: LocalBroker, modem_port: str) -> str:
+    """The config every demo unit shares: its buffer in ``work``, its uplink through a link
+    proxy on ``uplink_port`` with short waits (the trip is minutes), a Quectel on ``modem_port``."""
+    return f"""
         [device]
-        id = "{DEVICE}"
+        id = "{device}"
         [buffer]
         path = "{work / 'buffer.db'}"
         [uplink]
         host = "127.0.0.1"
-        port = {link.port}
+        port = {uplink_port}
         protocol = "{broker.protocol}"
         backoff_min = "200ms"
         backoff_max = "1s"
@@ -198,8 +199,14 @@ def _config(work: Path, link: LinkProxy, broker: LocalBroker, boat: SimulatedBoa
         [source]
         kind = "devices"
         [modem]
-        port = "{boat.modem_port}"
+        port = "{modem_port}"
         model = "quectel-ec25"
+"""
+
+
+def _config(work: Path, link: LinkProxy, broker: LocalBroker, boat: SimulatedBoat, trip_seconds: float):
+    return parse_config(
+        unit_toml(DEVICE, work, link.port, broker, boat.modem_port) + f"""
         [gps]
         source = "serial"
         port = "{boat.gps_port}"

@@ -33,6 +33,7 @@ from agent.centre.fleet import fleet, write_units
 from agent.centre.store.base import Store
 from agent.shared.heartbeat import new_key
 from agent.sim.broker import LocalBroker
+from agent.sim.demo import unit_toml
 from agent.sim.link import LinkProxy
 from agent.sim.modem import SimulatedModem
 from agent.sim.scenario import Radio, mahakam_scenario
@@ -139,27 +140,7 @@ class VillageProbe:
     def _config(self, broker: LocalBroker):
         work = self.work
         return parse_config(
-            f"""
-            [device]
-            id = "{VILLAGE_DEVICE}"
-            [buffer]
-            path = "{work / 'buffer.db'}"
-            [uplink]
-            host = "127.0.0.1"
-            port = {self.link.port}
-            protocol = "{broker.protocol}"
-            backoff_min = "200ms"
-            backoff_max = "1s"
-            keepalive = "5s"
-            batch_size = 50
-            encoding = "compact"
-            [budget]
-            ledger = "{work / 'usage.db'}"
-            [source]
-            kind = "devices"
-            [modem]
-            port = "{self.modem.port}"
-            model = "quectel-ec25"
+            unit_toml(VILLAGE_DEVICE, work, self.link.port, broker, self.modem.port) + f"""
             [gps]
             source = "none"
             [schedule]

@@ -149,3 +149,21 @@ def postgres_url():
     yield schema_url(base, schema)
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path: Path) -> str:
+    """The collector's database URL, once for SQLite and once for PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/collector.db"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def store(db_url: str):
+    """The store at ``db_url``, open, closed afterwards."""
+    from agent.centre.store import open_store
+
+    s = open_store(db_url)
+    yield s
+    s.close()

@@ -106,13 +106,17 @@ class AtChannel:
     def command(self, command: str, timeout: float | None = None) -> AtResponse:
         """Send ``command``; its information lines, or AtCommandError / AtTimeout / PortGone."""
         with self._lock:
-            if self._serial is None:
-                self.open()
-            if self._late_answer_possible:
-                self._discard_late_answer()
-            self._drain_urcs()
-            self._write(command + "\r")
+            self._send(command)
             return self._read_response(command, self.timeout if timeout is None else timeout)
+
+    def _send(self, command: str) -> None:
+        """Write ``command`` once the line is quiet: call it holding the lock."""
+        if self._serial is None:
+            self.open()
+        if self._late_answer_possible:
+            self._discard_late_answer()
+        self._drain_urcs()
+        self._write(command + "\r")
 
     def query(self, command: str, timeout: float | None = None) -> str:
         """The information text of ``command`` (raising on error final results)."""
@@ -133,12 +137,7 @@ class AtChannel:
         (a network that never answers): :class:`AtTimeout`, the late answer dropped later.
         """
         with self._lock:
-            if self._serial is None:
-                self.open()
-            if self._late_answer_possible:
-                self._discard_late_answer()
-            self._drain_urcs()
-            self._write(command + "\r")
+            self._send(command)
             response = ResponseLines(command, self.extra_finals)
             deadline = time.monotonic() + prompt_timeout
             while not self._prompt_seen(response):
