@@ -39,6 +39,7 @@ from agent.unit.probes import FIELD_TICK_S
 from agent.unit.service import AgentService
 from agent.sim.boat import SimulatedBoat
 from agent.sim.broker import BrokerError, LocalBroker, mosquitto_path
+from agent.sim.demo_units import unit_toml
 from agent.sim.scenario import mahakam_scenario
 from agent.sim.link import LinkProxy
 from agent.sim.route import Route, mahakam_route
@@ -175,33 +176,6 @@ def run_demo(trip_seconds: float = DEFAULT_TRIP_SECONDS, workdir: str | None = N
             stack.callback(probe.close)
         return _trip(trip_seconds, work, broker, link, boat, centre, out, probe)
     raise AssertionError("unreachable")
-
-
-def unit_toml(device: str, work: Path, uplink_port: int, broker: LocalBroker, modem_port: str) -> str:
-    """The config every demo unit shares: its buffer in ``work``, its uplink through a link
-    proxy on ``uplink_port`` with short waits (the trip is minutes), a Quectel on ``modem_port``."""
-    return f"""
-        [device]
-        id = "{device}"
-        [buffer]
-        path = "{work / 'buffer.db'}"
-        [uplink]
-        host = "127.0.0.1"
-        port = {uplink_port}
-        protocol = "{broker.protocol}"
-        backoff_min = "200ms"
-        backoff_max = "1s"
-        keepalive = "5s"
-        batch_size = 50
-        encoding = "compact"
-        [budget]
-        ledger = "{work / 'usage.db'}"
-        [source]
-        kind = "devices"
-        [modem]
-        port = "{modem_port}"
-        model = "quectel-ec25"
-"""
 
 
 def _config(work: Path, link: LinkProxy, broker: LocalBroker, boat: SimulatedBoat, trip_seconds: float):

@@ -33,7 +33,7 @@ from agent.centre.fleet import fleet, write_units
 from agent.centre.store.base import Store
 from agent.shared.heartbeat import new_key
 from agent.sim.broker import LocalBroker
-from agent.sim.demo import unit_toml
+from agent.sim.demo_units import unit_toml
 from agent.sim.link import LinkProxy
 from agent.sim.modem import SimulatedModem
 from agent.sim.scenario import Radio, mahakam_scenario
