@@ -13,7 +13,8 @@ from agent.unit.buffer import ReadingBuffer
 from agent.unit.config import load_config, read_password
 from agent.sim.broker import LocalBroker
 from agent.sim.link import LinkProxy
-from agent.unit.uplink import Backoff, MqttUplink
+from agent.shared.backoff import Backoff
+from agent.unit.uplink import MqttUplink
 from tests.support.broker import password_broker  # noqa: F401  (fixture)
 from tests.support.mqtt_sink import ReadingSink
 from tests.support.readings_factory import signal_reading

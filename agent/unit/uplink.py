@@ -42,7 +42,7 @@ import select
 import ssl
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -52,6 +52,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent.shared import seq_ranges
+from agent.shared.backoff import Backoff
 from agent.shared.installed import doc
 from agent.shared.mqtt import new_client, secure
 from agent.unit.buffer import Batch, BufferError, ReadingBuffer
@@ -92,24 +93,6 @@ class UplinkStats:
     last_delivery: str | None = None
     last_error: str | None = None
     wakeups: int = 0  # times the thread's wait ended: what an idle unit must keep small
-
-
-@dataclass
-class Backoff:
-    """Doubling waits between ``low`` and ``high`` seconds, each drawn in [w/2, w]."""
-
-    low: float
-    high: float
-    rng: random.Random = field(default_factory=random.Random)
-    failures: int = 0
-
-    def next_delay(self) -> float:
-        wait = min(self.high, self.low * (2 ** min(self.failures, 30)))
-        self.failures += 1
-        return wait / 2 + self.rng.uniform(0, wait / 2)
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 class MqttUplink:
