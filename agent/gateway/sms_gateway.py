@@ -3,7 +3,7 @@
 The loop, one modem, one thread::
 
     open the AT port; ATE0, AT+CMEE=1, AT+CMGF=0 (PDU mode: it says each message's coding),
-    AT+CPMS="SM","SM","SM" (or the first storage the modem takes), AT+CNMI=2,1,0,0,0 (+CMTI)
+    AT+CPMS="SM","SM","SM" (or the first storage the modem takes), AT+CNMI=2,1 (+CMTI)
     on every +CMTI, and every list_every_s anyway:
         AT+CMGL=4 -> sms_inbox.process_listing(store, keys) -> AT+CMGD=<i> for each index
         it returned, i.e. only messages whose transaction has returned
@@ -28,12 +28,14 @@ from datetime import datetime, timezone
 
 from agent.centre.sms_inbox import Keys, Listing, process_listing
 from agent.centre.store.base import Store
+from agent.shared.backoff import Backoff
 from agent.shared.watchdog import SystemdNotifier, Watchdog
 from agent.unit.devices.modem.at import AtChannel
 from agent.unit.devices.modem.errors import AtCommandError, AtParseError, AtTimeout, PortGone
-from agent.unit.devices.modem.parse_sms import parse_cmgl_pdu, parse_cpms
+from agent.unit.devices.modem.parse_sms import parse_cpms
+from agent.unit.devices.modem.sms import announce_new_messages, delete_message, list_messages, use_pdu_mode
 
-__all__ = ["Backoff", "GatewaySettings", "SmsGateway", "summary"]
+__all__ = ["GatewaySettings", "SmsGateway", "summary"]
 
 log = logging.getLogger(__name__)
 
@@ -67,24 +69,6 @@ class GatewaySettings:
             raise ValueError(f"--list-every must be more than 0 s, got {self.list_every_s:g}")
         if not 0 < self.backoff_first_s <= self.backoff_max_s:
             raise ValueError("the first retry delay must be more than 0 s and at most the longest")
-
-
-@dataclass
-class Backoff:
-    """A delay that doubles on each failure, from ``first`` to ``longest``, and starts over
-    after a success."""
-
-    first: float
-    longest: float
-    failures: int = 0
-
-    def next(self) -> float:
-        delay = min(self.first * 2 ** self.failures, self.longest)
-        self.failures += 1
-        return delay
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 @dataclass
@@ -190,7 +174,7 @@ class SmsGateway:
                      s.deleted, s.store_failures, s.opens)
 
     def _retry_port(self) -> float:
-        delay = self._port_backoff.next()
+        delay = self._port_backoff.next_delay()
         log.info("trying the modem %s again in %gs", self.settings.port, delay)
         return delay
 
@@ -226,10 +210,10 @@ class SmsGateway:
         """PDU mode, a storage, and +CMTI for each message stored; what cannot be set is logged."""
         channel.command("ATE0")  # the echo would only be more lines to skip
         channel.command("AT+CMEE=1")  # numeric +CMS ERROR codes; a modem that refuses keeps plain ERROR
-        channel.query("AT+CMGF=0")  # without PDU mode the coding of a message is not known
+        use_pdu_mode(channel)  # without PDU mode the coding of a message is not known
         storage = self._choose_storage(channel)
         try:
-            channel.query("AT+CNMI=2,1,0,0,0")
+            announce_new_messages(channel)
             announced = "announced by +CMTI"
         except AtCommandError as exc:
             log.warning("modem %s does not announce new messages (%s): listing every %gs only",
@@ -268,13 +252,12 @@ class SmsGateway:
         failure, with its own backoff)."""
         assert self._channel is not None
         channel = self._channel
-        with self.watchdog.busy(LIST_TIMEOUT_S):
-            response = channel.command("AT+CMGL=4", timeout=LIST_TIMEOUT_S)
-        if not response.final.ok:
-            log.error("modem %s refused the listing: %s", self.settings.port, response.final.error_for("AT+CMGL=4"))
-            return self.settings.list_every_s
         try:
-            messages = parse_cmgl_pdu(list(response.lines))
+            with self.watchdog.busy(LIST_TIMEOUT_S):
+                messages = list_messages(channel, LIST_TIMEOUT_S)
+        except AtCommandError as exc:
+            log.error("modem %s refused the listing: %s", self.settings.port, exc)
+            return self.settings.list_every_s
         except AtParseError as exc:
             # Nothing is deleted on a listing that is not understood: it is read again next time.
             log.error("listing of modem %s not understood, nothing deleted: %s", self.settings.port, exc)
@@ -292,7 +275,7 @@ class SmsGateway:
         left = len(received) - len(listing.to_delete)
         if left:
             self.stats.store_failures += 1
-            delay = self._store_backoff.next()
+            delay = self._store_backoff.next_delay()
             log.error("listing of %d messages: %s; database unavailable, %d left on the SIM, trying again in %gs",
                       len(received), summary(listing), left, delay)
             self.notifier.status(f"database unavailable, {left} messages wait on the SIM")
@@ -314,7 +297,7 @@ class SmsGateway:
         next listing: a heartbeat then is 'replayed', so nothing is stored twice."""
         for index in indexes:
             try:
-                channel.query(f"AT+CMGD={index}")
+                delete_message(channel, index)
                 self.stats.deleted += 1
             except AtCommandError as exc:
                 log.warning("modem %s did not delete message %d (%s): it is read again next time",

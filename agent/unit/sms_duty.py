@@ -28,7 +28,9 @@ from agent.shared.sms_pdu import SmsPduError, decode_deliver
 from agent.unit.config import Config
 from agent.unit.devices.modem.at import AtChannel
 from agent.unit.devices.modem.errors import AtCommandError, AtParseError, ModemError
-from agent.unit.devices.modem.sms import SendResult, delete_message, list_messages, send_text, use_pdu_mode
+from agent.unit.devices.modem.sms import (
+    SendResult, announce_new_messages, delete_message, list_messages, send_text, use_pdu_mode,
+)
 from agent.unit.sms_heartbeat import (
     Decision, HeartbeatFile, Ledger, Outage, SmsPolicy, decide, heartbeat_path, is_quota_notice, level_dbm,
     next_counter, rat_word, reason,
@@ -162,7 +164,7 @@ class SmsDuty:
         if self._set_up is not channel or not channel.is_open:  # a new modem (the agent connected, or reconnected)
             use_pdu_mode(channel)
             try:
-                channel.query("AT+CNMI=2,1")  # +CMTI when a message is stored
+                announce_new_messages(channel)
             except AtCommandError as exc:
                 log.info("SMS: the modem refused AT+CNMI=2,1 (%s); the SIM is read every %.0f s", exc,
                          self.config.sms.check_interval)

@@ -80,10 +80,19 @@ def _result(response: AtResponse) -> SendResult:
     return SendResult(False, code=final.code, meaning=detail, kind="other")
 
 
-def list_messages(channel: AtChannel) -> list[StoredPdu]:
-    """Every message in the preferred storage, as ``AT+CMGL=4`` prints them (marks them read)."""
+def announce_new_messages(channel: AtChannel) -> None:
+    """``AT+CNMI=2,1``: the modem sends ``+CMTI: <storage>,<index>`` for each message it stores
+    (and keeps the message). Raises AtCommandError when the modem refuses: then only listing
+    finds new messages."""
+    channel.query("AT+CNMI=2,1")
+
+
+def list_messages(channel: AtChannel, timeout: float | None = None) -> list[StoredPdu]:
+    """Every message in the preferred storage, as ``AT+CMGL=4`` prints them (marks them read);
+    ``timeout`` for a full SIM on slow firmware.  PDU mode is set first: a modem reset
+    forgets it."""
     use_pdu_mode(channel)
-    return parse_cmgl_pdu(channel.query(f"AT+CMGL={ALL_MESSAGES}").splitlines())
+    return parse_cmgl_pdu(channel.query(f"AT+CMGL={ALL_MESSAGES}", timeout).splitlines())
 
 
 def delete_message(channel: AtChannel, index: int) -> None:
@@ -96,5 +105,5 @@ def service_centre(channel: AtChannel) -> str | None:
     return parse_csca(channel.query("AT+CSCA?"))
 
 
-__all__ = ["SendResult", "SmsPduError", "delete_message", "list_messages", "send_text", "service_centre",
-           "use_pdu_mode"]
+__all__ = ["SendResult", "SmsPduError", "announce_new_messages", "delete_message", "list_messages", "send_text",
+           "service_centre", "use_pdu_mode"]
