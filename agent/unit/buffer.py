@@ -67,6 +67,7 @@ from agent.shared.reading import (
     Event, Reading, ReadingError, format_time, format_time_epoch, reading_from_json,
 )
 from agent.unit import buffer_schema
+from agent.unit.durable_file import replace_durably
 from agent.unit.intake import INTAKE_BYTES, IntakeError, IntakeLog, IntakeRecord, read_intake
 from agent.unit.stored_body import StoredBodyError, pack_body, unpack_body
 
@@ -481,17 +482,7 @@ class ReadingBuffer:
         if upto <= self._reserved:
             return
         new = upto + SEQ_BLOCK
-        tmp = self._seq_file.with_name(self._seq_file.name + ".tmp")
-        with open(tmp, "w") as handle:
-            handle.write(f"{new} {self._db_id}\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self._seq_file)
-        dir_fd = os.open(self._seq_file.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        replace_durably(self._seq_file, f"{new} {self._db_id}\n")
         self._reserved = new
 
     # -- meta counters -------------------------------------------------------------------

@@ -40,6 +40,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.unit.durable_file import sync_folder
+
 log = logging.getLogger(__name__)
 
 INTAKE_BYTES = 64 * 1024  # ~450 readings of a moving unit, ~2 days of a fixed probe's
@@ -173,7 +175,7 @@ class IntakeLog:
             while offset < self.size:
                 offset += os.pwrite(self._fd, zeros[:min(_BLOCK - offset % _BLOCK, self.size - offset)], offset)
         os.fsync(self._fd)
-        _sync_folder(self.path.parent)
+        sync_folder(self.path.parent)
         # What was read sits in the page cache in large pieces; the appends then dirty one
         # such piece each, and the kernel counts it whole.  Dropped, the cache is refilled a
         # page at a time by the appends.
@@ -215,10 +217,3 @@ class IntakeLog:
     def close(self) -> None:
         os.close(self._fd)
 
-
-def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from agent.shared.heartbeat import MAX_COUNT, counter_from_time
 from agent.shared.reading import NO_SERVICE_REGISTRATIONS, Signal
+from agent.unit.durable_file import replace_durably
 
 log = logging.getLogger(__name__)
 
@@ -190,20 +190,7 @@ class HeartbeatFile:
 
     def write(self, ledger: Ledger) -> None:
         """Durably, before the message that uses its counter is sent.  Raises OSError."""
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(json.dumps(asdict(ledger)))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        try:
-            folder = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(folder)
-            finally:
-                os.close(folder)
-        except OSError:
-            pass  # some file systems refuse a folder's fsync; the rename is still atomic
+        replace_durably(self.path, json.dumps(asdict(ledger)))
         self._cache = replace(ledger)
 
 
