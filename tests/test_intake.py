@@ -138,8 +138,10 @@ def test_an_intake_that_does_not_fit_is_refused_whole(tmp_path: Path) -> None:
     intake = IntakeLog(tmp_path / "i", size=1024)
     try:
         big = [record(seq, b"x" * 200) for seq in range(1, 6)]
-        assert not intake.fits(big)
-        assert intake.fits(big[:3])
+        assert not intake.append(big)
+        assert read_intake(tmp_path / "i") == [], "nothing of them written"
+        assert intake.append(big[:3])
+        assert [r.seq for r in read_intake(tmp_path / "i")] == [1, 2, 3]
     finally:
         intake.close()
 

@@ -532,14 +532,14 @@ class ReadingBuffer:
                                         pack_body(numbered.to_json()), self._boot if unsynced else None,
                                         numbered.boottime if unsynced else None))
             stored.append(numbered)
-        if self._intake is not None and self._intake.fits(records):
-            try:
-                self._intake.append(records)
-            except IntakeError as exc:
-                raise BufferError(str(exc)) from None
+        try:
+            in_intake = self._intake is not None and self._intake.append(records)
+        except IntakeError as exc:
+            raise BufferError(str(exc)) from None
+        if in_intake:
             self._wait(_Filing(tuple(records)))
             self._filed_later()
-        else:
+        else:  # no intake, or more than it has room for
             with self._transaction():
                 self._prune_due(time.time())
                 _insert_rows(self.conn, records)

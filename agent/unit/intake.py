@@ -182,19 +182,17 @@ class IntakeLog:
         os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
         return records
 
-    def fits(self, records: list[IntakeRecord]) -> bool:
-        return self._offset + sum(len(frame_record(r)) for r in records) <= self.size
-
     @property
     def used(self) -> int:
         """Bytes written since the last restart, header included."""
         return self._offset
 
-    def append(self, records: list[IntakeRecord]) -> None:
-        """Write ``records`` after the last ones and flush them (one ``fdatasync``)."""
+    def append(self, records: list[IntakeRecord]) -> bool:
+        """Write ``records`` after the last ones and flush them (one ``fdatasync``); False,
+        and nothing written, when they do not all fit."""
         data = b"".join(frame_record(r) for r in records)
         if self._offset + len(data) > self.size:
-            raise IntakeError(f"intake {self.path} is full")
+            return False
         try:
             written = os.pwrite(self._fd, data, self._offset)
             if written != len(data):
@@ -203,6 +201,7 @@ class IntakeLog:
         except OSError as exc:
             raise IntakeError(f"cannot write the intake {self.path}: {exc}") from None
         self._offset += len(data)
+        return True
 
     def restart(self) -> None:
         """The next append writes from the start.  The first record is spoiled at once, without
