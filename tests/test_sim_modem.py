@@ -26,6 +26,7 @@ from agent.unit.devices.modem.values import SignalFacts
 from agent.sim import modem_answers as answers
 from agent.sim.scenario import Radio, Tower, mahakam_scenario
 from agent.sim.modem import SimulatedModem
+from tests.support.raw_modem import quiet_for
 
 FINALS = (b"\r\nOK\r\n", b"\r\nERROR\r\n")
 
@@ -87,15 +88,6 @@ def read_reply(port: serial.Serial, within: float = 2.0) -> bytes:
 def talk(port: serial.Serial, command: str) -> bytes:
     port.write(command.encode("ascii") + b"\r")
     return read_reply(port)
-
-
-def quiet_for(port: serial.Serial, seconds: float) -> bytes:
-    """Everything that arrives during ``seconds``."""
-    data = b""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        data += port.read(max(1, port.in_waiting))
-    return data
 
 
 def wait_for(predicate, within: float) -> float:

@@ -33,7 +33,7 @@ from agent.unit.devices.modem.parse_sms import (
     parse_csca,
 )
 from agent.unit.devices.modem.transcript import parse_transcript
-from tests.support.raw_modem import read_until
+from tests.support.raw_modem import quiet_for, read_until
 
 TRANSCRIPT = parse_transcript("> AT+CGMI\nQuectel\n\nOK\n")
 UNIT = "+6281234500001"
@@ -70,14 +70,6 @@ def send(port: serial.Serial, command: str, body: bytes, end: bytes = b"\x1a") -
 def send_pdu(port: serial.Serial, number: str, text: str) -> bytes:
     pdu, length = encode_submit(number, text)
     return send(port, f"AT+CMGS={length}", pdu.encode("ascii"))
-
-
-def quiet_for(port: serial.Serial, seconds: float) -> bytes:
-    data = b""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        data += port.read(max(1, port.in_waiting))
-    return data
 
 
 def shape(line: str) -> str:

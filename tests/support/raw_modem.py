@@ -16,3 +16,12 @@ def read_until(port: serial.Serial, done: Callable[[bytes], bool], within: float
         if done(data):
             return data
     raise AssertionError(f"nothing conclusive within {within}s; got {data!r}")
+
+
+def quiet_for(port: serial.Serial, seconds: float) -> bytes:
+    """Everything that arrives during ``seconds``."""
+    data = b""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        data += port.read(max(1, port.in_waiting))
+    return data
