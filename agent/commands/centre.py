@@ -113,7 +113,7 @@ def add_collect(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from agent.commands.common import setup_logging
+    from agent.commands.common import setup_logging, stop_on_signals
     from agent.centre.ingest import Collector, CollectorSettings, default_client_id
     from agent.shared.quantities import parse_duration
     from agent.shared.watchdog import SystemdNotifier, Watchdog
@@ -140,9 +140,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         raise UsageError(f"blankspot collect: {exc}") from None
     setup_logging(args.log_level)
     store = open_store_or_exit(args.db, "collect")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     notifier = SystemdNotifier.from_environment()
     try:
         Collector(settings, store, notifier=notifier, watchdog=Watchdog.from_environment(notifier)).run(stop)

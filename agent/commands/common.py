@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +26,14 @@ def setup_logging(level: str = "info") -> None:
         stream=sys.stderr,
     )
     logging.getLogger("paho").setLevel(logging.WARNING)
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM (systemd stopping the service) or SIGINT (Ctrl-C)."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
 
 
 def config_arg(parser: argparse.ArgumentParser) -> None:

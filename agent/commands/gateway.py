@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
-import threading
 from pathlib import Path
 
 from agent.commands.exit_status import RuntimeFailure, UsageError
@@ -38,8 +36,8 @@ def _open_store(url: str, command: str):
     """The store at ``url``.  A bad URL or a SQLite file in a folder that does not exist is a
     usage error (exit 2: systemd does not restart it); a database that does not answer is a
     runtime failure (exit 1: systemd tries again)."""
-    from agent.centre.store import open_store
-    from agent.centre.store.base import StoreError, StoreUrlError, parse_db_url
+    from agent.centre.store.base import StoreUrlError, parse_db_url
+    from agent.commands.centre import open_store_or_exit
 
     try:
         parsed = parse_db_url(url)
@@ -47,12 +45,7 @@ def _open_store(url: str, command: str):
         raise UsageError(f"blankspot {command}: --db: {exc}") from None
     if parsed.backend == "sqlite" and not Path(parsed.target).parent.is_dir():
         raise UsageError(f"blankspot {command}: --db: no such folder {Path(parsed.target).parent}")
-    try:
-        return open_store(url)
-    except StoreUrlError as exc:
-        raise UsageError(f"blankspot {command}: --db: {exc}") from None
-    except StoreError as exc:
-        raise RuntimeFailure(f"{command}: database unavailable: {exc}") from None
+    return open_store_or_exit(url, command)
 
 
 # -- sms-gateway --------------------------------------------------------------------------
@@ -80,7 +73,7 @@ def add_sms_gateway(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_sms_gateway(args: argparse.Namespace) -> int:
-    from agent.commands.common import setup_logging
+    from agent.commands.common import setup_logging, stop_on_signals
     from agent.gateway.sms_gateway import GatewaySettings, SmsGateway
     from agent.shared.quantities import parse_duration
     from agent.shared.watchdog import SystemdNotifier, Watchdog
@@ -94,9 +87,7 @@ def cmd_sms_gateway(args: argparse.Namespace) -> int:
     keys = _keys_of(args, "sms-gateway")
     setup_logging(args.log_level)
     store = _open_store(args.db, "sms-gateway")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     notifier = SystemdNotifier.from_environment()
     try:
         SmsGateway(settings, store, keys, notifier=notifier, watchdog=Watchdog.from_environment(notifier)).run(stop)
